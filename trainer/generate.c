@@ -1,0 +1,154 @@
+/* generate.c: token sampling (greedy, temperature, top-k, top-p) and the
+ * batched generation loop over a KV cache. */
+#include "generate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../core/rng.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* Sort candidates by descending probability (ties: lower id first). */
+typedef struct cand { float p; int id; } cand;
+static int cand_cmp(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    if (x->p != y->p) return x->p > y->p ? -1 : 1;
+    return x->id - y->id;
+}
+
+int pl_sample(const float *logits, int V, const pl_sampler *s, uint64_t stream, uint64_t index,
+              float *scratch) {
+    if (s->temperature <= 0 || s->top_k == 1) return argmax(logits, V);
+    cand *c = (cand *)scratch; /* 2*V floats hold V (float, int) pairs */
+    float mx = logits[argmax(logits, V)];
+    for (int i = 0; i < V; i++) {
+        c[i].id = i;
+        c[i].p = (logits[i] - mx) / s->temperature;
+    }
+    int n = V;
+    qsort(c, (size_t)n, sizeof *c, cand_cmp);
+    if (s->top_k > 0 && s->top_k < n) n = s->top_k;
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        c[i].p = expf(c[i].p);
+        sum += c[i].p;
+    }
+    for (int i = 0; i < n; i++) c[i].p = (float)(c[i].p / sum);
+    if (s->top_p > 0 && s->top_p < 1) {
+        double cum = 0;
+        int keep = n;
+        for (int i = 0; i < n; i++) {
+            cum += c[i].p;
+            if (cum >= s->top_p) { keep = i + 1; break; }
+        }
+        n = keep;
+        sum = cum > 0 ? cum : 1;
+    } else {
+        sum = 1;
+    }
+    double u = pl_rng_uniform_d(s->seed, stream, index) * sum, acc = 0;
+    for (int i = 0; i < n; i++) {
+        acc += c[i].p;
+        if (u < acc) return c[i].id;
+    }
+    return c[n - 1].id;
+}
+
+static int is_stop(const pl_gen_opts *o, int32_t t) {
+    for (int i = 0; i < o->n_stop; i++)
+        if (o->stop[i] == t) return 1;
+    return 0;
+}
+
+int pl_generate(pl_model *m, int n, const int32_t *const *prompts, const int *n_prompt,
+                const pl_gen_opts *o, int32_t **out, int *n_out, pl_gen_stats *stats, pl_err *err) {
+    const int V = m->cfg.vocab;
+    int max_prompt = 0, rc = 0;
+    for (int i = 0; i < n; i++) {
+        out[i] = NULL;
+        n_out[i] = 0;
+        if (n_prompt[i] <= 0) return pl_err_set(err, PL_EINVAL, "generate: prompt %d is empty (give at least a BOS token)", i);
+        if (n_prompt[i] > max_prompt) max_prompt = n_prompt[i];
+    }
+    int n_ctx = o->n_ctx > 0 ? o->n_ctx : max_prompt + (o->max_tokens > 0 ? o->max_tokens : 0);
+    if (max_prompt > n_ctx)
+        return pl_err_set(err, PL_EINVAL, "generate: a prompt of %d tokens does not fit the context of %d", max_prompt, n_ctx);
+    pl_kvcache kv;
+    if ((rc = pl_kvcache_init(&kv, m, n, n_ctx, err))) return rc;
+    float *logits = malloc((size_t)n * V * sizeof(float));
+    float *scratch = malloc((size_t)2 * V * sizeof(float));
+    int *seqs = malloc((size_t)n * sizeof *seqs), *ntok = malloc((size_t)n * sizeof *ntok);
+    int *active = malloc((size_t)n * sizeof *active);
+    int32_t *next = malloc((size_t)n * sizeof *next);
+    const int32_t **toks = malloc((size_t)n * sizeof *toks);
+    for (int i = 0; i < n && !rc; i++) {
+        out[i] = malloc((size_t)(o->max_tokens > 0 ? o->max_tokens : 1) * sizeof(int32_t));
+        if (!out[i]) rc = PL_ENOMEM;
+    }
+    if (rc || !logits || !scratch || !seqs || !ntok || !active || !next || !toks) {
+        rc = pl_err_set(err, PL_ENOMEM, "generate: out of memory");
+        goto done;
+    }
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        seqs[i] = i;
+        toks[i] = prompts[i];
+        ntok[i] = n_prompt[i];
+        active[i] = o->max_tokens > 0;
+    }
+    if ((rc = pl_model_decode(m, &kv, n, seqs, toks, ntok, logits, NULL, err))) goto done;
+    double t1 = now_s();
+    if (stats) {
+        stats->prompt_tokens = 0;
+        for (int i = 0; i < n; i++) stats->prompt_tokens += n_prompt[i];
+        stats->prompt_seconds = t1 - t0;
+        stats->gen_tokens = 0;
+        stats->decoded_tokens = 0;
+    }
+    /* logits row k belongs to the k-th sequence of the last decode call */
+    int n_batch = n;
+    for (int step = 0;; step++) {
+        int k = 0;
+        for (int b = 0; b < n_batch; b++) {
+            int i = seqs[b];
+            int32_t t = pl_sample(logits + (size_t)b * V, V, &o->sampler, (uint64_t)i, (uint64_t)step, scratch);
+            if (is_stop(o, t)) { active[i] = 0; continue; }
+            out[i][n_out[i]++] = t;
+            if (stats) stats->gen_tokens++;
+            if (o->cb && o->cb(o->cb_ctx, i, t)) { active[i] = 0; continue; }
+            if (n_out[i] >= o->max_tokens || kv.len[i] >= n_ctx) { active[i] = 0; continue; }
+            next[k] = t;
+            seqs[k] = i;
+            k++;
+        }
+        if (k == 0) break;
+        for (int b = 0; b < k; b++) {
+            toks[b] = &next[b];
+            ntok[b] = 1;
+        }
+        n_batch = k;
+        if (stats) stats->decoded_tokens += k;
+        if ((rc = pl_model_decode(m, &kv, k, seqs, toks, ntok, logits, NULL, err))) goto done;
+    }
+    if (stats) stats->gen_seconds = now_s() - t1;
+done:
+    if (rc)
+        for (int i = 0; i < n; i++) { free(out[i]); out[i] = NULL; n_out[i] = 0; }
+    free(logits); free(scratch); free(seqs); free(ntok); free(active); free(next); free(toks);
+    pl_kvcache_free(&kv);
+    return rc;
+}

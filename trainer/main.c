@@ -1,0 +1,46 @@
+/* main.c: potluck's entry point: dispatches to the command handlers. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define PL_VERSION "0.1.0"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "potluck %s: a fine-tuning and dataset workbench\n"
+            "\n"
+            "usage: potluck <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  generate    generate text with a model (greedy or sampled, batched prompts)\n"
+            "  model info  describe a model: architecture, shapes, parameters, dtypes, tokenizer\n"
+            "  bench-gen   measure prompt processing and generation speed (used by make bench)\n"
+            "  help        this text\n"
+            "  version     print the version\n"
+            "\n"
+            "Models: a Hugging Face directory (config.json + safetensors), a GGUF file,\n"
+            "or a llama2.c checkpoint (.bin). `potluck <command> --help` for options.\n",
+            PL_VERSION);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("potluck %s\n", PL_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "model")) return cmd_model(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench-gen")) return cmd_bench_gen(argc - 1, argv + 1);
+    fprintf(stderr, "potluck: unknown command '%s' (try `potluck help`)\n", cmd);
+    return 2;
+}
