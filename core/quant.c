@@ -668,6 +668,107 @@ static AVX2 float dot_q8_avx2(pl_dtype t, const uint8_t *w, const uint8_t *a, in
     }
     return hsum8(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
 }
+
+/* Two activation vectors against one weight row: each block is unpacked
+ * once and used for both. Per vector the operations and their order are
+ * exactly those of the single-vector kernels above, so the results are the
+ * same bits as two calls of pl_vec_dot_f32 (a batch of sequences gives each
+ * sequence what it would get alone). */
+static AVX2 void dot2_q4_1_avx2(const uint8_t *w, const float *x, const float *y, int64_t n, float *ox, float *oy) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (int64_t b = 0; b < n / PL_QK; b++, w += sizeof(pl_block_q4_1), x += PL_QK, y += PL_QK) {
+        const __m128 dm = f16x2(w);
+        const __m256 d = _mm256_broadcastss_ps(dm), m = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
+        __m256i q0, q1, q2, q3;
+        unpack_nibbles(w + 4, &q0, &q1, &q2, &q3);
+        const __m256 w0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q0), d, m), w1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q1), d, m);
+        const __m256 w2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q2), d, m), w3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q3), d, m);
+        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x), a0);
+        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + 8), a1);
+        a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + 16), a2);
+        a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + 24), a3);
+        b0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(y), b0);
+        b1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(y + 8), b1);
+        b2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(y + 16), b2);
+        b3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(y + 24), b3);
+    }
+    *ox = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    *oy = hsum8(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)));
+}
+
+static AVX2 void dot2_q4_0_avx2(const uint8_t *w, const float *x, const float *y, int64_t n, float *ox, float *oy) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (int64_t b = 0; b < n / PL_QK; b++, w += sizeof(pl_block_q4_0), x += PL_QK, y += PL_QK) {
+        uint16_t h;
+        memcpy(&h, w, 2);
+        const __m128 d1 = _mm_cvtph_ps(_mm_cvtsi32_si128(h));
+        const __m256 d = _mm256_broadcastss_ps(d1);
+        const __m256 m = _mm256_broadcastss_ps(_mm_mul_ss(d1, _mm_set_ss(-8.0f)));
+        __m256i q0, q1, q2, q3;
+        unpack_nibbles(w + 2, &q0, &q1, &q2, &q3);
+        const __m256 w0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q0), d, m), w1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q1), d, m);
+        const __m256 w2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q2), d, m), w3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q3), d, m);
+        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x), a0);
+        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + 8), a1);
+        a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + 16), a2);
+        a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + 24), a3);
+        b0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(y), b0);
+        b1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(y + 8), b1);
+        b2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(y + 16), b2);
+        b3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(y + 24), b3);
+    }
+    *ox = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    *oy = hsum8(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)));
+}
+
+static AVX2 void dot2_q8_0_avx2(const uint8_t *w, const float *x, const float *y, int64_t n, float *ox, float *oy) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+    const int64_t nb = n / PL_QK;
+    const size_t bs = sizeof(pl_block_q8_0);
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2, w += 2 * bs, x += 2 * PL_QK, y += 2 * PL_QK) {
+        const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(ld_u16(w) | ld_u16(w + bs) << 16)));
+        const __m256 d0 = _mm256_broadcastss_ps(dd), d1 = _mm256_broadcastss_ps(_mm_movehdup_ps(dd));
+        const __m256 u0 = load_i8x8_ps(w + 2), u1 = load_i8x8_ps(w + 10), u2 = load_i8x8_ps(w + 18), u3 = load_i8x8_ps(w + 26);
+        const __m256 v0 = load_i8x8_ps(w + bs + 2), v1 = load_i8x8_ps(w + bs + 10), v2 = load_i8x8_ps(w + bs + 18),
+                     v3 = load_i8x8_ps(w + bs + 26);
+        __m256 p = _mm256_mul_ps(u0, _mm256_loadu_ps(x)), q = _mm256_mul_ps(v0, _mm256_loadu_ps(x + 32));
+        p = _mm256_fmadd_ps(u1, _mm256_loadu_ps(x + 8), p);
+        q = _mm256_fmadd_ps(v1, _mm256_loadu_ps(x + 40), q);
+        p = _mm256_fmadd_ps(u2, _mm256_loadu_ps(x + 16), p);
+        q = _mm256_fmadd_ps(v2, _mm256_loadu_ps(x + 48), q);
+        p = _mm256_fmadd_ps(u3, _mm256_loadu_ps(x + 24), p);
+        q = _mm256_fmadd_ps(v3, _mm256_loadu_ps(x + 56), q);
+        a0 = _mm256_fmadd_ps(d0, p, a0);
+        a1 = _mm256_fmadd_ps(d1, q, a1);
+        p = _mm256_mul_ps(u0, _mm256_loadu_ps(y));
+        q = _mm256_mul_ps(v0, _mm256_loadu_ps(y + 32));
+        p = _mm256_fmadd_ps(u1, _mm256_loadu_ps(y + 8), p);
+        q = _mm256_fmadd_ps(v1, _mm256_loadu_ps(y + 40), q);
+        p = _mm256_fmadd_ps(u2, _mm256_loadu_ps(y + 16), p);
+        q = _mm256_fmadd_ps(v2, _mm256_loadu_ps(y + 48), q);
+        p = _mm256_fmadd_ps(u3, _mm256_loadu_ps(y + 24), p);
+        q = _mm256_fmadd_ps(v3, _mm256_loadu_ps(y + 56), q);
+        b0 = _mm256_fmadd_ps(d0, p, b0);
+        b1 = _mm256_fmadd_ps(d1, q, b1);
+    }
+    if (b < nb) {
+        const __m256 d = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)ld_u16(w))));
+        const __m256 u0 = load_i8x8_ps(w + 2), u1 = load_i8x8_ps(w + 10), u2 = load_i8x8_ps(w + 18), u3 = load_i8x8_ps(w + 26);
+        __m256 p = _mm256_mul_ps(u0, _mm256_loadu_ps(x));
+        p = _mm256_fmadd_ps(u1, _mm256_loadu_ps(x + 8), p);
+        p = _mm256_fmadd_ps(u2, _mm256_loadu_ps(x + 16), p);
+        p = _mm256_fmadd_ps(u3, _mm256_loadu_ps(x + 24), p);
+        a0 = _mm256_fmadd_ps(d, p, a0);
+        p = _mm256_mul_ps(u0, _mm256_loadu_ps(y));
+        p = _mm256_fmadd_ps(u1, _mm256_loadu_ps(y + 8), p);
+        p = _mm256_fmadd_ps(u2, _mm256_loadu_ps(y + 16), p);
+        p = _mm256_fmadd_ps(u3, _mm256_loadu_ps(y + 24), p);
+        b0 = _mm256_fmadd_ps(d, p, b0);
+    }
+    *ox = hsum8(_mm256_add_ps(a0, a1));
+    *oy = hsum8(_mm256_add_ps(b0, b1));
+}
 #endif /* PL_X86 */
 
 /* ------------------------------------------------------------------ public dot products */
@@ -690,6 +791,22 @@ float pl_vec_dot_f32(pl_dtype t, const void *row, const float *x, int64_t n) {
     if (n < 0 || !pl_dtype_can_dequantize(t) || n % pl_dtype_block_elems(t)) return NAN;
     if (n == 0) return 0.0f;
     return dot_f32_scalar(t, row, x, n);
+}
+
+void pl_vec_dot_f32_multi(pl_dtype t, const void *row, const float *x, size_t x_stride, int nx, int64_t n,
+                          float *out) {
+    int j = 0;
+#if PL_X86
+    if (n > 0 && n % PL_QK == 0 && use_avx2() && (t == PL_Q4_0 || t == PL_Q4_1 || t == PL_Q8_0)) {
+        for (; j + 1 < nx; j += 2) {
+            const float *xa = x + (size_t)j * x_stride, *xb = xa + x_stride;
+            if (t == PL_Q4_1) dot2_q4_1_avx2(row, xa, xb, n, &out[j], &out[j + 1]);
+            else if (t == PL_Q4_0) dot2_q4_0_avx2(row, xa, xb, n, &out[j], &out[j + 1]);
+            else dot2_q8_0_avx2(row, xa, xb, n, &out[j], &out[j + 1]);
+        }
+    }
+#endif
+    for (; j < nx; j++) out[j] = pl_vec_dot_f32(t, row, x + (size_t)j * x_stride, n);
 }
 
 float pl_vec_dot_q8_0(pl_dtype t, const void *row, const pl_block_q8_0 *xq, int64_t n) {

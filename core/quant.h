@@ -54,6 +54,12 @@ void pl_quantize_row_q4_1(const float *x, pl_block_q4_1 *y, int64_t n);
  * Always the same bits for the same inputs on the same machine. */
 float pl_vec_dot_f32(pl_dtype t, const void *row, const float *x, int64_t n);
 
+/* out[j] = pl_vec_dot_f32(t, row, x + j * x_stride, n) for j < nx, the same
+ * bits, with each weight block unpacked once for two vectors (Q4_0, Q4_1,
+ * Q8_0 with AVX2): the batched-generation hot loop. */
+void pl_vec_dot_f32_multi(pl_dtype t, const void *row, const float *x, size_t x_stride, int nx, int64_t n,
+                          float *out);
+
 /* Dot product of a weight row with an activation row already quantized to
  * Q8_0 (int8 products, as llama.cpp does; faster, slightly less exact).
  * Supports Q4_0, Q4_1, Q8_0; returns NaN for other types. */

@@ -404,12 +404,48 @@ static void test_q8_known(void) {
     CHECK(b.qs[0] == -127 && b.qs[16] == 0 && b.qs[31] == 119, "q8_0 values %d %d %d", b.qs[0], b.qs[16], b.qs[31]);
 }
 
+/* pl_vec_dot_f32_multi gives exactly the bits of one pl_vec_dot_f32 per
+ * vector, for every supported dtype and 1..5 vectors (pairs and a leftover). */
+static void test_dot_multi(void) {
+    const int64_t n = 576;
+    const pl_dtype types[] = {PL_Q4_0, PL_Q4_1, PL_Q8_0, PL_F16, PL_F32, PL_Q6_K};
+    float *src = malloc(sizeof(float) * n), *x = malloc(sizeof(float) * n * 5);
+    unsigned char *row = malloc(4 * n + 64);
+    uint32_t r = 12345;
+    for (int64_t i = 0; i < n * 5; i++) {
+        r = r * 1664525u + 1013904223u;
+        x[i] = (float)((int32_t)(r >> 8) - (1 << 23)) / (float)(1 << 23);
+    }
+    for (int64_t i = 0; i < n; i++) src[i] = x[(i * 7) % (n * 5)] * 0.5f;
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        pl_dtype t = types[k];
+        size_t rb = pl_dtype_row_bytes(t, n);
+        if (t == PL_Q4_0) pl_quantize_row_q4_0(src, (pl_block_q4_0 *)row, n);
+        else if (t == PL_Q4_1) pl_quantize_row_q4_1(src, (pl_block_q4_1 *)row, n);
+        else if (t == PL_Q8_0) pl_quantize_row_q8_0(src, (pl_block_q8_0 *)row, n);
+        else if (t == PL_F32) memcpy(row, src, rb);
+        else for (size_t i = 0; i < rb; i++) row[i] = (unsigned char)(x[i % (n * 5)] * 97.0f) & 0x3b; /* finite f16 / q6_K bytes */
+        for (int nx = 1; nx <= 5; nx++) {
+            float out[5], one[5];
+            pl_vec_dot_f32_multi(t, row, x, (size_t)n, nx, n, out);
+            int same = 1;
+            for (int j = 0; j < nx; j++) {
+                one[j] = pl_vec_dot_f32(t, row, x + (size_t)j * n, n);
+                if (pl_f32_bits(one[j]) != pl_f32_bits(out[j])) same = 0;
+            }
+            CHECK(same, "%s: multi-vector dot of %d vectors differs from single dots", pl_dtype_name(t), nx);
+        }
+    }
+    free(src); free(x); free(row);
+}
+
 int main(void) {
     const char *refs = check_env("POTLUCK_REFS");
     test_dtype();
     test_dequant(refs);
     test_quantizers(refs);
     test_q8_known();
+    test_dot_multi();
     dot_stats st = {0}, st_q8 = {0};
     test_dot_f32(0, &st);
     test_dot_q8(0, &st_q8);

@@ -110,8 +110,12 @@ int pl_model_load_gguf(pl_model *m, pl_err *err) {
     c->n_kv_heads = c->n_heads;
     if ((rc = get_u32(m, arch, "attention.head_count_kv", 0, &c->n_kv_heads, err))) { free(arch); return rc; }
     c->head_dim = head_k;
-    int vocab = 0;
-    if ((rc = get_u32(m, arch, "vocab_size", 0, &vocab, err))) { free(arch); return rc; }
+    int vocab = 0, rope_dims = 0;
+    if ((rc = get_u32(m, arch, "vocab_size", 0, &vocab, err)) ||
+        (rc = get_u32(m, arch, "rope.dimension_count", 0, &rope_dims, err))) {
+        free(arch);
+        return rc;
+    }
     free(arch);
     const pl_gguf_tensor *emb = pl_gguf_find_tensor(m->gguf, "token_embd.weight");
     if (!emb) return pl_err_set(err, PL_ENOTFOUND, "%s: missing tensor 'token_embd.weight'", m->path);
@@ -123,6 +127,10 @@ int pl_model_load_gguf(pl_model *m, pl_err *err) {
     if (!pl_gguf_get_u32(m->gguf, "tokenizer.ggml.eos_token_id", &id, NULL) && id < (1u << 24)) c->eos_id = (int)id;
     c->qkv_bias = pl_gguf_find_tensor(m->gguf, "blk.0.attn_q.bias") != NULL;
     if ((rc = pl_model_check_config(c, m->path, err))) return rc;
+    if (rope_dims && rope_dims != c->head_dim)
+        return pl_err_set(err, PL_EUNSUPPORTED,
+                          "%s: rope.dimension_count %d differs from the head size %d (partial rotary embeddings are not supported)",
+                          m->path, rope_dims, c->head_dim);
 
     int64_t D = c->dim, qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
     if ((rc = weight(m, "token_embd.weight", c->vocab, D, 0, &m->tok_embd, err))) return rc;
@@ -159,7 +167,7 @@ int pl_model_load_gguf(pl_model *m, pl_err *err) {
                 (rc = unpermute(m, &L->wk, c->n_kv_heads, c->head_dim, err)))
                 return rc;
             if (L->bq) {
-                float *b = pl_model_own(m, (size_t)(qd + 2 * kvd) * sizeof(float));
+                float *b = pl_model_own(m, (size_t)(qd + kvd) * sizeof(float));
                 if (!b) return pl_err_set(err, PL_ENOMEM, "%s: out of memory", m->path);
                 pl_model_unpermute_vec(b, L->bq, c->n_heads, c->head_dim);
                 pl_model_unpermute_vec(b + qd, L->bk, c->n_kv_heads, c->head_dim);

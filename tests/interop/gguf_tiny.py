@@ -341,7 +341,7 @@ def main():
             "n_heads": model.config.num_attention_heads, "n_kv_heads": model.config.num_key_value_heads,
             "peer": peer})
     # the shared fixture: a GGUF written by llama.cpp's own converter
-    fx = os.path.join(os.environ["POTLUCK_SHARED"], "fixtures", "gguf-tiny-llama", "llama-2-tiny-random.gguf")
+    fx = os.path.join(C.env_path("POTLUCK_SHARED"), "fixtures", "gguf-tiny-llama", "llama-2-tiny-random.gguf")
     fx_ids = torch.tensor([1, 450, 4996, 17354, 1701, 29916, 432, 17204, 975, 278, 17366, 11203])
     fxm = AutoModelForCausalLM.from_pretrained(os.path.dirname(fx), gguf_file=os.path.basename(fx),
                                                dtype=torch.float32, attn_implementation="eager")

@@ -81,9 +81,10 @@ void pl_cpu_linear_q(float *out, const float *x, const pl_qweight *w, const floa
 #pragma omp parallel for schedule(static) if ((long)O * I >= PL_CPU_PAR_MIN)
         for (int o = 0; o < O; o++) {
             const void *row = base + (size_t)o * rb;
-            float b = bias ? bias[o] : 0.0f;
-            for (int t = 0; t < T; t++)
-                out[(size_t)t * O + o] = pl_vec_dot_f32(w->dtype, row, x + (size_t)t * I, I) + b;
+            float b = bias ? bias[o] : 0.0f, y[PL_CPU_LINQ_DOT_MAX_T];
+            /* each quantized block is unpacked once for two inputs; same bits as one dot per input */
+            pl_vec_dot_f32_multi(w->dtype, row, x, (size_t)I, T, I, y);
+            for (int t = 0; t < T; t++) out[(size_t)t * O + o] = y[t] + b;
         }
         return;
     }
