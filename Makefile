@@ -46,11 +46,14 @@ $(DEPS_STAMP):
 # OpenBLAS: the OpenMP build, so BLAS threads and ours share one pool.
 BLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
-CPPFLAGS := -D_GNU_SOURCE -I. -I/usr/include/x86_64-linux-gnu/openblas-openmp -MMD -MP
+PKGS := hdf5 libutf8proc
+CPPFLAGS := -D_GNU_SOURCE -I. -I/usr/include/x86_64-linux-gnu/openblas-openmp -MMD -MP \
+  $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS_BASE := -std=c11 -fopenmp $(WARN)
 OPT_CFLAGS := $(CFLAGS_BASE) -O2 -g
 SAN_CFLAGS := $(CFLAGS_BASE) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-LDLIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lpcre2-8 -lcrypto -lm -fopenmp
+LDLIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas $(shell pkg-config --libs $(PKGS) 2>/dev/null) \
+  -lcjson -lpcre2-8 -lcrypto -lm -fopenmp
 
 LIB_SRC := $(filter-out trainer/main.c,$(wildcard core/*.c trainer/*.c trainer/cpu/*.c lora/*.c datasets/*.c plugins/*.c))
 MAIN_SRC := trainer/main.c

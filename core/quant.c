@@ -215,6 +215,9 @@ int pl_dtype_can_dequantize(pl_dtype t) {
     return t == PL_F32 || t == PL_F16 || t == PL_BF16 || block_dequantizer(t) != NULL;
 }
 
+/* AVX2 rows of Q4_0/Q4_1/Q8_0 (defined below); returns 1 when it did the work. */
+static int deq_row_fast(pl_dtype t, const uint8_t *s, float *dst, int64_t n);
+
 int pl_dequantize_row(pl_dtype t, const void *src, float *dst, int64_t n) {
     if (n < 0) return -1;
     const uint8_t *s = src;
@@ -234,6 +237,7 @@ int pl_dequantize_row(pl_dtype t, const void *src, float *dst, int64_t n) {
         return 0;
     default: break;
     }
+    if (deq_row_fast(t, s, dst, n)) return 0;
     deq_fn f = block_dequantizer(t);
     if (!f) return -1;
     const int64_t qk = pl_dtype_block_elems(t);
@@ -769,7 +773,57 @@ static AVX2 void dot2_q8_0_avx2(const uint8_t *w, const float *x, const float *y
     *ox = hsum8(_mm256_add_ps(a0, a1));
     *oy = hsum8(_mm256_add_ps(b0, b1));
 }
+
+/* Row dequantization of the types prefill multiplies most. Each value is
+ * computed with the scalar code's operations in the same order (a multiply,
+ * then an add; no FMA), so the results are the same bits as the scalar
+ * deq_* functions and gguf-py. */
+static AVX2 void deq_row_q4_1_avx2(const uint8_t *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b += sizeof(pl_block_q4_1), y += PL_QK) {
+        const __m128 dm = f16x2(b);
+        const __m256 d = _mm256_broadcastss_ps(dm), m = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
+        __m256i q0, q1, q2, q3;
+        unpack_nibbles(b + 4, &q0, &q1, &q2, &q3);
+        _mm256_storeu_ps(y, _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(q0)), m));
+        _mm256_storeu_ps(y + 8, _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(q1)), m));
+        _mm256_storeu_ps(y + 16, _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(q2)), m));
+        _mm256_storeu_ps(y + 24, _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(q3)), m));
+    }
+}
+
+static AVX2 void deq_row_q4_0_avx2(const uint8_t *b, float *y, int64_t nb) {
+    const __m256i eight = _mm256_set1_epi32(8);
+    for (int64_t i = 0; i < nb; i++, b += sizeof(pl_block_q4_0), y += PL_QK) {
+        const __m256 d = _mm256_set1_ps(f16_hw(b));
+        __m256i q0, q1, q2, q3;
+        unpack_nibbles(b + 2, &q0, &q1, &q2, &q3);
+        _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q0, eight)), d));
+        _mm256_storeu_ps(y + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q1, eight)), d));
+        _mm256_storeu_ps(y + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q2, eight)), d));
+        _mm256_storeu_ps(y + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q3, eight)), d));
+    }
+}
+
+static AVX2 void deq_row_q8_0_avx2(const uint8_t *b, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, b += sizeof(pl_block_q8_0), y += PL_QK) {
+        const __m256 d = _mm256_set1_ps(f16_hw(b));
+        for (int k = 0; k < 4; k++) _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(load_i8x8_ps(b + 2 + 8 * k), d));
+    }
+}
 #endif /* PL_X86 */
+
+static int deq_row_fast(pl_dtype t, const uint8_t *s, float *dst, int64_t n) {
+#if PL_X86
+    if ((t == PL_Q4_0 || t == PL_Q4_1 || t == PL_Q8_0) && n % PL_QK == 0 && use_avx2()) {
+        if (t == PL_Q4_1) deq_row_q4_1_avx2(s, dst, n / PL_QK);
+        else if (t == PL_Q4_0) deq_row_q4_0_avx2(s, dst, n / PL_QK);
+        else deq_row_q8_0_avx2(s, dst, n / PL_QK);
+        return 1;
+    }
+#endif
+    (void)t; (void)s; (void)dst; (void)n;
+    return 0;
+}
 
 /* ------------------------------------------------------------------ public dot products */
 

@@ -19,6 +19,13 @@ typedef struct pl_tokenizer pl_tokenizer;
 
 typedef enum pl_tok_kind { PL_TOK_SPM = 0, PL_TOK_BPE = 1 } pl_tok_kind;
 
+/* Any supported tokenizer by path: a tokenizer.json, a folder holding one
+ * (its tokenizer_config.json supplies the chat template, BOS/EOS and
+ * add_bos_token), a GPT-2 style folder with vocab.json + merges.txt, a GGUF
+ * file, or a llama2.c tokenizer .bin (its vocabulary size is what the file
+ * holds). */
+int pl_tokenizer_load(pl_tokenizer **out, const char *path, pl_err *err);
+
 /* llama2.c tokenizer.bin for a model with vocab_size tokens. */
 int pl_tokenizer_load_llama2c(pl_tokenizer **out, const char *path, int vocab_size, pl_err *err);
 /* From GGUF metadata (tokenizer.ggml.*). */
@@ -53,6 +60,15 @@ const char *pl_tokenizer_pre(const pl_tokenizer *t, int *known);
  * parse_special is ignored there, as run.c does.) */
 int pl_tokenizer_encode(const pl_tokenizer *t, const char *text, size_t len, int add_bos,
                         int parse_special, int32_t **ids, int *n_ids, pl_err *err);
+
+/* As pl_tokenizer_encode, and offs[i] (malloc'd, n_ids entries) is the byte
+ * offset in text where the text of token i begins; a token the tokenizer
+ * inserts (BOS, a SentencePiece dummy-prefix space) gets the offset of the
+ * text that follows it. Used to turn character spans (an assistant turn)
+ * into token masks exactly. */
+int pl_tokenizer_encode_offsets(const pl_tokenizer *t, const char *text, size_t len, int add_bos,
+                                int parse_special, int32_t **ids, int32_t **offs, int *n_ids,
+                                pl_err *err);
 
 /* Bytes of token id as it reads in running text, given the previous token
  * (SentencePiece drops the leading space of the first piece after BOS, as

@@ -442,6 +442,9 @@ static void test_dot_multi(void) {
 int main(void) {
     const char *refs = check_env("POTLUCK_REFS");
     test_dtype();
+    pl_quant_force_scalar(1); /* the scalar dequantizers, then the AVX2 rows: both exact */
+    test_dequant(refs);
+    pl_quant_force_scalar(0);
     test_dequant(refs);
     test_quantizers(refs);
     test_q8_known();

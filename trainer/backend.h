@@ -86,12 +86,71 @@ typedef struct pl_backend {
     /* out[i] = a[i] + b[i] ; out may alias a or b. */
     void (*add)(float *out, const float *a, const float *b, size_t n);
 
-    /* Mean cross-entropy over the rows whose target is >= 0 (target < 0 is
-     * ignored). logits (T,V). losses (T) receives each row's loss (0 for
+    /* Cross-entropy summed over the rows whose target is >= 0 (target < 0 is
+     * ignored; the caller divides by *n_valid for a mean). logits (T,V). losses (T) receives each row's loss (0 for
      * ignored rows) when non-NULL; *n_valid the count of rows used.
      * Returns the sum of losses (double, summed in row order). */
     double (*cross_entropy)(const float *logits, const int32_t *targets, int T, int V,
                             float *losses, int64_t *n_valid);
+
+    /* ---- backward ops ------------------------------------------------
+     * Each takes the gradient of its op's output (dout) and the forward
+     * inputs, and produces input gradients (overwritten, "=") and parameter
+     * gradients (accumulated, "+="), so gradient accumulation over
+     * micro-batches is the caller's loop. Any pointer documented "or NULL"
+     * skips that gradient. Same determinism rules as the forward ops,
+     * including the same bits for 1, 2 or 3 threads wherever the op does
+     * not call sgemm. */
+
+    /* dtable (V,C) += scatter of dout (T,C) by ids, summed in token order. */
+    void (*embedding_bwd)(float *dtable, const int32_t *ids, const float *dout, int T, int C);
+
+    /* dx (T,C) = ; dw (C) += . x and w are the forward inputs. dx may alias dout. */
+    void (*rmsnorm_bwd)(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                        int T, int C, float eps);
+
+    /* In place: d (T, nheads*hd) holds dL/d(rope(x)) and becomes dL/dx. */
+    void (*rope_bwd)(float *d, const int32_t *pos, const float *inv_freq, int T, int nheads, int hd);
+
+    /* dq (Tq, nh*hd) = ; dk, dv (Tk, nkv*hd) = . Same masking arguments as
+     * attention; out is the forward output (used for the softmax backward's
+     * row sums). Recomputes the attention probabilities. */
+    void (*attention_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                          const float *k, const float *v, const float *out,
+                          const int32_t *qlast, const int32_t *qseg, const int32_t *kseg,
+                          int Tq, int Tk, int nh, int nkv, int hd);
+
+    /* dgate, dup (T,H) = from dout (T,H) of out = silu(gate) * up. dgate may
+     * alias dout. */
+    void (*swiglu_bwd)(float *dgate, float *dup, const float *dout, const float *gate,
+                       const float *up, int T, int H);
+
+    /* out = x . w^T + bias: dx (T,I) = dout . w (or NULL); dw (O,I) += dout^T . x
+     * (or NULL); dbias (O) += column sums of dout (or NULL). */
+    void (*linear_bwd)(float *dx, float *dw, float *dbias, const float *dout, const float *x,
+                       const float *w, int T, int I, int O);
+
+    /* dx (T, w->cols) = dout (T, w->rows) . dequant(w): the input gradient
+     * through a frozen weight in any dtype (QLoRA's base). workspace as for
+     * linear_q. */
+    void (*linear_q_bwd_x)(float *dx, const float *dout, const pl_qweight *w, int T, float *workspace);
+
+    /* dlogits (T,V) = scale * (softmax(logits) - onehot(target)) for rows
+     * with target >= 0, 0 for ignored rows. scale is dL/d(loss of one row),
+     * e.g. 1/n_valid for a mean. dlogits may alias logits. */
+    void (*cross_entropy_bwd)(float *dlogits, const float *logits, const int32_t *targets, int T,
+                              int V, float scale);
+
+    /* Sum of squares in double, in a fixed order (grad norms). */
+    double (*sumsq)(const float *x, size_t n);
+    /* x[i] *= s */
+    void (*scale)(float *x, float s, size_t n);
+
+    /* One AdamW step (decoupled weight decay, bias correction with the
+     * 1-based step t): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+     * p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p), as torch.optim.AdamW. */
+    void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float wd, int t);
 } pl_backend;
 
 const pl_backend *pl_backend_cpu(void);
