@@ -24,7 +24,8 @@ endif
 # ---------------------------------------------------------------- deps
 DEBIAN_PKGS := build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev \
   libhdf5-dev libarchive-dev libzstd-dev libcjson-dev libssl-dev libpcre2-dev \
-  libutf8proc-dev unzip python3-venv gettext-base time
+  libutf8proc-dev unzip python3-venv gettext-base time \
+  emacs-common unicode-data hunspell-ar manpages-ja manpages-zh
 DEPS_STAMP := $(CACHE)/deps-$(shell echo '$(DEBIAN_PKGS)' | sha256sum | cut -c1-12).stamp
 
 .PHONY: all deps test run bench test-big clean model venv refs build-san build-opt
@@ -135,7 +136,11 @@ $(VENV)/.ok: | deps
 	@touch $@
 
 # Peer reference files: computed once per (peer versions, script, inputs).
+# The tokenizer corpus is assembled from Debian-packaged text first (refs
+# hash it as an input).
+CORPUS := $(CACHE)/corpus/tok-corpus-v1.txt
 refs: venv model
+	@python3 tests/make_corpus.py $(CORPUS)
 	@bash tests/refs.sh
 
 # ---------------------------------------------------------------- targets

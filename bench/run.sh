@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/run.sh: potluck vs llama.cpp speed on the same GGUF, same threads, measured in one run.
+# bench/run.sh: potluck vs llama.cpp speed on the same GGUF, same threads, measured in one run;
+# then training-step speed vs PyTorch (bench/train_bench.sh).
 #
 # `make bench` runs this after building ./potluck, with POTLUCK_VENV and
 # POTLUCK_MODEL set by the Makefile. Measurements (both sides get the same
@@ -144,3 +145,26 @@ for name in order:
         "%s (%s)" % (name, desc.get(name, "")), fmt(p), fmt(l), fmt(ratio, "%.2f"),
         fmt(pr / 1024 if pr else None), fmt(lr / 1024 if lr else None)))
 EOF
+
+# ---------------------------------------------------------------- training
+# Training-step speed against PyTorch (bench/train_bench.sh states what it
+# measures); BENCH_TRAIN=0 skips it, BENCH_ONLY=llamacpp skips it too.
+if [ "${BENCH_TRAIN:-1}" != 0 ] && [ "$ONLY" != llamacpp ]; then
+  train_only=; [ "$ONLY" = potluck ] && train_only=potluck
+  BENCH_OUT="$OUT" BENCH_ONLY="$train_only" BENCH_POTLUCK="$POTLUCK" BENCH_THREADS="$THREADS" \
+    bash bench/train_bench.sh
+fi
+
+# ---------------------------------------------------------------- tokenizers
+# Encode throughput against Hugging Face tokenizers on the test corpus;
+# BENCH_TOKENIZE=0 skips it.
+if [ "${BENCH_TOKENIZE:-1}" != 0 ] && [ "$ONLY" = "" ]; then
+  bash bench/tokenize_bench.sh
+fi
+
+# ---------------------------------------------------------------- datasets
+# Loader throughput against a raw memory-mapped read, and data build write
+# throughput; BENCH_LOADER=0 skips it.
+if [ "${BENCH_LOADER:-1}" != 0 ] && [ "$ONLY" = "" ]; then
+  bash bench/loader_bench.sh
+fi

@@ -1,7 +1,10 @@
-/* tokenizer.c: text <-> token ids for llama2.c tokenizer .bin files and GGUF vocabularies.
+/* tokenizer.c: tokenizer core: piece hash, merge engine, llama2.c / GGUF encoders, decoding, llama2.c .bin loading.
  *
- * Three flavours share one table layout (pieces in one arena, a piece -> id
- * open-addressing hash, token types, scores):
+ * The other parts: tokenizer_gguf.c (GGUF metadata), tokenizer_pretok.c
+ * (tokenizer.ggml.pre -> regexes), tokenizer_json.c (tokenizer.json, GPT-2
+ * vocab.json + merges.txt, pl_tokenizer_load by path), tokenizer_hf.c (the
+ * Hugging Face pipeline), tokenizer_wordpiece.c (BERT); layout in
+ * tokenizer_int.h.
  *
  *   llama2.c .bin   SentencePiece-style BPE by piece score, exactly as
  *                   karpathy/llama2.c run.c encode()/decode()/safe_printf():
@@ -20,26 +23,11 @@
  *
  * The merges run on a doubly linked list of symbols with a binary heap of
  * candidate pairs (stale entries are skipped when popped), so a long text
- * costs O(n log n), not llama2.c's O(n^2), with identical results.
- *
- * Special tokens (GGUF only), as llama.cpp's tokenizer_st_partition does:
- * user-defined tokens (type 4) are always cut out of the text before the
- * tokenizer sees it (Hugging Face and llama.cpp both do this; the mpt and
- * deepseek vocabularies rely on it); control and unknown tokens (types 3, 2)
- * only when parse_special is set. At each position the longest matching
- * token wins. A llama2.c vocabulary has no special strings (parse_special is
- * ignored, as in run.c).
- *
- * Pre-tokenizers (tokenizer.ggml.pre -> regex set, see pre_names below):
- * gpt-2 family (gpt-2, mpt, olmo, phi-2, ...), llama3 family (llama3,
- * llama-bpe, smaug-bpe, dbrx, ...; llama3 proper also ignore_merges),
- * qwen2 family, starcoder family (starcoder, refact, smollm, command-r, ...:
- * digits one by one, then GPT-2's pattern), falcon, deepseek-coder and
- * llama.cpp's "default" set. Anything else (deepseek-llm, tekken, bloom,
- * chameleon, gpt-4o, ...) falls back to GPT-2's pattern, and
- * pl_tokenizer_pre() reports it as unknown. */
+ * costs O(n log n), not llama2.c's O(n^2), with identical results. Every
+ * symbol carries the offset of its text in the caller's string, which is what
+ * pl_tokenizer_encode_offsets returns. */
 #define PCRE2_CODE_UNIT_WIDTH 8
-#include "tokenizer.h"
+#include "tokenizer_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -50,89 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* token types as GGUF stores them (llama.cpp's llama_token_type) */
-enum { TT_UNDEF = 0, TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
-
-enum { SRC_LLAMA2C = 0, SRC_GGUF_SPM = 1, SRC_GGUF_BPE = 2 };
-
-#define MAX_RE 6
-#define MAX_VOCAB (1 << 26)
-
-typedef struct merge_ent {
-    size_t left;      /* offset of the left string in the arena */
-    uint32_t left_len;
-    size_t right;
-    uint32_t right_len;
-    int32_t rank;
-} merge_ent;
-
-struct pl_tokenizer {
-    pl_tok_kind kind;
-    int src;
-    int n;                 /* vocabulary size */
-    char *arena;           /* every piece, NUL-terminated, then the merge strings */
-    size_t *off;           /* (n) piece offsets into arena */
-    uint32_t *len;         /* (n) piece lengths */
-    float *score;          /* (n) */
-    uint8_t *type;         /* (n) TT_* */
-    int32_t *slots;        /* piece hash: ids, -1 empty */
-    size_t mask;
-    uint32_t max_len;      /* longest piece in bytes */
-    int bos, eos, unk;
-    int add_bos;
-    int add_space_prefix;  /* SPM: prepend ' ' to each text fragment */
-    int32_t byte_id[256];  /* SPM byte fallback / BPE single byte-level char; -1 none */
-    char *chat_template;
-    /* special-token matching: ids grouped by first byte, longest first */
-    int32_t *spec;
-    uint32_t spec_start[257];
-    int has_user;          /* some user-defined token: scan even without parse_special */
-    /* BPE */
-    merge_ent *merges;
-    uint32_t n_merges;
-    int32_t *mslots;
-    size_t mmask;
-    pcre2_code *re[MAX_RE];
-    int n_re;
-    int ignore_merges;
-    uint32_t byte2cp[256];
-    int16_t cp2byte[512];
-    char pre[64];          /* tokenizer.ggml.pre as read, for notes */
-    int pre_known;         /* 0: unknown pre, GPT-2 pattern used */
-};
-
-/* ------------------------------------------------------------------ hashing */
-
-static uint64_t fnv1a(const char *p, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-static uint64_t mix64(uint64_t h) {
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
-}
-
-static int hash_cap(size_t n, size_t *cap) {
-    size_t c = 16;
-    while (c < n * 2) {
-        if (c > SIZE_MAX / 4) return 0;
-        c <<= 1;
-    }
-    *cap = c;
-    return 1;
-}
-
-static const char *piece_ptr(const pl_tokenizer *t, int id) { return t->arena + t->off[id]; }
-
 /* id of the piece with exactly these bytes, or -1 */
-static int lookup(const pl_tokenizer *t, const char *p, size_t n) {
+int tok_lookup(const pl_tokenizer *t, const char *p, size_t n) {
     if (n > t->max_len) return -1;
     size_t i = (size_t)mix64(fnv1a(p, n)) & t->mask;
     for (;;) {
@@ -145,7 +52,7 @@ static int lookup(const pl_tokenizer *t, const char *p, size_t n) {
 
 /* Build the piece hash; a duplicate piece keeps its first id. Empty pieces
  * (a known defect of some vocabularies) are left out. */
-static int build_piece_hash(pl_tokenizer *t, pl_err *err, const char *what) {
+int tok_build_piece_hash(pl_tokenizer *t, pl_err *err, const char *what) {
     size_t cap;
     if (!hash_cap((size_t)t->n, &cap)) return pl_err_set(err, PL_ENOMEM, "%s: vocabulary too large", what);
     t->slots = malloc(cap * sizeof *t->slots);
@@ -170,9 +77,6 @@ static int build_piece_hash(pl_tokenizer *t, pl_err *err, const char *what) {
     return PL_OK;
 }
 
-static uint64_t pair_hash(const char *a, size_t an, const char *b, size_t bn) {
-    return mix64(fnv1a(a, an) ^ (mix64(fnv1a(b, bn)) + 0x9e3779b97f4a7c15ull));
-}
 
 /* rank of the merge (a, b), or -1 */
 static int merge_rank(const pl_tokenizer *t, const char *a, size_t an, const char *b, size_t bn) {
@@ -189,57 +93,9 @@ static int merge_rank(const pl_tokenizer *t, const char *a, size_t an, const cha
     }
 }
 
-/* ------------------------------------------------------------------ UTF-8 */
-
-/* Length of the valid UTF-8 character at p (RFC 3629: no overlongs, no
- * surrogates, at most U+10FFFF), or 0 if the bytes there are not one. This is
- * as strict as PCRE2's own check, so validated runs can skip it. */
-static size_t utf8_valid(const unsigned char *p, size_t n, uint32_t *cp) {
-    unsigned c = p[0];
-    if (c < 0x80) {
-        if (cp) *cp = c;
-        return 1;
-    }
-    size_t k;
-    uint32_t v, min;
-    if (c >= 0xC2 && c <= 0xDF) { k = 2; v = c & 0x1F; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { k = 3; v = c & 0x0F; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { k = 4; v = c & 0x07; min = 0x10000; }
-    else return 0;
-    if (n < k) return 0;
-    for (size_t i = 1; i < k; i++) {
-        if ((p[i] & 0xC0) != 0x80) return 0;
-        v = (v << 6) | (p[i] & 0x3F);
-    }
-    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
-    if (cp) *cp = v;
-    return k;
-}
-
-/* llama.cpp's unicode_len_utf8: length from the lead byte alone */
-static size_t utf8_len_lead(unsigned char c) {
-    if (c < 0x80) return 1;
-    if ((c & 0xE0) == 0xC0) return 2;
-    if ((c & 0xF0) == 0xE0) return 3;
-    if ((c & 0xF8) == 0xF0) return 4;
-    return 1;
-}
-
-static size_t utf8_put(uint32_t cp, char *o) {
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) { o[0] = (char)(0xC0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12)); o[1] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18)); o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the
  * other 68 bytes to U+0100.. in byte order. */
-static void build_byte_maps(pl_tokenizer *t) {
+void tok_build_byte_maps(pl_tokenizer *t) {
     int n = 0;
     for (int i = 0; i < 512; i++) t->cp2byte[i] = -1;
     for (int b = 0; b < 256; b++) {
@@ -250,7 +106,7 @@ static void build_byte_maps(pl_tokenizer *t) {
 }
 
 /* "<0xNN>" (exactly, two hex digits) -> byte, or -1 */
-static int parse_byte_piece(const char *p, size_t n) {
+int tok_parse_byte_piece(const char *p, size_t n) {
     if (n != 6 || p[0] != '<' || p[1] != '0' || p[2] != 'x' || p[5] != '>') return -1;
     int v = 0;
     for (int i = 3; i < 5; i++) {
@@ -263,70 +119,12 @@ static int parse_byte_piece(const char *p, size_t n) {
     return v;
 }
 
-/* ------------------------------------------------------------------ buffers */
-
-typedef struct { int32_t *v; size_t n, cap; } ivec;
-
-static int ivec_push(ivec *o, int32_t x) {
-    if (o->n == o->cap) {
-        size_t nc = o->cap ? o->cap * 2 : 64;
-        if (nc > (size_t)INT_MAX) nc = (size_t)INT_MAX;
-        if (o->n >= nc) return PL_ERANGE;
-        int32_t *nv = realloc(o->v, nc * sizeof *nv);
-        if (!nv) return PL_ENOMEM;
-        o->v = nv;
-        o->cap = nc;
-    }
-    o->v[o->n++] = x;
-    return PL_OK;
-}
-
-typedef struct { char *p; size_t n, cap; } sbuf;
-
-static int sbuf_reserve(sbuf *b, size_t need) {
-    if (need <= b->cap) return PL_OK;
-    size_t nc = b->cap ? b->cap : 256;
-    while (nc < need) {
-        if (nc > SIZE_MAX / 2) return PL_ENOMEM;
-        nc *= 2;
-    }
-    char *np = realloc(b->p, nc);
-    if (!np) return PL_ENOMEM;
-    b->p = np;
-    b->cap = nc;
-    return PL_OK;
-}
-
-static int sbuf_add(sbuf *b, const char *p, size_t n) {
-    size_t need;
-    if (!pl_add_ok(b->n, n, &need)) return PL_ENOMEM;
-    int rc = sbuf_reserve(b, need);
-    if (rc) return rc;
-    if (n) memcpy(b->p + b->n, p, n);
-    b->n = need;
-    return PL_OK;
-}
-
-/* ------------------------------------------------------------------ merging */
-
-typedef struct { int32_t prev, next; uint32_t off, n; int32_t id; } sym;
-/* a candidate merge of symbols left and right; lower prio is better */
-typedef struct { double prio; int32_t left, right; uint32_t n; int32_t id; } bigram;
-
-typedef struct {
-    sym *s;
-    size_t ns, cap_s;
-    bigram *h;
-    size_t nh, cap_h;
-    sbuf buf;   /* the text the symbols index */
-    sbuf tmp;
-} work;
-
-static void work_free(work *w) {
+void work_free(work *w) {
     free(w->s);
     free(w->h);
     free(w->buf.p);
     free(w->tmp.p);
+    free(w->bmap.v);
 }
 
 static int bg_less(const bigram *a, const bigram *b) {
@@ -334,7 +132,7 @@ static int bg_less(const bigram *a, const bigram *b) {
     return a->left < b->left;
 }
 
-static int heap_push(work *w, bigram b) {
+int heap_push(work *w, bigram b) {
     if (w->nh == w->cap_h) {
         size_t nc = w->cap_h ? w->cap_h * 2 : 64;
         if (nc > SIZE_MAX / sizeof(bigram)) return PL_ENOMEM;
@@ -354,7 +152,7 @@ static int heap_push(work *w, bigram b) {
     return PL_OK;
 }
 
-static bigram heap_pop(work *w) {
+bigram heap_pop(work *w) {
     bigram top = w->h[0];
     bigram last = w->h[--w->nh];
     size_t i = 0, n = w->nh;
@@ -371,7 +169,7 @@ static bigram heap_pop(work *w) {
     return top;
 }
 
-static int sym_push(work *w, uint32_t off, uint32_t n, int32_t id) {
+int sym_push(work *w, uint32_t off, uint32_t n, int32_t id, int32_t toff) {
     if (w->ns == w->cap_s) {
         size_t nc = w->cap_s ? w->cap_s * 2 : 64;
         if (nc > (size_t)INT32_MAX || nc > SIZE_MAX / sizeof(sym)) return PL_ENOMEM;
@@ -387,6 +185,7 @@ static int sym_push(work *w, uint32_t off, uint32_t n, int32_t id) {
     s->off = off;
     s->n = n;
     s->id = id;
+    s->toff = toff;
     w->ns++;
     return PL_OK;
 }
@@ -409,7 +208,7 @@ static int try_pair(const pl_tokenizer *t, work *w, int32_t l, int32_t r) {
     bigram g = { 0, l, r, (uint32_t)n, -1 };
     if (t->kind == PL_TOK_SPM) {
         /* symbols are adjacent spans of w->buf: the concatenation is contiguous */
-        int id = lookup(t, w->buf.p + a->off, n);
+        int id = tok_lookup(t, w->buf.p + a->off, n);
         if (id < 0 || !spm_usable(t, id)) return PL_OK;
         float sc = t->score[id];
         if (sc != sc) return PL_OK; /* NaN never wins a comparison in run.c */
@@ -448,25 +247,25 @@ static int run_merges(const pl_tokenizer *t, work *w) {
 /* ------------------------------------------------------------------ encoders */
 
 /* llama2.c run.c encode(), minus BOS handling done by the caller. */
-static int encode_llama2c(const pl_tokenizer *t, const char *text, size_t len, int add_bos, work *w, ivec *out) {
+static int encode_llama2c(const pl_tokenizer *t, const char *text, size_t len, int add_bos, work *w, tokout *out) {
     int rc;
-    ivec init = { 0 };
-    if (add_bos && (rc = ivec_push(&init, 1))) goto done;
+    ivec init = { 0 }, ioff = { 0 };
+    if (add_bos && ((rc = ivec_push(&init, 1)) || (rc = ivec_push(&ioff, 0)))) goto done;
     if (len > 0) {
-        int sp = lookup(t, " ", 1);
-        if ((rc = ivec_push(&init, sp >= 0 ? sp : ' ' + 3))) goto done;
+        int sp = tok_lookup(t, " ", 1);
+        if ((rc = ivec_push(&init, sp >= 0 ? sp : ' ' + 3)) || (rc = ivec_push(&ioff, 0))) goto done;
     }
     /* each UTF-8 codepoint (a lead byte and at most 3 continuation bytes, as
      * run.c groups them) is a piece or falls back to its bytes */
     for (size_t i = 0; i < len;) {
         size_t s = i++;
         while (i < len && ((unsigned char)text[i] & 0xC0) == 0x80 && i - s < 4) i++;
-        int id = lookup(t, text + s, i - s);
+        int id = tok_lookup(t, text + s, i - s);
         if (id >= 0) {
-            if ((rc = ivec_push(&init, id))) goto done;
+            if ((rc = ivec_push(&init, id)) || (rc = ivec_push(&ioff, (int32_t)s))) goto done;
         } else {
             for (size_t k = s; k < i; k++)
-                if ((rc = ivec_push(&init, (unsigned char)text[k] + 3))) goto done;
+                if ((rc = ivec_push(&init, (unsigned char)text[k] + 3)) || (rc = ivec_push(&ioff, (int32_t)k))) goto done;
         }
     }
     /* symbols are the pieces of those ids laid end to end, so merging two
@@ -478,42 +277,45 @@ static int encode_llama2c(const pl_tokenizer *t, const char *text, size_t len, i
         size_t off = w->buf.n;
         if ((rc = sbuf_add(&w->buf, piece_ptr(t, id), t->len[id]))) goto done;
         if (w->buf.n > UINT32_MAX) { rc = PL_ERANGE; goto done; }
-        if ((rc = sym_push(w, (uint32_t)off, t->len[id], id))) goto done;
+        if ((rc = sym_push(w, (uint32_t)off, t->len[id], id, ioff.v[i]))) goto done;
     }
     if ((rc = run_merges(t, w))) goto done;
     for (int32_t i = w->ns ? 0 : -1; i >= 0; i = w->s[i].next)
-        if ((rc = ivec_push(out, w->s[i].id))) goto done;
+        if ((rc = out_push(out, w->s[i].id, w->s[i].toff))) goto done;
 done:
     free(init.v);
+    free(ioff.v);
     return rc;
 }
 
 /* One raw-text fragment of a GGUF "llama" vocabulary. */
-static int encode_spm_fragment(const pl_tokenizer *t, const char *text, size_t len, int prefix, work *w, ivec *out) {
+static int encode_spm_fragment(const pl_tokenizer *t, const char *text, size_t len, int32_t base, int prefix, work *w,
+                               tokout *out) {
     int rc;
     w->buf.n = 0;
+    w->bmap.n = 0;
     w->ns = 0;
     static const char esc[3] = { (char)0xE2, (char)0x96, (char)0x81 };
-    if (prefix && (rc = sbuf_add(&w->buf, esc, 3))) return rc;
+    if (prefix && ((rc = sbuf_add(&w->buf, esc, 3)) || (rc = bmap_add(w, base, 3)))) return rc;
     for (size_t i = 0; i < len; i++) {
         if (text[i] == ' ') rc = sbuf_add(&w->buf, esc, 3);
         else rc = sbuf_add(&w->buf, text + i, 1);
-        if (rc) return rc;
+        if (rc || (rc = bmap_add(w, base + (int32_t)i, text[i] == ' ' ? 3 : 1))) return rc;
     }
     if (w->buf.n > UINT32_MAX) return PL_ERANGE;
     for (size_t i = 0; i < w->buf.n;) {
         size_t n = utf8_len_lead((unsigned char)w->buf.p[i]);
         if (n > w->buf.n - i) n = w->buf.n - i;
-        int id = lookup(t, w->buf.p + i, n);
+        int id = tok_lookup(t, w->buf.p + i, n);
         if (id >= 0 && !spm_usable(t, id)) id = -1;
-        if ((rc = sym_push(w, (uint32_t)i, (uint32_t)n, id))) return rc;
+        if ((rc = sym_push(w, (uint32_t)i, (uint32_t)n, id, w->bmap.v[i]))) return rc;
         i += n;
     }
     if ((rc = run_merges(t, w))) return rc;
     for (int32_t i = w->ns ? 0 : -1; i >= 0; i = w->s[i].next) {
         const sym *s = &w->s[i];
         if (s->id >= 0) {
-            if ((rc = ivec_push(out, s->id))) return rc;
+            if ((rc = out_push(out, s->id, s->toff))) return rc;
             continue;
         }
         /* a character that is not a piece: its bytes */
@@ -521,69 +323,52 @@ static int encode_spm_fragment(const pl_tokenizer *t, const char *text, size_t l
             int b = (unsigned char)w->buf.p[s->off + k];
             int id = t->byte_id[b];
             if (id < 0) return PL_EUNSUPPORTED;
-            if ((rc = ivec_push(out, id))) return rc;
+            if ((rc = out_push(out, id, w->bmap.v[s->off + k]))) return rc;
         }
     }
     return PL_OK;
 }
 
 /* BPE on one pre-split word (raw bytes). */
-static int encode_bpe_word(const pl_tokenizer *t, const char *word, size_t len, work *w, ivec *out) {
+static int encode_bpe_word(const pl_tokenizer *t, const char *word, size_t len, int32_t base, work *w, tokout *out) {
     int rc;
     w->buf.n = 0;
+    w->bmap.n = 0;
     w->ns = 0;
     for (size_t i = 0; i < len; i++) {
         char u[4];
         size_t k = utf8_put(t->byte2cp[(unsigned char)word[i]], u);
-        if ((rc = sbuf_add(&w->buf, u, k))) return rc;
+        if ((rc = sbuf_add(&w->buf, u, k)) || (rc = bmap_add(w, base + (int32_t)i, k))) return rc;
     }
     if (w->buf.n > UINT32_MAX) return PL_ERANGE;
     if (t->ignore_merges) {
-        int id = lookup(t, w->buf.p, w->buf.n);
-        if (id >= 0) return ivec_push(out, id);
+        int id = tok_lookup(t, w->buf.p, w->buf.n);
+        if (id >= 0) return out_push(out, id, base);
     }
     for (size_t i = 0; i < w->buf.n;) {
         size_t n = utf8_len_lead((unsigned char)w->buf.p[i]);
         if (n > w->buf.n - i) n = w->buf.n - i;
-        if ((rc = sym_push(w, (uint32_t)i, (uint32_t)n, -1))) return rc;
+        if ((rc = sym_push(w, (uint32_t)i, (uint32_t)n, -1, w->bmap.v[i]))) return rc;
         i += n;
     }
     if ((rc = run_merges(t, w))) return rc;
     for (int32_t i = w->ns ? 0 : -1; i >= 0; i = w->s[i].next) {
         const sym *s = &w->s[i];
-        int id = lookup(t, w->buf.p + s->off, s->n);
+        int id = tok_lookup(t, w->buf.p + s->off, s->n);
         if (id >= 0) {
-            if ((rc = ivec_push(out, id))) return rc;
+            if ((rc = out_push(out, id, s->toff))) return rc;
             continue;
         }
         /* a symbol that is not a token (incomplete vocabulary): its characters */
         for (uint32_t k = 0; k < s->n;) {
             size_t n = utf8_len_lead((unsigned char)w->buf.p[s->off + k]);
             if (n > s->n - k) n = s->n - k;
-            int cid = lookup(t, w->buf.p + s->off + k, n);
+            int cid = tok_lookup(t, w->buf.p + s->off + k, n);
             if (cid < 0) cid = t->unk;
-            if (cid >= 0 && (rc = ivec_push(out, cid))) return rc;
+            if (cid >= 0 && (rc = out_push(out, cid, w->bmap.v[s->off + k]))) return rc;
             k += (uint32_t)n;
         }
     }
-    return PL_OK;
-}
-
-typedef struct { size_t a, b; } span;
-typedef struct { span *v; size_t n, cap; } spans;
-
-static int spans_push(spans *s, size_t a, size_t b) {
-    if (s->n == s->cap) {
-        size_t nc = s->cap ? s->cap * 2 : 64;
-        if (nc > SIZE_MAX / sizeof(span)) return PL_ENOMEM;
-        span *nv = realloc(s->v, nc * sizeof *nv);
-        if (!nv) return PL_ENOMEM;
-        s->v = nv;
-        s->cap = nc;
-    }
-    s->v[s->n].a = a;
-    s->v[s->n].b = b;
-    s->n++;
     return PL_OK;
 }
 
@@ -591,18 +376,18 @@ static int spans_push(spans *s, size_t a, size_t b) {
  * unicode_regex_split and Hugging Face's Split(Isolated) do: each regex runs
  * on each piece the previous one produced (it cannot see past the piece), and
  * the text between matches is kept as pieces of its own. text is valid UTF-8. */
-static int regex_split(const pl_tokenizer *t, const char *text, size_t len, pcre2_match_data *md, spans *cur,
-                       spans *nxt) {
+int tok_regex_split(pcre2_code *const *re, int n_re, const char *text, size_t len, pcre2_match_data *md, spans *cur,
+                    spans *nxt) {
     int rc;
     cur->n = 0;
     if ((rc = spans_push(cur, 0, len))) return rc;
-    for (int r = 0; r < t->n_re; r++) {
+    for (int r = 0; r < n_re; r++) {
         nxt->n = 0;
         for (size_t k = 0; k < cur->n; k++) {
             size_t a = cur->v[k].a, b = cur->v[k].b, pos = 0, prev = 0, n = b - a;
             const PCRE2_SPTR subj = (PCRE2_SPTR)(text + a);
             while (pos < n) {
-                int m = pcre2_match(t->re[r], subj, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
+                int m = pcre2_match(re[r], subj, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
                 if (m == PCRE2_ERROR_NOMATCH) break;
                 if (m < 0) return PL_EINVAL;
                 PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
@@ -630,7 +415,7 @@ static int regex_split(const pl_tokenizer *t, const char *text, size_t len, pcre
 /* One raw-text fragment of a GGUF "gpt2" vocabulary. Runs of valid UTF-8 are
  * pre-split; a byte that is not valid UTF-8 becomes a word of its own
  * (byte-level BPE can still encode it). */
-static int encode_bpe_fragment(const pl_tokenizer *t, const char *text, size_t len, work *w, ivec *out,
+static int encode_bpe_fragment(const pl_tokenizer *t, const char *text, size_t len, int32_t base, work *w, tokout *out,
                                pcre2_match_data *md, spans *cur, spans *nxt) {
     int rc;
     size_t i = 0;
@@ -642,12 +427,14 @@ static int encode_bpe_fragment(const pl_tokenizer *t, const char *text, size_t l
             i += k;
         }
         if (i > s) {
-            if ((rc = regex_split(t, text + s, i - s, md, cur, nxt))) return rc;
+            if ((rc = tok_regex_split(t->re, t->n_re, text + s, i - s, md, cur, nxt))) return rc;
             for (size_t k = 0; k < cur->n; k++)
-                if ((rc = encode_bpe_word(t, text + s + cur->v[k].a, cur->v[k].b - cur->v[k].a, w, out))) return rc;
+                if ((rc = encode_bpe_word(t, text + s + cur->v[k].a, cur->v[k].b - cur->v[k].a,
+                                          base + (int32_t)(s + cur->v[k].a), w, out)))
+                    return rc;
         }
         if (i < len) {
-            if ((rc = encode_bpe_word(t, text + i, 1, w, out))) return rc;
+            if ((rc = encode_bpe_word(t, text + i, 1, base + (int32_t)i, w, out))) return rc;
             i++;
         }
     }
@@ -655,7 +442,7 @@ static int encode_bpe_fragment(const pl_tokenizer *t, const char *text, size_t l
 }
 
 /* Longest special token starting at text[i] (len bytes left), or -1. */
-static int match_special(const pl_tokenizer *t, const char *p, size_t left, int parse_special) {
+int tok_match_special(const pl_tokenizer *t, const char *p, size_t left, int parse_special) {
     unsigned c = (unsigned char)p[0];
     for (uint32_t k = t->spec_start[c]; k < t->spec_start[c + 1]; k++) {
         int id = t->spec[k];
@@ -666,7 +453,7 @@ static int match_special(const pl_tokenizer *t, const char *p, size_t left, int 
 }
 
 static int encode_gguf(const pl_tokenizer *t, const char *text, size_t len, int add_bos, int parse_special, work *w,
-                       ivec *out, pl_err *err) {
+                       tokout *out, pl_err *err) {
     int rc = PL_OK;
     pcre2_match_data *md = NULL;
     spans cur = { 0 }, nxt = { 0 };
@@ -674,7 +461,7 @@ static int encode_gguf(const pl_tokenizer *t, const char *text, size_t len, int 
         md = pcre2_match_data_create(4, NULL);
         if (!md) return pl_err_set(err, PL_ENOMEM, "tokenizer: cannot allocate regex match data");
     }
-    if (add_bos && t->bos >= 0 && (rc = ivec_push(out, t->bos))) goto done;
+    if (add_bos && t->bos >= 0 && (rc = out_push(out, t->bos, 0))) goto done;
     int prev_special = 1; /* SPM: the first fragment gets the space prefix */
     size_t i = 0;
     while (i < len) {
@@ -682,20 +469,20 @@ static int encode_gguf(const pl_tokenizer *t, const char *text, size_t len, int 
         size_t s = i;
         int sid = -1;
         if (t->spec_start[256] > 0 && (parse_special || t->has_user)) {
-            while (i < len && (sid = match_special(t, text + i, len - i, parse_special)) < 0) i++;
+            while (i < len && (sid = tok_match_special(t, text + i, len - i, parse_special)) < 0) i++;
         } else {
             i = len;
         }
         if (i > s) {
             if (t->kind == PL_TOK_SPM)
-                rc = encode_spm_fragment(t, text + s, i - s, t->add_space_prefix && prev_special, w, out);
+                rc = encode_spm_fragment(t, text + s, i - s, (int32_t)s, t->add_space_prefix && prev_special, w, out);
             else
-                rc = encode_bpe_fragment(t, text + s, i - s, w, out, md, &cur, &nxt);
+                rc = encode_bpe_fragment(t, text + s, i - s, (int32_t)s, w, out, md, &cur, &nxt);
             if (rc) goto done;
             prev_special = 0;
         }
         if (sid >= 0) {
-            if ((rc = ivec_push(out, sid))) goto done;
+            if ((rc = out_push(out, sid, (int32_t)i))) goto done;
             i += t->len[sid];
             prev_special = 1;
         }
@@ -707,9 +494,10 @@ done:
     return rc;
 }
 
-int pl_tokenizer_encode(const pl_tokenizer *t, const char *text, size_t len, int add_bos, int parse_special,
-                        int32_t **ids, int *n_ids, pl_err *err) {
+static int encode_impl(const pl_tokenizer *t, const char *text, size_t len, int add_bos, int parse_special,
+                       int32_t **ids, int32_t **offs, int *n_ids, pl_err *err) {
     if (ids) *ids = NULL;
+    if (offs) *offs = NULL;
     if (n_ids) *n_ids = 0;
     if (!t || !ids || !n_ids || (!text && len))
         return pl_err_set(err, PL_EINVAL, "tokenizer: encode: NULL argument");
@@ -717,13 +505,15 @@ int pl_tokenizer_encode(const pl_tokenizer *t, const char *text, size_t len, int
         return pl_err_set(err, PL_EINVAL, "tokenizer: encode: text of %zu bytes is too long (limit %d)", len,
                           INT_MAX - 16);
     work w = { 0 };
-    ivec out = { 0 };
+    tokout out = { .want_offs = offs != NULL };
     int rc;
     if (t->src == SRC_LLAMA2C) rc = encode_llama2c(t, text, len, add_bos, &w, &out);
+    else if (t->src == SRC_HF || t->src == SRC_WPM) rc = tok_encode_hf(t, text, len, add_bos, parse_special, &w, &out);
     else rc = encode_gguf(t, text, len, add_bos, parse_special, &w, &out, err);
     work_free(&w);
     if (rc) {
-        free(out.v);
+        free(out.ids.v);
+        free(out.offs.v);
         switch (rc) {
         case PL_ENOMEM: return pl_err_set(err, rc, "tokenizer: encode: out of memory (%zu bytes of text)", len);
         case PL_ERANGE: return pl_err_set(err, rc, "tokenizer: encode: more than %d tokens", INT_MAX);
@@ -733,13 +523,30 @@ int pl_tokenizer_encode(const pl_tokenizer *t, const char *text, size_t len, int
         default: return pl_err_set(err, rc, "tokenizer: encode: regex matching failed");
         }
     }
-    if (!out.v) {
-        out.v = malloc(sizeof *out.v); /* a valid pointer even for no tokens */
-        if (!out.v) return pl_err_set(err, PL_ENOMEM, "tokenizer: encode: out of memory");
+    /* valid pointers even for no tokens */
+    if (!out.ids.v) out.ids.v = malloc(sizeof *out.ids.v);
+    if (offs && !out.offs.v) out.offs.v = malloc(sizeof *out.offs.v);
+    if (!out.ids.v || (offs && !out.offs.v)) {
+        free(out.ids.v);
+        free(out.offs.v);
+        return pl_err_set(err, PL_ENOMEM, "tokenizer: encode: out of memory");
     }
-    *ids = out.v;
-    *n_ids = (int)out.n;
+    *ids = out.ids.v;
+    if (offs) *offs = out.offs.v;
+    *n_ids = (int)out.ids.n;
     return PL_OK;
+}
+
+int pl_tokenizer_encode(const pl_tokenizer *t, const char *text, size_t len, int add_bos, int parse_special,
+                        int32_t **ids, int *n_ids, pl_err *err) {
+    return encode_impl(t, text, len, add_bos, parse_special, ids, NULL, n_ids, err);
+}
+
+int pl_tokenizer_encode_offsets(const pl_tokenizer *t, const char *text, size_t len, int add_bos, int parse_special,
+                                int32_t **ids, int32_t **offs, int *n_ids, pl_err *err) {
+    if (offs) *offs = NULL;
+    if (!offs) return pl_err_set(err, PL_EINVAL, "tokenizer: encode_offsets: NULL argument");
+    return encode_impl(t, text, len, add_bos, parse_special, ids, offs, n_ids, err);
 }
 
 /* ------------------------------------------------------------------ decoding */
@@ -766,6 +573,8 @@ static int put(char *buf, size_t cap, const char *p, size_t n) {
  * prev < 0 means "start of text" and is treated like BOS. */
 int pl_tokenizer_decode(const pl_tokenizer *t, int prev, int id, int render_special, char *buf, size_t cap) {
     if (!t || id < 0 || id >= t->n || (!buf && cap)) return 0;
+    if (t->src == SRC_HF) return tok_decode_hf(t, prev, id, render_special, buf, cap);
+    if (t->src == SRC_WPM) return tok_decode_wordpiece(t, prev, id, render_special, buf, cap);
     const char *p = piece_ptr(t, id);
     size_t n = t->len[id];
     int ty = t->type[id];
@@ -805,7 +614,7 @@ int pl_tokenizer_decode(const pl_tokenizer *t, int prev, int id, int render_spec
     if (ty == TT_USER) return put(buf, cap, p, n);
     if (t->kind == PL_TOK_SPM) {
         if (ty == TT_BYTE) {
-            int v = parse_byte_piece(p, n);
+            int v = tok_parse_byte_piece(p, n);
             if (v >= 0) {
                 char b = (char)v;
                 return put(buf, cap, &b, 1);
@@ -865,7 +674,7 @@ int pl_tokenizer_max_piece_bytes(const pl_tokenizer *t) { return t->max_len > 0 
 
 int pl_tokenizer_find(const pl_tokenizer *t, const char *s) {
     if (!t || !s) return -1;
-    return lookup(t, s, strlen(s));
+    return tok_lookup(t, s, strlen(s));
 }
 
 const char *pl_tokenizer_piece(const pl_tokenizer *t, int id) {
@@ -886,12 +695,24 @@ void pl_tokenizer_free(pl_tokenizer *t) {
     free(t->merges);
     free(t->mslots);
     for (int i = 0; i < t->n_re; i++) pcre2_code_free(t->re[i]);
+    free(t->aflags);
+    for (int i = 0; i < t->n_norm; i++) {
+        free(t->norm[i].a);
+        free(t->norm[i].b);
+    }
+    for (int i = 0; i < t->n_pretok; i++) {
+        free(t->pretok[i].a);
+        free(t->pretok[i].b);
+    }
+    free(t->pkeys);
+    free(t->prank);
+    free(t->pnew);
     free(t);
 }
 
 /* ------------------------------------------------------------------ loading */
 
-static pl_tokenizer *tok_alloc(int n) {
+pl_tokenizer *tok_alloc(int n) {
     pl_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->n = n;
@@ -904,6 +725,7 @@ static pl_tokenizer *tok_alloc(int n) {
         return NULL;
     }
     t->bos = t->eos = t->unk = -1;
+    t->cls = t->sep = t->pad = -1;
     for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
     return t;
 }
@@ -997,7 +819,7 @@ int pl_tokenizer_load_llama2c(pl_tokenizer **out, const char *path, int vocab_si
     t->add_bos = 1;
     t->add_space_prefix = 1;
     for (int b = 0; b < 256; b++) t->byte_id[b] = b + 3;
-    if ((rc = build_piece_hash(t, err, path))) {
+    if ((rc = tok_build_piece_hash(t, err, path))) {
         pl_tokenizer_free(t);
         return rc;
     }
@@ -1009,157 +831,6 @@ fail:
     return rc;
 }
 
-/* --- GGUF --- */
-
-static int is_numeric_vtype(int ty) {
-    return ty == PL_GGUF_UINT8 || ty == PL_GGUF_INT8 || ty == PL_GGUF_UINT16 || ty == PL_GGUF_INT16 ||
-           ty == PL_GGUF_UINT32 || ty == PL_GGUF_INT32 || ty == PL_GGUF_UINT64 || ty == PL_GGUF_INT64 ||
-           ty == PL_GGUF_FLOAT32 || ty == PL_GGUF_FLOAT64;
-}
-
-static const char *vt_name(const pl_gguf_kv *kv) {
-    if (kv->type == PL_GGUF_ARRAY) {
-        static __thread char b[64];
-        snprintf(b, sizeof b, "array of %s", pl_gguf_vtype_name(kv->arr_type));
-        return b;
-    }
-    return pl_gguf_vtype_name(kv->type);
-}
-
-/* Optional numeric array of at least n elements; *kv NULL if absent. */
-static int get_num_array(const pl_gguf *g, const char *key, uint64_t n, const pl_gguf_kv **kv, pl_err *err) {
-    *kv = pl_gguf_get(g, key);
-    if (!*kv) return PL_OK;
-    if ((*kv)->type != PL_GGUF_ARRAY || !is_numeric_vtype((*kv)->arr_type))
-        return pl_err_set(err, PL_EFORMAT, "%s: %s: expected a numeric array, found %s", g->path, key, vt_name(*kv));
-    if ((*kv)->arr_len < n)
-        return pl_err_set(err, PL_EFORMAT, "%s: %s: expected %" PRIu64 " entries (one per token), found %" PRIu64,
-                          g->path, key, n, (*kv)->arr_len);
-    if (n && !(*kv)->data)
-        return pl_err_set(err, PL_EFORMAT, "%s: %s: array has no data", g->path, key);
-    return PL_OK;
-}
-
-/* Optional token id key: *id unchanged when absent. */
-static int get_token_id(const pl_gguf *g, const char *key, int n, int *id, pl_err *err) {
-    if (!pl_gguf_get(g, key)) return PL_OK;
-    int64_t v;
-    int rc = pl_gguf_get_i64(g, key, &v, err);
-    if (rc) return rc;
-    if (v < 0 || v >= n)
-        return pl_err_set(err, PL_ERANGE, "%s: %s: token id %" PRId64 " is outside the vocabulary (0..%d)", g->path,
-                          key, v, n - 1);
-    *id = (int)v;
-    return PL_OK;
-}
-
-static int get_opt_bool(const pl_gguf *g, const char *key, int *v, pl_err *err) {
-    if (!pl_gguf_get(g, key)) return PL_OK;
-    return pl_gguf_get_bool(g, key, v, err);
-}
-
-typedef struct { const char *names; int set; } pre_map;
-
-/* pre-tokenizer regex sets, PCRE2 syntax (UTF + UCP). The patterns are
- * those of the models' tokenizer.json files, as llama.cpp's
- * llm_tokenizer_bpe lists them per tokenizer.ggml.pre. */
-enum { PRE_GPT2, PRE_LLAMA3, PRE_QWEN2, PRE_STARCODER, PRE_FALCON, PRE_DEFAULT, PRE_DEEPSEEK_CODER };
-
-#define RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
-#define RE_CONTRACT_CI "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
-
-static const char *const pre_sets[][MAX_RE + 1] = {
-    [PRE_GPT2] = { RE_GPT2, NULL },
-    [PRE_LLAMA3] = { RE_CONTRACT_CI "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
-                     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-                     NULL },
-    [PRE_QWEN2] = { RE_CONTRACT_CI "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
-                    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-                    NULL },
-    /* digits one by one first, then GPT-2's pattern (starcoder, smollm, ...) */
-    [PRE_STARCODER] = { "\\p{N}", RE_GPT2, NULL },
-    [PRE_FALCON] = { "[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]", NULL },
-    [PRE_DEFAULT] = { "[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]", NULL },
-    [PRE_DEEPSEEK_CODER] = { "[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+",
-                             "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}", NULL },
-};
-
-/* names are '|'-separated */
-static const pre_map pre_names[] = {
-    { "gpt-2|gpt2|phi-2|mpt|olmo|jais|jina-es|jina-de|jina-v1-en|jina-v2-es|jina-v2-de|jina-v2-code|roberta-bpe|"
-      "gigachat|exaone4|trillion|a.x-4.0|mellum|modern-bert|granite-docling",
-      PRE_GPT2 },
-    { "llama3|llama-v3|llama-bpe|falcon3|falcon-h1|pixtral|midm-2.0|lfm2|smaug-bpe|dbrx|chatglm-bpe|glm4", PRE_LLAMA3 },
-    { "qwen2|deepseek-r1-qwen|stablelm2|megrez|hunyuan|kormo|f2llmv2|solar-open", PRE_QWEN2 },
-    { "starcoder|refact|command-r|smollm|codeshell|exaone|minerva-7b|mellum2", PRE_STARCODER },
-    { "falcon", PRE_FALCON },
-    { "default", PRE_DEFAULT },
-    { "deepseek-coder", PRE_DEEPSEEK_CODER },
-};
-
-static int name_in(const char *list, const char *name) {
-    size_t nl = strlen(name);
-    const char *p = list;
-    while (*p) {
-        const char *e = strchr(p, '|');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l == nl && memcmp(p, name, l) == 0) return 1;
-        if (!e) break;
-        p = e + 1;
-    }
-    return 0;
-}
-
-static int setup_pre(pl_tokenizer *t, const pl_gguf *g, pl_err *err) {
-    int set = PRE_DEFAULT;
-    t->pre_known = 1;
-    const pl_gguf_kv *kv = pl_gguf_get(g, "tokenizer.ggml.pre");
-    if (kv) {
-        if (kv->type != PL_GGUF_STRING)
-            return pl_err_set(err, PL_EFORMAT, "%s: tokenizer.ggml.pre: expected a string, found %s", g->path,
-                              vt_name(kv));
-        size_t l = kv->str.len < sizeof t->pre - 1 ? (size_t)kv->str.len : sizeof t->pre - 1;
-        if (l) memcpy(t->pre, kv->str.ptr, l);
-        t->pre[l] = '\0';
-        t->pre_known = 0;
-        for (size_t i = 0; i < sizeof pre_names / sizeof pre_names[0]; i++)
-            if (kv->str.len == l && name_in(pre_names[i].names, t->pre)) {
-                set = pre_names[i].set;
-                t->pre_known = 1;
-                break;
-            }
-        /* NOTE: a pre-tokenizer we do not know (deepseek-llm, tekken, bloom,
-         * chameleon, gpt-4o, ...) falls back to GPT-2's pattern: the ids are
-         * valid tokens and decode back to the text, but may differ from the
-         * model's own tokenizer. pl_tokenizer_pre_known() reports it. */
-        if (!t->pre_known) set = PRE_GPT2;
-    } else {
-        strcpy(t->pre, "default");
-    }
-    if (set == PRE_LLAMA3 && (!strcmp(t->pre, "llama3") || !strcmp(t->pre, "llama-v3") ||
-                              !strcmp(t->pre, "llama-bpe") || !strcmp(t->pre, "falcon3") ||
-                              !strcmp(t->pre, "falcon-h1") || !strcmp(t->pre, "pixtral") ||
-                              !strcmp(t->pre, "midm-2.0") || !strcmp(t->pre, "lfm2"))) {
-        t->ignore_merges = 1;
-        t->add_bos = 1; /* llama.cpp's default for these; tokenizer.ggml.add_bos_token overrides */
-    }
-    for (int i = 0; pre_sets[set][i]; i++) {
-        int ec;
-        PCRE2_SIZE eo;
-        t->re[i] = pcre2_compile((PCRE2_SPTR)pre_sets[set][i], PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &ec, &eo,
-                                 NULL);
-        if (!t->re[i]) {
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(ec, msg, sizeof msg);
-            return pl_err_set(err, PL_EUNSUPPORTED, "%s: pre-tokenizer '%s': regex %d does not compile at %zu: %s",
-                              g->path, t->pre, i, (size_t)eo, (const char *)msg);
-        }
-        t->n_re = i + 1;
-        (void)pcre2_jit_compile(t->re[i], PCRE2_JIT_COMPLETE); /* optional speed-up; the interpreter works too */
-    }
-    return PL_OK;
-}
-
 static int cmp_spec(const void *a, const void *b, void *ctx) {
     const pl_tokenizer *t = ctx;
     int x = *(const int32_t *)a, y = *(const int32_t *)b;
@@ -1169,7 +840,7 @@ static int cmp_spec(const void *a, const void *b, void *ctx) {
     return x < y ? -1 : x > y;
 }
 
-static int build_specials(pl_tokenizer *t, const char *what, pl_err *err) {
+int tok_build_specials(pl_tokenizer *t, const char *what, pl_err *err) {
     size_t ns = 0;
     for (int i = 0; i < t->n; i++) {
         int ty = t->type[i];
@@ -1196,194 +867,4 @@ static int build_specials(pl_tokenizer *t, const char *what, pl_err *err) {
     }
     t->spec_start[256] = acc;
     return PL_OK;
-}
-
-static int load_merges(pl_tokenizer *t, const pl_gguf *g, const pl_gguf_kv *mk, size_t *ao, pl_err *err) {
-    uint64_t nm = mk->arr_len;
-    t->merges = malloc((size_t)(nm ? nm : 1) * sizeof *t->merges);
-    size_t cap;
-    if (!t->merges || !hash_cap((size_t)nm, &cap))
-        return pl_err_set(err, PL_ENOMEM, "%s: cannot allocate %" PRIu64 " merges", g->path, nm);
-    t->mslots = malloc(cap * sizeof *t->mslots);
-    if (!t->mslots) return pl_err_set(err, PL_ENOMEM, "%s: cannot allocate the merge hash", g->path);
-    memset(t->mslots, 0xff, cap * sizeof *t->mslots);
-    t->mmask = cap - 1;
-    for (uint64_t i = 0; i < nm; i++) {
-        const pl_str *s = &mk->strs[i];
-        const char *sp = s->len > 1 ? memchr(s->ptr + 1, ' ', (size_t)s->len - 1) : NULL;
-        if (!sp)
-            return pl_err_set(err, PL_EFORMAT,
-                              "%s: tokenizer.ggml.merges[%" PRIu64 "]: expected \"left right\" with a space, found a "
-                              "%" PRIu64 "-byte string without one",
-                              g->path, i, s->len);
-        merge_ent *m = &t->merges[t->n_merges];
-        size_t ll = (size_t)(sp - s->ptr), rl = (size_t)s->len - ll - 1;
-        m->left = *ao;
-        m->left_len = (uint32_t)ll;
-        m->right = *ao + ll + 1;
-        m->right_len = (uint32_t)rl;
-        m->rank = (int32_t)i;
-        memcpy(t->arena + *ao, s->ptr, (size_t)s->len);
-        t->arena[*ao + s->len] = '\0';
-        *ao += (size_t)s->len + 1;
-        /* the first occurrence of a pair keeps its (lower) rank */
-        size_t h = (size_t)pair_hash(t->arena + m->left, ll, t->arena + m->right, rl) & t->mmask;
-        int dup = 0;
-        while (t->mslots[h] >= 0) {
-            const merge_ent *o = &t->merges[t->mslots[h]];
-            if (o->left_len == ll && o->right_len == rl && !memcmp(t->arena + o->left, t->arena + m->left, ll) &&
-                !memcmp(t->arena + o->right, t->arena + m->right, rl)) {
-                dup = 1;
-                break;
-            }
-            h = (h + 1) & t->mmask;
-        }
-        if (!dup) t->mslots[h] = (int32_t)t->n_merges;
-        t->n_merges++;
-    }
-    return PL_OK;
-}
-
-int pl_tokenizer_from_gguf(pl_tokenizer **out, const pl_gguf *g, pl_err *err) {
-    if (!out || !g) return pl_err_set(err, PL_EINVAL, "tokenizer: from_gguf: NULL argument");
-    *out = NULL;
-    const char *path = g->path ? g->path : "gguf";
-    const pl_gguf_kv *mk = pl_gguf_get(g, "tokenizer.ggml.model");
-    if (!mk)
-        return pl_err_set(err, PL_ENOTFOUND, "%s: no tokenizer: key 'tokenizer.ggml.model' is missing", path);
-    if (mk->type != PL_GGUF_STRING)
-        return pl_err_set(err, PL_EFORMAT, "%s: tokenizer.ggml.model: expected a string, found %s", path, vt_name(mk));
-    pl_tok_kind kind;
-    if (mk->str.len == 5 && !memcmp(mk->str.ptr, "llama", 5)) kind = PL_TOK_SPM;
-    else if (mk->str.len == 4 && !memcmp(mk->str.ptr, "gpt2", 4)) kind = PL_TOK_BPE;
-    else {
-        int l = mk->str.len > 40 ? 40 : (int)mk->str.len;
-        return pl_err_set(err, PL_EUNSUPPORTED,
-                          "%s: tokenizer.ggml.model '%.*s' is not supported (this version reads \"llama\" and \"gpt2\")",
-                          path, l, mk->str.ptr);
-    }
-    const pl_gguf_kv *tk = pl_gguf_get(g, "tokenizer.ggml.tokens");
-    if (!tk) return pl_err_set(err, PL_ENOTFOUND, "%s: key 'tokenizer.ggml.tokens' is missing", path);
-    if (tk->type != PL_GGUF_ARRAY || tk->arr_type != PL_GGUF_STRING || (tk->arr_len && !tk->strs))
-        return pl_err_set(err, PL_EFORMAT, "%s: tokenizer.ggml.tokens: expected an array of strings, found %s", path,
-                          vt_name(tk));
-    if (tk->arr_len == 0 || tk->arr_len > MAX_VOCAB)
-        return pl_err_set(err, PL_ERANGE, "%s: tokenizer.ggml.tokens: %" PRIu64 " tokens (expected 1..%d)", path,
-                          tk->arr_len, MAX_VOCAB);
-    int n = (int)tk->arr_len;
-    const pl_gguf_kv *sk, *yk, *mgk = NULL;
-    int rc;
-    if ((rc = get_num_array(g, "tokenizer.ggml.scores", (uint64_t)n, &sk, err))) return rc;
-    if ((rc = get_num_array(g, "tokenizer.ggml.token_type", (uint64_t)n, &yk, err))) return rc;
-    if (kind == PL_TOK_BPE) {
-        mgk = pl_gguf_get(g, "tokenizer.ggml.merges");
-        if (!mgk) return pl_err_set(err, PL_ENOTFOUND, "%s: gpt2 tokenizer without 'tokenizer.ggml.merges'", path);
-        if (mgk->type != PL_GGUF_ARRAY || mgk->arr_type != PL_GGUF_STRING || (mgk->arr_len && !mgk->strs))
-            return pl_err_set(err, PL_EFORMAT, "%s: tokenizer.ggml.merges: expected an array of strings, found %s",
-                              path, vt_name(mgk));
-        if (mgk->arr_len > (uint64_t)INT32_MAX)
-            return pl_err_set(err, PL_ERANGE, "%s: tokenizer.ggml.merges: %" PRIu64 " merges is too many", path,
-                              mgk->arr_len);
-    }
-    /* arena size: every token and merge string plus a NUL each */
-    size_t total = 0;
-    for (int i = 0; i < n; i++) {
-        if (tk->strs[i].len > UINT32_MAX - 1 || !pl_add_ok(total, (size_t)tk->strs[i].len + 1, &total))
-            return pl_err_set(err, PL_ERANGE, "%s: tokenizer.ggml.tokens[%d]: %" PRIu64 " bytes is too long", path, i,
-                              tk->strs[i].len);
-    }
-    for (uint64_t i = 0; mgk && i < mgk->arr_len; i++) {
-        if (mgk->strs[i].len > UINT32_MAX - 1 || !pl_add_ok(total, (size_t)mgk->strs[i].len + 1, &total))
-            return pl_err_set(err, PL_ERANGE, "%s: tokenizer.ggml.merges[%" PRIu64 "]: %" PRIu64 " bytes is too long",
-                              path, i, mgk->strs[i].len);
-    }
-    pl_tokenizer *t = tok_alloc(n);
-    if (!t) return pl_err_set(err, PL_ENOMEM, "%s: cannot allocate a %d-token vocabulary", path, n);
-    t->arena = malloc(total ? total : 1);
-    if (!t->arena) {
-        rc = pl_err_set(err, PL_ENOMEM, "%s: cannot allocate %zu bytes of pieces", path, total);
-        goto fail;
-    }
-    t->kind = kind;
-    t->src = kind == PL_TOK_SPM ? SRC_GGUF_SPM : SRC_GGUF_BPE;
-    size_t ao = 0;
-    for (int i = 0; i < n; i++) {
-        const pl_str *s = &tk->strs[i];
-        t->off[i] = ao;
-        t->len[i] = (uint32_t)s->len;
-        if (s->len) memcpy(t->arena + ao, s->ptr, (size_t)s->len);
-        t->arena[ao + s->len] = '\0';
-        ao += (size_t)s->len + 1;
-        if (t->len[i] > t->max_len) t->max_len = t->len[i];
-        double sc = sk ? pl_gguf_arr_f64(sk, (uint64_t)i) : 0.0;
-        t->score[i] = (float)sc;
-        int64_t ty = yk ? pl_gguf_arr_i64(yk, (uint64_t)i) : TT_NORMAL;
-        t->type[i] = (ty >= TT_NORMAL && ty <= TT_BYTE) ? (uint8_t)ty : TT_UNDEF;
-    }
-    if ((rc = build_piece_hash(t, err, path))) goto fail;
-    if (kind == PL_TOK_BPE && (rc = load_merges(t, g, mgk, &ao, err))) goto fail;
-
-    /* special ids and flags */
-    if (kind == PL_TOK_SPM) {
-        t->bos = n > 1 ? 1 : -1;
-        t->eos = n > 2 ? 2 : -1;
-        t->unk = 0;
-        t->add_bos = 1;
-        t->add_space_prefix = 1;
-    }
-    if ((rc = get_token_id(g, "tokenizer.ggml.bos_token_id", n, &t->bos, err))) goto fail;
-    if ((rc = get_token_id(g, "tokenizer.ggml.eos_token_id", n, &t->eos, err))) goto fail;
-    if ((rc = get_token_id(g, "tokenizer.ggml.unknown_token_id", n, &t->unk, err))) goto fail;
-    if (kind == PL_TOK_BPE) {
-        build_byte_maps(t);
-        if ((rc = setup_pre(t, g, err))) goto fail;
-    } else if ((rc = get_opt_bool(g, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix, err))) {
-        goto fail;
-    }
-    if ((rc = get_opt_bool(g, "tokenizer.ggml.add_bos_token", &t->add_bos, err))) goto fail;
-    if (t->add_bos && t->bos < 0) {
-        rc = pl_err_set(err, PL_EFORMAT, "%s: tokenizer.ggml.add_bos_token is true but there is no BOS token id", path);
-        goto fail;
-    }
-    /* byte fallback / single-byte lookups */
-    for (int b = 0; b < 256; b++) {
-        if (kind == PL_TOK_SPM) {
-            char hex[7];
-            snprintf(hex, sizeof hex, "<0x%02X>", b);
-            int id = lookup(t, hex, 6);
-            if (id < 0) {
-                char c = (char)b;
-                id = lookup(t, &c, 1);
-            }
-            if (id < 0) id = t->unk;
-            t->byte_id[b] = id;
-        } else {
-            char u[4];
-            size_t k = utf8_put(t->byte2cp[b], u);
-            t->byte_id[b] = lookup(t, u, k);
-        }
-    }
-    /* without token types, an SPM "<0xNN>" piece is still a byte token */
-    if (kind == PL_TOK_SPM && !yk)
-        for (int i = 0; i < n; i++)
-            if (parse_byte_piece(piece_ptr(t, i), t->len[i]) >= 0) t->type[i] = TT_BYTE;
-    if ((rc = build_specials(t, path, err))) goto fail;
-    const pl_gguf_kv *ct = pl_gguf_get(g, "tokenizer.chat_template");
-    if (ct) {
-        if (ct->type != PL_GGUF_STRING) {
-            rc = pl_err_set(err, PL_EFORMAT, "%s: tokenizer.chat_template: expected a string, found %s", path, vt_name(ct));
-            goto fail;
-        }
-        if ((rc = pl_gguf_get_str(g, "tokenizer.chat_template", &t->chat_template, err))) goto fail;
-    }
-    *out = t;
-    return PL_OK;
-fail:
-    pl_tokenizer_free(t);
-    return rc;
-}
-
-const char *pl_tokenizer_pre(const pl_tokenizer *t, int *known) {
-    if (known) *known = t->pre_known || t->kind != PL_TOK_BPE;
-    return t->kind == PL_TOK_BPE ? t->pre : "";
 }

@@ -1,12 +1,14 @@
 /* tokenizer.h: text <-> token ids for the vocabularies models ship with.
  *
- * Scope of this first version: a llama2.c tokenizer .bin (SentencePiece-style
- * BPE by piece scores with byte fallback), and GGUF vocabularies of
- * tokenizer.ggml.model "llama" (same algorithm, pieces with U+2581) and
- * "gpt2" (byte-level BPE by merge rank after a regex pre-split). Special and
- * control tokens are matched in the text only when parse_special is set.
- * (The tokenizers issue extends this to tokenizer.json and every
- * pre-tokenizer; the API stays.) */
+ * Sources: a llama2.c tokenizer .bin (SentencePiece-style BPE by piece
+ * scores with byte fallback); GGUF vocabularies of tokenizer.ggml.model
+ * "llama" (same algorithm, pieces with U+2581), "gpt2" (byte-level BPE by
+ * merge rank after the regex pre-split of tokenizer.ggml.pre) and "bert"
+ * (WordPiece); a Hugging Face tokenizer.json (BPE or WordPiece, with its
+ * normalizers, pre-tokenizers and added tokens, matching `tokenizers`); a
+ * GPT-2 vocab.json + merges.txt. Special and control tokens are matched in
+ * the text only when parse_special is set; user-defined / non-special added
+ * tokens always. */
 #ifndef PL_TOKENIZER_H
 #define PL_TOKENIZER_H
 
@@ -17,7 +19,9 @@
 
 typedef struct pl_tokenizer pl_tokenizer;
 
-typedef enum pl_tok_kind { PL_TOK_SPM = 0, PL_TOK_BPE = 1 } pl_tok_kind;
+/* SPM: SentencePiece-style pieces (U+2581 for spaces, <0xNN> byte fallback);
+ * BPE: byte-level BPE (GPT-2 characters); WPM: WordPiece (BERT). */
+typedef enum pl_tok_kind { PL_TOK_SPM = 0, PL_TOK_BPE = 1, PL_TOK_WPM = 2 } pl_tok_kind;
 
 /* Any supported tokenizer by path: a tokenizer.json, a folder holding one
  * (its tokenizer_config.json supplies the chat template, BOS/EOS and

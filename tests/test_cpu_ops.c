@@ -342,6 +342,18 @@ static void *make_qweight(pl_dtype t, const float *src, int O, int I, size_t *ro
 
 static void test_linear_q(void) {
     CHECK(3 < PL_CPU_LINQ_DOT_MAX_T && 37 >= PL_CPU_LINQ_DOT_MAX_T, "T=1 and 3 take the dot path, T=37 the sgemm path");
+    /* the workspace size never shrinks as cols grow (a buffer for the widest
+     * weight serves all), holds at least 64 rows, and stays bounded */
+    int mono = 1, bounded = 1;
+    size_t prev = 0;
+    for (int64_t cols = 1; cols <= 70000; cols += cols < 5000 ? 1 : 7) {
+        size_t w = pl_cpu_linear_q_workspace(cols);
+        mono &= w >= prev;
+        bounded &= w >= (size_t)(64 * cols) && w <= (size_t)(256 * cols) && (w <= ((size_t)1 << 20) || w == (size_t)(64 * cols));
+        prev = w;
+    }
+    CHECK(mono, "pl_cpu_linear_q_workspace is monotone in cols");
+    CHECK(bounded, "pl_cpu_linear_q_workspace within [64, 256] rows and ~1M floats");
     pl_dtype types[] = {PL_F32, PL_F16, PL_BF16, PL_Q8_0, PL_Q4_0, PL_Q4_1, PL_Q6_K};
     int Ts[] = {1, 3, 37};
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {

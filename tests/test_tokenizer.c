@@ -368,7 +368,7 @@ static int run_vectors(const char *name, const char *gguf_path, vec_result *res,
 static void test_vocab_vectors(void) {
     /* must match fully: every vocabulary whose pre-tokenizer is implemented */
     static const char *strict[] = { "llama-spm", "phi-3", "gpt-2", "falcon", "mpt", "starcoder", "refact",
-                                    "deepseek-coder" };
+                                    "deepseek-coder", "deepseek-llm" };
     for (size_t i = 0; i < sizeof strict / sizeof strict[0]; i++) {
         vec_result r;
         if (run_vectors(strict[i], NULL, &r, 1)) continue;
@@ -378,28 +378,13 @@ static void test_vocab_vectors(void) {
         CHECK(r.match == r.n, "%s: %d of %d inputs match", strict[i], r.match, r.n);
         CHECK(r.roundtrip == r.n, "%s: %d of %d inputs decode back to the input", strict[i], r.roundtrip, r.n);
     }
-    /* reported, not asserted: deepseek-llm's pre-tokenizer is not implemented (GPT-2's is used) */
-    static const char *others[] = { "deepseek-llm" };
-    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+    /* WordPiece (BERT): ids must match; the text is lowercased and accent-stripped, so no round trip */
+    {
         vec_result r;
-        if (run_vectors(others[i], NULL, &r, getenv("TOK_VERBOSE") != NULL)) continue;
-        printf("note: ggml-vocab-%s: %d/%d inputs match llama.cpp's ids, %d/%d decode back to the input\n", others[i],
-               r.match, r.n, r.roundtrip, r.n);
-        /* whatever the pre-tokenizer, byte-level BPE must be lossless */
-        CHECK(r.roundtrip == r.n, "%s: %d of %d inputs decode back to the input", others[i], r.roundtrip, r.n);
-    }
-    /* WordPiece is not supported: a clean error */
-    char p[512];
-    snprintf(p, sizeof p, "%s/fixtures/llamacpp-vocab/ggml-vocab-bert-bge.gguf", g_shared);
-    pl_gguf *g = NULL;
-    pl_err err = { 0 };
-    if (pl_gguf_open(&g, p, &err) == PL_OK) {
-        pl_tokenizer *t = NULL;
-        int rc = pl_tokenizer_from_gguf(&t, g, &err);
-        CHECK(rc == PL_EUNSUPPORTED && t == NULL && strstr(err.msg, "bert"), "bert vocab: %d %s", rc, err.msg);
-        pl_gguf_close(g);
-    } else {
-        CHECK(0, "open %s: %s", p, err.msg);
+        if (run_vectors("bert-bge", NULL, &r, 1) == 0) {
+            printf("note: ggml-vocab-bert-bge: %d/%d inputs match llama.cpp's ids\n", r.match, r.n);
+            CHECK(r.n == 46 && r.match == r.n, "bert-bge: %d of %d inputs match", r.match, r.n);
+        }
     }
 }
 
@@ -530,6 +515,65 @@ static void test_phi3_specials(void) {
     CHECK(pl_tokenizer_decode(t, 5, user, 1, buf, sizeof buf) == 8 && !memcmp(buf, "<|user|>", 8),
           "control token with render_special");
     pl_tokenizer_free(t);
+}
+
+
+/* pl_tokenizer_encode_offsets: same ids as encode; offsets non-decreasing, inside the text, and each
+ * token's decoded text starts at its offset (GGUF byte-level, tokenizer.json SentencePiece-style). */
+static void test_offsets(void) {
+    char p[512];
+    const char *paths[3];
+    char p2[512], p3[512];
+    snprintf(p, sizeof p, "%s/fixtures/llamacpp-vocab/ggml-vocab-gpt-2.gguf", g_shared);
+    snprintf(p2, sizeof p2, "%s/fixtures/tokenizers/phi-3-mini", g_shared);
+    snprintf(p3, sizeof p3, "%s/fixtures/llama2c/tokenizer.bin", g_shared);
+    paths[0] = p;
+    paths[1] = p2;
+    paths[2] = p3;
+    const char *text = "Hello <|user|> wörld  12345\n\tcode();";
+    size_t tl = strlen(text);
+    for (int k = 0; k < 3; k++) {
+        pl_tokenizer *t = NULL;
+        pl_err err = { 0 };
+        if (pl_tokenizer_load(&t, paths[k], &err) != PL_OK) {
+            CHECK(0, "load %s: %s", paths[k], err.msg);
+            continue;
+        }
+        int32_t *a = NULL, *b = NULL, *o = NULL;
+        int na = 0, nb = 0;
+        int rc1 = pl_tokenizer_encode(t, text, tl, 1, 1, &a, &na, &err);
+        int rc2 = pl_tokenizer_encode_offsets(t, text, tl, 1, 1, &b, &o, &nb, &err);
+        CHECK(rc1 == PL_OK && rc2 == PL_OK && ids_equal(a, na, b, nb), "%s: encode_offsets gives encode's ids", paths[k]);
+        int mono = 1, starts = 0, inside = 1;
+        for (int i = 0; rc2 == PL_OK && i < nb; i++) {
+            if (o[i] < 0 || (size_t)o[i] > tl) inside = 0;
+            if (i && o[i] < o[i - 1]) mono = 0;
+            if (i && o[i] > o[i - 1]) starts++;
+        }
+        CHECK(mono && inside && starts > 5, "%s: offsets in range and non-decreasing (%d distinct starts)", paths[k],
+              starts);
+        /* the first token after BOS starts at 0, the last token starts before the end */
+        CHECK(nb > 2 && o[0] == 0 && o[nb - 1] < (int32_t)tl, "%s: first/last offsets", paths[k]);
+        free(a);
+        free(b);
+        free(o);
+        pl_tokenizer_free(t);
+    }
+    /* a control token's offset is where its text begins */
+    pl_tokenizer *t = NULL;
+    pl_err err = { 0 };
+    if (pl_tokenizer_load(&t, p2, &err) == PL_OK) {
+        int32_t *ids = NULL, *o = NULL;
+        int n = 0;
+        int rc = pl_tokenizer_encode_offsets(t, text, tl, 0, 1, &ids, &o, &n, &err);
+        int at = -1;
+        for (int i = 0; rc == PL_OK && i < n; i++)
+            if (ids[i] == 32010) at = o[i];
+        CHECK(at == 6, "phi-3 tokenizer.json: <|user|> at byte 6 (found %d)", at);
+        free(ids);
+        free(o);
+        pl_tokenizer_free(t);
+    }
 }
 
 /* ------------------------------------------------------------ SmolLM2 */
@@ -885,6 +929,7 @@ int main(void) {
     }
     test_llama2c_32k();
     test_llama2c_tok512();
+    test_offsets();
     test_vocab_vectors();
     test_llama3_vectors();
     test_phi3_specials();

@@ -3,6 +3,10 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmd_bench_train.h"
+#include "cmd_data.h"
+#include "cmd_template.h"
+#include "cmd_tokenize.h"
 
 #define PL_VERSION "0.1.0"
 
@@ -15,7 +19,11 @@ static void usage(FILE *f) {
             "commands:\n"
             "  generate    generate text with a model (greedy or sampled, batched prompts)\n"
             "  model info  describe a model: architecture, shapes, parameters, dtypes, tokenizer\n"
+            "  tokenize    text <-> token ids (--tokenizer PATH [--lines] [--no-special] [--no-parse-special] [--decode])\n"
+            "  data        build, verify, inspect, split, merge, export sharded HDF5 datasets; bench the loader\n"
+            "  template    show a dataset rendered through a chat template, trained spans marked\n"
             "  bench-gen   measure prompt processing and generation speed (used by make bench)\n"
+            "  bench-train measure training-step speed (forward+backward+AdamW, fp32) (used by make bench)\n"
             "  help        this text\n"
             "  version     print the version\n"
             "\n"
@@ -41,6 +49,10 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "model")) return cmd_model(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench-gen")) return cmd_bench_gen(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "data")) return cmd_data(argc - 1, argv + 1);
+    if (!strcmp(cmd, "template")) return cmd_template(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench-train")) return cmd_bench_train(argc - 1, argv + 1);
     fprintf(stderr, "potluck: unknown command '%s' (try `potluck help`)\n", cmd);
     return 2;
 }

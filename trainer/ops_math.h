@@ -262,4 +262,206 @@ static inline PL_HD void pl_attention_query(float *out, const float *q, const fl
     }
 }
 
+/* =================================================================== backward
+ *
+ * The per-row math of the backward ops (trainer/cpu/cpu_*_bwd.c, cpu_optim.c).
+ * Each derivative is written against exactly what the forward above computes
+ * (same rmsnorm scale, same rope angle, same softmax), so forward and backward
+ * cannot drift apart. Sums run in the same lane order as pl_dot. */
+
+/* sum_i a[i] * b[i] * c[i], lanes as in pl_dot. */
+static inline PL_HD float pl_dot3(const float *a, const float *b, const float *c, int n) {
+    float acc[PL_LANES] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + PL_LANES <= n; i += PL_LANES)
+        for (int l = 0; l < PL_LANES; l++) acc[l] += (a[i + l] * b[i + l]) * c[i + l];
+    float tail = 0.0f;
+    for (; i < n; i++) tail += (a[i] * b[i]) * c[i];
+    return pl_lanes_sum(acc) + tail;
+}
+
+/* y[i] *= a */
+static inline PL_HD void pl_scal(float *y, float a, int n) {
+    for (int i = 0; i < n; i++) y[i] *= a;
+}
+
+/* RMSNorm backward of one row, given r = pl_rmsnorm_scale(sum x^2, C, eps) as
+ * the forward computed it. With out_i = (x_i r) w_i and
+ * dr/dx_j = -r^3 x_j / C:
+ *   dx_i = r w_i dy_i - x_i (r^3 / C) sum_j dy_j w_j x_j.
+ * dx may alias dy (the sum is taken before anything is written). */
+static inline PL_HD void pl_rmsnorm_bwd_row(float *dx, const float *dy, const float *x, const float *w, int C,
+                                            float r) {
+    float c = pl_dot3(dy, w, x, C) * ((r * r) * r) / (float)C;
+    for (int i = 0; i < C; i++) dx[i] = r * (w[i] * dy[i]) - x[i] * c;
+}
+
+/* dL/dw_i contribution of one row: dy_i * (x_i r), the forward's factor of w_i. */
+static inline PL_HD float pl_rmsnorm_dw_term(float dy, float x, float r) { return dy * (x * r); }
+
+/* RoPE backward of one token row d (nheads*hd) in place: the rotation is
+ * orthogonal, so the gradient is rotated by the opposite angle (the same
+ * angle, cos and sin as pl_rope_row; sin negated). */
+static inline PL_HD void pl_rope_row_bwd(float *d, int nheads, int hd, int32_t pos, const float *inv_freq) {
+    int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        float a = pl_rope_angle(pos, inv_freq[i]);
+        float c = cosf(a), s = sinf(a);
+        for (int h = 0; h < nheads; h++) pl_rope_pair(&d[h * hd + i], &d[h * hd + i + half], c, -s);
+    }
+}
+
+/* sigmoid(x) = 1 / (1 + exp(-x)), the factor pl_silu divides by. */
+static inline PL_HD float pl_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* SwiGLU backward of one element of out = silu(g) * u:
+ *   du = dout * silu(g)   (silu as the forward computes it)
+ *   dg = dout * u * sig(g) (1 + g (1 - sig(g)))   (d silu / dg)
+ * For g -> -inf sig is 0 and dg is 0; for g -> +inf sig is 1 and dg is dout u. */
+static inline PL_HD void pl_swiglu_bwd(float dout, float g, float u, float *dg, float *du) {
+    float sg = pl_sigmoid(g);
+    float dsilu = sg * (1.0f + g * (1.0f - sg));
+    *du = dout * pl_silu(g);
+    *dg = (dout * u) * dsilu;
+}
+
+/* Cross-entropy backward of one row of V logits with 0 <= target < V:
+ * dl = scale * (softmax(logits) - onehot(target)), the softmax as
+ * pl_softmax_row computes it (expf(x - max) * (1 / sum)). dl may alias logits. */
+static inline PL_HD void pl_cross_entropy_bwd_row(float *dl, const float *logits, int V, int target, float scale) {
+    float m = pl_row_max(logits, V);
+    float inv = 1.0f / pl_sum_exp(logits, V, m);
+    for (int i = 0; i < V; i++) {
+        float p = expf(logits[i] - m) * inv;
+        dl[i] = scale * (i == target ? p - 1.0f : p);
+    }
+}
+
+/* Attention backward, one query head against its visible keys (arguments as
+ * pl_attention_query, plus dout and D = dout . out for this query head).
+ * Recomputes s_j, m and sum exactly as the forward (same bits, so p_j is the
+ * forward's probability), then with dp_j = dout . v_j:
+ *   ds_j = p_j (dp_j - D)         (softmax backward; D = sum_j p_j dp_j)
+ *   dq   = scale * sum_j ds_j k_j (added in key order)
+ * Writes dq (hd) and the row's softmax statistics *m_out and *inv_out
+ * (1/sum) so that a key-side pass can recompute p_j = expf(s_j - m) * inv.
+ * A query that sees no key gets dq = 0, *m_out = -inf, *inv_out = 0. s is
+ * scratch of jend floats. */
+static inline PL_HD void pl_attention_query_bwd(float *dq, float *m_out, float *inv_out, const float *q,
+                                                const float *k, const float *v, const float *dout, float D,
+                                                long ld, int hd, float scale, int jend, const int32_t *kseg,
+                                                int32_t seg, float *s) {
+    for (int d = 0; d < hd; d++) dq[d] = 0.0f;
+    *m_out = -INFINITY;
+    *inv_out = 0.0f;
+    int j0 = 0;
+    if (kseg)
+        while (j0 < jend && kseg[j0] != seg) j0++;
+    if (j0 >= jend) return;
+    /* scores and their max (the forward's loop) */
+    float m = -INFINITY;
+    for (int j = j0; j < jend;) {
+        if (pl_attn_block4(kseg, j, jend, seg)) {
+            float r[4];
+            pl_dot4(q, k + (long)j * ld, k + (long)(j + 1) * ld, k + (long)(j + 2) * ld, k + (long)(j + 3) * ld, hd, r);
+            for (int u = 0; u < 4; u++) {
+                float sc = r[u] * scale;
+                s[j + u] = sc;
+                m = sc > m ? sc : m;
+            }
+            j += 4;
+            continue;
+        }
+        if (!kseg || kseg[j] == seg) {
+            float sc = pl_dot(q, k + (long)j * ld, hd) * scale;
+            s[j] = sc;
+            m = sc > m ? sc : m;
+        }
+        j++;
+    }
+    float sum = 0.0f;
+    for (int j = j0; j < jend; j++) {
+        if (kseg && kseg[j] != seg) continue;
+        float e = expf(s[j] - m);
+        s[j] = e;
+        sum += e;
+    }
+    float inv = 1.0f / sum;
+    *m_out = m;
+    *inv_out = inv;
+    /* ds_j = p_j (dout . v_j - D) */
+    for (int j = j0; j < jend;) {
+        if (pl_attn_block4(kseg, j, jend, seg)) {
+            float r[4];
+            pl_dot4(dout, v + (long)j * ld, v + (long)(j + 1) * ld, v + (long)(j + 2) * ld, v + (long)(j + 3) * ld, hd, r);
+            for (int u = 0; u < 4; u++) s[j + u] = (s[j + u] * inv) * (r[u] - D);
+            j += 4;
+            continue;
+        }
+        if (!kseg || kseg[j] == seg) s[j] = (s[j] * inv) * (pl_dot(dout, v + (long)j * ld, hd) - D);
+        j++;
+    }
+    /* dq = scale * sum_j ds_j k_j */
+    for (int j = j0; j < jend;) {
+        if (pl_attn_block4(kseg, j, jend, seg)) {
+            pl_axpy4(dq, s + j, k + (long)j * ld, k + (long)(j + 1) * ld, k + (long)(j + 2) * ld, k + (long)(j + 3) * ld, hd);
+            j += 4;
+            continue;
+        }
+        if (!kseg || kseg[j] == seg) pl_axpy(dq, s[j], k + (long)j * ld, hd);
+        j++;
+    }
+    pl_scal(dq, scale, hd);
+}
+
+/* ------------------------------------------------------------------- AdamW */
+
+/* Per-step constants of torch.optim.AdamW (torch/optim/adam.py,
+ * _single_tensor_adam with decoupled weight decay), computed in double as
+ * torch computes its Python scalars, then rounded once to float. */
+typedef struct pl_adamw_k {
+    float decay;     /* 1 - lr * wd */
+    float w1;        /* 1 - beta1: the lerp weight of m toward g */
+    float beta2, w2; /* beta2 and 1 - beta2 */
+    float bc2_sqrt;  /* sqrt(1 - beta2^t) */
+    float eps;
+    float neg_step;  /* -lr / (1 - beta1^t) */
+} pl_adamw_k;
+
+static inline PL_HD pl_adamw_k pl_adamw_consts(float lr, float beta1, float beta2, float eps, float wd, int t) {
+    pl_adamw_k c;
+    double b1 = beta1, b2 = beta2, dlr = lr;
+    c.decay = (float)(1.0 - dlr * (double)wd);
+    c.w1 = (float)(1.0 - b1);
+    c.beta2 = beta2;
+    c.w2 = (float)(1.0 - b2);
+    c.bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)t));
+    c.eps = eps;
+    c.neg_step = (float)(-dlr / (1.0 - pow(b1, (double)t)));
+    return c;
+}
+
+/* One element, in torch's order of float operations:
+ *   p  = p * (1 - lr wd)
+ *   m  = lerp(m, g, 1 - b1)           (= b1 m + (1 - b1) g)
+ *   v  = v * b2 + ((1 - b2) g) g
+ *   p  = p + (-lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
+ * with bc1 = 1 - b1^t, bc2 = 1 - b2^t. The lerp and the v update are fused
+ * multiply-adds, as torch's vectorized CPU kernels compute them (lerp_vec's
+ * fmadd; addcmul): with the same fp32 hyperparameters, m and v come out with
+ * torch 2.x's CPU bits and p within an ulp of them (measured once against
+ * torch 2.15, 10 steps). fmaf is exactly rounded, so the bits are the same on
+ * any CPU and in CUDA. */
+static inline PL_HD void pl_adamw_elem(float *p, float g, float *m, float *v, const pl_adamw_k *c) {
+    float pp = *p * c->decay;
+    float mm = *m, vv = *v;
+    /* torch's lerp: start + w (end - start) for |w| < 0.5, else end + (w - 1)(end - start) */
+    mm = c->w1 < 0.5f ? fmaf(c->w1, g - mm, mm) : fmaf(c->w1 - 1.0f, g - mm, g);
+    vv = fmaf(c->w2 * g, g, vv * c->beta2);
+    float denom = sqrtf(vv) / c->bc2_sqrt + c->eps;
+    *p = pp + (c->neg_step * mm) / denom;
+    *m = mm;
+    *v = vv;
+}
+
 #endif

@@ -98,6 +98,17 @@ static const pl_backend cpu_backend = {
     .linear_q = pl_cpu_linear_q,
     .add = pl_cpu_add,
     .cross_entropy = pl_cpu_cross_entropy,
+    .embedding_bwd = pl_cpu_embedding_bwd,
+    .rmsnorm_bwd = pl_cpu_rmsnorm_bwd,
+    .rope_bwd = pl_cpu_rope_bwd,
+    .attention_bwd = pl_cpu_attention_bwd,
+    .swiglu_bwd = pl_cpu_swiglu_bwd,
+    .linear_bwd = pl_cpu_linear_bwd,
+    .linear_q_bwd_x = pl_cpu_linear_q_bwd_x,
+    .cross_entropy_bwd = pl_cpu_cross_entropy_bwd,
+    .sumsq = pl_cpu_sumsq,
+    .scale = pl_cpu_scale,
+    .adamw = pl_cpu_adamw,
 };
 
 const pl_backend *pl_backend_cpu(void) { return &cpu_backend; }

@@ -36,4 +36,24 @@ void pl_cpu_linear_q(float *out, const float *x, const pl_qweight *w, const floa
 double pl_cpu_cross_entropy(const float *logits, const int32_t *targets, int T, int V, float *losses,
                             int64_t *n_valid);
 
+/* backward ops (cpu_*_bwd.c) and the optimizer's (cpu_optim.c) */
+void pl_cpu_embedding_bwd(float *dtable, const int32_t *ids, const float *dout, int T, int C);
+void pl_cpu_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w, int T, int C,
+                        float eps);
+void pl_cpu_rope_bwd(float *d, const int32_t *pos, const float *inv_freq, int T, int nheads, int hd);
+void pl_cpu_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                          const float *v, const float *out, const int32_t *qlast, const int32_t *qseg,
+                          const int32_t *kseg, int Tq, int Tk, int nh, int nkv, int hd);
+void pl_cpu_swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int T,
+                       int H);
+void pl_cpu_linear_bwd(float *dx, float *dw, float *dbias, const float *dout, const float *x, const float *w,
+                       int T, int I, int O);
+void pl_cpu_linear_q_bwd_x(float *dx, const float *dout, const pl_qweight *w, int T, float *workspace);
+void pl_cpu_cross_entropy_bwd(float *dlogits, const float *logits, const int32_t *targets, int T, int V,
+                              float scale);
+double pl_cpu_sumsq(const float *x, size_t n);
+void pl_cpu_scale(float *x, float s, size_t n);
+void pl_cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
+                  float eps, float wd, int t);
+
 #endif

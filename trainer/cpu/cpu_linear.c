@@ -27,16 +27,21 @@
 
 /* Rows of weight dequantized per sgemm call: about 1M floats (4 MB) of
  * workspace, kept within [64, 256] rows. */
+#define LINQ_WS_FLOATS ((int64_t)1 << 20)
 static int64_t linq_block_rows(int64_t cols) {
-    int64_t r = cols > 0 ? (1 << 20) / cols : 256;
+    int64_t r = cols > 0 ? LINQ_WS_FLOATS / cols : 256;
     if (r < 64) r = 64;
     if (r > 256) r = 256;
     return r;
 }
 
+/* At least linq_block_rows(cols) * cols, and never smaller for wider cols, so
+ * one buffer sized for a model's widest weight serves every linear_q call:
+ * 256 * cols up to 4096 columns, then 1M floats, then 64 * cols past 16384. */
 size_t pl_cpu_linear_q_workspace(int64_t cols) {
     if (cols <= 0) return 0;
-    return (size_t)linq_block_rows(cols) * (size_t)cols;
+    if (cols <= LINQ_WS_FLOATS / 256) return (size_t)(256 * cols);
+    return (size_t)(64 * cols > LINQ_WS_FLOATS ? 64 * cols : LINQ_WS_FLOATS);
 }
 
 /* out (T,O) rows all set to bias (O), the sgemm then adds with beta = 1. */

@@ -1,0 +1,383 @@
+/* train.c: the training context (parameters, buffers), the forward that keeps
+ * its activations, and the step / optimizer skeleton. The backward is in
+ * train_backward.c.
+ *
+ * Forward, per layer l (shapes for T tokens; D model width, qd = nh*hd,
+ * kvd = nkv*hd, H the MLP width), every named buffer kept for the backward:
+ *
+ *   xn1   = rmsnorm(x_in) * attn_norm                         (T,D)
+ *   q,k,v = xn1 . Wq^T (+bq), ...; q,k = rope(q), rope(k)     (T,qd) (T,kvd) (T,kvd)
+ *   att   = attention(q, k, v; causal within segments)        (T,qd)
+ *   x_mid = x_in + att . Wo^T                                 (T,D)
+ *   xn2   = rmsnorm(x_mid) * ffn_norm                         (T,D)
+ *   gate, up = xn2 . Wgate^T, xn2 . Wup^T                     (T,H)
+ *   act   = silu(gate) * up                                   (T,H)
+ *   x_out = x_mid + act . Wdown^T   (the next layer's x_in)   (T,D)
+ *
+ * then xnf = rmsnorm(x_final) * norm, logits = xnf . Whead^T (T,V). */
+#include "train.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_int.h"
+
+static const char *const lin_names[PL_LIN_N] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                "gate_proj", "up_proj", "down_proj", "lm_head"};
+const char *pl_lin_name(pl_lin which) { return (int)which >= 0 && which < PL_LIN_N ? lin_names[which] : "?"; }
+
+static const char *const timer_names[PL_TT_N] = {
+    "embedding", "rmsnorm", "rope", "attention", "swiglu", "linear", "lm_head", "cross_entropy", "add",
+    "embedding_bwd", "rmsnorm_bwd", "rope_bwd", "attention_bwd", "swiglu_bwd", "linear_bwd", "lm_head_bwd"};
+const char *pl_train_timer_name(int slot) { return slot >= 0 && slot < PL_TT_N ? timer_names[slot] : "?"; }
+
+size_t pl_train_activation_bytes(const pl_model_config *c, int max_T) {
+    size_t D = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    size_t H = (size_t)c->hidden, V = (size_t)c->vocab, L = (size_t)c->n_layers;
+    size_t per_tok = L * (4 * D + 2 * qd + 2 * kvd + 3 * H) + 2 * D + V + 5; /* 5 int32 token arrays */
+    return 4 * (size_t)max_T * per_tok;
+}
+
+/* ------------------------------------------------------------ parameters */
+
+/* Is w's storage ours to write? Weights converted by opts.fp32 (or copied
+ * for alignment) are model-owned blocks; a llama2.c checkpoint lives in a
+ * malloc'd buffer. Anything else points into a read-only file map. */
+static int writable(const pl_model *m, const void *p) {
+    if (m->source == PL_SRC_LLAMA2C) return 1;
+    for (int i = 0; i < m->n_owned; i++)
+        if (m->owned[i] == p) return 1;
+    return 0;
+}
+
+static int make_writable(pl_model *m, pl_qweight *w, const char *name, pl_err *err) {
+    if (w->dtype != PL_F32)
+        return pl_err_set(err, PL_EINVAL, "%s: weight '%s' is %s; training needs fp32 weights (load with opts.fp32)",
+                          m->path, name, pl_dtype_name(w->dtype));
+    if (writable(m, w->data)) return 0;
+    size_t n = (size_t)w->rows * (size_t)w->cols * sizeof(float);
+    float *cp = pl_model_own(m, n);
+    if (!cp) return pl_err_set(err, PL_ENOMEM, "%s: out of memory copying '%s' for training", m->path, name);
+    memcpy(cp, w->data, n);
+    w->data = cp;
+    return 0;
+}
+
+static int add_param(pl_train *t, const char *name, float *w, int64_t rows, int64_t cols, pl_err *err) {
+    pl_param *p = &t->params[t->n_params];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->w = w;
+    p->rows = rows;
+    p->cols = cols;
+    p->n = (size_t)rows * (size_t)cols;
+    p->g = t->be->alloc(p->n * sizeof(float), PL_MEM_GRADIENTS);
+    if (!p->g) return pl_err_set(err, PL_ENOMEM, "%s: out of memory for the gradient of %s", t->m->path, name);
+    return t->n_params++;
+}
+
+static int build_params(pl_train *t, pl_err *err) {
+    pl_model *m = t->m;
+    const pl_model_config *c = &m->cfg;
+    int64_t D = c->dim, qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    int64_t H = c->hidden;
+    int tied = m->lm_head.data == m->tok_embd.data;
+    int rc;
+    if ((rc = make_writable(m, &m->tok_embd, "model.embed_tokens.weight", err))) return rc;
+    if (tied) m->lm_head = m->tok_embd;
+    else if ((rc = make_writable(m, &m->lm_head, "lm_head.weight", err))) return rc;
+    int maxp = 2 + c->n_layers * 12 + 1;
+    t->params = calloc((size_t)maxp, sizeof *t->params);
+    t->p_layer = calloc((size_t)c->n_layers, sizeof *t->p_layer);
+    if (!t->params || !t->p_layer) return pl_err_set(err, PL_ENOMEM, "%s: out of memory", m->path);
+    char n[160];
+    if ((rc = add_param(t, "model.embed_tokens.weight", (float *)m->tok_embd.data, c->vocab, D, err)) < 0) return rc;
+    t->p_embed = rc;
+    for (int l = 0; l < c->n_layers; l++) {
+        pl_layer *L = &m->layers[l];
+        for (int j = 0; j < 12; j++) t->p_layer[l][j] = -1;
+        struct { const char *name; pl_qweight *w; float *vec; int64_t rows, cols; int slot; } ps[] = {
+            {"input_layernorm.weight", NULL, L->attn_norm, D, 1, 0},
+            {"self_attn.q_proj.weight", &L->wq, NULL, qd, D, 2},
+            {"self_attn.q_proj.bias", NULL, L->bq, qd, 1, 9},
+            {"self_attn.k_proj.weight", &L->wk, NULL, kvd, D, 3},
+            {"self_attn.k_proj.bias", NULL, L->bk, kvd, 1, 10},
+            {"self_attn.v_proj.weight", &L->wv, NULL, kvd, D, 4},
+            {"self_attn.v_proj.bias", NULL, L->bv, kvd, 1, 11},
+            {"self_attn.o_proj.weight", &L->wo, NULL, D, qd, 5},
+            {"post_attention_layernorm.weight", NULL, L->ffn_norm, D, 1, 1},
+            {"mlp.gate_proj.weight", &L->w_gate, NULL, H, D, 6},
+            {"mlp.up_proj.weight", &L->w_up, NULL, H, D, 7},
+            {"mlp.down_proj.weight", &L->w_down, NULL, D, H, 8},
+        };
+        for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
+            snprintf(n, sizeof n, "model.layers.%d.%s", l, ps[i].name);
+            float *data = ps[i].vec;
+            if (ps[i].w) {
+                if ((rc = make_writable(m, ps[i].w, n, err))) return rc;
+                data = (float *)ps[i].w->data;
+            }
+            if (!data) continue; /* no bias */
+            if ((rc = add_param(t, n, data, ps[i].rows, ps[i].cols, err)) < 0) return rc;
+            t->p_layer[l][ps[i].slot] = rc;
+        }
+    }
+    if ((rc = add_param(t, "model.norm.weight", m->out_norm, D, 1, err)) < 0) return rc;
+    t->p_norm = rc;
+    t->p_head = -1;
+    if (!tied) {
+        if ((rc = add_param(t, "lm_head.weight", (float *)m->lm_head.data, c->vocab, D, err)) < 0) return rc;
+        t->p_head = rc;
+    }
+    return 0;
+}
+
+pl_param *pl_train_param(pl_train *t, const char *name) {
+    for (int i = 0; i < t->n_params; i++)
+        if (!strcmp(t->params[i].name, name)) return &t->params[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------ buffers */
+
+static void *act_alloc(pl_train *t, size_t elems, size_t elsize, pl_mem_cat cat, int *fail) {
+    void *p = t->be->alloc(elems * elsize, cat);
+    if (!p) *fail = 1;
+    return p;
+}
+
+void pl_train_free(pl_train *t) {
+    if (!t) return;
+    const pl_backend *be = t->be;
+#define FREE(p) do { if (p) be->free(p); } while (0)
+    for (int i = 0; i < t->n_params; i++) {
+        FREE(t->params[i].g);
+        FREE(t->params[i].m);
+        FREE(t->params[i].v);
+    }
+    if (t->acts)
+        for (int l = 0; l < t->m->cfg.n_layers; l++) {
+            pl_layer_acts *a = &t->acts[l];
+            float *ps[] = {a->x_in, a->xn1, a->q, a->k, a->v, a->att, a->x_mid, a->xn2, a->gate, a->up, a->act};
+            for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) FREE(ps[i]);
+        }
+    void *rest[] = {t->ids, t->targets, t->pos, t->seg, t->qlast, t->x_final, t->xnf, t->logits,
+                    t->d_res, t->d_tmp, t->d_xn, t->d_q, t->d_k, t->d_v, t->d_att, t->d_act, t->d_up,
+                    t->ws_lin};
+    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) FREE(rest[i]);
+#undef FREE
+    free(t->acts);
+    free(t->params);
+    free(t->p_layer);
+    free(t);
+}
+
+int pl_train_init(pl_train **out, pl_model *m, int max_T, pl_err *err) {
+    *out = NULL;
+    if (max_T <= 0 || max_T > (1 << 20))
+        return pl_err_set(err, PL_EINVAL, "train: row length %d is out of range (1..1048576)", max_T);
+    pl_train *t = calloc(1, sizeof *t);
+    if (!t) return pl_err_set(err, PL_ENOMEM, "train: out of memory");
+    t->m = m;
+    t->be = m->be;
+    t->max_T = max_T;
+    int rc = build_params(t, err);
+    if (rc) { pl_train_free(t); return rc; }
+    const pl_model_config *c = &m->cfg;
+    size_t T = (size_t)max_T, D = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim;
+    size_t kvd = (size_t)c->n_kv_heads * c->head_dim, H = (size_t)c->hidden, V = (size_t)c->vocab;
+    int fail = 0;
+    t->acts = calloc((size_t)c->n_layers, sizeof *t->acts);
+    if (!t->acts) fail = 1;
+    const pl_mem_cat A = PL_MEM_ACTIVATIONS, G = PL_MEM_GRADIENTS;
+    t->ids = act_alloc(t, T, 4, A, &fail);
+    t->targets = act_alloc(t, T, 4, A, &fail);
+    t->pos = act_alloc(t, T, 4, A, &fail);
+    t->seg = act_alloc(t, T, 4, A, &fail);
+    t->qlast = act_alloc(t, T, 4, A, &fail);
+    for (int l = 0; !fail && l < c->n_layers; l++) {
+        pl_layer_acts *a = &t->acts[l];
+        a->x_in = act_alloc(t, T * D, 4, A, &fail);
+        a->xn1 = act_alloc(t, T * D, 4, A, &fail);
+        a->q = act_alloc(t, T * qd, 4, A, &fail);
+        a->k = act_alloc(t, T * kvd, 4, A, &fail);
+        a->v = act_alloc(t, T * kvd, 4, A, &fail);
+        a->att = act_alloc(t, T * qd, 4, A, &fail);
+        a->x_mid = act_alloc(t, T * D, 4, A, &fail);
+        a->xn2 = act_alloc(t, T * D, 4, A, &fail);
+        a->gate = act_alloc(t, T * H, 4, A, &fail);
+        a->up = act_alloc(t, T * H, 4, A, &fail);
+        a->act = act_alloc(t, T * H, 4, A, &fail);
+    }
+    t->x_final = act_alloc(t, T * D, 4, A, &fail);
+    t->xnf = act_alloc(t, T * D, 4, A, &fail);
+    t->logits = act_alloc(t, T * V, 4, A, &fail);
+    t->d_res = act_alloc(t, T * D, 4, G, &fail);
+    t->d_tmp = act_alloc(t, T * D, 4, G, &fail);
+    t->d_xn = act_alloc(t, T * D, 4, G, &fail);
+    t->d_q = act_alloc(t, T * qd, 4, G, &fail);
+    t->d_k = act_alloc(t, T * kvd, 4, G, &fail);
+    t->d_v = act_alloc(t, T * kvd, 4, G, &fail);
+    t->d_att = act_alloc(t, T * qd, 4, G, &fail);
+    t->d_act = act_alloc(t, T * H, 4, G, &fail);
+    t->d_up = act_alloc(t, T * H, 4, G, &fail);
+    t->ws_lin = act_alloc(t, T * D, 4, PL_MEM_WORKSPACE, &fail);
+    if (fail) {
+        pl_train_free(t);
+        return pl_err_set(err, PL_ENOMEM, "train: out of memory for the activations of %d tokens", max_T);
+    }
+    *out = t;
+    return 0;
+}
+
+/* ------------------------------------------------------------ forward */
+
+#define TIMED(t, slot, call)                                        \
+    do {                                                            \
+        double t0_ = (t)->timing ? omp_get_wtime() : 0;             \
+        call;                                                       \
+        if ((t)->timing) (t)->t_op[slot] += omp_get_wtime() - t0_;  \
+    } while (0)
+
+int pl_train_forward(pl_train *t, const int32_t *ids, const int32_t *targets, const int32_t *pos,
+                     const int32_t *seg, int T, double *loss_sum, int64_t *n_valid, pl_err *err) {
+    pl_model *m = t->m;
+    const pl_backend *be = t->be;
+    const pl_model_config *c = &m->cfg;
+    const int D = c->dim, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, H = c->hidden;
+    const int V = c->vocab;
+    if (T <= 0 || T > t->max_T)
+        return pl_err_set(err, PL_EINVAL, "train: forward of %d tokens, the context was made for 1..%d", T, t->max_T);
+    for (int i = 0; i < T; i++) {
+        if (ids[i] < 0 || ids[i] >= V)
+            return pl_err_set(err, PL_EINVAL, "train: token id %d at position %d is outside the vocabulary (0..%d)",
+                              ids[i], i, V - 1);
+        if (targets[i] >= V)
+            return pl_err_set(err, PL_EINVAL, "train: target %d at position %d is outside the vocabulary (0..%d)",
+                              targets[i], i, V - 1);
+    }
+    t->T = 0;
+    memcpy(t->ids, ids, (size_t)T * 4);
+    memcpy(t->targets, targets, (size_t)T * 4);
+    t->has_seg = seg != NULL;
+    for (int i = 0; i < T; i++) {
+        t->pos[i] = pos ? pos[i] : i;
+        t->seg[i] = seg ? seg[i] : 0;
+        t->qlast[i] = i;
+    }
+    const int32_t *sg = t->has_seg ? t->seg : NULL;
+    TIMED(t, PL_TT_EMBED, be->embedding(t->acts[0].x_in, t->ids, (const float *)m->tok_embd.data, T, D));
+    for (int l = 0; l < c->n_layers; l++) {
+        const pl_layer *L = &m->layers[l];
+        pl_layer_acts *a = &t->acts[l];
+        float *x_out = l + 1 < c->n_layers ? t->acts[l + 1].x_in : t->x_final;
+        TIMED(t, PL_TT_NORM, be->rmsnorm(a->xn1, a->x_in, L->attn_norm, T, D, c->norm_eps));
+        TIMED(t, PL_TT_LINEAR, {
+            be->linear(a->q, a->xn1, L->wq.data, L->bq, T, D, qd);
+            be->linear(a->k, a->xn1, L->wk.data, L->bk, T, D, kvd);
+            be->linear(a->v, a->xn1, L->wv.data, L->bv, T, D, kvd);
+        });
+        TIMED(t, PL_TT_ROPE, {
+            be->rope(a->q, t->pos, m->inv_freq, T, c->n_heads, c->head_dim);
+            be->rope(a->k, t->pos, m->inv_freq, T, c->n_kv_heads, c->head_dim);
+        });
+        TIMED(t, PL_TT_ATTN, be->attention(a->att, a->q, a->k, a->v, t->qlast, sg, sg, T, T, c->n_heads,
+                                           c->n_kv_heads, c->head_dim));
+        TIMED(t, PL_TT_LINEAR, be->linear(t->ws_lin, a->att, L->wo.data, NULL, T, qd, D));
+        TIMED(t, PL_TT_ADD, be->add(a->x_mid, a->x_in, t->ws_lin, (size_t)T * D));
+        TIMED(t, PL_TT_NORM, be->rmsnorm(a->xn2, a->x_mid, L->ffn_norm, T, D, c->norm_eps));
+        TIMED(t, PL_TT_LINEAR, {
+            be->linear(a->gate, a->xn2, L->w_gate.data, NULL, T, D, H);
+            be->linear(a->up, a->xn2, L->w_up.data, NULL, T, D, H);
+        });
+        TIMED(t, PL_TT_SWIGLU, be->swiglu(a->act, a->gate, a->up, T, H));
+        TIMED(t, PL_TT_LINEAR, be->linear(t->ws_lin, a->act, L->w_down.data, NULL, T, H, D));
+        TIMED(t, PL_TT_ADD, be->add(x_out, a->x_mid, t->ws_lin, (size_t)T * D));
+    }
+    TIMED(t, PL_TT_NORM, be->rmsnorm(t->xnf, t->x_final, m->out_norm, T, D, c->norm_eps));
+    TIMED(t, PL_TT_HEAD, be->linear(t->logits, t->xnf, m->lm_head.data, NULL, T, D, V));
+    int64_t nv = 0;
+    double sum;
+    TIMED(t, PL_TT_LOSS, sum = be->cross_entropy(t->logits, t->targets, T, V, NULL, &nv));
+    if (loss_sum) *loss_sum = sum;
+    if (n_valid) *n_valid = nv;
+    t->T = T;
+    return 0;
+}
+
+/* ------------------------------------------------------------ optimizer */
+
+void pl_train_zero_grad(pl_train *t) {
+    for (int i = 0; i < t->n_params; i++) memset(t->params[i].g, 0, t->params[i].n * sizeof(float));
+}
+
+double pl_train_grad_norm(const pl_train *t) {
+    double s = 0;
+    for (int i = 0; i < t->n_params; i++) s += t->be->sumsq(t->params[i].g, t->params[i].n);
+    return sqrt(s);
+}
+
+void pl_train_scale_grads(pl_train *t, float s) {
+    for (int i = 0; i < t->n_params; i++) t->be->scale(t->params[i].g, s, t->params[i].n);
+}
+
+void pl_train_sgd(pl_train *t, float lr) {
+    /* one element per iteration: same bits at every thread count */
+    for (int i = 0; i < t->n_params; i++) {
+        pl_param *p = &t->params[i];
+        if (p->frozen) continue;
+        float *w = p->w;
+        const float *g = p->g;
+        long n = (long)p->n;
+#pragma omp parallel for schedule(static) if (n >= 16384)
+        for (long j = 0; j < n; j++) w[j] -= lr * g[j];
+    }
+}
+
+pl_adamw_opts pl_adamw_defaults(void) {
+    return (pl_adamw_opts){.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
+}
+
+int pl_train_adamw(pl_train *t, const pl_adamw_opts *o, pl_err *err) {
+    for (int i = 0; i < t->n_params; i++) {
+        pl_param *p = &t->params[i];
+        if (p->frozen) continue;
+        if (!p->m) p->m = t->be->alloc(p->n * sizeof(float), PL_MEM_OPTIMIZER);
+        if (!p->v) p->v = t->be->alloc(p->n * sizeof(float), PL_MEM_OPTIMIZER);
+        if (!p->m || !p->v)
+            return pl_err_set(err, PL_ENOMEM, "train: out of memory for the AdamW state of %s", p->name);
+    }
+    t->step++;
+    for (int i = 0; i < t->n_params; i++) {
+        pl_param *p = &t->params[i];
+        if (p->frozen) continue;
+        t->be->adamw(p->w, p->g, p->m, p->v, p->n, o->lr, o->beta1, o->beta2, o->eps, o->weight_decay, t->step);
+    }
+    return 0;
+}
+
+int pl_train_step(pl_train *t, const pl_microbatch *mb, int n_mb, const pl_adamw_opts *o, float sgd_lr,
+                  double *loss, pl_err *err) {
+    if (n_mb <= 0) return pl_err_set(err, PL_EINVAL, "train: a step needs at least one micro-batch");
+    int64_t total = 0;
+    for (int i = 0; i < n_mb; i++)
+        for (int j = 0; j < mb[i].T; j++) total += mb[i].targets[j] >= 0;
+    if (total == 0) return pl_err_set(err, PL_EINVAL, "train: the step has no trained tokens (every target is < 0)");
+    pl_train_zero_grad(t);
+    double sum = 0;
+    int rc;
+    for (int i = 0; i < n_mb; i++) {
+        double s;
+        if ((rc = pl_train_forward(t, mb[i].ids, mb[i].targets, mb[i].pos, mb[i].seg, mb[i].T, &s, NULL, err)))
+            return rc;
+        sum += s;
+        if ((rc = pl_train_backward(t, (float)(1.0 / (double)total), err))) return rc;
+    }
+    if (loss) *loss = sum / (double)total;
+    if (o) return pl_train_adamw(t, o, err);
+    pl_train_sgd(t, sgd_lr);
+    return 0;
+}

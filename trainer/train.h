@@ -1,0 +1,166 @@
+/* train.h: training an fp32 pl_model: parameters with Hugging Face names,
+ * gradients, a forward over packed rows that keeps what the backward needs,
+ * the backward to every parameter and to the input of every linear layer,
+ * and plain SGD / AdamW steps. (The QLoRA issue builds the real run on this:
+ * frozen base, LoRA adapters, schedules, checkpoints.)
+ *
+ * One step over micro-batches mb[0..n):
+ *
+ *   pl_train_zero_grad(t);
+ *   n = total trained tokens (targets >= 0) over all micro-batches;
+ *   for each mb: pl_train_forward(t, mb, ...); pl_train_backward(t, 1.0 / n);
+ *   pl_train_adamw(t, &opts);      (or pl_train_sgd)
+ *
+ * so the gradient is that of the mean loss over the whole step, whatever the
+ * split into micro-batches. pl_train_step does exactly this.
+ *
+ * Memory (docs/memory.md has the per-layer list and byte counts): the saved
+ * activations for max_T tokens are allocated once by pl_train_init through
+ * the backend's alloc with PL_MEM_ACTIVATIONS and reused by every forward;
+ * gradients of parameters and of activations are PL_MEM_GRADIENTS; AdamW's
+ * moments PL_MEM_OPTIMIZER (allocated at the first AdamW step); scratch
+ * PL_MEM_WORKSPACE. pl_train_activation_bytes gives the exact count. */
+#ifndef PL_TRAIN_H
+#define PL_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../core/error.h"
+#include "model.h"
+
+/* The linear layers of a decoder layer, and the LM head (layer -1). */
+typedef enum pl_lin {
+    PL_LIN_Q = 0, PL_LIN_K, PL_LIN_V, PL_LIN_O, PL_LIN_GATE, PL_LIN_UP, PL_LIN_DOWN, PL_LIN_HEAD, PL_LIN_N
+} pl_lin;
+
+const char *pl_lin_name(pl_lin which); /* "q_proj", ..., "lm_head" */
+
+/* A trained tensor: w (rows, cols) row-major, or a vector (rows = n, cols = 1). */
+typedef struct pl_param {
+    char name[96];      /* Hugging Face name, e.g. model.layers.3.self_attn.q_proj.weight */
+    float *w;           /* the model's weights (writable) */
+    float *g;           /* gradient, same shape (PL_MEM_GRADIENTS) */
+    float *m, *v;       /* AdamW moments (PL_MEM_OPTIMIZER) or NULL before the first step */
+    int64_t rows, cols;
+    size_t n;           /* rows * cols */
+    int frozen;         /* set by the caller: no weight gradient through linear_bwd / embedding_bwd, no
+                         * optimizer update (the input gradients still flow) */
+} pl_param;
+
+/* Called by the backward for every linear layer out = x . W^T + b right after
+ * its input gradient dx = dout . W is written (before the gradients of the
+ * layer's sibling projections are added to it): x (T, I) the forward input,
+ * dout (T, O) the gradient of the output, dx (T, I) which the hook may modify
+ * (e.g. add LoRA's x-gradient). layer is -1 for the LM head. */
+typedef void (*pl_train_hook)(void *user, int layer, pl_lin which, const float *x, const float *dout,
+                              float *dx, int T, int I, int O);
+
+typedef struct pl_layer_acts {
+    /* saved by the forward for the backward; all (T, width) row-major */
+    float *x_in;   /* (T,D)   residual stream entering the layer (= previous layer's output) */
+    float *xn1;    /* (T,D)   rmsnorm(x_in) * attn_norm: input of q/k/v */
+    float *q;      /* (T,qd)  after RoPE */
+    float *k;      /* (T,kvd) after RoPE */
+    float *v;      /* (T,kvd) */
+    float *att;    /* (T,qd)  attention output: input of o_proj */
+    float *x_mid;  /* (T,D)   x_in + o_proj(att) */
+    float *xn2;    /* (T,D)   rmsnorm(x_mid) * ffn_norm: input of gate/up */
+    float *gate;   /* (T,H)   gate_proj(xn2), before SiLU */
+    float *up;     /* (T,H)   up_proj(xn2) */
+    float *act;    /* (T,H)   silu(gate) * up: input of down_proj */
+} pl_layer_acts;
+
+typedef struct pl_train {
+    pl_model *m;
+    const pl_backend *be;
+    int max_T;                   /* capacity of the saved activations */
+    int n_params;
+    pl_param *params;            /* HF order: embed, per layer (norms, q,k,v(+bias), o, gate, up, down), norm, lm_head */
+    /* index of each parameter in params (-1 when absent) */
+    int p_embed, p_norm, p_head; /* p_head == -1 when tied */
+    int (*p_layer)[12];          /* [l][j]: attn_norm, ffn_norm, q, k, v, o, gate, up, down, bq, bk, bv */
+    /* saved activations (PL_MEM_ACTIVATIONS) of the last forward */
+    int T;                       /* tokens of the last forward; 0 when none is pending */
+    int32_t *ids, *targets, *pos, *seg, *qlast; /* (max_T) */
+    int has_seg;
+    pl_layer_acts *acts;         /* (n_layers) */
+    float *x_final;              /* (T,D) output of the last layer */
+    float *xnf;                  /* (T,D) final rmsnorm: input of the LM head */
+    float *logits;               /* (T,V); the backward overwrites it with dlogits */
+    /* activation gradients (PL_MEM_GRADIENTS) */
+    float *d_res, *d_tmp, *d_xn, *d_q, *d_k, *d_v, *d_att, *d_act, *d_up;
+    /* workspace (PL_MEM_WORKSPACE) */
+    float *ws_lin;               /* (T,D) output of o_proj / down_proj before the residual add */
+    /* optimizer */
+    int step;                    /* AdamW steps taken (1-based t of the last step) */
+    /* backward hook (NULL: none) */
+    pl_train_hook hook;
+    void *hook_user;
+    /* per-op timers of the last forward/backward (seconds), when timing is set */
+    int timing;
+    double t_op[16];
+} pl_train;
+
+/* Timer slots of t_op[]. */
+enum { PL_TT_EMBED = 0, PL_TT_NORM, PL_TT_ROPE, PL_TT_ATTN, PL_TT_SWIGLU, PL_TT_LINEAR, PL_TT_HEAD,
+       PL_TT_LOSS, PL_TT_ADD, PL_TT_EMBED_B, PL_TT_NORM_B, PL_TT_ROPE_B, PL_TT_ATTN_B, PL_TT_SWIGLU_B,
+       PL_TT_LINEAR_B, PL_TT_HEAD_B, PL_TT_N };
+const char *pl_train_timer_name(int slot);
+
+/* A training context for m (weights must be fp32: load with opts.fp32) and
+ * rows of up to max_T tokens. Weights that live in a read-only file map are
+ * copied into memory the model owns and the model is pointed at the copies,
+ * so m must outlive t. */
+int pl_train_init(pl_train **out, pl_model *m, int max_T, pl_err *err);
+void pl_train_free(pl_train *t);
+
+/* Bytes pl_train_init allocates with PL_MEM_ACTIVATIONS for config c and
+ * max_T tokens: 4*T*(L*(4D + 2qd + 2kvd + 3H) + 2D + V + 5). */
+size_t pl_train_activation_bytes(const pl_model_config *c, int max_T);
+
+/* Forward over T packed tokens: ids (T), targets (T, < 0 = not trained),
+ * pos (T) RoPE positions or NULL (0..T-1), seg (T) segment ids or NULL (one
+ * sequence). Keeps the activations for pl_train_backward. *loss_sum gets the
+ * sum of the per-token losses, *n_valid the count of trained tokens (either
+ * may be NULL). logits stay in t->logits until the backward. */
+int pl_train_forward(pl_train *t, const int32_t *ids, const int32_t *targets, const int32_t *pos,
+                     const int32_t *seg, int T, double *loss_sum, int64_t *n_valid, pl_err *err);
+
+/* Backward of scale * (sum of the last forward's per-token losses): adds
+ * into every parameter's gradient. scale is 1 / (trained tokens in the whole
+ * step) for a mean. Consumes the forward's logits. */
+int pl_train_backward(pl_train *t, float scale, pl_err *err);
+
+void pl_train_zero_grad(pl_train *t);
+/* Global L2 norm of all gradients (backend sumsq, in parameter order). */
+double pl_train_grad_norm(const pl_train *t);
+/* Multiply every gradient by s (clipping). */
+void pl_train_scale_grads(pl_train *t, float s);
+
+/* w -= lr * g on every parameter. */
+void pl_train_sgd(pl_train *t, float lr);
+
+typedef struct pl_adamw_opts {
+    float lr, beta1, beta2, eps, weight_decay;
+} pl_adamw_opts;
+/* torch.optim.AdamW's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, wd 0.01. */
+pl_adamw_opts pl_adamw_defaults(void);
+/* One AdamW step on every parameter (moments allocated on the first call). */
+int pl_train_adamw(pl_train *t, const pl_adamw_opts *o, pl_err *err);
+
+/* One micro-batch: a packed row of T tokens (pointers as pl_train_forward). */
+typedef struct pl_microbatch {
+    const int32_t *ids, *targets, *pos, *seg;
+    int T;
+} pl_microbatch;
+
+/* zero_grad, forward + backward of each micro-batch with the loss normalized
+ * by the trained tokens of the whole step, then AdamW (o) or, when o is NULL,
+ * SGD with lr sgd_lr. *loss (may be NULL) gets the step's mean loss. */
+int pl_train_step(pl_train *t, const pl_microbatch *mb, int n_mb, const pl_adamw_opts *o, float sgd_lr,
+                  double *loss, pl_err *err);
+
+/* Parameter by Hugging Face name, or NULL. */
+pl_param *pl_train_param(pl_train *t, const char *name);
+
+#endif

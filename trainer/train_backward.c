@@ -1,0 +1,100 @@
+/* train_backward.c: the backward pass of the decoder through the backend's
+ * backward ops, from the loss to every parameter and to the input of every
+ * linear layer (the hook in train.h sees each one).
+ *
+ * Walking back (d_res holds dL/d(residual stream), (T,D)):
+ *
+ *   dlogits = scale * (softmax(logits) - onehot(target))    in place of logits
+ *   d_xn    = dlogits . Whead ; dWhead += dlogits^T . xnf   (tied: into dEmbed)
+ *   d_res   = rmsnorm_bwd(d_xn) ; dnorm +=
+ *   per layer, last to first:
+ *     d_act = d_res . Wdown ;            dWdown += d_res^T . act
+ *     d_gate, d_up = swiglu_bwd(d_act)   (d_gate in place of d_act)
+ *     d_xn  = d_gate . Wgate + d_up . Wup ; dWgate, dWup +=
+ *     d_res += rmsnorm_bwd(d_xn, x_mid) ; dffn_norm +=
+ *     d_att = d_res . Wo ;               dWo += d_res^T . att
+ *     d_q, d_k, d_v = attention_bwd(d_att) ; rope_bwd(d_q), rope_bwd(d_k)
+ *     d_xn  = d_q . Wq + d_k . Wk + d_v . Wv ; dWq.., dbq.. +=
+ *     d_res += rmsnorm_bwd(d_xn, x_in) ; dattn_norm +=
+ *   dEmbed += scatter(d_res by ids)
+ */
+#include "train.h"
+
+#include <omp.h>
+#include <stddef.h>
+
+#define TIMED(t, slot, call)                                        \
+    do {                                                            \
+        double t0_ = (t)->timing ? omp_get_wtime() : 0;             \
+        call;                                                       \
+        if ((t)->timing) (t)->t_op[slot] += omp_get_wtime() - t0_;  \
+    } while (0)
+
+static float *grad_of(pl_train *t, int idx) { return idx >= 0 ? t->params[idx].g : NULL; }
+/* The same, NULL for a frozen parameter (ops whose gradient may be skipped). */
+static float *grad_opt(pl_train *t, int idx) { return idx >= 0 && !t->params[idx].frozen ? t->params[idx].g : NULL; }
+
+/* dx (T,I) = dout . W ; dW += dout^T . x ; db += sum dout ; then the hook. */
+static void lin_bwd(pl_train *t, int layer, pl_lin which, float *dx, int pw, int pb, const float *dout,
+                    const float *x, const float *w, int T, int I, int O) {
+    TIMED(t, which == PL_LIN_HEAD ? PL_TT_HEAD_B : PL_TT_LINEAR_B,
+          t->be->linear_bwd(dx, grad_opt(t, pw), grad_opt(t, pb), dout, x, w, T, I, O));
+    if (t->hook) t->hook(t->hook_user, layer, which, x, dout, dx, T, I, O);
+}
+
+int pl_train_backward(pl_train *t, float scale, pl_err *err) {
+    const pl_backend *be = t->be;
+    pl_model *m = t->m;
+    const pl_model_config *c = &m->cfg;
+    const int T = t->T, D = c->dim, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    const int H = c->hidden, V = c->vocab;
+    if (T <= 0) return pl_err_set(err, PL_EINVAL, "train: backward without a forward before it");
+    if (!be->embedding_bwd || !be->rmsnorm_bwd || !be->rope_bwd || !be->attention_bwd || !be->swiglu_bwd ||
+        !be->linear_bwd || !be->cross_entropy_bwd)
+        return pl_err_set(err, PL_EUNSUPPORTED, "train: backend '%s' lacks backward ops", be->name);
+    const int32_t *sg = t->has_seg ? t->seg : NULL;
+    const size_t TD = (size_t)T * D;
+
+    /* loss -> logits -> final norm */
+    float *dlogits = t->logits;
+    TIMED(t, PL_TT_HEAD_B, be->cross_entropy_bwd(dlogits, t->logits, t->targets, T, V, scale));
+    int head = t->p_head >= 0 ? t->p_head : t->p_embed; /* tied: the head's gradient adds into the embedding's */
+    lin_bwd(t, -1, PL_LIN_HEAD, t->d_xn, head, -1, dlogits, t->xnf, m->lm_head.data, T, D, V);
+    TIMED(t, PL_TT_NORM_B, be->rmsnorm_bwd(t->d_res, grad_of(t, t->p_norm), t->d_xn, t->x_final, m->out_norm, T, D,
+                                           c->norm_eps));
+
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        const pl_layer *L = &m->layers[l];
+        const pl_layer_acts *a = &t->acts[l];
+        const int *pi = t->p_layer[l];
+        /* MLP: x_out = x_mid + down(silu(gate) * up) */
+        lin_bwd(t, l, PL_LIN_DOWN, t->d_act, pi[8], -1, t->d_res, a->act, L->w_down.data, T, H, D);
+        TIMED(t, PL_TT_SWIGLU_B, be->swiglu_bwd(t->d_act, t->d_up, t->d_act, a->gate, a->up, T, H));
+        lin_bwd(t, l, PL_LIN_GATE, t->d_xn, pi[6], -1, t->d_act, a->xn2, L->w_gate.data, T, D, H);
+        lin_bwd(t, l, PL_LIN_UP, t->d_tmp, pi[7], -1, t->d_up, a->xn2, L->w_up.data, T, D, H);
+        TIMED(t, PL_TT_ADD, be->add(t->d_xn, t->d_xn, t->d_tmp, TD));
+        TIMED(t, PL_TT_NORM_B, be->rmsnorm_bwd(t->d_tmp, grad_of(t, pi[1]), t->d_xn, a->x_mid, L->ffn_norm, T, D,
+                                               c->norm_eps));
+        TIMED(t, PL_TT_ADD, be->add(t->d_res, t->d_res, t->d_tmp, TD));
+        /* attention: x_mid = x_in + o(attention(rope(q), rope(k), v)) */
+        lin_bwd(t, l, PL_LIN_O, t->d_att, pi[5], -1, t->d_res, a->att, L->wo.data, T, qd, D);
+        TIMED(t, PL_TT_ATTN_B, be->attention_bwd(t->d_q, t->d_k, t->d_v, t->d_att, a->q, a->k, a->v, a->att,
+                                                 t->qlast, sg, sg, T, T, c->n_heads, c->n_kv_heads, c->head_dim));
+        TIMED(t, PL_TT_ROPE_B, {
+            be->rope_bwd(t->d_q, t->pos, m->inv_freq, T, c->n_heads, c->head_dim);
+            be->rope_bwd(t->d_k, t->pos, m->inv_freq, T, c->n_kv_heads, c->head_dim);
+        });
+        lin_bwd(t, l, PL_LIN_Q, t->d_xn, pi[2], pi[9], t->d_q, a->xn1, L->wq.data, T, D, qd);
+        lin_bwd(t, l, PL_LIN_K, t->d_tmp, pi[3], pi[10], t->d_k, a->xn1, L->wk.data, T, D, kvd);
+        TIMED(t, PL_TT_ADD, be->add(t->d_xn, t->d_xn, t->d_tmp, TD));
+        lin_bwd(t, l, PL_LIN_V, t->d_tmp, pi[4], pi[11], t->d_v, a->xn1, L->wv.data, T, D, kvd);
+        TIMED(t, PL_TT_ADD, be->add(t->d_xn, t->d_xn, t->d_tmp, TD));
+        TIMED(t, PL_TT_NORM_B, be->rmsnorm_bwd(t->d_tmp, grad_of(t, pi[0]), t->d_xn, a->x_in, L->attn_norm, T, D,
+                                               c->norm_eps));
+        TIMED(t, PL_TT_ADD, be->add(t->d_res, t->d_res, t->d_tmp, TD));
+    }
+    if (!t->params[t->p_embed].frozen)
+        TIMED(t, PL_TT_EMBED_B, be->embedding_bwd(grad_of(t, t->p_embed), t->ids, t->d_res, T, D));
+    t->T = 0; /* the logits are gone: a second backward needs a new forward */
+    return 0;
+}
