@@ -31,6 +31,8 @@ typedef enum pl_dtype {
     PL_I64 = 27,
     PL_F64 = 28,
     PL_BF16 = 30,
+    /* not in ggml: potluck's own in-memory formats */
+    PL_NF4 = 90,  /* bitsandbytes NF4 with its quant state (lora/nf4.h); rows via pl_qaux */
     /* not in ggml: safetensors only */
     PL_U8 = 100,
     PL_BOOL = 101,

@@ -589,7 +589,7 @@ static void test_linear_bwd(void) {
 
 /* A weight (O, I) of dtype t quantized from random floats; data malloc'd. */
 static pl_qweight make_qweight(pl_dtype t, int O, int I) {
-    pl_qweight w = {t, O, I, 0, NULL};
+    pl_qweight w = {t, O, I, 0, NULL, NULL};
     float *f = rnd_vec((size_t)O * I, -1, 1);
     size_t nb = (size_t)I / PL_QK;
     switch (t) {

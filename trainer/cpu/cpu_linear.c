@@ -20,6 +20,7 @@
 #include <cblas.h>
 #undef I /* <cblas.h> pulls in <complex.h>, whose I would clash with our I (in features) */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 #include "../../core/quant.h"
 #include "../ops_math.h"
@@ -42,6 +43,12 @@ size_t pl_cpu_linear_q_workspace(int64_t cols) {
     if (cols <= 0) return 0;
     if (cols <= LINQ_WS_FLOATS / 256) return (size_t)(256 * cols);
     return (size_t)(64 * cols > LINQ_WS_FLOATS ? 64 * cols : LINQ_WS_FLOATS);
+}
+
+int pl_qweight_row(const pl_qweight *w, int64_t r, float *dst) {
+    if (r < 0 || r >= w->rows) return -1;
+    if (w->aux) return w->aux->row(w, r, dst);
+    return pl_dequantize_row(w->dtype, (const unsigned char *)w->data + (size_t)r * w->row_bytes, dst, w->cols);
 }
 
 /* out (T,O) rows all set to bias (O), the sgemm then adds with beta = 1. */
@@ -81,6 +88,23 @@ void pl_cpu_linear_q(float *out, const float *x, const pl_qweight *w, const floa
     }
     const unsigned char *base = w->data;
     const size_t rb = w->row_bytes;
+    if (T < PL_CPU_LINQ_DOT_MAX_T && w->aux) {
+        /* a format read only through its row function: each thread
+         * dequantizes a row into its own slice of the workspace (at most 64
+         * threads, which pl_cpu_linear_q_workspace provides for), then dots */
+        int nt = omp_get_max_threads();
+        if (nt > 64) nt = 64;
+#pragma omp parallel for schedule(static) num_threads(nt) if ((long)O * I >= PL_CPU_PAR_MIN)
+        for (int o = 0; o < O; o++) {
+            float b = bias ? bias[o] : 0.0f, y[PL_CPU_LINQ_DOT_MAX_T];
+            float *wr = workspace + (size_t)omp_get_thread_num() * (size_t)I;
+            if (pl_qweight_row(w, o, wr) != 0)
+                for (int c = 0; c < I; c++) wr[c] = NAN;
+            pl_vec_dot_f32_multi(PL_F32, wr, x, (size_t)I, T, I, y);
+            for (int t = 0; t < T; t++) out[(size_t)t * O + o] = y[t] + b;
+        }
+        return;
+    }
     if (T < PL_CPU_LINQ_DOT_MAX_T) {
         /* out[t, o] for all t from one pass over row o */
 #pragma omp parallel for schedule(static) if ((long)O * I >= PL_CPU_PAR_MIN)
@@ -101,7 +125,7 @@ void pl_cpu_linear_q(float *out, const float *x, const pl_qweight *w, const floa
 #pragma omp parallel for schedule(static) if ((long)nb * I >= PL_CPU_PAR_MIN)
         for (int r = 0; r < nb; r++) {
             float *dst = workspace + (size_t)r * I;
-            if (pl_dequantize_row(w->dtype, base + (size_t)(r0 + r) * rb, dst, I) != 0)
+            if (pl_qweight_row(w, r0 + r, dst) != 0)
                 for (int c = 0; c < I; c++) dst[c] = NAN; /* unsupported dtype: visible, not silent */
         }
         /* out[:, r0 : r0+nb] (T, nb; row stride O) (+)= x . workspace^T */

@@ -62,8 +62,6 @@ void pl_cpu_linear_q_bwd_x(float *dx, const float *dout, const pl_qweight *w, in
                     0.0f, dx, I);
         return;
     }
-    const unsigned char *base = w->data;
-    const size_t rb = w->row_bytes;
     /* as many rows as the workspace holds, at most 256 per block */
     int64_t blk = (int64_t)(pl_cpu_linear_q_workspace(I) / (size_t)I);
     if (blk > 256) blk = 256;
@@ -74,7 +72,7 @@ void pl_cpu_linear_q_bwd_x(float *dx, const float *dout, const pl_qweight *w, in
 #pragma omp parallel for schedule(static) if ((long)nb * I >= PL_CPU_PAR_MIN)
         for (int r = 0; r < nb; r++) {
             float *dst = workspace + (size_t)r * I;
-            if (pl_dequantize_row(w->dtype, base + (size_t)(r0 + r) * rb, dst, I) != 0)
+            if (pl_qweight_row(w, r0 + r, dst) != 0)
                 for (int c = 0; c < I; c++) dst[c] = NAN; /* unsupported dtype: visible, not silent */
         }
         /* dx (T, I) (+)= dout[:, r0 : r0+nb] (T, nb; row stride O) . workspace (nb, I) */
