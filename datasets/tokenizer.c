@@ -642,7 +642,10 @@ int pl_tokenizer_decode(const pl_tokenizer *t, int prev, int id, int render_spec
         }
         return (int)o;
     }
-    /* byte-level BPE */
+    return tok_decode_bytelevel(t, p, n, buf, cap);
+}
+
+int tok_decode_bytelevel(const pl_tokenizer *t, const char *p, size_t n, char *buf, size_t cap) {
     size_t o = 0;
     for (size_t k = 0; k < n && o < cap;) {
         uint32_t cp;

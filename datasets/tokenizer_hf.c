@@ -607,24 +607,7 @@ int tok_decode_hf(const pl_tokenizer *t, int prev, int id, int render_special, c
         return put(buf, cap, p, n);
     }
     if (t->hf_model == HF_WORDPIECE) return tok_decode_wordpiece(t, prev, id, render_special, buf, cap);
-    if (t->byte_level) {
-        size_t o = 0;
-        for (size_t k = 0; k < n && o < cap;) {
-            uint32_t cp;
-            size_t cl = utf8_valid((const unsigned char *)p + k, n - k, &cp);
-            if (cl && cp < 512 && t->cp2byte[cp] >= 0) {
-                buf[o++] = (char)t->cp2byte[cp];
-                k += cl;
-            } else {
-                size_t m = cl ? cl : 1;
-                if (m > cap - o) m = cap - o;
-                memcpy(buf + o, p + k, m);
-                o += m;
-                k += cl ? cl : 1;
-            }
-        }
-        return (int)o;
-    }
+    if (t->byte_level) return tok_decode_bytelevel(t, p, n, buf, cap);
     if (t->byte_fallback && t->type[id] == TT_BYTE) {
         int v = tok_parse_byte_piece(p, n);
         if (v >= 0) {

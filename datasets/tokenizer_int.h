@@ -289,6 +289,8 @@ int tok_match_special(const pl_tokenizer *t, const char *p, size_t left, int par
 int tok_regex_split(pcre2_code *const *re, int n_re, const char *text, size_t len, pcre2_match_data *md, spans *cur,
                     spans *nxt);
 int tok_parse_byte_piece(const char *p, size_t n);
+/* Byte-level BPE piece text (GPT-2's bytes_to_unicode) back to bytes; at most cap. */
+int tok_decode_bytelevel(const pl_tokenizer *t, const char *p, size_t n, char *buf, size_t cap);
 void work_free(work *w);
 int sym_push(work *w, uint32_t off, uint32_t n, int32_t id, int32_t toff);
 int heap_push(work *w, bigram b);
