@@ -201,25 +201,19 @@ static inline PL_HD int pl_attn_block4(const int32_t *kseg, int j, int jend, int
     return !kseg || (kseg[j] == seg && kseg[j + 1] == seg && kseg[j + 2] == seg && kseg[j + 3] == seg);
 }
 
-/* One query head against the keys j < jend it may see: key j is visible iff
- * kseg == NULL or kseg[j] == seg. q (hd); k, v point at row 0 of this query's
- * key/value head, rows ld floats apart; s is scratch of jend floats.
- * out (hd) = sum_j softmax_j(q.k_j * scale) v_j over the visible keys, or zeros
- * when no key is visible. out must not alias q, k or v.
- *
- * Definition (key by key, in key order): s_j = pl_dot(q, k_j) * scale;
- * m = max s_j; e_j = expf(s_j - m); sum = e_j added in key order;
- * out = 0, then pl_axpy(out, e_j * (1/sum), v_j) in key order. Runs of four
- * visible keys go through pl_dot4 / pl_axpy4, which give the same bits. */
-static inline PL_HD void pl_attention_query(float *out, const float *q, const float *k, const float *v,
-                                            long ld, int hd, float scale, int jend,
-                                            const int32_t *kseg, int32_t seg, float *s) {
-    for (int d = 0; d < hd; d++) out[d] = 0.0f;
+/* Scores and softmax of one query head over its visible keys, the first
+ * half of the attention definition below: s_j = pl_dot(q, k_j) * scale
+ * (runs of four visible keys through pl_dot4, the same bits), m = max s_j,
+ * then s_j = expf(s_j - m) with their sum added in key order. Returns the
+ * first visible key j0 (jend when none is visible: nothing is written) and
+ * sets *m_out and *sum_out. */
+static inline PL_HD int pl_attn_softmax(const float *q, const float *k, long ld, int hd, float scale, int jend,
+                                        const int32_t *kseg, int32_t seg, float *s, float *m_out,
+                                        float *sum_out) {
     int j0 = 0;
     if (kseg)
         while (j0 < jend && kseg[j0] != seg) j0++;
-    if (j0 >= jend) return; /* sees no key */
-    /* scores and their max */
+    if (j0 >= jend) return jend;
     float m = -INFINITY;
     for (int j = j0; j < jend;) {
         if (pl_attn_block4(kseg, j, jend, seg)) {
@@ -240,7 +234,6 @@ static inline PL_HD void pl_attention_query(float *out, const float *q, const fl
         }
         j++;
     }
-    /* exp and their sum, in key order */
     float sum = 0.0f;
     for (int j = j0; j < jend; j++) {
         if (kseg && kseg[j] != seg) continue;
@@ -248,6 +241,28 @@ static inline PL_HD void pl_attention_query(float *out, const float *q, const fl
         s[j] = e;
         sum += e;
     }
+    *m_out = m;
+    *sum_out = sum;
+    return j0;
+}
+
+/* One query head against the keys j < jend it may see: key j is visible iff
+ * kseg == NULL or kseg[j] == seg. q (hd); k, v point at row 0 of this query's
+ * key/value head, rows ld floats apart; s is scratch of jend floats.
+ * out (hd) = sum_j softmax_j(q.k_j * scale) v_j over the visible keys, or zeros
+ * when no key is visible. out must not alias q, k or v.
+ *
+ * Definition (key by key, in key order): s_j = pl_dot(q, k_j) * scale;
+ * m = max s_j; e_j = expf(s_j - m); sum = e_j added in key order;
+ * out = 0, then pl_axpy(out, e_j * (1/sum), v_j) in key order. Runs of four
+ * visible keys go through pl_dot4 / pl_axpy4, which give the same bits. */
+static inline PL_HD void pl_attention_query(float *out, const float *q, const float *k, const float *v,
+                                            long ld, int hd, float scale, int jend,
+                                            const int32_t *kseg, int32_t seg, float *s) {
+    for (int d = 0; d < hd; d++) out[d] = 0.0f;
+    float m, sum;
+    int j0 = pl_attn_softmax(q, k, ld, hd, scale, jend, kseg, seg, s, &m, &sum);
+    if (j0 >= jend) return; /* sees no key */
     /* weighted sum of the values, in key order */
     float inv = 1.0f / sum;
     for (int j = j0; j < jend;) {
@@ -354,38 +369,9 @@ static inline PL_HD void pl_attention_query_bwd(float *dq, float *m_out, float *
     for (int d = 0; d < hd; d++) dq[d] = 0.0f;
     *m_out = -INFINITY;
     *inv_out = 0.0f;
-    int j0 = 0;
-    if (kseg)
-        while (j0 < jend && kseg[j0] != seg) j0++;
+    float m, sum;
+    int j0 = pl_attn_softmax(q, k, ld, hd, scale, jend, kseg, seg, s, &m, &sum); /* the forward's own */
     if (j0 >= jend) return;
-    /* scores and their max (the forward's loop) */
-    float m = -INFINITY;
-    for (int j = j0; j < jend;) {
-        if (pl_attn_block4(kseg, j, jend, seg)) {
-            float r[4];
-            pl_dot4(q, k + (long)j * ld, k + (long)(j + 1) * ld, k + (long)(j + 2) * ld, k + (long)(j + 3) * ld, hd, r);
-            for (int u = 0; u < 4; u++) {
-                float sc = r[u] * scale;
-                s[j + u] = sc;
-                m = sc > m ? sc : m;
-            }
-            j += 4;
-            continue;
-        }
-        if (!kseg || kseg[j] == seg) {
-            float sc = pl_dot(q, k + (long)j * ld, hd) * scale;
-            s[j] = sc;
-            m = sc > m ? sc : m;
-        }
-        j++;
-    }
-    float sum = 0.0f;
-    for (int j = j0; j < jend; j++) {
-        if (kseg && kseg[j] != seg) continue;
-        float e = expf(s[j] - m);
-        s[j] = e;
-        sum += e;
-    }
     float inv = 1.0f / sum;
     *m_out = m;
     *inv_out = inv;
