@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "../core/sha256.h"
+#include "chat.h"
+#include "import.h"
 #include "shard_writer.h"
 
 /* sample_id of a pre-tokenized record without text: sha256 of the ids as
@@ -37,17 +39,122 @@ static uint64_t ids_sample_id(const int32_t *ids, const uint8_t *mask, int64_t n
     return v;
 }
 
-int pl_build_parse_line(const pl_build_opts *o, const char *line, size_t len, const char *where, int32_t **ids_out,
-                        uint8_t **mask_out, int64_t *n_out, char **text_out, uint64_t *sid_out, pl_err *err) {
+/* What a build knows beyond pl_build_opts: the import format of records that
+ * are not pre-tokenized, the chat template and the mask. */
+typedef struct bctx {
+    const pl_build_opts *o;
+    pl_build_chat c;
+    pl_import_fmt fmt;  /* format of the file's non-pre-tokenized records (AUTO: per record) */
+    const char *tmpl;   /* resolved template (built-in name or source), NULL = none */
+    pl_chat_opts co;
+    int special_checked;
+} bctx;
+
+static void bctx_init(bctx *b, const pl_build_opts *o, const pl_build_chat *c) {
+    memset(b, 0, sizeof *b);
+    b->o = o;
+    if (c) b->c = *c;
+    b->fmt = b->c.fmt;
+    b->tmpl = b->c.tmpl ? b->c.tmpl : o->tok ? pl_tokenizer_chat_template(o->tok) : NULL;
+    if (o->tok) pl_chat_opts_from_tokenizer(&b->co, o->tok);
+    b->co.mask = b->c.mask;
+    /* templates that call strftime_now see a fixed date: builds stay reproducible */
+    b->co.fixed_time = 1;
+    b->co.now = 1704067200; /* 2024-01-01T00:00:00Z */
+}
+
+static int is_chat_fmt(pl_import_fmt f) { return f == PL_FMT_OPENAI || f == PL_FMT_SHAREGPT || f == PL_FMT_ALPACA; }
+
+static const char *builtin_list = "chatml, llama2, llama3, mistral, alpaca, vicuna, guanaco";
+
+/* A record through the importer (forced to b->fmt unless AUTO), rendered,
+ * tokenized with offsets and masked. *bad = 1 when the record itself is
+ * unusable (the importer's reason, or the template refusing it): the caller
+ * skips it; other failures (no tokenizer, no template, out of memory) are
+ * fatal for the build. */
+static int conv_record(bctx *b, const char *line, size_t len, const char *where, int32_t **ids_out, uint8_t **mask_out,
+                       int64_t *n_out, char **text_out, uint64_t *sid_out, int *bad, pl_err *err) {
+    pl_import_opts io = {b->fmt, 0, 0, 1};
+    pl_import im;
+    int rc = pl_import_buffer("", line, len, &io, &im, err);
+    if (rc) {
+        pl_import_free(&im);
+        pl_err_prefix(err, "%s", where);
+        return rc;
+    }
+    if (im.n != 1) {
+        /* the importer names the record ":1: reason" (one-line buffer, empty name) */
+        const char *why = im.n_errors ? im.errors[0] : "no record";
+        if (!strncmp(why, ":1: ", 4)) why += 4;
+        *bad = 1;
+        rc = pl_err_set(err, PL_EFORMAT, "%s: %s", where, why);
+        pl_import_free(&im);
+        return rc;
+    }
+    const pl_example *e = &im.ex[0];
+    const pl_tokenizer *tok = b->o->tok;
+    pl_chat_text r = {0};
+    pl_chat_tokens t = {0};
+    if (!tok) {
+        rc = pl_err_set(err, PL_EINVAL, "%s: %s records need a tokenizer (--tokenizer PATH)", where,
+                        pl_import_fmt_name(e->fmt));
+        goto out;
+    }
+    if (is_chat_fmt(e->fmt)) {
+        if (!b->tmpl) {
+            rc = pl_err_set(err, PL_EINVAL, "%s: %s records need a chat template and the tokenizer has none; pass --template "
+                            "NAME (%s) or a template file", where, pl_import_fmt_name(e->fmt), builtin_list);
+            goto out;
+        }
+        if (!b->special_checked) {
+            if ((rc = pl_chat_check_special(tok, b->tmpl, &e->chat, &b->co, err))) {
+                pl_err_prefix(err, "%s", where);
+                goto out;
+            }
+            b->special_checked = 1;
+        }
+    }
+    if ((rc = pl_example_render(e, b->tmpl, &b->co, &r, err)) || (rc = pl_chat_tokenize(tok, &r, &t, err))) {
+        if (rc != PL_ENOMEM) *bad = 1;
+        pl_err_prefix(err, "%s", where);
+        goto out;
+    }
+    char *text = malloc(r.len + 1);
+    if (!text) {
+        rc = pl_err_set(err, PL_ENOMEM, "%s: out of memory", where);
+        goto out;
+    }
+    memcpy(text, r.text, r.len);
+    text[r.len] = 0;
+    *sid_out = pl_sample_id(r.text, r.len);
+    *ids_out = t.ids;
+    *mask_out = t.mask;
+    *n_out = t.n;
+    *text_out = text;
+    t.ids = NULL;
+    t.mask = NULL;
+out:
+    pl_chat_tokens_free(&t);
+    pl_chat_text_free(&r);
+    pl_import_free(&im);
+    return rc;
+}
+
+/* One record: pre-tokenized (input_ids), plain text (the tokenizer's BOS
+ * rule, EOS appended) or anything the importer reads. */
+static int parse_rec(bctx *b, const char *line, size_t len, const char *where, int32_t **ids_out, uint8_t **mask_out,
+                     int64_t *n_out, char **text_out, uint64_t *sid_out, int *bad, pl_err *err) {
+    const pl_build_opts *o = b->o;
     *ids_out = NULL;
     *mask_out = NULL;
     *n_out = 0;
     *text_out = NULL;
     *sid_out = 0;
+    *bad = 0;
     cJSON *j = cJSON_ParseWithLength(line, len);
     if (!j || !cJSON_IsObject(j)) {
         cJSON_Delete(j);
-        return pl_err_set(err, PL_EFORMAT, "%s: expected one JSON object per line", where);
+        return conv_record(b, line, len, where, ids_out, mask_out, n_out, text_out, sid_out, bad, err);
     }
     int rc = PL_OK;
     int32_t *ids = NULL;
@@ -56,11 +163,14 @@ int pl_build_parse_line(const pl_build_opts *o, const char *line, size_t len, co
     int64_t n = 0;
     int vocab = o->tok ? pl_tokenizer_vocab(o->tok) : 0;
     const cJSON *jt = cJSON_GetObjectItemCaseSensitive(j, "text");
-    if (jt && !cJSON_IsString(jt)) {
-        rc = pl_err_set(err, PL_EFORMAT, "%s: \"text\": expected a string", where);
-        goto out;
-    }
     const cJSON *ji = cJSON_GetObjectItemCaseSensitive(j, "input_ids");
+    if (jt && !cJSON_IsString(jt)) {
+        if (ji) {
+            rc = pl_err_set(err, PL_EFORMAT, "%s: \"text\": expected a string", where);
+            goto out;
+        }
+        jt = NULL; /* the importer reports it */
+    }
     if (ji) {
         if (!cJSON_IsArray(ji)) {
             rc = pl_err_set(err, PL_EFORMAT, "%s: \"input_ids\": expected an array of token ids", where);
@@ -93,12 +203,12 @@ int pl_build_parse_line(const pl_build_opts *o, const char *line, size_t len, co
             }
             i = 0;
             cJSON_ArrayForEach(e, jm) {
-                int b = cJSON_IsBool(e) ? cJSON_IsTrue(e) : cJSON_IsNumber(e) ? (int)e->valuedouble : -1;
-                if (b != 0 && b != 1) {
+                int bit = cJSON_IsBool(e) ? cJSON_IsTrue(e) : cJSON_IsNumber(e) ? (int)e->valuedouble : -1;
+                if (bit != 0 && bit != 1) {
                     rc = pl_err_set(err, PL_EFORMAT, "%s: loss_mask[%lld]: expected 0 or 1", where, (long long)i);
                     goto out;
                 }
-                mask[i++] = (uint8_t)b;
+                mask[i++] = (uint8_t)bit;
             }
         } else {
             memset(mask, 1, (size_t)n);
@@ -113,7 +223,8 @@ int pl_build_parse_line(const pl_build_opts *o, const char *line, size_t len, co
         } else {
             *sid_out = ids_sample_id(ids, mask, n);
         }
-    } else if (jt) {
+    } else if (jt && (b->fmt == PL_FMT_AUTO || b->fmt == PL_FMT_TEXT) &&
+               !cJSON_GetObjectItemCaseSensitive(j, "messages") && !cJSON_GetObjectItemCaseSensitive(j, "conversations")) {
         if (!o->tok) {
             rc = pl_err_set(err, PL_EINVAL, "%s: a \"text\" record needs a tokenizer (--tokenizer PATH)", where);
             goto out;
@@ -147,15 +258,9 @@ int pl_build_parse_line(const pl_build_opts *o, const char *line, size_t len, co
         if (n > 0 && pl_tokenizer_bos(o->tok) >= 0 && ids[0] == pl_tokenizer_bos(o->tok) && pl_tokenizer_add_bos(o->tok))
             mask[0] = 0;
         *sid_out = pl_sample_id(s, strlen(s));
-    } else if (cJSON_GetObjectItemCaseSensitive(j, "messages") || cJSON_GetObjectItemCaseSensitive(j, "conversations")) {
-        rc = pl_err_set(err, PL_EUNSUPPORTED,
-                        "%s: conversation records need the chat template importer, which this build does not have yet; "
-                        "give pre-tokenized {\"input_ids\": [...], \"loss_mask\": [...]} or {\"text\": ...} lines",
-                        where);
-        goto out;
     } else {
-        rc = pl_err_set(err, PL_EFORMAT, "%s: expected \"input_ids\" (pre-tokenized), \"text\" or \"messages\"", where);
-        goto out;
+        cJSON_Delete(j);
+        return conv_record(b, line, len, where, ids_out, mask_out, n_out, text_out, sid_out, bad, err);
     }
 out:
     cJSON_Delete(j);
@@ -172,32 +277,101 @@ out:
     return PL_OK;
 }
 
+int pl_build_parse_line(const pl_build_opts *o, const char *line, size_t len, const char *where, int32_t **ids,
+                        uint8_t **mask, int64_t *n, char **text, uint64_t *sample_id, pl_err *err) {
+    bctx b;
+    int bad;
+    bctx_init(&b, o, NULL);
+    return parse_rec(&b, line, len, where, ids, mask, n, text, sample_id, &bad, err);
+}
+
 static const char *base_name(const char *p) {
     const char *s = strrchr(p, '/');
     return s ? s + 1 : p;
 }
 
+/* The file's format for records that are not pre-tokenized: forced, or what
+ * the importer detects in the first line that is a JSON object (AUTO when that
+ * object is pre-tokenized: then each other record is taken by its own keys).
+ * Read from the start of the file, so a resumed build decides the same. */
+static int detect_fmt(const char *path, pl_import_fmt forced, pl_import_fmt *out, pl_err *err) {
+    *out = forced;
+    if (forced != PL_FMT_AUTO) return PL_OK;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return pl_err_set(err, PL_EIO, "%s: cannot open: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int rc = PL_OK;
+    while ((len = getline(&line, &cap, fp)) > 0) {
+        cJSON *j = cJSON_ParseWithLength(line, (size_t)len);
+        int obj = j && cJSON_IsObject(j), pre = obj && cJSON_GetObjectItemCaseSensitive(j, "input_ids");
+        cJSON_Delete(j);
+        if (!obj) continue;
+        if (!pre) {
+            pl_import_opts io = {PL_FMT_AUTO, 0, 0, 1};
+            pl_import im;
+            rc = pl_import_buffer(path, line, (size_t)len, &io, &im, err);
+            *out = im.fmt;
+            pl_import_free(&im);
+        }
+        break;
+    }
+    free(line);
+    fclose(fp);
+    return rc;
+}
+
+static const char *mask_name(pl_mask_mode m) {
+    return m == PL_MASK_ALL ? "all" : m == PL_MASK_LAST ? "last" : "assistant";
+}
+
 int pl_dataset_build(const pl_build_opts *o, pl_build_stats *st, pl_err *err) {
+    return pl_dataset_build_chat(o, NULL, st, err);
+}
+
+int pl_dataset_build_chat(const pl_build_opts *o, const pl_build_chat *c, pl_build_stats *st, pl_err *err) {
     memset(st, 0, sizeof *st);
     uint8_t d[32];
-    char in_sha[65], key[65];
+    char in_sha[65], key[65], tmpl_sha[65] = "";
     int rc = pl_sha256_file(o->in_path, d, err);
     if (rc) return rc;
     pl_sha256_hex(d, in_sha);
+    bctx b;
+    bctx_init(&b, o, c);
+    if ((rc = detect_fmt(o->in_path, b.c.fmt, &b.fmt, err))) return rc;
+    /* the template is recorded when one is given or the records need one */
+    const char *tname = o->template_name ? o->template_name : "";
+    if (is_chat_fmt(b.fmt) || b.c.tmpl) {
+        if (!o->tok)
+            return pl_err_set(err, PL_EINVAL, "%s: %s records need a tokenizer (--tokenizer PATH)", o->in_path,
+                              pl_import_fmt_name(b.fmt));
+        if (!b.tmpl)
+            return pl_err_set(err, PL_EINVAL, "%s: %s records need a chat template and the tokenizer has none; pass "
+                              "--template NAME (%s) or a template file", o->in_path, pl_import_fmt_name(b.fmt), builtin_list);
+        const char *src = pl_chat_builtin(b.tmpl) ? pl_chat_builtin(b.tmpl) : b.tmpl;
+        pl_sha256_buf(src, strlen(src), d);
+        pl_sha256_hex(d, tmpl_sha);
+        if (!*tname) tname = !b.c.tmpl ? "model" : pl_chat_builtin(b.c.tmpl) ? b.c.tmpl : "custom";
+    }
+    const char *fmt_name = b.fmt == PL_FMT_AUTO ? "pre-tokenized" : pl_import_fmt_name(b.fmt);
+    const char *mask_desc = is_chat_fmt(b.fmt) ? mask_name(b.c.mask)
+                            : b.fmt == PL_FMT_IO ? "output"
+                            : b.fmt == PL_FMT_TEXT ? "all" : "given";
     int level = o->deflate_level < 0 || o->deflate_level > 9 ? 4 : o->deflate_level;
     int64_t shard_tokens = o->shard_tokens > 0 ? o->shard_tokens : (int64_t)1 << 24;
     char kbuf[1024];
     snprintf(kbuf, sizeof kbuf,
              "potluck-build 1\nschema=%d\ninput_sha256=%s\ntokenizer_sha256=%s\ntemplate=%s\nshard_tokens=%lld\n"
-             "shard_bytes=%lld\ndeflate=%d\ntext=%d\nno_eos=%d\n",
-             PL_DATASET_SCHEMA, in_sha, o->tokenizer_sha256 ? o->tokenizer_sha256 : "",
-             o->template_name ? o->template_name : "", (long long)shard_tokens, (long long)o->shard_bytes, level,
-             o->store_text, o->no_eos);
+             "shard_bytes=%lld\ndeflate=%d\ntext=%d\nno_eos=%d\nformat=%s\nmask=%s\ntemplate_sha256=%s\n",
+             PL_DATASET_SCHEMA, in_sha, o->tokenizer_sha256 ? o->tokenizer_sha256 : "", tname,
+             (long long)shard_tokens, (long long)o->shard_bytes, level, o->store_text, o->no_eos, fmt_name, mask_desc,
+             tmpl_sha);
     pl_sha256_buf(kbuf, strlen(kbuf), d);
     pl_sha256_hex(d, key);
     memcpy(st->build_key, key, 65);
     pl_dsw_opts wo = {shard_tokens, o->shard_bytes, level, o->store_text, o->tokenizer_sha256 ? o->tokenizer_sha256 : "",
-                      o->template_name ? o->template_name : "", o->tok ? pl_tokenizer_vocab(o->tok) : 0, key};
+                      tname, o->tok ? pl_tokenizer_vocab(o->tok) : 0, key};
     pl_dsw *w;
     if ((rc = pl_dsw_open(&w, o->out_dir, &wo, err))) return rc;
     if (pl_dsw_complete(w)) {
@@ -243,7 +417,23 @@ int pl_dataset_build(const pl_build_opts *o, pl_build_stats *st, pl_err *err) {
         int64_t n;
         char *text;
         uint64_t sid;
-        if ((rc = pl_build_parse_line(o, line, (size_t)len, where, &ids, &mask, &n, &text, &sid, err))) break;
+        int bad;
+        if ((rc = parse_rec(&b, line, (size_t)len, where, &ids, &mask, &n, &text, &sid, &bad, err))) {
+            if (!bad) break;
+            if (b.c.strict) {
+                char m[sizeof err->msg];
+                snprintf(m, sizeof m, "%s", err->msg);
+                pl_err_set(err, PL_EFORMAT, "%.*s (strict mode)", (int)sizeof m - 20, m);
+                break;
+            }
+            /* a bad record: reported, counted, skipped */
+            st->bad++;
+            if (b.c.on_bad) b.c.on_bad(b.c.ctx, err->msg);
+            pl_err_clear(err);
+            rc = PL_OK;
+            pl_dsw_skip(w);
+            continue;
+        }
         pl_sample s = {ids, mask, n, sid, text};
         rc = pl_dsw_add(w, &s, pos, lineno, err);
         free(ids);
@@ -254,6 +444,13 @@ int pl_dataset_build(const pl_build_opts *o, pl_build_stats *st, pl_err *err) {
     if (!rc && ferror(fp)) rc = pl_err_set(err, PL_EIO, "%s: read error", o->in_path);
     free(line);
     fclose(fp);
+    if (!rc && st->bad) {
+        int64_t ns;
+        pl_dsw_totals(w, &ns, NULL, NULL, NULL, NULL);
+        if (ns == 0)
+            rc = pl_err_set(err, PL_EFORMAT, "%s: no usable record: all %lld records were bad (reported above)",
+                            o->in_path, (long long)st->bad);
+    }
     if (!rc) {
         cJSON *prov = cJSON_CreateObject();
         if (prov) {
@@ -264,6 +461,9 @@ int pl_dataset_build(const pl_build_opts *o, pl_build_stats *st, pl_err *err) {
             cJSON_AddNumberToObject(prov, "shard_bytes", (double)o->shard_bytes);
             cJSON_AddNumberToObject(prov, "deflate", level);
             cJSON_AddBoolToObject(prov, "eos_appended_to_text", !o->no_eos);
+            cJSON_AddStringToObject(prov, "format", fmt_name);
+            cJSON_AddStringToObject(prov, "mask", mask_desc);
+            cJSON_AddStringToObject(prov, "template_sha256", tmpl_sha);
         }
         int64_t ns, nt, nr, sk;
         int nsh;
@@ -278,15 +478,17 @@ int pl_dataset_build(const pl_build_opts *o, pl_build_stats *st, pl_err *err) {
                  "- built: %s by %s (this time stamp lives here only; manifest.json and the shards hold none)\n"
                  "- source: `%s` (sha256 %s)\n"
                  "- tokenizer sha256: %s\n"
-                 "- template: %s\n"
+                 "- template: %s%s%s%s\n"
+                 "- format: %s; loss mask: %s\n"
                  "- samples: %lld, tokens: %lld, trained tokens: %lld (%.1f%%)\n"
-                 "- records without tokens skipped: %lld\n"
+                 "- records skipped (bad, or without tokens): %lld\n"
                  "- filters applied: none at build time (a recipe's pipeline records its own)\n"
                  "- license: that of the source data (not recorded by `data build`)\n"
                  "- build key: %s\n",
                  when, PL_CREATED_BY, base_name(o->in_path), in_sha,
                  o->tokenizer_sha256 && *o->tokenizer_sha256 ? o->tokenizer_sha256 : "(none)",
-                 o->template_name && *o->template_name ? o->template_name : "(none)", (long long)ns, (long long)nt,
+                 *tname ? tname : "(none)", *tmpl_sha ? " (sha256 " : "", tmpl_sha, *tmpl_sha ? ")" : "", fmt_name,
+                 mask_desc, (long long)ns, (long long)nt,
                  (long long)nr, nt ? 100.0 * (double)nr / (double)nt : 0.0, (long long)sk, key);
         rc = pl_dsw_finish(w, prov, card, err);
         pl_dsw_totals(w, &st->samples, &st->tokens, &st->trained, &st->shards, &st->skipped);

@@ -12,13 +12,15 @@
  *
  * pl_dataset_build drives the writer from a JSONL file: pre-tokenized lines
  * {"input_ids": [...], "loss_mask": [...]}, plain text {"text": "..."} or
- * (when the chat importer is present) conversations. */
+ * any record datasets/import.h reads (conversations, alpaca, input/output),
+ * rendered with a chat template and masked (pl_dataset_build_chat). */
 #ifndef PL_SHARD_WRITER_H
 #define PL_SHARD_WRITER_H
 
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include "../core/error.h"
+#include "import.h"
 #include "manifest.h"
 #include "tokenizer.h"
 
@@ -83,8 +85,23 @@ typedef struct pl_build_stats {
     int64_t samples, tokens, trained, skipped;
     int shards, shards_kept, already_complete;
     char build_key[65];
+    int64_t bad; /* records skipped as bad in this run (each reported through on_bad) */
 } pl_build_stats;
 
+/* Records that are not pre-tokenized: the importer's formats (datasets/import.h),
+ * rendered and masked as datasets/chat.h does. Zero-initialized = defaults. */
+typedef struct pl_build_chat {
+    pl_import_fmt fmt;   /* PL_FMT_AUTO: detected from the first JSON object of the file */
+    const char *tmpl;    /* built-in name or Jinja source; NULL = the tokenizer's own */
+    pl_mask_mode mask;   /* chat records: assistant (default), all, last */
+    int strict;          /* the first bad record fails the build */
+    /* called once per bad record skipped ("file:line: reason"); may be NULL */
+    void (*on_bad)(void *ctx, const char *msg);
+    void *ctx;
+} pl_build_chat;
+
+/* c == NULL: defaults. pl_dataset_build(o, st, err) is pl_dataset_build_chat(o, NULL, st, err). */
+int pl_dataset_build_chat(const pl_build_opts *o, const pl_build_chat *c, pl_build_stats *st, pl_err *err);
 int pl_dataset_build(const pl_build_opts *o, pl_build_stats *st, pl_err *err);
 
 /* One JSONL record to a sample (ids/mask malloc'd into *ids, *mask).

@@ -7,6 +7,10 @@
 # shard and reads the same tokens, loss_mask, offsets, sample_id and text that
 # went in; a flipped byte, a truncated shard, a missing shard, an unknown
 # schema version and bad input lines give one clean "potluck: ..." line.
+# Conversations (ShareGPT with the SmolLM2 GGUF's template, OpenAI messages
+# with a tokenizer.json folder and the vicuna built-in): the trained spans are
+# exactly the assistant replies + end-of-turn marker; bad lines are reported
+# with file:line and skipped, or fatal under --strict.
 # Until trainer/main.c dispatches `data`, the command runs through
 # build/san/tests/test_shard --cmd data (the same cmd_data code).
 set -uo pipefail
@@ -152,6 +156,126 @@ grep -q 'schema version 9 is not one this potluck reads' <<<"$err" && ok || fail
 echo '{"input_ids": [1, 2, 600]}' >"$tmp/oov.jsonl"
 expect_clean_error "token id outside the vocabulary" "${PL[@]}" build --in "$tmp/oov.jsonl" --out "$tmp/oov" --tokenizer "$TOK"
 expect_clean_error "no dataset" "${PL[@]}" verify "$tmp/nothing"
-echo '{"messages": [{"role": "user", "content": "hi"}]}' >"$tmp/conv.jsonl"
-expect_clean_error "conversations without the importer" "${PL[@]}" build --in "$tmp/conv.jsonl" --out "$tmp/conv"
+
+# conversations: importer -> chat template -> tokens with offsets -> loss mask.
+# The trained spans of every sample (export --tokenizer) must be exactly the
+# assistant replies plus their end-of-turn marker.
+SMOL=${POTLUCK_MODEL:?set POTLUCK_MODEL}
+LLAMA=$POTLUCK_SHARED/fixtures/tokenizers/tiny-random-LlamaForCausalLM
+PHI2=$POTLUCK_SHARED/fixtures/tokenizers/phi-2
+cat >"$tmp/sg.jsonl" <<'JSONL'
+{"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}, {"from": "human", "value": "And 3+3?"}, {"from": "gpt", "value": "6, of course."}]}
+{"conversations": [{"from": "gpt", "value": "a reply before any question"}]}
+
+not json at all
+{"conversations": [{"from": "human", "value": "Name a colour."}, {"from": "gpt", "value": "Blue."}]}
+JSONL
+cat >"$tmp/oa.jsonl" <<'JSONL'
+{"messages": [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi there"}, {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Goodbye"}]}
+{"messages": [{"role": "user", "content": [{"type": "text", "text": "What is red?"}]}, {"role": "assistant", "content": "A colour."}]}
+JSONL
+# spans of an export, one sample a line: "T|text" (trained) or "U|text", joined by " ## "
+spans() { "$PY" -c '
+import json, sys
+for l in open(sys.argv[1]):
+    d = json.loads(l)
+    print(" ## ".join(("T|" if s["trained"] else "U|") + s["text"].replace("\n", "\\n") for s in d["spans"]))' "$1"; }
+trained() { "$PY" -c '
+import json, sys
+for l in open(sys.argv[1]):
+    d = json.loads(l)
+    print(" ## ".join(s["text"] for s in d["spans"] if s["trained"]))' "$1"; }
+
+# ShareGPT with the SmolLM2 GGUF's own (ChatML) template; 2 bad lines skipped
+out=$("${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sg" --tokenizer "$SMOL" --text 2>"$tmp/sg.err")
+if [ $? -eq 0 ] && grep -q '2 samples' <<<"$out" && grep -q '2 records skipped (2 bad' <<<"$out"; then ok; else fail "sharegpt build: $out $(cat "$tmp/sg.err")"; fi
+if grep -q "sg.jsonl:2: wrong role order" "$tmp/sg.err" && grep -q "sg.jsonl:4: invalid JSON" "$tmp/sg.err" &&
+   [ "$(grep -c . "$tmp/sg.err")" = 2 ]; then ok
+else fail "bad lines reported with file:line: $(cat "$tmp/sg.err")"; fi
+"${PL[@]}" export "$tmp/sg" --jsonl "$tmp/sg.ex" --tokenizer "$SMOL" 2>/dev/null && ok || fail "export sharegpt"
+want=$'4<|im_end|> ## 6, of course.<|im_end|>\nBlue.<|im_end|>'
+got=$(trained "$tmp/sg.ex")
+[ "$got" = "$want" ] && ok || fail "sharegpt trained spans: got '$got', want '$want'"
+got=$(spans "$tmp/sg.ex" | head -1)
+want='U|<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n ## T|4<|im_end|> ## U|\n<|im_start|>user\nAnd 3+3?<|im_end|>\n<|im_start|>assistant\n ## T|6, of course.<|im_end|> ## U|\n'
+[ "$got" = "$want" ] && ok || fail "sharegpt sample 1 spans: got '$got'"
+# sample_id is sha256 of the rendered text (stored with --text); manifest and card record template and mask
+if "$PY" - "$tmp/sg" <<'PY'
+import hashlib, json, sys, h5py
+d = sys.argv[1]; man = json.load(open(f"{d}/manifest.json"))
+assert man["template"] == "model" and man["provenance"]["mask"] == "assistant" and man["provenance"]["format"] == "sharegpt", man
+assert len(man["provenance"]["template_sha256"]) == 64 and man["provenance"]["skipped_records"] == 2
+with h5py.File(f"{d}/{man['shards'][0]['file']}") as f:
+    for t, sid in zip(f["text"][:], f["sample_id"][:]):
+        t = t.decode() if isinstance(t, bytes) else t
+        assert t.startswith("<|im_start|>") and int(sid) == int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
+card = open(f"{d}/card.md").read()
+assert "template: model (sha256" in card and "format: sharegpt; loss mask: assistant" in card, card
+PY
+then ok; else fail "sharegpt manifest/card/sample_id"; fi
+out=$("${PL[@]}" inspect "$tmp/sg" --tokenizer "$SMOL" --samples 1 2>&1)
+if grep -qxF '[[6, of course.<|im_end|>]]' <<<"$out" && grep -q 'template:       model' <<<"$out"; then ok; else fail "inspect marks: $out"; fi
+# reproducible: a second build into another directory gives identical bytes
+"${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sg2" --tokenizer "$SMOL" --text >/dev/null 2>&1
+cmp -s "$tmp/sg/manifest.json" "$tmp/sg2/manifest.json" && cmp -s "$tmp/sg/shard-00000.h5" "$tmp/sg2/shard-00000.h5" && ok ||
+  fail "two conversation builds differ"
+# the same build again: complete; --mask last and --mask all
+out=$("${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sg" --tokenizer "$SMOL" --text 2>/dev/null)
+grep -q 'already complete' <<<"$out" && ok || fail "conversation re-run: $out"
+"${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sgl" --tokenizer "$SMOL" --mask last >/dev/null 2>&1 &&
+  "${PL[@]}" export "$tmp/sgl" --jsonl "$tmp/sgl.ex" --tokenizer "$SMOL" 2>/dev/null
+got=$(trained "$tmp/sgl.ex")
+[ "$got" = $'6, of course.<|im_end|>\nBlue.<|im_end|>' ] && ok || fail "--mask last: '$got'"
+grep -q '"mask":[[:space:]]*"last"' "$tmp/sgl/manifest.json" && ok || fail "--mask last recorded in the manifest"
+"${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sga" --tokenizer "$SMOL" --mask all >/dev/null 2>&1 &&
+  "${PL[@]}" export "$tmp/sga" --jsonl "$tmp/sga.ex" --tokenizer "$SMOL" 2>/dev/null
+[ "$(spans "$tmp/sga.ex" | grep -c 'U|')" = 0 ] && [ -s "$tmp/sga.ex" ] && ok || fail "--mask all trains every token: $(spans "$tmp/sga.ex")"
+
+# OpenAI messages with a tokenizer.json folder and a named built-in (vicuna):
+# the tokenizer adds the one BOS, replies + </s> are trained
+out=$("${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/oa" --tokenizer "$LLAMA" --template vicuna 2>&1)
+if [ $? -eq 0 ] && grep -q '2 samples' <<<"$out"; then ok; else fail "openai build: $out"; fi
+"${PL[@]}" export "$tmp/oa" --jsonl "$tmp/oa.ex" --tokenizer "$LLAMA" 2>/dev/null
+got=$(trained "$tmp/oa.ex")
+[ "$got" = $' Hi there</s> ##  Goodbye</s>\n A colour.</s>' ] && ok || fail "openai trained spans: '$got'"
+got=$(spans "$tmp/oa.ex" | tail -1)
+want="U|<s>A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions. USER: What is red? ASSISTANT: ## T| A colour.</s>"
+[ "$got" = "$want" ] && ok || fail "openai sample 2 spans: got '$got'"
+grep -q '"template":[[:space:]]*"vicuna"' "$tmp/oa/manifest.json" && grep -q 'template: vicuna' "$tmp/oa/card.md" && ok ||
+  fail "template name in manifest and card"
+"${PL[@]}" export "$tmp/oa" --jsonl "$tmp/oa.ids" 2>/dev/null
+if "$PY" - "$tmp/oa.ids" <<'PY'
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1])]
+# exactly one BOS (id 1), first and not trained; the last token </s> (id 2) trained
+assert len(r) == 2
+assert all(d["input_ids"][0] == 1 and d["input_ids"].count(1) == 1 and d["loss_mask"][0] == 0 for d in r), r
+assert all(d["input_ids"][-1] == 2 and d["loss_mask"][-1] == 1 for d in r), r
+PY
+then ok; else fail "openai: one BOS, untrained; </s> last and trained"; fi
+# the fixture folder's own (Llama-2) template, format forced
+out=$("${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/oa2" --tokenizer "$LLAMA" --format openai 2>&1)
+if [ $? -eq 0 ] && grep -q '"template":[[:space:]]*"model"' "$tmp/oa2/manifest.json"; then ok; else fail "fixture's own template: $out"; fi
+"${PL[@]}" export "$tmp/oa2" --jsonl "$tmp/oa2.ex" --tokenizer "$LLAMA" 2>/dev/null
+got=$(trained "$tmp/oa2.ex")
+[ "$got" = $' Hi there </s> ##  Goodbye </s>\n A colour. </s>' ] || [ "$got" = $' Hi there</s> ##  Goodbye</s>\n A colour.</s>' ] && ok ||
+  fail "llama2 template trained spans: '$got'"
+
+# bad input: malformed under --strict, no usable record, no tokenizer, no template, template the vocabulary lacks
+expect_clean_error "malformed line under --strict" "${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/st" --tokenizer "$SMOL" --strict
+err=$("${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/st" --tokenizer "$SMOL" --strict 2>&1 >/dev/null)
+grep -q 'sg.jsonl:2: wrong role order.*(strict mode)' <<<"$err" && ok || fail "strict message: $err"
+[ ! -f "$tmp/st/manifest.json" ] && ok || fail "a failed strict build leaves no manifest"
+printf 'nope\n{"conversations": []}\n' >"$tmp/allbad.jsonl"
+err=$("${PL[@]}" build --in "$tmp/allbad.jsonl" --out "$tmp/ab" --tokenizer "$SMOL" 2>&1 >/dev/null); rc=$?
+if [ $rc = 1 ] && [ "$(printf '%s\n' "$err" | grep -c .)" = 3 ] && printf '%s\n' "$err" | tail -1 | grep -q '^potluck: .*allbad.jsonl: no usable record: all 2 records were bad' &&
+   grep -q 'allbad.jsonl:2: conversation has no messages' <<<"$err" && [ ! -f "$tmp/ab/manifest.json" ]; then ok
+else fail "no usable record (rc=$rc): $err"; fi
+expect_clean_error "conversations without a tokenizer" "${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt"
+expect_clean_error "conversations, tokenizer without a template" "${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --tokenizer "$PHI2"
+err=$("${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --tokenizer "$PHI2" 2>&1 >/dev/null)
+grep -q 'need a chat template.*--template NAME' <<<"$err" && ok || fail "no-template message: $err"
+expect_clean_error "chatml on a Llama-2 vocabulary" "${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --tokenizer "$LLAMA" --template chatml
+expect_clean_error "unknown template" "${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --tokenizer "$LLAMA" --template nosuch
+expect_clean_error "unknown mask" "${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --tokenizer "$LLAMA" --mask some
 check_summary "cli_data"

@@ -13,7 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/mapfile.h"
 #include "../core/sha256.h"
+#include "../datasets/chat.h"
+#include "../datasets/import.h"
 #include "../datasets/loader.h"
 #include "../datasets/manifest.h"
 #include "../datasets/shard_writer.h"
@@ -22,10 +25,16 @@
 static const char *data_help =
     "usage: potluck data <subcommand> [options]   (format: docs/datasets.md)\n"
     "\n"
-    "  build   --in FILE.jsonl --out DIR [--tokenizer PATH] [--template NAME]\n"
+    "  build   --in FILE.jsonl --out DIR [--tokenizer PATH] [--template NAME|FILE]\n"
+    "          [--format auto|openai|sharegpt|alpaca|text|io] [--mask assistant|all|last] [--strict]\n"
     "          [--shard-tokens N] [--shard-bytes N] [--deflate 0-9] [--text] [--no-eos]\n"
     "          lines: {\"input_ids\": [...], \"loss_mask\": [...]} (pre-tokenized; mask optional),\n"
-    "          {\"text\": \"...\"} (needs --tokenizer; every token trained, EOS appended)\n"
+    "          {\"text\": \"...\"} (needs --tokenizer; every token trained, EOS appended),\n"
+    "          conversations (OpenAI messages, ShareGPT, Alpaca) rendered with the tokenizer's chat\n"
+    "          template or --template (chatml, llama2, llama3, mistral, alpaca, vicuna, guanaco, or\n"
+    "          a Jinja file), trained on the assistant turns + end-of-turn marker by default;\n"
+    "          {\"input\", \"output\"} trains the output + EOS. Bad records are reported as\n"
+    "          FILE:LINE: reason and skipped (--strict: the first one is fatal).\n"
     "          A killed build leaves the previous or no manifest; running it again resumes.\n"
     "  verify  DIR [--trust]        sha256 of every shard, schema, dtypes, offsets, masks, token range\n"
     "  inspect DIR [--tokenizer PATH] [--samples K]   counts, length histogram, trained fraction,\n"
@@ -74,17 +83,37 @@ static const char *optval(int argc, char **argv, int *i) {
 
 /* ------------------------------------------------------------------ build */
 
+#define BAD_SHOWN 1000
+
+/* A bad record skipped by the build: print the first BAD_SHOWN. */
+static void report_bad(void *ctx, const char *msg) {
+    long *n = ctx;
+    if ((*n)++ < BAD_SHOWN) fprintf(stderr, "%s\n", msg);
+}
+
 static int data_build(int argc, char **argv) {
     pl_build_opts o = {0};
     o.deflate_level = -1;
-    const char *tok_path = NULL;
+    pl_build_chat bc = {0};
+    long nbad = 0;
+    bc.on_bad = report_bad;
+    bc.ctx = &nbad;
+    const char *tok_path = NULL, *tname = NULL;
+    pl_err err = {0};
     long v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *x;
         if (!strcmp(a, "--in")) { if (!(o.in_path = optval(argc, argv, &i))) return 1; }
         else if (!strcmp(a, "--out")) { if (!(o.out_dir = optval(argc, argv, &i))) return 1; }
         else if (!strcmp(a, "--tokenizer")) { if (!(tok_path = optval(argc, argv, &i))) return 1; }
-        else if (!strcmp(a, "--template")) { if (!(o.template_name = optval(argc, argv, &i))) return 1; }
+        else if (!strcmp(a, "--template")) { if (!(tname = optval(argc, argv, &i))) return 1; }
+        else if (!strcmp(a, "--format")) {
+            if (!(x = optval(argc, argv, &i))) return 1;
+            if (pl_import_fmt_parse(x, &bc.fmt, &err)) return cli_fail_err(&err);
+        } else if (!strcmp(a, "--mask")) {
+            if (!(x = optval(argc, argv, &i))) return 1;
+            if (pl_mask_mode_parse(x, &bc.mask, &err)) return cli_fail_err(&err);
+        } else if (!strcmp(a, "--strict")) bc.strict = 1;
         else if (!strcmp(a, "--shard-tokens")) {
             if (!(x = optval(argc, argv, &i)) || cli_int(a, x, 1, 1L << 40, &v)) return 1;
             o.shard_tokens = v;
@@ -99,15 +128,28 @@ static int data_build(int argc, char **argv) {
         else return cli_fail("data build: unknown option '%s'", a);
     }
     if (!o.in_path || !o.out_dir) return cli_fail("data build: --in FILE.jsonl and --out DIR are required");
-    if (o.template_name && *o.template_name)
-        return cli_fail("data build: --template %s: chat templates are not available in this build yet "
-                        "(pre-tokenized and plain-text input only)", o.template_name);
-    pl_err err = {0};
+    /* --template: a built-in name, else a file holding a Jinja template */
+    char *tfile = NULL;
+    if (tname) {
+        if (pl_chat_builtin(tname)) {
+            bc.tmpl = tname;
+            o.template_name = tname;
+        } else {
+            size_t len;
+            if (pl_read_file(tname, 8u << 20, &tfile, &len, &err))
+                return cli_fail("data build: --template %s: not a built-in (chatml, llama2, llama3, mistral, alpaca, "
+                                "vicuna, guanaco) and not a readable file: %s", tname, err.msg);
+            bc.tmpl = tfile;
+            const char *sl = strrchr(tname, '/');
+            o.template_name = sl ? sl + 1 : tname;
+        }
+    }
     pl_tokenizer *tok = NULL;
     char tsha[65] = "";
     if (tok_path) {
         if (pl_tokenizer_load(&tok, tok_path, &err) || tokenizer_sha(tok_path, tsha, &err)) {
             pl_tokenizer_free(tok);
+            free(tfile);
             return cli_fail_err(&err);
         }
     }
@@ -115,19 +157,21 @@ static int data_build(int argc, char **argv) {
     o.tokenizer_sha256 = tsha;
     pl_build_stats st;
     double t0 = now_s();
-    int rc = pl_dataset_build(&o, &st, &err);
+    int rc = pl_dataset_build_chat(&o, &bc, &st, &err);
     double dt = now_s() - t0;
     pl_tokenizer_free(tok);
+    free(tfile);
+    if (nbad > BAD_SHOWN) fprintf(stderr, "(%ld more bad records not listed)\n", nbad - BAD_SHOWN);
     if (rc) return cli_fail_err(&err);
     if (st.already_complete)
         printf("build: %s is already complete for this input and options (%d shards, %lld samples)\n", o.out_dir,
                st.shards, (long long)st.samples);
     else
         printf("build: %s: %d shards (%d kept from an interrupted run), %lld samples, %lld tokens, %lld trained "
-               "(%.1f%%), %lld records skipped, %.2f s, %.0f tokens/s\n",
+               "(%.1f%%), %lld records skipped (%lld bad in this run), %.2f s, %.0f tokens/s\n",
                o.out_dir, st.shards, st.shards_kept, (long long)st.samples, (long long)st.tokens,
                (long long)st.trained, st.tokens ? 100.0 * (double)st.trained / (double)st.tokens : 0.0,
-               (long long)st.skipped, dt, dt > 0 ? (double)st.tokens / dt : 0.0);
+               (long long)st.skipped, (long long)st.bad, dt, dt > 0 ? (double)st.tokens / dt : 0.0);
     return 0;
 }
 

@@ -93,14 +93,14 @@ static int decode_one(const pl_tokenizer *t, const char *s, size_t n, int render
 static int bench(const pl_tokenizer *t, const char *file, int nthreads, int parse) {
     FILE *f = fopen(file, "rb");
     if (!f) {
-        fprintf(stderr, "tokenize: %s: cannot open: %s\n", file, strerror(errno));
+        fprintf(stderr, "potluck: tokenize: %s: cannot open: %s\n", file, strerror(errno));
         return 1;
     }
     size_t n = 0;
     char *in = read_all(f, &n);
     fclose(f);
     if (!in) {
-        fprintf(stderr, "tokenize: %s: out of memory\n", file);
+        fprintf(stderr, "potluck: tokenize: %s: out of memory\n", file);
         return 1;
     }
     size_t nl = 0;
@@ -132,7 +132,7 @@ static int bench(const pl_tokenizer *t, const char *file, int nthreads, int pars
            k - 1, nthreads, sec, (double)n / 1e6 / sec, tokens);
     free(st);
     free(in);
-    if (failed) fprintf(stderr, "tokenize: --bench: %d lines failed to encode\n", failed);
+    if (failed) fprintf(stderr, "potluck: tokenize: --bench: %d lines failed to encode\n", failed);
     return failed ? 1 : 0;
 }
 
@@ -150,7 +150,7 @@ int cmd_tokenize(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             threads = atoi(argv[++i]);
             if (threads < 1 || threads > 256) {
-                fprintf(stderr, "tokenize: --threads must be 1..256, not '%s'\n", argv[i]);
+                fprintf(stderr, "potluck: tokenize: --threads must be 1..256, not '%s'\n", argv[i]);
                 return 2;
             }
         }
@@ -158,18 +158,18 @@ int cmd_tokenize(int argc, char **argv) {
             fputs(usage, stdout);
             return 0;
         } else {
-            fprintf(stderr, "tokenize: unknown or incomplete argument '%s'\n%s", argv[i], usage);
+            fprintf(stderr, "potluck: tokenize: unknown or incomplete argument '%s'\n%s", argv[i], usage);
             return 2;
         }
     }
     if (!path) {
-        fprintf(stderr, "tokenize: --tokenizer PATH is required\n%s", usage);
+        fprintf(stderr, "potluck: tokenize: --tokenizer PATH is required\n%s", usage);
         return 2;
     }
     pl_err err = { 0 };
     pl_tokenizer *t = NULL;
     if (pl_tokenizer_load(&t, path, &err) != PL_OK) {
-        fprintf(stderr, "tokenize: %s\n", err.msg);
+        fprintf(stderr, "potluck: tokenize: %s\n", err.msg);
         return 1;
     }
     if (bench_file) {
@@ -180,7 +180,7 @@ int cmd_tokenize(int argc, char **argv) {
     size_t n = 0;
     char *in = read_all(stdin, &n);
     if (!in) {
-        fprintf(stderr, "tokenize: cannot read stdin (out of memory)\n");
+        fprintf(stderr, "potluck: tokenize: cannot read stdin (out of memory)\n");
         pl_tokenizer_free(t);
         return 1;
     }
@@ -209,7 +209,7 @@ int cmd_tokenize(int argc, char **argv) {
     pl_tokenizer_free(t);
     if (fflush(stdout) != 0 && !rc) rc = pl_err_set(&err, PL_EIO, "stdout: write failed: %s", strerror(errno));
     if (rc) {
-        fprintf(stderr, "tokenize: %s\n", err.msg);
+        fprintf(stderr, "potluck: tokenize: %s\n", err.msg);
         return 1;
     }
     return 0;
