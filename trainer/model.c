@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../core/quant.h"
+#include "../lora/nf4.h"
 
 const char *pl_arch_name(pl_arch a) {
     switch (a) {
@@ -154,7 +155,9 @@ int pl_model_init_rope(pl_model *m, const float *factors, pl_err *err) {
     return 0;
 }
 
+/* NF4 weights (a quantized base) are left as they are. */
 static int to_fp32(pl_model *m, pl_qweight *w, pl_err *err) {
+    if (w->dtype == PL_NF4) return 0;
     if (w->dtype == PL_F32 && ((uintptr_t)w->data & 63) == 0) return 0;
     size_t n;
     if (!pl_mul_ok((size_t)w->rows, (size_t)w->cols, &n) || !pl_mul_ok(n, sizeof(float), &n))
@@ -230,6 +233,9 @@ int pl_model_load(pl_model **out, const char *path, const pl_model_opts *opts, p
     int rc = src == PL_SRC_HF ? pl_model_load_hf(m, err)
            : src == PL_SRC_GGUF ? pl_model_load_gguf(m, err)
            : pl_model_load_llama2c(m, err);
+    /* NF4 first, so fp32 then converts only the embeddings and the head */
+    if (!rc && opts && opts->nf4_blocksize > 0)
+        rc = pl_nf4_quantize_model(m, opts->nf4_blocksize, opts->nf4_double_quant, err);
     if (!rc && opts && opts->fp32) rc = pl_model_to_fp32(m, err);
     if (rc) {
         pl_model_free(m);

@@ -63,7 +63,13 @@ typedef struct pl_model {
 } pl_model;
 
 typedef struct pl_model_opts {
-    int fp32;  /* convert every weight to an owned fp32 copy (training) */
+    int fp32;  /* convert every weight to an owned fp32 copy (training); with
+                * nf4_blocksize set, only the embeddings and LM head (the NF4
+                * layer weights stay NF4) */
+    int nf4_blocksize;    /* > 0: quantize every layer's q,k,v,o,gate,up,down
+                           * weight to NF4 with this blocksize (32..4096, a
+                           * power of two) after loading (lora/nf4.h); 0 = off */
+    int nf4_double_quant; /* with nf4_blocksize: double-quantize the absmax */
 } pl_model_opts;
 
 /* Load from: a directory with config.json + safetensors, a .gguf file, or a

@@ -24,6 +24,8 @@
 #include <string.h>
 
 #include "model_int.h"
+#include "train_int.h"
+#include "../lora/lora.h"
 
 static const char *const lin_names[PL_LIN_N] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                 "gate_proj", "up_proj", "down_proj", "lm_head"};
@@ -38,6 +40,14 @@ size_t pl_train_activation_bytes(const pl_model_config *c, int max_T) {
     size_t D = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     size_t H = (size_t)c->hidden, V = (size_t)c->vocab, L = (size_t)c->n_layers;
     size_t per_tok = L * (4 * D + 2 * qd + 2 * kvd + 3 * H) + 2 * D + V + 5; /* 5 int32 token arrays */
+    return 4 * (size_t)max_T * per_tok;
+}
+
+size_t pl_train_activation_bytes_ckpt(const pl_model_config *c, int max_T, int checkpoint) {
+    if (!checkpoint) return pl_train_activation_bytes(c, max_T);
+    size_t D = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    size_t H = (size_t)c->hidden, V = (size_t)c->vocab, L = (size_t)c->n_layers;
+    size_t per_tok = L * D + (3 * D + 2 * qd + 2 * kvd + 3 * H) + 2 * D + V + 5;
     return 4 * (size_t)max_T * per_tok;
 }
 
@@ -161,21 +171,41 @@ void pl_train_free(pl_train *t) {
     if (t->acts)
         for (int l = 0; l < t->m->cfg.n_layers; l++) {
             pl_layer_acts *a = &t->acts[l];
-            float *ps[] = {a->x_in, a->xn1, a->q, a->k, a->v, a->att, a->x_mid, a->xn2, a->gate, a->up, a->act};
+            FREE(a->x_in);
+            if (t->checkpoint && l > 0) continue; /* the other buffers are layer 0's, shared */
+            float *ps[] = {a->xn1, a->q, a->k, a->v, a->att, a->x_mid, a->xn2, a->gate, a->up, a->act};
             for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) FREE(ps[i]);
         }
     void *rest[] = {t->ids, t->targets, t->pos, t->seg, t->qlast, t->x_final, t->xnf, t->logits,
                     t->d_res, t->d_tmp, t->d_xn, t->d_q, t->d_k, t->d_v, t->d_att, t->d_act, t->d_up,
-                    t->ws_lin};
+                    t->ws_lin, t->ws_q};
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) FREE(rest[i]);
 #undef FREE
+    pl_train_attach_lora(t, NULL, NULL);
+    free(t->lora_idx);
     free(t->acts);
     free(t->params);
     free(t->p_layer);
     free(t);
 }
 
+/* Frozen base: no parameters at all; every p_* index is -1. */
+static int build_frozen(pl_train *t, pl_err *err) {
+    const pl_model_config *c = &t->m->cfg;
+    t->params = calloc(1, sizeof *t->params);
+    t->p_layer = calloc((size_t)c->n_layers, sizeof *t->p_layer);
+    if (!t->params || !t->p_layer) return pl_err_set(err, PL_ENOMEM, "%s: out of memory", t->m->path);
+    t->p_embed = t->p_norm = t->p_head = -1;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int j = 0; j < 12; j++) t->p_layer[l][j] = -1;
+    return 0;
+}
+
 int pl_train_init(pl_train **out, pl_model *m, int max_T, pl_err *err) {
+    return pl_train_init_opts(out, m, max_T, NULL, err);
+}
+
+int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_opts *o, pl_err *err) {
     *out = NULL;
     if (max_T <= 0 || max_T > (1 << 20))
         return pl_err_set(err, PL_EINVAL, "train: row length %d is out of range (1..1048576)", max_T);
@@ -184,7 +214,9 @@ int pl_train_init(pl_train **out, pl_model *m, int max_T, pl_err *err) {
     t->m = m;
     t->be = m->be;
     t->max_T = max_T;
-    int rc = build_params(t, err);
+    t->frozen_base = o && o->frozen_base;
+    t->checkpoint = o && o->checkpoint;
+    int rc = t->frozen_base ? build_frozen(t, err) : build_params(t, err);
     if (rc) { pl_train_free(t); return rc; }
     const pl_model_config *c = &m->cfg;
     size_t T = (size_t)max_T, D = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim;
@@ -201,6 +233,12 @@ int pl_train_init(pl_train **out, pl_model *m, int max_T, pl_err *err) {
     for (int l = 0; !fail && l < c->n_layers; l++) {
         pl_layer_acts *a = &t->acts[l];
         a->x_in = act_alloc(t, T * D, 4, A, &fail);
+        if (t->checkpoint && l > 0) { /* one set of per-layer buffers, recomputed in the backward */
+            pl_layer_acts *a0 = &t->acts[0];
+            a->xn1 = a0->xn1; a->q = a0->q; a->k = a0->k; a->v = a0->v; a->att = a0->att;
+            a->x_mid = a0->x_mid; a->xn2 = a0->xn2; a->gate = a0->gate; a->up = a0->up; a->act = a0->act;
+            continue;
+        }
         a->xn1 = act_alloc(t, T * D, 4, A, &fail);
         a->q = act_alloc(t, T * qd, 4, A, &fail);
         a->k = act_alloc(t, T * kvd, 4, A, &fail);
@@ -225,6 +263,11 @@ int pl_train_init(pl_train **out, pl_model *m, int max_T, pl_err *err) {
     t->d_act = act_alloc(t, T * H, 4, G, &fail);
     t->d_up = act_alloc(t, T * H, 4, G, &fail);
     t->ws_lin = act_alloc(t, T * D, 4, PL_MEM_WORKSPACE, &fail);
+    if (t->frozen_base) {
+        int64_t wc = D > H ? (int64_t)D : (int64_t)H;
+        if ((int64_t)qd > wc) wc = (int64_t)qd;
+        t->ws_q = act_alloc(t, pl_cpu_linear_q_workspace(wc), 4, PL_MEM_WORKSPACE, &fail);
+    }
     if (fail) {
         pl_train_free(t);
         return pl_err_set(err, PL_ENOMEM, "train: out of memory for the activations of %d tokens", max_T);
@@ -242,12 +285,77 @@ int pl_train_init(pl_train **out, pl_model *m, int max_T, pl_err *err) {
         if ((t)->timing) (t)->t_op[slot] += omp_get_wtime() - t0_;  \
     } while (0)
 
+/* LoRA module index of (layer, which), or -1. */
+static int lora_mod(const pl_train *t, int layer, pl_lin which) {
+    if (!t->lora || layer < 0 || which >= PL_LIN_HEAD) return -1;
+    return t->lora_idx[layer * 7 + which];
+}
+
+/* out (T,O) = x (T,I) . W^T (+ bias), W in its stored dtype; then, for an
+ * adapted module, out += scale * (drop(x) . A^T) . B^T with xa = drop(x) . A^T
+ * (T,r) saved for the backward. */
+static void lin_fwd(pl_train *t, int layer, pl_lin which, float *out, const float *x, const pl_qweight *w,
+                    const float *bias, int T) {
+    const pl_backend *be = t->be;
+    const int I = (int)w->cols, O = (int)w->rows;
+    double t0 = t->timing ? omp_get_wtime() : 0;
+    if (w->dtype == PL_F32 && !w->aux) be->linear(out, x, (const float *)w->data, bias, T, I, O);
+    else be->linear_q(out, x, w, bias, T, t->ws_q);
+    int mi = lora_mod(t, layer, which);
+    if (mi >= 0) {
+        pl_lora_module *md = &t->lora->mods[mi];
+        const float *u = x;
+        if (t->lora->cfg.dropout > 0) {
+            pl_lora_dropout(t->lora, t->step, t->micro, layer, which, t->lora_u, x, T, I);
+            u = t->lora_u;
+        }
+        float *xa = t->lora_xa[mi];
+        be->linear(xa, u, md->A, NULL, T, I, md->r);       /* xa (T,r) */
+        be->linear(t->lora_y, xa, md->B, NULL, T, md->r, O); /* y (T,O) */
+        be->scale(t->lora_y, md->scale, (size_t)T * O);
+        be->add(out, out, t->lora_y, (size_t)T * O);
+    }
+    if (t->timing) t->t_op[which == PL_LIN_HEAD ? PL_TT_HEAD : PL_TT_LINEAR] += omp_get_wtime() - t0;
+}
+
+/* Layer l's forward from acts[l].x_in into the layer's buffers; x_out (T,D)
+ * gets the layer's output (the next x_in, or scratch when recomputing). */
+void pl_train_layer_forward(pl_train *t, int l, float *x_out) {
+    pl_model *m = t->m;
+    const pl_backend *be = t->be;
+    const pl_model_config *c = &m->cfg;
+    const int T = t->T_fwd, D = c->dim;
+    const int H = c->hidden;
+    (void)H;
+    const int32_t *sg = t->has_seg ? t->seg : NULL;
+    const pl_layer *L = &m->layers[l];
+    pl_layer_acts *a = &t->acts[l];
+    TIMED(t, PL_TT_NORM, be->rmsnorm(a->xn1, a->x_in, L->attn_norm, T, D, c->norm_eps));
+    lin_fwd(t, l, PL_LIN_Q, a->q, a->xn1, &L->wq, L->bq, T);
+    lin_fwd(t, l, PL_LIN_K, a->k, a->xn1, &L->wk, L->bk, T);
+    lin_fwd(t, l, PL_LIN_V, a->v, a->xn1, &L->wv, L->bv, T);
+    TIMED(t, PL_TT_ROPE, {
+        be->rope(a->q, t->pos, m->inv_freq, T, c->n_heads, c->head_dim);
+        be->rope(a->k, t->pos, m->inv_freq, T, c->n_kv_heads, c->head_dim);
+    });
+    TIMED(t, PL_TT_ATTN, be->attention(a->att, a->q, a->k, a->v, t->qlast, sg, sg, T, T, c->n_heads,
+                                       c->n_kv_heads, c->head_dim));
+    lin_fwd(t, l, PL_LIN_O, t->ws_lin, a->att, &L->wo, NULL, T);
+    TIMED(t, PL_TT_ADD, be->add(a->x_mid, a->x_in, t->ws_lin, (size_t)T * D));
+    TIMED(t, PL_TT_NORM, be->rmsnorm(a->xn2, a->x_mid, L->ffn_norm, T, D, c->norm_eps));
+    lin_fwd(t, l, PL_LIN_GATE, a->gate, a->xn2, &L->w_gate, NULL, T);
+    lin_fwd(t, l, PL_LIN_UP, a->up, a->xn2, &L->w_up, NULL, T);
+    TIMED(t, PL_TT_SWIGLU, be->swiglu(a->act, a->gate, a->up, T, c->hidden));
+    lin_fwd(t, l, PL_LIN_DOWN, t->ws_lin, a->act, &L->w_down, NULL, T);
+    TIMED(t, PL_TT_ADD, be->add(x_out, a->x_mid, t->ws_lin, (size_t)T * D));
+}
+
 int pl_train_forward(pl_train *t, const int32_t *ids, const int32_t *targets, const int32_t *pos,
                      const int32_t *seg, int T, double *loss_sum, int64_t *n_valid, pl_err *err) {
     pl_model *m = t->m;
     const pl_backend *be = t->be;
     const pl_model_config *c = &m->cfg;
-    const int D = c->dim, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, H = c->hidden;
+    const int D = c->dim;
     const int V = c->vocab;
     if (T <= 0 || T > t->max_T)
         return pl_err_set(err, PL_EINVAL, "train: forward of %d tokens, the context was made for 1..%d", T, t->max_T);
@@ -259,6 +367,9 @@ int pl_train_forward(pl_train *t, const int32_t *ids, const int32_t *targets, co
             return pl_err_set(err, PL_EINVAL, "train: target %d at position %d is outside the vocabulary (0..%d)",
                               targets[i], i, V - 1);
     }
+    if (t->frozen_base && (m->tok_embd.dtype != PL_F32 || m->tok_embd.aux) && m->tok_embd.cols != D)
+        return pl_err_set(err, PL_EINVAL, "train: embedding has %lld columns, expected %d",
+                          (long long)m->tok_embd.cols, D);
     t->T = 0;
     memcpy(t->ids, ids, (size_t)T * 4);
     memcpy(t->targets, targets, (size_t)T * 4);
@@ -268,37 +379,19 @@ int pl_train_forward(pl_train *t, const int32_t *ids, const int32_t *targets, co
         t->seg[i] = seg ? seg[i] : 0;
         t->qlast[i] = i;
     }
-    const int32_t *sg = t->has_seg ? t->seg : NULL;
-    TIMED(t, PL_TT_EMBED, be->embedding(t->acts[0].x_in, t->ids, (const float *)m->tok_embd.data, T, D));
-    for (int l = 0; l < c->n_layers; l++) {
-        const pl_layer *L = &m->layers[l];
-        pl_layer_acts *a = &t->acts[l];
-        float *x_out = l + 1 < c->n_layers ? t->acts[l + 1].x_in : t->x_final;
-        TIMED(t, PL_TT_NORM, be->rmsnorm(a->xn1, a->x_in, L->attn_norm, T, D, c->norm_eps));
-        TIMED(t, PL_TT_LINEAR, {
-            be->linear(a->q, a->xn1, L->wq.data, L->bq, T, D, qd);
-            be->linear(a->k, a->xn1, L->wk.data, L->bk, T, D, kvd);
-            be->linear(a->v, a->xn1, L->wv.data, L->bv, T, D, kvd);
-        });
-        TIMED(t, PL_TT_ROPE, {
-            be->rope(a->q, t->pos, m->inv_freq, T, c->n_heads, c->head_dim);
-            be->rope(a->k, t->pos, m->inv_freq, T, c->n_kv_heads, c->head_dim);
-        });
-        TIMED(t, PL_TT_ATTN, be->attention(a->att, a->q, a->k, a->v, t->qlast, sg, sg, T, T, c->n_heads,
-                                           c->n_kv_heads, c->head_dim));
-        TIMED(t, PL_TT_LINEAR, be->linear(t->ws_lin, a->att, L->wo.data, NULL, T, qd, D));
-        TIMED(t, PL_TT_ADD, be->add(a->x_mid, a->x_in, t->ws_lin, (size_t)T * D));
-        TIMED(t, PL_TT_NORM, be->rmsnorm(a->xn2, a->x_mid, L->ffn_norm, T, D, c->norm_eps));
-        TIMED(t, PL_TT_LINEAR, {
-            be->linear(a->gate, a->xn2, L->w_gate.data, NULL, T, D, H);
-            be->linear(a->up, a->xn2, L->w_up.data, NULL, T, D, H);
-        });
-        TIMED(t, PL_TT_SWIGLU, be->swiglu(a->act, a->gate, a->up, T, H));
-        TIMED(t, PL_TT_LINEAR, be->linear(t->ws_lin, a->act, L->w_down.data, NULL, T, H, D));
-        TIMED(t, PL_TT_ADD, be->add(x_out, a->x_mid, t->ws_lin, (size_t)T * D));
+    t->T_fwd = T;
+    if (m->tok_embd.dtype == PL_F32 && !m->tok_embd.aux) {
+        TIMED(t, PL_TT_EMBED, be->embedding(t->acts[0].x_in, t->ids, (const float *)m->tok_embd.data, T, D));
+    } else { /* a quantized table (frozen base): dequantize each token's row */
+        for (int i = 0; i < T; i++)
+            if (pl_qweight_row(&m->tok_embd, t->ids[i], t->acts[0].x_in + (size_t)i * D) != 0)
+                return pl_err_set(err, PL_EUNSUPPORTED, "%s: cannot read embedding rows of dtype %s", m->path,
+                                  pl_dtype_name(m->tok_embd.dtype));
     }
+    for (int l = 0; l < c->n_layers; l++)
+        pl_train_layer_forward(t, l, l + 1 < c->n_layers ? t->acts[l + 1].x_in : t->x_final);
     TIMED(t, PL_TT_NORM, be->rmsnorm(t->xnf, t->x_final, m->out_norm, T, D, c->norm_eps));
-    TIMED(t, PL_TT_HEAD, be->linear(t->logits, t->xnf, m->lm_head.data, NULL, T, D, V));
+    lin_fwd(t, -1, PL_LIN_HEAD, t->logits, t->xnf, &m->lm_head, NULL, T);
     int64_t nv = 0;
     double sum;
     TIMED(t, PL_TT_LOSS, sum = be->cross_entropy(t->logits, t->targets, T, V, NULL, &nv));
@@ -308,20 +401,107 @@ int pl_train_forward(pl_train *t, const int32_t *ids, const int32_t *targets, co
     return 0;
 }
 
+/* ------------------------------------------------------------ LoRA */
+
+int pl_train_attach_lora(pl_train *t, struct pl_lora *l, pl_err *err) {
+    const pl_backend *be = t->be;
+    if (t->lora_xa && t->lora) {
+        for (int i = 0; i < t->lora->n; i++)
+            if (t->lora_xa[i]) be->free(t->lora_xa[i]);
+    }
+    free(t->lora_xa);
+    t->lora_xa = NULL;
+    float **bufs[] = {&t->lora_u, &t->lora_du, &t->lora_y, &t->lora_dxa};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        if (*bufs[i]) be->free(*bufs[i]);
+        *bufs[i] = NULL;
+    }
+    t->lora = NULL;
+    t->T = 0;
+    if (!l) return 0;
+    const pl_model_config *c = &t->m->cfg;
+    if (!t->lora_idx) {
+        t->lora_idx = malloc((size_t)c->n_layers * 7 * sizeof(int));
+        if (!t->lora_idx) return pl_err_set(err, PL_ENOMEM, "train: out of memory attaching LoRA");
+    }
+    for (int i = 0; i < c->n_layers * 7; i++) t->lora_idx[i] = -1;
+    int maxI = 1, maxO = 1, maxR = 1;
+    for (int i = 0; i < l->n; i++) {
+        const pl_lora_module *md = &l->mods[i];
+        if (md->layer < 0 || md->layer >= c->n_layers || (int)md->which < 0 || md->which >= PL_LIN_HEAD)
+            return pl_err_set(err, PL_EINVAL, "train: LoRA module %d: layer %d / %s is not in the model", i,
+                              md->layer, pl_lin_name(md->which));
+        const pl_layer *L = &t->m->layers[md->layer];
+        const pl_qweight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        const pl_qweight *w = ws[md->which];
+        if (md->in != w->cols || md->out != w->rows || md->r <= 0)
+            return pl_err_set(err, PL_EINVAL,
+                              "train: LoRA module layers.%d.%s is (in %d, out %d, r %d); the model's weight is "
+                              "(%lld, %lld)", md->layer, pl_lin_name(md->which), md->in, md->out, md->r,
+                              (long long)w->rows, (long long)w->cols);
+        if (t->lora_idx[md->layer * 7 + md->which] >= 0)
+            return pl_err_set(err, PL_EINVAL, "train: LoRA module layers.%d.%s appears twice", md->layer,
+                              pl_lin_name(md->which));
+        t->lora_idx[md->layer * 7 + md->which] = i;
+        if (md->in > maxI) maxI = md->in;
+        if (md->out > maxO) maxO = md->out;
+        if (md->r > maxR) maxR = md->r;
+    }
+    size_t T = (size_t)t->max_T;
+    t->lora_xa = calloc((size_t)(l->n > 0 ? l->n : 1), sizeof *t->lora_xa);
+    int fail = !t->lora_xa;
+    t->lora = l; /* so a failure below frees what was allocated */
+    for (int i = 0; !fail && i < l->n; i++)
+        t->lora_xa[i] = act_alloc(t, T * (size_t)l->mods[i].r, 4, PL_MEM_ACTIVATIONS, &fail);
+    t->lora_u = act_alloc(t, T * (size_t)maxI, 4, PL_MEM_WORKSPACE, &fail);
+    t->lora_du = act_alloc(t, T * (size_t)maxI, 4, PL_MEM_WORKSPACE, &fail);
+    t->lora_y = act_alloc(t, T * (size_t)maxO, 4, PL_MEM_WORKSPACE, &fail);
+    t->lora_dxa = act_alloc(t, T * (size_t)maxR, 4, PL_MEM_GRADIENTS, &fail);
+    if (fail) {
+        pl_train_attach_lora(t, NULL, NULL);
+        return pl_err_set(err, PL_ENOMEM, "train: out of memory for the LoRA buffers of %d tokens", t->max_T);
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ optimizer */
+
+/* The attached LoRA modules as (weight, grad, m, v, n) pairs: A then B of each. */
+#define LORA_N(md) ((size_t)(md)->r * (size_t)(md)->in)
+#define LORB_N(md) ((size_t)(md)->out * (size_t)(md)->r)
 
 void pl_train_zero_grad(pl_train *t) {
     for (int i = 0; i < t->n_params; i++) memset(t->params[i].g, 0, t->params[i].n * sizeof(float));
+    for (int i = 0; t->lora && i < t->lora->n; i++) {
+        pl_lora_module *md = &t->lora->mods[i];
+        memset(md->gA, 0, LORA_N(md) * sizeof(float));
+        memset(md->gB, 0, LORB_N(md) * sizeof(float));
+    }
 }
 
 double pl_train_grad_norm(const pl_train *t) {
     double s = 0;
     for (int i = 0; i < t->n_params; i++) s += t->be->sumsq(t->params[i].g, t->params[i].n);
+    for (int i = 0; t->lora && i < t->lora->n; i++) {
+        const pl_lora_module *md = &t->lora->mods[i];
+        s += t->be->sumsq(md->gA, LORA_N(md));
+        s += t->be->sumsq(md->gB, LORB_N(md));
+    }
     return sqrt(s);
 }
 
 void pl_train_scale_grads(pl_train *t, float s) {
     for (int i = 0; i < t->n_params; i++) t->be->scale(t->params[i].g, s, t->params[i].n);
+    for (int i = 0; t->lora && i < t->lora->n; i++) {
+        pl_lora_module *md = &t->lora->mods[i];
+        t->be->scale(md->gA, s, LORA_N(md));
+        t->be->scale(md->gB, s, LORB_N(md));
+    }
+}
+
+static void sgd_vec(float *w, const float *g, long n, float lr) {
+#pragma omp parallel for schedule(static) if (n >= 16384)
+    for (long j = 0; j < n; j++) w[j] -= lr * g[j];
 }
 
 void pl_train_sgd(pl_train *t, float lr) {
@@ -331,9 +511,12 @@ void pl_train_sgd(pl_train *t, float lr) {
         if (p->frozen) continue;
         float *w = p->w;
         const float *g = p->g;
-        long n = (long)p->n;
-#pragma omp parallel for schedule(static) if (n >= 16384)
-        for (long j = 0; j < n; j++) w[j] -= lr * g[j];
+        sgd_vec(w, g, (long)p->n, lr);
+    }
+    for (int i = 0; t->lora && i < t->lora->n; i++) {
+        pl_lora_module *md = &t->lora->mods[i];
+        sgd_vec(md->A, md->gA, (long)LORA_N(md), lr);
+        sgd_vec(md->B, md->gB, (long)LORB_N(md), lr);
     }
 }
 
@@ -350,11 +533,27 @@ int pl_train_adamw(pl_train *t, const pl_adamw_opts *o, pl_err *err) {
         if (!p->m || !p->v)
             return pl_err_set(err, PL_ENOMEM, "train: out of memory for the AdamW state of %s", p->name);
     }
+    for (int i = 0; t->lora && i < t->lora->n; i++) {
+        pl_lora_module *md = &t->lora->mods[i];
+        float **ps[4] = {&md->mA, &md->vA, &md->mB, &md->vB};
+        size_t ns[4] = {LORA_N(md), LORA_N(md), LORB_N(md), LORB_N(md)};
+        for (int k = 0; k < 4; k++)
+            if (!*ps[k] && !(*ps[k] = t->be->alloc(ns[k] * sizeof(float), PL_MEM_OPTIMIZER)))
+                return pl_err_set(err, PL_ENOMEM, "train: out of memory for the AdamW state of LoRA layers.%d.%s",
+                                  md->layer, pl_lin_name(md->which));
+    }
     t->step++;
     for (int i = 0; i < t->n_params; i++) {
         pl_param *p = &t->params[i];
         if (p->frozen) continue;
         t->be->adamw(p->w, p->g, p->m, p->v, p->n, o->lr, o->beta1, o->beta2, o->eps, o->weight_decay, t->step);
+    }
+    for (int i = 0; t->lora && i < t->lora->n; i++) {
+        pl_lora_module *md = &t->lora->mods[i];
+        t->be->adamw(md->A, md->gA, md->mA, md->vA, LORA_N(md), o->lr, o->beta1, o->beta2, o->eps,
+                     o->weight_decay, t->step);
+        t->be->adamw(md->B, md->gB, md->mB, md->vB, LORB_N(md), o->lr, o->beta1, o->beta2, o->eps,
+                     o->weight_decay, t->step);
     }
     return 0;
 }
@@ -371,11 +570,13 @@ int pl_train_step(pl_train *t, const pl_microbatch *mb, int n_mb, const pl_adamw
     int rc;
     for (int i = 0; i < n_mb; i++) {
         double s;
+        t->micro = i;
         if ((rc = pl_train_forward(t, mb[i].ids, mb[i].targets, mb[i].pos, mb[i].seg, mb[i].T, &s, NULL, err)))
             return rc;
         sum += s;
         if ((rc = pl_train_backward(t, (float)(1.0 / (double)total), err))) return rc;
     }
+    t->micro = 0;
     if (loss) *loss = sum / (double)total;
     if (o) return pl_train_adamw(t, o, err);
     pl_train_sgd(t, sgd_lr);

@@ -19,7 +19,23 @@
  * the backend's alloc with PL_MEM_ACTIVATIONS and reused by every forward;
  * gradients of parameters and of activations are PL_MEM_GRADIENTS; AdamW's
  * moments PL_MEM_OPTIMIZER (allocated at the first AdamW step); scratch
- * PL_MEM_WORKSPACE. pl_train_activation_bytes gives the exact count. */
+ * PL_MEM_WORKSPACE. pl_train_activation_bytes gives the exact count.
+ *
+ * QLoRA (pl_train_init_opts with frozen_base): the base stays as loaded (any
+ * pl_qweight: fp32, GGUF quant types, NF4 through aux); the forward runs
+ * through be->linear_q, input gradients through be->linear_q_bwd_x, and the
+ * context has no parameters (n_params == 0): the embedding, norms, LM head
+ * and every linear weight are frozen, with no gradient and no optimizer
+ * state. Only the LoRA adapters attached with pl_train_attach_lora (lora/
+ * lora.h) train; zero_grad, grad_norm, scale_grads, sgd, adamw and
+ * pl_train_step cover their A and B after the parameters.
+ *
+ * Activation checkpointing (opts.checkpoint): the forward keeps only each
+ * layer's input x_in; the other per-layer buffers exist once and the
+ * backward recomputes each layer's forward from x_in before walking back
+ * through it. Dropout masks are a pure function of (lora seed, t->step,
+ * t->micro, layer, module, element), so the recomputation draws the same
+ * masks and the gradients are bit for bit those without checkpointing. */
 #ifndef PL_TRAIN_H
 #define PL_TRAIN_H
 
@@ -70,6 +86,8 @@ typedef struct pl_layer_acts {
     float *act;    /* (T,H)   silu(gate) * up: input of down_proj */
 } pl_layer_acts;
 
+struct pl_lora;
+
 typedef struct pl_train {
     pl_model *m;
     const pl_backend *be;
@@ -99,6 +117,18 @@ typedef struct pl_train {
     /* per-op timers of the last forward/backward (seconds), when timing is set */
     int timing;
     double t_op[16];
+    /* QLoRA (pl_train_init_opts, pl_train_attach_lora) */
+    int frozen_base;             /* base weights in their stored dtype, no parameters */
+    int checkpoint;              /* per-layer activation checkpointing */
+    int micro;                   /* micro-batch index within the step (dropout key; pl_train_step sets it) */
+    float *ws_q;                 /* linear_q workspace (PL_MEM_WORKSPACE) */
+    struct pl_lora *lora;        /* attached adapters (not owned) or NULL */
+    int *lora_idx;               /* (n_layers * 7): module index in lora->mods, or -1 */
+    float **lora_xa;             /* per module (T, r): A . drop(x), saved (PL_MEM_ACTIVATIONS) */
+    float *lora_u, *lora_du;     /* (T, max in): dropped input and its gradient (PL_MEM_WORKSPACE) */
+    float *lora_y;               /* (T, max out): B . xa / the scaled output gradient (PL_MEM_WORKSPACE) */
+    float *lora_dxa;             /* (T, max r) (PL_MEM_GRADIENTS) */
+    int T_fwd;                   /* tokens of the forward in progress (or of the last one) */
 } pl_train;
 
 /* Timer slots of t_op[]. */
@@ -114,9 +144,31 @@ const char *pl_train_timer_name(int slot);
 int pl_train_init(pl_train **out, pl_model *m, int max_T, pl_err *err);
 void pl_train_free(pl_train *t);
 
+typedef struct pl_train_opts {
+    int frozen_base;  /* QLoRA: keep the base as loaded (any dtype, read-only), train only attached LoRA */
+    int checkpoint;   /* keep only each layer's input; recompute the layer in the backward */
+} pl_train_opts;
+/* pl_train_init with options (o NULL = pl_train_init: every parameter fp32,
+ * trainable, no checkpointing). With frozen_base the weights may be any
+ * pl_qweight and are never written. */
+int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_opts *o, pl_err *err);
+
+/* Attach LoRA adapters (lora/lora.h; l must outlive t, or be detached with
+ * NULL): the forward adds scale * B . A . drop(x) to every adapted linear
+ * layer, the backward fills the modules' gA and gB and adds LoRA's input
+ * gradient, and the optimizer functions update A and B. Allocates the saved
+ * xa (T, r) of each module (PL_MEM_ACTIVATIONS) and LoRA scratch. The modules'
+ * shapes must match the model's. */
+int pl_train_attach_lora(pl_train *t, struct pl_lora *l, pl_err *err);
+
 /* Bytes pl_train_init allocates with PL_MEM_ACTIVATIONS for config c and
  * max_T tokens: 4*T*(L*(4D + 2qd + 2kvd + 3H) + 2D + V + 5). */
 size_t pl_train_activation_bytes(const pl_model_config *c, int max_T);
+/* The same with checkpointing on or off: with it, per layer only x_in
+ * (4*T*D) plus one shared set of the other buffers:
+ * 4*T*(L*D + (3D + 2qd + 2kvd + 3H) + 2D + V + 5). LoRA adds 4*T*r per
+ * adapted module (its saved xa) either way. */
+size_t pl_train_activation_bytes_ckpt(const pl_model_config *c, int max_T, int checkpoint);
 
 /* Forward over T packed tokens: ids (T), targets (T, < 0 = not trained),
  * pos (T) RoPE positions or NULL (0..T-1), seg (T) segment ids or NULL (one
@@ -134,7 +186,9 @@ int pl_train_backward(pl_train *t, float scale, pl_err *err);
 void pl_train_zero_grad(pl_train *t);
 /* Global L2 norm of all gradients (backend sumsq, in parameter order). */
 double pl_train_grad_norm(const pl_train *t);
-/* Multiply every gradient by s (clipping). */
+/* Multiply every gradient by s (clipping). Like zero_grad, grad_norm, sgd
+ * and adamw, this covers the parameters then the attached LoRA modules (gA
+ * then gB of each, in module order). */
 void pl_train_scale_grads(pl_train *t, float s);
 
 /* w -= lr * g on every parameter. */

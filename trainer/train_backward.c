@@ -17,8 +17,21 @@
  *     d_xn  = d_q . Wq + d_k . Wk + d_v . Wv ; dWq.., dbq.. +=
  *     d_res += rmsnorm_bwd(d_xn, x_in) ; dattn_norm +=
  *   dEmbed += scatter(d_res by ids)
+ *
+ * QLoRA: with a frozen base (no parameters) the weight gradients are
+ * skipped and dx comes from linear_q_bwd_x on the stored dtype. For an
+ * adapted module, out += s * y with y = xa . B^T, xa = u . A^T, u = drop(x):
+ *   dy = s * dout ; gB += dy^T . xa ; dxa = dy . B ;
+ *   gA += dxa^T . u ; dx += drop(dxa . A)   (the same mask as the forward)
+ * With checkpointing each layer's forward is recomputed from its saved x_in
+ * before walking back through it.
  */
 #include "train.h"
+
+#include <string.h>
+
+#include "train_int.h"
+#include "../lora/lora.h"
 
 #include <omp.h>
 #include <stddef.h>
@@ -34,11 +47,39 @@ static float *grad_of(pl_train *t, int idx) { return idx >= 0 ? t->params[idx].g
 /* The same, NULL for a frozen parameter (ops whose gradient may be skipped). */
 static float *grad_opt(pl_train *t, int idx) { return idx >= 0 && !t->params[idx].frozen ? t->params[idx].g : NULL; }
 
-/* dx (T,I) = dout . W ; dW += dout^T . x ; db += sum dout ; then the hook. */
+/* LoRA's part of an adapted module's backward (see the top of the file). */
+static void lora_bwd(pl_train *t, int layer, pl_lin which, int mi, float *dx, const float *dout, const float *x,
+                     int T, int I, int O) {
+    const pl_backend *be = t->be;
+    pl_lora_module *md = &t->lora->mods[mi];
+    const int drop = t->lora->cfg.dropout > 0;
+    memcpy(t->lora_y, dout, (size_t)T * O * sizeof(float));
+    be->scale(t->lora_y, md->scale, (size_t)T * O); /* dy (T,O) */
+    be->linear_bwd(t->lora_dxa, md->gB, NULL, t->lora_y, t->lora_xa[mi], md->B, T, md->r, O);
+    const float *u = x;
+    if (drop) {
+        pl_lora_dropout(t->lora, t->step, t->micro, layer, which, t->lora_u, x, T, I);
+        u = t->lora_u;
+    }
+    be->linear_bwd(t->lora_du, md->gA, NULL, t->lora_dxa, u, md->A, T, I, md->r);
+    if (drop) pl_lora_dropout(t->lora, t->step, t->micro, layer, which, t->lora_du, t->lora_du, T, I);
+    be->add(dx, dx, t->lora_du, (size_t)T * I);
+}
+
+/* dx (T,I) = dout . W ; dW += dout^T . x ; db += sum dout ; LoRA's part;
+ * then the hook. W in its stored dtype (frozen base: dx only). */
 static void lin_bwd(pl_train *t, int layer, pl_lin which, float *dx, int pw, int pb, const float *dout,
-                    const float *x, const float *w, int T, int I, int O) {
-    TIMED(t, which == PL_LIN_HEAD ? PL_TT_HEAD_B : PL_TT_LINEAR_B,
-          t->be->linear_bwd(dx, grad_opt(t, pw), grad_opt(t, pb), dout, x, w, T, I, O));
+                    const float *x, const pl_qweight *w, int T, int I, int O) {
+    double t0 = t->timing ? omp_get_wtime() : 0;
+    if (w->dtype == PL_F32 && !w->aux)
+        t->be->linear_bwd(dx, grad_opt(t, pw), grad_opt(t, pb), dout, x, (const float *)w->data, T, I, O);
+    else
+        t->be->linear_q_bwd_x(dx, dout, w, T, t->ws_q);
+    if (t->lora && layer >= 0 && which < PL_LIN_HEAD) {
+        int mi = t->lora_idx[layer * 7 + which];
+        if (mi >= 0) lora_bwd(t, layer, which, mi, dx, dout, x, T, I, O);
+    }
+    if (t->timing) t->t_op[which == PL_LIN_HEAD ? PL_TT_HEAD_B : PL_TT_LINEAR_B] += omp_get_wtime() - t0;
     if (t->hook) t->hook(t->hook_user, layer, which, x, dout, dx, T, I, O);
 }
 
@@ -50,7 +91,7 @@ int pl_train_backward(pl_train *t, float scale, pl_err *err) {
     const int H = c->hidden, V = c->vocab;
     if (T <= 0) return pl_err_set(err, PL_EINVAL, "train: backward without a forward before it");
     if (!be->embedding_bwd || !be->rmsnorm_bwd || !be->rope_bwd || !be->attention_bwd || !be->swiglu_bwd ||
-        !be->linear_bwd || !be->cross_entropy_bwd)
+        !be->linear_bwd || !be->cross_entropy_bwd || (t->frozen_base && !be->linear_q_bwd_x))
         return pl_err_set(err, PL_EUNSUPPORTED, "train: backend '%s' lacks backward ops", be->name);
     const int32_t *sg = t->has_seg ? t->seg : NULL;
     const size_t TD = (size_t)T * D;
@@ -59,7 +100,7 @@ int pl_train_backward(pl_train *t, float scale, pl_err *err) {
     float *dlogits = t->logits;
     TIMED(t, PL_TT_HEAD_B, be->cross_entropy_bwd(dlogits, t->logits, t->targets, T, V, scale));
     int head = t->p_head >= 0 ? t->p_head : t->p_embed; /* tied: the head's gradient adds into the embedding's */
-    lin_bwd(t, -1, PL_LIN_HEAD, t->d_xn, head, -1, dlogits, t->xnf, m->lm_head.data, T, D, V);
+    lin_bwd(t, -1, PL_LIN_HEAD, t->d_xn, head, -1, dlogits, t->xnf, &m->lm_head, T, D, V);
     TIMED(t, PL_TT_NORM_B, be->rmsnorm_bwd(t->d_res, grad_of(t, t->p_norm), t->d_xn, t->x_final, m->out_norm, T, D,
                                            c->norm_eps));
 
@@ -67,33 +108,34 @@ int pl_train_backward(pl_train *t, float scale, pl_err *err) {
         const pl_layer *L = &m->layers[l];
         const pl_layer_acts *a = &t->acts[l];
         const int *pi = t->p_layer[l];
+        if (t->checkpoint) pl_train_layer_forward(t, l, t->ws_lin); /* refill the shared buffers */
         /* MLP: x_out = x_mid + down(silu(gate) * up) */
-        lin_bwd(t, l, PL_LIN_DOWN, t->d_act, pi[8], -1, t->d_res, a->act, L->w_down.data, T, H, D);
+        lin_bwd(t, l, PL_LIN_DOWN, t->d_act, pi[8], -1, t->d_res, a->act, &L->w_down, T, H, D);
         TIMED(t, PL_TT_SWIGLU_B, be->swiglu_bwd(t->d_act, t->d_up, t->d_act, a->gate, a->up, T, H));
-        lin_bwd(t, l, PL_LIN_GATE, t->d_xn, pi[6], -1, t->d_act, a->xn2, L->w_gate.data, T, D, H);
-        lin_bwd(t, l, PL_LIN_UP, t->d_tmp, pi[7], -1, t->d_up, a->xn2, L->w_up.data, T, D, H);
+        lin_bwd(t, l, PL_LIN_GATE, t->d_xn, pi[6], -1, t->d_act, a->xn2, &L->w_gate, T, D, H);
+        lin_bwd(t, l, PL_LIN_UP, t->d_tmp, pi[7], -1, t->d_up, a->xn2, &L->w_up, T, D, H);
         TIMED(t, PL_TT_ADD, be->add(t->d_xn, t->d_xn, t->d_tmp, TD));
         TIMED(t, PL_TT_NORM_B, be->rmsnorm_bwd(t->d_tmp, grad_of(t, pi[1]), t->d_xn, a->x_mid, L->ffn_norm, T, D,
                                                c->norm_eps));
         TIMED(t, PL_TT_ADD, be->add(t->d_res, t->d_res, t->d_tmp, TD));
         /* attention: x_mid = x_in + o(attention(rope(q), rope(k), v)) */
-        lin_bwd(t, l, PL_LIN_O, t->d_att, pi[5], -1, t->d_res, a->att, L->wo.data, T, qd, D);
+        lin_bwd(t, l, PL_LIN_O, t->d_att, pi[5], -1, t->d_res, a->att, &L->wo, T, qd, D);
         TIMED(t, PL_TT_ATTN_B, be->attention_bwd(t->d_q, t->d_k, t->d_v, t->d_att, a->q, a->k, a->v, a->att,
                                                  t->qlast, sg, sg, T, T, c->n_heads, c->n_kv_heads, c->head_dim));
         TIMED(t, PL_TT_ROPE_B, {
             be->rope_bwd(t->d_q, t->pos, m->inv_freq, T, c->n_heads, c->head_dim);
             be->rope_bwd(t->d_k, t->pos, m->inv_freq, T, c->n_kv_heads, c->head_dim);
         });
-        lin_bwd(t, l, PL_LIN_Q, t->d_xn, pi[2], pi[9], t->d_q, a->xn1, L->wq.data, T, D, qd);
-        lin_bwd(t, l, PL_LIN_K, t->d_tmp, pi[3], pi[10], t->d_k, a->xn1, L->wk.data, T, D, kvd);
+        lin_bwd(t, l, PL_LIN_Q, t->d_xn, pi[2], pi[9], t->d_q, a->xn1, &L->wq, T, D, qd);
+        lin_bwd(t, l, PL_LIN_K, t->d_tmp, pi[3], pi[10], t->d_k, a->xn1, &L->wk, T, D, kvd);
         TIMED(t, PL_TT_ADD, be->add(t->d_xn, t->d_xn, t->d_tmp, TD));
-        lin_bwd(t, l, PL_LIN_V, t->d_tmp, pi[4], pi[11], t->d_v, a->xn1, L->wv.data, T, D, kvd);
+        lin_bwd(t, l, PL_LIN_V, t->d_tmp, pi[4], pi[11], t->d_v, a->xn1, &L->wv, T, D, kvd);
         TIMED(t, PL_TT_ADD, be->add(t->d_xn, t->d_xn, t->d_tmp, TD));
         TIMED(t, PL_TT_NORM_B, be->rmsnorm_bwd(t->d_tmp, grad_of(t, pi[0]), t->d_xn, a->x_in, L->attn_norm, T, D,
                                                c->norm_eps));
         TIMED(t, PL_TT_ADD, be->add(t->d_res, t->d_res, t->d_tmp, TD));
     }
-    if (!t->params[t->p_embed].frozen)
+    if (t->p_embed >= 0 && !t->params[t->p_embed].frozen)
         TIMED(t, PL_TT_EMBED_B, be->embedding_bwd(grad_of(t, t->p_embed), t->ids, t->d_res, T, D));
     t->T = 0; /* the logits are gone: a second backward needs a new forward */
     return 0;
