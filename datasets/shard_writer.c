@@ -20,7 +20,8 @@ typedef struct jshard {
 } jshard;
 
 struct pl_dsw {
-    char *dir;
+    char *dir;         /* where shards are written: the target, or its staging sibling */
+    char *final_dir;   /* the target when building in staging (a different dataset is there), else NULL */
     pl_dsw_opts o;
     char *tok_sha, *tmpl, *key;
     int complete;
@@ -77,6 +78,7 @@ void pl_dsw_free(pl_dsw *w) {
     free(w->offs);
     free(w->ids);
     free(w->dir);
+    free(w->final_dir);
     free(w->tok_sha);
     free(w->tmpl);
     free(w->key);
@@ -231,6 +233,57 @@ static void remove_temps(const char *dir) {
     closedir(d);
 }
 
+/* Remove a directory of flat files (a staging dir or the old dataset a swap
+ * left there); used only on paths this writer made. */
+static void remove_flat_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[4200];
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && pl_dataset_path(path, sizeof path, dir, e->d_name))
+            unlink(path);
+    closedir(d);
+    rmdir(dir);
+}
+
+static void remove_staging(const char *dir) {
+    char stage[4200];
+    if (snprintf(stage, sizeof stage, "%s" PL_STAGING_SUFFIX, dir) < (int)sizeof stage) remove_flat_dir(stage);
+}
+
+/* Exchange the complete staging dir with the target in one step
+ * (renameat2 RENAME_EXCHANGE), then drop the old dataset now in staging. On
+ * file systems without the exchange: rename the target aside, rename
+ * staging in, remove the old one (a short window with no dataset). */
+static int swap_in(pl_dsw *w, pl_err *err) {
+    int rc = fsync_path(w->dir, 1, err);
+    if (rc) return rc;
+    if (renameat2(AT_FDCWD, w->dir, AT_FDCWD, w->final_dir, RENAME_EXCHANGE) != 0) {
+        if (errno != EINVAL && errno != ENOSYS)
+            return pl_err_set(err, PL_EIO, "%s: cannot swap in %s: %s", w->final_dir, w->dir, strerror(errno));
+        char old[4300];
+        snprintf(old, sizeof old, "%s.old", w->dir);
+        remove_flat_dir(old);
+        if (rename(w->final_dir, old) != 0 || rename(w->dir, w->final_dir) != 0)
+            return pl_err_set(err, PL_EIO, "%s: cannot replace it with %s: %s", w->final_dir, w->dir, strerror(errno));
+        remove_flat_dir(old);
+    } else {
+        remove_flat_dir(w->dir); /* the previous dataset, now under the staging name */
+    }
+    char parent[4200];
+    snprintf(parent, sizeof parent, "%s", w->final_dir);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) *slash = '\0';
+    else snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
+    if ((rc = fsync_path(parent, 1, err))) return rc;
+    free(w->dir);
+    w->dir = w->final_dir;
+    w->final_dir = NULL;
+    w->complete = 1;
+    return PL_OK;
+}
+
 int pl_dsw_open(pl_dsw **out, const char *dir, const pl_dsw_opts *o, pl_err *err) {
     *out = NULL;
     pl_dsw *w = calloc(1, sizeof *w);
@@ -239,6 +292,8 @@ int pl_dsw_open(pl_dsw **out, const char *dir, const pl_dsw_opts *o, pl_err *err
     if (w->o.shard_tokens <= 0) w->o.shard_tokens = (int64_t)1 << 24;
     if (w->o.deflate_level < 0 || w->o.deflate_level > 9) w->o.deflate_level = 4;
     w->dir = strdup(dir);
+    if (w->dir) /* "ds/" and "ds" are one dataset (the staging sibling must not land inside it) */
+        for (size_t k = strlen(w->dir); k > 1 && w->dir[k - 1] == '/'; k--) w->dir[k - 1] = '\0';
     w->tok_sha = strdup(o->tokenizer_sha256 ? o->tokenizer_sha256 : "");
     w->tmpl = strdup(o->template_name ? o->template_name : "");
     w->key = strdup(o->build_key ? o->build_key : "");
@@ -249,6 +304,7 @@ int pl_dsw_open(pl_dsw **out, const char *dir, const pl_dsw_opts *o, pl_err *err
         return pl_err_set(err, PL_ENOMEM, "out of memory");
     }
     w->offs[0] = 0;
+    dir = w->dir; /* normalized */
     int rc = pl_mkdirs(dir, err);
     if (rc) {
         pl_dsw_free(w);
@@ -271,6 +327,7 @@ int pl_dsw_open(pl_dsw **out, const char *dir, const pl_dsw_opts *o, pl_err *err
         }
         pl_manifest_free(m);
         if (same) {
+            remove_staging(dir); /* the old dataset a finished swap left behind */
             w->complete = 1;
             char jp[4096];
             pl_dataset_path(jp, sizeof jp, dir, PL_JOURNAL_NAME);
@@ -278,15 +335,43 @@ int pl_dsw_open(pl_dsw **out, const char *dir, const pl_dsw_opts *o, pl_err *err
             *out = w;
             return PL_OK;
         }
-        if (unlink(mpath) != 0) {
-            rc = pl_err_set(err, PL_EIO, "%s: cannot remove the previous dataset's manifest: %s", mpath, strerror(errno));
+        /* A different, complete dataset is there: it stays untouched and
+         * usable until the new one is whole. The new one is built in a
+         * staging sibling (resumable like any build) and swapped in by an
+         * atomic directory exchange in pl_dsw_finish. */
+        char stage[4200];
+        if (snprintf(stage, sizeof stage, "%s" PL_STAGING_SUFFIX, dir) >= (int)sizeof stage) {
+            pl_dsw_free(w);
+            return pl_err_set(err, PL_EINVAL, "%s: path too long", dir);
+        }
+        w->final_dir = w->dir;
+        w->dir = strdup(stage);
+        if (!w->dir) {
+            pl_dsw_free(w);
+            return pl_err_set(err, PL_ENOMEM, "out of memory");
+        }
+        if ((rc = pl_mkdirs(w->dir, err))) {
             pl_dsw_free(w);
             return rc;
         }
-        if ((rc = fsync_path(dir, 1, err))) {
-            pl_dsw_free(w);
+        /* staging already complete (killed between its manifest and the swap) */
+        pl_manifest *sm = NULL;
+        int staged = 0;
+        if (!pl_manifest_load(&sm, w->dir, &e2) && !strcmp(pl_manifest_build_key(sm), w->key)) {
+            staged = 1;
+            for (int i = 0; i < sm->n_shards && staged; i++)
+                if (pl_manifest_check_shard(sm, w->dir, i, &e2)) staged = 0;
+        }
+        pl_manifest_free(sm);
+        if (staged) {
+            rc = swap_in(w, err);
+            if (rc) pl_dsw_free(w);
+            else *out = w;
             return rc;
         }
+        dir = w->dir;
+    } else {
+        remove_staging(dir);
     }
     remove_temps(dir);
     if ((rc = journal_load(w, err))) {
@@ -451,6 +536,10 @@ int pl_dsw_finish(pl_dsw *w, cJSON *provenance, const char *card_text, pl_err *e
                 unlink(path);
         }
         closedir(d);
+    }
+    if (w->final_dir) {
+        rc = swap_in(w, err);
+        if (rc) goto out;
     }
     w->complete = 1;
 out:

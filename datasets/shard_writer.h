@@ -50,8 +50,12 @@ typedef struct pl_dsw pl_dsw;
 /* Prepare dir. If it holds a complete dataset with the same build key,
  * pl_dsw_complete() is 1 and nothing needs adding. If it holds a journal of
  * the same build, the journaled shards that still verify are kept and
- * pl_dsw_resume_pos() says where in the input to continue. An existing
- * manifest of a different build is removed first. */
+ * pl_dsw_resume_pos() says where in the input to continue. If it holds a
+ * different complete dataset, that one is left untouched and usable: the
+ * new build goes to the sibling dir + PL_STAGING_SUFFIX (resumable the same
+ * way) and pl_dsw_finish swaps it in with an atomic directory exchange, so a
+ * crash at any point leaves the previous dataset or the new one. */
+#define PL_STAGING_SUFFIX ".potluck-staging"
 int pl_dsw_open(pl_dsw **out, const char *dir, const pl_dsw_opts *o, pl_err *err);
 int pl_dsw_complete(const pl_dsw *w);
 /* Input byte position and line number to continue from (0, 0 when fresh);

@@ -79,5 +79,37 @@ for i in $(seq 1 "$TRIALS"); do
   echo "note: trial $i: kill at ${kill_ms} ms, shards kept on re-run: ${kept:-all (complete)}"
   rm -rf "$d"
 done
+# Replacing a dataset: the directory holds a complete dataset A (the same
+# input with another shard size, so another build) and a build of B is
+# killed at a random time. The directory must always hold a complete,
+# verifying dataset, A or B, never neither; re-running finishes B.
+REPL=${KILL_REPLACE_TRIALS:-6}
+"$BIN" data build --in "$tmp/in.jsonl" --shard-tokens 700000 --out "$tmp/refA" >/dev/null 2>&1 || fail "building dataset A"
+same_as() { # DIR REF: identical manifest and shards
+  cmp -s "$2/manifest.json" "$1/manifest.json" || return 1
+  for f in "$2"/shard-*.h5; do cmp -s "$f" "$1/$(basename "$f")" || return 1; done
+  [ "$(ls "$1"/shard-*.h5 | wc -l)" = "$(ls "$2"/shard-*.h5 | wc -l)" ]
+}
+keptA=0; gotB=0
+for i in $(seq 1 "$REPL"); do
+  d="$tmp/r$i"
+  rm -rf "$d" && cp -r "$tmp/refA" "$d"
+  kill_ms=$(( (RANDOM * 32768 + RANDOM) % ref_ms ))
+  "$BIN" "${args[@]}" --out "$d" >/dev/null 2>&1 &
+  pid=$!
+  sleep "$(printf '%d.%03d' $((kill_ms / 1000)) $((kill_ms % 1000)))"
+  kill -9 "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  if [ -f "$d/manifest.json" ] && "$BIN" data verify "$d" >/dev/null 2>&1; then ok
+  else fail "replace trial $i (kill at ${kill_ms} ms): no verifying dataset left"; fi
+  if same_as "$d" "$tmp/refA"; then keptA=$((keptA + 1)); ok
+  elif same_as_ref "$d"; then gotB=$((gotB + 1)); ok
+  else fail "replace trial $i: the directory holds neither the old dataset nor the new one"; fi
+  out=$("$BIN" "${args[@]}" --out "$d" 2>&1)
+  if [ $? -eq 0 ] && same_as_ref "$d" && ! [ -e "$d.potluck-staging" ]; then ok
+  else fail "replace trial $i: re-run did not finish the new dataset cleanly: $out"; fi
+  rm -rf "$d" "$d.potluck-staging"
+done
+echo "report: replacing a dataset, $REPL kills: the old dataset intact after $keptA, the new one complete after $gotB, never neither"
 echo "report: kill -9 trials: $TRIALS over a ${ref_ms} ms build of $nshards shards: $((between - finished + mid)) mid-shard ($mid while the shard file was being written, $((between - finished)) while its samples were being gathered), $finished after the build had finished; every re-run matched the uninterrupted build byte for byte"
 check_summary cli_data_kill
