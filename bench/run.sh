@@ -168,3 +168,10 @@ fi
 if [ "${BENCH_LOADER:-1}" != 0 ] && [ "$ONLY" = "" ]; then
   bash bench/loader_bench.sh
 fi
+
+# ---------------------------------------------------------------- QLoRA
+# QLoRA training steps (NF4 base, LoRA r16 all-linear, seq 256) against
+# PyTorch + PEFT (+ bitsandbytes 4-bit on the CPU); BENCH_QLORA=0 skips it.
+if [ "${BENCH_QLORA:-1}" != 0 ] && [ "$ONLY" = "" ]; then
+  bash bench/qlora_bench.sh
+fi

@@ -12,6 +12,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# OpenMP threads sleep instead of spinning while they wait: the same bits, and
+# no collapse when other processes share the cores (spinning threads then wait
+# on descheduled ones for whole time slices).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 export POTLUCK_BIN=$PWD/build/san/potluck
 export POTLUCK_BIN_OPT=$PWD/build/opt/potluck
 big=0; [ "${1:-}" = "--big" ] && big=1

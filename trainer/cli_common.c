@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int cli_fail(const char *fmt, ...) {
@@ -66,10 +67,7 @@ int cli_load_tokenizer(const pl_model *m, const char *tok_path, pl_tokenizer **o
                               m->path, guess);
         tok_path = guess;
     }
-    if (!tok_path)
-        return pl_err_set(err, PL_EUNSUPPORTED,
-                          "%s: reading tokenizer.json is not supported yet; pass --tokenizer with a GGUF file "
-                          "or a llama2.c tokenizer .bin", m->path);
+    if (!tok_path && m->source == PL_SRC_HF) return pl_tokenizer_load(out, m->path, err);
     FILE *f = fopen(tok_path, "rb");
     if (!f) return pl_err_set(err, PL_EIO, "%s: %s", tok_path, strerror(errno));
     char magic[4] = {0};
@@ -83,6 +81,10 @@ int cli_load_tokenizer(const pl_model *m, const char *tok_path, pl_tokenizer **o
         pl_gguf_close(g);
         return rc;
     }
+    struct stat st;
+    size_t n = strlen(tok_path);
+    if ((stat(tok_path, &st) == 0 && S_ISDIR(st.st_mode)) || (n > 5 && !strcmp(tok_path + n - 5, ".json")))
+        return pl_tokenizer_load(out, tok_path, err); /* tokenizer.json or its folder */
     return pl_tokenizer_load_llama2c(out, tok_path, m->cfg.vocab, err);
 }
 

@@ -4,7 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../datasets/chat.h"
+#include "../lora/lora.h"
 #include "cli.h"
+#include "cmd_export.h"
+#include "export.h"
 #include "generate.h"
 
 static const char *gen_help =
@@ -18,8 +22,11 @@ static const char *gen_help =
     "  --tokenizer PATH     llama2.c tokenizer .bin or a GGUF file whose vocabulary to use\n"
     "                       (default: the GGUF's own; tokenizer.bin beside a llama2.c model)\n"
     "  --prompt TEXT        prompt text (repeatable; default: empty, i.e. just BOS)\n"
-    "  --chat               wrap each prompt as one user turn in ChatML and stop at <|im_end|>\n"
-    "                       (the models with <|im_start|> tokens, such as SmolLM2 and Qwen2)\n"
+    "  --adapter DIR        a PEFT LoRA adapter (or a run directory: its newest adapter),\n"
+    "                       merged into an fp32 copy of the model's linear layers\n"
+    "  --chat               render each prompt as one user turn with the model's chat\n"
+    "                       template (tokenizer.chat_template; ChatML when the model has\n"
+    "                       none but has <|im_start|>) and stop at the end-of-turn token\n"
     "  --system TEXT        system turn for --chat\n"
     "  --temperature T      0 = greedy (default 0.8)\n"
     "  --top-k K            keep the K most likely tokens (default 0 = off)\n"
@@ -57,30 +64,70 @@ static void print_tokens(const pl_tokenizer *tok, const int32_t *ids, int n, int
     }
 }
 
-/* Token ids of one prompt: BOS if the vocabulary wants it, then the text,
- * wrapped as a ChatML exchange with --chat. */
+/* End-of-turn tokens chat templates close a turn with. */
+static const char *const eot_texts[] = {"<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", NULL};
+
+/* Token ids of one prompt: BOS if the vocabulary wants it, then the text;
+ * with --chat, the conversation (system?, user) rendered through the
+ * model's chat template with the generation prompt, as transformers'
+ * apply_chat_template does (datasets/chat.h). */
 static int encode_prompt(const pl_tokenizer *tok, const char *text, int chat, const char *system,
                          int32_t **ids, int *n, pl_err *err) {
     if (!chat)
         return pl_tokenizer_encode(tok, text, strlen(text), pl_tokenizer_add_bos(tok), 0, ids, n, err);
-    if (pl_tokenizer_find(tok, "<|im_start|>") < 0 || pl_tokenizer_find(tok, "<|im_end|>") < 0)
-        return pl_err_set(err, PL_EUNSUPPORTED,
-                          "--chat: this vocabulary has no <|im_start|>/<|im_end|> tokens; only ChatML models are supported so far");
-    size_t len = strlen(text) + (system ? strlen(system) : 0) + 128;
-    char *s = malloc(len);
-    if (!s) return pl_err_set(err, PL_ENOMEM, "out of memory");
-    int k = 0;
-    if (system) k += snprintf(s + k, len - k, "<|im_start|>system\n%s<|im_end|>\n", system);
-    snprintf(s + k, len - k, "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n", text);
-    int rc = pl_tokenizer_encode(tok, s, strlen(s), pl_tokenizer_add_bos(tok), 1, ids, n, err);
-    free(s);
+    const char *tmpl = pl_tokenizer_chat_template(tok);
+    if (!tmpl) {
+        if (pl_tokenizer_find(tok, "<|im_start|>") < 0 || pl_tokenizer_find(tok, "<|im_end|>") < 0)
+            return pl_err_set(err, PL_EUNSUPPORTED,
+                              "--chat: the model has no chat template (tokenizer.chat_template) and no <|im_start|> token for ChatML");
+        tmpl = "chatml";
+    }
+    pl_chat c = {0};
+    pl_chat_text r = {0};
+    pl_chat_tokens t = {0};
+    pl_chat_opts o = {0};
+    pl_chat_opts_from_tokenizer(&o, tok);
+    o.add_generation_prompt = 1;
+    o.mask = PL_MASK_ALL;
+    int rc = 0;
+    if (system) rc = pl_chat_add(&c, "system", system, err);
+    if (!rc) rc = pl_chat_add(&c, "user", text, err);
+    if (!rc) rc = pl_chat_render(tmpl, &c, &o, &r, err);
+    if (!rc) rc = pl_chat_tokenize(tok, &r, &t, err);
+    if (!rc) {
+        *ids = t.ids;
+        *n = t.n;
+        t.ids = NULL;
+    }
+    if (rc) pl_err_prefix(err, "--chat");
+    pl_chat_tokens_free(&t);
+    pl_chat_text_free(&r);
+    pl_chat_clear(&c);
+    return rc;
+}
+
+/* Merge a PEFT adapter (or a run directory's newest one) into m. */
+static int apply_adapter(pl_model *m, const char *dir, pl_err *err) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/adapter_config.json", dir);
+    FILE *f = fopen(p, "rb");
+    char *ad = NULL, *mp = NULL;
+    if (f) fclose(f);
+    else if (cli_run_adapter(dir, &ad, &mp, err) == 0) dir = ad;
+    pl_lora *l = NULL;
+    int rc = pl_lora_load_peft(&l, m, dir, err);
+    if (!rc) rc = pl_export_writable(m, err);
+    if (!rc) rc = pl_lora_merge(m, l, err);
+    pl_lora_free(l);
+    free(ad);
+    free(mp);
     return rc;
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL, *system = NULL;
+    const char *model_path = NULL, *tok_path = NULL, *system = NULL, *adapter = NULL;
     const char **prompts = calloc((size_t)argc + 1, sizeof *prompts);
-    int32_t *stops = calloc((size_t)argc + 2, sizeof *stops);
+    int32_t *stops = calloc((size_t)argc + 8, sizeof *stops);
     int n_prompts = 0, n_stop = 0, chat = 0, stats_flag = 0, status = 1;
     pl_sampler sp = {.temperature = 0.8f, .top_k = 0, .top_p = 0.95f, .seed = 42};
     long max_tokens = 256, threads = 0;
@@ -96,6 +143,7 @@ int cmd_generate(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(gen_help, stdout); status = 0; goto done; }
         else if (!strcmp(a, "--model")) { if (!v) goto missing; model_path = v; i++; }
         else if (!strcmp(a, "--tokenizer")) { if (!v) goto missing; tok_path = v; i++; }
+        else if (!strcmp(a, "--adapter")) { if (!v) goto missing; adapter = v; i++; }
         else if (!strcmp(a, "--prompt")) { if (!v) goto missing; prompts[n_prompts++] = v; i++; }
         else if (!strcmp(a, "--system")) { if (!v) goto missing; system = v; i++; }
         else if (!strcmp(a, "--chat")) chat = 1;
@@ -117,7 +165,8 @@ int cmd_generate(int argc, char **argv) {
     if (n_prompts == 0) prompts[n_prompts++] = "";
     cli_set_threads((int)threads);
     pl_err err = {0};
-    if (pl_model_load(&m, model_path, NULL, &err) || cli_load_tokenizer(m, tok_path, &tok, &err)) {
+    if (pl_model_load(&m, model_path, NULL, &err) || cli_load_tokenizer(m, tok_path, &tok, &err) ||
+        (adapter && apply_adapter(m, adapter, &err))) {
         status = cli_fail_err(&err);
         goto done;
     }
@@ -127,10 +176,11 @@ int cmd_generate(int argc, char **argv) {
     }
     if (n_stop == 0) {
         int eos = m->cfg.eos_id >= 0 ? m->cfg.eos_id : pl_tokenizer_eos(tok);
-        if (chat) {
-            int im_end = pl_tokenizer_find(tok, "<|im_end|>");
-            if (im_end >= 0) stops[n_stop++] = im_end;
-        }
+        if (chat)
+            for (int k = 0; eot_texts[k]; k++) {
+                int id = pl_tokenizer_find(tok, eot_texts[k]);
+                if (id >= 0 && id != eos) stops[n_stop++] = id;
+            }
         if (eos >= 0) stops[n_stop++] = eos;
         if (m->source == PL_SRC_LLAMA2C && pl_tokenizer_bos(tok) >= 0) stops[n_stop++] = pl_tokenizer_bos(tok);
     }

@@ -5,8 +5,10 @@
 #include "cli.h"
 #include "cmd_bench_train.h"
 #include "cmd_data.h"
+#include "cmd_export.h"
 #include "cmd_template.h"
 #include "cmd_tokenize.h"
+#include "cmd_train.h"
 
 #define PL_VERSION "0.1.0"
 
@@ -21,6 +23,9 @@ static void usage(FILE *f) {
             "  model info  describe a model: architecture, shapes, parameters, dtypes, tokenizer\n"
             "  tokenize    text <-> token ids (--tokenizer PATH [--lines] [--no-special] [--no-parse-special] [--decode])\n"
             "  data        build, verify, inspect, split, merge, export sharded HDF5 datasets; bench the loader\n"
+            "  train       fine-tune: QLoRA on an NF4 base (or full with --lora-r 0); checkpoints, --resume\n"
+            "  export      export a fine-tune: PEFT adapter, merged HF directory, GGUF (F16, Q8_0)\n"
+            "  import      check a PEFT adapter against a model (--peft DIR --model PATH [--out RUN_DIR])\n"
             "  template    show a dataset rendered through a chat template, trained spans marked\n"
             "  bench-gen   measure prompt processing and generation speed (used by make bench)\n"
             "  bench-train measure training-step speed (forward+backward+AdamW, fp32) (used by make bench)\n"
@@ -51,6 +56,9 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench-gen")) return cmd_bench_gen(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "data")) return cmd_data(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
+    if (!strcmp(cmd, "import")) return cmd_import(argc - 1, argv + 1);
     if (!strcmp(cmd, "template")) return cmd_template(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench-train")) return cmd_bench_train(argc - 1, argv + 1);
     fprintf(stderr, "potluck: unknown command '%s' (try `potluck help`)\n", cmd);

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# tests/cli_train.sh: the learning test. `potluck train` fine-tunes LoRA
+# adapters (r 16, all-linear) on SmolLM2-135M ($POTLUCK_MODEL) over a frozen
+# NF4 base with a small synthetic task (400 lines "Q: What is A plus B? A: A
+# plus B is C.", --text, last 10% held out) and the held-out eval loss after
+# 16 steps must be well below the base model's (< 0.75x), with metrics.jsonl,
+# config.json, checkpoints and a PEFT adapter in the run directory. Uses the
+# optimized build ($POTLUCK_BIN_OPT); POTLUCK_TRAIN_BASE=as-loaded keeps the
+# GGUF's Q4_1 base instead of NF4.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source tests/check.sh
+# sleep rather than spin in OpenMP barriers: the test machine's cores are shared (no effect on the bits)
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+: "${POTLUCK_MODEL:?set POTLUCK_MODEL}"
+BIN=${POTLUCK_BIN_OPT:-build/opt/potluck}
+if ! [ -x "$BIN" ] || ! "$BIN" train --help 2>/dev/null | grep -q 'usage: potluck train'; then
+  fail "$BIN does not dispatch 'train' (trainer/main.c needs: if (!strcmp(cmd, \"train\")) return cmd_train(argc - 1, argv + 1);)"
+  check_summary cli_train; exit 1
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+python3 - "$tmp/sums.txt" <<'PY'
+import random, sys
+r = random.Random(5)
+with open(sys.argv[1], "w") as f:
+    for i in range(400):
+        a, b = r.randint(10, 49), r.randint(10, 49)
+        f.write(f"Q: What is {a} plus {b}? A: {a} plus {b} is {a + b}.\n")
+PY
+t0=$(date +%s)
+"$BIN" train --model "$POTLUCK_MODEL" --text "$tmp/sums.txt" --out "$tmp/run" --base "${POTLUCK_TRAIN_BASE:-nf4}" \
+  --lora-r 16 --lora-alpha 32 --lora-dropout 0.05 --steps 16 --seq-len 128 --lr 2e-3 --schedule linear --warmup-steps 2 \
+  --eval-every 8 --eval-rows 4 --save-every 8 --seed 42 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+echo "note: train took $(( $(date +%s) - t0 )) s"
+if [ $rc = 0 ]; then ok; else fail "train exit $rc: $(tail -3 "$tmp/err")"; check_summary cli_train; exit 1; fi
+base=$(grep '"step":0,' "$tmp/run/metrics.jsonl" | sed -E 's/.*"eval_loss":([0-9.eE+-]+).*/\1/')
+last=$(grep '"step":16,' "$tmp/run/metrics.jsonl" | sed -E 's/.*"eval_loss":([0-9.eE+-]+).*/\1/')
+echo "note: held-out eval loss: base $base, after 16 LoRA steps $last"
+if python3 -c "import sys; b,l=float('$base'),float('$last'); sys.exit(0 if l < 0.75*b else 1)" 2>/dev/null; then ok
+else fail "eval loss $last is not well below the base model's $base"; fi
+for f in config.json metrics.jsonl trainable.bin adapter/adapter_config.json adapter/adapter_model.safetensors \
+         checkpoints/step-000016/manifest.json checkpoints/step-000008/adapter/adapter_model.safetensors; do
+  if [ -s "$tmp/run/$f" ]; then ok; else fail "missing $f"; fi
+done
+if grep -q '"grad_norm"' "$tmp/run/metrics.jsonl" && grep -q '"tokens_per_s"' "$tmp/run/metrics.jsonl" && grep -q '"mem_peak"' "$tmp/run/metrics.jsonl"; then ok
+else fail "metrics.jsonl lacks fields"; fi
+tps=$(grep '"step":16,' "$tmp/run/metrics.jsonl" | sed -E 's/.*"tokens_per_s":([0-9.eE+-]+).*/\1/')
+echo "note: last step $tps tokens/s"
+check_summary cli_train

@@ -1,0 +1,60 @@
+/* export.h: writing a (merged) model in the formats others load: a Hugging
+ * Face directory (config.json + safetensors + tokenizer files) that
+ * transformers loads, and a GGUF file (F32, F16 or Q8_0 weights, tokenizer
+ * and chat template metadata) that llama.cpp loads.
+ *
+ * The usual sequence for a fine-tune: pl_model_load (any format),
+ * pl_export_writable (own fp32 copies of the linear layers),
+ * pl_lora_merge (lora/lora.h), then pl_export_hf and/or pl_export_gguf.
+ * GGUF export of arch llama (and Mistral, written as llama) re-applies
+ * llama.cpp's interleaved Q/K row order; qwen2 is written as is
+ * (docs/model-formats.md). */
+#ifndef PL_EXPORT_H
+#define PL_EXPORT_H
+
+#include <stddef.h>
+#include "../core/dtype.h"
+#include "../core/error.h"
+#include "../core/gguf.h"
+#include "model.h"
+
+/* Give every layer's linear weights (q,k,v,o,gate,up,down) an owned,
+ * writable fp32 copy, so a LoRA can be merged into them (weights of a plain
+ * pl_model_load may point into a read-only file map). Embeddings and the LM
+ * head are left as they are. */
+int pl_export_writable(pl_model *m, pl_err *err);
+
+typedef struct pl_export_hf_opts {
+    pl_dtype dtype;          /* PL_F32 (= 0, the default) or PL_BF16 for the matrices; norms and biases too */
+    size_t max_shard_bytes;  /* 0: one model.safetensors; else shards + index */
+    const char *note;        /* a line for README.txt (e.g. the adapter merged), or NULL */
+} pl_export_hf_opts;
+
+/* Write m as a Hugging Face directory dir (created if missing):
+ * config.json (architectures, sizes, rope incl. llama3 scaling,
+ * tie_word_embeddings, bos/eos), model.safetensors (or shards + index), the
+ * base's tokenizer files (tokenizer.json, tokenizer_config.json,
+ * special_tokens_map.json, generation_config.json, ... when the base is a
+ * Hugging Face directory) and README.txt saying where the weights and the
+ * tokenizer come from. A GGUF base whose rope frequencies have per-dimension
+ * factors that are not llama3 scaling is refused (config.json cannot say it). */
+int pl_export_hf(const pl_model *m, const char *dir, const pl_export_hf_opts *o, pl_err *err);
+
+typedef struct pl_export_gguf_opts {
+    pl_dtype wtype;          /* PL_F16, PL_Q8_0 or PL_F32 (NULL opts: F16): the matrices'
+                              * type; a Q8_0 matrix whose rows are not whole blocks is F16 */
+    const pl_gguf *tok_src;  /* copy tokenizer.* keys (all tokenizer.ggml.* and
+                              * tokenizer.chat_template) from here; NULL: the model's own
+                              * GGUF when it was loaded from one */
+    const char *name;        /* general.name, or NULL */
+} pl_export_gguf_opts;
+
+/* Write m as a GGUF v3 file at path (atomically), with llama.cpp's tensor
+ * names and metadata keys. Fails with PL_EUNSUPPORTED when there is no
+ * tokenizer source (a Hugging Face base without opts->tok_src). */
+int pl_export_gguf(const pl_model *m, const char *path, const pl_export_gguf_opts *o, pl_err *err);
+
+/* llama.cpp's general.file_type for a weight type (F32 0, F16 1, Q8_0 7, BF16 32), -1 if none. */
+int pl_export_gguf_file_type(pl_dtype t);
+
+#endif

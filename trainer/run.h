@@ -1,0 +1,113 @@
+/* run.h: a training run: the resolved configuration, the loop (micro-batches
+ * from a dataset or a packed text file, gradient accumulation, clipping, LR
+ * schedule, AdamW), eval loss on held-out data, metrics.jsonl, atomic
+ * checkpoints and exact resume.
+ *
+ * Run directory:
+ *   config.json          the resolved configuration (every field)
+ *   metrics.jsonl        one JSON object per line, each written with one
+ *                        write() and fsync'd: {"step", "loss", "lr",
+ *                        "grad_norm", "tokens", "trained_tokens",
+ *                        "tokens_per_s", "step_s", "mem_peak": {category:
+ *                        bytes}, "rss_peak", "eval_loss" when computed};
+ *                        step 0 carries the base model's eval loss
+ *   checkpoints/step-NNNNNN/   (trainer/checkpoint.h) state.json (steps,
+ *                        loader position, seed, config sha256),
+ *                        trainable.bin (the trained floats in order),
+ *                        optimizer.bin (AdamW m then v per tensor), and for
+ *                        LoRA adapter/ (PEFT: adapter_config.json +
+ *                        adapter_model.safetensors)
+ *   trainable.bin, adapter/   the result after the last step (a checkpoint
+ *                        of the last step is written too)
+ * A fresh run refuses a directory that already holds checkpoints; with
+ * c->resume it continues from the newest one that verifies (corrupt or
+ * partial ones are reported through on_msg and skipped).
+ *
+ * Determinism: every random choice (LoRA init, dropout, data order) derives
+ * from the seed and the step, and the loop itself draws nothing, so a run
+ * resumed from a checkpoint produces the bits of an uninterrupted one at the
+ * same thread count. */
+#ifndef PL_RUN_H
+#define PL_RUN_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+#include "../core/error.h"
+
+typedef struct pl_run_cfg {
+    /* inputs and output */
+    char *model, *tokenizer, *data, *eval_data, *text, *out;
+    /* LoRA: r = 0 trains every weight of an fp32 model instead */
+    int lora_r;
+    double lora_alpha, lora_dropout;
+    char *lora_targets;      /* "all-linear" or a list of q,k,v,o,gate,up,down */
+    int rslora;
+    char *base;              /* "nf4": quantize the frozen base to NF4; "as-loaded": keep the stored dtype */
+    int nf4_blocksize, double_quant;
+    /* optimization */
+    int steps, seq_len, batch, grad_accum;
+    double lr, beta1, beta2, eps, weight_decay, max_grad_norm;
+    char *schedule;          /* constant | linear | cosine */
+    int warmup_steps;
+    double warmup_ratio;     /* used when warmup_steps is 0 */
+    int64_t seed;
+    int checkpointing;       /* activation checkpointing */
+    /* evaluation, checkpoints, logging */
+    int eval_every, eval_rows;
+    double eval_frac;        /* --text: held-out tail fraction */
+    int save_every, keep_last;
+    int threads;             /* 0: OpenMP's default */
+    int resume;
+} pl_run_cfg;
+
+/* Defaults: QLoRA's (r 16, alpha 32, dropout 0.05, all-linear, NF4 base,
+ * blocksize 64 with double quantization, lr 2e-4, constant schedule, AdamW
+ * betas (0.9, 0.999), eps 1e-8, weight decay 0, max grad norm 0.3), seq 256,
+ * batch 1, grad accum 1, 100 steps, seed 42, save every 50, keep 3. */
+void pl_run_cfg_defaults(pl_run_cfg *c);
+void pl_run_cfg_free(pl_run_cfg *c);
+
+/* Apply a JSON config object: {"model": ..., "lora": {"r": ...}, "train":
+ * {"lr": ...}, ...}. Unknown keys and wrong types are errors naming the key
+ * ("train.lr: expected a number, got string \"2e-4x\""). where prefixes the
+ * message (usually the file name). */
+int pl_run_cfg_apply_json(pl_run_cfg *c, const cJSON *j, const char *where, pl_err *err);
+/* Apply one command-line flag: *used gets the number of argv entries taken
+ * (0 when argv[0] is not a config flag). */
+int pl_run_cfg_apply_flag(pl_run_cfg *c, int argc, char **argv, int *used, pl_err *err);
+/* Check ranges and combinations. */
+int pl_run_cfg_validate(const pl_run_cfg *c, pl_err *err);
+/* The resolved configuration in the JSON layout apply_json reads. */
+cJSON *pl_run_cfg_to_json(const pl_run_cfg *c);
+/* One help line per flag, for the CLI's --help. */
+const char *pl_run_cfg_flags_help(void);
+
+/* What the loop reports after each step (and each eval). */
+typedef struct pl_run_step {
+    int step, steps;             /* 1-based step just done, total */
+    double loss, lr, grad_norm;
+    double eval_loss;            /* NAN when not computed this step */
+    double tokens_per_s, step_s;
+    int64_t tokens, trained_tokens; /* cumulative */
+    int saved;                   /* a checkpoint was written after this step */
+} pl_run_step;
+
+typedef struct pl_run_hooks {
+    void (*on_step)(void *user, const pl_run_step *s);
+    void (*on_msg)(void *user, const char *msg);   /* one line: resume, skipped checkpoints, eval */
+    void *user;
+    volatile sig_atomic_t *stop;   /* nonzero: checkpoint after the current step and return */
+} pl_run_hooks;
+
+typedef struct pl_run_result {
+    int steps_done;          /* last completed step */
+    int interrupted;         /* stopped through hooks->stop */
+    int resumed_from;        /* checkpoint step resumed from, or -1 */
+    double base_eval_loss, final_eval_loss, final_loss;  /* NAN when not computed */
+} pl_run_result;
+
+/* Run the training described by c (validated here) into c->out. */
+int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res, pl_err *err);
+
+#endif
