@@ -810,6 +810,38 @@ static AVX2 void deq_row_q8_0_avx2(const uint8_t *b, float *y, int64_t nb) {
         for (int k = 0; k < 4; k++) _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(load_i8x8_ps(b + 2 + 8 * k), d));
     }
 }
+
+/* A Q4_0 / Q4_1 row as floats computed exactly as the dot kernels above form
+ * their weights, w = fma(q, d, m) (m = -8d for Q4_0), so that dot_f32_avx2 on
+ * this row gives the same bits as dot_q4_*_avx2 on the blocks: both
+ * accumulate elements 0-7, 8-15, 16-23, 24-31 of every 32 into a0..a3 in
+ * order and end with the same horizontal sum. (Not the dequantization of
+ * record, which multiplies then adds, as gguf-py does.) */
+static AVX2 void fma_row_q4_avx2(pl_dtype t, const uint8_t *w, float *y, int64_t nb) {
+    for (int64_t b = 0; b < nb; b++, y += PL_QK) {
+        __m256 d, m;
+        __m256i q0, q1, q2, q3;
+        if (t == PL_Q4_1) {
+            const __m128 dm = f16x2(w);
+            d = _mm256_broadcastss_ps(dm);
+            m = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
+            unpack_nibbles(w + 4, &q0, &q1, &q2, &q3);
+            w += sizeof(pl_block_q4_1);
+        } else {
+            uint16_t h;
+            memcpy(&h, w, 2);
+            const __m128 d1 = _mm_cvtph_ps(_mm_cvtsi32_si128(h));
+            d = _mm256_broadcastss_ps(d1);
+            m = _mm256_broadcastss_ps(_mm_mul_ss(d1, _mm_set_ss(-8.0f)));
+            unpack_nibbles(w + 2, &q0, &q1, &q2, &q3);
+            w += sizeof(pl_block_q4_0);
+        }
+        _mm256_storeu_ps(y, _mm256_fmadd_ps(_mm256_cvtepi32_ps(q0), d, m));
+        _mm256_storeu_ps(y + 8, _mm256_fmadd_ps(_mm256_cvtepi32_ps(q1), d, m));
+        _mm256_storeu_ps(y + 16, _mm256_fmadd_ps(_mm256_cvtepi32_ps(q2), d, m));
+        _mm256_storeu_ps(y + 24, _mm256_fmadd_ps(_mm256_cvtepi32_ps(q3), d, m));
+    }
+}
 #endif /* PL_X86 */
 
 static int deq_row_fast(pl_dtype t, const uint8_t *s, float *dst, int64_t n) {
@@ -851,6 +883,14 @@ void pl_vec_dot_f32_multi(pl_dtype t, const void *row, const float *x, size_t x_
                           float *out) {
     int j = 0;
 #if PL_X86
+    /* three or more vectors: unpack the Q4 row once into floats (the kernels'
+     * own weights) and run the fp32 kernel per vector: the same bits */
+    if (nx >= 3 && n > 0 && n % PL_QK == 0 && n <= 16384 && use_avx2() && (t == PL_Q4_0 || t == PL_Q4_1)) {
+        float wrow[16384] __attribute__((aligned(32)));
+        fma_row_q4_avx2(t, row, wrow, n / PL_QK);
+        for (; j < nx; j++) out[j] = dot_f32_avx2((const uint8_t *)wrow, x + (size_t)j * x_stride, n);
+        return;
+    }
     if (n > 0 && n % PL_QK == 0 && use_avx2() && (t == PL_Q4_0 || t == PL_Q4_1 || t == PL_Q8_0)) {
         for (; j + 1 < nx; j += 2) {
             const float *xa = x + (size_t)j * x_stride, *xb = xa + x_stride;

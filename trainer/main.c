@@ -1,6 +1,8 @@
 /* main.c: potluck's entry point: dispatches to the command handlers. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cmd_bench_train.h"
@@ -37,7 +39,21 @@ static void usage(FILE *f) {
             PL_VERSION);
 }
 
+/* OpenMP's waiting threads spin for a long while by default (libgomp), which
+ * is fastest on an idle machine but collapses when other processes share the
+ * cores: a spinning thread burns whole time slices waiting for a descheduled
+ * one (measured on 2 cores under load: 1 token/s instead of ~50). A short
+ * spin keeps the idle speed and degrades gracefully. libgomp reads its
+ * environment when it loads, before main, so the setting needs a re-exec;
+ * OMP_WAIT_POLICY or GOMP_SPINCOUNT set by the user are left alone. */
+static void tune_openmp_wait(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("GOMP_SPINCOUNT", "20000", 1) != 0) return;
+    execv("/proc/self/exe", argv); /* returns only on failure: run as is */
+}
+
 int main(int argc, char **argv) {
+    tune_openmp_wait(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
