@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdarg.h>
@@ -925,6 +926,47 @@ static int write_final(run *r, pl_err *err) {
     return rc;
 }
 
+/* The NF4 base: from the quantized-base cache next to the run directory
+ * (RUN_DIR/../.potluck-nf4/, one file per model path and NF4 settings; the
+ * file's header carries the sha256 of the weights it was made from, checked
+ * on load) or quantized now and cached for the next run. A stale or damaged
+ * cache file is said and replaced; failing to write one is said, not fatal. */
+static int nf4_base(run *r, pl_err *err) {
+    const pl_run_cfg *c = r->c;
+    char parent[4096], name[160], path[4400];
+    snprintf(parent, sizeof parent, "%s", c->out);
+    for (size_t k = strlen(parent); k > 1 && parent[k - 1] == '/'; k--) parent[k - 1] = '\0';
+    char *slash = strrchr(parent, '/');
+    if (slash) *slash = '\0';
+    else snprintf(parent, sizeof parent, ".");
+    char real[4096], id[4200];
+    const char *mp = realpath(c->model, real) ? real : c->model;
+    snprintf(id, sizeof id, "%s|%d|%d", mp, c->nf4_blocksize, c->double_quant);
+    uint8_t d[32];
+    char hex[65];
+    pl_sha256_buf(id, strlen(id), d);
+    pl_sha256_hex(d, hex);
+    snprintf(name, sizeof name, "%.16s-b%d%s.nf4", hex, c->nf4_blocksize, c->double_quant ? "-dq" : "");
+    snprintf(path, sizeof path, "%s/.potluck-nf4/%s", parent, name);
+    pl_err e2 = {0};
+    if (access(path, R_OK) == 0) {
+        if (pl_nf4_cache_load(r->m, path, &e2) == 0) {
+            msg(r, "NF4 base loaded from the cache %s", path);
+            return 0;
+        }
+        msg(r, "NF4 cache not used (%s); quantizing the base again", e2.msg);
+    }
+    int rc = pl_nf4_quantize_model(r->m, c->nf4_blocksize, c->double_quant, err);
+    if (rc) return rc;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/.potluck-nf4", parent);
+    if (pl_mkdirs(dir, &e2) || pl_nf4_cache_save(r->m, path, &e2))
+        msg(r, "NF4 cache not written (%s)", e2.msg);
+    else
+        msg(r, "NF4 base cached in %s", path);
+    return 0;
+}
+
 static int load_model(run *r, pl_err *err) {
     const pl_run_cfg *c = r->c;
     int rc;
@@ -935,8 +977,7 @@ static int load_model(run *r, pl_err *err) {
         return pl_train_init_opts(&r->t, r->m, c->seq_len, &to, err);
     }
     if ((rc = pl_model_load(&r->m, c->model, NULL, err))) return rc;
-    if (!strcmp(c->base, "nf4") && (rc = pl_nf4_quantize_model(r->m, c->nf4_blocksize, c->double_quant, err)))
-        return rc;
+    if (!strcmp(c->base, "nf4") && (rc = nf4_base(r, err))) return rc;
     pl_train_opts to = {.frozen_base = 1, .checkpoint = c->checkpointing};
     if ((rc = pl_train_init_opts(&r->t, r->m, c->seq_len, &to, err))) return rc;
     pl_lora_cfg lc = {.r = c->lora_r, .alpha = (float)c->lora_alpha, .dropout = (float)c->lora_dropout,
