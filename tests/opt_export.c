@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "greedy_compare.h"
 #include "core/half.h"
 #include "core/json.h"
 #include "core/mapfile.h"
@@ -32,24 +33,6 @@ static float urand(float a) {
     return a * (2.0f * (float)((rng_state >> 11) * (1.0 / 9007199254740992.0)) - 1.0f);
 }
 
-static void top2(const float *x, int V, int *best, float *gap) {
-    int a = 0, b = -1;
-    for (int v = 1; v < V; v++) {
-        if (x[v] > x[a]) { b = a; a = v; }
-        else if (b < 0 || x[v] > x[b]) b = v;
-    }
-    *best = a;
-    *gap = x[a] - x[b];
-}
-
-static void read_ids(const cJSON *arr, int32_t **out, int *n) {
-    int k = cJSON_GetArraySize(arr);
-    *out = malloc(sizeof(int32_t) * (k ? k : 1));
-    *n = k;
-    for (int i = 0; i < k; i++) (*out)[i] = (int32_t)cJSON_GetArrayItem(arr, i)->valuedouble;
-}
-
-/* A matrix rounded to fp16 precision, as an owned fp32 copy (freed by caller). */
 static float *round_f16(pl_qweight *w) {
     float *f = malloc(sizeof(float) * (size_t)w->rows * w->cols);
     for (int64_t r = 0; r < w->rows; r++) {
@@ -64,63 +47,14 @@ static float *round_f16(pl_qweight *w) {
     return f;
 }
 
-/* The llama.cpp comparison, as opt_smollm2.c's greedy_test. */
+/* The llama.cpp comparison of an exported GGUF (tests/greedy_compare.h). */
 static void greedy_compare(const char *gguf, const char *json, const char *label) {
     pl_err err = {0};
     cJSON *j = NULL;
     if (pl_json_load(json, 1 << 24, &j, &err)) { CHECK(0, "%s", err.msg); return; }
     pl_model *m = NULL;
     if (pl_model_load(&m, gguf, NULL, &err)) { CHECK(0, "%s", err.msg); cJSON_Delete(j); return; }
-    const cJSON *prompts = cJSON_GetObjectItem(j, "prompts");
-    int np = cJSON_GetArraySize(prompts), V = m->cfg.vocab, full = 0, total_agree = 0;
-    CHECK(np >= 8, "%s: expected at least 8 prompts, found %d", label, np);
-    float *lg = malloc((size_t)V * sizeof(float));
-    for (int i = 0; i < np; i++) {
-        const cJSON *e = cJSON_GetArrayItem(prompts, i);
-        int32_t *pids, *want;
-        int n, nw;
-        const cJSON *gaps = cJSON_GetObjectItem(e, "top2_gap");
-        read_ids(cJSON_GetObjectItem(e, "prompt_ids"), &pids, &n);
-        read_ids(cJSON_GetObjectItem(e, "gen_ids"), &want, &nw);
-        pl_kvcache kv;
-        int seq = 0, rc = pl_kvcache_init(&kv, m, 1, n + nw + 1, &err);
-        const int32_t *tp = pids;
-        if (!rc) rc = pl_model_decode(m, &kv, 1, &seq, &tp, &n, lg, NULL, &err);
-        int agree = 0, tie_step = -1, mismatch = -1;
-        const char *tie_who = "";
-        for (int s = 0; s < nw && !rc; s++) {
-            int best;
-            float gap;
-            top2(lg, V, &best, &gap);
-            double peer_gap = cJSON_GetArrayItem(gaps, s) ? cJSON_GetArrayItem(gaps, s)->valuedouble : 1e9;
-            if (gap < 0.1f) { tie_step = s; tie_who = "our"; break; }
-            if (peer_gap < 0.1) { tie_step = s; tie_who = "llama.cpp's"; break; }
-            if (best != want[s]) {
-                mismatch = s;
-                printf("note: %s prompt %d step %d: ours %d (gap %.3f), llama.cpp %d (gap %.3f)\n", label, i, s, best,
-                       gap, want[s], peer_gap);
-                break;
-            }
-            agree++;
-            int32_t t = want[s];
-            const int32_t *tt = &t;
-            int one = 1;
-            rc = pl_model_decode(m, &kv, 1, &seq, &tt, &one, lg, NULL, &err);
-        }
-        CHECK(rc == 0, "%s prompt %d: decode: %s", label, i, err.msg);
-        CHECK(mismatch < 0, "%s prompt %d: greedy token %d differs from llama.cpp with a clear top-2 gap", label, i,
-              mismatch);
-        if (agree == nw) full++;
-        total_agree += agree;
-        printf("note: %s llama.cpp greedy prompt %d: %d/%d tokens agree%s", label, i, agree, nw, tie_step >= 0 ? "" : "\n");
-        if (tie_step >= 0) printf(", comparison ends at step %d (%s top-2 gap < 0.1)\n", tie_step, tie_who);
-        pl_kvcache_free(&kv);
-        free(pids);
-        free(want);
-    }
-    printf("note: %s vs llama.cpp: %d of %d prompts agree on all greedy tokens, %d tokens compared\n", label, full, np,
-           total_agree);
-    free(lg);
+    greedy_compare_llamacpp(m, j, label);
     pl_model_free(m);
     cJSON_Delete(j);
 }

@@ -13,27 +13,10 @@
 #include <string.h>
 
 #include "check.h"
+#include "greedy_compare.h"
 #include "core/json.h"
 #include "core/mapfile.h"
 #include "trainer/model.h"
-
-static int read_ids(const cJSON *arr, int32_t **out, int *n) {
-    int k = cJSON_GetArraySize(arr);
-    *out = malloc(sizeof(int32_t) * (k ? k : 1));
-    *n = k;
-    for (int i = 0; i < k; i++) (*out)[i] = (int32_t)cJSON_GetArrayItem(arr, i)->valuedouble;
-    return k;
-}
-
-static void top2(const float *x, int V, int *best, float *gap) {
-    int a = 0, b = -1;
-    for (int v = 1; v < V; v++) {
-        if (x[v] > x[a]) { b = a; a = v; }
-        else if (b < 0 || x[v] > x[b]) b = v;
-    }
-    *best = a;
-    *gap = x[a] - x[b];
-}
 
 static void logits_test(pl_model *m, const char *refs) {
     char p[4096];
@@ -88,58 +71,7 @@ static void greedy_test(pl_model *m, const char *refs) {
     pl_err err = {0};
     cJSON *j = NULL;
     if (pl_json_load(p, 1 << 24, &j, &err)) { CHECK(0, "%s", err.msg); return; }
-    const cJSON *prompts = cJSON_GetObjectItem(j, "prompts");
-    int np = cJSON_GetArraySize(prompts), V = m->cfg.vocab;
-    CHECK(np >= 8, "expected at least 8 prompts, found %d", np);
-    float *lg = malloc((size_t)V * sizeof(float));
-    int full = 0;
-    for (int i = 0; i < np; i++) {
-        const cJSON *e = cJSON_GetArrayItem(prompts, i);
-        int32_t *pids, *want;
-        int n, nw;
-        const cJSON *gaps = cJSON_GetObjectItem(e, "top2_gap");
-        read_ids(cJSON_GetObjectItem(e, "prompt_ids"), &pids, &n);
-        read_ids(cJSON_GetObjectItem(e, "gen_ids"), &want, &nw);
-        pl_kvcache kv;
-        int seq = 0, rc = pl_kvcache_init(&kv, m, 1, n + nw + 1, &err);
-        const int32_t *tp = pids;
-        if (!rc) rc = pl_model_decode(m, &kv, 1, &seq, &tp, &n, lg, NULL, &err);
-        int agree = 0, tie_step = -1, mismatch = -1;
-        const char *tie_who = "";
-        for (int s = 0; s < nw && !rc; s++) {
-            int best;
-            float gap;
-            top2(lg, V, &best, &gap);
-            /* A near-tie in either implementation ends the comparison: ours
-             * (the issue's rule) or llama.cpp's own (its activations are
-             * quantized to 8 bits, which moves logits by a few hundredths, so
-             * where llama.cpp itself is within 0.1 it may pick either). */
-            double peer_gap = cJSON_GetArrayItem(gaps, s) ? cJSON_GetArrayItem(gaps, s)->valuedouble : 1e9;
-            if (gap < 0.1f) { tie_step = s; tie_who = "our"; break; }
-            if (peer_gap < 0.1) { tie_step = s; tie_who = "llama.cpp's"; break; }
-            if (best != want[s]) {
-                mismatch = s;
-                printf("note: prompt %d step %d: ours %d (gap %.3f), llama.cpp %d (gap %.3f)\n", i, s, best, gap,
-                       want[s], peer_gap);
-                break;
-            }
-            agree++;
-            int32_t t = want[s];
-            const int32_t *tt = &t;
-            int one = 1;
-            rc = pl_model_decode(m, &kv, 1, &seq, &tt, &one, lg, NULL, &err);
-        }
-        CHECK(rc == 0, "prompt %d: decode: %s", i, err.msg);
-        CHECK(mismatch < 0, "prompt %d: greedy token %d differs from llama.cpp with a clear top-2 gap", i, mismatch);
-        if (agree == nw) full++;
-        printf("note: llama.cpp greedy prompt %d: %d/%d tokens agree%s", i, agree, nw,
-               tie_step >= 0 ? "" : "\n");
-        if (tie_step >= 0) printf(", comparison ends at step %d (%s top-2 gap < 0.1)\n", tie_step, tie_who);
-        pl_kvcache_free(&kv);
-        free(pids); free(want);
-    }
-    printf("note: SmolLM2 vs llama.cpp: %d of %d prompts agree on all 32 greedy tokens\n", full, np);
-    free(lg);
+    greedy_compare_llamacpp(m, j, "SmolLM2");
     cJSON_Delete(j);
 }
 
