@@ -64,12 +64,16 @@ OPTTEST_SRC := $(wildcard tests/opt_*.c)
 OPT_OBJ := $(LIB_SRC:%.c=build/opt/%.o)
 SAN_OBJ := $(LIB_SRC:%.c=build/san/%.o)
 
+# V=1 shows the full commands.
+Q := $(if $(V),,@)
 build/opt/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(OPT_CFLAGS) -c $< -o $@
+	$(if $(Q),@echo "CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(OPT_CFLAGS) -c $< -o $@
 build/san/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(SAN_CFLAGS) -c $< -o $@
+	$(if $(Q),@echo "CC-SAN  $<")
+	$(Q)$(CC) $(CPPFLAGS) $(SAN_CFLAGS) -c $< -o $@
 
 build/opt/libpotluck.a: $(OPT_OBJ)
 	@rm -f $@; ar rcs $@ $^
@@ -77,17 +81,21 @@ build/san/libpotluck.a: $(SAN_OBJ)
 	@rm -f $@; ar rcs $@ $^
 
 build/opt/potluck: build/opt/trainer/main.o build/opt/libpotluck.a
-	$(CC) $(OPT_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CC) $(OPT_CFLAGS) $^ -o $@ $(LDLIBS)
 build/san/potluck: build/san/trainer/main.o build/san/libpotluck.a
-	$(CC) $(SAN_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CC) $(SAN_CFLAGS) $^ -o $@ $(LDLIBS)
 
 potluck: build/opt/potluck
 	@cp $< $@
 
 build/san/tests/%: build/san/tests/%.o build/san/libpotluck.a
-	$(CC) $(SAN_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CC) $(SAN_CFLAGS) $^ -o $@ $(LDLIBS)
 build/opt/tests/%: build/opt/tests/%.o build/opt/libpotluck.a
-	$(CC) $(OPT_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CC) $(OPT_CFLAGS) $^ -o $@ $(LDLIBS)
 
 SAN_TESTS := $(TEST_SRC:tests/%.c=build/san/tests/%)
 OPT_TESTS := $(OPTTEST_SRC:tests/%.c=build/opt/tests/%)
