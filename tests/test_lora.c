@@ -14,6 +14,11 @@
  *    The same 5 steps as two micro-batches (gradient accumulation, loss
  *    normalized over the trained tokens of the whole step) match the same
  *    reference.
+ *    NF4 base (the QLoRA case): the same base loaded with nf4_blocksize 64
+ *    and double quantization (frozen NF4 layer weights) against PEFT on
+ *    peft_ref's nf4_base/ (bitsandbytes NF4 quantize + flattened dequantize
+ *    of the same weights, written out): nf4_base/'s layer weights equal our
+ *    dequantized NF4 rows bit for bit, then the same checks and tolerances.
  * 3. Save/load round trip (bit-identical A, B and config), PEFT names and
  *    shapes in the file, hostile adapters (missing / unexpected tensor, wrong
  *    shape, unsupported config) rejected with a message.
@@ -210,7 +215,10 @@ static pl_qlora_opts parity_opts(void) {
     return o;
 }
 
-static void test_parity(pl_model *m, const cJSON *idx) {
+/* The PEFT parity run on base m against the reference files <pre>logits0.f32,
+ * <pre>grads1/, <pre>w1/, <pre>w5/ and the losses / grad_norm1 of `ref`
+ * (index.json, or its "nf4" object); `what` names the base in messages. */
+static void test_parity(pl_model *m, const cJSON *idx, const cJSON *refj, const char *pre, const char *what) {
     pl_err err = {0};
     char adir[4200];
     snprintf(adir, sizeof adir, "%s/adapter0", refdir);
@@ -227,12 +235,12 @@ static void test_parity(pl_model *m, const cJSON *idx) {
     int64_t nv = 0;
     CHECK(pl_train_forward(t, g_ids, g_tg, g_pos, g_seg, g_T, &lsum, &nv, &err) == 0, "forward: %s", err.msg);
     char p[4400];
-    snprintf(p, sizeof p, "%s/logits0.f32", refdir);
+    snprintf(p, sizeof p, "%s/%slogits0.f32", refdir, pre);
     float *ref = read_f32(p, (size_t)g_T * 256);
     if (ref) {
         double e = rel_err(t->logits, ref, (size_t)g_T * 256);
-        printf("note: peft parity: adapted logits rel err %.3g\n", e);
-        CHECK(e <= 1e-5, "adapted logits match PEFT: rel %.3g > 1e-5", e);
+        printf("note: peft parity (%s): adapted logits rel err %.3g\n", what, e);
+        CHECK(e <= 1e-5, "%s: adapted logits match PEFT: rel %.3g > 1e-5", what, e);
         free(ref);
     }
     int64_t ref_nv = 0;
@@ -243,14 +251,19 @@ static void test_parity(pl_model *m, const cJSON *idx) {
     pl_train_zero_grad(t);
     CHECK(pl_train_backward(t, (float)(1.0 / (double)nv), &err) == 0, "backward: %s", err.msg);
     const char *wn;
-    double eg = cmp_lora(l, "grads1", 1, &wn);
-    printf("note: peft parity: step-1 LoRA grads worst rel err %.3g (%s)\n", eg, wn);
-    CHECK(eg <= 1e-4, "LoRA grads of step 1: worst rel %.3g > 1e-4 at %s", eg, wn);
+    char sub_g[64], sub_w1[64], sub_w5[64];
+    snprintf(sub_g, sizeof sub_g, "%sgrads1", pre);
+    snprintf(sub_w1, sizeof sub_w1, "%sw1", pre);
+    snprintf(sub_w5, sizeof sub_w5, "%sw5", pre);
+    double eg = cmp_lora(l, sub_g, 1, &wn);
+    printf("note: peft parity (%s): step-1 LoRA grads worst rel err %.3g (%s)\n", what, eg, wn);
+    CHECK(eg <= 1e-4, "%s: LoRA grads of step 1: worst rel %.3g > 1e-4 at %s", what, eg, wn);
 
     /* 5 steps */
-    const cJSON *losses = cJSON_GetObjectItemCaseSensitive(idx, "losses");
+    const cJSON *losses = cJSON_GetObjectItemCaseSensitive(refj, "losses");
     double gn1_ref = 0;
-    pl_json_num(idx, "grad_norm1", "index.json", &gn1_ref, &err);
+    CHECK(pl_json_num(refj, "grad_norm1", "index.json", &gn1_ref, &err) == 0 && cJSON_GetArraySize(losses) == 5,
+          "%s: reference losses and grad_norm1: %s", what, err.msg);
     pl_qlora_opts o = parity_opts();
     pl_microbatch mb = {g_ids, g_tg, g_pos, g_seg, g_T};
     double worst_loss = 0;
@@ -261,20 +274,20 @@ static void test_parity(pl_model *m, const cJSON *idx) {
         double rl = cJSON_IsNumber(lr) ? lr->valuedouble : 1e30;
         double e = fabs(loss - rl) / fabs(rl);
         if (e > worst_loss) worst_loss = e;
-        CHECK(e <= 1e-5, "step %d loss %.7f vs PEFT %.7f", s, loss, rl);
+        CHECK(e <= 1e-5, "%s: step %d loss %.7f vs PEFT %.7f", what, s, loss, rl);
         if (s == 1) {
             double en = fabs(gn - gn1_ref) / gn1_ref;
-            CHECK(en <= 1e-5, "grad norm %.7f vs torch %.7f", gn, gn1_ref);
-            double e1 = cmp_lora(l, "w1", 0, &wn);
-            printf("note: peft parity: weights after step 1 worst rel err %.3g (%s); grad norm %.6f (clipped to 0.3)\n",
-                   e1, wn, gn);
-            CHECK(e1 <= 1e-5, "weights after step 1: worst rel %.3g > 1e-5 at %s", e1, wn);
+            CHECK(en <= 1e-5, "%s: grad norm %.7f vs torch %.7f", what, gn, gn1_ref);
+            double e1 = cmp_lora(l, sub_w1, 0, &wn);
+            printf("note: peft parity (%s): weights after step 1 worst rel err %.3g (%s); grad norm %.6f (clipped to 0.3)\n",
+                   what, e1, wn, gn);
+            CHECK(e1 <= 1e-5, "%s: weights after step 1: worst rel %.3g > 1e-5 at %s", what, e1, wn);
         }
     }
-    printf("note: peft parity: 5 step losses worst rel err %.3g\n", worst_loss);
-    double e5 = cmp_lora(l, "w5", 0, &wn);
-    printf("note: peft parity: weights after step 5 worst rel err %.3g (%s)\n", e5, wn);
-    CHECK(e5 <= 1e-4, "weights after step 5: worst rel %.3g > 1e-4 at %s", e5, wn);
+    printf("note: peft parity (%s): 5 step losses worst rel err %.3g\n", what, worst_loss);
+    double e5 = cmp_lora(l, sub_w5, 0, &wn);
+    printf("note: peft parity (%s): weights after step 5 worst rel err %.3g (%s)\n", what, e5, wn);
+    CHECK(e5 <= 1e-4, "%s: weights after step 5: worst rel %.3g > 1e-4 at %s", what, e5, wn);
     CHECK(t->step == 5, "5 AdamW steps (%d)", t->step);
     pl_train_free(t);
     pl_lora_free(l);
@@ -290,13 +303,87 @@ static void test_parity(pl_model *m, const cJSON *idx) {
         CHECK(pl_qlora_step(t, two, 2, &o, &loss, NULL, &err) == 0, "accum step %d: %s", s, err.msg);
         const cJSON *lr = cJSON_GetArrayItem(losses, s - 1);
         CHECK(cJSON_IsNumber(lr) && fabs(loss - lr->valuedouble) / fabs(lr->valuedouble) <= 1e-5,
-              "accum step %d loss %.7f", s, loss);
+              "%s: accum step %d loss %.7f", what, s, loss);
     }
-    e5 = cmp_lora(l, "w5", 0, &wn);
-    printf("note: peft parity: 2 micro-batches, weights after step 5 worst rel err %.3g\n", e5);
-    CHECK(e5 <= 1e-4, "accumulated: weights after step 5: worst rel %.3g > 1e-4 at %s", e5, wn);
+    e5 = cmp_lora(l, sub_w5, 0, &wn);
+    printf("note: peft parity (%s): 2 micro-batches, weights after step 5 worst rel err %.3g\n", what, e5);
+    CHECK(e5 <= 1e-4, "%s: accumulated: weights after step 5: worst rel %.3g > 1e-4 at %s", what, e5, wn);
     pl_train_free(t);
     pl_lora_free(l);
+}
+
+/* 2b. PEFT parity on the NF4 base (the QLoRA case): the ORIGINAL fp32 base
+ * loaded with nf4_blocksize 64 + double quantization (frozen NF4 layer
+ * weights), adapter0 attached, the same steps against peft_ref's run on
+ * nf4_base/ (bitsandbytes' NF4 quantize + flattened dequantize of the same
+ * weights, written out). First: nf4_base/'s layer weights equal our
+ * dequantized NF4 rows bit for bit, and every other tensor equals base/'s. */
+static void test_parity_nf4(const cJSON *idx) {
+    pl_err err = {0};
+    char p[4400];
+    const cJSON *nj = cJSON_GetObjectItemCaseSensitive(idx, "nf4");
+    REQUIRE_VOID(cJSON_IsObject(nj), "index.json has no \"nf4\" object (rerun bash tests/refs.sh peft_ref)");
+    snprintf(p, sizeof p, "%s/base", refdir);
+    pl_model *m = NULL;
+    pl_model_opts mo = {.nf4_blocksize = 64, .nf4_double_quant = 1};
+    REQUIRE_VOID(pl_model_load(&m, p, &mo, &err) == 0, "load base as NF4: %s", err.msg);
+    snprintf(p, sizeof p, "%s/nf4_base/model.safetensors", refdir);
+    pl_st *st = NULL;
+    if (pl_st_open(&st, p, &err)) {
+        CHECK(0, "%s", err.msg);
+        pl_model_free(m);
+        return;
+    }
+    static const char *hf[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+    int n_nf4 = 0, n_cmp = 0;
+    int64_t n_diff = 0, n_elems = 0;
+    float *row = NULL;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        pl_layer *L = &m->layers[l];
+        pl_qweight *w[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int j = 0; j < 7; j++) {
+            char name[128];
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, hf[j]);
+            n_nf4 += w[j]->dtype == PL_NF4;
+            const pl_st_tensor *t = pl_st_find(st, name);
+            if (!t || t->dtype != PL_F32 || t->n_dims != 2 || t->shape[0] != w[j]->rows || t->shape[1] != w[j]->cols) {
+                CHECK(0, "nf4_base: %s missing or not F32 (%lld, %lld)", name, (long long)w[j]->rows,
+                      (long long)w[j]->cols);
+                continue;
+            }
+            float *r2 = realloc(row, sizeof(float) * (size_t)w[j]->cols);
+            if (!r2) break;
+            row = r2;
+            const float *ref = (const float *)t->data;
+            for (int64_t r = 0; r < w[j]->rows; r++) {
+                if (pl_qweight_row(w[j], r, row)) { n_diff += w[j]->cols; continue; }
+                for (int64_t c = 0; c < w[j]->cols; c++) {
+                    float v;
+                    memcpy(&v, ref + r * w[j]->cols + c, 4); /* the map may be unaligned */
+                    n_diff += memcmp(&v, &row[c], 4) != 0;
+                }
+            }
+            n_elems += w[j]->rows * w[j]->cols;
+            n_cmp++;
+        }
+    }
+    free(row);
+    pl_st_close(st);
+    CHECK(n_nf4 == 7 * m->cfg.n_layers, "every layer linear weight NF4 (%d of %d)", n_nf4, 7 * m->cfg.n_layers);
+    printf("note: peft parity (NF4 base): nf4_base/ (bitsandbytes) vs our dequantized NF4: %lld of %lld values differ "
+           "in %d tensors\n", (long long)n_diff, (long long)n_elems, n_cmp);
+    CHECK(n_cmp == 7 * m->cfg.n_layers && n_diff == 0,
+          "nf4_base/ layer weights equal our dequantized NF4 bit for bit (%lld of %lld differ)", (long long)n_diff,
+          (long long)n_elems);
+    /* not vacuous: quantization changes the loss the NF4 reference starts from */
+    const cJSON *l32 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(idx, "losses"), 0),
+                *l4 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(nj, "losses"), 0);
+    CHECK(cJSON_IsNumber(l32) && cJSON_IsNumber(l4) && fabs(l4->valuedouble - l32->valuedouble) > 1e-3,
+          "NF4 reference loss differs from the fp32 one (%.6f vs %.6f)", l4 ? l4->valuedouble : 0,
+          l32 ? l32->valuedouble : 0);
+    test_parity(m, idx, nj, "nf4_", "NF4 base");
+    pl_model_free(m);
 }
 
 /* ------------------------------------------------------------ 3 */
@@ -762,7 +849,8 @@ int main(int argc, char **argv) {
         char tmp[] = "/tmp/test_lora.XXXXXX";
         REQUIRE(mkdtemp(tmp), "mkdtemp");
         test_targets_init(m);
-        test_parity(m, idx);
+        test_parity(m, idx, idx, "", "fp32 base");
+        test_parity_nf4(idx);
         test_save_load(m, tmp);
         test_merge(m);
         test_checkpoint(m);
