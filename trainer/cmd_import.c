@@ -23,7 +23,8 @@ static const char *import_help =
     "\n"
     "  --out RUN_DIR   start a run directory: RUN_DIR/config.json (model, lora\n"
     "                  settings) and RUN_DIR/adapter/ (the adapter, rewritten), which\n"
-    "                  `potluck export RUN_DIR` and `potluck generate --adapter` take\n";
+    "                  `potluck export RUN_DIR` and `potluck generate --adapter` take;\n"
+    "                  `potluck train --init-adapter RUN_DIR/adapter ...` continues training it\n";
 
 int cmd_import(int argc, char **argv) {
     const char *peft = NULL, *model_path = NULL, *out = NULL;

@@ -56,6 +56,7 @@ static const cfg_field fields[] = {
     {"lora", "base", "--base", F_STR, OFF(base), 0, 0},
     {"lora", "nf4_blocksize", "--nf4-blocksize", F_INT, OFF(nf4_blocksize), 16, 4096},
     {"lora", "double_quant", "--double-quant", F_BOOL, OFF(double_quant), 0, 1},
+    {"lora", "init_adapter", "--init-adapter", F_STR, OFF(init_adapter), 0, 0},
     {"train", "steps", "--steps", F_INT, OFF(steps), 1, 1e9},
     {"train", "seq_len", "--seq-len", F_INT, OFF(seq_len), 2, 1 << 20},
     {"train", "batch", "--batch", F_INT, OFF(batch), 1, 65536},
@@ -311,6 +312,7 @@ const char *pl_run_cfg_flags_help(void) {
            "  --lora-targets T        all-linear or q,k,v,o,gate,up,down (lora.targets)\n"
            "  --rslora                scale alpha/sqrt(r) (lora.rslora)\n"
            "  --base nf4|as-loaded    frozen base quantized to NF4, or kept as stored (lora.base, nf4)\n"
+           "  --init-adapter DIR      start the LoRA weights from a PEFT adapter (lora.init_adapter; e.g. from potluck import)\n"
            "  --nf4-blocksize N       (lora.nf4_blocksize, 64)   --no-double-quant (lora.double_quant)\n"
            "  --steps N               optimizer steps (train.steps, 100)\n"
            "  --seq-len N             tokens per row (train.seq_len, 256)\n"
@@ -967,6 +969,37 @@ static int nf4_base(run *r, pl_err *err) {
     return 0;
 }
 
+/* Start the LoRA weights from an existing PEFT adapter (`potluck import`,
+ * or another run's adapter/): it must have this run's rank and exactly its
+ * modules; A and B are copied over PEFT's initialization. */
+static int init_from_adapter(run *r, pl_err *err) {
+    pl_lora *from = NULL;
+    int rc = pl_lora_load_peft(&from, r->m, r->c->init_adapter, err);
+    if (rc) return pl_err_prefix(err, "lora.init_adapter");
+    if (from->n != r->lora->n || from->cfg.r != r->lora->cfg.r) {
+        rc = pl_err_set(err, PL_EINVAL,
+                        "lora.init_adapter: %s: r %d on %d modules, but this run has r %d on %d modules (set --lora-r and "
+                        "--lora-targets as the adapter has them)",
+                        r->c->init_adapter, from->cfg.r, from->n, r->lora->cfg.r, r->lora->n);
+        pl_lora_free(from);
+        return rc;
+    }
+    for (int i = 0; i < from->n; i++) {
+        pl_lora_module *a = &from->mods[i], *b = pl_lora_find(r->lora, a->layer, a->which);
+        if (!b || b->in != a->in || b->out != a->out) {
+            rc = pl_err_set(err, PL_EINVAL, "lora.init_adapter: %s: layer %d %s is not a module of this run",
+                            r->c->init_adapter, a->layer, pl_lin_name(a->which));
+            pl_lora_free(from);
+            return rc;
+        }
+        memcpy(b->A, a->A, (size_t)a->r * a->in * sizeof(float));
+        memcpy(b->B, a->B, (size_t)a->out * a->r * sizeof(float));
+    }
+    msg(r, "LoRA weights start from %s", r->c->init_adapter);
+    pl_lora_free(from);
+    return 0;
+}
+
 static int load_model(run *r, pl_err *err) {
     const pl_run_cfg *c = r->c;
     int rc;
@@ -984,6 +1017,7 @@ static int load_model(run *r, pl_err *err) {
                       .rslora = c->rslora, .seed = (uint64_t)c->seed};
     if ((rc = pl_lora_parse_targets(c->lora_targets, &lc.targets, err))) return rc;
     if ((rc = pl_lora_init(&r->lora, r->m, &lc, err))) return rc;
+    if (c->init_adapter && *c->init_adapter && (rc = init_from_adapter(r, err))) return rc;
     return pl_train_attach_lora(r->t, r->lora, err);
 }
 

@@ -45,6 +45,7 @@ typedef struct pl_run_cfg {
     int rslora;
     char *base;              /* "nf4": quantize the frozen base to NF4; "as-loaded": keep the stored dtype */
     int nf4_blocksize, double_quant;
+    char *init_adapter;      /* a PEFT adapter directory to start the LoRA weights from (NULL: PEFT's init) */
     /* optimization */
     int steps, seq_len, batch, grad_accum;
     double lr, beta1, beta2, eps, weight_decay, max_grad_norm;
