@@ -193,19 +193,22 @@ void pl_lora_dropout(const pl_lora *l, int step, int micro, int layer, pl_lin wh
     const uint64_t seed = l->cfg.seed;
     const uint64_t stream = LORA_STREAM_DROP ^ mix64(mix64(mix64((uint64_t)(uint32_t)step) ^ (uint64_t)(uint32_t)micro) ^
                                                      ((uint64_t)(uint32_t)layer * 8 + (uint64_t)which));
-    const double thr_d = (double)p * 4294967296.0;
-    const uint32_t thr = thr_d >= 4294967295.0 ? 0xffffffffu : (uint32_t)thr_d;
+    /* An element is dropped when a 16-bit draw is below p * 65536 (p is
+     * resolved to 1/65536): each Philox call (four 32-bit words) serves a
+     * group of 8 elements, owned by one thread. */
+    const double thr_d = (double)p * 65536.0 + 0.5;
+    const uint32_t thr = thr_d >= 65535.0 ? 65535u : (uint32_t)thr_d;
     const float keep_scale = 1.0f / (1.0f - p);
-    /* each group of 4 elements is one Philox call, owned by one thread */
-    const long ngroups = (long)((n + 3) / 4);
-#pragma omp parallel for schedule(static) if (ngroups >= 4096)
+    const long ngroups = (long)((n + 7) / 8);
+#pragma omp parallel for schedule(static) if (ngroups >= 2048)
     for (long g = 0; g < ngroups; g++) {
         uint32_t w[4];
         pl_philox(seed, stream, (uint64_t)g, w);
-        for (int k = 0; k < 4; k++) {
-            size_t e = (size_t)g * 4 + (size_t)k;
+        for (int k = 0; k < 8; k++) {
+            size_t e = (size_t)g * 8 + (size_t)k;
             if (e >= n) break;
-            dst[e] = w[k] >= thr ? src[e] * keep_scale : 0.0f;
+            uint32_t u = (w[k >> 1] >> ((k & 1) * 16)) & 0xffffu;
+            dst[e] = u >= thr ? src[e] * keep_scale : 0.0f;
         }
     }
 }
