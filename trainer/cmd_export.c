@@ -31,7 +31,8 @@ static const char *export_help =
     "  --shard-mb N         merged: shards of at most N MB (default: one file)\n"
     "  --type f16|q8_0|f32  gguf: weight type (default f16)\n"
     "  --tokenizer-gguf F   gguf from a Hugging Face base: take the tokenizer metadata\n"
-    "                       from GGUF file F (same vocabulary)\n"
+    "                       from GGUF file F (same vocabulary); default: converted\n"
+    "                       from the base's tokenizer.json / vocab.json + merges.txt\n"
     "  --threads N          worker threads\n"
     "Without an adapter (only --model), merged and gguf convert the base as is.\n";
 

@@ -13,6 +13,8 @@
 #include "../core/mapfile.h"
 #include "../core/quant.h"
 #include "../core/safetensors.h"
+#include "../datasets/tokenizer.h"
+#include "../datasets/tokenizer_gguf_write.h"
 #include "model_int.h"
 
 /* ------------------------------------------------------------ writable */
@@ -328,11 +330,16 @@ int pl_export_gguf(const pl_model *m, const char *path, const pl_export_gguf_opt
         return pl_err_set(err, PL_EINVAL, "%s: GGUF export: weight type %s (expected F32, F16 or Q8_0)", path,
                           pl_dtype_name(wt));
     const pl_gguf *tok = o->tok_src ? o->tok_src : m->gguf;
-    if (!tok)
-        return pl_err_set(err, PL_EUNSUPPORTED,
-                          "%s: GGUF export needs the tokenizer as GGUF metadata: the base %s is not a GGUF file, "
-                          "so give a GGUF with the same vocabulary (converting tokenizer.json is not implemented)",
-                          path, m->path);
+    pl_tokenizer *hft = NULL; /* without a GGUF source: the base directory's tokenizer, converted */
+    if (!tok) {
+        pl_err terr = {0};
+        if (m->source != PL_SRC_HF || pl_tokenizer_load(&hft, m->path, &terr))
+            return pl_err_set(err, PL_EUNSUPPORTED,
+                              "%s: GGUF export needs the tokenizer: the base %s is not a GGUF file and its tokenizer "
+                              "(tokenizer.json or vocab.json + merges.txt) does not load (%s); give a GGUF with the "
+                              "same vocabulary",
+                              path, m->path, m->source == PL_SRC_HF ? terr.msg : "not a Hugging Face directory");
+    }
     const pl_model_config *c = &m->cfg;
     const char *arch = c->arch == PL_ARCH_QWEN2 ? "qwen2" : "llama";
     int permute = c->arch != PL_ARCH_QWEN2;
@@ -364,13 +371,16 @@ int pl_export_gguf(const pl_model *m, const char *path, const pl_export_gguf_opt
         (rc = pl_gguf_set_f32(w, K("attention.layer_norm_rms_epsilon"), c->norm_eps, err)))
         goto done;
 #undef K
-    /* tokenizer: every tokenizer.* key of the source (tokenizer.ggml.*, chat template) */
-    for (uint64_t i = 0; i < tok->n_kv; i++) {
+    /* tokenizer: the base's tokenizer.json converted, or every tokenizer.* key of the GGUF source */
+    if (hft) {
+        if ((rc = pl_tokenizer_to_gguf(hft, w, c->vocab, m->path, err))) goto done;
+    }
+    for (uint64_t i = 0; tok && i < tok->n_kv; i++) {
         const pl_gguf_kv *kv = &tok->kv[i];
         if (kv->key.len > 10 && !memcmp(kv->key.ptr, "tokenizer.", 10) && (rc = pl_gguf_set_kv(w, kv, err)))
             goto done;
     }
-    if (!pl_gguf_get(tok, "tokenizer.ggml.model")) {
+    if (tok && !pl_gguf_get(tok, "tokenizer.ggml.model")) {
         rc = pl_err_set(err, PL_EFORMAT, "%s: tokenizer source %s has no tokenizer.ggml.model", path, tok->path);
         goto done;
     }
@@ -419,6 +429,7 @@ int pl_export_gguf(const pl_model *m, const char *path, const pl_export_gguf_opt
     rc = pl_gguf_writer_write(w, path, err);
 done:
     pl_gguf_writer_free(w);
+    pl_tokenizer_free(hft);
     free(src);
     free(fac);
     return rc;
