@@ -33,7 +33,7 @@ rss() { grep 'Maximum resident set size' "$1" | awk '{printf "%.0fMiB", $NF / 10
 printf '%-14s %-10s %12s %12s %8s %14s %14s\n' checkpointing base potluck_tok/s peft_tok/s ratio potluck_rss peft_rss
 for ck in off on; do
   flag=--no-checkpointing; pyflag=
-  [ $ck = on ] && flag=--checkpointing && pyflag=--checkpointing
+  if [ $ck = on ]; then flag=--checkpointing; pyflag=--checkpointing; fi
   OMP_NUM_THREADS=$THREADS /usr/bin/time -v "$POTLUCK" train --model "$POTLUCK_MODEL" --text "$tmp/text.txt" \
     --out "$tmp/run-$ck" --base "$BASE" --lora-r 16 --lora-alpha 32 --lora-dropout 0.05 --seq-len 256 \
     --steps $((STEPS + 1)) --save-every 0 --eval-frac 0 $flag --threads "$THREADS" >/dev/null 2>"$tmp/pl-$ck.time"
@@ -48,5 +48,5 @@ import json; d = json.loads(open('$tmp/peft-$ck.json').read().strip().splitlines
 print(d['tokens_per_s'], d['base'], d['note'].replace(' ', '_') or '-')")
   ratio=$(python3 -c "print(f'{$pl / $pt:.3f}')")
   printf '%-14s %-10s %12.1f %12.1f %8s %14s %14s\n' "$ck" "$BASE/$pbase" "$pl" "$pt" "$ratio" "$(rss "$tmp/pl-$ck.time")" "$(rss "$tmp/peft-$ck.time")"
-  [ "$note" != - ] && echo "note: peft: ${note//_/ }"
+  if [ "$note" != - ]; then echo "note: peft: ${note//_/ }"; fi
 done

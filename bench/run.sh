@@ -155,6 +155,13 @@ if [ "${BENCH_TRAIN:-1}" != 0 ] && [ "$ONLY" != llamacpp ]; then
     bash bench/train_bench.sh
 fi
 
+# ---------------------------------------------------------------- products
+# What the thread-count independent GEMM tiles cost against one threaded
+# OpenBLAS sgemm call (bench/gemm_bench.sh); BENCH_GEMM=0 skips it.
+if [ "${BENCH_GEMM:-1}" != 0 ] && [ "$ONLY" != llamacpp ]; then
+  BENCH_OUT="$OUT" BENCH_POTLUCK="$POTLUCK" BENCH_THREADS="$THREADS" BENCH_REPS="$REPS" bash bench/gemm_bench.sh
+fi
+
 # ---------------------------------------------------------------- tokenizers
 # Encode throughput against Hugging Face tokenizers on the test corpus;
 # BENCH_TOKENIZE=0 skips it.

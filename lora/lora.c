@@ -15,7 +15,6 @@
  * element) and recomputation under checkpointing draws the same ones. */
 #include "lora.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../core/gemm.h"
 #include "../core/json.h"
 #include "../core/rng.h"
 #include "../core/safetensors.h"
@@ -505,8 +505,8 @@ int pl_lora_merge(pl_model *m, const pl_lora *l, pl_err *err) {
             w->row_bytes = (size_t)w->cols * sizeof(float);
         }
         /* W (out,in) += scale * B (out,r) . A (r,in) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, md->out, md->in, md->r, md->scale, md->B, md->r,
-                    md->A, md->in, 1.0f, (float *)w->data, md->in);
+        pl_gemm(0, 0, md->out, md->in, md->r, md->scale, md->B, md->r, md->A, md->in, 1.0f, (float *)w->data,
+                md->in);
     }
     return 0;
 }

@@ -17,11 +17,10 @@
  * element to within 2e-3 * max|an| + 1e-4: a wrong term (a missing factor, a
  * sign, a lost key or head) is far above both, fp32 noise far below.
  *
- * Determinism: every op that does not call sgemm is run with 1, 2 and 3
- * OpenMP threads on shapes big enough to take its parallel path, and must give
- * the same bits; the sgemm-based ones (linear_bwd's dx and dw, linear_q_bwd_x)
- * must give the same bits run after run, and a note says whether they were
- * also identical across thread counts. */
+ * Determinism: every op is run with 1, 2 and 3 OpenMP threads on shapes big
+ * enough to take its parallel path (for the products: several pl_gemm tiles,
+ * and sizes at which one OpenBLAS sgemm call would thread), and must give the
+ * same bits, also run after run. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -552,9 +551,9 @@ static void lin_sgemm_run(void) {
     be->linear_bwd(lb_out, lb_out + nx, NULL, lb_dout, lb_x, lb_w, lb_T, lb_I, lb_O);
 }
 
-/* Run f twice at each of 1, 2, 3 threads: same bits within a thread count is
- * required; across thread counts only reported. */
-static void check_sgemm_runs(const char *what, run_fn f, const float *out, size_t nbytes) {
+/* Run f twice at each of 1, 2, 3 threads: same bits run to run and across
+ * thread counts. */
+static void check_gemm_runs(const char *what, run_fn f, const float *out, size_t nbytes) {
     void *ref = malloc(nbytes), *first = malloc(nbytes);
     int cross = 1, runs = 1;
     for (int nt = 1; nt <= 3; nt++) {
@@ -568,7 +567,7 @@ static void check_sgemm_runs(const char *what, run_fn f, const float *out, size_
     }
     omp_set_num_threads(2);
     CHECK(runs, "%s: same bits run to run at each thread count", what);
-    printf("note: %s: %s bits with 1, 2 and 3 threads\n", what, cross ? "identical" : "different");
+    CHECK(cross, "%s: same bits with 1, 2 and 3 threads", what);
     free(ref), free(first);
 }
 
@@ -580,8 +579,16 @@ static void test_linear_bwd(void) {
     lb_w = rnd_vec((size_t)lb_O * lb_I, -1, 1);
     lb_out = malloc(((size_t)lb_T * lb_I + (size_t)lb_O * lb_I) * 4);
     check_threads("linear_bwd dbias T=37 O=300", lin_dbias_run, lb_out, (size_t)lb_O * 4);
-    check_sgemm_runs("linear_bwd T=37 I=70 O=300 dx and dw (OpenBLAS sgemm)", lin_sgemm_run, lb_out,
-                     ((size_t)lb_T * lb_I + (size_t)lb_O * lb_I) * 4);
+    check_gemm_runs("linear_bwd T=37 I=70 O=300 dx and dw (pl_gemm)", lin_sgemm_run, lb_out,
+                    ((size_t)lb_T * lb_I + (size_t)lb_O * lb_I) * 4);
+    free(lb_dout), free(lb_x), free(lb_w), free(lb_out);
+    /* tiles in both dimensions of dx (300 x 520) and dw (700 x 520) */
+    lb_T = 300, lb_I = 520, lb_O = 700;
+    lb_dout = rnd_vec((size_t)lb_T * lb_O, -1, 1), lb_x = rnd_vec((size_t)lb_T * lb_I, -1, 1);
+    lb_w = rnd_vec((size_t)lb_O * lb_I, -1, 1);
+    lb_out = malloc(((size_t)lb_T * lb_I + (size_t)lb_O * lb_I) * 4);
+    check_gemm_runs("linear_bwd T=300 I=520 O=700 dx and dw (pl_gemm)", lin_sgemm_run, lb_out,
+                    ((size_t)lb_T * lb_I + (size_t)lb_O * lb_I) * 4);
     free(lb_dout), free(lb_x), free(lb_w), free(lb_out);
 }
 
@@ -654,8 +661,8 @@ static void test_linear_q_bwd_x(void) {
     lq_dout = rnd_vec((size_t)lq_T * 600, -1, 1);
     lq_dx = malloc((size_t)lq_T * 96 * 4);
     lq_ws = malloc(pl_cpu_linear_q_workspace(96) * 4);
-    check_sgemm_runs("linear_q_bwd_x Q4_1 T=37 I=96 O=600 (dequantize + OpenBLAS sgemm)", linq_run, lq_dx,
-                     (size_t)lq_T * 96 * 4);
+    check_gemm_runs("linear_q_bwd_x Q4_1 T=37 I=96 O=600 (dequantize + pl_gemm)", linq_run, lq_dx,
+                    (size_t)lq_T * 96 * 4);
     free((void *)lq_w.data), free(lq_dout), free(lq_dx), free(lq_ws);
 }
 

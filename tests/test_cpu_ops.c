@@ -735,7 +735,6 @@ static void d_ce(float *out, void *p) {
 
 static void test_determinism(void) {
     det_ctx c;
-    int cross;
     memset(&c, 0, sizeof c);
     /* rmsnorm, swiglu, add, embedding: 64 x 513 */
     c.T = 64, c.C = 513;
@@ -772,15 +771,19 @@ static void test_determinism(void) {
     det_check("attention (generation, Tq=1)", d_attention_gen, &c, (size_t)c.nh * c.hd, 1, NULL);
     free(c.x), free(c.y), free(c.w), free(c.pos), free(c.ql), free(c.seg), free(c.inv);
 
-    /* linear: T=1 (our matvec: thread-count free) and T=37 (sgemm) */
+    /* linear: T=1 (our matvec) and T=37, T=300 (pl_gemm tiles): all thread-count free */
     memset(&c, 0, sizeof c);
     c.C = 129, c.nh = 200; /* I, O */
     c.x = rnd_vec((size_t)37 * c.C, -1, 1), c.w = rnd_vec((size_t)c.nh * c.C, -1, 1), c.bias = rnd_vec((size_t)c.nh, -1, 1);
     c.T = 1;
     det_check("linear T=1", d_linear, &c, (size_t)c.nh, 1, NULL);
     c.T = 37;
-    det_check("linear T=37 (sgemm)", d_linear, &c, (size_t)c.T * c.nh, 0, &cross);
-    printf("note: linear T=37 (OpenBLAS sgemm): %s bits with 1, 2 and 3 threads\n", cross ? "identical" : "different");
+    det_check("linear T=37 (pl_gemm)", d_linear, &c, (size_t)c.T * c.nh, 1, NULL);
+    free(c.x), free(c.w), free(c.bias);
+    /* big enough for OpenBLAS to thread a single sgemm call, and tiles in both dimensions */
+    c.C = 520, c.nh = 700, c.T = 300;
+    c.x = rnd_vec((size_t)c.T * c.C, -1, 1), c.w = rnd_vec((size_t)c.nh * c.C, -1, 1), c.bias = rnd_vec((size_t)c.nh, -1, 1);
+    det_check("linear T=300 I=520 O=700 (pl_gemm, 2 x 6 tiles)", d_linear, &c, (size_t)c.T * c.nh, 1, NULL);
     free(c.x), free(c.w), free(c.bias);
 
     /* linear_q Q4_1 300 x 256: T=3 (dot path) and T=37 (dequantize + sgemm) */
@@ -795,9 +798,7 @@ static void test_determinism(void) {
     c.T = 3;
     det_check("linear_q Q4_1 T=3 (dot path)", d_linear_q, &c, (size_t)c.T * O, 1, NULL);
     c.T = 37;
-    det_check("linear_q Q4_1 T=37 (sgemm path)", d_linear_q, &c, (size_t)c.T * O, 0, &cross);
-    printf("note: linear_q T=37 (dequantize + OpenBLAS sgemm): %s bits with 1, 2 and 3 threads\n",
-           cross ? "identical" : "different");
+    det_check("linear_q Q4_1 T=37 (dequantize + pl_gemm)", d_linear_q, &c, (size_t)c.T * O, 1, NULL);
     free(src), free(data), free(c.ws), free(c.x), free(c.bias);
 }
 

@@ -845,6 +845,9 @@ int main(int argc, char **argv) {
 
     if (argc == 3 && !strcmp(argv[1], "--write-adapter")) {
         write_adapter(m, argv[2]);
+    } else if (getenv("POTLUCK_TEST_THREADS_ONLY")) {
+        /* tests/cli_openblas_kernels.sh: only the thread-count checks, under another OpenBLAS kernel */
+        test_dropout(m);
     } else {
         char tmp[] = "/tmp/test_lora.XXXXXX";
         REQUIRE(mkdtemp(tmp), "mkdtemp");

@@ -349,6 +349,10 @@ int main(int argc, char **argv) {
     const char *shared = check_env("POTLUCK_SHARED");
     omp_set_num_threads(2);
     for (int i = 0; i < PL_MEM_NCAT; i++) CHECK(pl_mem_current((pl_mem_cat)i) == 0, "nothing allocated at start");
+    if (getenv("POTLUCK_TEST_THREADS_ONLY")) { /* tests/cli_openblas_kernels.sh: thread counts only */
+        stories(shared);
+        return check_summary("test_train");
+    }
     double t0 = omp_get_wtime();
     hf_case(refs, "llama", "single");
     hf_case(refs, "llama", "packed");

@@ -17,6 +17,8 @@ int cli_fail_err(const pl_err *err);
 
 /* Option value parsing with messages naming the option. */
 int cli_int(const char *opt, const char *s, long min, long max, long *out);
+/* --gemm tiled|openblas (benchmarks): pl_gemm_set_openblas_threaded. */
+int cli_gemm_mode(const char *opt, const char *s);
 int cli_float(const char *opt, const char *s, double min, double max, double *out);
 
 /* The tokenizer for a model: --tokenizer PATH if given (a GGUF file, a

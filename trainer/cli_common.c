@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/gemm.h"
+
 int cli_fail(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -86,6 +88,13 @@ int cli_load_tokenizer(const pl_model *m, const char *tok_path, pl_tokenizer **o
     if ((stat(tok_path, &st) == 0 && S_ISDIR(st.st_mode)) || (n > 5 && !strcmp(tok_path + n - 5, ".json")))
         return pl_tokenizer_load(out, tok_path, err); /* tokenizer.json or its folder */
     return pl_tokenizer_load_llama2c(out, tok_path, m->cfg.vocab, err);
+}
+
+int cli_gemm_mode(const char *opt, const char *s) {
+    if (s && !strcmp(s, "tiled")) pl_gemm_set_openblas_threaded(0);
+    else if (s && !strcmp(s, "openblas")) pl_gemm_set_openblas_threaded(1);
+    else return cli_fail("%s: expected tiled or openblas, not '%s'", opt, s ? s : "");
+    return 0;
 }
 
 void cli_set_threads(int n) {

@@ -10,6 +10,7 @@
 
 static const char *bench_help =
     "usage: potluck bench-gen --model PATH [--batch B] [--prompt-tokens N] [--gen-tokens G] [--threads T]\n"
+    "                         [--gemm tiled|openblas]\n"
     "\n"
     "Processes B prompts of N fixed token ids ((i*7919) %% 40000 + 100, modulo the\n"
     "vocabulary) in one batch, then generates G tokens greedily for each (no stop\n"
@@ -18,7 +19,10 @@ static const char *bench_help =
     "pp: B*N prompt tokens over the time of the batched prompt forward;\n"
     "tg: B*G tokens over the time of G decode steps of B tokens each (the first\n"
     "new token comes from the prompt forward; G+1 tokens are generated).\n"
-    "Defaults: B=1, N=256, G=128, T=all cores.\n";
+    "--gemm openblas multiplies matrices with one threaded OpenBLAS sgemm call\n"
+    "instead of potluck's thread-count independent tiles (core/gemm.h), to\n"
+    "measure what the tiles cost; its bits depend on the thread count.\n"
+    "Defaults: B=1, N=256, G=128, T=all cores, --gemm tiled.\n";
 
 int cmd_bench_gen(int argc, char **argv) {
     const char *path = NULL;
@@ -31,6 +35,7 @@ int cmd_bench_gen(int argc, char **argv) {
         else if (!strcmp(a, "--prompt-tokens")) { if (cli_int(a, v, 1, 1 << 16, &N)) return 1; i++; }
         else if (!strcmp(a, "--gen-tokens")) { if (cli_int(a, v, 1, 1 << 16, &G)) return 1; i++; }
         else if (!strcmp(a, "--threads")) { if (cli_int(a, v, 1, 1024, &threads)) return 1; i++; }
+        else if (!strcmp(a, "--gemm")) { if (cli_gemm_mode(a, v)) return 1; i++; }
         else return cli_fail("bench-gen: unknown option '%s' (see potluck bench-gen --help)", a);
     }
     if (!path) return cli_fail("bench-gen: --model PATH is required");

@@ -9,12 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/gemm.h"
 #include "cli.h"
 #include "cmd_bench_train.h"
 #include "train.h"
 
 static const char *bench_train_help =
     "usage: potluck bench-train --model PATH [--seq N] [--steps S] [--warmup W] [--threads T]\n"
+    "                           [--gemm tiled|openblas]\n"
     "\n"
     "Loads the model, dequantizes every weight to fp32, and runs W + S training\n"
     "steps (forward, loss, backward, AdamW lr 1e-4) on one row of N fixed token ids\n"
@@ -25,7 +27,10 @@ static const char *bench_train_help =
     "the FLOP/s achieved, OpenBLAS sgemm's peak FLOP/s measured in the same run\n"
     "(best of 1536^3 products), and seconds per op (forward and backward op timers\n"
     "averaged over the timed steps; \"adamw\" is the optimizer step).\n"
-    "Defaults: N=256, S=3, W=1, T=all cores.\n";
+    "--gemm openblas multiplies matrices with one threaded OpenBLAS sgemm call\n"
+    "instead of potluck's thread-count independent tiles (core/gemm.h), to\n"
+    "measure what the tiles cost; its bits depend on the thread count.\n"
+    "Defaults: N=256, S=3, W=1, T=all cores, --gemm tiled.\n";
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -61,6 +66,7 @@ int cmd_bench_train(int argc, char **argv) {
         else if (!strcmp(a, "--steps")) { if (cli_int(a, v, 1, 1000, &S)) return 1; i++; }
         else if (!strcmp(a, "--warmup")) { if (cli_int(a, v, 0, 1000, &W)) return 1; i++; }
         else if (!strcmp(a, "--threads")) { if (cli_int(a, v, 1, 1024, &threads)) return 1; i++; }
+        else if (!strcmp(a, "--gemm")) { if (cli_gemm_mode(a, v)) return 1; i++; }
         else return cli_fail("bench-train: unknown option '%s' (see potluck bench-train --help)", a);
     }
     if (!path) return cli_fail("bench-train: --model PATH is required");
@@ -108,9 +114,9 @@ int cmd_bench_train(int argc, char **argv) {
     double peak = sgemm_peak(1536, 5);
     printf("{\"side\":\"potluck\",\"seq\":%ld,\"batch\":1,\"threads\":%d,\"params\":%.0f,\"steps\":%ld,"
            "\"step_s_median\":%.4f,\"tokens_per_s\":%.2f,\"flops_per_step\":%.4g,\"achieved_flops\":%.4g,"
-           "\"sgemm_peak_flops\":%.4g,\"loss_first\":%.5f,\"loss_last\":%.5f,\"step_s_mean\":%.4f,"
+           "\"gemm\":\"%s\",\"sgemm_peak_flops\":%.4g,\"loss_first\":%.5f,\"loss_last\":%.5f,\"step_s_mean\":%.4f,"
            "\"timers_s\":{",
-           N, omp_get_max_threads(), params, S, med, (double)N / med, flops, flops / med, peak, loss0, loss,
+           N, omp_get_max_threads(), params, S, med, (double)N / med, flops, flops / med, pl_gemm_openblas_threaded() ? "openblas" : "tiled", peak, loss0, loss,
            total_s / S);
     for (int k = 0; k < PL_TT_N; k++) printf("\"%s\":%.4f,", pl_train_timer_name(k), t->t_op[k] / S);
     printf("\"adamw\":%.4f}}\n", adamw_s / S);

@@ -3,9 +3,8 @@
  * linear (fp32 w):
  *   T == 1  our own OpenMP matvec: output o = pl_dot(w[o], x), one output per
  *           thread, so the bits do not depend on the thread count.
- *   T > 1   cblas_sgemm (OpenBLAS, OpenMP build). Same bits run after run at
- *           one thread count; OpenBLAS chooses its own split, so across thread
- *           counts it is not promised (tests/test_cpu_ops.c reports what it saw).
+ *   T > 1   pl_gemm (core/gemm.h): OpenBLAS sgemm on output tiles that we,
+ *           not OpenBLAS, hand to threads. Thread-count independent bits.
  *
  * linear_q (pl_qweight):
  *   F32          -> linear above.
@@ -13,15 +12,14 @@
  *           quantized bytes are read once and dotted with all T inputs by
  *           pl_vec_dot_f32 (core/quant.c). Thread-count independent bits.
  *   otherwise: blocks of rows are dequantized into the workspace (in parallel,
- *           one row per thread) and multiplied with sgemm outside any parallel
- *           region (OpenBLAS shares our OpenMP pool; nesting is not wanted).
- *
- * cblas_sgemm is never called from inside an OpenMP parallel region. */
-#include <cblas.h>
-#undef I /* <cblas.h> pulls in <complex.h>, whose I would clash with our I (in features) */
+ *           one row per thread) and multiplied with pl_gemm outside any
+ *           parallel region. Blocks of 128 or more rows are whole multiples of
+ *           pl_gemm's column tile, so an F32 weight and the same values in
+ *           another dtype give the same bits at T >= PL_CPU_LINQ_DOT_MAX_T. */
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+#include "../../core/gemm.h"
 #include "../../core/quant.h"
 #include "../ops_math.h"
 #include "cpu_int.h"
@@ -33,6 +31,7 @@ static int64_t linq_block_rows(int64_t cols) {
     int64_t r = cols > 0 ? LINQ_WS_FLOATS / cols : 256;
     if (r < 64) r = 64;
     if (r > 256) r = 256;
+    if (r >= 128) r = r / 128 * 128; /* whole column tiles of pl_gemm */
     return r;
 }
 
@@ -72,8 +71,7 @@ void pl_cpu_linear(float *out, const float *x, const float *w, const float *bias
         return;
     }
     if (bias) fill_bias(out, bias, T, O);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, O, I, 1.0f, x, I, w, I, bias ? 1.0f : 0.0f,
-                out, O);
+    pl_gemm(0, 1, T, O, I, 1.0f, x, I, w, I, bias ? 1.0f : 0.0f, out, O);
 }
 
 /* out (T,O) = x (T,I) . dequant(w) (O,I)^T + bias; I = w->cols, O = w->rows.
@@ -129,7 +127,6 @@ void pl_cpu_linear_q(float *out, const float *x, const pl_qweight *w, const floa
                 for (int c = 0; c < I; c++) dst[c] = NAN; /* unsupported dtype: visible, not silent */
         }
         /* out[:, r0 : r0+nb] (T, nb; row stride O) (+)= x . workspace^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, nb, I, 1.0f, x, I, workspace, I,
-                    bias ? 1.0f : 0.0f, out + r0, O);
+        pl_gemm(0, 1, T, nb, I, 1.0f, x, I, workspace, I, bias ? 1.0f : 0.0f, out + r0, O);
     }
 }

@@ -1,8 +1,8 @@
 /* cpu_linear_bwd.c: the linear layers' backward on the CPU.
  *
  * linear_bwd (fp32 w), out = x . w^T + bias:
- *   dx (T,I)  = dout (T,O) . w (O,I)        cblas_sgemm, beta 0
- *   dw (O,I) += dout^T (O,T) . x (T,I)      cblas_sgemm, beta 1
+ *   dx (T,I)  = dout (T,O) . w (O,I)        pl_gemm, beta 0
+ *   dw (O,I) += dout^T (O,T) . x (T,I)      pl_gemm, beta 1
  *   dbias (O) += column sums of dout        our loop: each thread owns a range
  *                                           of columns, rows added in order
  * linear_q_bwd_x (frozen weight in any dtype): blocks of weight rows are
@@ -10,13 +10,12 @@
  *   dx (+)= dout[:, r0:r0+nb] (T,nb) . workspace (nb,I)
  * with beta 0 for the first block and 1 after, so dx is overwritten.
  *
- * sgemm runs outside any OpenMP parallel region (OpenBLAS uses our pool); its
- * results are the same bits run after run at one thread count, not promised
- * across thread counts (tests/test_cpu_backward.c reports what it saw). */
-#include <cblas.h>
-#undef I /* <cblas.h> pulls in <complex.h>, whose I would clash with our I (in features) */
+ * pl_gemm (core/gemm.h) splits every product over threads by output tiles of
+ * a fixed shape, so the bits are the same at any thread count
+ * (tests/test_cpu_backward.c checks 1, 2 and 3 threads). */
 #include <math.h>
 #include <string.h>
+#include "../../core/gemm.h"
 #include "../../core/quant.h"
 #include "cpu_int.h"
 
@@ -31,10 +30,10 @@ void pl_cpu_linear_bwd(float *dx, float *dw, float *dbias, const float *dout, co
         if (O <= 0) /* empty sum; also keeps sgemm from rejecting lda = 0 */
             memset(dx, 0, (size_t)T * I * sizeof(float));
         else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, I, O, 1.0f, dout, O, w, I, 0.0f, dx, I);
+            pl_gemm(0, 0, T, I, O, 1.0f, dout, O, w, I, 0.0f, dx, I);
     }
     if (dw && I > 0 && O > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, T, 1.0f, dout, O, x, I, 1.0f, dw, I);
+        pl_gemm(1, 0, O, I, T, 1.0f, dout, O, x, I, 1.0f, dw, I);
     if (dbias && O > 0) {
         const int nb = (O + LIN_COLS - 1) / LIN_COLS;
 #pragma omp parallel for schedule(static) if ((long)T * O >= PL_CPU_PAR_MIN)
@@ -58,8 +57,7 @@ void pl_cpu_linear_q_bwd_x(float *dx, const float *dout, const pl_qweight *w, in
         return;
     }
     if (w->dtype == PL_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, I, O, 1.0f, dout, O, (const float *)w->data, I,
-                    0.0f, dx, I);
+        pl_gemm(0, 0, T, I, O, 1.0f, dout, O, (const float *)w->data, I, 0.0f, dx, I);
         return;
     }
     /* as many rows as the workspace holds, at most 256 per block */
@@ -76,7 +74,6 @@ void pl_cpu_linear_q_bwd_x(float *dx, const float *dout, const pl_qweight *w, in
                 for (int c = 0; c < I; c++) dst[c] = NAN; /* unsupported dtype: visible, not silent */
         }
         /* dx (T, I) (+)= dout[:, r0 : r0+nb] (T, nb; row stride O) . workspace (nb, I) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, I, nb, 1.0f, dout + r0, O, workspace, I,
-                    r0 == 0 ? 0.0f : 1.0f, dx, I);
+        pl_gemm(0, 0, T, I, nb, 1.0f, dout + r0, O, workspace, I, r0 == 0 ? 0.0f : 1.0f, dx, I);
     }
 }
