@@ -5,23 +5,54 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Messages are one line, and parts of them come from input files: control
+ * bytes (newline, escape, DEL, UTF-8 C1 controls) are written as \n, \t, \r or
+ * \xNN, so a file
+ * cannot print a second line, move the cursor or recolour the terminal. The
+ * result is cut to cap - 1 bytes; text without control bytes is unchanged. */
+static void escape_controls(char *dst, size_t cap, const char *src) {
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)src; *p && n + 1 < cap; p++) {
+        char e[5];
+        size_t k;
+        if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) { /* U+0080..U+009F, the C1 controls (CSI is U+009B) */
+            if (n + 8 >= cap) break;
+            n += (size_t)snprintf(dst + n, cap - n, "\\x%02x\\x%02x", p[0], p[1]);
+            p++;
+            continue;
+        }
+        if (*p >= 0x20 && *p != 0x7f) e[0] = (char)*p, k = 1;
+        else if (*p == '\n') memcpy(e, "\\n", 2), k = 2;
+        else if (*p == '\t') memcpy(e, "\\t", 2), k = 2;
+        else if (*p == '\r') memcpy(e, "\\r", 2), k = 2;
+        else snprintf(e, sizeof e, "\\x%02x", *p), k = 4;
+        if (n + k >= cap) break;
+        memcpy(dst + n, e, k);
+        n += k;
+    }
+    dst[n] = '\0';
+}
+
 int pl_err_set(pl_err *err, int code, const char *fmt, ...) {
     if (!err) return code;
     err->code = code;
+    char raw[sizeof err->msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    escape_controls(err->msg, sizeof err->msg, raw);
     return code;
 }
 
 int pl_err_prefix(pl_err *err, const char *fmt, ...) {
     if (!err) return PL_EINVAL;
-    char head[512], old[sizeof err->msg];
+    char raw[512], head[512], old[sizeof err->msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(head, sizeof head, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    escape_controls(head, sizeof head, raw);
     memcpy(old, err->msg, sizeof old);
     /* "head: old", cut to fit (the cut is intended: messages are one line) */
     size_t n = strnlen(head, sizeof err->msg - 1);

@@ -358,10 +358,10 @@ static int record(rd *r, const char *p, size_t n, int line) {
             return bad(r, line, "invalid JSON: unexpected text after the value at column %zu", off + 1);
         }
     }
-    if (!cJSON_IsObject(o)) {
+    if (!cJSON_IsObject(o)) { /* name the kind before the value is freed */
+        const char *kind = cJSON_IsArray(o) ? "an array" : cJSON_IsString(o) ? "a string" : "a scalar";
         cJSON_Delete(o);
-        return bad(r, line, "expected a JSON object, found %s",
-                   cJSON_IsArray(o) ? "an array" : cJSON_IsString(o) ? "a string" : "a scalar");
+        return bad(r, line, "expected a JSON object, found %s", kind);
     }
     pl_import_fmt f = r->im->fmt;
     if (f == PL_FMT_AUTO) {
@@ -456,7 +456,7 @@ int pl_import_buffer(const char *name, const char *buf, size_t len, const pl_imp
         if (buf[k] == '\n') line++;
         k++;
     }
-    if (k < len && buf[k] == '[') return read_array(&r, buf, len, k, line);
+    if (k < len && buf[k] == '[' && !o->one_record) return read_array(&r, buf, len, k, line);
     line = 1;
     while (i < len) {
         const char *nl = memchr(buf + i, '\n', len - i);

@@ -56,6 +56,8 @@ typedef struct pl_import_opts {
     int strict;         /* the first bad record fails the import */
     size_t max_line;    /* bytes per record; 0 = 64 MiB */
     size_t keep_errors; /* messages kept (all are counted); 0 = 1000 */
+    int one_record;     /* the buffer is one JSONL record: a '[' starts an array value
+                         * (an error), never a JSON array file of records */
 } pl_import_opts;
 
 typedef struct pl_import {

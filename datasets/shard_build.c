@@ -74,7 +74,7 @@ static const char *builtin_list = "chatml, llama2, llama3, mistral, alpaca, vicu
  * fatal for the build. */
 static int conv_record(bctx *b, const char *line, size_t len, const char *where, int32_t **ids_out, uint8_t **mask_out,
                        int64_t *n_out, char **text_out, uint64_t *sid_out, int *bad, pl_err *err) {
-    pl_import_opts io = {b->fmt, 0, 0, 1};
+    pl_import_opts io = {.fmt = b->fmt, .keep_errors = 1, .one_record = 1};
     pl_import im;
     int rc = pl_import_buffer("", line, len, &io, &im, err);
     if (rc) {
@@ -341,7 +341,7 @@ static int detect_fmt(const char *path, pl_import_fmt forced, pl_import_fmt *out
         cJSON_Delete(j);
         if (!obj) continue;
         if (!pre) {
-            pl_import_opts io = {PL_FMT_AUTO, 0, 0, 1};
+            pl_import_opts io = {.fmt = PL_FMT_AUTO, .keep_errors = 1, .one_record = 1};
             pl_import im;
             rc = pl_import_buffer(path, line, (size_t)len, &io, &im, err);
             *out = im.fmt;

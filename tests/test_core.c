@@ -83,6 +83,19 @@ static void test_error(void) {
     CHECK(rc == PL_EFORMAT, "pl_err_prefix returns the code");
     CHECK(strcmp(err.msg, "loading run1: model.gguf: header: expected 3, found 7") == 0, "prefix: %s", err.msg);
     CHECK(pl_err_set(NULL, PL_EIO, "x") == PL_EIO, "pl_err_set(NULL) returns the code");
+    /* text from input files cannot print a second line or drive the terminal */
+    pl_err_set(&err, PL_EFORMAT, "t.jinja: unknown filter '%s'", "a\nFAKE.gguf:1: ok\x1b[2J\t\r\x7f\xc2\x9b" "31m \xc3\xa9");
+    CHECK(strcmp(err.msg, "t.jinja: unknown filter 'a\\nFAKE.gguf:1: ok\\x1b[2J\\t\\r\\x7f\\xc2\\x9b31m \xc3\xa9'") == 0,
+          "control bytes escaped, UTF-8 kept: %s", err.msg);
+    pl_err_prefix(&err, "ctx\n%s", "x\x1b");
+    CHECK(!strchr(err.msg, '\n') && !strchr(err.msg, 0x1b) && !strncmp(err.msg, "ctx\\nx\\x1b: t.jinja", 19),
+          "prefix escaped too: %s", err.msg);
+    char many[3000];
+    memset(many, '\n', sizeof many - 1);
+    many[sizeof many - 1] = 0;
+    pl_err_set(&err, PL_EFORMAT, "%s", many);
+    CHECK(strlen(err.msg) < sizeof err.msg && strlen(err.msg) % 2 == 0 && !strchr(err.msg, '\n'),
+          "escaping cuts at whole escapes within the buffer (%zu bytes)", strlen(err.msg));
     /* a very long message is cut, never overflowed */
     char big[3000];
     memset(big, 'x', sizeof big - 1);
