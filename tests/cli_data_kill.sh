@@ -69,8 +69,10 @@ for i in $(seq 1 "$TRIALS"); do
   if [ -f "$d/manifest.json" ]; then
     finished=$((finished + 1))
     if "$BIN" data verify "$d" >/dev/null 2>&1; then ok; else fail "trial $i (kill at ${kill_ms} ms): manifest present but verify fails"; fi
+  elif "$BIN" data verify "$d" >/dev/null 2>&1; then
+    fail "trial $i (kill at ${kill_ms} ms): no manifest, yet verify accepts the folder as a dataset"
   else
-    ok  # a fresh build killed before its end has no manifest: nothing names a partial shard
+    ok  # a fresh build killed before its end has no manifest: verify refuses it, nothing names a partial shard
   fi
   out=$("$BIN" "${args[@]}" --out "$d" 2>&1)
   if [ $? -eq 0 ] && "$BIN" data verify "$d" >/dev/null 2>&1; then ok; else fail "trial $i: re-run or verify failed: $out"; fi

@@ -7,7 +7,10 @@
  * under 0.1: ours (the issue's rule) or llama.cpp's (its activations are
  * quantized to 8 bits, which moves logits by a few hundredths, so where
  * llama.cpp itself is within 0.1 it may pick either). The step where the
- * comparison ends is reported. */
+ * comparison ends is reported, and over the prompt set at least
+ * GREEDY_MIN_COMPARED tokens must have been compared: a model whose gaps all
+ * collapse (or a reference without tokens) cannot pass by comparing nothing.
+ * (Seen: 76 to 131 of 256 on SmolLM2 and its F16/Q8_0 exports.) */
 #ifndef PL_TEST_GREEDY_COMPARE_H
 #define PL_TEST_GREEDY_COMPARE_H
 
@@ -17,6 +20,8 @@
 #include "check.h"
 #include "core/json.h"
 #include "trainer/model.h"
+
+#define GREEDY_MIN_COMPARED 48
 
 static inline void top2(const float *x, int V, int *best, float *gap) {
     int a = 0, b = -1;
@@ -89,6 +94,8 @@ static inline void greedy_compare_llamacpp(pl_model *m, const cJSON *j, const ch
     }
     printf("note: %s vs llama.cpp: %d of %d prompts agree on all greedy tokens, %d tokens compared\n", label, full, np,
            total_agree);
+    CHECK(total_agree >= GREEDY_MIN_COMPARED, "%s vs llama.cpp: %d tokens compared over %d prompts, at least %d required",
+          label, total_agree, np, GREEDY_MIN_COMPARED);
     free(lg);
 }
 
