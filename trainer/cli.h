@@ -19,12 +19,6 @@ int cli_fail_err(const pl_err *err);
 int cli_int(const char *opt, const char *s, long min, long max, long *out);
 int cli_float(const char *opt, const char *s, double min, double max, double *out);
 
-/* The tokenizer for a model: --tokenizer PATH if given (a GGUF file, a
- * tokenizer.json or its folder, or a llama2.c .bin), else the model's own:
- * a GGUF's vocabulary, a Hugging Face directory's tokenizer.json, or a
- * llama2.c model's tokenizer.bin beside it. */
-int cli_load_tokenizer(const pl_model *m, const char *tok_path, pl_tokenizer **out, pl_err *err);
-
 /* Set OpenMP (and OpenBLAS, which shares OpenMP's pool) thread counts. */
 void cli_set_threads(int n);
 

@@ -24,7 +24,6 @@
 #include "../lora/lora.h"
 #include "../lora/nf4.h"
 #include "checkpoint.h"
-#include "cli.h"
 #include "run.h"
 #include "schedule.h"
 #include "train.h"
@@ -482,7 +481,7 @@ static int src_open(src *s, const pl_run_cfg *c, const pl_model *m, pl_err *err)
         char *txt = NULL;
         size_t len = 0;
         int n = 0;
-        rc = cli_load_tokenizer(m, c->tokenizer, &tk, err);
+        rc = pl_model_tokenizer(m, c->tokenizer, &tk, err);
         if (!rc) rc = pl_read_file(c->text, (size_t)1 << 31, &txt, &len, err);
         if (!rc) rc = pl_tokenizer_encode(tk, txt, len, pl_tokenizer_add_bos(tk), 0, &s->tok, &n, err);
         pl_tokenizer_free(tk);
