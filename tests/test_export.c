@@ -29,7 +29,7 @@
 #include "core/quant.h"
 #include "core/sha256.h"
 #include "lora/lora.h"
-#include "trainer/cmd_export.h"
+#include "cli/cmd_export.h"
 #include "trainer/export.h"
 #include "trainer/model.h"
 

@@ -7,8 +7,8 @@
 #include "../datasets/chat.h"
 #include "../lora/lora.h"
 #include "cli.h"
-#include "export.h"
-#include "generate.h"
+#include "../trainer/export.h"
+#include "../trainer/generate.h"
 
 static const char *gen_help =
     "usage: potluck generate --model PATH [options]\n"

@@ -6,7 +6,7 @@
 
 #include "cli.h"
 #include "cmd_export.h"
-#include "export.h"
+#include "../trainer/export.h"
 
 static const char *export_help =
     "usage: potluck export [RUN_DIR] --format peft|merged|gguf --out PATH [options]\n"

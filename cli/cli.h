@@ -5,7 +5,7 @@
 
 #include "../core/error.h"
 #include "../datasets/tokenizer.h"
-#include "model.h"
+#include "../trainer/model.h"
 
 int cmd_generate(int argc, char **argv);
 int cmd_model(int argc, char **argv);
