@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "../datasets/chat.h"
-#include "../lora/lora.h"
+#include "../trainer/model_lora.h"
 #include "cli.h"
 #include "../trainer/export.h"
 #include "../trainer/generate.h"

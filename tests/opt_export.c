@@ -23,7 +23,7 @@
 #include "core/half.h"
 #include "core/json.h"
 #include "core/mapfile.h"
-#include "lora/lora.h"
+#include "trainer/model_lora.h"
 #include "trainer/export.h"
 #include "trainer/model.h"
 

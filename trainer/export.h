@@ -5,7 +5,7 @@
  *
  * The usual sequence for a fine-tune: pl_model_load (any format),
  * pl_export_writable (own fp32 copies of the linear layers),
- * pl_lora_merge (lora/lora.h), then pl_export_hf and/or pl_export_gguf.
+ * pl_lora_merge (model_lora.h), then pl_export_hf and/or pl_export_gguf.
  * GGUF export of arch llama (and Mistral, written as llama) re-applies
  * llama.cpp's interleaved Q/K row order; qwen2 is written as is
  * (docs/model-formats.md). */

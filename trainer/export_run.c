@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 
 #include "../core/json.h"
-#include "../lora/lora.h"
+#include "model_lora.h"
 #include "checkpoint.h"
 #include "export.h"
 

@@ -68,7 +68,7 @@ typedef struct pl_model_opts {
                 * layer weights stay NF4) */
     int nf4_blocksize;    /* > 0: quantize every layer's q,k,v,o,gate,up,down
                            * weight to NF4 with this blocksize (32..4096, a
-                           * power of two) after loading (lora/nf4.h); 0 = off */
+                           * power of two) after loading (model_nf4.h); 0 = off */
     int nf4_double_quant; /* with nf4_blocksize: double-quantize the absmax */
 } pl_model_opts;
 

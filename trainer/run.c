@@ -21,8 +21,8 @@
 #include "../core/sha256.h"
 #include "../datasets/loader.h"
 #include "../datasets/tokenizer.h"
-#include "../lora/lora.h"
-#include "../lora/nf4.h"
+#include "model_lora.h"
+#include "model_nf4.h"
 #include "checkpoint.h"
 #include "run.h"
 #include "schedule.h"
@@ -991,17 +991,17 @@ static int nf4_base(run *r, pl_err *err) {
     snprintf(path, sizeof path, "%s/.potluck-nf4/%s", parent, name);
     pl_err e2 = {0};
     if (access(path, R_OK) == 0) {
-        if (pl_nf4_cache_load(r->m, path, &e2) == 0) {
+        if (pl_model_nf4_cache_load(r->m, path, &e2) == 0) {
             msg(r, "NF4 base loaded from the cache %s", path);
             return 0;
         }
         msg(r, "NF4 cache not used (%s); quantizing the base again", e2.msg);
     }
-    int rc = pl_nf4_quantize_model(r->m, c->nf4_blocksize, c->double_quant, err);
+    int rc = pl_model_nf4_quantize(r->m, c->nf4_blocksize, c->double_quant, err);
     if (rc) return rc;
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/.potluck-nf4", parent);
-    if (pl_mkdirs(dir, &e2) || pl_nf4_cache_save(r->m, path, &e2))
+    if (pl_mkdirs(dir, &e2) || pl_model_nf4_cache_save(r->m, path, &e2))
         msg(r, "NF4 cache not written (%s)", e2.msg);
     else
         msg(r, "NF4 base cached in %s", path);
