@@ -1,5 +1,6 @@
 /* cli.h: the potluck command line: one cmd_<verb> per command, and the
- * small helpers they share (argument parsing, model + tokenizer loading). */
+ * small helpers they share (messages, option values, threads). A model's
+ * tokenizer is pl_model_tokenizer (trainer/model.h). */
 #ifndef PL_CLI_H
 #define PL_CLI_H
 
