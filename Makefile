@@ -56,8 +56,11 @@ SAN_CFLAGS := $(CFLAGS_BASE) -O1 -g -fno-omit-frame-pointer -fsanitize=address,u
 LDLIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas $(shell pkg-config --libs $(PKGS) 2>/dev/null) \
   -lcjson -lpcre2-8 -lcrypto -lm -fopenmp
 
-LIB_SRC := $(filter-out trainer/main.c,$(wildcard core/*.c trainer/*.c trainer/cpu/*.c lora/*.c datasets/*.c plugins/*.c))
-MAIN_SRC := trainer/main.c
+# The layers, bottom to top (README "Layout"; tests/layering.sh checks that
+# no file includes from a layer above its own). cli/*.c other than main.c
+# are in the library too, so tests can call the commands.
+LIB_SRC := $(filter-out cli/main.c,$(wildcard core/*.c datasets/*.c lora/*.c trainer/*.c trainer/cpu/*.c plugins/*.c cli/*.c))
+MAIN_SRC := cli/main.c
 TEST_SRC := $(wildcard tests/test_*.c)
 OPTTEST_SRC := $(wildcard tests/opt_*.c)
 
@@ -80,10 +83,10 @@ build/opt/libpotluck.a: $(OPT_OBJ)
 build/san/libpotluck.a: $(SAN_OBJ)
 	@rm -f $@; ar rcs $@ $^
 
-build/opt/potluck: build/opt/trainer/main.o build/opt/libpotluck.a
+build/opt/potluck: build/opt/cli/main.o build/opt/libpotluck.a
 	$(if $(Q),@echo "LD      $@")
 	$(Q)$(CC) $(OPT_CFLAGS) $^ -o $@ $(LDLIBS)
-build/san/potluck: build/san/trainer/main.o build/san/libpotluck.a
+build/san/potluck: build/san/cli/main.o build/san/libpotluck.a
 	$(if $(Q),@echo "LD      $@")
 	$(Q)$(CC) $(SAN_CFLAGS) $^ -o $@ $(LDLIBS)
 

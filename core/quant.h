@@ -42,6 +42,27 @@ _Static_assert(sizeof(pl_block_q6_K) == 210, "q6_K block");
 int pl_dequantize_row(pl_dtype t, const void *src, float *dst, int64_t n);
 int pl_dtype_can_dequantize(pl_dtype t);
 
+struct pl_qweight;
+
+/* Quantization state a weight format keeps outside its rows (NF4's absmax
+ * per block, double-quantized, lives in lora/nf4.c). row() dequantizes row r
+ * of w into dst (w->cols floats) and returns 0, or -1 on failure. */
+typedef struct pl_qaux {
+    int (*row)(const struct pl_qweight *w, int64_t r, float *dst);
+} pl_qaux;
+
+/* A weight matrix (rows = out features, cols = in features) in any dtype
+ * pl_dequantize_row supports; row r starts at data + r * row_bytes. When aux
+ * is set, the rows are read only through aux->row (dtype then names the
+ * format, e.g. PL_NF4, and data/row_bytes are the format's own business). */
+typedef struct pl_qweight {
+    pl_dtype dtype;
+    int64_t rows, cols;
+    size_t row_bytes;
+    const void *data;
+    const pl_qaux *aux;
+} pl_qweight;
+
 /* Quantize n floats to Q8_0 (ggml's rounding: d = amax/127, q = round(x/d)).
  * Also Q4_0/Q4_1 reference quantizers (for tests and exports). */
 void pl_quantize_row_q8_0(const float *x, pl_block_q8_0 *y, int64_t n);

@@ -30,6 +30,12 @@ typedef enum pl_tok_kind { PL_TOK_SPM = 0, PL_TOK_BPE = 1, PL_TOK_WPM = 2 } pl_t
  * holds). */
 int pl_tokenizer_load(pl_tokenizer **out, const char *path, pl_err *err);
 
+/* A tokenizer file named by the user for a model of vocab_size tokens: a
+ * GGUF file (its tokenizer.ggml.* keys), a tokenizer.json or the folder
+ * holding it (as pl_tokenizer_load), else a llama2.c tokenizer .bin read for
+ * vocab_size tokens. */
+int pl_tokenizer_open(pl_tokenizer **out, const char *path, int vocab_size, pl_err *err);
+
 /* llama2.c tokenizer.bin for a model with vocab_size tokens. */
 int pl_tokenizer_load_llama2c(pl_tokenizer **out, const char *path, int vocab_size, pl_err *err);
 /* From GGUF metadata (tokenizer.ggml.*). */

@@ -717,3 +717,25 @@ int pl_tokenizer_load(pl_tokenizer **out, const char *path, pl_err *err) {
     if (rc) return pl_err_prefix(err, "not a GGUF, tokenizer.json or llama2.c tokenizer");
     return pl_tokenizer_load_llama2c(out, path, n, err);
 }
+
+int pl_tokenizer_open(pl_tokenizer **out, const char *path, int vocab_size, pl_err *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return pl_err_set(err, PL_EIO, "%s: %s", path, strerror(errno));
+    char magic[4] = {0};
+    size_t got = fread(magic, 1, 4, f);
+    fclose(f);
+    if (got == 4 && !memcmp(magic, "GGUF", 4)) {
+        pl_gguf *g;
+        int rc = pl_gguf_open(&g, path, err);
+        if (rc) return rc;
+        rc = pl_tokenizer_from_gguf(out, g, err);
+        pl_gguf_close(g);
+        return rc;
+    }
+    struct stat st;
+    size_t n = strlen(path);
+    if ((stat(path, &st) == 0 && S_ISDIR(st.st_mode)) || (n > 5 && !strcmp(path + n - 5, ".json")))
+        return pl_tokenizer_load(out, path, err); /* tokenizer.json or its folder */
+    return pl_tokenizer_load_llama2c(out, path, vocab_size, err);
+}

@@ -1,4 +1,6 @@
-/* lora.c: LoRA adapters (PEFT's definition): init, dropout masks, PEFT adapter I/O, merge, one QLoRA step.
+/* lora.c: LoRA adapters (PEFT's definition): the tensors, their init, PEFT adapter I/O.
+ * On a model: trainer/model_lora.c (init, load, save, merge); in training:
+ * trainer/qlora.c (dropout masks, the QLoRA step).
  *
  * Names and shapes follow PEFT exactly: for layer N and module q_proj the
  * tensors are base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight
@@ -8,11 +10,9 @@
  * un-permuted on load), so the B of a q/k adapter is in HF order and the
  * adapter loads onto the transformers model as is, with no permutation.
  *
- * Random draws (core/rng.h, Philox keyed by the adapter seed):
- *   init of module i, element e of A:  stream LORA_STREAM_INIT + i, index e
- *   dropout: stream mix(step, micro, layer, module), index e / 4 (word e % 4)
- * so masks are a pure function of (seed, step, micro-batch, layer, module,
- * element) and recomputation under checkpointing draws the same ones. */
+ * Random draws (core/rng.h, Philox keyed by the adapter seed): init of
+ * module i, element e of A: stream LORA_STREAM_INIT + i, index e. (Dropout
+ * masks: trainer/qlora.c.) */
 #include "lora.h"
 
 #include <errno.h>
@@ -22,14 +22,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../core/gemm.h"
 #include "../core/json.h"
 #include "../core/rng.h"
 #include "../core/safetensors.h"
-#include "../trainer/model_int.h"
 
 #define LORA_STREAM_INIT 0x4c6f524100000000ull /* "LoRA" << 32 */
-#define LORA_STREAM_DROP 0x44726f7000000000ull /* "Drop" << 32 */
 
 static const char *const peft_names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 static const char *const short_names[7] = {"q", "k", "v", "o", "gate", "up", "down"};
@@ -86,44 +83,38 @@ static int check_cfg(const pl_lora_cfg *c, pl_err *err) {
     return 0;
 }
 
-static const pl_qweight *module_weight(const pl_model *m, int layer, int which) {
-    const pl_layer *L = &m->layers[layer];
-    const pl_qweight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-    return ws[which];
-}
-
 /* Modules and buffers with A = B = 0. */
-static int lora_alloc(pl_lora **out, const pl_model *m, const pl_lora_cfg *cfg, pl_err *err) {
+int pl_lora_alloc(pl_lora **out, int n_layers, const pl_lora_dims *dims, const pl_lora_cfg *cfg,
+                  const pl_allocator *mem, pl_err *err) {
     *out = NULL;
     int rc = check_cfg(cfg, err);
     if (rc) return rc;
-    const pl_backend *be = m->be ? m->be : pl_backend_cpu();
     pl_lora *l = calloc(1, sizeof *l);
     if (!l) return pl_err_set(err, PL_ENOMEM, "lora: out of memory");
     l->cfg = *cfg;
-    l->be = be;
+    l->mem = *mem;
     int per = 0;
     for (int j = 0; j < 7; j++) per += (cfg->targets >> j) & 1;
-    int n = per * m->cfg.n_layers;
+    int n = per * n_layers;
     l->mods = calloc((size_t)(n > 0 ? n : 1), sizeof *l->mods);
     if (!l->mods) { free(l); return pl_err_set(err, PL_ENOMEM, "lora: out of memory"); }
     float scale = lora_scale(cfg);
-    for (int layer = 0; layer < m->cfg.n_layers; layer++)
+    for (int layer = 0; layer < n_layers; layer++)
         for (int j = 0; j < 7; j++) {
             if (!((cfg->targets >> j) & 1)) continue;
-            const pl_qweight *w = module_weight(m, layer, j);
+            const pl_lora_dims *d = &dims[layer * 7 + j];
             pl_lora_module *md = &l->mods[l->n++];
             md->layer = layer;
             md->which = (pl_lin)j;
             md->r = cfg->r;
-            md->in = (int)w->cols;
-            md->out = (int)w->rows;
+            md->in = d->in;
+            md->out = d->out;
             md->scale = scale;
             size_t na = (size_t)md->r * (size_t)md->in, nb = (size_t)md->out * (size_t)md->r;
-            md->A = be->alloc(na * sizeof(float), PL_MEM_WEIGHTS);
-            md->B = be->alloc(nb * sizeof(float), PL_MEM_WEIGHTS);
-            md->gA = be->alloc(na * sizeof(float), PL_MEM_GRADIENTS);
-            md->gB = be->alloc(nb * sizeof(float), PL_MEM_GRADIENTS);
+            md->A = mem->alloc(na * sizeof(float), PL_MEM_WEIGHTS);
+            md->B = mem->alloc(nb * sizeof(float), PL_MEM_WEIGHTS);
+            md->gA = mem->alloc(na * sizeof(float), PL_MEM_GRADIENTS);
+            md->gB = mem->alloc(nb * sizeof(float), PL_MEM_GRADIENTS);
             if (!md->A || !md->B || !md->gA || !md->gB) {
                 pl_lora_free(l);
                 return pl_err_set(err, PL_ENOMEM, "lora: out of memory for layers.%d.%s (r %d)", layer,
@@ -134,20 +125,16 @@ static int lora_alloc(pl_lora **out, const pl_model *m, const pl_lora_cfg *cfg, 
     return 0;
 }
 
-int pl_lora_init(pl_lora **out, const pl_model *m, const pl_lora_cfg *cfg, pl_err *err) {
-    int rc = lora_alloc(out, m, cfg, err);
-    if (rc) return rc;
-    pl_lora *l = *out;
-    /* PEFT: kaiming_uniform_(A, a=sqrt(5)) -> U(-1/sqrt(in), 1/sqrt(in)); B = 0 */
+void pl_lora_init_weights(pl_lora *l) {
+    /* PEFT: kaiming_uniform_(A, a=sqrt(5)) -> U(-1/sqrt(in), 1/sqrt(in)); B = 0 (as allocated) */
     for (int i = 0; i < l->n; i++) {
         pl_lora_module *md = &l->mods[i];
         float bound = 1.0f / sqrtf((float)md->in);
         long na = (long)md->r * md->in;
 #pragma omp parallel for schedule(static) if (na >= 65536)
         for (long e = 0; e < na; e++)
-            md->A[e] = bound * (2.0f * pl_rng_uniform(cfg->seed, LORA_STREAM_INIT + (uint64_t)i, (uint64_t)e) - 1.0f);
+            md->A[e] = bound * (2.0f * pl_rng_uniform(l->cfg.seed, LORA_STREAM_INIT + (uint64_t)i, (uint64_t)e) - 1.0f);
     }
-    return 0;
 }
 
 void pl_lora_free(pl_lora *l) {
@@ -156,7 +143,7 @@ void pl_lora_free(pl_lora *l) {
         pl_lora_module *md = &l->mods[i];
         float *ps[] = {md->A, md->B, md->gA, md->gB, md->mA, md->vA, md->mB, md->vB};
         for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++)
-            if (ps[k]) l->be->free(ps[k]);
+            if (ps[k]) l->mem.free(ps[k]);
     }
     free(l->mods);
     free(l);
@@ -172,45 +159,6 @@ int64_t pl_lora_n_params(const pl_lora *l) {
     int64_t n = 0;
     for (int i = 0; l && i < l->n; i++) n += (int64_t)l->mods[i].r * (l->mods[i].in + l->mods[i].out);
     return n;
-}
-
-/* ------------------------------------------------------------ dropout */
-
-static uint64_t mix64(uint64_t x) { /* splitmix64's finalizer */
-    x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27; x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-void pl_lora_dropout(const pl_lora *l, int step, int micro, int layer, pl_lin which, float *dst, const float *src,
-                     int T, int cols) {
-    const size_t n = (size_t)T * (size_t)cols;
-    const float p = l->cfg.dropout;
-    if (!(p > 0)) {
-        if (dst != src) memcpy(dst, src, n * sizeof(float));
-        return;
-    }
-    const uint64_t seed = l->cfg.seed;
-    const uint64_t stream = LORA_STREAM_DROP ^ mix64(mix64(mix64((uint64_t)(uint32_t)step) ^ (uint64_t)(uint32_t)micro) ^
-                                                     ((uint64_t)(uint32_t)layer * 8 + (uint64_t)which));
-    /* An element is dropped when a 16-bit draw is below p * 65536 (p is
-     * resolved to 1/65536): each Philox call (four 32-bit words) serves a
-     * group of 8 elements, owned by one thread. */
-    const double thr_d = (double)p * 65536.0 + 0.5;
-    const uint32_t thr = thr_d >= 65535.0 ? 65535u : (uint32_t)thr_d;
-    const float keep_scale = 1.0f / (1.0f - p);
-    const long ngroups = (long)((n + 7) / 8);
-#pragma omp parallel for schedule(static) if (ngroups >= 2048)
-    for (long g = 0; g < ngroups; g++) {
-        uint32_t w[4];
-        pl_philox(seed, stream, (uint64_t)g, w);
-        for (int k = 0; k < 8; k++) {
-            size_t e = (size_t)g * 8 + (size_t)k;
-            if (e >= n) break;
-            uint32_t u = (w[k >> 1] >> ((k & 1) * 16)) & 0xffffu;
-            dst[e] = u >= thr ? src[e] * keep_scale : 0.0f;
-        }
-    }
 }
 
 /* ------------------------------------------------------------ PEFT I/O */
@@ -291,13 +239,12 @@ static cJSON *peft_config_json(const pl_lora *l, const char *base_model_name) {
     return o;
 }
 
-int pl_lora_save_peft(const pl_lora *l, const pl_model *m, const char *dir, const char *base_model_name,
-                      pl_err *err) {
+int pl_lora_write_peft(const pl_lora *l, int n_layers, const char *dir, const char *base_model_name, pl_err *err) {
     int rc = make_dir(dir, err);
     if (rc) return rc;
     for (int i = 0; i < l->n; i++) {
         const pl_lora_module *md = &l->mods[i];
-        if (md->layer < 0 || md->layer >= m->cfg.n_layers || (int)md->which < 0 || md->which >= PL_LIN_HEAD)
+        if (md->layer < 0 || md->layer >= n_layers || (int)md->which < 0 || md->which >= PL_LIN_HEAD)
             return pl_err_set(err, PL_EINVAL, "%s: LoRA module %d (layer %d, %s) is not in the model", dir, i,
                               md->layer, pl_lin_name(md->which));
     }
@@ -412,7 +359,8 @@ done:
     return rc;
 }
 
-int pl_lora_load_peft(pl_lora **out, const pl_model *m, const char *dir, pl_err *err) {
+int pl_lora_read_peft(pl_lora **out, int n_layers, const pl_lora_dims *dims, const pl_allocator *mem, const char *dir,
+                      pl_err *err) {
     *out = NULL;
     size_t plen = strlen(dir) + 64;
     char *path = malloc(plen);
@@ -426,7 +374,7 @@ int pl_lora_load_peft(pl_lora **out, const pl_model *m, const char *dir, pl_err 
         snprintf(path, plen, "%s/adapter_model.safetensors", dir);
         rc = pl_st_open(&st, path, err);
     }
-    if (!rc) rc = lora_alloc(&l, m, &cfg, err);
+    if (!rc) rc = pl_lora_alloc(&l, n_layers, dims, &cfg, mem, err);
     char name[192];
     for (int i = 0; !rc && i < l->n; i++) {
         pl_lora_module *md = &l->mods[i];
@@ -459,7 +407,7 @@ int pl_lora_load_peft(pl_lora **out, const pl_model *m, const char *dir, pl_err 
                 }
             if (!ok)
                 rc = pl_err_set(err, PL_EFORMAT, "%s: unexpected tensor '%s' (not a LoRA A/B of the configured targets "
-                                "of a %d-layer model)", path, tn, m->cfg.n_layers);
+                                "of a %d-layer model)", path, tn, n_layers);
         }
         if (!rc) rc = pl_err_set(err, PL_EFORMAT, "%s: %zu tensors, expected %d", path, pl_st_count(st), 2 * l->n);
     }
@@ -470,79 +418,3 @@ int pl_lora_load_peft(pl_lora **out, const pl_model *m, const char *dir, pl_err 
     return 0;
 }
 
-/* ------------------------------------------------------------ merge */
-
-static int weight_writable(const pl_model *m, const void *p) {
-    if (m->source == PL_SRC_LLAMA2C) return 1;
-    for (int i = 0; i < m->n_owned; i++)
-        if (m->owned[i] == p) return 1;
-    return 0;
-}
-
-int pl_lora_merge(pl_model *m, const pl_lora *l, pl_err *err) {
-    for (int i = 0; i < l->n; i++) {
-        const pl_lora_module *md = &l->mods[i];
-        if (md->layer < 0 || md->layer >= m->cfg.n_layers || (int)md->which < 0 || md->which >= PL_LIN_HEAD)
-            return pl_err_set(err, PL_EINVAL, "%s: LoRA module %d is not in the model", m->path, i);
-        pl_qweight *w = (pl_qweight *)module_weight(m, md->layer, md->which);
-        if (w->dtype != PL_F32 || w->aux)
-            return pl_err_set(err, PL_EUNSUPPORTED, "%s: layers.%d.%s is %s; merging needs fp32 weights (load with opts.fp32)",
-                              m->path, md->layer, peft_names[md->which], pl_dtype_name(w->dtype));
-        if (w->rows != md->out || w->cols != md->in)
-            return pl_err_set(err, PL_EINVAL, "%s: layers.%d.%s is (%lld, %lld), the adapter (%d, %d)", m->path,
-                              md->layer, peft_names[md->which], (long long)w->rows, (long long)w->cols, md->out, md->in);
-    }
-    for (int i = 0; i < l->n; i++) {
-        const pl_lora_module *md = &l->mods[i];
-        pl_qweight *w = (pl_qweight *)module_weight(m, md->layer, md->which);
-        if (!weight_writable(m, w->data)) { /* in a read-only map: copy into model-owned memory */
-            size_t n = (size_t)w->rows * (size_t)w->cols * sizeof(float);
-            float *cp = pl_model_own(m, n);
-            if (!cp) return pl_err_set(err, PL_ENOMEM, "%s: out of memory copying layers.%d.%s", m->path, md->layer,
-                                       peft_names[md->which]);
-            memcpy(cp, w->data, n);
-            w->data = cp;
-            w->row_bytes = (size_t)w->cols * sizeof(float);
-        }
-        /* W (out,in) += scale * B (out,r) . A (r,in) */
-        pl_gemm(0, 0, md->out, md->in, md->r, md->scale, md->B, md->r, md->A, md->in, 1.0f, (float *)w->data,
-                md->in);
-    }
-    return 0;
-}
-
-/* ------------------------------------------------------------ one QLoRA step */
-
-int pl_qlora_step(pl_train *t, const pl_microbatch *mb, int n_mb, const pl_qlora_opts *o, double *loss,
-                  double *grad_norm, pl_err *err) {
-    if (n_mb <= 0) return pl_err_set(err, PL_EINVAL, "qlora: a step needs at least one micro-batch");
-    if (!t->lora && t->n_params == 0) return pl_err_set(err, PL_EINVAL, "qlora: nothing to train (no LoRA attached)");
-    int64_t total = 0;
-    for (int i = 0; i < n_mb; i++)
-        for (int j = 0; j < mb[i].T; j++) total += mb[i].targets[j] >= 0;
-    if (total == 0) return pl_err_set(err, PL_EINVAL, "qlora: the step has no trained tokens (every target is < 0)");
-    pl_train_zero_grad(t);
-    double sum = 0;
-    int rc;
-    for (int i = 0; i < n_mb; i++) {
-        double s;
-        t->micro = i;
-        if ((rc = pl_train_forward(t, mb[i].ids, mb[i].targets, mb[i].pos, mb[i].seg, mb[i].T, &s, NULL, err)) ||
-            (rc = pl_train_backward(t, (float)(1.0 / (double)total), err))) {
-            t->micro = 0;
-            return rc;
-        }
-        sum += s;
-    }
-    t->micro = 0;
-    if (loss) *loss = sum / (double)total;
-    double gn = pl_train_grad_norm(t);
-    if (grad_norm) *grad_norm = gn;
-    if (!isfinite(gn)) return pl_err_set(err, PL_ERANGE, "qlora: step %d: the gradient norm is %g", t->step + 1, gn);
-    if (o->max_grad_norm > 0) {
-        /* torch.nn.utils.clip_grad_norm_: coef = max / (norm + 1e-6), applied when < 1 */
-        float coef = (float)((double)o->max_grad_norm / (gn + 1e-6));
-        if (coef < 1.0f) pl_train_scale_grads(t, coef);
-    }
-    return pl_train_adamw(t, &o->adamw, err);
-}

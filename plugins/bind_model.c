@@ -10,7 +10,6 @@
 
 #include "../datasets/chat.h"
 #include "../datasets/tokenizer.h"
-#include "../trainer/cli.h"
 #include "../trainer/generate.h"
 #include "../trainer/model.h"
 
@@ -132,7 +131,7 @@ static int lmodel_load(lmodel *lm, pl_err *err) {
     }
     pl_err e = {0};
     int rc = pl_model_load(&lm->m, lm->path, NULL, &e);
-    if (!rc) rc = cli_load_tokenizer(lm->m, NULL, &lm->tok, &e);
+    if (!rc) rc = pl_model_tokenizer(lm->m, NULL, &lm->tok, &e);
     if (!rc && pl_tokenizer_vocab(lm->tok) > lm->m->cfg.vocab)
         rc = pl_err_set(&e, PL_EFORMAT, "%s: the tokenizer has %d tokens but the model only %d", lm->path,
                         pl_tokenizer_vocab(lm->tok), lm->m->cfg.vocab);

@@ -7,6 +7,7 @@
 #include <glob.h>
 #include <limits.h>
 #include <math.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +23,7 @@
 #include "../datasets/shard_writer.h"
 #include "../datasets/tokenizer.h"
 #include "../trainer/checkpoint.h"
-#include "../trainer/cli.h"
-#include "../trainer/cmd_export.h"
+#include "../trainer/export.h"
 #include "../trainer/run.h"
 #include "host.h"
 
@@ -98,7 +98,7 @@ static int child_plan(void *vc, int fd, pl_err *err) {
 
 static int child_stage(void *vc, int fd, pl_err *err) {
     child_ctx *c = vc;
-    if (c->o->threads > 0) cli_set_threads(c->o->threads);
+    if (c->o->threads > 0) omp_set_num_threads(c->o->threads);
     pl_host *h = NULL;
     cJSON *stats = NULL;
     int rc = child_open(c, &h, err);
@@ -110,7 +110,7 @@ static int child_stage(void *vc, int fd, pl_err *err) {
 
 static int child_metrics(void *vc, int fd, pl_err *err) {
     child_ctx *c = vc;
-    if (c->o->threads > 0) cli_set_threads(c->o->threads);
+    if (c->o->threads > 0) omp_set_num_threads(c->o->threads);
     pl_host *h = NULL;
     cJSON *m = NULL;
     int rc = child_open(c, &h, err);
@@ -667,7 +667,7 @@ static int run_train(run_state *r, const char *key, pl_err *err) {
     c.eval_rows = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(ev, "rows"));
     c.threads = r->o->threads;
     c.resume = resume;
-    if (c.threads > 0) cli_set_threads(c.threads);
+    if (c.threads > 0) omp_set_num_threads(c.threads);
     struct sigaction sa = {0}, old_int, old_term;
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
@@ -779,25 +779,30 @@ static int run_export(run_state *r, pl_err *err) {
         if (!strcmp(fmt, "peft")) snprintf(out, sizeof out, "%s/export/adapter", r->run_dir);
         else if (!strcmp(fmt, "merged")) snprintf(out, sizeof out, "%s/export/merged", r->run_dir);
         else snprintf(out, sizeof out, "%s/export/model.gguf", r->run_dir);
-        char *argv[16];
-        int argc = 0;
-        argv[argc++] = "export";
-        argv[argc++] = tdir;
-        argv[argc++] = "--format";
-        argv[argc++] = (char *)fmt;
-        argv[argc++] = "--out";
-        argv[argc++] = out;
+        const char *gt = cJSON_GetStringValue(cJSON_GetObjectItem(ex, "gguf_type"));
+        const char *dt = cJSON_GetStringValue(cJSON_GetObjectItem(ex, "dtype"));
+        pl_export_job job = {.format = fmt, .out = out, .dtype = PL_F32, .gguf_type = PL_F16};
         if (!strcmp(fmt, "gguf")) {
-            argv[argc++] = "--type";
-            argv[argc++] = (char *)cJSON_GetStringValue(cJSON_GetObjectItem(ex, "gguf_type"));
+            if (gt && !strcmp(gt, "q8_0")) job.gguf_type = PL_Q8_0;
+            else if (gt && !strcmp(gt, "f32")) job.gguf_type = PL_F32;
+            else if (!gt || strcmp(gt, "f16"))
+                return pl_err_set(err, PL_EINVAL, "export: gguf_type: expected f16, q8_0 or f32, got '%s'", gt ? gt : "");
         }
         if (!strcmp(fmt, "merged")) {
-            argv[argc++] = "--dtype";
-            argv[argc++] = (char *)cJSON_GetStringValue(cJSON_GetObjectItem(ex, "dtype"));
+            if (dt && !strcmp(dt, "bf16")) job.dtype = PL_BF16;
+            else if (!dt || strcmp(dt, "f32"))
+                return pl_err_set(err, PL_EINVAL, "export: dtype: expected f32 or bf16, got '%s'", dt ? dt : "");
         }
-        argv[argc] = NULL;
+        char *adapter = NULL, *model = NULL, said[128];
         fflush(stdout);
-        if (cmd_export(argc, argv) != 0) return pl_err_set(err, PL_EIO, "export --format %s failed (message above)", fmt);
+        rc = pl_run_adapter(tdir, &adapter, &model, err);
+        job.adapter = adapter;
+        job.model = model;
+        if (!rc) rc = pl_export_job_run(&job, said, sizeof said, err);
+        free(adapter);
+        free(model);
+        if (rc) return pl_err_prefix(err, "export --format %s", fmt);
+        printf("export: %s -> %s\n", said, out);
         if (!r->o->quiet) printf("  export: %s -> %s\n", fmt, out);
     }
     return PL_OK;

@@ -14,7 +14,7 @@
 # Per-sample provenance ("_prov" objects -> /provenance): h5py reads the same
 # strings, split/merge/export keep them, inspect shows them, and input without
 # "_prov" gives shards with no /provenance dataset.
-# Until trainer/main.c dispatches `data`, the command runs through
+# Until cli/main.c dispatches `data`, the command runs through
 # build/san/tests/test_shard --cmd data (the same cmd_data code).
 set -uo pipefail
 cd "$(dirname "$0")/.."

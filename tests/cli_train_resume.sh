@@ -15,7 +15,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 : "${POTLUCK_SHARED:?set POTLUCK_SHARED}"
 BIN=${POTLUCK_BIN_OPT:-build/opt/potluck}
 if ! [ -x "$BIN" ] || ! "$BIN" train --help 2>/dev/null | grep -q 'usage: potluck train'; then
-  fail "$BIN does not dispatch 'train' (trainer/main.c needs: if (!strcmp(cmd, \"train\")) return cmd_train(argc - 1, argv + 1);)"
+  fail "$BIN does not dispatch 'train' (cli/main.c needs: if (!strcmp(cmd, \"train\")) return cmd_train(argc - 1, argv + 1);)"
   check_summary cli_train_resume; exit 1
 fi
 S=$POTLUCK_SHARED/fixtures

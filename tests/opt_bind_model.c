@@ -31,7 +31,6 @@
 #include "plugins/bind_model.h"
 #include "plugins/bind_text.h"
 #include "plugins/luajson.h"
-#include "trainer/cli.h"
 #include "trainer/generate.h"
 #include "trainer/model.h"
 
@@ -199,7 +198,7 @@ int main(void) {
     pl_model *m = NULL;
     pl_tokenizer *tok = NULL;
     REQUIRE(pl_model_load(&m, model_path, NULL, &err) == 0, "%s", err.msg);
-    REQUIRE(cli_load_tokenizer(m, NULL, &tok, &err) == 0, "%s", err.msg);
+    REQUIRE(pl_model_tokenizer(m, NULL, &tok, &err) == 0, "%s", err.msg);
 
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);

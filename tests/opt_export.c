@@ -26,8 +26,8 @@
 #include "core/half.h"
 #include "core/json.h"
 #include "core/mapfile.h"
-#include "lora/lora.h"
 #include "trainer/cpu/cpu_int.h"
+#include "trainer/model_lora.h"
 #include "trainer/export.h"
 #include "trainer/model.h"
 

@@ -5,6 +5,7 @@
 #   build/opt/tests/opt_*    SmolLM2-sized tests on the optimized build
 #   tests/cli_*.sh           command-line tests; get POTLUCK_BIN (the ASan build)
 #                            and POTLUCK_BIN_OPT
+#   tests/test_layering.sh   the layers include only downwards (tests/layering.sh)
 #   tests/big_*.sh           only with --big (make test-big)
 # Each test prints "== NAME: P passed, F failed"; a test that dies without that
 # line counts as one failure. The last line is "N passed, N failed".
@@ -55,6 +56,7 @@ for t in tests/cli_*.sh; do
   [ -f "$t" ] || continue
   run_one "$(basename "$t" .sh)" bash "$t"
 done
+run_one layering bash tests/test_layering.sh   # no layer includes from one above it
 if [ $big = 1 ]; then
   for t in tests/big_*.sh; do
     [ -f "$t" ] || continue

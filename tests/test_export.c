@@ -28,8 +28,8 @@
 #include "core/mapfile.h"
 #include "core/quant.h"
 #include "core/sha256.h"
-#include "lora/lora.h"
-#include "trainer/cmd_export.h"
+#include "trainer/model_lora.h"
+#include "cli/cmd_export.h"
 #include "trainer/export.h"
 #include "trainer/model.h"
 
@@ -239,7 +239,7 @@ static void free_lora(pl_lora *l) {
 }
 
 /* W += scale * B . A on the model's (writable fp32) weights: the test's own
- * merge, independent of lora.c. */
+ * merge, independent of pl_lora_merge (trainer/model_lora.c). */
 static void merge(pl_model *m, const pl_lora *l) {
     for (int k = 0; k < l->n; k++) {
         const pl_lora_module *md = &l->mods[k];
@@ -291,7 +291,7 @@ static void tiny_model(const char *refs, const char *name, const char *tok_gguf,
     CHECK(!pl_model_forward(m, ids, NULL, NULL, T, base, &err), "%s: forward: %s", name, err.msg);
     CHECK(!pl_export_writable(m, &err), "%s: writable: %s", name, err.msg);
     pl_lora *l = make_lora(m, 4, 8.0f);
-    /* the PEFT export of the adapter (lora.c), for peft in tests/cli_export.sh */
+    /* the PEFT export of the adapter (lora/lora.c), for peft in tests/cli_export.sh */
     snprintf(out, sizeof out, "%s/%s_adapter", dir, name);
     CHECK(pl_lora_save_peft(l, m, out, p, &err) == 0, "%s: save PEFT: %s", name, err.msg);
     pl_lora *back = NULL;

@@ -53,6 +53,9 @@
 #include "core/safetensors.h"
 #include "lora/lora.h"
 #include "lora/nf4.h"
+#include "trainer/model_lora.h"
+#include "trainer/model_nf4.h"
+#include "trainer/qlora.h"
 #include "trainer/train.h"
 
 /* REQUIRE for void helpers: count a failure and leave the helper. */

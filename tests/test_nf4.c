@@ -14,7 +14,7 @@
 #include "../core/json.h"
 #include "../core/mapfile.h"
 #include "../core/sha256.h"
-#include "../lora/nf4.h"
+#include "../trainer/model_nf4.h"
 #include "../trainer/model.h"
 
 static const char *refs;
@@ -393,7 +393,7 @@ static int load_with_cache(const char *dir, const char *path, pl_model **out, pl
     *out = NULL;
     int rc = pl_model_load(out, dir, NULL, err);
     if (rc) return rc;
-    return pl_nf4_cache_load(*out, path, err);
+    return pl_model_nf4_cache_load(*out, path, err);
 }
 
 /* the NF4 layer weights of a and b are identical */
@@ -430,7 +430,7 @@ static void test_cache(void) {
         pl_model_opts oq = {.nf4_blocksize = 64, .nf4_double_quant = dq};
         int rc = pl_model_load(&q, dir, &oq, &err);
         CHECK(rc == 0, "nf4 load: %s", err.msg);
-        if (!rc) rc = pl_nf4_cache_save(q, path, &err);
+        if (!rc) rc = pl_model_nf4_cache_save(q, path, &err);
         CHECK(rc == 0, "cache save (dq %d): %s", dq, err.msg);
         if (!rc) rc = load_with_cache(dir, path, &c, &err);
         CHECK(rc == 0, "cache load (dq %d): %s", dq, err.msg);
@@ -450,7 +450,7 @@ static void test_cache(void) {
     /* a plain model cannot be cached */
     pl_model *p = NULL;
     if (pl_model_load(&p, dir, NULL, &err) == 0)
-        CHECK(pl_nf4_cache_save(p, bad, &err) == PL_EINVAL && access(bad, F_OK) != 0, "save of a non-NF4 model refused: %s",
+        CHECK(pl_model_nf4_cache_save(p, bad, &err) == PL_EINVAL && access(bad, F_OK) != 0, "save of a non-NF4 model refused: %s",
               err.msg);
     pl_model_free(p);
     /* hostile caches: read the good one (dq 1), break it */

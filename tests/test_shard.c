@@ -19,7 +19,7 @@
 #include "../datasets/shard.h"
 #include "../datasets/shard_writer.h"
 #include "../datasets/tokenizer.h"
-#include "../trainer/cmd_data.h"
+#include "../cli/cmd_data.h"
 #include "check.h"
 
 /* REQUIRE for void helpers: count a failure and leave the function. */

@@ -17,42 +17,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "../core/dtype.h"
-
-struct pl_qweight;
-
-/* Quantization state a weight format keeps outside its rows (NF4's absmax
- * per block, double-quantized, lives in lora/nf4.c). row() dequantizes row r
- * of w into dst (w->cols floats) and returns 0, or -1 on failure. */
-typedef struct pl_qaux {
-    int (*row)(const struct pl_qweight *w, int64_t r, float *dst);
-} pl_qaux;
-
-/* A weight matrix (rows = out features, cols = in features) in any dtype
- * pl_dequantize_row supports; row r starts at data + r * row_bytes. When aux
- * is set, the rows are read only through aux->row (dtype then names the
- * format, e.g. PL_NF4, and data/row_bytes are the format's own business). */
-typedef struct pl_qweight {
-    pl_dtype dtype;
-    int64_t rows, cols;
-    size_t row_bytes;
-    const void *data;
-    const pl_qaux *aux;
-} pl_qweight;
+#include "../core/mem.h"
+#include "../core/quant.h"
 
 /* Row r of w as floats (w->cols of them): through aux->row when set, else
  * pl_dequantize_row. 0, or -1 for an unsupported dtype. */
 int pl_qweight_row(const pl_qweight *w, int64_t r, float *dst);
-
-/* Allocation categories (docs/memory.md lists them; the planner uses the same). */
-typedef enum pl_mem_cat {
-    PL_MEM_WEIGHTS = 0,
-    PL_MEM_ACTIVATIONS,
-    PL_MEM_GRADIENTS,
-    PL_MEM_OPTIMIZER,
-    PL_MEM_WORKSPACE,
-    PL_MEM_KVCACHE,
-    PL_MEM_NCAT
-} pl_mem_cat;
 
 typedef struct pl_backend {
     const char *name;

@@ -5,7 +5,7 @@
  *
  * The usual sequence for a fine-tune: pl_model_load (any format),
  * pl_export_writable (own fp32 copies of the linear layers),
- * pl_lora_merge (lora/lora.h), then pl_export_hf and/or pl_export_gguf.
+ * pl_lora_merge (model_lora.h), then pl_export_hf and/or pl_export_gguf.
  * GGUF export of arch llama (and Mistral, written as llama) re-applies
  * llama.cpp's interleaved Q/K row order; qwen2 is written as is
  * (docs/model-formats.md). */
@@ -53,6 +53,30 @@ typedef struct pl_export_gguf_opts {
  * names and metadata keys. Fails with PL_EUNSUPPORTED when there is no
  * tokenizer source (a Hugging Face base without opts->tok_src). */
 int pl_export_gguf(const pl_model *m, const char *path, const pl_export_gguf_opts *o, pl_err *err);
+
+/* The adapter directory of a run (export_run.c): RUN_DIR/final/adapter when
+ * final/ is a complete checkpoint, else the newest complete RUN_DIR/
+ * checkpoints/step-N/adapter, else RUN_DIR/adapter (written by `potluck
+ * import --out`); and the base model named by RUN_DIR/config.json
+ * ("model"). Both malloc'd. */
+int pl_run_adapter(const char *run_dir, char **adapter, char **model, pl_err *err);
+
+/* One export of a fine-tune (export_run.c): load model, load the PEFT
+ * adapter (when set), then write format "peft" (the adapter with PEFT
+ * names; needs an adapter), "merged" (a Hugging Face directory) or "gguf"
+ * (one GGUF file), merging the adapter into the base first. said (said_cap
+ * bytes) gets what was written, e.g. "merged model (GGUF f16)". */
+typedef struct pl_export_job {
+    const char *format;          /* "peft", "merged" or "gguf" */
+    const char *out;             /* directory (peft, merged) or file (gguf) */
+    const char *adapter;         /* PEFT adapter directory, or NULL: the base as is */
+    const char *model;           /* base model */
+    pl_dtype dtype;              /* merged: PL_F32 or PL_BF16 */
+    size_t max_shard_bytes;      /* merged: 0 = one file */
+    pl_dtype gguf_type;          /* gguf: PL_F16, PL_Q8_0 or PL_F32 */
+    const char *tokenizer_gguf;  /* gguf: tokenizer metadata from this GGUF file, or NULL */
+} pl_export_job;
+int pl_export_job_run(const pl_export_job *j, char *said, size_t said_cap, pl_err *err);
 
 /* llama.cpp's general.file_type for a weight type (F32 0, F16 1, Q8_0 7, BF16 32), -1 if none. */
 int pl_export_gguf_file_type(pl_dtype t);

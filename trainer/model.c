@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "../core/quant.h"
-#include "../lora/nf4.h"
+#include "model_nf4.h"
 
 const char *pl_arch_name(pl_arch a) {
     switch (a) {
@@ -235,7 +235,7 @@ int pl_model_load(pl_model **out, const char *path, const pl_model_opts *opts, p
            : pl_model_load_llama2c(m, err);
     /* NF4 first, so fp32 then converts only the embeddings and the head */
     if (!rc && opts && opts->nf4_blocksize > 0)
-        rc = pl_nf4_quantize_model(m, opts->nf4_blocksize, opts->nf4_double_quant, err);
+        rc = pl_model_nf4_quantize(m, opts->nf4_blocksize, opts->nf4_double_quant, err);
     if (!rc && opts && opts->fp32) rc = pl_model_to_fp32(m, err);
     if (rc) {
         pl_model_free(m);

@@ -68,7 +68,7 @@ typedef struct pl_model_opts {
                 * layer weights stay NF4) */
     int nf4_blocksize;    /* > 0: quantize every layer's q,k,v,o,gate,up,down
                            * weight to NF4 with this blocksize (32..4096, a
-                           * power of two) after loading (lora/nf4.h); 0 = off */
+                           * power of two) after loading (model_nf4.h); 0 = off */
     int nf4_double_quant; /* with nf4_blocksize: double-quantize the absmax */
 } pl_model_opts;
 
@@ -76,6 +76,13 @@ typedef struct pl_model_opts {
  * llama2.c .bin checkpoint (detected by content). opts may be NULL. */
 int pl_model_load(pl_model **out, const char *path, const pl_model_opts *opts, pl_err *err);
 void pl_model_free(pl_model *m);
+
+/* The tokenizer for a model (model_tokenizer.c): tok_path if given (a GGUF
+ * file, a tokenizer.json or its folder, or a llama2.c .bin), else the
+ * model's own: a GGUF's vocabulary, a Hugging Face directory's
+ * tokenizer.json, or a llama2.c model's tokenizer.bin beside it. */
+struct pl_tokenizer;
+int pl_model_tokenizer(const pl_model *m, const char *tok_path, struct pl_tokenizer **out, pl_err *err);
 
 const char *pl_arch_name(pl_arch a);
 int64_t pl_model_n_params(const pl_model *m);

@@ -9,7 +9,7 @@
 
 #include "../core/json.h"
 #include "../core/quant.h"
-#include "../lora/nf4.h"
+#include "model_nf4.h"
 
 static int cfg_int(const cJSON *j, const char *key, const char *where, int required, int *out, pl_err *err) {
     int64_t v;
@@ -130,7 +130,7 @@ static int weight(pl_model *m, const char *name, int64_t rows, int64_t cols, pl_
     const pl_st_tensor *t = pl_st_find(m->st, name);
     memset(w, 0, sizeof *w);
     if (!t) return pl_err_set(err, PL_ENOTFOUND, "%s: missing tensor '%s'", m->path, name);
-    if (t->dtype == PL_U8) return pl_nf4_bnb_weight(m, name, rows, cols, w, err); /* bitsandbytes 4-bit */
+    if (t->dtype == PL_U8) return pl_model_nf4_bnb_weight(m, name, rows, cols, w, err); /* bitsandbytes 4-bit */
     if (t->n_dims != 2)
         return pl_err_set(err, PL_EFORMAT, "%s: tensor '%s': expected 2 dimensions, found %d", m->path, name, t->n_dims);
     if (t->dtype != PL_F32 && t->dtype != PL_F16 && t->dtype != PL_BF16)

@@ -25,11 +25,7 @@
 
 #include "model_int.h"
 #include "train_int.h"
-#include "../lora/lora.h"
-
-static const char *const lin_names[PL_LIN_N] = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                                "gate_proj", "up_proj", "down_proj", "lm_head"};
-const char *pl_lin_name(pl_lin which) { return (int)which >= 0 && which < PL_LIN_N ? lin_names[which] : "?"; }
+#include "qlora.h"
 
 static const char *const timer_names[PL_TT_N] = {
     "embedding", "rmsnorm", "rope", "attention", "swiglu", "linear", "lm_head", "cross_entropy", "add",

@@ -42,14 +42,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "../core/error.h"
+#include "../core/lin.h"
 #include "model.h"
-
-/* The linear layers of a decoder layer, and the LM head (layer -1). */
-typedef enum pl_lin {
-    PL_LIN_Q = 0, PL_LIN_K, PL_LIN_V, PL_LIN_O, PL_LIN_GATE, PL_LIN_UP, PL_LIN_DOWN, PL_LIN_HEAD, PL_LIN_N
-} pl_lin;
-
-const char *pl_lin_name(pl_lin which); /* "q_proj", ..., "lm_head" */
 
 /* A trained tensor: w (rows, cols) row-major, or a vector (rows = n, cols = 1). */
 typedef struct pl_param {

@@ -31,7 +31,7 @@
 #include <string.h>
 
 #include "train_int.h"
-#include "../lora/lora.h"
+#include "qlora.h"
 
 #include <omp.h>
 #include <stddef.h>

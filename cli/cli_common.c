@@ -55,41 +55,6 @@ int cli_float(const char *opt, const char *s, double min, double max, double *ou
     return 0;
 }
 
-int cli_load_tokenizer(const pl_model *m, const char *tok_path, pl_tokenizer **out, pl_err *err) {
-    *out = NULL;
-    if (!tok_path && m->source == PL_SRC_GGUF) return pl_tokenizer_from_gguf(out, m->gguf, err);
-    char guess[4096];
-    if (!tok_path && m->source == PL_SRC_LLAMA2C) {
-        const char *slash = strrchr(m->path, '/');
-        int dirlen = slash ? (int)(slash - m->path) : 1;
-        snprintf(guess, sizeof guess, "%.*s/tokenizer.bin", dirlen, slash ? m->path : ".");
-        if (access(guess, R_OK) != 0)
-            return pl_err_set(err, PL_ENOTFOUND,
-                              "%s: a llama2.c checkpoint needs its tokenizer: pass --tokenizer PATH (no %s)",
-                              m->path, guess);
-        tok_path = guess;
-    }
-    if (!tok_path && m->source == PL_SRC_HF) return pl_tokenizer_load(out, m->path, err);
-    FILE *f = fopen(tok_path, "rb");
-    if (!f) return pl_err_set(err, PL_EIO, "%s: %s", tok_path, strerror(errno));
-    char magic[4] = {0};
-    size_t got = fread(magic, 1, 4, f);
-    fclose(f);
-    if (got == 4 && !memcmp(magic, "GGUF", 4)) {
-        pl_gguf *g;
-        int rc = pl_gguf_open(&g, tok_path, err);
-        if (rc) return rc;
-        rc = pl_tokenizer_from_gguf(out, g, err);
-        pl_gguf_close(g);
-        return rc;
-    }
-    struct stat st;
-    size_t n = strlen(tok_path);
-    if ((stat(tok_path, &st) == 0 && S_ISDIR(st.st_mode)) || (n > 5 && !strcmp(tok_path + n - 5, ".json")))
-        return pl_tokenizer_load(out, tok_path, err); /* tokenizer.json or its folder */
-    return pl_tokenizer_load_llama2c(out, tok_path, m->cfg.vocab, err);
-}
-
 int cli_gemm_mode(const char *opt, const char *s) {
     if (s && !strcmp(s, "tiled")) pl_gemm_set_openblas_threaded(0);
     else if (s && !strcmp(s, "openblas")) pl_gemm_set_openblas_threaded(1);

@@ -12,7 +12,7 @@
 #include "../core/gemm.h"
 #include "cli.h"
 #include "cmd_bench_train.h"
-#include "train.h"
+#include "../trainer/train.h"
 
 static const char *bench_train_help =
     "usage: potluck bench-train --model PATH [--seq N] [--steps S] [--warmup W] [--threads T]\n"

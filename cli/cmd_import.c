@@ -7,7 +7,7 @@
 
 #include "../core/atomic.h"
 #include "../core/json.h"
-#include "../lora/lora.h"
+#include "../trainer/model_lora.h"
 #include "cli.h"
 #include "cmd_export.h"
 

@@ -5,11 +5,10 @@
 #include <string.h>
 
 #include "../datasets/chat.h"
-#include "../lora/lora.h"
+#include "../trainer/model_lora.h"
 #include "cli.h"
-#include "cmd_export.h"
-#include "export.h"
-#include "generate.h"
+#include "../trainer/export.h"
+#include "../trainer/generate.h"
 
 static const char *gen_help =
     "usage: potluck generate --model PATH [options]\n"
@@ -92,7 +91,7 @@ static int apply_adapter(pl_model *m, const char *dir, pl_err *err) {
     FILE *f = fopen(p, "rb");
     char *ad = NULL, *mp = NULL;
     if (f) fclose(f);
-    else if (cli_run_adapter(dir, &ad, &mp, err) == 0) dir = ad;
+    else if (pl_run_adapter(dir, &ad, &mp, err) == 0) dir = ad;
     pl_lora *l = NULL;
     int rc = pl_lora_load_peft(&l, m, dir, err);
     if (!rc) rc = pl_export_writable(m, err);
@@ -144,7 +143,7 @@ int cmd_generate(int argc, char **argv) {
     if (n_prompts == 0) prompts[n_prompts++] = "";
     cli_set_threads((int)threads);
     pl_err err = {0};
-    if (pl_model_load(&m, model_path, NULL, &err) || cli_load_tokenizer(m, tok_path, &tok, &err) ||
+    if (pl_model_load(&m, model_path, NULL, &err) || pl_model_tokenizer(m, tok_path, &tok, &err) ||
         (adapter && apply_adapter(m, adapter, &err))) {
         status = cli_fail_err(&err);
         goto done;

@@ -3,15 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#include "../core/gguf.h"
-#include "../core/json.h"
-#include "../lora/lora.h"
-#include "checkpoint.h"
 #include "cli.h"
 #include "cmd_export.h"
-#include "export.h"
+#include "../trainer/export.h"
 
 static const char *export_help =
     "usage: potluck export [RUN_DIR] --format peft|merged|gguf --out PATH [options]\n"
@@ -36,60 +31,11 @@ static const char *export_help =
     "  --threads N          worker threads\n"
     "Without an adapter (only --model), merged and gguf convert the base as is.\n";
 
-static int is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-int cli_run_adapter(const char *run_dir, char **adapter, char **model, pl_err *err) {
-    *adapter = *model = NULL;
-    size_t n = strlen(run_dir) + 64;
-    char *p = malloc(n);
-    if (!p) return pl_err_set(err, PL_ENOMEM, "out of memory");
-    char *ck = NULL;
-    int64_t step;
-    snprintf(p, n, "%s/final", run_dir);
-    if (is_dir(p) && pl_ckpt_verify(p, NULL, NULL) == 0) ck = strdup(p);
-    if (!ck) {
-        snprintf(p, n, "%s/checkpoints", run_dir);
-        if (is_dir(p)) pl_ckpt_latest(p, &ck, &step, NULL, NULL, NULL);
-    }
-    if (ck) {
-        size_t m = strlen(ck) + 16;
-        *adapter = malloc(m);
-        if (*adapter) snprintf(*adapter, m, "%s/adapter", ck);
-        free(ck);
-    } else {
-        snprintf(p, n, "%s/adapter", run_dir);
-        *adapter = strdup(p);
-    }
-    if (!*adapter) { free(p); return pl_err_set(err, PL_ENOMEM, "out of memory"); }
-    if (!is_dir(*adapter)) {
-        int rc = pl_err_set(err, PL_ENOTFOUND, "%s: no complete checkpoint with an adapter/ (looked in final/, "
-                            "checkpoints/step-*/ and adapter/)", run_dir);
-        free(*adapter); *adapter = NULL; free(p);
-        return rc;
-    }
-    snprintf(p, n, "%s/config.json", run_dir);
-    cJSON *j = NULL;
-    const char *mp = NULL;
-    int rc = pl_json_load(p, 1 << 24, &j, err);
-    if (!rc) rc = pl_json_str(j, "model", p, &mp, err);
-    if (!rc && !(*model = strdup(mp))) rc = pl_err_set(err, PL_ENOMEM, "out of memory");
-    cJSON_Delete(j);
-    free(p);
-    if (rc) { free(*adapter); *adapter = NULL; }
-    return rc;
-}
-
 int cmd_export(int argc, char **argv) {
     const char *run = NULL, *fmt = NULL, *out = NULL, *adapter_opt = NULL, *model_opt = NULL, *tokg = NULL;
     pl_dtype dt = PL_F32, gt = PL_F16;
     long shard_mb = 0, threads = 0;
     char *adapter = NULL, *model_path = NULL;
-    pl_model *m = NULL;
-    pl_lora *l = NULL;
-    pl_gguf *tg = NULL;
     pl_err err = {0};
     int status = 1;
     for (int i = 1; i < argc; i++) {
@@ -131,7 +77,7 @@ int cmd_export(int argc, char **argv) {
     if (!out) return cli_fail("export: --out PATH is required");
     if (run && (!adapter_opt || !model_opt)) {
         char *ra = NULL, *rm = NULL;
-        if (cli_run_adapter(run, &ra, &rm, &err)) return cli_fail_err(&err);
+        if (pl_run_adapter(run, &ra, &rm, &err)) return cli_fail_err(&err);
         adapter = adapter_opt ? strdup(adapter_opt) : ra;
         model_path = model_opt ? strdup(model_opt) : rm;
         if (adapter != ra) free(ra);
@@ -143,32 +89,13 @@ int cmd_export(int argc, char **argv) {
     if (!model_path) { status = cli_fail("export: no base model: give RUN_DIR or --model PATH"); goto done; }
     if (!adapter && !strcmp(fmt, "peft")) { status = cli_fail("export: --format peft needs RUN_DIR or --adapter DIR"); goto done; }
     cli_set_threads((int)threads);
-    if (pl_model_load(&m, model_path, NULL, &err)) { status = cli_fail_err(&err); goto done; }
-    if (adapter && pl_lora_load_peft(&l, m, adapter, &err)) { status = cli_fail_err(&err); goto done; }
-    if (!strcmp(fmt, "peft")) {
-        if (pl_lora_save_peft(l, m, out, model_path, &err)) { status = cli_fail_err(&err); goto done; }
-        printf("export: PEFT adapter (%d modules, r %d) -> %s\n", l->n, l->cfg.r, out);
-        status = 0;
-        goto done;
-    }
-    if (l && (pl_export_writable(m, &err) || pl_lora_merge(m, l, &err))) { status = cli_fail_err(&err); goto done; }
-    char note[4200];
-    snprintf(note, sizeof note, "Adapter merged: %s", adapter ? adapter : "(none)");
-    if (!strcmp(fmt, "merged")) {
-        pl_export_hf_opts o = {.dtype = dt, .max_shard_bytes = (size_t)shard_mb << 20, .note = note};
-        if (pl_export_hf(m, out, &o, &err)) { status = cli_fail_err(&err); goto done; }
-        printf("export: merged model (%s) -> %s\n", pl_dtype_name(dt), out);
-    } else {
-        if (tokg && pl_gguf_open(&tg, tokg, &err)) { status = cli_fail_err(&err); goto done; }
-        pl_export_gguf_opts o = {.wtype = gt, .tok_src = tg, .name = adapter ? note : NULL};
-        if (pl_export_gguf(m, out, &o, &err)) { status = cli_fail_err(&err); goto done; }
-        printf("export: merged model (GGUF %s) -> %s\n", pl_dtype_name(gt), out);
-    }
+    pl_export_job job = {.format = fmt, .out = out, .adapter = adapter, .model = model_path, .dtype = dt,
+                         .max_shard_bytes = (size_t)shard_mb << 20, .gguf_type = gt, .tokenizer_gguf = tokg};
+    char said[128];
+    if (pl_export_job_run(&job, said, sizeof said, &err)) { status = cli_fail_err(&err); goto done; }
+    printf("export: %s -> %s\n", said, out);
     status = 0;
 done:
-    pl_gguf_close(tg);
-    pl_lora_free(l);
-    pl_model_free(m);
     free(adapter);
     free(model_path);
     return status;

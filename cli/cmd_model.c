@@ -82,7 +82,7 @@ int cmd_model(int argc, char **argv) {
     print_dtypes(m);
     pl_tokenizer *tok = NULL;
     pl_err terr = {0};
-    if (cli_load_tokenizer(m, tok_path, &tok, &terr) == 0) {
+    if (pl_model_tokenizer(m, tok_path, &tok, &terr) == 0) {
         printf("tokenizer:       %s, %d tokens, bos %d, eos %d\n",
                pl_tokenizer_kind(tok) == PL_TOK_SPM ? "SentencePiece-style BPE" : "byte-level BPE",
                pl_tokenizer_vocab(tok), pl_tokenizer_bos(tok), pl_tokenizer_eos(tok));

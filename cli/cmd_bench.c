@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "generate.h"
+#include "../trainer/generate.h"
 
 static const char *bench_help =
     "usage: potluck bench-gen --model PATH [--batch B] [--prompt-tokens N] [--gen-tokens G] [--threads T]\n"

@@ -1,11 +1,12 @@
 /* cli.h: the potluck command line: one cmd_<verb> per command, and the
- * small helpers they share (argument parsing, model + tokenizer loading). */
+ * small helpers they share (messages, option values, threads). A model's
+ * tokenizer is pl_model_tokenizer (trainer/model.h). */
 #ifndef PL_CLI_H
 #define PL_CLI_H
 
 #include "../core/error.h"
 #include "../datasets/tokenizer.h"
-#include "model.h"
+#include "../trainer/model.h"
 
 int cmd_generate(int argc, char **argv);
 int cmd_model(int argc, char **argv);
@@ -20,12 +21,6 @@ int cli_int(const char *opt, const char *s, long min, long max, long *out);
 /* --gemm tiled|openblas (benchmarks): pl_gemm_set_openblas_threaded. */
 int cli_gemm_mode(const char *opt, const char *s);
 int cli_float(const char *opt, const char *s, double min, double max, double *out);
-
-/* The tokenizer for a model: --tokenizer PATH if given (a GGUF file, a
- * tokenizer.json or its folder, or a llama2.c .bin), else the model's own:
- * a GGUF's vocabulary, a Hugging Face directory's tokenizer.json, or a
- * llama2.c model's tokenizer.bin beside it. */
-int cli_load_tokenizer(const pl_model *m, const char *tok_path, pl_tokenizer **out, pl_err *err);
 
 /* Set OpenMP (and OpenBLAS, which shares OpenMP's pool) thread counts. */
 void cli_set_threads(int n);

@@ -12,7 +12,7 @@
 #include "../core/json.h"
 #include "cli.h"
 #include "cmd_train.h"
-#include "run.h"
+#include "../trainer/run.h"
 
 static volatile sig_atomic_t train_stop;
 

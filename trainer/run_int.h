@@ -1,0 +1,83 @@
+/* run_int.h: what the parts of the training run share (run.c lists them):
+ * the rows of a step, the data source, the trained tensors, the run's
+ * state, and the functions one part calls in another (prefix run_). */
+#ifndef PL_RUN_INT_H
+#define PL_RUN_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../datasets/loader.h"
+#include "../lora/lora.h"
+#include "model.h"
+#include "run.h"
+#include "train.h"
+
+typedef struct row {
+    const int32_t *ids, *targets, *pos, *seg;
+    int T;
+} row;
+
+typedef struct src {
+    int text;                 /* 1: packed text; 0: dataset loader */
+    int S;                    /* seq_len */
+    int n_mb;                 /* micro-batch rows per step (upper bound) */
+    /* loader */
+    pl_loader *ld;
+    pl_batch *bt;             /* (grad_accum) */
+    int accum;
+    /* text */
+    int32_t *tok;
+    int64_t n_tok, n_train_tok, n_rows;
+    int64_t *perm;            /* (n_rows) order of the current epoch */
+    int64_t epoch, pos;
+    uint64_t seed;
+    /* eval rows (owned copies) */
+    int n_eval;
+    int32_t *ev_buf;          /* (n_eval, 4, S): ids, targets, pos, seg */
+    int *ev_T, *ev_hasseg;
+} src;
+
+typedef struct tens {
+    float *w;
+    float **m, **v;
+    size_t n;
+} tens;
+
+typedef struct run {
+    const pl_run_cfg *c;
+    const pl_run_hooks *h;
+    pl_model *m;
+    pl_train *t;
+    pl_lora *lora;
+    src data;
+    tens *ts;
+    int n_ts;
+    size_t n_floats;
+    char cfg_hex[65];
+    char *ckdir, *metrics;
+    int64_t tokens, trained;  /* cumulative */
+} run;
+
+/* run_cfg.c */
+void run_cfg_hash(const pl_run_cfg *c, char hex[65]);
+
+/* run_data.c */
+void run_text_perm(src *s);
+void run_src_free(src *s);
+int run_src_open(src *s, const pl_run_cfg *c, const pl_model *m, pl_err *err);
+int run_src_step(src *s, row *r, int *n, int64_t *tokens, int64_t *trained, pl_err *err);
+
+/* run_ckpt.c */
+int run_save_state(run *r, int step, pl_err *err);
+int run_resume(run *r, int *step, pl_err *err);
+
+/* run_metrics.c */
+int run_metrics_truncate(run *r, int step, pl_err *err);
+int run_metrics_append(run *r, cJSON *j, pl_err *err);
+void run_add_mem(cJSON *j);
+
+/* run.c */
+void run_msg(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
