@@ -509,17 +509,15 @@ void jj_exec_body(jctx *c, jnode *body) {
             break;
         }
         case N_SETBLOCK: {
-            /* render the body into a string */
-            char *so = c->out;
-            size_t sn = c->out_n, scap = c->out_cap;
-            c->out = NULL;
-            c->out_n = c->out_cap = 0;
+            /* render the body at the end of the output, take it as a string, cut it off
+             * again: the output buffer never leaves c, so an error inside the body
+             * (a longjmp) loses nothing */
+            size_t start = c->out_n;
             jj_exec_body(c, n->a);
-            jv v = jj_v_str(jj_strdup(c, c->out ? c->out : "", c->out_n), c->out_n);
-            free(c->out);
-            c->out = so;
-            c->out_n = sn;
-            c->out_cap = scap;
+            size_t len = c->out_n - start;
+            jv v = jj_v_str(jj_strdup(c, c->out ? c->out + start : "", len), len);
+            c->out_n = start;
+            if (c->out) c->out[start] = 0;
             jj_set_var(c, n->name, n->name_n, v);
             break;
         }
