@@ -659,7 +659,10 @@ static int c_require(lua_State *L) {
     lua_getfield(L, LUA_REGISTRYINDEX, REG_MODULES);
     int cache = lua_gettop(L);
     lua_getfield(L, cache, name);
-    if (!lua_isnil(L, -1)) return 1;
+    if (!lua_isnil(L, -1)) { /* every requirer gets a read-only view: nobody rebinds a module's fields */
+        pl_sandbox_push_frozen(L, -1);
+        return 1;
+    }
     lua_pop(L, 1);
     if (!valid_module_name(name) || strstr(name, ".."))
         return luaL_error(L, "require '%s': module names are letters, digits, _ and . only", name);
@@ -683,6 +686,7 @@ static int c_require(lua_State *L) {
         }
         lua_pushvalue(L, -1);
         lua_setfield(L, cache, name);
+        pl_sandbox_push_frozen(L, -1);
         return 1;
     }
     return luaL_error(L, "require '%s': no module %s in the plugin folders (C modules are not available in recipes)",

@@ -447,6 +447,93 @@ void pl_sandbox_push_readonly(lua_State *L, int idx) {
     lua_pop(L, 1);
 }
 
+/* Deep read-only views (pl_sandbox_push_frozen): one per table, kept in a
+ * registry table with weak keys (an ephemeron table: the view stays while its
+ * table lives). */
+static const char FROZEN_KEY = 'f';
+
+static int frozen_index(lua_State *L) {
+    lua_settop(L, 2);
+    lua_gettable(L, lua_upvalueindex(1));
+    pl_sandbox_push_frozen(L, -1);
+    return 1;
+}
+
+static int frozen_next(lua_State *L) {
+    lua_settop(L, 2);
+    if (!lua_next(L, lua_upvalueindex(1))) {
+        lua_pushnil(L);
+        return 1;
+    }
+    pl_sandbox_push_frozen(L, -1);
+    lua_remove(L, -2);
+    return 2;
+}
+
+static int frozen_pairs(lua_State *L) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushcclosure(L, frozen_next, 1);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    return 3;
+}
+
+void pl_sandbox_push_frozen(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) != LUA_TTABLE || is_readonly(L, idx)) {
+        lua_pushvalue(L, idx);
+        return;
+    }
+    if (luaL_getmetafield(L, idx, "__metatable") != LUA_TNIL) { /* protected already: the host's own objects */
+        lua_pop(L, 1);
+        lua_pushvalue(L, idx);
+        return;
+    }
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &FROZEN_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &FROZEN_KEY);
+    }
+    int cache = lua_gettop(L);
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, cache) == LUA_TTABLE) { /* the view made before */
+        lua_remove(L, cache);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_newtable(L);          /* the view */
+    lua_createtable(L, 0, 5); /* its metatable */
+    lua_pushvalue(L, idx);
+    lua_pushcclosure(L, frozen_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ro_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushvalue(L, idx);
+    lua_pushcclosure(L, frozen_pairs, 1);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushvalue(L, idx);
+    lua_pushcclosure(L, ro_len, 1);
+    lua_setfield(L, -2, "__len");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &RO_KEY) == LUA_TTABLE) { /* the sandbox's rawset refuses it */
+        lua_pushvalue(L, -2);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, cache); /* cache[table] = view */
+    lua_remove(L, cache);
+}
+
 /* ------------------------------------------------------------ state */
 
 static void wrap_global(lua_State *L, const char *name, lua_CFunction f) {

@@ -92,6 +92,12 @@ size_t pl_sandbox_mem_used(const pl_sandbox *sb);
  * (t.k = v and the sandbox's rawset) raise errors, getmetatable returns
  * false, pairs and # see the table. For the potluck API table and objects. */
 void pl_sandbox_push_readonly(lua_State *L, int idx);
+/* Push a deep read-only view of the table at idx (what require returns): as
+ * pl_sandbox_push_readonly, and every table read through it (t.sub, pairs,
+ * ipairs) comes back as a read-only view too, the same view each time. A
+ * table whose metatable is already protected (__metatable set: the potluck
+ * module, objects) is pushed as it is. Non-tables are pushed as they are. */
+void pl_sandbox_push_frozen(lua_State *L, int idx);
 
 /* ------------------------------------------------------------- the child */
 

@@ -22,14 +22,44 @@ static int argmax(const float *x, int n) {
     return best;
 }
 
-/* Sort candidates by descending probability (ties: lower id first). */
+/* Candidates by descending probability, ties by lower id first: a strict
+ * total order, so the k best are one set and sort one way. */
 typedef struct cand { float p; int id; } cand;
+static int cand_before(const cand *x, const cand *y) { return x->p > y->p || (x->p == y->p && x->id < y->id); }
 static int cand_cmp(const void *a, const void *b) {
     const cand *x = a, *y = b;
-    if (x->p != y->p) return x->p > y->p ? -1 : 1;
-    return x->id - y->id;
+    return cand_before(x, y) ? -1 : cand_before(y, x) ? 1 : 0;
 }
 
+/* Rearrange c[0..n) so that its k best (cand_before) are c[0..k), sorted:
+ * quickselect (median-of-three pivots, deterministic) then a sort of k. */
+static void select_best(cand *c, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (hi > lo) {
+        int mid = lo + (hi - lo) / 2;
+        /* median of c[lo], c[mid], c[hi] into c[mid] */
+        if (cand_before(&c[mid], &c[lo])) { cand t = c[mid]; c[mid] = c[lo]; c[lo] = t; }
+        if (cand_before(&c[hi], &c[lo])) { cand t = c[hi]; c[hi] = c[lo]; c[lo] = t; }
+        if (cand_before(&c[hi], &c[mid])) { cand t = c[hi]; c[hi] = c[mid]; c[mid] = t; }
+        cand pv = c[mid];
+        int i = lo, j = hi;
+        while (i <= j) { /* Hoare partition: before the pivot to the left */
+            while (cand_before(&c[i], &pv)) i++;
+            while (cand_before(&pv, &c[j])) j--;
+            if (i <= j) { cand t = c[i]; c[i] = c[j]; c[j] = t; i++; j--; }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+    qsort(c, (size_t)k, sizeof *c, cand_cmp);
+}
+
+/* Sampling without sorting the vocabulary: top-k selects its k candidates
+ * (O(V)) and sorts those; top-p alone selects 64, 256, ... best until their
+ * probabilities reach top_p; temperature alone walks the ids in order. With
+ * top-k the draws are those of a full sort; without it the probabilities are
+ * normalized over the ids in index order. */
 int pl_sample(const float *logits, int V, const pl_sampler *s, uint64_t stream, uint64_t index,
               float *scratch) {
     if (s->temperature <= 0 || s->top_k == 1) return argmax(logits, V);
@@ -39,33 +69,69 @@ int pl_sample(const float *logits, int V, const pl_sampler *s, uint64_t stream, 
         c[i].id = i;
         c[i].p = (logits[i] - mx) / s->temperature;
     }
-    int n = V;
-    qsort(c, (size_t)n, sizeof *c, cand_cmp);
-    if (s->top_k > 0 && s->top_k < n) n = s->top_k;
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        c[i].p = expf(c[i].p);
-        sum += c[i].p;
-    }
-    for (int i = 0; i < n; i++) c[i].p = (float)(c[i].p / sum);
-    if (s->top_p > 0 && s->top_p < 1) {
-        double cum = 0;
-        int keep = n;
+    const int nucleus = s->top_p > 0 && s->top_p < 1;
+    const double u = pl_rng_uniform_d(s->seed, stream, index);
+    if (s->top_k > 0 && s->top_k < V) {
+        int n = s->top_k;
+        select_best(c, V, n);
+        double sum = 0;
         for (int i = 0; i < n; i++) {
-            cum += c[i].p;
+            c[i].p = expf(c[i].p);
+            sum += c[i].p;
+        }
+        for (int i = 0; i < n; i++) c[i].p = (float)(c[i].p / sum);
+        sum = 1;
+        if (nucleus) {
+            double cum = 0;
+            int keep = n;
+            for (int i = 0; i < n; i++) {
+                cum += c[i].p;
+                if (cum >= s->top_p) { keep = i + 1; break; }
+            }
+            n = keep;
+            sum = cum > 0 ? cum : 1;
+        }
+        double r = u * sum, acc = 0;
+        for (int i = 0; i < n; i++) {
+            acc += c[i].p;
+            if (r < acc) return c[i].id;
+        }
+        return c[n - 1].id;
+    }
+    /* the whole vocabulary: weights e^p, normalized over the ids in order */
+    double z = 0;
+    for (int i = 0; i < V; i++) {
+        c[i].p = expf(c[i].p);
+        z += c[i].p;
+    }
+    if (!nucleus) {
+        double r = u * z, acc = 0;
+        for (int i = 0; i < V; i++) {
+            acc += c[i].p;
+            if (r < acc) return c[i].id;
+        }
+        return V - 1;
+    }
+    /* the nucleus: the fewest best ids whose probabilities reach top_p */
+    for (int k = 64;; k *= 4) {
+        if (k > V) k = V;
+        select_best(c, V, k);
+        double cum = 0;
+        int keep = 0;
+        for (int i = 0; i < k; i++) {
+            cum += c[i].p / z;
             if (cum >= s->top_p) { keep = i + 1; break; }
         }
-        n = keep;
-        sum = cum > 0 ? cum : 1;
-    } else {
-        sum = 1;
+        if (keep || k == V) {
+            if (!keep) keep = k; /* rounding: everything */
+            double r = u * cum, acc = 0;
+            for (int i = 0; i < keep; i++) {
+                acc += c[i].p / z;
+                if (r < acc) return c[i].id;
+            }
+            return c[keep - 1].id;
+        }
     }
-    double u = pl_rng_uniform_d(s->seed, stream, index) * sum, acc = 0;
-    for (int i = 0; i < n; i++) {
-        acc += c[i].p;
-        if (u < acc) return c[i].id;
-    }
-    return c[n - 1].id;
 }
 
 static int is_stop(const pl_gen_opts *o, int32_t t) {

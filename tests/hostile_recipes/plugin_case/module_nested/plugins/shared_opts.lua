@@ -1,0 +1,2 @@
+-- a benign module with a nested table, shared by whoever requires it
+return { opts = { n = 1 } }
