@@ -11,6 +11,87 @@
 #include "core/json.h"
 #include "core/mapfile.h"
 #include "trainer/model.h"
+#include "trainer/train.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A copy of hf_tiny/NAME in tmp/NAME_sw whose config.json has the given
+ * sliding_window and use_sliding_window (-1: key left out); returns the dir. */
+static const char *with_window(const char *refs, const char *tmp, const char *name, int window, int use,
+                               char *dir, size_t cap) {
+    char src[4096], p[4400];
+    snprintf(src, sizeof src, "%s/hf_tiny/%s", refs, name);
+    snprintf(dir, cap, "%s/%s_sw%d_%d", tmp, name, window, use);
+    mkdir(dir, 0755);
+    snprintf(p, sizeof p, "%s/model.safetensors", src);
+    char q[4400];
+    snprintf(q, sizeof q, "%s/model.safetensors", dir);
+    if (symlink(p, q) != 0) return NULL;
+    snprintf(p, sizeof p, "%s/config.json", src);
+    cJSON *j = NULL;
+    pl_err err = {0};
+    if (pl_json_load(p, 1 << 20, &j, &err)) return NULL;
+    cJSON_DeleteItemFromObject(j, "sliding_window");
+    cJSON_DeleteItemFromObject(j, "use_sliding_window");
+    cJSON_AddNumberToObject(j, "sliding_window", window);
+    if (use >= 0) cJSON_AddBoolToObject(j, "use_sliding_window", use);
+    char *s = cJSON_Print(j);
+    cJSON_Delete(j);
+    snprintf(q, sizeof q, "%s/config.json", dir);
+    FILE *f = fopen(q, "w");
+    if (!f || !s) { free(s); if (f) fclose(f); return NULL; }
+    fputs(s, f);
+    fclose(f);
+    free(s);
+    return dir;
+}
+
+/* Mistral's sliding window (and Qwen2's with use_sliding_window) is read; potluck
+ * does not implement it, so sequences longer than the window are refused with a
+ * message, and the window's length itself still works. */
+static void test_sliding_window(const char *refs) {
+    char tmp[] = "/tmp/test_model_hf_XXXXXX", dir[4400];
+    if (!mkdtemp(tmp)) { CHECK(0, "mkdtemp"); return; }
+    pl_err err = {0};
+    pl_model *m = NULL;
+    const char *d = with_window(refs, tmp, "mistral", 4, -1, dir, sizeof dir);
+    CHECK(d && pl_model_load(&m, d, NULL, &err) == 0, "mistral with sliding_window 4: load: %s", err.msg);
+    if (m) {
+        CHECK(m->cfg.sliding_window == 4, "sliding_window read: %d", m->cfg.sliding_window);
+        int32_t ids[5] = {1, 2, 3, 4, 5};
+        float *lg = malloc(sizeof(float) * 5 * (size_t)m->cfg.vocab);
+        CHECK(pl_model_forward(m, ids, NULL, NULL, 4, lg, &err) == 0, "4 tokens in a window of 4: %s", err.msg);
+        int rc = pl_model_forward(m, ids, NULL, NULL, 5, lg, &err);
+        CHECK(rc == PL_EUNSUPPORTED && strstr(err.msg, "sliding window of 4") && strstr(err.msg, "at most 4 tokens"),
+              "5 tokens refused: %d %s", rc, err.msg);
+        pl_kvcache kv;
+        rc = pl_kvcache_init(&kv, m, 1, 5, &err);
+        CHECK(rc == PL_EUNSUPPORTED && strstr(err.msg, "context: 5 tokens"), "a context of 5 refused: %s", err.msg);
+        if (rc == 0) pl_kvcache_free(&kv);
+        CHECK(pl_kvcache_init(&kv, m, 1, 4, &err) == 0, "a context of 4: %s", err.msg);
+        pl_kvcache_free(&kv);
+        pl_train *t = NULL;
+        rc = pl_train_init(&t, m, 5, &err);
+        CHECK(rc == PL_EUNSUPPORTED && !t && strstr(err.msg, "train rows"), "training rows of 5 refused: %s", err.msg);
+        pl_train_free(t);
+        free(lg);
+        pl_model_free(m);
+        m = NULL;
+    }
+    d = with_window(refs, tmp, "qwen2", 4, 0, dir, sizeof dir);
+    CHECK(d && pl_model_load(&m, d, NULL, &err) == 0 && m->cfg.sliding_window == 0,
+          "qwen2 with use_sliding_window false: no window (%s)", err.msg);
+    pl_model_free(m);
+    m = NULL;
+    d = with_window(refs, tmp, "qwen2", 4, 1, dir, sizeof dir);
+    CHECK(d && pl_model_load(&m, d, NULL, &err) == 0 && m->cfg.sliding_window == 4,
+          "qwen2 with use_sliding_window true: window 4 (%s)", err.msg);
+    pl_model_free(m);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    CHECK(system(cmd) == 0, "cleanup");
+}
 
 static int compare(const char *refs, const char *name, pl_arch want_arch) {
     char dir[4096], p[4200];
@@ -78,6 +159,7 @@ int main(void) {
     compare(refs, "llama_sharded", PL_ARCH_LLAMA);
     compare(refs, "qwen2", PL_ARCH_QWEN2);
     compare(refs, "mistral", PL_ARCH_MISTRAL);
+    test_sliding_window(refs);
     /* fp32 conversion path (used for training) gives the same logits */
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/hf_tiny/qwen2", refs);

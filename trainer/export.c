@@ -159,9 +159,13 @@ static cJSON *hf_config(const pl_model *m, pl_dtype dt) {
         cJSON_AddBoolToObject(j, "attention_bias", c->qkv_bias);
         cJSON_AddBoolToObject(j, "mlp_bias", 0);
     } else {
-        cJSON_AddBoolToObject(j, "use_sliding_window", 0);
+        cJSON_AddBoolToObject(j, "use_sliding_window", c->sliding_window > 0);
     }
-    if (c->arch == PL_ARCH_MISTRAL) cJSON_AddNullToObject(j, "sliding_window");
+    /* the base's window, as it came (null: none) */
+    if (c->arch != PL_ARCH_LLAMA) {
+        if (c->sliding_window > 0) cJSON_AddNumberToObject(j, "sliding_window", c->sliding_window);
+        else if (c->arch == PL_ARCH_MISTRAL) cJSON_AddNullToObject(j, "sliding_window");
+    }
     cJSON_AddNumberToObject(j, "attention_dropout", 0);
     cJSON_AddNumberToObject(j, "initializer_range", 0.02);
     if (c->bos_id >= 0) cJSON_AddNumberToObject(j, "bos_token_id", c->bos_id);

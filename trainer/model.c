@@ -60,6 +60,15 @@ void pl_model_free(pl_model *m) {
     free(m);
 }
 
+int pl_model_check_window(const pl_model *m, int64_t n, const char *what, pl_err *err) {
+    const int w = m->cfg.sliding_window;
+    if (w <= 0 || n <= w) return 0;
+    return pl_err_set(err, PL_EUNSUPPORTED,
+                      "%s: %s: %lld tokens, but the model attends through a sliding window of %d (sliding_window in "
+                      "its config), which potluck does not implement; use sequences of at most %d tokens",
+                      m->path, what, (long long)n, w, w);
+}
+
 int pl_model_check_config(pl_model_config *c, const char *path, pl_err *err) {
 #define BAD(...) return pl_err_set(err, PL_EFORMAT, __VA_ARGS__)
     if (c->vocab <= 0 || c->vocab > (1 << 24)) BAD("%s: vocab size %d is out of range (1..16777216)", path, c->vocab);

@@ -36,6 +36,10 @@ typedef struct pl_model_config {
     float rope_factor, rope_low_freq, rope_high_freq;
     int rope_orig_max;
     int bos_id, eos_id;    /* -1 when unknown */
+    int sliding_window;    /* Mistral (and Qwen2 with use_sliding_window): each token attends
+                            * to at most this many positions; 0: no window. potluck does not
+                            * implement the window: longer sequences are refused
+                            * (pl_model_check_window) */
 } pl_model_config;
 
 typedef struct pl_layer {
@@ -86,6 +90,10 @@ int pl_model_tokenizer(const pl_model *m, const char *tok_path, struct pl_tokeni
 
 const char *pl_arch_name(pl_arch a);
 int64_t pl_model_n_params(const pl_model *m);
+/* PL_EUNSUPPORTED with a message when n tokens of one sequence would reach past
+ * the model's sliding attention window (cfg.sliding_window), which potluck
+ * does not implement; what names the use ("kv cache", "train", ...). */
+int pl_model_check_window(const pl_model *m, int64_t n, const char *what, pl_err *err);
 
 /* Full forward over T packed tokens (no cache): ids (T), pos (T) RoPE
  * positions, seg (T) segment ids or NULL (one sequence). Tokens attend only

@@ -90,6 +90,8 @@ static void finish_layer(const pl_model *m, const pl_layer *L, fwd_buf *b, int T
 int pl_model_forward(pl_model *m, const int32_t *ids, const int32_t *pos, const int32_t *seg,
                      int T, float *logits, pl_err *err) {
     if (T <= 0) return pl_err_set(err, PL_EINVAL, "forward: no tokens");
+    int wrc = pl_model_check_window(m, T, "forward", err);
+    if (wrc) return wrc;
     const pl_backend *be = m->be;
     const pl_model_config *c = &m->cfg;
     fwd_buf b;
@@ -126,6 +128,8 @@ int pl_kvcache_init(pl_kvcache *kv, const pl_model *m, int n_seq, int n_ctx, pl_
     memset(kv, 0, sizeof *kv);
     if (n_seq <= 0 || n_ctx <= 0)
         return pl_err_set(err, PL_EINVAL, "kv cache: need at least one sequence and one position");
+    int rc = pl_model_check_window(m, n_ctx, "context", err);
+    if (rc) return rc;
     kv->n_seq = n_seq;
     kv->n_ctx = n_ctx;
     kv->n_layers = m->cfg.n_layers;

@@ -104,6 +104,11 @@ static int parse_config(pl_model *m, const char *cfg_path, int *attn_bias, pl_er
         (rc = cfg_float(j, "rms_norm_eps", where, &c->norm_eps, err)) ||
         (rc = parse_rope(c, j, where, err)))
         goto done;
+    if (c->arch != PL_ARCH_LLAMA) { /* Mistral's window; Qwen2's only with use_sliding_window */
+        int use = c->arch == PL_ARCH_MISTRAL;
+        if (c->arch == PL_ARCH_QWEN2 && (rc = pl_json_bool_opt(j, "use_sliding_window", where, &use, err))) goto done;
+        if (use && (rc = cfg_int(j, "sliding_window", where, 0, &c->sliding_window, err))) goto done;
+    }
     c->n_kv_heads = c->n_heads;
     if ((rc = cfg_int(j, "num_key_value_heads", where, 0, &c->n_kv_heads, err)) ||
         (rc = cfg_int(j, "head_dim", where, 0, &c->head_dim, err)) ||

@@ -205,6 +205,8 @@ int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_op
     *out = NULL;
     if (max_T <= 0 || max_T > (1 << 20))
         return pl_err_set(err, PL_EINVAL, "train: row length %d is out of range (1..1048576)", max_T);
+    int wrc = pl_model_check_window(m, max_T, "train rows", err);
+    if (wrc) return wrc;
     pl_train *t = calloc(1, sizeof *t);
     if (!t) return pl_err_set(err, PL_ENOMEM, "train: out of memory");
     t->m = m;
