@@ -72,6 +72,16 @@ static int setup_pre(pl_tokenizer *t, const pl_gguf *g, pl_err *err) {
     int l3;
     const char *const *pats = tok_pre_patterns(t->pre, &t->pre_known, &l3);
     if (kv && kv->str.len > sizeof t->pre - 1) t->pre_known = 0; /* truncated: not a name we know */
+    if (!t->pre_known) {
+        /* another pre-tokenizer splits text elsewhere: GPT-2's pattern would give
+         * valid ids that are not the model's own, so refuse, as tokenizer.json does */
+        char names[900];
+        tok_pre_names(names, sizeof names);
+        return pl_err_set(err, PL_EUNSUPPORTED,
+                          "%s: tokenizer.ggml.pre '%s' is not supported, so its text would split differently; pass "
+                          "the model's tokenizer.json (--tokenizer) instead. Supported: %s",
+                          g->path, t->pre, names);
+    }
     if (l3) {
         t->ignore_merges = 1;
         t->add_bos = 1; /* llama.cpp's default for these; tokenizer.ggml.add_bos_token overrides */

@@ -297,6 +297,9 @@ int heap_push(work *w, bigram b);
 bigram heap_pop(work *w);
 /* tokenizer_pretok.c: tokenizer.ggml.pre -> regexes */
 const char *const *tok_pre_patterns(const char *pre, int *known, int *llama3_flags);
+/* Every tokenizer.ggml.pre name tok_pre_patterns knows, ", "-separated, in dst
+ * (cut to cap). */
+void tok_pre_names(char *dst, size_t cap);
 int tok_compile_regexes(pl_tokenizer *t, const char *const *pats, const char *what, pl_err *err);
 extern const char tok_re_gpt2[];
 /* tokenizer_gguf.c */

@@ -101,6 +101,22 @@ const char *const *tok_pre_patterns(const char *pre, int *known, int *llama3_fla
     return pre_sets[PRE_GPT2];
 }
 
+void tok_pre_names(char *dst, size_t cap) {
+    size_t n = 0;
+    if (cap) dst[0] = '\0';
+    for (size_t i = 0; i < sizeof pre_names / sizeof pre_names[0]; i++)
+        for (const char *p = pre_names[i].names; *p && n + 3 < cap;) {
+            const char *e = strchr(p, '|');
+            size_t l = e ? (size_t)(e - p) : strlen(p);
+            if (n) dst[n++] = ',', dst[n++] = ' ';
+            if (l > cap - n - 1) l = cap - n - 1;
+            memcpy(dst + n, p, l);
+            n += l;
+            dst[n] = '\0';
+            p += l + (e ? 1 : 0);
+        }
+}
+
 /* Compile pats (NULL-terminated) into t->re after those already there. */
 int tok_compile_regexes(pl_tokenizer *t, const char *const *pats, const char *what, pl_err *err) {
     for (int i = 0; pats[i]; i++) {

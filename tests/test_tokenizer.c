@@ -815,15 +815,26 @@ static void test_hostile_gguf(void) {
     rc = load_synth(&w, "rwkv", &t, &err);
     CHECK(rc == PL_EUNSUPPORTED && !t, "unknown model: %d %s", rc, err.msg);
 
-    /* an unknown pre-tokenizer still loads (GPT-2 pattern) and says so */
+    /* an unknown pre-tokenizer is refused with its name, the way out and the supported names
+     * (GPT-2's pattern would give valid ids that are not the model's own) */
     kv_str(&w, "tokenizer.ggml.model", "gpt2");
     kv_str(&w, "tokenizer.ggml.pre", "some-future-model");
     kv_strs(&w, "tokenizer.ggml.tokens", bpe_toks, 8);
     kv_strs(&w, "tokenizer.ggml.merges", bpe_merges, 3);
     rc = load_synth(&w, "pre_unknown", &t, &err);
-    int known = 1;
-    CHECK(rc == PL_OK && t && !strcmp(pl_tokenizer_pre(t, &known), "some-future-model") && !known,
-          "unknown pre: %d %s", rc, err.msg);
+    CHECK(rc == PL_EUNSUPPORTED && !t && strstr(err.msg, "tokenizer.ggml.pre 'some-future-model' is not supported") &&
+              strstr(err.msg, "tokenizer.json") && strstr(err.msg, "qwen2") && strstr(err.msg, "smollm") &&
+              strstr(err.msg, "llama-bpe"),
+          "unknown pre refused: %d %s", rc, err.msg);
+    pl_tokenizer_free(t);
+    /* a known one loads and says which */
+    kv_str(&w, "tokenizer.ggml.model", "gpt2");
+    kv_str(&w, "tokenizer.ggml.pre", "qwen2");
+    kv_strs(&w, "tokenizer.ggml.tokens", bpe_toks, 8);
+    kv_strs(&w, "tokenizer.ggml.merges", bpe_merges, 3);
+    rc = load_synth(&w, "pre_qwen2", &t, &err);
+    int known = 0;
+    CHECK(rc == PL_OK && t && !strcmp(pl_tokenizer_pre(t, &known), "qwen2") && known, "known pre: %d %s", rc, err.msg);
     pl_tokenizer_free(t);
 
     /* an SPM vocabulary with an empty piece and a duplicate, no types, no scores */
