@@ -451,13 +451,14 @@ int pl_import_buffer(const char *name, const char *buf, size_t len, const pl_imp
     size_t i = 0;
     if (len >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) i = 3; /* UTF-8 byte order mark */
     size_t k = i;
-    int line = 1;
+    const int line0 = o->first_line > 0 ? o->first_line : 1;
+    int line = line0;
     while (k < len && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\r' || buf[k] == '\n')) {
         if (buf[k] == '\n') line++;
         k++;
     }
     if (k < len && buf[k] == '[' && !o->one_record) return read_array(&r, buf, len, k, line);
-    line = 1;
+    line = line0;
     while (i < len) {
         const char *nl = memchr(buf + i, '\n', len - i);
         size_t e = nl ? (size_t)(nl - buf) : len;

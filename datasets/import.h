@@ -58,6 +58,8 @@ typedef struct pl_import_opts {
     size_t keep_errors; /* messages kept (all are counted); 0 = 1000 */
     int one_record;     /* the buffer is one JSONL record: a '[' starts an array value
                          * (an error), never a JSON array file of records */
+    int first_line;     /* line number of the buffer's first line in its file (0: 1),
+                         * for callers that import a file a record at a time */
 } pl_import_opts;
 
 typedef struct pl_import {

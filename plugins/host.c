@@ -15,6 +15,7 @@
 #include <lauxlib.h>
 
 #include "../core/atomic.h"
+#include "../core/mapfile.h"
 #include "../core/sha256.h"
 #include "../datasets/import.h"
 #include "../trainer/run.h"
@@ -503,22 +504,80 @@ static void push_messages(lua_State *L, const pl_chat *c) {
     }
 }
 
-/* Iterator state for import(): the pl_import in a userdata. */
-typedef struct limport { pl_import im; size_t next; int done; char *name; } limport;
+/* Iterator state for import(): a JSONL file is mapped and read a record at a
+ * time (memory for one record, whatever the file's size; records past a
+ * source's limit are never parsed); a JSON array file is imported whole. */
+typedef struct limport {
+    pl_map map;
+    int mapped, whole, done, quiet;
+    size_t pos;            /* JSONL: next byte */
+    int line;              /* JSONL: its line number */
+    pl_import_fmt fmt;     /* forced, or detected from the first good record */
+    size_t n_bad, n_records, shown;
+    pl_import im;          /* array file: all of it; JSONL: the current record */
+    size_t next;           /* array file: next example */
+    char *name;
+} limport;
+
+static void limport_release(limport *li) {
+    pl_import_free(&li->im);
+    if (li->mapped) pl_map_close(&li->map);
+    li->mapped = 0;
+    li->done = 1;
+}
 
 static int limport_gc(lua_State *L) {
     limport *li = lua_touserdata(L, 1);
-    if (!li->done) pl_import_free(&li->im);
-    li->done = 1;
+    limport_release(li);
     free(li->name);
     li->name = NULL;
     return 0;
 }
 
+/* The next example of a JSONL file into li->im (n == 1), or 0 at the end.
+ * Bad records are counted and the first 10 reported. */
+static int jsonl_next(lua_State *L, limport *li) {
+    for (;;) {
+        pl_import_free(&li->im);
+        if (li->pos >= li->map.size) return 0;
+        const char *p = (const char *)li->map.data + li->pos;
+        const char *nl = memchr(p, '\n', li->map.size - li->pos);
+        size_t len = nl ? (size_t)(nl - p) : li->map.size - li->pos;
+        const int line = li->line;
+        li->pos += len + 1;
+        li->line++;
+        pl_import_opts o = {.fmt = li->fmt, .keep_errors = 1, .one_record = 1, .first_line = line};
+        pl_err e = {0};
+        if (pl_import_buffer(li->name, p, len, &o, &li->im, &e)) return raise_err(L, &e);
+        li->n_records += li->im.n_records;
+        li->n_bad += li->im.n_bad;
+        if (li->im.n_errors && li->shown < 10 && !li->quiet) {
+            fprintf(stderr, "  skipped: %s\n", li->im.errors[0]);
+            li->shown++;
+        }
+        if (li->im.n == 1) {
+            if (li->fmt == PL_FMT_AUTO) li->fmt = li->im.fmt;
+            return 1;
+        }
+    }
+}
+
 static int import_iter(lua_State *L) {
     limport *li = lua_touserdata(L, lua_upvalueindex(1));
-    if (li->done || li->next >= li->im.n) return 0;
-    const pl_example *e = &li->im.ex[li->next++];
+    if (li->done) return 0;
+    const pl_example *e;
+    if (li->whole) {
+        if (li->next >= li->im.n) return 0;
+        e = &li->im.ex[li->next++];
+    } else {
+        if (!jsonl_next(L, li)) {
+            if (li->n_bad && !li->quiet)
+                fprintf(stderr, "  %s: %zu bad record(s) skipped of %zu\n", li->name, li->n_bad, li->n_records);
+            limport_release(li);
+            return 0;
+        }
+        e = &li->im.ex[0];
+    }
     lua_newtable(L);
     if (e->fmt == PL_FMT_TEXT) {
         lua_pushstring(L, e->text);
@@ -544,8 +603,8 @@ static int import_iter(lua_State *L) {
     return 1;
 }
 
-/* import(resolved path, format) -> iterator of samples; bad records are
- * reported on stderr (first 10) and counted in the stage log. */
+/* import(resolved path, format) -> iterator of samples, read as they are
+ * asked for; bad records are reported on stderr (first 10) and counted. */
 static int c_import(lua_State *L) {
     const char *f = luaL_optstring(L, 2, "auto");
     pl_host *h = host_of(L);
@@ -564,14 +623,35 @@ static int c_import(lua_State *L) {
     lua_setfield(L, -2, "__metatable");
     lua_setmetatable(L, -2);
     li->name = strdup(display_of(h, path));
-    int rc = pl_import_file(path, &o, &li->im, &e);
-    free(path);
+    li->quiet = h->o.quiet;
+    li->fmt = o.fmt;
+    li->line = 1;
+    int rc = pl_map_open(&li->map, path, &e);
+    if (rc) {
+        free(path);
+        return raise_err(L, &e);
+    }
+    li->mapped = 1;
     li->done = 0;
-    if (rc) return raise_err(L, &e);
-    if (!h->o.quiet)
-        for (size_t i = 0; i < li->im.n_errors && i < 10; i++) fprintf(stderr, "  skipped: %s\n", li->im.errors[i]);
-    if (li->im.n_bad && !h->o.quiet)
-        fprintf(stderr, "  %s: %zu bad record(s) skipped of %zu\n", li->name, li->im.n_bad, li->im.n_records);
+    /* a JSON array file (first non-blank byte '[', after a byte order mark) is imported whole */
+    size_t k = li->map.size >= 3 && !memcmp(li->map.data, "\xEF\xBB\xBF", 3) ? 3 : 0;
+    while (k < li->map.size && (li->map.data[k] == ' ' || li->map.data[k] == '\t' || li->map.data[k] == '\r' ||
+                                li->map.data[k] == '\n'))
+        k++;
+    if (k < li->map.size && li->map.data[k] == '[') {
+        pl_map_close(&li->map);
+        li->mapped = 0;
+        li->whole = 1;
+        rc = pl_import_file(path, &o, &li->im, &e);
+        free(path);
+        if (rc) return raise_err(L, &e); /* the userdata's __gc frees what was read */
+        if (!h->o.quiet)
+            for (size_t i = 0; i < li->im.n_errors && i < 10; i++) fprintf(stderr, "  skipped: %s\n", li->im.errors[i]);
+        if (li->im.n_bad && !h->o.quiet)
+            fprintf(stderr, "  %s: %zu bad record(s) skipped of %zu\n", li->name, li->im.n_bad, li->im.n_records);
+    } else {
+        free(path);
+    }
     lua_pushcclosure(L, import_iter, 1);
     return 1;
 }

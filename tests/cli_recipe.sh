@@ -399,4 +399,21 @@ elif grep -q "resume: from .*$killed_at" <<<"$out" && \
      cmp -s "$T/kill/a/export/adapter/adapter_model.safetensors" "$T/kill/b/export/adapter/adapter_model.safetensors"; then
   ok; echo "note: killed after $killed_at; resumed run's adapter is byte-identical to an uninterrupted run"
 else fail "resume after kill -9: $(grep -E 'resume|stage train' <<<"$out")"; fi
+# pl.source.jsonl reads a record at a time: with limit 2, the bad record on line 4
+# is never parsed; without a limit it is reported with its own line number
+mkdir -p "$T/stream"
+printf '%s\n' '{"text": "one"}' '{"text": "two"}' '{"text": "three"}' 'not json' '{"text": "five"}' >"$T/stream/data.jsonl"
+for lim in 2 0; do
+  if [ $lim = 0 ]; then lp=; else lp=", limit = $lim"; fi
+  printf 'local pl = require "potluck"\nreturn pl.recipe { name = "s", data = pl.pipeline { pl.source.jsonl { path = "data.jsonl"%s } } }\n' "$lp" >"$T/stream/r$lim.lua"
+  out=$("$BIN" run "$T/stream/r$lim.lua" --out "$T/stream/run$lim" --to 01 2>&1)
+  n=$(cat "$T"/stream/run$lim/stages/01-*/out.jsonl 2>/dev/null | wc -l)
+  if [ $lim = 2 ]; then
+    if [ "$n" = 2 ] && ! grep -q 'skipped' <<<"$out"; then ok; else fail "jsonl limit 2: $n records, output: $out"; fi
+  else
+    if [ "$n" = 4 ] && grep -q 'skipped: data.jsonl:4: invalid JSON' <<<"$out" && grep -q '1 bad record(s) skipped of 5' <<<"$out" &&
+       grep -q '"source":"data.jsonl:5"' "$T"/stream/run0/stages/01-*/out.jsonl; then ok
+    else fail "jsonl without limit: $n records, output: $out"; fi
+  fi
+done
 check_summary cli_recipe
