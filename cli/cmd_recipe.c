@@ -11,13 +11,14 @@
 int cli_recipe_flag(pl_pipe_opts *o, int argc, char **argv, int *i);
 
 static const char *recipe_help =
-    "usage: potluck recipe check RECIPE.lua [--size NAME] [--base PATH] [--json]\n"
+    "usage: potluck recipe check RECIPE.lua [--size NAME] [--base PATH] [--allow-read PATH] [--json]\n"
     "\n"
     "Evaluates the recipe in the sandbox and validates it: every section and key,\n"
     "every pipeline step and its parameters against its plugin, the lora/train\n"
     "settings against the trainer's, and every scale entry. Prints the resolved\n"
     "plan (with --json, as JSON) and where the base model was found. Nothing is\n"
-    "written. Exit status 0 when the recipe is valid.\n";
+    "written. Exit status 0 when the recipe is valid. --allow-read PATH lets the\n"
+    "recipe read PATH too, as potluck run does (repeatable).\n";
 
 static void print_plan(const cJSON *p, const char *base, const char *base_err) {
     printf("recipe:   %s\n", cJSON_GetStringValue(cJSON_GetObjectItem(p, "name")));

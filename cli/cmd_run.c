@@ -28,6 +28,9 @@ static const char *run_help =
     "  --force              redo every stage\n"
     "  --threads N          worker threads (training and generation)\n"
     "  --quiet              no progress lines\n"
+    "  --allow-read PATH    let the recipe read PATH (a file or folder) too; by default it\n"
+    "                       reads only its own folder (not dot-files or dot-folders) and\n"
+    "                       the run directory (repeatable, up to 16)\n"
     "STAGE: a number, a label (03-filter.length), kind.name, a kind, or\n"
     "shard, train, eval, export.\n"
     "Models named by recipes are looked up in $POTLUCK_MODELS (':'-separated\n"
@@ -42,7 +45,8 @@ int cli_recipe_flag(pl_pipe_opts *o, int argc, char **argv, int *i) {
     pl_err err = {0};
     if (pl_lua_limits_flag(&o->limits, argc - *i, argv + *i, &used, &err)) return cli_fail_err(&err), -1;
     if (used) { *i += used - 1; return 1; }
-    static const char *const valued[] = {"--out", "--base", "--teacher", "--size", "--backend", "--from", "--only", "--to", "--threads"};
+    static const char *const valued[] = {"--out", "--base", "--teacher", "--size", "--backend", "--from", "--only", "--to", "--threads",
+                                         "--allow-read"};
     for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) {
         if (strcmp(a, valued[k])) continue;
         if (*i + 1 >= argc) { cli_fail("%s: expected a value", a); return -1; }
@@ -55,7 +59,10 @@ int cli_recipe_flag(pl_pipe_opts *o, int argc, char **argv, int *i) {
         else if (!strcmp(a, "--from")) o->from = v;
         else if (!strcmp(a, "--only")) o->only = v;
         else if (!strcmp(a, "--to")) o->to = v;
-        else {
+        else if (!strcmp(a, "--allow-read")) {
+            if (o->n_allow_read >= PL_SANDBOX_MAX_ALLOW) { cli_fail("--allow-read: at most %d paths", PL_SANDBOX_MAX_ALLOW); return -1; }
+            o->allow_read[o->n_allow_read++] = v;
+        } else {
             long t;
             if (cli_int(a, v, 1, 1024, &t)) return -1;
             o->threads = (int)t;

@@ -142,11 +142,15 @@ static int c_read_file(lua_State *L) {
 
 /* exists(path) -> true when the file is there (inside the allowed roots);
  * false when it is missing; an error for paths outside the roots. */
+/* exists(path): true for a file or folder the recipe may read; false for a
+ * missing one and for every path outside what it may read (the same answer,
+ * so existence outside cannot be probed). */
 static int c_exists(lua_State *L) {
     pl_err e = {0};
     char *path = NULL;
     int rc = arg_path(L, 1, 0, &path, &e);
-    if (rc == PL_ENOTFOUND || (rc && strstr(e.msg, "No such file"))) {
+    if (rc == PL_ENOTFOUND || (rc && (strstr(e.msg, "No such file") || strstr(e.msg, "reads must stay inside") ||
+                                      strstr(e.msg, "Not a directory")))) {
         lua_pushboolean(L, 0);
         return 1;
     }
@@ -882,6 +886,8 @@ int pl_host_open(pl_host **out, const pl_host_opts *o, pl_err *err) {
         if (!h->recipe_dir) { rc = pl_err_set(err, PL_EIO, "%s: %s", o->recipe_dir, strerror(errno)); goto fail; }
     }
     if ((rc = pl_sandbox_new(&h->sb, &o->limits, h->recipe_dir, o->run_dir, err))) goto fail;
+    for (int i = 0; i < o->n_allow_read; i++)
+        if ((rc = pl_sandbox_allow_read(h->sb, o->allow_read[i], err))) goto fail;
     {
         char p[PATH_MAX * 2];
         snprintf(p, sizeof p, "%s/plugins/lib", h->home);

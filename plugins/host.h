@@ -20,6 +20,8 @@ typedef struct pl_host_opts {
     const char *user_plugins;  /* NULL: $POTLUCK_PLUGINS or ~/.local/share/potluck/plugins */
     pl_lua_limits limits;
     int quiet;                 /* no progress lines on stderr */
+    const char *const *allow_read; /* more paths recipe code may read (pl_sandbox_allow_read) */
+    int n_allow_read;
 } pl_host_opts;
 
 typedef struct pl_host pl_host;

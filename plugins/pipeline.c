@@ -82,6 +82,8 @@ static int child_open(child_ctx *c, pl_host **h, pl_err *err) {
     ho.teacher_model = c->teacher;
     ho.limits = c->o->limits;
     ho.quiet = c->o->quiet;
+    ho.allow_read = c->o->allow_read;
+    ho.n_allow_read = c->o->n_allow_read;
     return pl_host_open(h, &ho, err);
 }
 

@@ -35,6 +35,8 @@ typedef struct pl_pipe_opts {
     int threads;            /* 0: OpenMP's default */
     int quiet;
     pl_lua_limits limits;
+    const char *allow_read[PL_SANDBOX_MAX_ALLOW]; /* --allow-read: more paths recipe code may read */
+    int n_allow_read;
     /* The command line that started the run (program name first), or NULL.
      * libgomp is not fork-safe once its thread pool exists: a child forked
      * after training in this process would hang in its first parallel

@@ -66,6 +66,8 @@ struct pl_sandbox {
     pl_lua_limits lim;
     char *recipe_dir; /* realpath'd, or NULL */
     char *run_dir;    /* realpath'd, or NULL */
+    char *allow[PL_SANDBOX_MAX_ALLOW]; /* --allow-read paths, realpath'd */
+    int n_allow;
     size_t mem_used;
     size_t mem_cap;
     size_t mem_extra;  /* HANDLER_RESERVE while the message handler runs */
@@ -654,6 +656,7 @@ void pl_sandbox_free(pl_sandbox *sb) {
     if (sb->L) lua_close(sb->L);
     free(sb->recipe_dir);
     free(sb->run_dir);
+    for (int i = 0; i < sb->n_allow; i++) free(sb->allow[i]);
     free(sb->traceback);
     free(sb);
 }
@@ -860,6 +863,60 @@ static int inside(const char *path, const char *root) {
     return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
 }
 
+/* A component of path below root that starts with '.' (path inside root). */
+static int dot_below(const char *path, const char *root) {
+    const char *p = path + strlen(root);
+    while (*p) {
+        while (*p == '/') p++;
+        if (*p == '.') return 1;
+        while (*p && *p != '/') p++;
+    }
+    return 0;
+}
+
+int pl_sandbox_allow_read(pl_sandbox *sb, const char *path, pl_err *err) {
+    if (sb->n_allow >= PL_SANDBOX_MAX_ALLOW)
+        return pl_err_set(err, PL_EINVAL, "--allow-read: at most %d paths", PL_SANDBOX_MAX_ALLOW);
+    char *r = realpath(path, NULL);
+    if (!r) return pl_err_set(err, errno == ENOENT ? PL_ENOTFOUND : PL_EIO, "--allow-read %s: %s", path, strerror(errno));
+    sb->allow[sb->n_allow++] = r;
+    return 0;
+}
+
+static int readable(const pl_sandbox *sb, const char *r) {
+    if (inside(r, sb->run_dir)) return 1;
+    for (int i = 0; i < sb->n_allow; i++)
+        if (inside(r, sb->allow[i])) return 1;
+    return inside(r, sb->recipe_dir) && !dot_below(r, sb->recipe_dir);
+}
+
+/* For a path that does not resolve: is its nearest existing ancestor
+ * readable? If not, the path is outside, whether or not it exists, so a
+ * recipe cannot probe for files outside its area by the kind of error. */
+static int ancestor_readable(const pl_sandbox *sb, const char *full) {
+    char tmp[2 * PATH_MAX + 2];
+    snprintf(tmp, sizeof tmp, "%s", full);
+    for (;;) {
+        char *slash = strrchr(tmp, '/');
+        if (!slash) return 0;
+        if (slash == tmp) tmp[1] = '\0';
+        else *slash = '\0';
+        char *r = realpath(tmp, NULL);
+        if (r) {
+            int ok = readable(sb, r);
+            free(r);
+            return ok;
+        }
+        if (slash == tmp) return 0;
+    }
+}
+
+static int outside_read(const char *path, pl_err *err) {
+    return pl_err_set(err, PL_EINVAL, "'%s': reads must stay inside the recipe directory (not its dot-files or "
+                      "dot-folders) or the run directory; to let the recipe read it, run with --allow-read PATH",
+                      path);
+}
+
 int pl_sandbox_resolvel(pl_sandbox *sb, const char *path, size_t len, int for_write, char **out, pl_err *err) {
     *out = NULL;
     if (!path || len == 0) return pl_err_set(err, PL_EINVAL, "empty path");
@@ -876,13 +933,14 @@ int pl_sandbox_resolvel(pl_sandbox *sb, const char *path, size_t len, int for_wr
 
     if (!for_write) {
         char *r = realpath(full, NULL);
-        if (!r)
-            return pl_err_set(err, errno == ENOENT ? PL_ENOTFOUND : PL_EIO, "'%s': %s", path, strerror(errno));
-        if (!inside(r, sb->recipe_dir) && !inside(r, sb->run_dir)) {
+        if (!r) {
+            int e = errno;
+            if (!ancestor_readable(sb, full)) return outside_read(path, err);
+            return pl_err_set(err, e == ENOENT ? PL_ENOTFOUND : PL_EIO, "'%s': %s", path, strerror(e));
+        }
+        if (!readable(sb, r)) {
             free(r);
-            return pl_err_set(err, PL_EINVAL, "'%s': reads must stay inside the recipe directory (%s) or the run "
-                              "directory (%s)", path, sb->recipe_dir ? sb->recipe_dir : "none",
-                              sb->run_dir ? sb->run_dir : "none");
+            return outside_read(path, err);
         }
         *out = r;
         return 0;

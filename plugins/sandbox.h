@@ -48,8 +48,8 @@ const char *pl_lua_limits_help(void);
 typedef struct pl_sandbox pl_sandbox;
 
 /* A fresh sandboxed state. recipe_dir: the directory relative paths start
- * from and reads may use (NULL: none); run_dir: where reads and writes may
- * go (NULL: none; created by the caller). */
+ * from and reads may use, except its dot-files and dot-folders (NULL: none);
+ * run_dir: where reads and writes may go (NULL: none; created by the caller). */
 int pl_sandbox_new(pl_sandbox **out, const pl_lua_limits *lim, const char *recipe_dir, const char *run_dir,
                    pl_err *err);
 void pl_sandbox_free(pl_sandbox *sb);
@@ -58,6 +58,11 @@ lua_State *pl_sandbox_L(pl_sandbox *sb);
 pl_sandbox *pl_sandbox_of(lua_State *L);
 const char *pl_sandbox_recipe_dir(const pl_sandbox *sb);
 const char *pl_sandbox_run_dir(const pl_sandbox *sb);
+/* Let recipe code read path too (a file or a directory and everything below
+ * it, dot-files included): the user's --allow-read. At most
+ * PL_SANDBOX_MAX_ALLOW of them. */
+#define PL_SANDBOX_MAX_ALLOW 16
+int pl_sandbox_allow_read(pl_sandbox *sb, const char *path, pl_err *err);
 
 /* Load a Lua source file as a text chunk named "@<display>" (so messages
  * read "display:LINE: ...") with the sandbox globals (or, when env_idx != 0,
@@ -76,9 +81,10 @@ int pl_sandbox_pcall(pl_sandbox *sb, int nargs, int nresults, pl_err *err);
 
 /* Resolve a path given by recipe code. Relative paths start at the recipe
  * directory (or the run directory when there is none). The result must lie
- * inside the recipe or run directory for reads, inside the run directory for
- * writes (for writes the file need not exist; its parent must). *out is
- * malloc'd. Errors name the path as given. */
+ * inside the recipe directory (not in a dot-file or dot-folder below it), the
+ * run directory or a path given to pl_sandbox_allow_read for reads, inside the
+ * run directory for writes (for writes the file need not exist; its parent
+ * must). *out is malloc'd. Errors name the path as given. */
 int pl_sandbox_resolve(pl_sandbox *sb, const char *path, int for_write, char **out, pl_err *err);
 /* Same with an explicit length (a Lua string): refuses embedded NUL bytes. */
 int pl_sandbox_resolvel(pl_sandbox *sb, const char *path, size_t len, int for_write, char **out, pl_err *err);

@@ -29,6 +29,9 @@ cp -r "$CORPUS/." "$tmp/corpus/"
 find "$tmp/corpus" -name '*.lua' -exec sed -i "s|@EVIL@|$EVIL|g; s|@OUTSIDE@|$tmp/outside|g" {} +
 echo "canary: nothing may change this file" >"$tmp/outside/canary.txt"
 canary_sum=$(sha256sum <"$tmp/outside/canary.txt")
+# the recipe folder as a home folder: a key in a dot-folder (read_dotssh.lua, exists_probe.lua)
+mkdir -p "$tmp/corpus/.ssh"
+echo "-----BEGIN TEST KEY----- not a real key" >"$tmp/corpus/.ssh/id_ed25519"
 ln -s ../outside/canary.txt "$tmp/corpus/link_out"
 ln -s ../outside "$tmp/corpus/link_dir"
 mkdir -p "$tmp/runs/write_symlink"
