@@ -434,7 +434,10 @@ static void test_paths(pl_sandbox *sb) {
     expect_resolve(sb, "../run/old.txt", 0, 0, want);
     expect_resolve(sb, want, 0, 0, want); /* absolute inside the run dir */
     expect_resolve(sb, "../outside/file.txt", 0, PL_EINVAL, "reads must stay inside");
-    expect_resolve(sb, "../outside/x", 0, PL_ENOTFOUND, "No such file");
+    /* a missing file outside gets the same answer as an existing one: no existence probe */
+    expect_resolve(sb, "../outside/x", 0, PL_EINVAL, "reads must stay inside");
+    expect_resolve(sb, "/no/such/dir/x", 0, PL_EINVAL, "reads must stay inside");
+    expect_resolve(sb, "sub/missing.txt", 0, PL_ENOTFOUND, "No such file"); /* missing inside: said so */
     expect_resolve(sb, "/etc/passwd", 0, PL_EINVAL, "reads must stay inside");
     expect_resolve(sb, "../run/link", 0, PL_EINVAL, "reads must stay inside");
     expect_resolve(sb, "../run/dirlink/file.txt", 0, PL_EINVAL, "reads must stay inside");
