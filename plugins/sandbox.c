@@ -424,16 +424,20 @@ static int ro_len(lua_State *L) {
     return 1;
 }
 
-void pl_sandbox_push_readonly(lua_State *L, int idx) {
+/* Push a read-only proxy of the table at idx: __index is the table itself
+ * (index_fn NULL) or index_fn closed over it; pairs through pairs_fn closed
+ * over it; # the table's; writes, rawset and getmetatable refused. */
+static void push_proxy(lua_State *L, int idx, lua_CFunction index_fn, lua_CFunction pairs_fn) {
     idx = lua_absindex(L, idx);
     lua_newtable(L);             /* proxy */
     lua_createtable(L, 0, 5);    /* its metatable */
     lua_pushvalue(L, idx);
+    if (index_fn) lua_pushcclosure(L, index_fn, 1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, ro_newindex);
     lua_setfield(L, -2, "__newindex");
     lua_pushvalue(L, idx);
-    lua_pushcclosure(L, ro_pairs, 1);
+    lua_pushcclosure(L, pairs_fn, 1);
     lua_setfield(L, -2, "__pairs");
     lua_pushvalue(L, idx);
     lua_pushcclosure(L, ro_len, 1);
@@ -441,13 +445,15 @@ void pl_sandbox_push_readonly(lua_State *L, int idx) {
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     lua_setmetatable(L, -2);
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &RO_KEY) == LUA_TTABLE) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &RO_KEY) == LUA_TTABLE) { /* the sandbox's rawset refuses it */
         lua_pushvalue(L, -2);
         lua_pushboolean(L, 1);
         lua_rawset(L, -3);
     }
     lua_pop(L, 1);
 }
+
+void pl_sandbox_push_readonly(lua_State *L, int idx) { push_proxy(L, idx, NULL, ro_pairs); }
 
 /* Deep read-only views (pl_sandbox_push_frozen): one per table, kept in a
  * registry table with weak keys (an ephemeron table: the view stays while its
@@ -508,28 +514,7 @@ void pl_sandbox_push_frozen(lua_State *L, int idx) {
         return;
     }
     lua_pop(L, 1);
-    lua_newtable(L);          /* the view */
-    lua_createtable(L, 0, 5); /* its metatable */
-    lua_pushvalue(L, idx);
-    lua_pushcclosure(L, frozen_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, ro_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushvalue(L, idx);
-    lua_pushcclosure(L, frozen_pairs, 1);
-    lua_setfield(L, -2, "__pairs");
-    lua_pushvalue(L, idx);
-    lua_pushcclosure(L, ro_len, 1);
-    lua_setfield(L, -2, "__len");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, -2);
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &RO_KEY) == LUA_TTABLE) { /* the sandbox's rawset refuses it */
-        lua_pushvalue(L, -2);
-        lua_pushboolean(L, 1);
-        lua_rawset(L, -3);
-    }
-    lua_pop(L, 1);
+    push_proxy(L, idx, frozen_index, frozen_pairs);
     lua_pushvalue(L, idx);
     lua_pushvalue(L, -2);
     lua_rawset(L, cache); /* cache[table] = view */
