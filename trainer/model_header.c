@@ -93,8 +93,8 @@ int pl_model_read_header(const char *path, pl_model_header *h, pl_err *err) {
             c->bos_id = 1;
             c->eos_id = 2;
             pl_err e2 = {0};
-            if (pl_model_check_config(c, path, &e2))
-                return pl_err_set(err, PL_EFORMAT, "%s: not a model: no GGUF magic, and as a llama2.c header: %s", path,
+            if (pl_model_check_config(c, "header", &e2))
+                return pl_err_set(err, PL_EFORMAT, "%s: not a model: no GGUF magic, and as a llama2.c %s", path,
                                   e2.msg);
             /* the loader's size check: 28 + 4 * floats (weights, norms, RoPE tables) */
             int64_t D = c->dim, H = c->hidden, NL = c->n_layers, V = c->vocab, kvd = (int64_t)c->n_kv_heads * c->head_dim;
