@@ -28,7 +28,8 @@ size_t pl_plan_lora_xa_bytes(int T, int r) { return 4 * (size_t)T * (size_t)r; }
 size_t pl_plan_nf4_tensor_bytes(int64_t n, int blocksize, int double_quant) {
     pl_nf4 shape;
     if (pl_nf4_shape(&shape, n, blocksize, double_quant)) return 0;
-    return al8(sizeof(pl_nf4)) + pl_nf4_layout(&shape, NULL);
+    size_t bytes = pl_nf4_layout(&shape, NULL);
+    return bytes > SIZE_MAX - al8(sizeof(pl_nf4)) ? 0 : al8(sizeof(pl_nf4)) + bytes;
 }
 
 size_t pl_kvcache_bytes(const pl_model_config *c, int n_seq, int n_ctx) {
