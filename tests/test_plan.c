@@ -84,9 +84,15 @@ static void run_case(const tcase *tc) {
     }
     pl_mem_reset_peak();
     const pl_model_config *c = &m->cfg;
+    pl_model_header hd; /* the dtype the layers are stored in (the loaded ones may be NF4 now) */
+    if (pl_model_read_header(model_path(tc->model), &hd, &err)) {
+        CHECK(0, "%s: header: %s", tc->name, err.msg);
+        pl_model_free(m);
+        return;
+    }
     pl_train_shape sh = {.seq_len = tc->seq, .micro_batch = tc->mb, .frozen_base = !full, .lora_r = tc->r,
                          .checkpoint = tc->ckpt, .nf4_blocksize = nf4 ? 64 : 0, .nf4_double_quant = 1,
-                         .layer_dtype = m->layers[0].wq.dtype, .embd_dtype = m->tok_embd.dtype,
+                         .layer_dtype = hd.layer_dtype, .embd_dtype = m->tok_embd.dtype,
                          .head_dtype = m->lm_head.dtype, .stored_mapped = m->source != PL_SRC_LLAMA2C,
                          .threads = 1};
     if (tc->targets && pl_lora_parse_targets(tc->targets, &sh.lora_targets, &err)) {
@@ -158,6 +164,18 @@ static void run_case(const tcase *tc) {
             }
         }
         CHECK(all, "%s: every layer weight is NF4", tc->name);
+        if (m->source == PL_SRC_LLAMA2C) { /* the fp32 checkpoint stays in memory beside the NF4 copy */
+            size_t src = 0;
+            for (int li = 0; li < c->n_layers; li++) {
+                const pl_layer *L = &m->layers[li];
+                const pl_qweight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+                for (int j = 0; j < 7; j++) src += 4 * (size_t)ws[j]->rows * (size_t)ws[j]->cols;
+            }
+            CHECK(plan.item[PL_PB_BASE_SOURCE].bytes == src, "%s: llama2.c source layers %zu, plan %zu", tc->name,
+                  src, plan.item[PL_PB_BASE_SOURCE].bytes);
+        } else {
+            CHECK(plan.item[PL_PB_BASE_SOURCE].bytes == 0, "%s: a mapped source is not counted twice", tc->name);
+        }
         CHECK(have == plan.item[PL_PB_BASE].bytes, "%s: NF4 base: model holds %zu bytes, plan %zu", tc->name, have,
               plan.item[PL_PB_BASE].bytes);
     }

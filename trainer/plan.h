@@ -50,7 +50,7 @@ typedef enum pl_plan_buf {
     /* PL_MEM_OPTIMIZER */
     PL_PB_ADAMW,
     /* not allocated through the backend: model-owned, file-mapped, or per-call scratch */
-    PL_PB_BASE, PL_PB_EMBD, PL_PB_HEAD, PL_PB_NORMS, PL_PB_ATTN_SCRATCH,
+    PL_PB_BASE, PL_PB_BASE_SOURCE, PL_PB_EMBD, PL_PB_HEAD, PL_PB_NORMS, PL_PB_ATTN_SCRATCH,
     PL_PB_N
 } pl_plan_buf;
 
