@@ -9,6 +9,7 @@
 #include "cmd_bench_train.h"
 #include "cmd_data.h"
 #include "cmd_export.h"
+#include "cmd_plan.h"
 #include "cmd_run.h"
 #include "cmd_template.h"
 #include "cmd_tokenize.h"
@@ -28,6 +29,7 @@ static void usage(FILE *f) {
             "  tokenize    text <-> token ids (--tokenizer PATH [--lines] [--no-special] [--no-parse-special] [--decode])\n"
             "  data        build, verify, inspect, split, merge, export sharded HDF5 datasets; bench the loader\n"
             "  train       fine-tune: QLoRA on an NF4 base (or full with --lora-r 0); checkpoints, --resume\n"
+            "  plan        memory a training run or a generation needs, per category, before it runs\n"
             "  export      export a fine-tune: PEFT adapter, merged HF directory, GGUF (F16, Q8_0)\n"
             "  import      check a PEFT adapter against a model (--peft DIR --model PATH [--out RUN_DIR])\n"
             "  template    show a dataset rendered through a chat template, trained spans marked\n"
@@ -79,6 +81,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "data")) return cmd_data(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plan")) return cmd_plan(argc - 1, argv + 1);
     if (!strcmp(cmd, "export")) return cmd_export(argc - 1, argv + 1);
     if (!strcmp(cmd, "import")) return cmd_import(argc - 1, argv + 1);
     if (!strcmp(cmd, "template")) return cmd_template(argc - 1, argv + 1);

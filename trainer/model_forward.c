@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../core/quant.h"
+#include "plan.h"
 
 /* Activations for T rows. */
 typedef struct fwd_buf {
@@ -134,9 +135,11 @@ int pl_kvcache_init(pl_kvcache *kv, const pl_model *m, int n_seq, int n_ctx, pl_
     kv->n_ctx = n_ctx;
     kv->n_layers = m->cfg.n_layers;
     kv->kv_dim = m->cfg.n_kv_heads * m->cfg.head_dim;
-    size_t n;
-    if (!pl_mul_ok((size_t)kv->n_layers * n_seq, (size_t)n_ctx, &n) || !pl_mul_ok(n, (size_t)kv->kv_dim * sizeof(float), &n))
+    size_t n = pl_kvcache_bytes(&m->cfg, n_seq, n_ctx) / 2; /* K, then V: the plan's size (trainer/plan.h) */
+    if (!n) {
+        memset(kv, 0, sizeof *kv);
         return pl_err_set(err, PL_ERANGE, "kv cache: %d sequences of %d tokens is too large", n_seq, n_ctx);
+    }
     kv->len = calloc((size_t)n_seq, sizeof *kv->len);
     kv->k = m->be->alloc(n, PL_MEM_KVCACHE);
     kv->v = m->be->alloc(n, PL_MEM_KVCACHE);

@@ -79,7 +79,8 @@ static int unpermute(pl_model *m, pl_qweight *w, int n_heads, int hd, pl_err *er
     return 0;
 }
 
-int pl_model_load_gguf(pl_model *m, pl_err *err) {
+/* The config from the metadata and the tensor table (no weight is read). */
+int pl_model_gguf_config(pl_model *m, pl_err *err) {
     int rc = pl_gguf_open(&m->gguf, m->path, err);
     if (rc) return rc;
     char *arch = NULL;
@@ -131,7 +132,13 @@ int pl_model_load_gguf(pl_model *m, pl_err *err) {
         return pl_err_set(err, PL_EUNSUPPORTED,
                           "%s: rope.dimension_count %d differs from the head size %d (partial rotary embeddings are not supported)",
                           m->path, rope_dims, c->head_dim);
+    return 0;
+}
 
+int pl_model_load_gguf(pl_model *m, pl_err *err) {
+    int rc = pl_model_gguf_config(m, err);
+    if (rc) return rc;
+    pl_model_config *c = &m->cfg;
     int64_t D = c->dim, qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
     if ((rc = weight(m, "token_embd.weight", c->vocab, D, 0, &m->tok_embd, err))) return rc;
     if ((rc = weight(m, "output.weight", c->vocab, D, 1, &m->lm_head, err))) return rc;

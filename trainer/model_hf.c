@@ -173,6 +173,13 @@ static int vector(pl_model *m, const char *name, int64_t n, float **out, pl_err 
     return 0;
 }
 
+int pl_model_hf_config(pl_model *m, const char *cfg_path, pl_err *err) {
+    int bias = 0;
+    int rc = parse_config(m, cfg_path, &bias, err);
+    if (!rc) m->cfg.qkv_bias = bias;
+    return rc;
+}
+
 int pl_model_load_hf(pl_model *m, pl_err *err) {
     char cfg_path[4096];
     if (snprintf(cfg_path, sizeof cfg_path, "%s/config.json", m->path) >= (int)sizeof cfg_path)

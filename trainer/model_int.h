@@ -35,4 +35,10 @@ int pl_model_load_gguf(pl_model *m, pl_err *err);
 int pl_model_load_hf(pl_model *m, pl_err *err);
 int pl_model_load_llama2c(pl_model *m, pl_err *err);
 
+/* Header only (trainer/plan.c: pl_model_read_header): the config of a
+ * Hugging Face config.json, or of a GGUF's metadata (m->gguf is opened,
+ * no weight is read). */
+int pl_model_hf_config(pl_model *m, const char *cfg_path, pl_err *err);
+int pl_model_gguf_config(pl_model *m, pl_err *err);
+
 #endif

@@ -13,6 +13,7 @@
 #include "../core/mapfile.h"
 #include "../core/sha256.h"
 #include "model_int.h"
+#include "plan.h"
 #include <cjson/cJSON.h>
 
 static size_t al8(size_t x) { return (x + 7) & ~(size_t)7; }
@@ -32,9 +33,11 @@ static void layer_weights(pl_layer *L, pl_qweight *ws[7]) {
 static pl_nf4 *model_nf4(pl_model *m, int64_t n, int blocksize, int double_quant) {
     pl_nf4 shape;
     if (pl_nf4_shape(&shape, n, blocksize, double_quant)) return NULL;
-    const size_t head = al8(sizeof(pl_nf4)), bytes = pl_nf4_layout(&shape, NULL);
-    if (bytes > SIZE_MAX - head) return NULL;
-    unsigned char *p = pl_model_own(m, head + bytes);
+    /* the plan's size of one model-held NF4 tensor (trainer/plan.h): header + arrays */
+    const size_t head = al8(sizeof(pl_nf4)), total = pl_plan_nf4_tensor_bytes(n, blocksize, double_quant);
+    if (total < head) return NULL;
+    const size_t bytes = total - head;
+    unsigned char *p = pl_model_own(m, total);
     if (!p) return NULL;
     pl_nf4 *q = (pl_nf4 *)(void *)p;
     *q = shape;

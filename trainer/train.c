@@ -25,6 +25,7 @@
 
 #include "model_int.h"
 #include "train_int.h"
+#include "plan.h"
 #include "qlora.h"
 
 static const char *const timer_names[PL_TT_N] = {
@@ -32,19 +33,18 @@ static const char *const timer_names[PL_TT_N] = {
     "embedding_bwd", "rmsnorm_bwd", "rope_bwd", "attention_bwd", "swiglu_bwd", "linear_bwd", "lm_head_bwd"};
 const char *pl_train_timer_name(int slot) { return slot >= 0 && slot < PL_TT_N ? timer_names[slot] : "?"; }
 
-size_t pl_train_activation_bytes(const pl_model_config *c, int max_T) {
-    size_t D = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t H = (size_t)c->hidden, V = (size_t)c->vocab, L = (size_t)c->n_layers;
-    size_t per_tok = L * (4 * D + 2 * qd + 2 * kvd + 3 * H) + 2 * D + V + 5; /* 5 int32 token arrays */
-    return 4 * (size_t)max_T * per_tok;
+/* The saved activations of the plan (trainer/plan.c), without LoRA's xa. */
+size_t pl_train_activation_bytes_ckpt(const pl_model_config *c, int max_T, int checkpoint) {
+    pl_train_shape s = {.seq_len = max_T, .micro_batch = 1, .checkpoint = checkpoint, .layer_dtype = PL_F32,
+                        .embd_dtype = PL_F32, .head_dtype = PL_F32};
+    pl_mem_plan p;
+    pl_err e;
+    if (pl_train_plan(c, &s, &p, &e)) return 0;
+    return p.cat[PL_MEM_ACTIVATIONS];
 }
 
-size_t pl_train_activation_bytes_ckpt(const pl_model_config *c, int max_T, int checkpoint) {
-    if (!checkpoint) return pl_train_activation_bytes(c, max_T);
-    size_t D = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t H = (size_t)c->hidden, V = (size_t)c->vocab, L = (size_t)c->n_layers;
-    size_t per_tok = L * D + (3 * D + 2 * qd + 2 * kvd + 3 * H) + 2 * D + V + 5;
-    return 4 * (size_t)max_T * per_tok;
+size_t pl_train_activation_bytes(const pl_model_config *c, int max_T) {
+    return pl_train_activation_bytes_ckpt(c, max_T, 0);
 }
 
 /* ------------------------------------------------------------ parameters */
@@ -149,10 +149,12 @@ pl_param *pl_train_param(pl_train *t, const char *name) {
 
 /* ------------------------------------------------------------ buffers */
 
-static void *act_alloc(pl_train *t, size_t elems, size_t elsize, pl_mem_cat cat, int *fail) {
-    void *p = t->be->alloc(elems * elsize, cat);
-    if (!p) *fail = 1;
-    return p;
+/* One buffer of the plan: item b's size and category. */
+static void *plan_alloc(pl_train *t, const pl_mem_plan *p, pl_plan_buf b, int *fail) {
+    const pl_plan_item *it = &p->item[b];
+    void *q = t->be->alloc(it->each, it->cat);
+    if (!q) *fail = 1;
+    return q;
 }
 
 void pl_train_free(pl_train *t) {
@@ -217,55 +219,55 @@ int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_op
     int rc = t->frozen_base ? build_frozen(t, err) : build_params(t, err);
     if (rc) { pl_train_free(t); return rc; }
     const pl_model_config *c = &m->cfg;
-    size_t T = (size_t)max_T, D = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim;
-    size_t kvd = (size_t)c->n_kv_heads * c->head_dim, H = (size_t)c->hidden, V = (size_t)c->vocab;
+    /* every size below is the plan's (trainer/plan.h), so `potluck plan` and the allocation cannot drift */
+    pl_train_shape sh = {.seq_len = max_T, .micro_batch = 1, .frozen_base = t->frozen_base,
+                         .checkpoint = t->checkpoint, .layer_dtype = PL_F32, .embd_dtype = PL_F32,
+                         .head_dtype = PL_F32};
+    pl_mem_plan P;
+    if ((rc = pl_train_plan(c, &sh, &P, err))) { pl_train_free(t); return rc; }
+    const pl_mem_plan *p = &P;
     int fail = 0;
     t->acts = calloc((size_t)c->n_layers, sizeof *t->acts);
     if (!t->acts) fail = 1;
-    const pl_mem_cat A = PL_MEM_ACTIVATIONS, G = PL_MEM_GRADIENTS;
-    t->ids = act_alloc(t, T, 4, A, &fail);
-    t->targets = act_alloc(t, T, 4, A, &fail);
-    t->pos = act_alloc(t, T, 4, A, &fail);
-    t->seg = act_alloc(t, T, 4, A, &fail);
-    t->qlast = act_alloc(t, T, 4, A, &fail);
+    t->ids = plan_alloc(t, p, PL_PB_TOKENS, &fail);
+    t->targets = plan_alloc(t, p, PL_PB_TOKENS, &fail);
+    t->pos = plan_alloc(t, p, PL_PB_TOKENS, &fail);
+    t->seg = plan_alloc(t, p, PL_PB_TOKENS, &fail);
+    t->qlast = plan_alloc(t, p, PL_PB_TOKENS, &fail);
     for (int l = 0; !fail && l < c->n_layers; l++) {
         pl_layer_acts *a = &t->acts[l];
-        a->x_in = act_alloc(t, T * D, 4, A, &fail);
+        a->x_in = plan_alloc(t, p, PL_PB_X_IN, &fail);
         if (t->checkpoint && l > 0) { /* one set of per-layer buffers, recomputed in the backward */
             pl_layer_acts *a0 = &t->acts[0];
             a->xn1 = a0->xn1; a->q = a0->q; a->k = a0->k; a->v = a0->v; a->att = a0->att;
             a->x_mid = a0->x_mid; a->xn2 = a0->xn2; a->gate = a0->gate; a->up = a0->up; a->act = a0->act;
             continue;
         }
-        a->xn1 = act_alloc(t, T * D, 4, A, &fail);
-        a->q = act_alloc(t, T * qd, 4, A, &fail);
-        a->k = act_alloc(t, T * kvd, 4, A, &fail);
-        a->v = act_alloc(t, T * kvd, 4, A, &fail);
-        a->att = act_alloc(t, T * qd, 4, A, &fail);
-        a->x_mid = act_alloc(t, T * D, 4, A, &fail);
-        a->xn2 = act_alloc(t, T * D, 4, A, &fail);
-        a->gate = act_alloc(t, T * H, 4, A, &fail);
-        a->up = act_alloc(t, T * H, 4, A, &fail);
-        a->act = act_alloc(t, T * H, 4, A, &fail);
+        a->xn1 = plan_alloc(t, p, PL_PB_XN1, &fail);
+        a->q = plan_alloc(t, p, PL_PB_Q, &fail);
+        a->k = plan_alloc(t, p, PL_PB_K, &fail);
+        a->v = plan_alloc(t, p, PL_PB_V, &fail);
+        a->att = plan_alloc(t, p, PL_PB_ATT, &fail);
+        a->x_mid = plan_alloc(t, p, PL_PB_X_MID, &fail);
+        a->xn2 = plan_alloc(t, p, PL_PB_XN2, &fail);
+        a->gate = plan_alloc(t, p, PL_PB_GATE, &fail);
+        a->up = plan_alloc(t, p, PL_PB_UP, &fail);
+        a->act = plan_alloc(t, p, PL_PB_ACT, &fail);
     }
-    t->x_final = act_alloc(t, T * D, 4, A, &fail);
-    t->xnf = act_alloc(t, T * D, 4, A, &fail);
-    t->logits = act_alloc(t, T * V, 4, A, &fail);
-    t->d_res = act_alloc(t, T * D, 4, G, &fail);
-    t->d_tmp = act_alloc(t, T * D, 4, G, &fail);
-    t->d_xn = act_alloc(t, T * D, 4, G, &fail);
-    t->d_q = act_alloc(t, T * qd, 4, G, &fail);
-    t->d_k = act_alloc(t, T * kvd, 4, G, &fail);
-    t->d_v = act_alloc(t, T * kvd, 4, G, &fail);
-    t->d_att = act_alloc(t, T * qd, 4, G, &fail);
-    t->d_act = act_alloc(t, T * H, 4, G, &fail);
-    t->d_up = act_alloc(t, T * H, 4, G, &fail);
-    t->ws_lin = act_alloc(t, T * D, 4, PL_MEM_WORKSPACE, &fail);
-    if (t->frozen_base) {
-        int64_t wc = D > H ? (int64_t)D : (int64_t)H;
-        if ((int64_t)qd > wc) wc = (int64_t)qd;
-        t->ws_q = act_alloc(t, pl_cpu_linear_q_workspace(wc), 4, PL_MEM_WORKSPACE, &fail);
-    }
+    t->x_final = plan_alloc(t, p, PL_PB_X_FINAL, &fail);
+    t->xnf = plan_alloc(t, p, PL_PB_XNF, &fail);
+    t->logits = plan_alloc(t, p, PL_PB_LOGITS, &fail);
+    t->d_res = plan_alloc(t, p, PL_PB_D_RES, &fail);
+    t->d_tmp = plan_alloc(t, p, PL_PB_D_TMP, &fail);
+    t->d_xn = plan_alloc(t, p, PL_PB_D_XN, &fail);
+    t->d_q = plan_alloc(t, p, PL_PB_D_Q, &fail);
+    t->d_k = plan_alloc(t, p, PL_PB_D_K, &fail);
+    t->d_v = plan_alloc(t, p, PL_PB_D_V, &fail);
+    t->d_att = plan_alloc(t, p, PL_PB_D_ATT, &fail);
+    t->d_act = plan_alloc(t, p, PL_PB_D_ACT, &fail);
+    t->d_up = plan_alloc(t, p, PL_PB_D_UP, &fail);
+    t->ws_lin = plan_alloc(t, p, PL_PB_WS_LIN, &fail);
+    if (t->frozen_base) t->ws_q = plan_alloc(t, p, PL_PB_WS_Q, &fail);
     if (fail) {
         pl_train_free(t);
         return pl_err_set(err, PL_ENOMEM, "train: out of memory for the activations of %d tokens", max_T);
@@ -423,7 +425,8 @@ int pl_train_attach_lora(pl_train *t, struct pl_lora *l, pl_err *err) {
         if (!t->lora_idx) return pl_err_set(err, PL_ENOMEM, "train: out of memory attaching LoRA");
     }
     for (int i = 0; i < c->n_layers * 7; i++) t->lora_idx[i] = -1;
-    int maxI = 1, maxO = 1, maxR = 1;
+    int maxR = 1;
+    unsigned mask = 0;
     for (int i = 0; i < l->n; i++) {
         const pl_lora_module *md = &l->mods[i];
         if (md->layer < 0 || md->layer >= c->n_layers || (int)md->which < 0 || md->which >= PL_LIN_HEAD)
@@ -441,20 +444,27 @@ int pl_train_attach_lora(pl_train *t, struct pl_lora *l, pl_err *err) {
             return pl_err_set(err, PL_EINVAL, "train: LoRA module layers.%d.%s appears twice", md->layer,
                               pl_lin_name(md->which));
         t->lora_idx[md->layer * 7 + md->which] = i;
-        if (md->in > maxI) maxI = md->in;
-        if (md->out > maxO) maxO = md->out;
+        mask |= 1u << md->which;
         if (md->r > maxR) maxR = md->r;
     }
-    size_t T = (size_t)t->max_T;
+    /* the scratch is the plan's (trainer/plan.h): widest adapted input and
+     * output of the adapted module kinds (checked equal to the model's above) */
+    pl_train_shape sh = {.seq_len = t->max_T, .micro_batch = 1, .frozen_base = 1, .lora_r = maxR,
+                         .lora_targets = mask, .checkpoint = t->checkpoint, .layer_dtype = PL_F32,
+                         .embd_dtype = PL_F32, .head_dtype = PL_F32};
+    pl_mem_plan P;
+    int rc = pl_train_plan(c, &sh, &P, err);
+    if (rc) return rc;
     t->lora_xa = calloc((size_t)(l->n > 0 ? l->n : 1), sizeof *t->lora_xa);
     int fail = !t->lora_xa;
     t->lora = l; /* so a failure below frees what was allocated */
     for (int i = 0; !fail && i < l->n; i++)
-        t->lora_xa[i] = act_alloc(t, T * (size_t)l->mods[i].r, 4, PL_MEM_ACTIVATIONS, &fail);
-    t->lora_u = act_alloc(t, T * (size_t)maxI, 4, PL_MEM_WORKSPACE, &fail);
-    t->lora_du = act_alloc(t, T * (size_t)maxI, 4, PL_MEM_WORKSPACE, &fail);
-    t->lora_y = act_alloc(t, T * (size_t)maxO, 4, PL_MEM_WORKSPACE, &fail);
-    t->lora_dxa = act_alloc(t, T * (size_t)maxR, 4, PL_MEM_GRADIENTS, &fail);
+        if (!(t->lora_xa[i] = t->be->alloc(pl_plan_lora_xa_bytes(t->max_T, l->mods[i].r), PL_MEM_ACTIVATIONS)))
+            fail = 1;
+    t->lora_u = plan_alloc(t, &P, PL_PB_LORA_U, &fail);
+    t->lora_du = plan_alloc(t, &P, PL_PB_LORA_DU, &fail);
+    t->lora_y = plan_alloc(t, &P, PL_PB_LORA_Y, &fail);
+    t->lora_dxa = plan_alloc(t, &P, PL_PB_LORA_DXA, &fail);
     if (fail) {
         pl_train_attach_lora(t, NULL, NULL);
         return pl_err_set(err, PL_ENOMEM, "train: out of memory for the LoRA buffers of %d tokens", t->max_T);

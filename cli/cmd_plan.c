@@ -1,0 +1,498 @@
+/* cmd_plan.c: `potluck plan`: the memory a training run (or a generation)
+ * needs, per category and per buffer, before anything is allocated, from
+ * the trainer's own allocation plan (trainer/plan.h). Train settings are
+ * read with potluck train's own flag parser, so the same command line
+ * plans and trains. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../core/json.h"
+#include "../lora/lora.h"
+#include "../trainer/plan.h"
+#include "../trainer/run.h"
+#include "cli.h"
+#include "cmd_plan.h"
+
+static const char *plan_help =
+    "usage: potluck plan (--model PATH | --preset NAME) [train options] [plan options]\n"
+    "       potluck plan (--model PATH | --preset NAME) --generate --ctx N [--batch B] [plan options]\n"
+    "\n"
+    "Prints the memory a run needs before a single step runs, per category\n"
+    "(weights, activations, gradients, optimizer, workspace, kv cache; docs/memory.md)\n"
+    "and per buffer, from the same plan the trainer allocates from (docs/planner.md).\n"
+    "The model is read from its header only (config.json, GGUF metadata, llama2.c\n"
+    "header); no weight is read.\n"
+    "\n"
+    "plan options:\n"
+    "  --model PATH            HF directory, its config.json, a .gguf, or a llama2.c .bin\n"
+    "  --preset NAME           a published shape (--preset list shows them)\n"
+    "  --backend cpu           the backend whose precision policy is planned (cpu: fp32 activations)\n"
+    "  --mem SIZE              memory to fit in: bytes or with a unit (24GiB, 24GB, 512MiB, 80G)\n"
+    "  --fit seq|batch         the largest --seq-len (or --micro-batch) whose total fits in --mem\n"
+    "  --micro-batch N         rows packed into one forward (T = seq-len x N); potluck train on the\n"
+    "                          CPU backend runs one row per forward (1, the default), so --batch and\n"
+    "                          --grad-accum do not change its memory\n"
+    "  --generate              plan a generation instead: weights + KV cache + decode buffers\n"
+    "  --ctx N                 with --generate: tokens of context per sequence (default: the model's)\n"
+    "  --json                  machine-readable output\n"
+    "\n"
+    "train options (as potluck train; the ones that change memory):\n"
+    "  --seq-len N  --batch N  --lora-r R (0: full fp32 fine-tuning)  --lora-targets T\n"
+    "  --base nf4|as-loaded  --nf4-blocksize N  --no-double-quant  --checkpointing / --no-checkpointing\n"
+    "  --threads N  --config FILE (a potluck train config; flags override it)\n"
+    "Every other potluck train option is accepted and changes nothing here. With\n"
+    "--generate, --batch is the number of sequences generated together.\n";
+
+/* "24GiB", "24GB", "512MiB", "80G", "1e9": bytes; -1 with a message on error. */
+static int parse_size(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !isfinite(v)) return cli_fail("plan: --mem: expected a size like 24GiB, got \"%s\"", s);
+    if (v <= 0) return cli_fail("plan: --mem: %s is not a positive size", s);
+    static const struct { const char *u; double f; } units[] = {
+        {"", 1}, {"B", 1}, {"K", 1024.0}, {"KiB", 1024.0}, {"KB", 1e3}, {"M", 1048576.0}, {"MiB", 1048576.0},
+        {"MB", 1e6}, {"G", 1073741824.0}, {"GiB", 1073741824.0}, {"GB", 1e9}, {"T", 1099511627776.0},
+        {"TiB", 1099511627776.0}, {"TB", 1e12}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (!strcasecmp(end, units[i].u)) {
+            *out = v * units[i].f;
+            if (*out < 1) return cli_fail("plan: --mem: %s is less than a byte", s);
+            return 0;
+        }
+    return cli_fail("plan: --mem: unknown unit \"%s\" (B, KiB, MiB, GiB, TiB, or KB, MB, GB, TB)", end);
+}
+
+static void human(double b, char *buf, size_t n) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int k = 0;
+    while (b >= 1024 && k < 4) { b /= 1024; k++; }
+    if (k == 0) snprintf(buf, n, "%.0f B", b);
+    else snprintf(buf, n, "%.2f %s", b, u[k]);
+}
+
+static const char *dtype_label(pl_dtype t) { return pl_dtype_name(t); }
+
+typedef struct plan_in {
+    const char *label;           /* model label for the report */
+    pl_model_config cfg;
+    pl_train_shape shape;
+    const char *base;            /* nf4 | as-loaded | fp32 (full) */
+} plan_in;
+
+static int targets_str(unsigned mask, char *buf, size_t n) {
+    buf[0] = 0;
+    for (int j = 0; j < 7; j++)
+        if ((mask >> j) & 1) {
+            size_t l = strlen(buf);
+            snprintf(buf + l, n - l, "%s%s", l ? "," : "", pl_lin_name((pl_lin)j));
+        }
+    return 0;
+}
+
+static void print_policy(const plan_in *in) {
+    const pl_train_shape *s = &in->shape;
+    if (!s->frozen_base) {
+        printf("precision:  every weight trained in fp32 (owned fp32 copies), fp32 gradients and AdamW m, v;\n"
+               "            activations fp32 (CPU backend)\n");
+        return;
+    }
+    if (s->nf4_blocksize > 0)
+        printf("precision:  base layers NF4 (blocksize %d, %s); embedding %s and LM head %s as stored, frozen;\n",
+               s->nf4_blocksize, s->nf4_double_quant ? "double-quantized absmax" : "fp32 absmax",
+               dtype_label(s->embd_dtype), in->cfg.tied_embeddings ? "(tied)" : dtype_label(s->head_dtype));
+    else
+        printf("precision:  base layers as stored (%s); embedding %s and LM head %s as stored, frozen;\n",
+               dtype_label(s->layer_dtype), dtype_label(s->embd_dtype),
+               in->cfg.tied_embeddings ? "(tied)" : dtype_label(s->head_dtype));
+    printf("            norms fp32; LoRA masters, gradients, AdamW m and v fp32, not paged;\n"
+           "            activations and their gradients fp32 (CPU backend)\n");
+}
+
+static const char *cat_names[PL_MEM_NCAT] = {"weights", "activations", "gradients", "optimizer", "workspace",
+                                             "kv cache"};
+
+static void print_train(const plan_in *in, const pl_mem_plan *p, const pl_mem_plan *other, double mem) {
+    const pl_model_config *c = &in->cfg;
+    const pl_train_shape *s = &in->shape;
+    char b1[32], b2[32], tg[64];
+    printf("model:      %s: hidden %d, intermediate %d, %d layers, %d/%d heads (head %d), vocab %d, %s embeddings%s\n",
+           in->label, c->dim, c->hidden, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->vocab,
+           c->tied_embeddings ? "tied" : "untied", c->qkv_bias ? ", q/k/v biases" : "");
+    targets_str(s->lora_targets, tg, sizeof tg);
+    if (s->frozen_base)
+        printf("train:      QLoRA r %d on %s (%lld modules, %lld LoRA parameters); seq %d x %d row%s per forward "
+               "= %d tokens; checkpointing %s; backend cpu\n",
+               s->lora_r, tg, (long long)p->n_lora_modules, (long long)p->lora_params, s->seq_len, s->micro_batch,
+               s->micro_batch > 1 ? "s" : "", p->T, s->checkpoint ? "on" : "off");
+    else
+        printf("train:      full fine-tuning (%lld parameters); seq %d x %d row%s per forward = %d tokens; "
+               "checkpointing %s; backend cpu\n",
+               (long long)p->trained_params, s->seq_len, s->micro_batch, s->micro_batch > 1 ? "s" : "", p->T,
+               s->checkpoint ? "on" : "off");
+    print_policy(in);
+    printf("\n");
+    for (int k = 0; k < PL_MEM_NCAT; k++) {
+        size_t sum = 0;
+        for (int b = 0; b < PL_PB_N; b++)
+            if (p->item[b].cat == (pl_mem_cat)k) sum += p->item[b].bytes;
+        human((double)sum, b1, sizeof b1);
+        printf("%-12s %16zu  %12s\n", cat_names[k], sum, b1);
+        for (int b = 0; b < PL_PB_N; b++) {
+            const pl_plan_item *it = &p->item[b];
+            if (it->cat != (pl_mem_cat)k || !it->bytes) continue;
+            human((double)it->bytes, b1, sizeof b1);
+            char cnt[32] = "";
+            if (it->each && it->count > 1) snprintf(cnt, sizeof cnt, " x%zu", it->count);
+            printf("  %-14s %14zu  %12s  %s%s%s\n", it->name, it->bytes, b1, it->what, cnt,
+                   it->tracked ? "" : it->mapped ? " [file map]" : " [model-owned / malloc]");
+        }
+    }
+    printf("\n");
+    human((double)p->total, b1, sizeof b1);
+    printf("total        %16zu  %12s\n", p->total, b1);
+    human((double)p->tracked, b1, sizeof b1);
+    printf("  tagged by the backend (pl_mem_peak): %zu (%s)\n", p->tracked, b1);
+    human((double)p->owned, b1, sizeof b1);
+    printf("  model-owned weights and per-call scratch: %zu (%s)\n", p->owned, b1);
+    human((double)p->mapped, b1, sizeof b1);
+    printf("  read from the model file's map (page cache): %zu (%s)\n", p->mapped, b1);
+    human((double)p->cat[PL_MEM_ACTIVATIONS], b1, sizeof b1);
+    human((double)other->cat[PL_MEM_ACTIVATIONS], b2, sizeof b2);
+    printf("saved activations: %s with checkpointing %s, %s with it %s\n", b1, s->checkpoint ? "on" : "off", b2,
+           s->checkpoint ? "off" : "on");
+    if (mem > 0) {
+        human(mem, b1, sizeof b1);
+        double left = mem - (double)p->total;
+        human(fabs(left), b2, sizeof b2);
+        printf("fits in %s: %s (%s %s)\n", b1, left >= 0 ? "yes" : "no", b2, left >= 0 ? "to spare" : "over");
+    }
+}
+
+static cJSON *plan_json(const plan_in *in, const pl_mem_plan *p, const pl_mem_plan *other, double mem) {
+    cJSON *j = cJSON_CreateObject();
+    const pl_model_config *c = &in->cfg;
+    const pl_train_shape *s = &in->shape;
+    cJSON *m = cJSON_AddObjectToObject(j, "model");
+    cJSON_AddStringToObject(m, "name", in->label);
+    cJSON_AddNumberToObject(m, "hidden_size", c->dim);
+    cJSON_AddNumberToObject(m, "intermediate_size", c->hidden);
+    cJSON_AddNumberToObject(m, "num_hidden_layers", c->n_layers);
+    cJSON_AddNumberToObject(m, "num_attention_heads", c->n_heads);
+    cJSON_AddNumberToObject(m, "num_key_value_heads", c->n_kv_heads);
+    cJSON_AddNumberToObject(m, "vocab_size", c->vocab);
+    cJSON_AddBoolToObject(m, "tie_word_embeddings", c->tied_embeddings);
+    cJSON *t = cJSON_AddObjectToObject(j, "train");
+    cJSON_AddNumberToObject(t, "seq_len", s->seq_len);
+    cJSON_AddNumberToObject(t, "micro_batch", s->micro_batch);
+    cJSON_AddNumberToObject(t, "tokens_per_forward", p->T);
+    cJSON_AddNumberToObject(t, "lora_r", s->frozen_base ? s->lora_r : 0);
+    char tg[64];
+    targets_str(s->lora_targets, tg, sizeof tg);
+    cJSON_AddStringToObject(t, "lora_targets", s->frozen_base ? tg : "");
+    cJSON_AddStringToObject(t, "base", in->base);
+    cJSON_AddNumberToObject(t, "nf4_blocksize", s->nf4_blocksize);
+    cJSON_AddBoolToObject(t, "double_quant", s->nf4_double_quant);
+    cJSON_AddBoolToObject(t, "checkpointing", s->checkpoint);
+    cJSON_AddStringToObject(t, "backend", "cpu");
+    cJSON_AddNumberToObject(t, "lora_modules", (double)p->n_lora_modules);
+    cJSON_AddNumberToObject(t, "trained_params", (double)p->trained_params);
+    cJSON *cats = cJSON_AddObjectToObject(j, "categories");
+    cJSON *tagged = cJSON_AddObjectToObject(j, "tagged");
+    for (int k = 0; k < PL_MEM_NCAT; k++) {
+        size_t sum = 0;
+        for (int b = 0; b < PL_PB_N; b++)
+            if (p->item[b].cat == (pl_mem_cat)k) sum += p->item[b].bytes;
+        cJSON_AddNumberToObject(cats, pl_mem_cat_name((pl_mem_cat)k), (double)sum);
+        cJSON_AddNumberToObject(tagged, pl_mem_cat_name((pl_mem_cat)k), (double)p->cat[k]);
+    }
+    cJSON *items = cJSON_AddArrayToObject(j, "buffers");
+    for (int b = 0; b < PL_PB_N; b++) {
+        const pl_plan_item *it = &p->item[b];
+        if (!it->bytes) continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", it->name);
+        cJSON_AddStringToObject(o, "category", pl_mem_cat_name(it->cat));
+        cJSON_AddNumberToObject(o, "bytes", (double)it->bytes);
+        cJSON_AddNumberToObject(o, "each", (double)it->each);
+        cJSON_AddNumberToObject(o, "count", (double)it->count);
+        cJSON_AddStringToObject(o, "held", it->tracked ? "backend" : it->mapped ? "file_map" : "model");
+        cJSON_AddStringToObject(o, "what", it->what);
+        cJSON_AddItemToArray(items, o);
+    }
+    cJSON_AddNumberToObject(j, "total", (double)p->total);
+    cJSON_AddNumberToObject(j, "tagged_total", (double)p->tracked);
+    cJSON_AddNumberToObject(j, "model_owned", (double)p->owned);
+    cJSON_AddNumberToObject(j, "file_mapped", (double)p->mapped);
+    cJSON_AddNumberToObject(j, s->checkpoint ? "activations_without_checkpointing" : "activations_with_checkpointing",
+                            (double)other->cat[PL_MEM_ACTIVATIONS]);
+    if (mem > 0) {
+        cJSON_AddNumberToObject(j, "mem", mem);
+        cJSON_AddBoolToObject(j, "fits", (double)p->total <= mem);
+    }
+    return j;
+}
+
+static int print_json(cJSON *j) {
+    char *txt = cJSON_Print(j);
+    cJSON_Delete(j);
+    if (!txt) return cli_fail("plan: out of memory");
+    printf("%s\n", txt);
+    free(txt);
+    return 0;
+}
+
+/* Largest value of *field in [1, hi] whose plan fits in mem (0 if none). */
+static int fit_search(const plan_in *in, int *field, int hi, double mem, pl_mem_plan *best) {
+    plan_in w = *in;
+    int *f = (int *)((char *)&w + ((char *)field - (char *)in));
+    int lo = 0;
+    pl_err e;
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        *f = mid;
+        pl_mem_plan p;
+        if (!pl_train_plan(&w.cfg, &w.shape, &p, &e) && (double)p.total <= mem) {
+            lo = mid;
+            *best = p;
+        } else hi = mid - 1;
+    }
+    return lo;
+}
+
+static int list_presets(FILE *f) {
+    int n;
+    const pl_plan_preset *ps = pl_plan_presets(&n);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%-14s %s (hidden %d, %d layers, %d/%d heads, vocab %d)\n", ps[i].name, ps[i].label,
+                ps[i].cfg.dim, ps[i].cfg.n_layers, ps[i].cfg.n_heads, ps[i].cfg.n_kv_heads, ps[i].cfg.vocab);
+    return 0;
+}
+
+static void preset_names(char *buf, size_t n) {
+    int k;
+    const pl_plan_preset *ps = pl_plan_presets(&k);
+    buf[0] = 0;
+    for (int i = 0; i < k; i++) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, n - l, "%s%s", i ? ", " : "", ps[i].name);
+    }
+}
+
+int cmd_plan(int argc, char **argv) {
+    const char *preset = NULL, *backend = "cpu", *fit = NULL, *config = NULL;
+    double mem = 0;
+    long micro = 1, ctx = 0;
+    int json = 0, generate = 0, status = 1;
+    char pathbuf[4200], label[4300];
+    pl_run_cfg c;
+    pl_run_cfg_defaults(&c);
+    pl_err err = {0};
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(plan_help, stdout);
+            pl_run_cfg_free(&c);
+            return 0;
+        } else if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc) { cli_fail("plan: --config: expected a file"); goto done; }
+            config = argv[++i];
+        }
+    if (config) {
+        cJSON *j = NULL;
+        if (pl_json_load(config, 1 << 20, &j, &err)) { cli_fail_err(&err); goto done; }
+        int rc = pl_run_cfg_apply_json(&c, j, config, &err);
+        cJSON_Delete(j);
+        if (rc) { cli_fail_err(&err); goto done; }
+    }
+    for (int i = 1; i < argc;) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--config")) { i += 2; continue; }
+        if (!strcmp(a, "--json")) { json = 1; i++; continue; }
+        if (!strcmp(a, "--generate")) { generate = 1; i++; continue; }
+        if (!strcmp(a, "--preset") || !strcmp(a, "--backend") || !strcmp(a, "--mem") || !strcmp(a, "--fit") ||
+            !strcmp(a, "--micro-batch") || !strcmp(a, "--ctx")) {
+            if (!v) { cli_fail("plan: %s: expected a value", a); goto done; }
+            if (!strcmp(a, "--preset")) preset = v;
+            else if (!strcmp(a, "--backend")) backend = v;
+            else if (!strcmp(a, "--fit")) fit = v;
+            else if (!strcmp(a, "--mem")) { if (parse_size(v, &mem)) goto done; }
+            else if (!strcmp(a, "--micro-batch")) { if (cli_int("plan: --micro-batch", v, 1, 1 << 20, &micro)) goto done; }
+            else if (cli_int("plan: --ctx", v, 1, 1 << 24, &ctx)) goto done;
+            i += 2;
+            continue;
+        }
+        int used = 0;
+        if (pl_run_cfg_apply_flag(&c, argc - i, argv + i, &used, &err)) { cli_fail("plan: %s", err.msg); goto done; }
+        if (!used) { cli_fail("plan: unknown option '%s' (see potluck plan --help)", a); goto done; }
+        i += used;
+    }
+    if (preset && !strcmp(preset, "list")) { list_presets(stdout); status = 0; goto done; }
+    if (strcmp(backend, "cpu")) {
+        cli_fail("plan: --backend %s: only the cpu backend exists so far", backend);
+        goto done;
+    }
+    if (fit && strcmp(fit, "seq") && strcmp(fit, "batch")) { cli_fail("plan: --fit: expected seq or batch, got '%s'", fit); goto done; }
+    if (fit && mem <= 0) { cli_fail("plan: --fit %s needs --mem SIZE", fit); goto done; }
+    if (fit && generate) { cli_fail("plan: --fit is for training plans, not --generate"); goto done; }
+    if (!!preset == !!(c.model && *c.model)) { cli_fail("plan: give one of --model PATH or --preset NAME"); goto done; }
+    plan_in in = {0};
+    pl_model_header h = {0};
+    if (preset) {
+        const pl_plan_preset *p = pl_plan_preset_find(preset);
+        if (!p) {
+            char names[1024];
+            preset_names(names, sizeof names);
+            cli_fail("plan: unknown preset '%s' (known: %s)", preset, names);
+            goto done;
+        }
+        h.cfg = p->cfg;
+        h.source = PL_SRC_HF;
+        h.layer_dtype = h.embd_dtype = h.head_dtype = PL_BF16; /* the releases' safetensors */
+        snprintf(label, sizeof label, "%s (preset %s, BF16 safetensors)", p->label, p->name);
+    } else {
+        if (pl_model_read_header(c.model, &h, &err)) { cli_fail_err(&err); goto done; }
+        snprintf(pathbuf, sizeof pathbuf, "%s", c.model);
+        snprintf(label, sizeof label, "%s", pathbuf);
+    }
+    in.label = label;
+    in.cfg = h.cfg;
+    pl_train_shape *s = &in.shape;
+    s->seq_len = c.seq_len;
+    s->micro_batch = (int)micro;
+    s->checkpoint = c.checkpointing;
+    s->layer_dtype = h.layer_dtype;
+    s->embd_dtype = h.embd_dtype;
+    s->head_dtype = h.head_dtype;
+    s->stored_mapped = h.source != PL_SRC_LLAMA2C;
+    s->threads = c.threads > 0 ? c.threads : omp_get_max_threads();
+    if (c.lora_r > 0) {
+        if (!c.base || (strcmp(c.base, "nf4") && strcmp(c.base, "as-loaded"))) {
+            cli_fail("plan: --base: expected nf4 or as-loaded, got '%s'", c.base ? c.base : "");
+            goto done;
+        }
+        s->frozen_base = 1;
+        s->lora_r = c.lora_r;
+        if (pl_lora_parse_targets(c.lora_targets ? c.lora_targets : "", &s->lora_targets, &err)) {
+            cli_fail("plan: --lora-targets: %s", err.msg);
+            goto done;
+        }
+        if (!strcmp(c.base, "nf4")) {
+            s->nf4_blocksize = c.nf4_blocksize;
+            s->nf4_double_quant = c.double_quant;
+        }
+        in.base = c.base;
+    } else {
+        in.base = "fp32";
+    }
+    if (!pl_dtype_row_bytes(s->layer_dtype, in.cfg.dim) || !pl_dtype_row_bytes(s->embd_dtype, in.cfg.dim)) {
+        cli_fail("plan: %s: weights of dtype %s cannot be sized from the header", label, pl_dtype_name(s->layer_dtype));
+        goto done;
+    }
+    if (generate) {
+        int nseq = c.batch, nctx = ctx > 0 ? (int)ctx : in.cfg.max_seq;
+        if (nctx <= 0) { cli_fail("plan: --generate: give --ctx N (the model states no context length)"); goto done; }
+        pl_gen_plan g;
+        s->frozen_base = 1;
+        s->nf4_blocksize = 0; /* potluck generate runs on the weights as stored */
+        if (pl_gen_plan_make(&in.cfg, s, nseq, nctx, &g, &err)) { cli_fail_err(&err); goto done; }
+        if (json) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "model", label);
+            cJSON_AddNumberToObject(j, "sequences", g.n_seq);
+            cJSON_AddNumberToObject(j, "ctx", g.n_ctx);
+            cJSON_AddNumberToObject(j, "prefill_tokens", g.T);
+            cJSON *cats = cJSON_AddObjectToObject(j, "categories");
+            cJSON_AddNumberToObject(cats, "weights", (double)(g.weights_owned + g.weights_mapped));
+            cJSON_AddNumberToObject(cats, "activations", (double)g.activations);
+            cJSON_AddNumberToObject(cats, "gradients", 0);
+            cJSON_AddNumberToObject(cats, "optimizer", 0);
+            cJSON_AddNumberToObject(cats, "workspace", (double)g.workspace);
+            cJSON_AddNumberToObject(cats, "kvcache", (double)g.kv);
+            cJSON_AddNumberToObject(j, "logits", (double)g.logits);
+            cJSON_AddNumberToObject(j, "weights_file_mapped", (double)g.weights_mapped);
+            cJSON_AddNumberToObject(j, "total", (double)g.total);
+            if (mem > 0) {
+                cJSON_AddNumberToObject(j, "mem", mem);
+                cJSON_AddBoolToObject(j, "fits", (double)g.total <= mem);
+            }
+            status = print_json(j) ? 1 : 0;
+            goto done;
+        }
+        char b1[32];
+        printf("model:      %s\n", label);
+        printf("generate:   %d sequence%s of up to %d tokens; the prefill of all of them at once (%d tokens) is "
+               "the peak; backend cpu (fp32 activations and KV cache)\n",
+               g.n_seq, g.n_seq > 1 ? "s" : "", g.n_ctx, g.T);
+        struct { const char *n; size_t b; const char *w; } rows[] = {
+            {"weights", g.weights_owned + g.weights_mapped, "as stored (potluck generate does not quantize)"},
+            {"kv cache", g.kv, "K and V fp32: 2 x layers x sequences x ctx x kv dim x 4"},
+            {"activations", g.activations, "decode buffers of the prefill"},
+            {"workspace", g.workspace, "linear_q dequantized rows"},
+            {"logits", g.logits, "last-token logits per sequence (fp32)"}};
+        for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+            human((double)rows[k].b, b1, sizeof b1);
+            printf("%-12s %16zu  %12s  %s\n", rows[k].n, rows[k].b, b1, rows[k].w);
+        }
+        human((double)g.total, b1, sizeof b1);
+        printf("total        %16zu  %12s\n", g.total, b1);
+        if (mem > 0) {
+            char b2[32];
+            human(mem, b1, sizeof b1);
+            human(fabs(mem - (double)g.total), b2, sizeof b2);
+            printf("fits in %s: %s (%s %s)\n", b1, (double)g.total <= mem ? "yes" : "no", b2,
+                   (double)g.total <= mem ? "to spare" : "over");
+        }
+        status = 0;
+        goto done;
+    }
+    pl_mem_plan p, other;
+    if (fit) {
+        int *field = !strcmp(fit, "seq") ? &in.shape.seq_len : &in.shape.micro_batch;
+        int hi = !strcmp(fit, "seq") ? (1 << 20) / in.shape.micro_batch : (1 << 20) / in.shape.seq_len;
+        pl_mem_plan best;
+        int v = fit_search(&in, field, hi, mem, &best);
+        char b1[32];
+        human(mem, b1, sizeof b1);
+        if (v == 0) {
+            if (json) {
+                cJSON *j = cJSON_CreateObject();
+                cJSON_AddStringToObject(j, "fit", fit);
+                cJSON_AddNumberToObject(j, "mem", mem);
+                cJSON_AddNumberToObject(j, "largest", 0);
+                print_json(j);
+            } else
+                printf("fit %s: nothing fits in %s (the weights alone take more, or one token does)\n", fit, b1);
+            status = 0;
+            goto done;
+        }
+        *field = v;
+        if (!json)
+            printf("fit %s: the largest %s that fits in %s is %d%s\n\n", fit,
+                   !strcmp(fit, "seq") ? "--seq-len" : "--micro-batch", b1, v,
+                   v == hi ? " (the trainer's limit of 1048576 tokens per forward)" : "");
+    }
+    if (pl_train_plan(&in.cfg, &in.shape, &p, &err)) { cli_fail_err(&err); goto done; }
+    pl_train_shape os = in.shape;
+    os.checkpoint = !os.checkpoint;
+    if (pl_train_plan(&in.cfg, &os, &other, &err)) { cli_fail_err(&err); goto done; }
+    if (json) {
+        cJSON *j = plan_json(&in, &p, &other, mem);
+        if (fit) {
+            cJSON_AddStringToObject(j, "fit", fit);
+            cJSON_AddNumberToObject(j, "largest", !strcmp(fit, "seq") ? in.shape.seq_len : in.shape.micro_batch);
+        }
+        status = print_json(j) ? 1 : 0;
+        goto done;
+    }
+    print_train(&in, &p, &other, mem);
+    status = 0;
+done:
+    pl_run_cfg_free(&c);
+    return status;
+}

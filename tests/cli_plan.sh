@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# cli_plan.sh: `potluck plan` (cli/cmd_plan.c, trainer/plan.h).
+#  - the plan of a model given by path equals what `potluck train` measures
+#    with the same flags (metrics.jsonl mem_peak, every category, byte for
+#    byte), with and without checkpointing, for a QLoRA and a full run;
+#  - presets: the list, Llama-2 7B's QLoRA breakdown (LoRA parameters as
+#    PEFT counts them, NF4 base bytes), --json parses and adds up;
+#  - --fit seq / --fit batch: the answer fits in --mem and one more does not;
+#  - --generate: the KV cache is 2 * layers * sequences * ctx * kv dim * 4;
+#  - bad inputs: one line "potluck: ..." each, non-zero exit, no crash.
+set -u
+cd "$(dirname "$0")/.."
+source tests/check.sh
+BIN=${POTLUCK_BIN:?}
+S=${POTLUCK_SHARED:?}/fixtures
+ST=$S/stories260K/stories260K.bin
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+PY=python3
+
+# --help
+if "$BIN" plan --help >"$tmp/h.txt" 2>&1 && grep -q -- '--fit seq|batch' "$tmp/h.txt" && grep -q -- '--mem SIZE' "$tmp/h.txt" \
+   && grep -q -- '--generate' "$tmp/h.txt"; then ok; else fail "plan --help: $(cat "$tmp/h.txt")"; fi
+if "$BIN" help | grep -q '^  plan '; then ok; else fail "potluck help does not list plan"; fi
+
+# plan == potluck train's measured peaks (metrics.jsonl), same flags
+i=0
+for flags in "--lora-r 8 --seq-len 64" "--lora-r 4 --lora-targets q,v,down --seq-len 40 --checkpointing" \
+             "--lora-r 0 --seq-len 32" "--lora-r 8 --base as-loaded --seq-len 48 --checkpointing"; do
+  i=$((i + 1))
+  # shellcheck disable=SC2086
+  "$BIN" train --model "$ST" --tokenizer "$S/stories260K/tok512.bin" --text "$S/text/tinystories_sample.txt" \
+    --out "$tmp/run$i" --steps 2 --eval-every 0 --save-every 0 $flags >"$tmp/tr$i.txt" 2>&1 \
+    || { fail "train $flags: $(tail -3 "$tmp/tr$i.txt")"; continue; }
+  # shellcheck disable=SC2086
+  "$BIN" plan --model "$ST" $flags --json >"$tmp/p$i.json" 2>"$tmp/p$i.err" || { fail "plan $flags: $(cat "$tmp/p$i.err")"; continue; }
+  r=$($PY - "$tmp/run$i/metrics.jsonl" "$tmp/p$i.json" <<'EOF'
+import json, sys
+last = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][-1]["mem_peak"]
+plan = json.load(open(sys.argv[2]))["tagged"]
+bad = [f"{k}: plan {plan[k]} measured {last[k]}" for k in last if plan.get(k) != last[k]]
+print("; ".join(bad) if bad else "same")
+EOF
+)
+  if [ "$r" = same ]; then ok; else fail "plan vs potluck train ($flags): $r"; fi
+done
+
+# presets
+"$BIN" plan --preset list >"$tmp/list.txt" 2>&1
+n=$(grep -c . "$tmp/list.txt")
+if [ "$n" -ge 16 ] && grep -q '^llama2-7b ' "$tmp/list.txt" && grep -q '^yi-34b ' "$tmp/list.txt" \
+   && grep -q '^qwen2.5-32b ' "$tmp/list.txt"; then ok; else fail "preset list ($n): $(cat "$tmp/list.txt")"; fi
+for p in $(awk '{print $1}' "$tmp/list.txt"); do
+  if "$BIN" plan --preset "$p" --json >"$tmp/pp.json" 2>&1 && $PY -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['total'] > 1e9" "$tmp/pp.json"; then ok
+  else fail "preset $p: $(head -c 300 "$tmp/pp.json")"; fi
+done
+if "$BIN" plan --preset llama2-7b --seq-len 512 --mem 24GiB >"$tmp/7b.txt" 2>&1 && grep -q '^weights ' "$tmp/7b.txt" \
+   && grep -q '^activations ' "$tmp/7b.txt" && grep -q '^optimizer ' "$tmp/7b.txt" && grep -q '^kv cache ' "$tmp/7b.txt" \
+   && grep -q '^precision:  base layers NF4 (blocksize 64, double-quantized absmax)' "$tmp/7b.txt" \
+   && grep -q '^fits in 24.00 GiB: yes' "$tmp/7b.txt" && grep -q '(224 modules, 39976960 LoRA parameters)' "$tmp/7b.txt"; then ok
+else fail "llama2-7b text: $(cat "$tmp/7b.txt")"; fi
+if "$BIN" plan --preset llama2-7b --seq-len 512 --mem 4GiB | grep -q '^fits in 4.00 GiB: no'; then ok; else fail "7B does not fit 4 GiB"; fi
+# --json adds up: categories sum to the total, buffers sum to the categories, LoRA = 4 bytes x params
+"$BIN" plan --preset llama2-7b --seq-len 512 --json >"$tmp/7b.json" 2>&1
+r=$($PY - "$tmp/7b.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+errs = []
+if sum(d["categories"].values()) != d["total"]: errs.append("categories do not sum to total")
+if sum(d["tagged"].values()) != d["tagged_total"]: errs.append("tagged do not sum")
+if d["tagged_total"] + d["model_owned"] + d["file_mapped"] != d["total"]: errs.append("held parts do not sum")
+for c, v in d["categories"].items():
+    s = sum(b["bytes"] for b in d["buffers"] if b["category"] == c)
+    if s != v: errs.append(f"{c}: buffers {s} != {v}")
+lw = [b for b in d["buffers"] if b["name"] == "lora_weights"][0]["bytes"]
+if lw != 4 * 39976960: errs.append(f"lora weights {lw}")
+base = [b for b in d["buffers"] if b["name"] == "base_layers"][0]
+# NF4: 6,476,005,376 layer weights: packed n/2 + one absmax code per 64 + fp32 nested per 256 blocks (+ a header per tensor)
+n = 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)
+if not (n // 2 + n // 64 <= base["bytes"] <= n // 2 + n // 64 + n // 64 // 256 * 4 + 224 * 2048): errs.append(f"nf4 base {base['bytes']}")
+if d["train"]["checkpointing"] or d["activations_with_checkpointing"] * 5 > d["categories"]["activations"]:
+    errs.append("checkpointing saving")
+print("; ".join(errs) if errs else "ok")
+EOF
+)
+if [ "$r" = ok ]; then ok; else fail "7B json: $r"; fi
+
+# --fit seq / batch: the answer fits, one more does not
+for f in seq batch; do
+  ans=$("$BIN" plan --preset llama2-13b --fit $f --mem 24GiB --seq-len 512 --json | $PY -c "import json,sys; print(json.load(sys.stdin)['largest'])")
+  opt=$([ $f = seq ] && echo --seq-len || echo --micro-batch)
+  f1=$("$BIN" plan --preset llama2-13b --seq-len 512 $opt "$ans" --mem 24GiB --json | $PY -c "import json,sys; print(json.load(sys.stdin)['fits'])")
+  f2=$("$BIN" plan --preset llama2-13b --seq-len 512 $opt $((ans + 1)) --mem 24GiB --json | $PY -c "import json,sys; print(json.load(sys.stdin)['fits'])")
+  if [ "$ans" -gt 0 ] && [ "$f1" = True ] && [ "$f2" = False ]; then ok; echo "note: llama2-13b in 24 GiB: --fit $f -> $ans"
+  else fail "--fit $f: $ans ($f1 / $f2)"; fi
+done
+if "$BIN" plan --preset llama2-70b --fit seq --mem 8GiB | grep -q 'nothing fits'; then ok; else fail "70B in 8 GiB should not fit"; fi
+
+# generation: KV cache of stories260K (5 layers, kv dim 32), 2 sequences of 128
+kv=$("$BIN" plan --model "$ST" --generate --ctx 128 --batch 2 --json | $PY -c "import json,sys; print(json.load(sys.stdin)['categories']['kvcache'])")
+if [ "$kv" = $((2 * 5 * 2 * 128 * 32 * 4)) ]; then ok; else fail "generate kv cache $kv"; fi
+if "$BIN" plan --preset llama2-7b --generate --ctx 4096 --batch 1 --mem 24GiB | grep -q '^kv cache  *4294967296 '; then ok
+else fail "llama2-7b kv cache at 4096: $("$BIN" plan --preset llama2-7b --generate --ctx 4096 2>&1)"; fi
+
+# other model kinds by path, and potluck train's other flags are accepted
+if "$BIN" plan --model "$S/gguf-tiny-llama/llama-2-tiny-random.gguf" --seq-len 32 --lr 1e-3 --steps 5 --out /nonexistent \
+     | grep -q 'F16'; then ok; else fail "plan on the tiny GGUF"; fi
+if [ -n "${POTLUCK_REFS:-}" ] && [ -d "$POTLUCK_REFS/peft_ref/base" ]; then
+  if "$BIN" plan --model "$POTLUCK_REFS/peft_ref/base/config.json" --seq-len 16 | grep -q 'hidden 64'; then ok
+  else fail "plan on a config.json"; fi
+fi
+printf '{"model": "%s", "train": {"seq_len": 64}, "lora": {"r": 8}}' "$ST" >"$tmp/cfg.json"
+a=$("$BIN" plan --config "$tmp/cfg.json" --json | $PY -c "import json,sys; print(json.load(sys.stdin)['tagged'])")
+b=$("$BIN" plan --model "$ST" --seq-len 64 --lora-r 8 --json | $PY -c "import json,sys; print(json.load(sys.stdin)['tagged'])")
+if [ -n "$a" ] && [ "$a" = "$b" ]; then ok; else fail "--config: $a vs $b"; fi
+
+# bad inputs
+mkdir -p "$tmp/empty"
+printf 'not a model at all, just some text here\n' >"$tmp/text.bin"
+expect_clean_error "unknown preset" "$BIN" plan --preset llama9-1b
+if "$BIN" plan --preset llama9-1b 2>&1 | grep -q 'known: llama2-7b, .*yi-34b'; then ok; else fail "unknown preset lists the known ones"; fi
+expect_clean_error "not a model (text)" "$BIN" plan --model "$tmp/text.bin"
+expect_clean_error "not a model (folder)" "$BIN" plan --model "$tmp/empty"
+expect_clean_error "missing path" "$BIN" plan --model "$tmp/nope"
+expect_clean_error "neither model nor preset" "$BIN" plan
+expect_clean_error "both model and preset" "$BIN" plan --model "$ST" --preset llama2-7b
+expect_clean_error "negative seq" "$BIN" plan --preset llama2-7b --seq-len -5
+expect_clean_error "negative rank" "$BIN" plan --preset llama2-7b --lora-r -1
+expect_clean_error "negative mem" "$BIN" plan --preset llama2-7b --mem -2GiB
+expect_clean_error "zero mem" "$BIN" plan --preset llama2-7b --mem 0
+expect_clean_error "bad mem unit" "$BIN" plan --preset llama2-7b --mem 24XB
+expect_clean_error "fit without mem" "$BIN" plan --preset llama2-7b --fit seq
+expect_clean_error "fit what" "$BIN" plan --preset llama2-7b --fit layers --mem 1GiB
+expect_clean_error "micro-batch 0" "$BIN" plan --preset llama2-7b --micro-batch 0
+expect_clean_error "ctx negative" "$BIN" plan --preset llama2-7b --generate --ctx -1
+expect_clean_error "cuda backend" "$BIN" plan --preset llama2-7b --backend cuda
+expect_clean_error "bad targets" "$BIN" plan --preset llama2-7b --lora-targets q,zz
+expect_clean_error "bad base" "$BIN" plan --preset llama2-7b --base fp8
+expect_clean_error "bad blocksize" "$BIN" plan --preset llama2-7b --nf4-blocksize 48
+expect_clean_error "too many tokens" "$BIN" plan --preset llama2-7b --seq-len 1048576 --micro-batch 2
+expect_clean_error "unknown option" "$BIN" plan --preset llama2-7b --frobnicate
+expect_clean_error "missing value" "$BIN" plan --preset
+check_summary cli_plan

@@ -1,0 +1,130 @@
+/* plan.h: the memory plan of a training run or a generation, computed from
+ * the model's shape before anything is allocated (docs/planner.md).
+ *
+ * The plan is not a second formula beside the allocator: pl_train_init_opts
+ * and pl_train_attach_lora take the size of every buffer they allocate from
+ * pl_train_plan (the item's `each`), pl_kvcache_init takes the cache's size
+ * from pl_kvcache_bytes, and AdamW's state and LoRA's tensors are the sums
+ * the plan states. `potluck plan` prints the same numbers; tests/test_plan.c
+ * trains on several small shapes and checks that the peak of every tagged
+ * category (pl_mem_peak) equals the plan. */
+#ifndef PL_PLAN_H
+#define PL_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../core/dtype.h"
+#include "../core/error.h"
+#include "../core/mem.h"
+#include "model.h"
+
+/* What is trained and how the base is held. */
+typedef struct pl_train_shape {
+    int seq_len;          /* tokens per row */
+    int micro_batch;      /* rows packed into one forward (T = seq_len * micro_batch); potluck train runs 1 */
+    int frozen_base;      /* QLoRA: the base is frozen (no parameters); 0: every weight fp32 and trained */
+    int lora_r;           /* adapter rank (frozen_base only); 0: no adapter attached */
+    unsigned lora_targets;/* bit (1u << pl_lin) per adapted module (lora/lora.h) */
+    int checkpoint;       /* activation checkpointing */
+    int nf4_blocksize;    /* > 0: the layer weights are quantized to NF4 with this blocksize; 0: as stored */
+    int nf4_double_quant;
+    pl_dtype layer_dtype; /* layer weights as stored (F32, F16, BF16, Q4_1, ...) */
+    pl_dtype embd_dtype;  /* token embedding as stored */
+    pl_dtype head_dtype;  /* LM head as stored (ignored when tied) */
+    int stored_mapped;    /* stored weights are read from a file map (GGUF, safetensors), not copied */
+    int threads;          /* OpenMP threads (attention score rows); <= 0: 1 */
+} pl_train_shape;
+
+/* Every buffer the plan knows, in the order the report prints them. */
+typedef enum pl_plan_buf {
+    /* PL_MEM_ACTIVATIONS */
+    PL_PB_TOKENS = 0, PL_PB_X_IN, PL_PB_XN1, PL_PB_Q, PL_PB_K, PL_PB_V, PL_PB_ATT, PL_PB_X_MID, PL_PB_XN2,
+    PL_PB_GATE, PL_PB_UP, PL_PB_ACT, PL_PB_X_FINAL, PL_PB_XNF, PL_PB_LOGITS, PL_PB_LORA_XA,
+    /* PL_MEM_GRADIENTS */
+    PL_PB_D_RES, PL_PB_D_TMP, PL_PB_D_XN, PL_PB_D_Q, PL_PB_D_K, PL_PB_D_V, PL_PB_D_ATT, PL_PB_D_ACT, PL_PB_D_UP,
+    PL_PB_LORA_DXA, PL_PB_PARAM_GRAD, PL_PB_LORA_GRAD,
+    /* PL_MEM_WORKSPACE */
+    PL_PB_WS_LIN, PL_PB_WS_Q, PL_PB_LORA_U, PL_PB_LORA_DU, PL_PB_LORA_Y,
+    /* PL_MEM_WEIGHTS (tagged) */
+    PL_PB_LORA_W,
+    /* PL_MEM_OPTIMIZER */
+    PL_PB_ADAMW,
+    /* not allocated through the backend: model-owned, file-mapped, or per-call scratch */
+    PL_PB_BASE, PL_PB_BASE_SOURCE, PL_PB_EMBD, PL_PB_HEAD, PL_PB_NORMS, PL_PB_ATTN_SCRATCH,
+    PL_PB_N
+} pl_plan_buf;
+
+typedef struct pl_plan_item {
+    const char *name;     /* short name: "q", "lora_xa", "base_layers" */
+    const char *what;     /* one line for the report */
+    pl_mem_cat cat;
+    int tracked;          /* allocated with be->alloc(cat): counted by pl_mem_current / pl_mem_peak */
+    int mapped;           /* read in place from the model file (page cache), not allocated */
+    size_t each;          /* bytes of one buffer (0 for sums of unequal buffers) */
+    size_t count;         /* buffers (per layer, per module, ...) */
+    size_t bytes;         /* all of them */
+} pl_plan_item;
+
+typedef struct pl_mem_plan {
+    pl_train_shape shape;
+    int T;                       /* tokens per forward */
+    pl_plan_item item[PL_PB_N];
+    size_t cat[PL_MEM_NCAT];     /* tagged bytes per category, all live after the first optimizer step (the peak) */
+    size_t tracked;              /* sum of cat[] */
+    size_t owned;                /* model-owned memory (NF4 base, fp32 copies, norms) and per-call scratch */
+    size_t mapped;               /* weights read from the file map */
+    size_t total;                /* tracked + owned + mapped */
+    int64_t n_lora_modules, lora_params, trained_params;
+    int max_in, max_out;         /* widest adapted input / output (LoRA scratch) */
+} pl_mem_plan;
+
+/* The plan of training config c with shape s. Fails (PL_EINVAL / PL_ERANGE)
+ * on shapes out of range or sizes that overflow. */
+int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan *out, pl_err *err);
+
+/* One adapted module's saved xa (T, r): the trainer allocates exactly this. */
+size_t pl_plan_lora_xa_bytes(int T, int r);
+
+/* Bytes of one NF4 tensor of n elements as a model holds it (the pl_nf4
+ * header and its arrays in one block, trainer/model_nf4.c); 0 when out of
+ * range. */
+size_t pl_plan_nf4_tensor_bytes(int64_t n, int blocksize, int double_quant);
+
+/* Generation: weights plus the KV cache for n_seq sequences of n_ctx
+ * tokens and the decode buffers of a prefill of T tokens. */
+typedef struct pl_gen_plan {
+    int n_seq, n_ctx, T;
+    size_t kv;            /* PL_MEM_KVCACHE: pl_kvcache_bytes */
+    size_t activations;   /* PL_MEM_ACTIVATIONS of pl_model_decode for T tokens */
+    size_t workspace;     /* PL_MEM_WORKSPACE of the same */
+    size_t logits;        /* (n_seq, V) fp32 held by the caller */
+    size_t weights_owned, weights_mapped;
+    size_t total;
+} pl_gen_plan;
+/* K and V for n_seq sequences of n_ctx tokens: 2 * L * n_seq * n_ctx * kvd * 4
+ * bytes (what pl_kvcache_init allocates); 0 when it overflows. */
+size_t pl_kvcache_bytes(const pl_model_config *c, int n_seq, int n_ctx);
+/* s gives the weights' dtypes (its training fields are ignored). */
+int pl_gen_plan_make(const pl_model_config *c, const pl_train_shape *s, int n_seq, int n_ctx, pl_gen_plan *out,
+                     pl_err *err);
+
+/* A model's header only (config.json, a GGUF's metadata and tensor table,
+ * a llama2.c header; no weight is read): its config and stored dtypes. path
+ * is a Hugging Face directory, its config.json, a .gguf or a llama2.c .bin. */
+typedef struct pl_model_header {
+    pl_model_config cfg;
+    pl_model_source source;
+    pl_dtype layer_dtype, embd_dtype, head_dtype;
+} pl_model_header;
+int pl_model_read_header(const char *path, pl_model_header *h, pl_err *err);
+
+/* Published shapes (config.json values of the released checkpoints). */
+typedef struct pl_plan_preset {
+    const char *name;     /* "llama2-7b" */
+    const char *label;    /* "Llama-2 7B" */
+    pl_model_config cfg;
+} pl_plan_preset;
+const pl_plan_preset *pl_plan_preset_find(const char *name);
+const pl_plan_preset *pl_plan_presets(int *n);
+
+#endif
