@@ -116,6 +116,31 @@ void pl_cpu_linear_q(float *out, const float *x, const pl_qweight *w, const floa
         return;
     }
     if (bias) fill_bias(out, bias, T, O);
+    /* Fused, when the workspace holds a column tile of pl_gemm per thread: each
+     * thread dequantizes the weight rows of one column tile into its own slice
+     * and multiplies them at once (one team for the whole product, the rows
+     * still in cache). The calls are pl_gemm's own tiles, so the bits are
+     * those of the block path below and of an F32 weight. */
+    int tm, tn;
+    pl_gemm_tile(T, O, &tm, &tn);
+    const int slots = (int)(pl_cpu_linear_q_workspace(I) / ((size_t)tn * (size_t)I));
+    const int nt = omp_get_max_threads(), ntn = (O + tn - 1) / tn;
+    if (nt <= slots && !pl_gemm_openblas_threaded()) {
+#pragma omp parallel num_threads(nt < ntn ? nt : ntn)
+        {
+            float *wsl = workspace + (size_t)omp_get_thread_num() * (size_t)tn * (size_t)I;
+#pragma omp for schedule(dynamic, 1)
+            for (int j = 0; j < ntn; j++) {
+                const int r0 = j * tn, nb = O - r0 < tn ? O - r0 : tn;
+                for (int r = 0; r < nb; r++)
+                    if (pl_qweight_row(w, r0 + r, wsl + (size_t)r * I) != 0)
+                        for (int c = 0; c < I; c++) wsl[(size_t)r * I + c] = NAN; /* unsupported dtype: visible */
+                /* one column tile of pl_gemm (inside the team: on this thread) */
+                pl_gemm(0, 1, T, nb, I, 1.0f, x, I, wsl, I, bias ? 1.0f : 0.0f, out + r0, O);
+            }
+        }
+        return;
+    }
     const int64_t blk = linq_block_rows(I);
     for (int64_t r0 = 0; r0 < O; r0 += blk) {
         const int nb = (int)(O - r0 < blk ? O - r0 : blk);
