@@ -303,13 +303,7 @@ int cmd_plan(int argc, char **argv) {
             if (i + 1 >= argc) { cli_fail("plan: --config: expected a file"); goto done; }
             config = argv[++i];
         }
-    if (config) {
-        cJSON *j = NULL;
-        if (pl_json_load(config, 1 << 20, &j, &err)) { cli_fail_err(&err); goto done; }
-        int rc = pl_run_cfg_apply_json(&c, j, config, &err);
-        cJSON_Delete(j);
-        if (rc) { cli_fail_err(&err); goto done; }
-    }
+    if (config && pl_run_cfg_apply_file(&c, config, &err)) { cli_fail_err(&err); goto done; }
     for (int i = 1; i < argc;) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--config")) { i += 2; continue; }

@@ -105,13 +105,7 @@ int cmd_train(int argc, char **argv) {
         struct stat st;
         if (!stat(rc_path, &st)) config = rc_path;
     }
-    if (config) {
-        cJSON *j = NULL;
-        if (pl_json_load(config, 1 << 20, &j, &err)) { cli_fail_err(&err); goto done; }
-        int rc = pl_run_cfg_apply_json(&c, j, config, &err);
-        cJSON_Delete(j);
-        if (rc) { cli_fail_err(&err); goto done; }
-    }
+    if (config && pl_run_cfg_apply_file(&c, config, &err)) { cli_fail_err(&err); goto done; }
     for (int i = 1; i < argc;) {
         if (!strcmp(argv[i], "--config")) { i += 2; continue; }
         if (!strcmp(argv[i], "--resume")) { i++; continue; }

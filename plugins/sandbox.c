@@ -411,9 +411,12 @@ static int ro_next(lua_State *L) {
     return 1;
 }
 
-static int ro_pairs(lua_State *L) {
+/* __pairs of a proxy: upvalue 1 the table, upvalue 2 the next function
+ * (ro_next, or frozen_next for deep views), closed over the table. */
+static int proxy_pairs(lua_State *L) {
+    lua_CFunction next = lua_tocfunction(L, lua_upvalueindex(2));
     lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushcclosure(L, ro_next, 1);
+    lua_pushcclosure(L, next, 1);
     lua_pushnil(L);
     lua_pushnil(L);
     return 3;
@@ -425,9 +428,9 @@ static int ro_len(lua_State *L) {
 }
 
 /* Push a read-only proxy of the table at idx: __index is the table itself
- * (index_fn NULL) or index_fn closed over it; pairs through pairs_fn closed
+ * (index_fn NULL) or index_fn closed over it; pairs walk it with next_fn closed
  * over it; # the table's; writes, rawset and getmetatable refused. */
-static void push_proxy(lua_State *L, int idx, lua_CFunction index_fn, lua_CFunction pairs_fn) {
+static void push_proxy(lua_State *L, int idx, lua_CFunction index_fn, lua_CFunction next_fn) {
     idx = lua_absindex(L, idx);
     lua_newtable(L);             /* proxy */
     lua_createtable(L, 0, 5);    /* its metatable */
@@ -437,7 +440,8 @@ static void push_proxy(lua_State *L, int idx, lua_CFunction index_fn, lua_CFunct
     lua_pushcfunction(L, ro_newindex);
     lua_setfield(L, -2, "__newindex");
     lua_pushvalue(L, idx);
-    lua_pushcclosure(L, pairs_fn, 1);
+    lua_pushcfunction(L, next_fn);
+    lua_pushcclosure(L, proxy_pairs, 2);
     lua_setfield(L, -2, "__pairs");
     lua_pushvalue(L, idx);
     lua_pushcclosure(L, ro_len, 1);
@@ -453,7 +457,7 @@ static void push_proxy(lua_State *L, int idx, lua_CFunction index_fn, lua_CFunct
     lua_pop(L, 1);
 }
 
-void pl_sandbox_push_readonly(lua_State *L, int idx) { push_proxy(L, idx, NULL, ro_pairs); }
+void pl_sandbox_push_readonly(lua_State *L, int idx) { push_proxy(L, idx, NULL, ro_next); }
 
 /* Deep read-only views (pl_sandbox_push_frozen): one per table, kept in a
  * registry table with weak keys (an ephemeron table: the view stays while its
@@ -476,14 +480,6 @@ static int frozen_next(lua_State *L) {
     pl_sandbox_push_frozen(L, -1);
     lua_remove(L, -2);
     return 2;
-}
-
-static int frozen_pairs(lua_State *L) {
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushcclosure(L, frozen_next, 1);
-    lua_pushnil(L);
-    lua_pushnil(L);
-    return 3;
 }
 
 void pl_sandbox_push_frozen(lua_State *L, int idx) {
@@ -514,7 +510,7 @@ void pl_sandbox_push_frozen(lua_State *L, int idx) {
         return;
     }
     lua_pop(L, 1);
-    push_proxy(L, idx, frozen_index, frozen_pairs);
+    push_proxy(L, idx, frozen_index, frozen_next);
     lua_pushvalue(L, idx);
     lua_pushvalue(L, -2);
     lua_rawset(L, cache); /* cache[table] = view */

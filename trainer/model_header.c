@@ -79,19 +79,7 @@ int pl_model_read_header(const char *path, pl_model_header *h, pl_err *err) {
                                       "%s: not a model: no GGUF magic, and not a llama2.c checkpoint (header field %d is %d)",
                                       path, i, hd[i]);
             pl_model_config *c = &h->cfg;
-            c->arch = PL_ARCH_LLAMA;
-            c->dim = hd[0];
-            c->hidden = hd[1];
-            c->n_layers = hd[2];
-            c->n_heads = hd[3];
-            c->n_kv_heads = hd[4];
-            c->tied_embeddings = hd[5] > 0;
-            c->vocab = hd[5] > 0 ? hd[5] : (hd[5] == INT32_MIN ? 0 : -hd[5]);
-            c->max_seq = hd[6];
-            c->rope_theta = 10000.0f;
-            c->norm_eps = 1e-5f;
-            c->bos_id = 1;
-            c->eos_id = 2;
+            pl_model_llama2c_config(hd, c);
             pl_err e2 = {0};
             if (pl_model_check_config(c, "header", &e2))
                 return pl_err_set(err, PL_EFORMAT, "%s: not a model: no GGUF magic, and as a llama2.c %s", path,

@@ -11,6 +11,8 @@ pl_model *pl_model_new(const char *path, pl_model_source src);
 
 /* Check the config for sane, mutually consistent values; fills head_dim. */
 int pl_model_check_config(pl_model_config *c, const char *path, pl_err *err);
+/* The config of a llama2.c checkpoint header (model_llama2c.c). */
+void pl_model_llama2c_config(const int32_t h[7], pl_model_config *c);
 
 /* Check a weight's shape; name is used in the message. */
 int pl_model_check_weight(const pl_qweight *w, int64_t rows, int64_t cols, const char *path,

@@ -13,6 +13,24 @@
 
 #include "../core/mapfile.h"
 
+/* The config a llama2.c header (dim, hidden, layers, heads, kv heads, vocab
+ * (negative: untied), max seq) describes; the loader and the header reader share it. */
+void pl_model_llama2c_config(const int32_t h[7], pl_model_config *c) {
+    c->arch = PL_ARCH_LLAMA;
+    c->dim = h[0];
+    c->hidden = h[1];
+    c->n_layers = h[2];
+    c->n_heads = h[3];
+    c->n_kv_heads = h[4];
+    c->tied_embeddings = h[5] > 0;
+    c->vocab = h[5] > 0 ? h[5] : (h[5] == INT32_MIN ? 0 : -h[5]);
+    c->max_seq = h[6];
+    c->rope_theta = 10000.0f;
+    c->norm_eps = 1e-5f;
+    c->bos_id = 1;
+    c->eos_id = 2;
+}
+
 int pl_model_load_llama2c(pl_model *m, pl_err *err) {
     char *buf = NULL;
     size_t len = 0;
@@ -31,19 +49,7 @@ int pl_model_load_llama2c(pl_model *m, pl_err *err) {
                               "%s: not a llama2.c checkpoint (header field %d is %d) and not a GGUF file",
                               m->path, i, h[i]);
     pl_model_config *c = &m->cfg;
-    c->arch = PL_ARCH_LLAMA;
-    c->dim = h[0];
-    c->hidden = h[1];
-    c->n_layers = h[2];
-    c->n_heads = h[3];
-    c->n_kv_heads = h[4];
-    c->tied_embeddings = h[5] > 0;
-    c->vocab = h[5] > 0 ? h[5] : (h[5] == INT32_MIN ? 0 : -h[5]);
-    c->max_seq = h[6];
-    c->rope_theta = 10000.0f;
-    c->norm_eps = 1e-5f;
-    c->bos_id = 1;
-    c->eos_id = 2;
+    pl_model_llama2c_config(h, c);
     if ((rc = pl_model_check_config(c, m->path, err))) return rc;
     if (c->dim % c->n_heads)
         return pl_err_set(err, PL_EFORMAT, "%s: dim %d is not a multiple of n_heads %d", m->path, c->dim, c->n_heads);

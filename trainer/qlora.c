@@ -58,27 +58,10 @@ void pl_lora_dropout(const pl_lora *l, int step, int micro, int layer, pl_lin wh
 
 int pl_qlora_step(pl_train *t, const pl_microbatch *mb, int n_mb, const pl_qlora_opts *o, double *loss,
                   double *grad_norm, pl_err *err) {
-    if (n_mb <= 0) return pl_err_set(err, PL_EINVAL, "qlora: a step needs at least one micro-batch");
-    if (!t->lora && t->n_params == 0) return pl_err_set(err, PL_EINVAL, "qlora: nothing to train (no LoRA attached)");
-    int64_t total = 0;
-    for (int i = 0; i < n_mb; i++)
-        for (int j = 0; j < mb[i].T; j++) total += mb[i].targets[j] >= 0;
-    if (total == 0) return pl_err_set(err, PL_EINVAL, "qlora: the step has no trained tokens (every target is < 0)");
-    pl_train_zero_grad(t);
-    double sum = 0;
-    int rc;
-    for (int i = 0; i < n_mb; i++) {
-        double s;
-        t->micro = i;
-        if ((rc = pl_train_forward(t, mb[i].ids, mb[i].targets, mb[i].pos, mb[i].seg, mb[i].T, &s, NULL, err)) ||
-            (rc = pl_train_backward(t, (float)(1.0 / (double)total), err))) {
-            t->micro = 0;
-            return rc;
-        }
-        sum += s;
-    }
-    t->micro = 0;
-    if (loss) *loss = sum / (double)total;
+    if (n_mb > 0 && !t->lora && t->n_params == 0)
+        return pl_err_set(err, PL_EINVAL, "qlora: nothing to train (no LoRA attached)");
+    int rc = pl_train_accumulate(t, mb, n_mb, "qlora", loss, err);
+    if (rc) return rc;
     double gn = pl_train_grad_norm(t);
     if (grad_norm) *grad_norm = gn;
     if (!isfinite(gn)) return pl_err_set(err, PL_ERANGE, "qlora: step %d: the gradient norm is %g", t->step + 1, gn);

@@ -74,6 +74,8 @@ void pl_run_cfg_free(pl_run_cfg *c);
  * ("train.lr: expected a number, got string \"2e-4x\""). where prefixes the
  * message (usually the file name). */
 int pl_run_cfg_apply_json(pl_run_cfg *c, const cJSON *j, const char *where, pl_err *err);
+/* The same from a JSON file (--config PATH). */
+int pl_run_cfg_apply_file(pl_run_cfg *c, const char *path, pl_err *err);
 /* Apply one command-line flag: *used gets the number of argv entries taken
  * (0 when argv[0] is not a config flag). */
 int pl_run_cfg_apply_flag(pl_run_cfg *c, int argc, char **argv, int *used, pl_err *err);

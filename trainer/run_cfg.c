@@ -228,6 +228,14 @@ static const char *key_hint(const char *sec, const char *key, char *buf, size_t 
     return buf;
 }
 
+int pl_run_cfg_apply_file(pl_run_cfg *c, const char *path, pl_err *err) {
+    cJSON *j = NULL;
+    int rc = pl_json_load(path, 1 << 20, &j, err);
+    if (!rc) rc = pl_run_cfg_apply_json(c, j, path, err);
+    cJSON_Delete(j);
+    return rc;
+}
+
 int pl_run_cfg_apply_json(pl_run_cfg *c, const cJSON *j, const char *where, pl_err *err) {
     if (!cJSON_IsObject(j)) return pl_err_set(err, PL_EINVAL, "%s: expected a JSON object", where);
     const cJSON *it;

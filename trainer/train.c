@@ -566,26 +566,31 @@ int pl_train_adamw(pl_train *t, const pl_adamw_opts *o, pl_err *err) {
     return 0;
 }
 
-int pl_train_step(pl_train *t, const pl_microbatch *mb, int n_mb, const pl_adamw_opts *o, float sgd_lr,
-                  double *loss, pl_err *err) {
-    if (n_mb <= 0) return pl_err_set(err, PL_EINVAL, "train: a step needs at least one micro-batch");
+int pl_train_accumulate(pl_train *t, const pl_microbatch *mb, int n_mb, const char *who, double *loss, pl_err *err) {
+    if (n_mb <= 0) return pl_err_set(err, PL_EINVAL, "%s: a step needs at least one micro-batch", who);
     int64_t total = 0;
     for (int i = 0; i < n_mb; i++)
         for (int j = 0; j < mb[i].T; j++) total += mb[i].targets[j] >= 0;
-    if (total == 0) return pl_err_set(err, PL_EINVAL, "train: the step has no trained tokens (every target is < 0)");
+    if (total == 0) return pl_err_set(err, PL_EINVAL, "%s: the step has no trained tokens (every target is < 0)", who);
     pl_train_zero_grad(t);
     double sum = 0;
-    int rc;
-    for (int i = 0; i < n_mb; i++) {
-        double s;
+    int rc = 0;
+    for (int i = 0; i < n_mb && !rc; i++) {
+        double s = 0;
         t->micro = i;
-        if ((rc = pl_train_forward(t, mb[i].ids, mb[i].targets, mb[i].pos, mb[i].seg, mb[i].T, &s, NULL, err)))
-            return rc;
+        rc = pl_train_forward(t, mb[i].ids, mb[i].targets, mb[i].pos, mb[i].seg, mb[i].T, &s, NULL, err);
         sum += s;
-        if ((rc = pl_train_backward(t, (float)(1.0 / (double)total), err))) return rc;
+        if (!rc) rc = pl_train_backward(t, (float)(1.0 / (double)total), err);
     }
     t->micro = 0;
-    if (loss) *loss = sum / (double)total;
+    if (!rc && loss) *loss = sum / (double)total;
+    return rc;
+}
+
+int pl_train_step(pl_train *t, const pl_microbatch *mb, int n_mb, const pl_adamw_opts *o, float sgd_lr,
+                  double *loss, pl_err *err) {
+    int rc = pl_train_accumulate(t, mb, n_mb, "train", loss, err);
+    if (rc) return rc;
     if (o) return pl_train_adamw(t, o, err);
     pl_train_sgd(t, sgd_lr);
     return 0;

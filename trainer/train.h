@@ -207,6 +207,11 @@ typedef struct pl_microbatch {
  * SGD with lr sgd_lr. *loss (may be NULL) gets the step's mean loss. */
 int pl_train_step(pl_train *t, const pl_microbatch *mb, int n_mb, const pl_adamw_opts *o, float sgd_lr,
                   double *loss, pl_err *err);
+/* The gradient part of a step: zero_grad, then forward + backward of each
+ * micro-batch with the loss normalized by the trained tokens of the whole
+ * step. *loss (may be NULL) gets the step's mean loss. who prefixes the
+ * messages ("train", "qlora"). pl_train_step and pl_qlora_step use it. */
+int pl_train_accumulate(pl_train *t, const pl_microbatch *mb, int n_mb, const char *who, double *loss, pl_err *err);
 
 /* Parameter by Hugging Face name, or NULL. */
 pl_param *pl_train_param(pl_train *t, const char *name);
