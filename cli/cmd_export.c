@@ -24,7 +24,11 @@ static const char *export_help =
     "  --model PATH         base model (Hugging Face directory or GGUF)\n"
     "  --dtype f32|bf16     merged: tensor type (default f32)\n"
     "  --shard-mb N         merged: shards of at most N MB (default: one file)\n"
-    "  --type f16|q8_0|f32  gguf: weight type (default f16)\n"
+    "  --type TYPE          gguf: llama.cpp's file type (default f16): f32, f16, bf16,\n"
+    "                       q8_0, q6_k, q5_k_m, q5_k_s, q5_1, q5_0, q4_k_m, q4_k_s,\n"
+    "                       q4_1, q4_0; each tensor gets the type llama.cpp's quantizer\n"
+    "                       gives it (e.g. q4_k_m: Q6_K output and some attn_v and\n"
+    "                       ffn_down), with the same bytes\n"
     "  --tokenizer-gguf F   gguf from a Hugging Face base: take the tokenizer metadata\n"
     "                       from GGUF file F (same vocabulary); default: converted\n"
     "                       from the base's tokenizer.json / vocab.json + merges.txt\n"
@@ -33,7 +37,8 @@ static const char *export_help =
 
 int cmd_export(int argc, char **argv) {
     const char *run = NULL, *fmt = NULL, *out = NULL, *adapter_opt = NULL, *model_opt = NULL, *tokg = NULL;
-    pl_dtype dt = PL_F32, gt = PL_F16;
+    pl_dtype dt = PL_F32;
+    pl_gguf_ftype gt = PL_FTYPE_F16;
     long shard_mb = 0, threads = 0;
     char *adapter = NULL, *model_path = NULL;
     pl_err err = {0};
@@ -63,10 +68,8 @@ int cmd_export(int argc, char **argv) {
                 else if (!strcmp(v, "bf16")) dt = PL_BF16;
                 else return cli_fail("export: --dtype: expected f32 or bf16, got '%s'", v);
             } else {
-                if (!strcmp(v, "f16")) gt = PL_F16;
-                else if (!strcmp(v, "q8_0")) gt = PL_Q8_0;
-                else if (!strcmp(v, "f32")) gt = PL_F32;
-                else return cli_fail("export: --type: expected f16, q8_0 or f32, got '%s'", v);
+                if (pl_gguf_ftype_parse(v, &gt))
+                    return cli_fail("export: --type: expected one of %s; got '%s'", pl_gguf_ftype_list(), v);
             }
             continue;
         }
@@ -90,7 +93,7 @@ int cmd_export(int argc, char **argv) {
     if (!adapter && !strcmp(fmt, "peft")) { status = cli_fail("export: --format peft needs RUN_DIR or --adapter DIR"); goto done; }
     cli_set_threads((int)threads);
     pl_export_job job = {.format = fmt, .out = out, .adapter = adapter, .model = model_path, .dtype = dt,
-                         .max_shard_bytes = (size_t)shard_mb << 20, .gguf_type = gt, .tokenizer_gguf = tokg};
+                         .max_shard_bytes = (size_t)shard_mb << 20, .gguf_ftype = gt, .tokenizer_gguf = tokg};
     char said[128];
     if (pl_export_job_run(&job, said, sizeof said, &err)) { status = cli_fail_err(&err); goto done; }
     printf("export: %s -> %s\n", said, out);

@@ -1,4 +1,4 @@
-/* quant.c: dequantization of ggml's block types, reference quantizers, and the
+/* quant.c: dequantization of ggml's block types and the
  * dot products token generation runs directly on quantized weights.
  *
  * Exactness. Dequantization reproduces ggml / gguf-py bit for bit: every
@@ -245,87 +245,6 @@ int pl_dequantize_row(pl_dtype t, const void *src, float *dst, int64_t n) {
     if (n % qk) return -1;
     for (int64_t i = 0; i < n / qk; i++) f(s + (size_t)i * bs, dst + i * qk);
     return 0;
-}
-
-/* ------------------------------------------------------------------ reference quantizers
- *
- * These reproduce gguf-py's gguf.quants.quantize byte for byte (which itself
- * mirrors ggml's quantize_row_*_ref): same scale formulas, same float32
- * operations, round half away from zero for Q8_0, truncation after +0.5 /
- * +8.5 for Q4_1 / Q4_0. Non-finite inputs give unspecified (but defined) bytes. */
-
-/* (int)trunc(v) clamped to [lo, hi]; NaN gives lo. Never undefined behaviour. */
-static inline int clamp_trunc(float v, int lo, int hi) {
-    if (!(v >= (float)lo)) return lo;
-    if (v >= (float)hi) return hi;
-    return (int)v;
-}
-
-void pl_quantize_row_q8_0(const float *x, pl_block_q8_0 *y, int64_t n) {
-    uint8_t *out = (uint8_t *)y;
-    for (int64_t b = 0; b < n / PL_QK; b++, x += PL_QK, out += sizeof(pl_block_q8_0)) {
-        float amax = 0.0f;
-        for (int j = 0; j < PL_QK; j++) {
-            float a = fabsf(x[j]);
-            if (a > amax) amax = a;
-        }
-        const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        st_f16(out, d);
-        for (int j = 0; j < PL_QK; j++) {
-            float r = roundf(x[j] * id); /* half away from zero, as ggml and gguf-py */
-            int q = r != r ? 0 : r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r;
-            out[2 + j] = (uint8_t)(int8_t)q;
-        }
-    }
-}
-
-/* Q4_0: d = (the element of largest magnitude, first one on ties) / -8,
- * q = trunc(x*id + 8.5) in float32 with a separate multiply and add (ggml's
- * reference without FMA contraction, which is what gguf-py 0.19 computes). */
-void pl_quantize_row_q4_0(const float *x, pl_block_q4_0 *y, int64_t n) {
-    uint8_t *out = (uint8_t *)y;
-    for (int64_t b = 0; b < n / PL_QK; b++, x += PL_QK, out += sizeof(pl_block_q4_0)) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < PL_QK; j++) {
-            float a = fabsf(x[j]);
-            if (a > amax) {
-                amax = a;
-                max = x[j];
-            }
-        }
-        const float d = max / -8.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        st_f16(out, d);
-        for (int j = 0; j < PL_QK / 2; j++) {
-            float v0 = x[j] * id + 8.5f;
-            float v1 = x[j + PL_QK / 2] * id + 8.5f;
-            int q0 = clamp_trunc(v0, 0, 15), q1 = clamp_trunc(v1, 0, 15);
-            out[2 + j] = (uint8_t)(q0 | (q1 << 4));
-        }
-    }
-}
-
-/* Q4_1: d = (max - min) / 15, m = min, q = trunc((x - min) / d + 0.5). */
-void pl_quantize_row_q4_1(const float *x, pl_block_q4_1 *y, int64_t n) {
-    uint8_t *out = (uint8_t *)y;
-    for (int64_t b = 0; b < n / PL_QK; b++, x += PL_QK, out += sizeof(pl_block_q4_1)) {
-        float min = FLT_MAX, max = -FLT_MAX;
-        for (int j = 0; j < PL_QK; j++) {
-            if (x[j] < min) min = x[j];
-            if (x[j] > max) max = x[j];
-        }
-        const float d = (max - min) / 15.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        st_f16(out, d);
-        st_f16(out + 2, min);
-        for (int j = 0; j < PL_QK / 2; j++) {
-            float v0 = (x[j] - min) * id + 0.5f;
-            float v1 = (x[j + PL_QK / 2] - min) * id + 0.5f;
-            int q0 = clamp_trunc(v0, 0, 15), q1 = clamp_trunc(v1, 0, 15);
-            out[4 + j] = (uint8_t)(q0 | (q1 << 4));
-        }
-    }
 }
 
 /* ------------------------------------------------------------------ CPU dispatch */

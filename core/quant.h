@@ -63,11 +63,22 @@ typedef struct pl_qweight {
     const pl_qaux *aux;
 } pl_qweight;
 
-/* Quantize n floats to Q8_0 (ggml's rounding: d = amax/127, q = round(x/d)).
- * Also Q4_0/Q4_1 reference quantizers (for tests and exports). */
+/* Quantizers (quantize.c): n floats, a whole number of blocks, to type t,
+ * byte for byte what ggml's reference quantizers write (llama.cpp's
+ * quantizer without an importance matrix, gguf-py). pl_quantize_row takes
+ * F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K and returns
+ * 0, or -1 when t is not one of them or n is not whole blocks. dst need not
+ * be aligned. Non-finite inputs give unspecified (but defined) bytes. */
+int pl_quantize_row(pl_dtype t, const float *x, void *dst, int64_t n);
+int pl_dtype_can_quantize(pl_dtype t);
 void pl_quantize_row_q8_0(const float *x, pl_block_q8_0 *y, int64_t n);
 void pl_quantize_row_q4_0(const float *x, pl_block_q4_0 *y, int64_t n);
 void pl_quantize_row_q4_1(const float *x, pl_block_q4_1 *y, int64_t n);
+void pl_quantize_row_q5_0(const float *x, pl_block_q5_0 *y, int64_t n);
+void pl_quantize_row_q5_1(const float *x, pl_block_q5_1 *y, int64_t n);
+void pl_quantize_row_q4_K(const float *x, pl_block_q4_K *y, int64_t n);
+void pl_quantize_row_q5_K(const float *x, pl_block_q5_K *y, int64_t n);
+void pl_quantize_row_q6_K(const float *x, pl_block_q6_K *y, int64_t n);
 
 /* Dot product of one weight row of type t (n elements) with an fp32 vector.
  * Fast (AVX2+FMA when the CPU has it, checked at run time) for F32, F16, BF16,

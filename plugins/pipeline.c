@@ -783,13 +783,9 @@ static int run_export(run_state *r, pl_err *err) {
         else snprintf(out, sizeof out, "%s/export/model.gguf", r->run_dir);
         const char *gt = cJSON_GetStringValue(cJSON_GetObjectItem(ex, "gguf_type"));
         const char *dt = cJSON_GetStringValue(cJSON_GetObjectItem(ex, "dtype"));
-        pl_export_job job = {.format = fmt, .out = out, .dtype = PL_F32, .gguf_type = PL_F16};
-        if (!strcmp(fmt, "gguf")) {
-            if (gt && !strcmp(gt, "q8_0")) job.gguf_type = PL_Q8_0;
-            else if (gt && !strcmp(gt, "f32")) job.gguf_type = PL_F32;
-            else if (!gt || strcmp(gt, "f16"))
-                return pl_err_set(err, PL_EINVAL, "export: gguf_type: expected f16, q8_0 or f32, got '%s'", gt ? gt : "");
-        }
+        pl_export_job job = {.format = fmt, .out = out, .dtype = PL_F32, .gguf_ftype = PL_FTYPE_F16};
+        if (!strcmp(fmt, "gguf") && gt && pl_gguf_ftype_parse(gt, &job.gguf_ftype))
+            return pl_err_set(err, PL_EINVAL, "export: gguf_type: expected one of %s; got '%s'", pl_gguf_ftype_list(), gt);
         if (!strcmp(fmt, "merged")) {
             if (dt && !strcmp(dt, "bf16")) job.dtype = PL_BF16;
             else if (!dt || strcmp(dt, "f32"))

@@ -337,7 +337,8 @@ local EVAL = {
 }
 local EXPORT = {
   formats = { type = "list", default = { "peft" }, choices = { "peft", "merged", "gguf" } },
-  gguf_type = { type = "string", default = "f16", choices = { "f16", "q8_0", "f32" } },
+  gguf_type = { type = "string", default = "f16",
+    choices = { "f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_k_s", "q5_1", "q5_0", "q4_k_m", "q4_k_s", "q4_1", "q4_0" } },
   dtype = { type = "string", default = "f32", choices = { "f32", "bf16" } },
 }
 local SHARD = {

@@ -88,9 +88,9 @@ int main(void) {
     char f16p[4096], q8p[4096];
     snprintf(f16p, sizeof f16p, "%s/smollm2_f16.gguf", dir);
     snprintf(q8p, sizeof q8p, "%s/smollm2_q8_0.gguf", dir);
-    pl_export_gguf_opts go = {.wtype = PL_F16, .name = "SmolLM2 + test adapter"};
+    pl_export_gguf_opts go = {.ftype = PL_FTYPE_F16, .name = "SmolLM2 + test adapter"};
     CHECK(pl_export_gguf(m, f16p, &go, &err) == 0, "F16 export: %s", err.msg);
-    go.wtype = PL_Q8_0;
+    go.ftype = PL_FTYPE_Q8_0;
     CHECK(pl_export_gguf(m, q8p, &go, &err) == 0, "Q8_0 export: %s", err.msg);
 
     /* logits on two prompts of the llama.cpp reference (their token ids) */

@@ -362,7 +362,7 @@ static void tiny_model(const char *refs, const char *name, const char *tok_gguf,
     /* GGUF F32: exact after the Q/K permutation round trip; F16 close */
     pl_gguf *tok = NULL;
     CHECK(!pl_gguf_open(&tok, tok_gguf, &err), "%s", err.msg);
-    pl_export_gguf_opts go = {.wtype = PL_F32, .tok_src = tok};
+    pl_export_gguf_opts go = {.ftype = PL_FTYPE_F32, .tok_src = tok};
     snprintf(out, sizeof out, "%s/%s_f32.gguf", dir, name);
     rc = tok ? pl_export_gguf(m, out, &go, &err) : -1;
     CHECK(rc == 0, "%s: GGUF export: %s", name, err.msg);
@@ -374,7 +374,7 @@ static void tiny_model(const char *refs, const char *name, const char *tok_gguf,
         printf("note: %s: GGUF F32 export reloaded: max abs logit diff %g\n", name, d);
     }
     free(lg);
-    go.wtype = PL_F16;
+    go.ftype = PL_FTYPE_F16;
     snprintf(out, sizeof out, "%s/%s_f16.gguf", dir, name);
     rc = tok ? pl_export_gguf(m, out, &go, &err) : -1;
     CHECK(rc == 0, "%s: GGUF F16 export: %s", name, err.msg);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../core/atomic.h"
+#include "../core/gguf_ftype.h"
 #include "../core/gguf_write.h"
 #include "../core/half.h"
 #include "../core/json.h"
@@ -52,13 +53,8 @@ static int qrow(const pl_qweight *w, int64_t r, float *dst, const char *name, pl
     return 0;
 }
 
-/* Store n floats as type t (F32, F16, BF16, Q8_0) at dst. */
-static void store_row(pl_dtype t, const float *x, int64_t n, void *dst) {
-    if (t == PL_F32) memcpy(dst, x, (size_t)n * sizeof(float));
-    else if (t == PL_F16) for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = pl_f32_to_f16(x[i]);
-    else if (t == PL_BF16) for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = pl_f32_to_bf16(x[i]);
-    else if (t == PL_Q8_0) pl_quantize_row_q8_0(x, dst, n);
-}
+/* Store n floats as type t (F32, F16, BF16 or a type pl_quantize_row takes) at dst. */
+static void store_row(pl_dtype t, const float *x, int64_t n, void *dst) { (void)pl_quantize_row(t, x, dst, n); }
 
 /* Base inverse frequencies divided by the model's: llama.cpp's rope_freqs
  * factors. Returns 1 when any factor differs from 1. */
@@ -277,16 +273,6 @@ done:
 
 /* ------------------------------------------------------------ GGUF */
 
-int pl_export_gguf_file_type(pl_dtype t) {
-    switch (t) {
-    case PL_F32: return 0;
-    case PL_F16: return 1;
-    case PL_Q8_0: return 7;
-    case PL_BF16: return 32;
-    default: return -1;
-    }
-}
-
 /* What one GGUF tensor is made from: a weight matrix (rows converted to
  * type out, in interleaved Q/K order when heads > 0) or a vector. */
 typedef struct gsrc {
@@ -314,25 +300,41 @@ static int gfill(void *ctx, void *dst, size_t nbytes, pl_err *err) {
     }
     const pl_qweight *w = g->w;
     size_t rb = pl_dtype_row_bytes(g->out, w->cols);
-    float *row = malloc((size_t)w->cols * sizeof(float));
-    if (!row) return pl_err_set(err, PL_ENOMEM, "%s: out of memory", g->name);
-    int rc = 0;
-    for (int64_t s = 0; s < w->rows && !rc; s++) {
-        rc = qrow(w, g->heads ? src_row(s, g->hd) : s, row, g->name, err);
-        if (!rc) store_row(g->out, row, w->cols, (unsigned char *)dst + (size_t)s * rb);
+    int bad = 0, oom = 0;
+    /* rows are independent: the same bytes with any number of threads */
+#pragma omp parallel
+    {
+        float *row = malloc((size_t)w->cols * sizeof(float));
+        if (!row) {
+#pragma omp atomic write
+            oom = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t s = 0; s < w->rows; s++) {
+            if (!row) continue;
+            if (pl_qweight_row(w, g->heads ? src_row(s, g->hd) : s, row)) {
+#pragma omp atomic write
+                bad = 1;
+                continue;
+            }
+            store_row(g->out, row, w->cols, (unsigned char *)dst + (size_t)s * rb);
+        }
+        free(row);
     }
-    free(row);
     (void)nbytes;
-    return rc;
+    if (oom) return pl_err_set(err, PL_ENOMEM, "%s: out of memory", g->name);
+    if (bad) return pl_err_set(err, PL_EUNSUPPORTED, "%s: dtype %s cannot be converted", g->name, pl_dtype_name(w->dtype));
+    return 0;
 }
 
 int pl_export_gguf(const pl_model *m, const char *path, const pl_export_gguf_opts *o, pl_err *err) {
-    pl_export_gguf_opts def = {.wtype = PL_F16};
+    pl_export_gguf_opts def = {.ftype = PL_FTYPE_F16};
     if (!o) o = &def;
-    pl_dtype wt = o->wtype;
-    if (wt != PL_F16 && wt != PL_Q8_0 && wt != PL_F32)
-        return pl_err_set(err, PL_EINVAL, "%s: GGUF export: weight type %s (expected F32, F16 or Q8_0)", path,
-                          pl_dtype_name(wt));
+    pl_gguf_ftype ft = o->ftype;
+    if (!strcmp(pl_gguf_ftype_name(ft), "?"))
+        return pl_err_set(err, PL_EINVAL, "%s: GGUF export: file type %d (expected one of %s)", path, (int)ft,
+                          pl_gguf_ftype_list());
+    int quantized = ft != PL_FTYPE_F32 && ft != PL_FTYPE_F16 && ft != PL_FTYPE_BF16;
     const pl_gguf *tok = o->tok_src ? o->tok_src : m->gguf;
     pl_tokenizer *hft = NULL; /* without a GGUF source: the base directory's tokenizer, converted */
     if (!tok) {
@@ -359,8 +361,8 @@ int pl_export_gguf(const pl_model *m, const char *path, const pl_export_gguf_opt
 #define K(s) (snprintf(key, sizeof key, "%s.%s", arch, s), key)
     if ((rc = pl_gguf_set_str(w, "general.architecture", arch, err)) ||
         (rc = pl_gguf_set_str(w, "general.name", o->name ? o->name : "potluck export", err)) ||
-        (rc = pl_gguf_set_u32(w, "general.file_type", (uint32_t)pl_export_gguf_file_type(wt), err)) ||
-        (wt == PL_Q8_0 && (rc = pl_gguf_set_u32(w, "general.quantization_version", 2, err))) ||
+        (rc = pl_gguf_set_u32(w, "general.file_type", (uint32_t)ft, err)) ||
+        (quantized && (rc = pl_gguf_set_u32(w, "general.quantization_version", 2, err))) ||
         (rc = pl_gguf_set_u32(w, K("vocab_size"), (uint32_t)c->vocab, err)) ||
         (rc = pl_gguf_set_u32(w, K("context_length"), (uint32_t)c->max_seq, err)) ||
         (rc = pl_gguf_set_u32(w, K("embedding_length"), (uint32_t)c->dim, err)) ||
@@ -392,8 +394,10 @@ int pl_export_gguf(const pl_model *m, const char *path, const pl_export_gguf_opt
     /* tensors, in llama.cpp's usual order */
 #define MAT(nm, wp, hh) do { \
         gsrc *g = &src[ns++]; g->w = (wp); g->heads = (hh); g->hd = c->head_dim; \
-        g->out = (wt == PL_Q8_0 && (wp)->cols % PL_QK) ? PL_F16 : wt; \
         snprintf(g->name, sizeof g->name, "%s", nm); \
+        pl_gguf_tensor_info ti = {.name = g->name, .n_dims = 2, .ne0 = (wp)->cols, .layer = cur_layer, \
+                                  .n_layers = c->n_layers, .has_output = !c->tied_embeddings}; \
+        g->out = pl_gguf_tensor_type(ft, &ti); \
         int64_t ne[2] = {(wp)->cols, (wp)->rows}; \
         if ((rc = pl_gguf_add_tensor_fill(w, g->name, g->out, 2, ne, gfill, g, err))) goto done; } while (0)
 #define VEC(nm, vp, len, hh) do { \
@@ -402,6 +406,7 @@ int pl_export_gguf(const pl_model *m, const char *path, const pl_export_gguf_opt
         int64_t ne[1] = {(len)}; \
         if ((rc = pl_gguf_add_tensor_fill(w, g->name, PL_F32, 1, ne, gfill, g, err))) goto done; } while (0)
     char name[64];
+    int cur_layer = 0;
     MAT("token_embd.weight", &m->tok_embd, 0);
     if (rope_factors(m, fac)) {
         int64_t ne[1] = {c->head_dim / 2};
@@ -409,6 +414,7 @@ int pl_export_gguf(const pl_model *m, const char *path, const pl_export_gguf_opt
     }
     for (int l = 0; l < c->n_layers; l++) {
         const pl_layer *L = &m->layers[l];
+        cur_layer = l;
 #define N(s) (snprintf(name, sizeof name, "blk.%d.%s", l, s), name)
         VEC(N("attn_norm.weight"), L->attn_norm, D, 0);
         MAT(N("attn_q.weight"), &L->wq, permute ? c->n_heads : 0);

@@ -1,7 +1,8 @@
 /* export.h: writing a (merged) model in the formats others load: a Hugging
  * Face directory (config.json + safetensors + tokenizer files) that
- * transformers loads, and a GGUF file (F32, F16 or Q8_0 weights, tokenizer
- * and chat template metadata) that llama.cpp loads.
+ * transformers loads, and a GGUF file (llama.cpp's file types F32, F16, BF16,
+ * Q8_0, Q6_K, Q5_K_M/S, Q5_1, Q5_0, Q4_K_M/S, Q4_1, Q4_0; tokenizer and chat
+ * template metadata) that llama.cpp loads.
  *
  * The usual sequence for a fine-tune: pl_model_load (any format),
  * pl_export_writable (own fp32 copies of the linear layers),
@@ -16,6 +17,7 @@
 #include "../core/dtype.h"
 #include "../core/error.h"
 #include "../core/gguf.h"
+#include "../core/gguf_ftype.h"
 #include "model.h"
 
 /* Give every layer's linear weights (q,k,v,o,gate,up,down) an owned,
@@ -41,8 +43,9 @@ typedef struct pl_export_hf_opts {
 int pl_export_hf(const pl_model *m, const char *dir, const pl_export_hf_opts *o, pl_err *err);
 
 typedef struct pl_export_gguf_opts {
-    pl_dtype wtype;          /* PL_F16, PL_Q8_0 or PL_F32 (NULL opts: F16): the matrices'
-                              * type; a Q8_0 matrix whose rows are not whole blocks is F16 */
+    pl_gguf_ftype ftype;     /* llama.cpp's file type (NULL opts: F16): each matrix's type is
+                              * the one llama.cpp's quantizer picks for it (core/gguf_ftype.h),
+                              * with the same bytes (core/quantize.c) */
     const pl_gguf *tok_src;  /* copy tokenizer.* keys (all tokenizer.ggml.* and
                               * tokenizer.chat_template) from here; NULL: the model's own
                               * GGUF when it was loaded from one */
@@ -73,12 +76,10 @@ typedef struct pl_export_job {
     const char *model;           /* base model */
     pl_dtype dtype;              /* merged: PL_F32 or PL_BF16 */
     size_t max_shard_bytes;      /* merged: 0 = one file */
-    pl_dtype gguf_type;          /* gguf: PL_F16, PL_Q8_0 or PL_F32 */
+    pl_gguf_ftype gguf_ftype;    /* gguf: file type (PL_FTYPE_F32 = 0 is F32; set it) */
     const char *tokenizer_gguf;  /* gguf: tokenizer metadata from this GGUF file, or NULL */
 } pl_export_job;
 int pl_export_job_run(const pl_export_job *j, char *said, size_t said_cap, pl_err *err);
 
-/* llama.cpp's general.file_type for a weight type (F32 0, F16 1, Q8_0 7, BF16 32), -1 if none. */
-int pl_export_gguf_file_type(pl_dtype t);
 
 #endif

@@ -79,9 +79,9 @@ int pl_export_job_run(const pl_export_job *j, char *said, size_t said_cap, pl_er
         snprintf(said, said_cap, "merged model (%s)", pl_dtype_name(j->dtype));
     } else {
         if (j->tokenizer_gguf && (rc = pl_gguf_open(&tg, j->tokenizer_gguf, err))) goto done;
-        pl_export_gguf_opts o = {.wtype = j->gguf_type, .tok_src = tg, .name = j->adapter ? note : NULL};
+        pl_export_gguf_opts o = {.ftype = j->gguf_ftype, .tok_src = tg, .name = j->adapter ? note : NULL};
         if ((rc = pl_export_gguf(m, j->out, &o, err))) goto done;
-        snprintf(said, said_cap, "merged model (GGUF %s)", pl_dtype_name(j->gguf_type));
+        snprintf(said, said_cap, "merged model (GGUF %s)", pl_gguf_ftype_name(j->gguf_ftype));
     }
 done:
     pl_gguf_close(tg);
