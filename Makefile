@@ -24,7 +24,7 @@ endif
 # ---------------------------------------------------------------- deps
 DEBIAN_PKGS := build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev \
   libhdf5-dev libarchive-dev libzstd-dev libcjson-dev libssl-dev libpcre2-dev \
-  libutf8proc-dev unzip python3-venv gettext-base time \
+  libutf8proc-dev libseccomp-dev unzip python3-venv gettext-base time \
   emacs-common unicode-data hunspell-ar manpages-ja manpages-zh
 DEPS_STAMP := $(CACHE)/deps-$(shell echo '$(DEBIAN_PKGS)' | sha256sum | cut -c1-12).stamp
 
@@ -54,7 +54,7 @@ CFLAGS_BASE := -std=c11 -fopenmp $(WARN)
 OPT_CFLAGS := $(CFLAGS_BASE) -O2 -g
 SAN_CFLAGS := $(CFLAGS_BASE) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDLIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas $(shell pkg-config --libs $(PKGS) 2>/dev/null) \
-  -lcjson -lpcre2-8 -lcrypto -lm -fopenmp
+  -lcjson -lpcre2-8 -lcrypto -lseccomp -lm -fopenmp
 
 # The layers, bottom to top (README "Layout"; tests/layering.sh checks that
 # no file includes from a layer above its own). cli/*.c other than main.c

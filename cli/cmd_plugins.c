@@ -1,12 +1,14 @@
 /* cmd_plugins.c: `potluck plugins list|show NAME`: the registered plugins
  * (built in, the recipe's, the user's) and their parameters. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../core/atomic.h"
+#include "../plugins/confine.h"
 #include "../plugins/host.h"
 #include "../plugins/pipeline.h"
 #include "cli.h"
@@ -36,9 +38,19 @@ static int child_list(void *vc, int fd, pl_err *err) {
         else { free(dir); dir = strdup("."); }
         ho.recipe_dir = dir;
     }
+    /* kernel confinement (confine.h): plugin code reads its folders, writes nothing */
+    pl_confine cf = {.require = c->lim.require_confinement};
+    char home[PATH_MAX + 32];
+    snprintf(home, sizeof home, "%s/plugins", pl_host_home());
+    char *user = pl_host_user_plugins();
+    int rc = pl_confine_add_read(&cf, home, err);
+    if (!rc) rc = pl_confine_add_read(&cf, user, err);
+    if (!rc) rc = pl_confine_add_read(&cf, dir, err);
+    if (!rc) rc = pl_confine_apply(&cf, err);
     pl_host *h = NULL;
     cJSON *list = NULL;
-    int rc = pl_host_open(&h, &ho, err);
+    if (!rc) rc = pl_host_open(&h, &ho, err);
+    free(user);
     free(dir);
     if (!rc) rc = pl_host_plugins(h, &list, err);
     pl_host_free(h);

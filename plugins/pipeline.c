@@ -25,6 +25,7 @@
 #include "../trainer/checkpoint.h"
 #include "../trainer/export.h"
 #include "../trainer/run.h"
+#include "confine.h"
 #include "host.h"
 
 static double now_s(void) {
@@ -74,6 +75,46 @@ typedef struct child_ctx {
     int plugins_only;
 } child_ctx;
 
+/* Kernel confinement of this recipe child (confine.h), applied before any
+ * recipe code runs: reads under the recipe's folder, the --allow-read paths,
+ * the run directory, the plugin folders, the models and the stage input;
+ * writes only under write_dir (the stage's own folder), or nowhere. */
+static int confine_child(const child_ctx *c, const char *write_dir, pl_err *err) {
+    pl_confine cf = {.write_dir = write_dir, .require = c->o->limits.require_confinement};
+    char *rdir = c->o->recipe ? realpath(c->o->recipe, NULL) : NULL;
+    if (rdir) {
+        char *s = strrchr(rdir, '/');
+        if (s == rdir) s[1] = 0;
+        else if (s) *s = 0;
+    }
+    char home[PATH_MAX + 32];
+    snprintf(home, sizeof home, "%s/plugins", pl_host_home());
+    char *user = pl_host_user_plugins();
+    /* a model file that is not a GGUF may keep its tokenizer beside it (llama2.c) */
+    char mdirs[2][PATH_MAX];
+    const char *models[2] = {c->base, c->teacher};
+    int rc = 0;
+    for (int i = 0; i < 2; i++) {
+        mdirs[i][0] = 0;
+        const char *m = models[i];
+        size_t n = m ? strlen(m) : 0;
+        struct stat st;
+        if (m && stat(m, &st) == 0 && S_ISREG(st.st_mode) && !(n > 5 && !strcmp(m + n - 5, ".gguf"))) {
+            snprintf(mdirs[i], sizeof mdirs[i], "%s", m);
+            char *s = strrchr(mdirs[i], '/');
+            if (s) *s = 0;
+            else snprintf(mdirs[i], sizeof mdirs[i], ".");
+        }
+    }
+    const char *reads[] = {rdir, c->run_dir, home, user, c->base, c->teacher, mdirs[0], mdirs[1], c->in};
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0] && !rc; i++) rc = pl_confine_add_read(&cf, reads[i], err);
+    for (int i = 0; i < c->o->n_allow_read && !rc; i++) rc = pl_confine_add_read(&cf, c->o->allow_read[i], err);
+    if (!rc) rc = pl_confine_apply(&cf, err);
+    free(rdir);
+    free(user);
+    return rc;
+}
+
 static int child_open(child_ctx *c, pl_host **h, pl_err *err) {
     pl_host_opts ho = {0};
     ho.recipe = c->plugins_only ? NULL : c->o->recipe;
@@ -91,7 +132,8 @@ static int child_plan(void *vc, int fd, pl_err *err) {
     child_ctx *c = vc;
     pl_host *h = NULL;
     cJSON *plan = NULL;
-    int rc = child_open(c, &h, err);
+    int rc = confine_child(c, NULL, err);
+    if (!rc) rc = child_open(c, &h, err);
     if (!rc) rc = pl_host_plan(h, c->o->size, &plan, err);
     pl_host_free(h);
     if (!rc) rc = send_json(fd, plan, err);
@@ -103,7 +145,12 @@ static int child_stage(void *vc, int fd, pl_err *err) {
     if (c->o->threads > 0) omp_set_num_threads(c->o->threads);
     pl_host *h = NULL;
     cJSON *stats = NULL;
-    int rc = child_open(c, &h, err);
+    char wdir[PATH_MAX];
+    snprintf(wdir, sizeof wdir, "%s", c->out);
+    char *s = strrchr(wdir, '/');
+    if (s) *s = 0;
+    int rc = confine_child(c, s ? wdir : ".", err);
+    if (!rc) rc = child_open(c, &h, err);
     if (!rc) rc = pl_host_run_stage(h, c->o->size, c->index, c->in, c->out, c->seed, &stats, err);
     pl_host_free(h);
     if (!rc) rc = send_json(fd, stats, err);
@@ -115,7 +162,8 @@ static int child_metrics(void *vc, int fd, pl_err *err) {
     if (c->o->threads > 0) omp_set_num_threads(c->o->threads);
     pl_host *h = NULL;
     cJSON *m = NULL;
-    int rc = child_open(c, &h, err);
+    int rc = confine_child(c, NULL, err); /* metrics write nothing: the host records what they return */
+    if (!rc) rc = child_open(c, &h, err);
     if (!rc) rc = pl_host_run_metrics(h, c->o->size, c->in, c->seed, &m, err);
     pl_host_free(h);
     if (!rc) rc = send_json(fd, m, err);

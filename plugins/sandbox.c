@@ -109,6 +109,7 @@ void pl_lua_limits_default(pl_lua_limits *l) {
     l->cpu_seconds = 3600;
     l->as_bytes = (int64_t)16 << 30;
     l->wall_seconds = 7200;
+    l->require_confinement = 0;
     int64_t v;
     double d;
     /* Malformed values are ignored here (this function cannot report);
@@ -125,6 +126,11 @@ int pl_lua_limits_flag(pl_lua_limits *l, int argc, char **argv, int *used, pl_er
     *used = 0;
     if (argc < 1 || !argv[0]) return 0;
     const char *a = argv[0];
+    if (!strcmp(a, "--require-confinement")) {
+        l->require_confinement = 1;
+        *used = 1;
+        return 0;
+    }
     int which = -1;
     const char *val = NULL;
     for (int i = 0; i < 5; i++) {
@@ -184,7 +190,9 @@ const char *pl_lua_limits_help(void) {
            "                         env POTLUCK_LUA_INSTRUCTIONS)\n"
            "  --lua-cpu S            CPU seconds of the recipe process (default 3600; env POTLUCK_LUA_CPU_S)\n"
            "  --lua-as MB            address space of the recipe process (default 16384; env POTLUCK_LUA_AS_MB)\n"
-           "  --lua-wall S           wall-clock seconds of the recipe process (default 7200; env POTLUCK_LUA_WALL_S)\n";
+           "  --lua-wall S           wall-clock seconds of the recipe process (default 7200; env POTLUCK_LUA_WALL_S)\n"
+           "  --require-confinement  refuse to run recipe code where the kernel lacks Landlock or seccomp\n"
+           "                         (default: one warning line, then the layers it has; docs/security.md)\n";
 }
 
 /* ------------------------------------------------------------ allocator */

@@ -34,6 +34,8 @@ typedef struct pl_lua_limits {
     int cpu_seconds;        /* child's RLIMIT_CPU (default 3600) */
     int64_t as_bytes;       /* child's RLIMIT_AS (default 16 GiB; models are mapped) */
     double wall_seconds;    /* child's wall-clock deadline (default 7200) */
+    int require_confinement; /* refuse to run recipe code where the kernel lacks Landlock or
+                              * seccomp (confine.h; default: one warning line and go on) */
 } pl_lua_limits;
 
 /* Defaults, then the environment's POTLUCK_LUA_MEM_MB, POTLUCK_LUA_INSTRUCTIONS,
@@ -41,7 +43,8 @@ typedef struct pl_lua_limits {
  * raise their own limits: only the user's command line and environment do). */
 void pl_lua_limits_default(pl_lua_limits *l);
 /* One command-line flag (--lua-mem MB, --lua-instructions N, --lua-cpu S,
- * --lua-as MB, --lua-wall S); *used = argv entries taken (0: not ours). */
+ * --lua-as MB, --lua-wall S, --require-confinement); *used = argv entries
+ * taken (0: not ours). */
 int pl_lua_limits_flag(pl_lua_limits *l, int argc, char **argv, int *used, pl_err *err);
 const char *pl_lua_limits_help(void);
 
