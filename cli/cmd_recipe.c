@@ -17,7 +17,8 @@ static const char *recipe_help =
     "every pipeline step and its parameters against its plugin, the lora/train\n"
     "settings against the trainer's, and every scale entry. Prints the resolved\n"
     "plan (with --json, as JSON) and where the base model was found. Nothing is\n"
-    "written. Exit status 0 when the recipe is valid. --allow-read PATH lets the\n"
+    "written. Exit status 0 when the recipe is valid and its base (and teacher)\n"
+    "model can be found. --allow-read PATH lets the\n"
     "recipe read PATH too, as potluck run does (repeatable).\n";
 
 static void print_plan(const cJSON *p, const char *base, const char *base_err) {
@@ -78,8 +79,24 @@ int cmd_recipe(int argc, char **argv) {
     const char *bname = o.base ? o.base : cJSON_GetStringValue(cJSON_GetObjectItem(plan, "base"));
     char *base = NULL;
     pl_err berr = {0};
-    if (bname) pl_model_resolve(bname, o.base != NULL, &base, &berr);
-    else pl_err_set(&berr, PL_EINVAL, "(no base model named)");
+    if (bname && *bname) pl_model_resolve(bname, o.base != NULL, &base, &berr);
+    else pl_err_set(&berr, PL_EINVAL, "(no base model named: potluck run needs --base PATH)");
+    /* a named base that cannot be found is a problem run would hit: say so here */
+    if (bname && *bname && !base) {
+        cJSON_Delete(plan);
+        return cli_fail("recipe check: %s: %s%s", o.recipe, o.base ? "--base " : "base: ", berr.msg);
+    }
+    const char *tname = o.teacher ? o.teacher : cJSON_GetStringValue(cJSON_GetObjectItem(plan, "teacher"));
+    if (tname && *tname) {
+        char *teacher = NULL;
+        pl_err terr = {0};
+        if (pl_model_resolve(tname, o.teacher != NULL, &teacher, &terr)) {
+            cJSON_Delete(plan);
+            free(base);
+            return cli_fail("recipe check: %s: %s%s", o.recipe, o.teacher ? "--teacher " : "teacher: ", terr.msg);
+        }
+        free(teacher);
+    }
     if (json) {
         char *s = cJSON_Print(plan);
         if (s) puts(s);

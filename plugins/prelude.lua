@@ -577,7 +577,7 @@ function H.run_stage(r, size, i, io)
   local w = C.writer(io.output)
   -- every removed sample, with its provenance and the filter's reason
   local rw = KEEP_KIND[st.kind] and C.writer((io.output:gsub("out%.jsonl$", "removed.jsonl"))) or nil
-  local n_in, n_out, removed = 0, 0, {}
+  local n_in, n_out, removed, examples, varied = 0, 0, {}, {}, {}
   local function counted_input()
     local s = input()
     if s then n_in = n_in + 1 end
@@ -616,6 +616,9 @@ function H.run_stage(r, size, i, io)
           -- counted by the reason's shape: numbers and quoted text left out
           local class = reason:gsub('%b""', '""'):gsub("%d[%d%.e+-]*", "N")
           removed[class] = (removed[class] or 0) + 1
+          -- the first reason of each shape is kept as said, numbers and all
+          if examples[class] == nil then examples[class] = reason
+          elseif examples[class] ~= reason then varied[class] = true end
         end
       end
       if n_in % 10000 == 0 then C.progress(label, n_in, n_out) end
@@ -638,7 +641,9 @@ function H.run_stage(r, size, i, io)
   if rw then rw:close() end
   local n_removed = 0
   for _, c in pairs(removed) do n_removed = n_removed + c end
-  return { input = n_in, output = n_out, removed = n_removed, reasons = removed }
+  local ex = {}
+  for class, r in pairs(examples) do ex[class] = { reason = r, varied = varied[class] == true } end
+  return { input = n_in, output = n_out, removed = n_removed, reasons = removed, examples = ex }
 end
 
 -- The eval section's metric plugins over the samples of path (the held-out

@@ -66,8 +66,12 @@ int pl_export_job_run(const pl_export_job *j, char *said, size_t said_cap, pl_er
     if ((rc = pl_model_load(&m, j->model, NULL, err))) goto done;
     if (j->adapter && (rc = pl_lora_load_peft(&l, m, j->adapter, err))) goto done;
     if (!strcmp(j->format, "peft")) {
-        if ((rc = pl_lora_save_peft(l, m, j->out, j->model, err))) goto done;
-        snprintf(said, said_cap, "PEFT adapter (%d modules, r %d)", l->n, l->cfg.r);
+        char *name = pl_export_base_name(m, j->base_name);
+        if (!name) { rc = pl_err_set(err, PL_ENOMEM, "out of memory"); goto done; }
+        rc = pl_lora_save_peft(l, m, j->out, name, err);
+        if (!rc) rc = pl_export_base_record(m, name, j->out, err);
+        if (!rc) snprintf(said, said_cap, "PEFT adapter (%d modules, r %d, base \"%s\")", l->n, l->cfg.r, name);
+        free(name);
         goto done;
     }
     if (l && ((rc = pl_export_writable(m, err)) || (rc = pl_lora_merge(m, l, err)))) goto done;
