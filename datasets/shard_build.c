@@ -406,7 +406,7 @@ static int check_prov_extra(const cJSON *x, pl_err *err) {
 }
 
 static const char *mask_name(pl_mask_mode m) {
-    return m == PL_MASK_ALL ? "all" : m == PL_MASK_LAST ? "last" : "assistant";
+    return m == PL_MASK_ALL ? "all" : m == PL_MASK_LAST ? "last-assistant" : "assistant";
 }
 
 int pl_dataset_build(const pl_build_opts *o, pl_build_stats *st, pl_err *err) {
