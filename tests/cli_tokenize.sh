@@ -122,5 +122,5 @@ err=$(echo '1 2 99999999' | tok --model "$SMOL" --decode 2>&1 >/dev/null)
 grep -q "'99999999' is not a token id (0..49151)" <<<"$err" && ok || fail "bad id message: $err"
 # a usage error: exit 2, the reason first, then the usage text
 err=$(tok --lines 2>&1 </dev/null >/dev/null); rc=$?
-[ $rc = 2 ] && [ "$(head -1 <<<"$err")" = "potluck: tokenize: --tokenizer PATH is required" ] && ok || fail "no --tokenizer (rc=$rc): $err"
+[ $rc = 2 ] && [ "$(head -1 <<<"$err")" = "potluck: tokenize: --model PATH is required" ] && ok || fail "no --model (rc=$rc): $err"
 check_summary "cli_tokenize"
