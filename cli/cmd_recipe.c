@@ -18,8 +18,16 @@ static const char *recipe_help =
     "settings against the trainer's, and every scale entry. Prints the resolved\n"
     "plan (with --json, as JSON) and where the base model was found. Nothing is\n"
     "written. Exit status 0 when the recipe is valid and its base (and teacher)\n"
-    "model can be found. --allow-read PATH lets the\n"
-    "recipe read PATH too, as potluck run does (repeatable).\n";
+    "model can be found.\n"
+    "\n"
+    "  --json               the plan as JSON\n"
+    "  --size NAME          check with the recipe's scale[NAME] overrides applied\n"
+    "  --base PATH          base model, instead of the recipe's base (checked that it exists)\n"
+    "  --teacher PATH       teacher model, instead of the recipe's teacher\n"
+    "  --allow-read PATH    let the recipe read PATH too, as potluck run does (repeatable)\n"
+    "The other options of potluck run are accepted so that a run's command line can be\n"
+    "checked as it is, and change nothing here: --out, --backend, --from, --only, --to,\n"
+    "--force, --threads, --quiet. The sandbox limits apply as in potluck run:\n";
 
 static void print_plan(const cJSON *p, const char *base, const char *base_err) {
     printf("recipe:   %s\n", cJSON_GetStringValue(cJSON_GetObjectItem(p, "name")));
@@ -54,6 +62,7 @@ static void print_plan(const cJSON *p, const char *base, const char *base_err) {
 int cmd_recipe(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs(recipe_help, argc < 2 ? stderr : stdout);
+        fputs(pl_lua_limits_help(), argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "check")) return cli_fail("recipe: unknown subcommand '%s' (expected check)", argv[1]);
@@ -62,7 +71,7 @@ int cmd_recipe(int argc, char **argv) {
     int json = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(recipe_help, stdout); return 0; }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(recipe_help, stdout); fputs(pl_lua_limits_help(), stdout); return 0; }
         if (!strcmp(a, "--json")) { json = 1; continue; }
         int t = cli_recipe_flag(&o, argc, argv, &i);
         if (t < 0) return 1;
