@@ -22,6 +22,12 @@ int cli_int(const char *opt, const char *s, long min, long max, long *out);
 int cli_gemm_mode(const char *opt, const char *s);
 int cli_float(const char *opt, const char *s, double min, double max, double *out);
 
+/* A model argument as recipes name models: an existing file or folder as
+ * is, else a name looked up in the model folders ($POTLUCK_MODELS, as
+ * `potluck run` does: "SmolLM2-135M-Instruct" finds
+ * SmolLM2-135M-Instruct*.gguf or a folder of that name). malloc'd into *out. */
+int cli_model_path(const char *arg, char **out, pl_err *err);
+
 /* Set OpenMP (and OpenBLAS, which shares OpenMP's pool) thread counts. */
 void cli_set_threads(int n);
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../core/gemm.h"
+#include "../plugins/pipeline.h"
 
 int cli_fail(const char *fmt, ...) {
     va_list ap;
@@ -64,4 +65,14 @@ int cli_gemm_mode(const char *opt, const char *s) {
 
 void cli_set_threads(int n) {
     if (n > 0) omp_set_num_threads(n);
+}
+
+int cli_model_path(const char *arg, char **out, pl_err *err) {
+    struct stat st;
+    *out = NULL;
+    if (arg && stat(arg, &st) == 0) {
+        if (!(*out = strdup(arg))) return pl_err_set(err, PL_ENOMEM, "out of memory");
+        return PL_OK;
+    }
+    return pl_model_resolve(arg, 1, out, err);
 }

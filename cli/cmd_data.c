@@ -25,11 +25,12 @@
 static const char *data_help =
     "usage: potluck data <subcommand> [options]   (format: docs/datasets.md)\n"
     "\n"
-    "  build   --in FILE.jsonl --out DIR [--tokenizer PATH] [--template NAME|FILE]\n"
-    "          [--format auto|openai|sharegpt|alpaca|text|io] [--mask assistant|all|last] [--strict]\n"
+    "  build   --in FILE.jsonl --out DIR [--model PATH] [--template NAME|FILE]\n"
+    "          [--format auto|openai|sharegpt|alpaca|text|io] [--mask assistant|all|last-assistant]\n"
+    "          [--strict]\n"
     "          [--shard-tokens N] [--shard-bytes N] [--deflate 0-9] [--text] [--no-eos]\n"
     "          lines: {\"input_ids\": [...], \"loss_mask\": [...]} (pre-tokenized; mask optional),\n"
-    "          {\"text\": \"...\"} (needs --tokenizer; every token trained, EOS appended),\n"
+    "          {\"text\": \"...\"} (needs --model; every token trained, EOS appended),\n"
     "          conversations (OpenAI messages, ShareGPT, Alpaca) rendered with the tokenizer's chat\n"
     "          template or --template (chatml, llama2, llama3, mistral, alpaca, vicuna, guanaco, or\n"
     "          a Jinja file), trained on the assistant turns + end-of-turn marker by default;\n"
@@ -38,18 +39,23 @@ static const char *data_help =
     "          \"_prov\" object is stored as that sample's provenance (/provenance).\n"
     "          A killed build leaves the previous or no manifest; running it again resumes.\n"
     "  verify  DIR [--trust]        sha256 of every shard, schema, dtypes, offsets, masks, token range\n"
-    "  inspect DIR [--tokenizer PATH] [--samples K]   counts, length histogram, trained fraction,\n"
-    "          K decoded samples with trained spans in [[ ]]\n"
+    "  inspect DIR [--model PATH] [--samples K]   counts, length histogram, trained fraction,\n"
+    "          K decoded samples with trained spans in [[ ]] (decoded with the model the build\n"
+    "          recorded when it is still there, else with --model; raw ids without either)\n"
     "  split   DIR --eval-permille P [--train-out DIR] [--eval-out DIR]\n"
-    "          deterministic by sample_id: eval when sample_id %% 1000 < P\n"
+    "          deterministic by sample_id: eval when sample_id % 1000 < P\n"
     "  merge   --out DIR [--dedup] DIR...\n"
-    "  export  DIR --jsonl FILE|- [--tokenizer PATH]\n"
+    "  export  DIR --jsonl FILE|- [--model PATH]\n"
     "          with a tokenizer: {\"sample_id\", \"spans\": [{\"text\", \"trained\"}]};\n"
     "          without: {\"sample_id\", \"input_ids\", \"loss_mask\"} (data build reads it back);\n"
     "          text and \"_prov\" (provenance) when the dataset stores them\n"
-    "  bench   DIR [--seq-len N] [--batch B] [--seconds S] [--seed S]\n"
+    "  bench   DIR [--seq-len N] [--batch B] [--seconds S] [--seed S] [--preload]\n"
     "          packed tokens/s of the loader against a raw memory-mapped .bin of the same tokens\n"
+    "          (--preload: the shards read into memory first)\n"
     "\n"
+    "--model PATH is the model whose tokenizer (and chat template) is used: a GGUF file,\n"
+    "a Hugging Face model folder, or a model name found in $POTLUCK_MODELS as recipes\n"
+    "name them; --tokenizer PATH is accepted as another spelling.\n"
     "Every command checks each shard's size and sha256 against manifest.json before\n"
     "opening it with HDF5; --trust skips that (for shards you produced yourself).\n";
 
@@ -71,6 +77,22 @@ static int tokenizer_sha(const char *path, char hex[65], pl_err *err) {
     uint8_t d[32];
     int rc = pl_sha256_file(path, d, err);
     if (!rc) pl_sha256_hex(d, hex);
+    return rc;
+}
+
+/* --model PATH names the model whose tokenizer is meant; --tokenizer is
+ * the older spelling, still accepted. */
+static int is_model_opt(const char *a) { return !strcmp(a, "--model") || !strcmp(a, "--tokenizer"); }
+
+/* The tokenizer of model argument arg (a path or a model name, see
+ * cli_model_path): loaded, its resolved path and sha256. */
+static int load_model_tok(const char *arg, pl_tokenizer **tok, char **path, char sha[65], pl_err *err) {
+    *tok = NULL;
+    *path = NULL;
+    int rc = cli_model_path(arg, path, err);
+    if (!rc) rc = pl_tokenizer_load(tok, *path, err);
+    if (!rc && sha) rc = tokenizer_sha(*path, sha, err);
+    if (rc) { pl_tokenizer_free(*tok); *tok = NULL; free(*path); *path = NULL; }
     return rc;
 }
 
@@ -107,7 +129,7 @@ static int data_build(int argc, char **argv) {
         const char *a = argv[i], *x;
         if (!strcmp(a, "--in")) { if (!(o.in_path = optval(argc, argv, &i))) return 1; }
         else if (!strcmp(a, "--out")) { if (!(o.out_dir = optval(argc, argv, &i))) return 1; }
-        else if (!strcmp(a, "--tokenizer")) { if (!(tok_path = optval(argc, argv, &i))) return 1; }
+        else if (is_model_opt(a)) { if (!(tok_path = optval(argc, argv, &i))) return 1; }
         else if (!strcmp(a, "--template")) { if (!(tname = optval(argc, argv, &i))) return 1; }
         else if (!strcmp(a, "--format")) {
             if (!(x = optval(argc, argv, &i))) return 1;
@@ -127,7 +149,7 @@ static int data_build(int argc, char **argv) {
             o.deflate_level = (int)v;
         } else if (!strcmp(a, "--text")) o.store_text = 1;
         else if (!strcmp(a, "--no-eos")) o.no_eos = 1;
-        else return cli_fail("data build: unknown option '%s'", a);
+        else return cli_fail("data build: unknown option '%s' (see potluck data --help)", a);
     }
     if (!o.in_path || !o.out_dir) return cli_fail("data build: --in FILE.jsonl and --out DIR are required");
     /* --template: a built-in name, else a file holding a Jinja template */
@@ -147,13 +169,21 @@ static int data_build(int argc, char **argv) {
         }
     }
     pl_tokenizer *tok = NULL;
-    char tsha[65] = "";
+    char tsha[65] = "", *tpath = NULL;
+    cJSON *prov = NULL;
     if (tok_path) {
-        if (pl_tokenizer_load(&tok, tok_path, &err) || tokenizer_sha(tok_path, tsha, &err)) {
-            pl_tokenizer_free(tok);
+        if (load_model_tok(tok_path, &tok, &tpath, tsha, &err)) {
             free(tfile);
             return cli_fail_err(&err);
         }
+        /* where the tokenizer was, so data inspect can decode without --model */
+        char *abs = realpath(tpath, NULL);
+        prov = cJSON_CreateObject();
+        cJSON *t = cJSON_AddObjectToObject(prov, "tokenizer");
+        cJSON_AddStringToObject(t, "path", abs ? abs : tpath);
+        cJSON_AddStringToObject(t, "sha256", tsha);
+        free(abs);
+        o.provenance_extra = prov;
     }
     o.tok = tok;
     o.tokenizer_sha256 = tsha;
@@ -163,6 +193,8 @@ static int data_build(int argc, char **argv) {
     double dt = now_s() - t0;
     pl_tokenizer_free(tok);
     free(tfile);
+    free(tpath);
+    cJSON_Delete(prov);
     if (nbad > BAD_SHOWN) fprintf(stderr, "(%ld more bad records not listed)\n", nbad - BAD_SHOWN);
     if (rc) return cli_fail_err(&err);
     if (st.already_complete)
@@ -300,6 +332,28 @@ static char *decode_marked(const pl_tokenizer *t, const int32_t *tok, const uint
 
 /* ---------------------------------------------------------------- inspect */
 
+/* The tokenizer the build recorded (provenance.tokenizer: path, sha256),
+ * when its file is still there and still the same; else *tok stays NULL and
+ * why goes to why. */
+static void recorded_tokenizer(const pl_manifest *m, pl_tokenizer **tok, char *why, size_t why_n) {
+    const cJSON *t = m->provenance ? cJSON_GetObjectItemCaseSensitive(m->provenance, "tokenizer") : NULL;
+    const char *path = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "path"));
+    const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "sha256"));
+    if (!path) return;
+    pl_err e = {0};
+    char now[65];
+    if (sha && *sha && (tokenizer_sha(path, now, &e) || strcmp(now, sha))) {
+        snprintf(why, why_n, "(the build's tokenizer %s is gone or changed; give --model PATH to decode)", path);
+        return;
+    }
+    if (pl_tokenizer_load(tok, path, &e)) {
+        *tok = NULL;
+        snprintf(why, why_n, "(the build's tokenizer %s does not load: %s)", path, e.msg);
+        return;
+    }
+    snprintf(why, why_n, "%s (recorded by the build)", path);
+}
+
 static int data_inspect(int argc, char **argv) {
     const char *dir = NULL, *tok_path = NULL;
     int trust = 0;
@@ -307,7 +361,7 @@ static int data_inspect(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *x;
         if (!strcmp(argv[i], "--trust")) trust = 1;
-        else if (!strcmp(argv[i], "--tokenizer")) { if (!(tok_path = optval(argc, argv, &i))) return 1; }
+        else if (is_model_opt(argv[i])) { if (!(tok_path = optval(argc, argv, &i))) return 1; }
         else if (!strcmp(argv[i], "--samples")) {
             if (!(x = optval(argc, argv, &i)) || cli_int("--samples", x, 0, 1000, &nshow)) return 1;
         } else if (argv[i][0] == '-') return cli_fail("data inspect: unknown option '%s'", argv[i]);
@@ -319,17 +373,21 @@ static int data_inspect(int argc, char **argv) {
     pl_manifest *m;
     if (pl_manifest_load(&m, dir, &err)) return cli_fail_err(&err);
     pl_tokenizer *tok = NULL;
+    char *tpath = NULL, decoded_with[4200] = "";
     if (tok_path) {
         char tsha[65];
-        if (pl_tokenizer_load(&tok, tok_path, &err) || tokenizer_sha(tok_path, tsha, &err)) {
-            pl_tokenizer_free(tok);
+        if (load_model_tok(tok_path, &tok, &tpath, tsha, &err)) {
             pl_manifest_free(m);
             return cli_fail_err(&err);
         }
         if (*m->tokenizer_sha256 && strcmp(tsha, m->tokenizer_sha256))
             fprintf(stderr, "potluck: warning: %s is not the tokenizer the dataset was built with (sha256 %.12s..., "
                             "manifest %.12s...)\n", tok_path, tsha, m->tokenizer_sha256);
+        snprintf(decoded_with, sizeof decoded_with, "%s (--model)", tpath);
+    } else {
+        recorded_tokenizer(m, &tok, decoded_with, sizeof decoded_with);
     }
+    free(tpath);
     printf("dataset:        %s (schema %lld)\n", dir, (long long)m->schema);
     printf("shards:         %d\n", m->n_shards);
     printf("samples:        %lld\n", (long long)m->samples);
@@ -338,6 +396,8 @@ static int data_inspect(int argc, char **argv) {
     printf("trained tokens: %lld (%.2f%% of tokens)\n", (long long)m->trained,
            m->tokens ? 100.0 * (double)m->trained / (double)m->tokens : 0.0);
     printf("tokenizer:      %s\n", *m->tokenizer_sha256 ? m->tokenizer_sha256 : "(unknown)");
+    printf("decoded with:   %s\n", tok ? decoded_with : *decoded_with ? decoded_with
+                                        : "(no tokenizer: samples as token ids; give --model PATH to decode)");
     printf("template:       %s\n", *m->template_name ? m->template_name : "(none)");
     printf("text stored:    %s\n", m->has_text ? "yes" : "no");
     printf("provenance:     %s\n", manifest_sample_prov(m) ? "stored per sample" : "none");
@@ -463,7 +523,7 @@ static int data_export(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--trust")) trust = 1;
         else if (!strcmp(argv[i], "--jsonl")) { if (!(outp = optval(argc, argv, &i))) return 1; }
-        else if (!strcmp(argv[i], "--tokenizer")) { if (!(tok_path = optval(argc, argv, &i))) return 1; }
+        else if (is_model_opt(argv[i])) { if (!(tok_path = optval(argc, argv, &i))) return 1; }
         else if (argv[i][0] == '-') return cli_fail("data export: unknown option '%s'", argv[i]);
         else if (!dir) dir = argv[i];
         else return cli_fail("data export: give one dataset directory");
@@ -473,10 +533,12 @@ static int data_export(int argc, char **argv) {
     pl_manifest *m;
     if (pl_manifest_load(&m, dir, &err)) return cli_fail_err(&err);
     pl_tokenizer *tok = NULL;
-    if (tok_path && pl_tokenizer_load(&tok, tok_path, &err)) {
+    char *tpath = NULL;
+    if (tok_path && load_model_tok(tok_path, &tok, &tpath, NULL, &err)) {
         pl_manifest_free(m);
         return cli_fail_err(&err);
     }
+    free(tpath);
     FILE *fp = strcmp(outp, "-") ? fopen(outp, "w") : stdout;
     if (!fp) {
         pl_tokenizer_free(tok);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "cmd_export.h"
@@ -22,6 +23,10 @@ static const char *export_help =
     "  --out PATH           output directory (peft, merged) or file (gguf)\n"
     "  --adapter DIR        PEFT adapter directory (instead of RUN_DIR)\n"
     "  --model PATH         base model (Hugging Face directory or GGUF)\n"
+    "  --base-name NAME     peft: the base's name in adapter_config.json (a Hugging Face\n"
+    "                       id such as HuggingFaceTB/SmolLM2-135M-Instruct); default: the\n"
+    "                       id the base records, else derived from its file or folder name.\n"
+    "                       The local path and sha256 go to potluck_base.json\n"
     "  --dtype f32|bf16     merged: tensor type (default f32)\n"
     "  --shard-mb N         merged: shards of at most N MB (default: one file)\n"
     "  --type TYPE          gguf: llama.cpp's file type (default f16): f32, f16, bf16,\n"
@@ -36,7 +41,8 @@ static const char *export_help =
     "Without an adapter (only --model), merged and gguf convert the base as is.\n";
 
 int cmd_export(int argc, char **argv) {
-    const char *run = NULL, *fmt = NULL, *out = NULL, *adapter_opt = NULL, *model_opt = NULL, *tokg = NULL;
+    const char *run = NULL, *fmt = NULL, *out = NULL, *adapter_opt = NULL, *model_opt = NULL, *tokg = NULL,
+               *base_name = NULL;
     pl_dtype dt = PL_F32;
     pl_gguf_ftype gt = PL_FTYPE_F16;
     long shard_mb = 0, threads = 0;
@@ -52,7 +58,7 @@ int cmd_export(int argc, char **argv) {
             continue;
         }
         if (!strcmp(a, "--format") || !strcmp(a, "--out") || !strcmp(a, "--adapter") || !strcmp(a, "--model") ||
-            !strcmp(a, "--dtype") || !strcmp(a, "--type") || !strcmp(a, "--tokenizer-gguf") ||
+            !strcmp(a, "--dtype") || !strcmp(a, "--type") || !strcmp(a, "--tokenizer-gguf") || !strcmp(a, "--base-name") ||
             !strcmp(a, "--shard-mb") || !strcmp(a, "--threads")) {
             if (!v) return cli_fail("export: %s: expected a value", a);
             i++;
@@ -61,6 +67,7 @@ int cmd_export(int argc, char **argv) {
             else if (!strcmp(a, "--adapter")) adapter_opt = v;
             else if (!strcmp(a, "--model")) model_opt = v;
             else if (!strcmp(a, "--tokenizer-gguf")) tokg = v;
+            else if (!strcmp(a, "--base-name")) base_name = v;
             else if (!strcmp(a, "--shard-mb")) { if (cli_int(a, v, 1, 1 << 20, &shard_mb)) return 1; }
             else if (!strcmp(a, "--threads")) { if (cli_int(a, v, 1, 1024, &threads)) return 1; }
             else if (!strcmp(a, "--dtype")) {
@@ -78,6 +85,15 @@ int cmd_export(int argc, char **argv) {
     if (!fmt || (strcmp(fmt, "peft") && strcmp(fmt, "merged") && strcmp(fmt, "gguf")))
         return cli_fail("export: --format peft|merged|gguf is required (see potluck export --help)");
     if (!out) return cli_fail("export: --out PATH is required");
+    struct stat ost;
+    if (stat(out, &ost) == 0) {
+        if (!strcmp(fmt, "gguf") && S_ISDIR(ost.st_mode))
+            return cli_fail("export: --out %s is a folder, and --format gguf writes one file: give a file name "
+                            "(e.g. --out %s/model.gguf)", out, out);
+        if (strcmp(fmt, "gguf") && !S_ISDIR(ost.st_mode))
+            return cli_fail("export: --out %s is a file, and --format %s writes a folder: give a folder name "
+                            "(it is created)", out, fmt);
+    }
     if (run && (!adapter_opt || !model_opt)) {
         char *ra = NULL, *rm = NULL;
         if (pl_run_adapter(run, &ra, &rm, &err)) return cli_fail_err(&err);
@@ -93,7 +109,8 @@ int cmd_export(int argc, char **argv) {
     if (!adapter && !strcmp(fmt, "peft")) { status = cli_fail("export: --format peft needs RUN_DIR or --adapter DIR"); goto done; }
     cli_set_threads((int)threads);
     pl_export_job job = {.format = fmt, .out = out, .adapter = adapter, .model = model_path, .dtype = dt,
-                         .max_shard_bytes = (size_t)shard_mb << 20, .gguf_ftype = gt, .tokenizer_gguf = tokg};
+                         .max_shard_bytes = (size_t)shard_mb << 20, .gguf_ftype = gt, .tokenizer_gguf = tokg,
+                         .base_name = base_name};
     char said[128];
     if (pl_export_job_run(&job, said, sizeof said, &err)) { status = cli_fail_err(&err); goto done; }
     printf("export: %s -> %s\n", said, out);

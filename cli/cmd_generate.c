@@ -17,7 +17,8 @@ static const char *gen_help =
     "options the prompts are generated together in one batch and each result\n"
     "is printed when all are done, under a line \"--- prompt N\".\n"
     "\n"
-    "  --model PATH         Hugging Face directory, GGUF file or llama2.c .bin (required)\n"
+    "  --model PATH         Hugging Face directory, GGUF file or llama2.c .bin (required);\n"
+    "                       or a model name found in $POTLUCK_MODELS, as recipes name models\n"
     "  --tokenizer PATH     llama2.c tokenizer .bin or a GGUF file whose vocabulary to use\n"
     "                       (default: the GGUF's own; tokenizer.bin beside a llama2.c model)\n"
     "  --prompt TEXT        prompt text (repeatable; default: empty, i.e. just BOS)\n"
@@ -25,7 +26,8 @@ static const char *gen_help =
     "                       merged into an fp32 copy of the model's linear layers\n"
     "  --chat               render each prompt as one user turn with the model's chat\n"
     "                       template (tokenizer.chat_template; ChatML when the model has\n"
-    "                       none but has <|im_start|>) and stop at the end-of-turn token\n"
+    "                       none but has <|im_start|>) and stop at the end-of-turn token;\n"
+    "                       the prompt is echoed with its special tokens (<|im_start|>...)\n"
     "  --system TEXT        system turn for --chat\n"
     "  --temperature T      0 = greedy (default 0.8)\n"
     "  --top-k K            keep the K most likely tokens (default 0 = off)\n"
@@ -54,10 +56,12 @@ static int on_token(void *p, int seq, int32_t t) {
     return 0;
 }
 
-static void print_tokens(const pl_tokenizer *tok, const int32_t *ids, int n, int32_t prev) {
+/* render_special: special tokens as their text (<|im_start|>), as --chat
+ * echoes its prompt so the reader sees where the answer starts. */
+static void print_tokens(const pl_tokenizer *tok, const int32_t *ids, int n, int32_t prev, int render_special) {
     char buf[256];
     for (int i = 0; i < n; i++) {
-        int k = pl_tokenizer_decode(tok, prev, ids[i], 0, buf, sizeof buf);
+        int k = pl_tokenizer_decode(tok, prev, ids[i], render_special, buf, sizeof buf);
         if (k > 0) fwrite(buf, 1, (size_t)k, stdout);
         prev = ids[i];
     }
@@ -143,7 +147,11 @@ int cmd_generate(int argc, char **argv) {
     if (n_prompts == 0) prompts[n_prompts++] = "";
     cli_set_threads((int)threads);
     pl_err err = {0};
-    if (pl_model_load(&m, model_path, NULL, &err) || pl_model_tokenizer(m, tok_path, &tok, &err) ||
+    char *resolved = NULL;
+    if (cli_model_path(model_path, &resolved, &err)) { status = cli_fail_err(&err); goto done; }
+    int lrc = pl_model_load(&m, resolved, NULL, &err);
+    free(resolved);
+    if (lrc || pl_model_tokenizer(m, tok_path, &tok, &err) ||
         (adapter && apply_adapter(m, adapter, &err))) {
         status = cli_fail_err(&err);
         goto done;
@@ -176,7 +184,7 @@ int cmd_generate(int argc, char **argv) {
     }
     stream_ctx sc = {.tok = tok, .prev = n_ids[0] ? ids[0][n_ids[0] - 1] : -1, .streaming = n_prompts == 1};
     if (n_prompts == 1) {
-        print_tokens(tok, ids[0], n_ids[0], -1);
+        print_tokens(tok, ids[0], n_ids[0], -1, chat);
         fflush(stdout);
     }
     pl_gen_opts o = {.sampler = sp, .max_tokens = (int)max_tokens, .stop = stops, .n_stop = n_stop,
@@ -198,8 +206,8 @@ int cmd_generate(int argc, char **argv) {
     if (n_prompts > 1) {
         for (int i = 0; i < n_prompts; i++) {
             printf("--- prompt %d\n", i + 1);
-            print_tokens(tok, ids[i], n_ids[i], -1);
-            print_tokens(tok, out[i], n_out[i], ids[i][n_ids[i] - 1]);
+            print_tokens(tok, ids[i], n_ids[i], -1, chat);
+            print_tokens(tok, out[i], n_out[i], ids[i][n_ids[i] - 1], 0);
             printf("\n");
         }
     } else {

@@ -6,11 +6,16 @@
 #include "cli.h"
 
 static const char *model_help =
-    "usage: potluck model info PATH [--tokenizer PATH]\n"
+    "usage: potluck model info PATH|NAME [--tokenizer PATH] [--template]\n"
     "\n"
     "Describes a model (Hugging Face directory, GGUF file or llama2.c .bin):\n"
     "architecture, source format, shapes, parameter count, weight dtypes,\n"
-    "tokenizer kind and whether a chat template is present.\n";
+    "tokenizer kind and whether a chat template is present. A NAME (such as\n"
+    "SmolLM2-135M-Instruct) is looked up in the model folders as recipes do\n"
+    "($POTLUCK_MODELS, ':'-separated).\n"
+    "\n"
+    "  --tokenizer PATH   llama2.c tokenizer .bin for a llama2.c model (which has none inside)\n"
+    "  --template         print the model's chat template (Jinja) after the description\n";
 
 static const char *source_name(pl_model_source s) {
     return s == PL_SRC_HF ? "Hugging Face directory" : s == PL_SRC_GGUF ? "GGUF" : "llama2.c checkpoint";
@@ -46,13 +51,16 @@ int cmd_model(int argc, char **argv) {
     if (strcmp(argv[1], "info"))
         return cli_fail("model: unknown subcommand '%s' (only `model info PATH`)", argv[1]);
     const char *path = NULL, *tok_path = NULL;
+    int show_template = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(model_help, stdout); return 0; }
         if (!strcmp(argv[i], "--tokenizer")) {
             if (i + 1 >= argc) return cli_fail("model info: --tokenizer: expected a value");
             tok_path = argv[++i];
+        } else if (!strcmp(argv[i], "--template")) {
+            show_template = 1;
         } else if (argv[i][0] == '-') {
-            return cli_fail("model info: unknown option '%s'", argv[i]);
+            return cli_fail("model info: unknown option '%s' (see potluck model --help)", argv[i]);
         } else if (!path) {
             path = argv[i];
         } else {
@@ -62,9 +70,13 @@ int cmd_model(int argc, char **argv) {
     if (!path) return cli_fail("model info: a model PATH is required");
     pl_err err = {0};
     pl_model *m;
-    if (pl_model_load(&m, path, NULL, &err)) return cli_fail_err(&err);
+    char *resolved = NULL;
+    if (cli_model_path(path, &resolved, &err)) return cli_fail_err(&err);
+    if (pl_model_load(&m, resolved, NULL, &err)) { free(resolved); return cli_fail_err(&err); }
     const pl_model_config *c = &m->cfg;
-    printf("model:           %s\n", path);
+    if (strcmp(resolved, path)) printf("model:           %s (%s)\n", path, resolved);
+    else printf("model:           %s\n", path);
+    free(resolved);
     printf("format:          %s\n", source_name(m->source));
     printf("architecture:    %s\n", pl_arch_name(c->arch));
     printf("parameters:      %lld\n", (long long)pl_model_n_params(m));
@@ -82,15 +94,25 @@ int cmd_model(int argc, char **argv) {
     print_dtypes(m);
     pl_tokenizer *tok = NULL;
     pl_err terr = {0};
+    int has_tmpl = 0;
     if (pl_model_tokenizer(m, tok_path, &tok, &terr) == 0) {
         printf("tokenizer:       %s, %d tokens, bos %d, eos %d\n",
                pl_tokenizer_kind(tok) == PL_TOK_SPM ? "SentencePiece-style BPE" : "byte-level BPE",
                pl_tokenizer_vocab(tok), pl_tokenizer_bos(tok), pl_tokenizer_eos(tok));
-        printf("chat template:   %s\n", pl_tokenizer_chat_template(tok) ? "present" : "none");
+        const char *tmpl = pl_tokenizer_chat_template(tok);
+        has_tmpl = tmpl != NULL;
+        printf("chat template:   %s\n", !tmpl ? "none" : show_template ? "present, below" : "present (--template prints it)");
+        if (show_template && tmpl) {
+            printf("\n%s", tmpl);
+            if (*tmpl && tmpl[strlen(tmpl) - 1] != '\n') printf("\n");
+        }
         pl_tokenizer_free(tok);
     } else {
         printf("tokenizer:       not loaded (%s)\n", terr.msg);
     }
     pl_model_free(m);
+    if (show_template && !has_tmpl)
+        return cli_fail("model info: %s has no chat template (data build and template take a built-in one: "
+                        "--template chatml, llama3, ...)", path);
     return 0;
 }

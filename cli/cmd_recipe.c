@@ -17,8 +17,17 @@ static const char *recipe_help =
     "every pipeline step and its parameters against its plugin, the lora/train\n"
     "settings against the trainer's, and every scale entry. Prints the resolved\n"
     "plan (with --json, as JSON) and where the base model was found. Nothing is\n"
-    "written. Exit status 0 when the recipe is valid. --allow-read PATH lets the\n"
-    "recipe read PATH too, as potluck run does (repeatable).\n";
+    "written. Exit status 0 when the recipe is valid and its base (and teacher)\n"
+    "model can be found.\n"
+    "\n"
+    "  --json               the plan as JSON\n"
+    "  --size NAME          check with the recipe's scale[NAME] overrides applied\n"
+    "  --base PATH          base model, instead of the recipe's base (checked that it exists)\n"
+    "  --teacher PATH       teacher model, instead of the recipe's teacher\n"
+    "  --allow-read PATH    let the recipe read PATH too, as potluck run does (repeatable)\n"
+    "The other options of potluck run are accepted so that a run's command line can be\n"
+    "checked as it is, and change nothing here: --out, --backend, --from, --only, --to,\n"
+    "--force, --threads, --quiet. The sandbox limits apply as in potluck run:\n";
 
 static void print_plan(const cJSON *p, const char *base, const char *base_err) {
     printf("recipe:   %s\n", cJSON_GetStringValue(cJSON_GetObjectItem(p, "name")));
@@ -53,6 +62,7 @@ static void print_plan(const cJSON *p, const char *base, const char *base_err) {
 int cmd_recipe(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs(recipe_help, argc < 2 ? stderr : stdout);
+        fputs(pl_lua_limits_help(), argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "check")) return cli_fail("recipe: unknown subcommand '%s' (expected check)", argv[1]);
@@ -61,7 +71,7 @@ int cmd_recipe(int argc, char **argv) {
     int json = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(recipe_help, stdout); return 0; }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(recipe_help, stdout); fputs(pl_lua_limits_help(), stdout); return 0; }
         if (!strcmp(a, "--json")) { json = 1; continue; }
         int t = cli_recipe_flag(&o, argc, argv, &i);
         if (t < 0) return 1;
@@ -78,8 +88,24 @@ int cmd_recipe(int argc, char **argv) {
     const char *bname = o.base ? o.base : cJSON_GetStringValue(cJSON_GetObjectItem(plan, "base"));
     char *base = NULL;
     pl_err berr = {0};
-    if (bname) pl_model_resolve(bname, o.base != NULL, &base, &berr);
-    else pl_err_set(&berr, PL_EINVAL, "(no base model named)");
+    if (bname && *bname) pl_model_resolve(bname, o.base != NULL, &base, &berr);
+    else pl_err_set(&berr, PL_EINVAL, "(no base model named: potluck run needs --base PATH)");
+    /* a named base that cannot be found is a problem run would hit: say so here */
+    if (bname && *bname && !base) {
+        cJSON_Delete(plan);
+        return cli_fail("recipe check: %s: %s%s", o.recipe, o.base ? "--base " : "base: ", berr.msg);
+    }
+    const char *tname = o.teacher ? o.teacher : cJSON_GetStringValue(cJSON_GetObjectItem(plan, "teacher"));
+    if (tname && *tname) {
+        char *teacher = NULL;
+        pl_err terr = {0};
+        if (pl_model_resolve(tname, o.teacher != NULL, &teacher, &terr)) {
+            cJSON_Delete(plan);
+            free(base);
+            return cli_fail("recipe check: %s: %s%s", o.recipe, o.teacher ? "--teacher " : "teacher: ", terr.msg);
+        }
+        free(teacher);
+    }
     if (json) {
         char *s = cJSON_Print(plan);
         if (s) puts(s);

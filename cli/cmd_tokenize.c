@@ -10,14 +10,17 @@
 
 #include "../core/error.h"
 #include "../datasets/tokenizer.h"
+#include "cli.h"
 
 static const char usage[] =
-    "usage: potluck tokenize --tokenizer PATH [--lines] [--no-special] [--no-parse-special] [--decode]\n"
-    "       potluck tokenize --tokenizer PATH --bench FILE [--threads N]\n"
+    "usage: potluck tokenize --model PATH [--lines] [--no-special] [--no-parse-special] [--decode]\n"
+    "       potluck tokenize --model PATH --bench FILE [--threads N]\n"
     "\n"
     "Reads text on stdin and writes its token ids, space-separated, on one line.\n"
-    "  --tokenizer PATH    a tokenizer.json, a folder holding one (or vocab.json + merges.txt),\n"
-    "                      a GGUF file, or a llama2.c tokenizer .bin\n"
+    "  --model PATH        the model whose tokenizer to use: a GGUF file, a model folder (its\n"
+    "                      tokenizer.json, or vocab.json + merges.txt), a model name found in\n"
+    "                      $POTLUCK_MODELS, or a tokenizer file itself (tokenizer.json, a llama2.c\n"
+    "                      tokenizer .bin); --tokenizer PATH is accepted as another spelling\n"
     "  --lines             encode each input line on its own (without its newline): one output line each\n"
     "  --no-special        add no BOS (by default BOS is added when the tokenizer asks for it)\n"
     "  --no-parse-special  special-token text such as <|im_start|> is tokenized as plain text\n"
@@ -141,7 +144,7 @@ int cmd_tokenize(int argc, char **argv) {
     int threads = 1;
     int lines = 0, nospecial = 0, noparse = 0, decode = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) path = argv[++i];
+        if ((!strcmp(argv[i], "--model") || !strcmp(argv[i], "--tokenizer")) && i + 1 < argc) path = argv[++i];
         else if (!strcmp(argv[i], "--lines")) lines = 1;
         else if (!strcmp(argv[i], "--no-special")) nospecial = 1;
         else if (!strcmp(argv[i], "--no-parse-special")) noparse = 1;
@@ -163,15 +166,18 @@ int cmd_tokenize(int argc, char **argv) {
         }
     }
     if (!path) {
-        fprintf(stderr, "potluck: tokenize: --tokenizer PATH is required\n%s", usage);
+        fprintf(stderr, "potluck: tokenize: --model PATH is required\n%s", usage);
         return 2;
     }
     pl_err err = { 0 };
     pl_tokenizer *t = NULL;
-    if (pl_tokenizer_load(&t, path, &err) != PL_OK) {
+    char *resolved = NULL;
+    if (cli_model_path(path, &resolved, &err) || pl_tokenizer_load(&t, resolved, &err) != PL_OK) {
+        free(resolved);
         fprintf(stderr, "potluck: tokenize: %s\n", err.msg);
         return 1;
     }
+    free(resolved);
     if (bench_file) {
         int r = bench(t, bench_file, threads, !noparse);
         pl_tokenizer_free(t);

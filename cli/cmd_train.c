@@ -124,7 +124,9 @@ int cmd_train(int argc, char **argv) {
     sigaction(SIGTERM, &sa, &old_term);
     train_stop = 0;
     tui u = {.tty = isatty(2)};
-    pl_run_hooks h = {.on_step = on_step, .on_msg = on_msg, .user = &u, .stop = &train_stop};
+    char hint[4200];
+    snprintf(hint, sizeof hint, "continue with: potluck train --out %s --resume", c.out);
+    pl_run_hooks h = {.on_step = on_step, .on_msg = on_msg, .user = &u, .stop = &train_stop, .resume_hint = hint};
     pl_run_result res;
     int rc = pl_run_train(&c, &h, &res, &err);
     sigaction(SIGINT, &old_int, NULL);

@@ -101,8 +101,13 @@ int pl_afile_commit(pl_afile *f, pl_err *err) {
     int cr = fclose(f->fp);
     f->fp = NULL;
     if (rc == PL_OK && cr != 0) rc = pl_err_set(err, PL_EIO, "%s: close: %s", path, strerror(errno));
-    if (rc == PL_OK && rename(f->tmp, f->path) != 0)
-        rc = pl_err_set(err, PL_EIO, "%s: rename from %s: %s", path, f->tmp, strerror(errno));
+    if (rc == PL_OK && rename(f->tmp, f->path) != 0) {
+        if (errno == EISDIR)
+            rc = pl_err_set(err, PL_EIO, "%s: is a folder; give a file name (e.g. %s/NAME) or remove the folder",
+                            path, path);
+        else
+            rc = pl_err_set(err, PL_EIO, "%s: cannot replace it: %s", path, strerror(errno));
+    }
     if (rc != PL_OK) {
         pl_afile_abort(f);
         return rc;

@@ -43,7 +43,7 @@ int pl_mask_mode_parse(const char *s, pl_mask_mode *out, pl_err *err) {
     if (!strcmp(s, "assistant")) *out = PL_MASK_ASSISTANT;
     else if (!strcmp(s, "all")) *out = PL_MASK_ALL;
     else if (!strcmp(s, "last") || !strcmp(s, "last-assistant")) *out = PL_MASK_LAST;
-    else return pl_err_set(err, PL_EINVAL, "mask mode '%s': expected assistant, all or last-assistant", s);
+    else return pl_err_set(err, PL_EINVAL, "mask mode '%s': expected assistant, all or last-assistant (also spelled last)", s);
     return PL_OK;
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "../core/sha256.h"
@@ -96,7 +97,7 @@ static int conv_record(bctx *b, const char *line, size_t len, const char *where,
     pl_chat_text r = {0};
     pl_chat_tokens t = {0};
     if (!tok) {
-        rc = pl_err_set(err, PL_EINVAL, "%s: %s records need a tokenizer (--tokenizer PATH)", where,
+        rc = pl_err_set(err, PL_EINVAL, "%s: %s records need a tokenizer (--model PATH)", where,
                         pl_import_fmt_name(e->fmt));
         goto out;
     }
@@ -255,7 +256,7 @@ static int parse_rec_body(bctx *b, cJSON *j, const char *line, size_t len, const
     } else if (jt && (b->fmt == PL_FMT_AUTO || b->fmt == PL_FMT_TEXT) &&
                !cJSON_GetObjectItemCaseSensitive(j, "messages") && !cJSON_GetObjectItemCaseSensitive(j, "conversations")) {
         if (!o->tok) {
-            rc = pl_err_set(err, PL_EINVAL, "%s: a \"text\" record needs a tokenizer (--tokenizer PATH)", where);
+            rc = pl_err_set(err, PL_EINVAL, "%s: a \"text\" record needs a tokenizer (--model PATH)", where);
             goto out;
         }
         const char *s = jt->valuestring;
@@ -405,7 +406,7 @@ static int check_prov_extra(const cJSON *x, pl_err *err) {
 }
 
 static const char *mask_name(pl_mask_mode m) {
-    return m == PL_MASK_ALL ? "all" : m == PL_MASK_LAST ? "last" : "assistant";
+    return m == PL_MASK_ALL ? "all" : m == PL_MASK_LAST ? "last-assistant" : "assistant";
 }
 
 int pl_dataset_build(const pl_build_opts *o, pl_build_stats *st, pl_err *err) {
@@ -418,7 +419,11 @@ int pl_dataset_build_chat(const pl_build_opts *o, const pl_build_chat *c, pl_bui
     char in_sha[65], key[65], tmpl_sha[65] = "";
     int has_prov = 0;
     int rc = check_prov_extra(o->provenance_extra, err);
-    if (rc || (rc = scan_input(o->in_path, in_sha, &has_prov, err))) return rc;
+    if (rc) return rc;
+    struct stat ist;
+    if (stat(o->in_path, &ist) == 0 && S_ISDIR(ist.st_mode))
+        return pl_err_set(err, PL_EINVAL, "%s: is a folder; the input is one JSONL file (one record per line)", o->in_path);
+    if ((rc = scan_input(o->in_path, in_sha, &has_prov, err))) return rc;
     bctx b;
     bctx_init(&b, o, c);
     if ((rc = detect_fmt(o->in_path, b.c.fmt, &b.fmt, err))) return rc;
@@ -426,7 +431,7 @@ int pl_dataset_build_chat(const pl_build_opts *o, const pl_build_chat *c, pl_bui
     const char *tname = o->template_name ? o->template_name : "";
     if (is_chat_fmt(b.fmt) || b.c.tmpl) {
         if (!o->tok)
-            return pl_err_set(err, PL_EINVAL, "%s: %s records need a tokenizer (--tokenizer PATH)", o->in_path,
+            return pl_err_set(err, PL_EINVAL, "%s: %s records need a tokenizer (--model PATH)", o->in_path,
                               pl_import_fmt_name(b.fmt));
         if (!b.tmpl)
             return pl_err_set(err, PL_EINVAL, "%s: %s records need a chat template and the tokenizer has none; pass "
@@ -527,12 +532,15 @@ int pl_dataset_build_chat(const pl_build_opts *o, const pl_build_chat *c, pl_bui
     if (!rc && ferror(fp)) rc = pl_err_set(err, PL_EIO, "%s: read error", o->in_path);
     free(line);
     fclose(fp);
-    if (!rc && st->bad) {
+    if (!rc) {
         int64_t ns;
         pl_dsw_totals(w, &ns, NULL, NULL, NULL, NULL);
-        if (ns == 0)
+        if (ns == 0 && st->bad)
             rc = pl_err_set(err, PL_EFORMAT, "%s: no usable record: all %lld records were bad (reported above)",
                             o->in_path, (long long)st->bad);
+        else if (ns == 0)
+            rc = pl_err_set(err, PL_EFORMAT, "%s: 0 samples: the file is empty or holds only blank lines "
+                            "(expected one JSON record per line)", o->in_path);
     }
     if (!rc) {
         cJSON *prov = cJSON_CreateObject();

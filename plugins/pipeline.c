@@ -244,8 +244,15 @@ int pl_model_resolve(const char *name, int from_cli, char **out, pl_err *err) {
             free(dirs);
             return PL_OK;
         }
-    pl_err_set(err, PL_ENOTFOUND, "model '%s' not found in %s (set POTLUCK_MODELS to the folders holding your models, or pass --base PATH)",
-               name, getenv("POTLUCK_MODELS") && *getenv("POTLUCK_MODELS") ? getenv("POTLUCK_MODELS") : "the model folders");
+    free(dirs);
+    dirs = model_dirs();
+    if (from_cli)
+        pl_err_set(err, PL_ENOTFOUND, "'%s': no such model file or folder, and no model of that name in %s "
+                   "(give the path of a .gguf file or a Hugging Face model folder; POTLUCK_MODELS lists the folders "
+                   "searched for names)", name, dirs ? dirs : "the model folders");
+    else
+        pl_err_set(err, PL_ENOTFOUND, "model '%s' not found in %s (set POTLUCK_MODELS to the folders holding your "
+                   "models, or pass --base PATH)", name, dirs ? dirs : "the model folders");
     free(dirs);
     return PL_ENOTFOUND;
 }
@@ -398,6 +405,17 @@ static int64_t stage_seed(int64_t seed, const char *label) {
     return (int64_t)(v >> 12); /* fits a Lua integer and a double exactly */
 }
 
+/* One removal reason of a stage for people: the first reason of that shape
+ * as the filter said it ("9 chars < min_chars 30"), "e.g. ..." when others
+ * of the same shape differed; the shape itself for stages cached before the
+ * examples were kept. */
+static void reason_text(const cJSON *stats, const char *cls, char *buf, size_t n) {
+    const cJSON *ex = cJSON_GetObjectItem(cJSON_GetObjectItem(stats, "examples"), cls);
+    const char *r = cJSON_GetStringValue(cJSON_GetObjectItem(ex, "reason"));
+    if (!r) { snprintf(buf, n, "%s", cls); return; }
+    snprintf(buf, n, "%s%s", cJSON_IsTrue(cJSON_GetObjectItem(ex, "varied")) ? "e.g. " : "", r);
+}
+
 static void describe_counts(const cJSON *stats, char *buf, size_t n) {
     double in = cJSON_GetNumberValue(cJSON_GetObjectItem(stats, "input"));
     double out = cJSON_GetNumberValue(cJSON_GetObjectItem(stats, "output"));
@@ -409,7 +427,9 @@ static void describe_counts(const cJSON *stats, char *buf, size_t n) {
         int first = 1;
         cJSON_ArrayForEach(it, cJSON_GetObjectItem(stats, "reasons")) {
             if ((size_t)l >= n - 1) break;
-            l += snprintf(buf + l, n - (size_t)l, "%s%s: %.0f", first ? " (" : ", ", it->string, it->valuedouble);
+            char rt[256];
+            reason_text(stats, it->string, rt, sizeof rt);
+            l += snprintf(buf + l, n - (size_t)l, "%s%s: %.0f", first ? " (" : ", ", rt, it->valuedouble);
             first = 0;
         }
         if (!first && (size_t)l < n - 1) snprintf(buf + l, n - (size_t)l, ")");
@@ -555,7 +575,9 @@ static char *pipeline_card(run_state *r) {
         const cJSON *it;
         cJSON_ArrayForEach(it, cJSON_GetObjectItem(c, "reasons")) {
             if (rl > sizeof reasons - 100) break;
-            rl += (size_t)snprintf(reasons + rl, sizeof reasons - rl, "%s%s: %.0f", rl ? "; " : "", it->string, it->valuedouble);
+            char rt[256];
+            reason_text(c, it->string, rt, sizeof rt);
+            rl += (size_t)snprintf(reasons + rl, sizeof reasons - rl, "%s%s: %.0f", rl ? "; " : "", rt, it->valuedouble);
         }
         n += (size_t)snprintf(s + n, cap - n, "| %s | %.0f | %.0f | %.0f | %s |\n",
                               cJSON_GetStringValue(cJSON_GetObjectItem(c, "label")),
@@ -603,6 +625,7 @@ static int run_shard(run_state *r, const char *last_out, const char *key, pl_err
     cJSON_AddStringToObject(prov, "recipe", cJSON_GetStringValue(cJSON_GetObjectItem(r->plan, "name")));
     cJSON_AddItemToObject(prov, "pipeline", cJSON_Duplicate(r->counts, 1));
     cJSON_AddStringToObject(prov, "pipeline_key", key);
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(prov, "tokenizer"), "path", r->base); /* for data inspect */
     for (int side = 0; side < 2 && !rc; side++) {
         if (side == 1 && nev == 0) break;
         snprintf(side ? dev : dtr, PATH_MAX, "%s/data/%s", r->run_dir, side ? "eval" : "train");
@@ -724,7 +747,8 @@ static int run_train(run_state *r, const char *key, pl_err *err) {
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     run_stop = 0;
-    pl_run_hooks hk = {.on_step = on_step, .on_msg = on_msg, .user = r, .stop = &run_stop};
+    pl_run_hooks hk = {.on_step = on_step, .on_msg = on_msg, .user = r, .stop = &run_stop,
+                       .resume_hint = "run the same command again to resume"};
     pl_run_result res;
     rc = pl_run_train(&c, &hk, &res, err);
     sigaction(SIGINT, &old_int, NULL);
@@ -924,8 +948,17 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
     /* models */
     const char *bname = o->base ? o->base : cJSON_GetStringValue(cJSON_GetObjectItem(r.plan, "base"));
     if (pl_model_resolve(bname, o->base != NULL, &r.base, &r.base_err)) r.base = NULL;
+    /* a base that is named but cannot be found fails now, not after the data stages */
+    if (!r.base && bname && *bname) {
+        rc = pl_err_set(err, r.base_err.code, "%s%s", o->base ? "--base " : "base: ", r.base_err.msg);
+        goto done;
+    }
     const char *tname = o->teacher ? o->teacher : cJSON_GetStringValue(cJSON_GetObjectItem(r.plan, "teacher"));
     if (tname && pl_model_resolve(tname, o->teacher != NULL, &r.teacher, &r.teacher_err)) r.teacher = NULL;
+    if (!r.teacher && tname && *tname) {
+        rc = pl_err_set(err, r.teacher_err.code, "%s%s", o->teacher ? "--teacher " : "teacher: ", r.teacher_err.msg);
+        goto done;
+    }
     model_id(r.base, r.base_id);
     model_id(r.teacher, r.teacher_id);
     {

@@ -66,7 +66,23 @@ local function distance(a, b)
 end
 
 -- " (did you mean 'x'?)" for the closest candidate within a small distance.
+-- Names people bring from other trainers (PEFT, transformers, axolotl) for
+-- the keys potluck spells differently: hinted when they are not close.
+local SYNONYMS = {
+  rank = "r", lora_r = "r", lora_rank = "r", lora_alpha = "alpha", lora_dropout = "dropout",
+  target_modules = "targets", learning_rate = "lr", max_steps = "steps", num_steps = "steps",
+  batch_size = "batch", micro_batch_size = "batch", per_device_train_batch_size = "batch",
+  gradient_accumulation_steps = "grad_accum", max_seq_len = "seq_len", max_length = "seq_len",
+  sequence_len = "seq_len", lr_scheduler_type = "schedule", lr_scheduler = "schedule",
+  warmup = "warmup_steps", gradient_checkpointing = "checkpointing", model = "base",
+  base_model = "base", chat_template = "template",
+}
+
 local function hint(word, candidates)
+  local syn = SYNONYMS[word]
+  if syn then
+    for _, c in ipairs(candidates) do if c == syn then return fmt(" (did you mean '%s'?)", syn) end end
+  end
   local best, bd = nil, 99
   for _, c in ipairs(candidates) do
     local d = distance(word, c)
@@ -138,6 +154,7 @@ local function check_value(name, s, v)
     if s.min and v < s.min then error(fmt("%s: %s is below the minimum %s", name, tostring(v), tostring(s.min)), 0) end
     if s.max and v > s.max then error(fmt("%s: %s is above the maximum %s", name, tostring(v), tostring(s.max)), 0) end
   end
+  if s.aliases and type(v) == "string" and s.aliases[v] then v = s.aliases[v] end
   if s.choices then
     local vals = type(v) == "table" and v or { v }
     for _, x in ipairs(vals) do
@@ -326,7 +343,8 @@ local RECIPE = {
   base = { type = "string" },
   teacher = { type = "string" },
   template = { type = "string" },
-  mask = { type = "string", default = "assistant", choices = { "assistant", "all", "last" } },
+  mask = { type = "string", default = "assistant", choices = { "assistant", "all", "last-assistant" },
+           aliases = { last = "last-assistant" } },
   data = { type = "table", required = true },
   lora = SECTION, train = SECTION, eval = SECTION, export = SECTION, shard = SECTION, scale = SECTION,
 }
@@ -578,7 +596,7 @@ function H.run_stage(r, size, i, io)
   local w = C.writer(io.output)
   -- every removed sample, with its provenance and the filter's reason
   local rw = KEEP_KIND[st.kind] and C.writer((io.output:gsub("out%.jsonl$", "removed.jsonl"))) or nil
-  local n_in, n_out, removed = 0, 0, {}
+  local n_in, n_out, removed, examples, varied = 0, 0, {}, {}, {}
   local function counted_input()
     local s = input()
     if s then n_in = n_in + 1 end
@@ -617,6 +635,9 @@ function H.run_stage(r, size, i, io)
           -- counted by the reason's shape: numbers and quoted text left out
           local class = reason:gsub('%b""', '""'):gsub("%d[%d%.e+-]*", "N")
           removed[class] = (removed[class] or 0) + 1
+          -- the first reason of each shape is kept as said, numbers and all
+          if examples[class] == nil then examples[class] = reason
+          elseif examples[class] ~= reason then varied[class] = true end
         end
       end
       if n_in % 10000 == 0 then C.progress(label, n_in, n_out) end
@@ -639,7 +660,9 @@ function H.run_stage(r, size, i, io)
   if rw then rw:close() end
   local n_removed = 0
   for _, c in pairs(removed) do n_removed = n_removed + c end
-  return { input = n_in, output = n_out, removed = n_removed, reasons = removed }
+  local ex = {}
+  for class, r in pairs(examples) do ex[class] = { reason = r, varied = varied[class] == true } end
+  return { input = n_in, output = n_out, removed = n_removed, reasons = removed, examples = ex }
 end
 
 -- The eval section's metric plugins over the samples of path (the held-out

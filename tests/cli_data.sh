@@ -50,16 +50,16 @@ with open(f"{d}/text.jsonl", "w") as f:
         f.write(json.dumps({"text": s}) + "\n")
 PY
 
-out=$("${PL[@]}" build --in "$tmp/pt.jsonl" --out "$tmp/ds" --tokenizer "$TOK" --shard-tokens 30000 --text 2>&1)
+out=$("${PL[@]}" build --in "$tmp/pt.jsonl" --out "$tmp/ds" --model "$TOK" --shard-tokens 30000 --text 2>&1)
 if [ $? -eq 0 ] && grep -q '700 samples' <<<"$out"; then ok; else fail "build: $out"; fi
 nshards=$(ls "$tmp/ds"/shard-*.h5 | wc -l)
 if [ "$nshards" -ge 4 ]; then ok; else fail "expected several shards, got $nshards"; fi
 out=$("${PL[@]}" verify "$tmp/ds" 2>&1)
 if [ $? -eq 0 ] && grep -q 'verify: .*ok' <<<"$out"; then ok; else fail "verify: $out"; fi
-out=$("${PL[@]}" inspect "$tmp/ds" --tokenizer "$TOK" --samples 2 2>&1)
+out=$("${PL[@]}" inspect "$tmp/ds" --model "$TOK" --samples 2 2>&1)
 if [ $? -eq 0 ] && grep -q 'samples:        700' <<<"$out" && grep -q 'length histogram' <<<"$out" && grep -q '\[\[' <<<"$out"; then ok
 else fail "inspect: $out"; fi
-out=$("${PL[@]}" build --in "$tmp/pt.jsonl" --out "$tmp/ds" --tokenizer "$TOK" --shard-tokens 30000 --text 2>&1)
+out=$("${PL[@]}" build --in "$tmp/pt.jsonl" --out "$tmp/ds" --model "$TOK" --shard-tokens 30000 --text 2>&1)
 if grep -q 'already complete' <<<"$out"; then ok; else fail "re-run of a complete build: $out"; fi
 
 # the peer: h5py reads what potluck wrote
@@ -119,14 +119,14 @@ for l in open('$tmp/ex.jsonl'):
     print(json.dumps(r))") <("$PY" -c "
 import json
 for l in open('$tmp/pt.jsonl'): print(json.dumps(json.loads(l)))"); then ok; else fail "export gives back the input records"; fi
-"${PL[@]}" export "$tmp/ds" --jsonl "$tmp/ex2.jsonl" --tokenizer "$TOK" 2>/dev/null
+"${PL[@]}" export "$tmp/ds" --jsonl "$tmp/ex2.jsonl" --model "$TOK" 2>/dev/null
 if head -1 "$tmp/ex2.jsonl" | grep -q '"spans"' && head -1 "$tmp/ex2.jsonl" | grep -q '"trained":true'; then ok
 else fail "export with a tokenizer marks trained spans: $(head -c 300 "$tmp/ex2.jsonl")"; fi
 
 # plain text with the tokenizer
-out=$("${PL[@]}" build --in "$tmp/text.jsonl" --out "$tmp/txt" --tokenizer "$TOK" 2>&1)
+out=$("${PL[@]}" build --in "$tmp/text.jsonl" --out "$tmp/txt" --model "$TOK" 2>&1)
 if [ $? -eq 0 ] && grep -q '3 samples' <<<"$out"; then ok; else fail "text build: $out"; fi
-out=$("${PL[@]}" inspect "$tmp/txt" --tokenizer "$TOK" --samples 1 2>&1)
+out=$("${PL[@]}" inspect "$tmp/txt" --model "$TOK" --samples 1 2>&1)
 if grep -q '\[\[.*Once upon a time' <<<"$out" || grep -q 'Once upon a time' <<<"$out"; then ok; else fail "decoded sample: $out"; fi
 
 # split and merge
@@ -157,11 +157,11 @@ expect_clean_error "unknown schema version" "${PL[@]}" inspect "$tmp/bad"
 err=$("${PL[@]}" inspect "$tmp/bad" 2>&1 >/dev/null)
 grep -q 'schema version 9 is not one this potluck reads' <<<"$err" && ok || fail "schema message: $err"
 echo '{"input_ids": [1, 2, 600]}' >"$tmp/oov.jsonl"
-expect_clean_error "token id outside the vocabulary" "${PL[@]}" build --in "$tmp/oov.jsonl" --out "$tmp/oov" --tokenizer "$TOK"
+expect_clean_error "token id outside the vocabulary" "${PL[@]}" build --in "$tmp/oov.jsonl" --out "$tmp/oov" --model "$TOK"
 expect_clean_error "no dataset" "${PL[@]}" verify "$tmp/nothing"
 
 # conversations: importer -> chat template -> tokens with offsets -> loss mask.
-# The trained spans of every sample (export --tokenizer) must be exactly the
+# The trained spans of every sample (export --model) must be exactly the
 # assistant replies plus their end-of-turn marker.
 SMOL=${POTLUCK_MODEL:?set POTLUCK_MODEL}
 LLAMA=$POTLUCK_SHARED/fixtures/tokenizers/tiny-random-LlamaForCausalLM
@@ -190,12 +190,12 @@ for l in open(sys.argv[1]):
     print(" ## ".join(s["text"] for s in d["spans"] if s["trained"]))' "$1"; }
 
 # ShareGPT with the SmolLM2 GGUF's own (ChatML) template; 2 bad lines skipped
-out=$("${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sg" --tokenizer "$SMOL" --text 2>"$tmp/sg.err")
+out=$("${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sg" --model "$SMOL" --text 2>"$tmp/sg.err")
 if [ $? -eq 0 ] && grep -q '2 samples' <<<"$out" && grep -q '2 records skipped (2 bad' <<<"$out"; then ok; else fail "sharegpt build: $out $(cat "$tmp/sg.err")"; fi
 if grep -q "sg.jsonl:2: wrong role order" "$tmp/sg.err" && grep -q "sg.jsonl:4: invalid JSON" "$tmp/sg.err" &&
    [ "$(grep -c . "$tmp/sg.err")" = 2 ]; then ok
 else fail "bad lines reported with file:line: $(cat "$tmp/sg.err")"; fi
-"${PL[@]}" export "$tmp/sg" --jsonl "$tmp/sg.ex" --tokenizer "$SMOL" 2>/dev/null && ok || fail "export sharegpt"
+"${PL[@]}" export "$tmp/sg" --jsonl "$tmp/sg.ex" --model "$SMOL" 2>/dev/null && ok || fail "export sharegpt"
 want=$'4<|im_end|> ## 6, of course.<|im_end|>\nBlue.<|im_end|>'
 got=$(trained "$tmp/sg.ex")
 [ "$got" = "$want" ] && ok || fail "sharegpt trained spans: got '$got', want '$want'"
@@ -216,29 +216,29 @@ card = open(f"{d}/card.md").read()
 assert "template: model (sha256" in card and "format: sharegpt; loss mask: assistant" in card, card
 PY
 then ok; else fail "sharegpt manifest/card/sample_id"; fi
-out=$("${PL[@]}" inspect "$tmp/sg" --tokenizer "$SMOL" --samples 1 2>&1)
+out=$("${PL[@]}" inspect "$tmp/sg" --model "$SMOL" --samples 1 2>&1)
 if grep -qxF '[[6, of course.<|im_end|>]]' <<<"$out" && grep -q 'template:       model' <<<"$out"; then ok; else fail "inspect marks: $out"; fi
 # reproducible: a second build into another directory gives identical bytes
-"${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sg2" --tokenizer "$SMOL" --text >/dev/null 2>&1
+"${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sg2" --model "$SMOL" --text >/dev/null 2>&1
 cmp -s "$tmp/sg/manifest.json" "$tmp/sg2/manifest.json" && cmp -s "$tmp/sg/shard-00000.h5" "$tmp/sg2/shard-00000.h5" && ok ||
   fail "two conversation builds differ"
-# the same build again: complete; --mask last and --mask all
-out=$("${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sg" --tokenizer "$SMOL" --text 2>/dev/null)
+# the same build again: complete; --mask last-assistant and --mask all
+out=$("${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sg" --model "$SMOL" --text 2>/dev/null)
 grep -q 'already complete' <<<"$out" && ok || fail "conversation re-run: $out"
-"${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sgl" --tokenizer "$SMOL" --mask last >/dev/null 2>&1 &&
-  "${PL[@]}" export "$tmp/sgl" --jsonl "$tmp/sgl.ex" --tokenizer "$SMOL" 2>/dev/null
+"${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sgl" --model "$SMOL" --mask last-assistant >/dev/null 2>&1 &&
+  "${PL[@]}" export "$tmp/sgl" --jsonl "$tmp/sgl.ex" --model "$SMOL" 2>/dev/null
 got=$(trained "$tmp/sgl.ex")
-[ "$got" = $'6, of course.<|im_end|>\nBlue.<|im_end|>' ] && ok || fail "--mask last: '$got'"
-grep -q '"mask":[[:space:]]*"last"' "$tmp/sgl/manifest.json" && ok || fail "--mask last recorded in the manifest"
-"${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sga" --tokenizer "$SMOL" --mask all >/dev/null 2>&1 &&
-  "${PL[@]}" export "$tmp/sga" --jsonl "$tmp/sga.ex" --tokenizer "$SMOL" 2>/dev/null
+[ "$got" = $'6, of course.<|im_end|>\nBlue.<|im_end|>' ] && ok || fail "--mask last-assistant: '$got'"
+grep -q '"mask":[[:space:]]*"last-assistant"' "$tmp/sgl/manifest.json" && ok || fail "--mask last-assistant recorded in the manifest"
+"${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/sga" --model "$SMOL" --mask all >/dev/null 2>&1 &&
+  "${PL[@]}" export "$tmp/sga" --jsonl "$tmp/sga.ex" --model "$SMOL" 2>/dev/null
 [ "$(spans "$tmp/sga.ex" | grep -c 'U|')" = 0 ] && [ -s "$tmp/sga.ex" ] && ok || fail "--mask all trains every token: $(spans "$tmp/sga.ex")"
 
 # OpenAI messages with a tokenizer.json folder and a named built-in (vicuna):
 # the tokenizer adds the one BOS, replies + </s> are trained
-out=$("${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/oa" --tokenizer "$LLAMA" --template vicuna 2>&1)
+out=$("${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/oa" --model "$LLAMA" --template vicuna 2>&1)
 if [ $? -eq 0 ] && grep -q '2 samples' <<<"$out"; then ok; else fail "openai build: $out"; fi
-"${PL[@]}" export "$tmp/oa" --jsonl "$tmp/oa.ex" --tokenizer "$LLAMA" 2>/dev/null
+"${PL[@]}" export "$tmp/oa" --jsonl "$tmp/oa.ex" --model "$LLAMA" 2>/dev/null
 got=$(trained "$tmp/oa.ex")
 [ "$got" = $' Hi there</s> ##  Goodbye</s>\n A colour.</s>' ] && ok || fail "openai trained spans: '$got'"
 got=$(spans "$tmp/oa.ex" | tail -1)
@@ -257,30 +257,30 @@ assert all(d["input_ids"][-1] == 2 and d["loss_mask"][-1] == 1 for d in r), r
 PY
 then ok; else fail "openai: one BOS, untrained; </s> last and trained"; fi
 # the fixture folder's own (Llama-2) template, format forced
-out=$("${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/oa2" --tokenizer "$LLAMA" --format openai 2>&1)
+out=$("${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/oa2" --model "$LLAMA" --format openai 2>&1)
 if [ $? -eq 0 ] && grep -q '"template":[[:space:]]*"model"' "$tmp/oa2/manifest.json"; then ok; else fail "fixture's own template: $out"; fi
-"${PL[@]}" export "$tmp/oa2" --jsonl "$tmp/oa2.ex" --tokenizer "$LLAMA" 2>/dev/null
+"${PL[@]}" export "$tmp/oa2" --jsonl "$tmp/oa2.ex" --model "$LLAMA" 2>/dev/null
 got=$(trained "$tmp/oa2.ex")
 [ "$got" = $' Hi there </s> ##  Goodbye </s>\n A colour. </s>' ] || [ "$got" = $' Hi there</s> ##  Goodbye</s>\n A colour.</s>' ] && ok ||
   fail "llama2 template trained spans: '$got'"
 
 # bad input: malformed under --strict, no usable record, no tokenizer, no template, template the vocabulary lacks
-expect_clean_error "malformed line under --strict" "${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/st" --tokenizer "$SMOL" --strict
-err=$("${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/st" --tokenizer "$SMOL" --strict 2>&1 >/dev/null)
+expect_clean_error "malformed line under --strict" "${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/st" --model "$SMOL" --strict
+err=$("${PL[@]}" build --in "$tmp/sg.jsonl" --out "$tmp/st" --model "$SMOL" --strict 2>&1 >/dev/null)
 grep -q 'sg.jsonl:2: wrong role order.*(strict mode)' <<<"$err" && ok || fail "strict message: $err"
 [ ! -f "$tmp/st/manifest.json" ] && ok || fail "a failed strict build leaves no manifest"
 printf 'nope\n{"conversations": []}\n' >"$tmp/allbad.jsonl"
-err=$("${PL[@]}" build --in "$tmp/allbad.jsonl" --out "$tmp/ab" --tokenizer "$SMOL" 2>&1 >/dev/null); rc=$?
+err=$("${PL[@]}" build --in "$tmp/allbad.jsonl" --out "$tmp/ab" --model "$SMOL" 2>&1 >/dev/null); rc=$?
 if [ $rc = 1 ] && [ "$(printf '%s\n' "$err" | grep -c .)" = 3 ] && printf '%s\n' "$err" | tail -1 | grep -q '^potluck: .*allbad.jsonl: no usable record: all 2 records were bad' &&
    grep -q 'allbad.jsonl:2: conversation has no messages' <<<"$err" && [ ! -f "$tmp/ab/manifest.json" ]; then ok
 else fail "no usable record (rc=$rc): $err"; fi
 expect_clean_error "conversations without a tokenizer" "${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt"
-expect_clean_error "conversations, tokenizer without a template" "${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --tokenizer "$PHI2"
-err=$("${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --tokenizer "$PHI2" 2>&1 >/dev/null)
+expect_clean_error "conversations, tokenizer without a template" "${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --model "$PHI2"
+err=$("${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --model "$PHI2" 2>&1 >/dev/null)
 grep -q 'need a chat template.*--template NAME' <<<"$err" && ok || fail "no-template message: $err"
-expect_clean_error "chatml on a Llama-2 vocabulary" "${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --tokenizer "$LLAMA" --template chatml
-expect_clean_error "unknown template" "${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --tokenizer "$LLAMA" --template nosuch
-expect_clean_error "unknown mask" "${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --tokenizer "$LLAMA" --mask some
+expect_clean_error "chatml on a Llama-2 vocabulary" "${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --model "$LLAMA" --template chatml
+expect_clean_error "unknown template" "${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --model "$LLAMA" --template nosuch
+expect_clean_error "unknown mask" "${PL[@]}" build --in "$tmp/oa.jsonl" --out "$tmp/nt" --model "$LLAMA" --mask some
 # per-sample provenance: a record's "_prov" object becomes its sample's
 # /provenance string (compact JSON); records without one get "". Input without
 # any "_prov" gives shards with no /provenance dataset at all.
@@ -297,9 +297,9 @@ with open(f"{d}/prov.jsonl", "w") as f, open(f"{d}/noprov.jsonl", "w") as g:
         if provs[i % 5] is not None: rec["_prov"] = provs[i % 5]
         f.write(json.dumps(rec) + "\n")
 PY
-out=$("${PL[@]}" build --in "$tmp/prov.jsonl" --out "$tmp/pv" --tokenizer "$TOK" --shard-tokens 100 2>&1)
+out=$("${PL[@]}" build --in "$tmp/prov.jsonl" --out "$tmp/pv" --model "$TOK" --shard-tokens 100 2>&1)
 if [ $? -eq 0 ] && grep -q '60 samples' <<<"$out"; then ok; else fail "build with _prov: $out"; fi
-out=$("${PL[@]}" build --in "$tmp/noprov.jsonl" --out "$tmp/npv" --tokenizer "$TOK" --shard-tokens 100 2>&1)
+out=$("${PL[@]}" build --in "$tmp/noprov.jsonl" --out "$tmp/npv" --model "$TOK" --shard-tokens 100 2>&1)
 if [ $? -eq 0 ] && grep -q '60 samples' <<<"$out"; then ok; else fail "build without _prov: $out"; fi
 "${PL[@]}" verify "$tmp/pv" >/dev/null 2>&1 && ok || fail "verify a dataset with provenance"
 out=$("${PL[@]}" split "$tmp/pv" --eval-permille 300 --train-out "$tmp/pvtr" --eval-out "$tmp/pvev" 2>&1) && ok || fail "split provenance: $out"
@@ -365,7 +365,7 @@ grep -q 'sample provenance: one JSON object per sample' "$tmp/pv/card.md" && ! g
   fail "card.md mentions sample provenance only when stored"
 # export writes "_prov" objects; building from the export gives the same shards
 "${PL[@]}" export "$tmp/pv" --jsonl "$tmp/pv.ex" 2>/dev/null && ok || fail "export with provenance"
-"${PL[@]}" build --in "$tmp/pv.ex" --out "$tmp/pv2" --tokenizer "$TOK" --shard-tokens 100 >/dev/null 2>&1 && ok || fail "build from the export"
+"${PL[@]}" build --in "$tmp/pv.ex" --out "$tmp/pv2" --model "$TOK" --shard-tokens 100 >/dev/null 2>&1 && ok || fail "build from the export"
 same=1
 for f in "$tmp"/pv/shard-*.h5; do cmp -s "$f" "$tmp/pv2/$(basename "$f")" || same=0; done
 [ $same = 1 ] && [ "$(ls "$tmp"/pv2/shard-*.h5 | wc -l)" = "$(ls "$tmp"/pv/shard-*.h5 | wc -l)" ] && ok ||

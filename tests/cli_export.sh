@@ -50,10 +50,10 @@ done
 run_test test_export build/san/tests/test_export
 run_test opt_export build/opt/tests/opt_export
 
-# generate --adapter, --chat with the model's template
+# generate --adapter, --chat with the model's template (echoed with its special tokens)
 if "$BIN_OPT" generate --model "$POTLUCK_MODEL" --adapter "$POTLUCK_EXPORT_DIR/smollm2_adapter" --chat \
      --prompt "What is the capital of France?" --max-tokens 12 --temperature 0 --threads 2 >"$tmp/g.txt" 2>"$tmp/g.err" \
-   && grep -q '^user$' "$tmp/g.txt" && grep -q '^assistant$' "$tmp/g.txt"; then ok
+   && grep -qF '<|im_start|>user' "$tmp/g.txt" && grep -qxF '<|im_start|>assistant' "$tmp/g.txt"; then ok
 else fail "generate --adapter --chat: $(cat "$tmp/g.txt" "$tmp/g.err")"; fi
 # --adapter merges at load time: the same greedy text as the exported F16 GGUF of the
 # same merge (a prompt whose continuation has clear top-2 gaps, see opt_export's notes)

@@ -16,6 +16,7 @@
 #include "../core/safetensors.h"
 #include "../datasets/tokenizer.h"
 #include "../datasets/tokenizer_gguf_write.h"
+#include "../datasets/tokenizer_hf_write.h"
 #include "model_int.h"
 
 /* ------------------------------------------------------------ writable */
@@ -256,11 +257,25 @@ int pl_export_hf(const pl_model *m, const char *dir, const pl_export_hf_opts *o,
         for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
             if ((rc = copy_if_exists(m->path, dir, files[i], &copied, err))) goto done;
         snprintf(readme + k, sizeof readme - k, "Tokenizer: %d file(s) copied from the base directory.\n", copied);
+    } else if (m->source == PL_SRC_GGUF && m->gguf) {
+        /* the GGUF's vocabulary, merges, special tokens and chat template as
+         * tokenizer.json + tokenizer_config.json */
+        pl_err terr = {0};
+        if (!pl_tokenizer_gguf_write_hf(m->gguf, dir, c->max_seq, &terr)) {
+            snprintf(readme + k, sizeof readme - k,
+                     "Tokenizer: tokenizer.json, tokenizer_config.json (chat template, special tokens) and "
+                     "special_tokens_map.json, written from the base GGUF's metadata.\n");
+        } else if (terr.code == PL_EUNSUPPORTED) {
+            snprintf(readme + k, sizeof readme - k,
+                     "Tokenizer: not included (%s). With transformers: AutoTokenizer.from_pretrained(<folder of "
+                     "the base>, gguf_file=<its file name>).\n", terr.msg);
+        } else {
+            rc = pl_err_set(err, terr.code, "%s", terr.msg);
+            goto done;
+        }
     } else {
         snprintf(readme + k, sizeof readme - k,
-                 "Tokenizer: not included; it is the base model's (%s). With transformers: "
-                 "AutoTokenizer.from_pretrained(<folder of the base>, gguf_file=<its file name>) for a GGUF base.\n",
-                 m->path);
+                 "Tokenizer: not included; it is the base model's (%s).\n", m->path);
     }
     snprintf(p, sizeof p, "%s/README.txt", dir);
     rc = pl_write_file_atomic(p, readme, strlen(readme), err);

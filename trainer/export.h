@@ -78,8 +78,17 @@ typedef struct pl_export_job {
     size_t max_shard_bytes;      /* merged: 0 = one file */
     pl_gguf_ftype gguf_ftype;    /* gguf: file type (PL_FTYPE_F32 = 0 is F32; set it) */
     const char *tokenizer_gguf;  /* gguf: tokenizer metadata from this GGUF file, or NULL */
+    const char *base_name;       /* peft: base_model_name_or_path; NULL: pl_export_base_name */
 } pl_export_job;
 int pl_export_job_run(const pl_export_job *j, char *said, size_t said_cap, pl_err *err);
 
+/* The name a peer resolves the base by (export_base.c): given when set,
+ * else the Hugging Face id the GGUF metadata or config.json records, else
+ * "general.organization/<file name without .gguf and quant tag>" for a GGUF,
+ * the folder's name for a model folder. malloc'd (NULL: out of memory). */
+char *pl_export_base_name(const pl_model *m, const char *given);
+/* DIR/potluck_base.json: that name, the base's local path, format and the
+ * sha256 of its files (the GGUF; a folder's config, tokenizer, safetensors). */
+int pl_export_base_record(const pl_model *m, const char *name, const char *dir, pl_err *err);
 
 #endif

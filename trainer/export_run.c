@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../core/atomic.h"
 #include "../core/json.h"
 #include "model_lora.h"
 #include "checkpoint.h"
@@ -63,11 +64,26 @@ int pl_export_job_run(const pl_export_job *j, char *said, size_t said_cap, pl_er
     pl_gguf *tg = NULL;
     int rc;
     if (said_cap) said[0] = 0;
+    /* the folder to write into (peft, merged), or the GGUF file's folder */
+    {
+        char parent[4200];
+        snprintf(parent, sizeof parent, "%s", j->out);
+        if (!strcmp(j->format, "gguf")) {
+            char *sl = strrchr(parent, '/');
+            if (sl && sl != parent) *sl = 0;
+            else parent[0] = 0;
+        }
+        if (*parent && (rc = pl_mkdirs(parent, err))) return rc;
+    }
     if ((rc = pl_model_load(&m, j->model, NULL, err))) goto done;
     if (j->adapter && (rc = pl_lora_load_peft(&l, m, j->adapter, err))) goto done;
     if (!strcmp(j->format, "peft")) {
-        if ((rc = pl_lora_save_peft(l, m, j->out, j->model, err))) goto done;
-        snprintf(said, said_cap, "PEFT adapter (%d modules, r %d)", l->n, l->cfg.r);
+        char *name = pl_export_base_name(m, j->base_name);
+        if (!name) { rc = pl_err_set(err, PL_ENOMEM, "out of memory"); goto done; }
+        rc = pl_lora_save_peft(l, m, j->out, name, err);
+        if (!rc) rc = pl_export_base_record(m, name, j->out, err);
+        if (!rc) snprintf(said, said_cap, "PEFT adapter (%d modules, r %d, base \"%s\")", l->n, l->cfg.r, name);
+        free(name);
         goto done;
     }
     if (l && ((rc = pl_export_writable(m, err)) || (rc = pl_lora_merge(m, l, err)))) goto done;

@@ -3,8 +3,10 @@
  * point that picks a loader by looking at the path. */
 #include "model_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,14 +223,41 @@ static int looks_like_gguf(const char *path) {
     return n == 4 && memcmp(b, "GGUF", 4) == 0;
 }
 
+/* A folder given as a model must be a Hugging Face model folder; when it is
+ * not, say what one holds, and name a GGUF file inside it if there is one. */
+static int check_model_dir(const char *path, pl_err *err) {
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/config.json", path);
+    if (access(p, F_OK) == 0) return PL_OK;
+    char gguf[256] = "";
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (e->d_name[0] != '.' && n > 5 && !strcmp(e->d_name + n - 5, ".gguf") && n < sizeof gguf) {
+            snprintf(gguf, sizeof gguf, "%s", e->d_name);
+            break;
+        }
+    }
+    if (d) closedir(d);
+    if (*gguf)
+        return pl_err_set(err, PL_EINVAL, "%s: a folder without config.json is not a model; it holds %s: give that "
+                          "file (%s/%s)", path, gguf, path, gguf);
+    return pl_err_set(err, PL_EINVAL, "%s: a folder without config.json is not a model: a Hugging Face model folder "
+                      "holds config.json, model.safetensors (or its shards) and tokenizer.json; or give a .gguf file",
+                      path);
+}
+
 int pl_model_load(pl_model **out, const char *path, const pl_model_opts *opts, pl_err *err) {
     *out = NULL;
     struct stat st;
     if (stat(path, &st) != 0)
         return pl_err_set(err, PL_EIO, "%s: %s", path, strerror(errno));
     pl_model_source src;
-    if (S_ISDIR(st.st_mode)) src = PL_SRC_HF;
-    else if (looks_like_gguf(path)) src = PL_SRC_GGUF;
+    if (S_ISDIR(st.st_mode)) {
+        src = PL_SRC_HF;
+        int rc = check_model_dir(path, err);
+        if (rc) return rc;
+    } else if (looks_like_gguf(path)) src = PL_SRC_GGUF;
     else {
         size_t n = strlen(path);
         if (n > 5 && !strcmp(path + n - 5, ".json"))

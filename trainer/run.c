@@ -30,6 +30,7 @@
 #include "model_lora.h"
 #include "model_nf4.h"
 #include "checkpoint.h"
+#include "export.h"
 #include "run.h"
 #include "schedule.h"
 #include "train.h"
@@ -145,7 +146,10 @@ static int write_final(run *r, pl_err *err) {
     if (!rc && r->lora) {
         char *ad = path_join(r->c->out, "adapter");
         if (!ad) return pl_err_set(err, PL_ENOMEM, "run: out of memory");
-        rc = pl_lora_save_peft(r->lora, r->m, ad, r->c->model, err);
+        char *name = pl_export_base_name(r->m, NULL);
+        rc = name ? pl_lora_save_peft(r->lora, r->m, ad, name, err) : pl_err_set(err, PL_ENOMEM, "run: out of memory");
+        if (!rc) rc = pl_export_base_record(r->m, name, ad, err);
+        free(name);
         free(ad);
     }
     return rc;
@@ -289,8 +293,11 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
     }
     /* a fresh run starts an empty metrics.jsonl; a resumed one drops the lines after its checkpoint */
     if ((rc = run_metrics_truncate(r, step > 0 ? step : -1, err))) goto out;
-    int do_eval = c->eval_every > 0 && r->data.n_eval > 0;
-    if (c->eval_every > 0 && r->data.n_eval == 0) run_msg(r, "eval: no held-out rows (give --eval-data or --eval-frac); no eval loss");
+    /* --eval-data alone evaluates at step 0 and at the last step; eval_every
+     * adds the steps in between (and turns eval on for --text's tail) */
+    int want_eval = c->eval_every > 0 || (c->eval_data && *c->eval_data);
+    int do_eval = want_eval && r->data.n_eval > 0;
+    if (want_eval && r->data.n_eval == 0) run_msg(r, "eval: no held-out rows (give --eval-data or --eval-frac); no eval loss");
     if (do_eval && step == 0) {
         double el;
         if ((rc = eval_loss(r, &el, err))) goto out;
@@ -323,7 +330,7 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
         pl_run_step ps = {.step = step, .steps = c->steps, .loss = loss, .lr = lr, .grad_norm = gn, .eval_loss = NAN,
                           .tokens_per_s = (double)tokens / dt, .step_s = dt, .tokens = r->tokens,
                           .trained_tokens = r->trained};
-        if (do_eval && (step % c->eval_every == 0 || step == c->steps)) {
+        if (do_eval && ((c->eval_every > 0 && step % c->eval_every == 0) || step == c->steps)) {
             if ((rc = eval_loss(r, &ps.eval_loss, err))) goto out;
             rs.final_eval_loss = ps.eval_loss;
         }
@@ -352,7 +359,8 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
         rs.steps_done = step;
         if (stop && step < c->steps) {
             rs.interrupted = 1;
-            run_msg(r, "interrupted: checkpoint written at step %d; continue with --resume", step);
+            run_msg(r, "interrupted: checkpoint written at step %d; %s", step,
+                    h && h->resume_hint ? h->resume_hint : "continue with --resume");
             break;
         }
     }

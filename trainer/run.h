@@ -101,6 +101,8 @@ typedef struct pl_run_hooks {
     void (*on_msg)(void *user, const char *msg);   /* one line: resume, skipped checkpoints, eval */
     void *user;
     volatile sig_atomic_t *stop;   /* nonzero: checkpoint after the current step and return */
+    const char *resume_hint;       /* how the caller resumes, said after an interrupt;
+                                    * NULL: "continue with --resume" */
 } pl_run_hooks;
 
 typedef struct pl_run_result {

@@ -212,10 +212,29 @@ static int edit_distance(const char *a, const char *b) {
     return prev[lb];
 }
 
+/* Names other trainers (PEFT, transformers, axolotl) give the keys potluck
+ * spells differently: hinted even when not close ("rank" -> "r"). */
+static const char *const key_synonyms[][2] = {
+    {"rank", "r"}, {"lora_r", "r"}, {"lora_rank", "r"}, {"lora_alpha", "alpha"}, {"lora_dropout", "dropout"},
+    {"target_modules", "targets"}, {"learning_rate", "lr"}, {"max_steps", "steps"}, {"num_steps", "steps"},
+    {"batch_size", "batch"}, {"micro_batch_size", "batch"}, {"per_device_train_batch_size", "batch"},
+    {"gradient_accumulation_steps", "grad_accum"}, {"max_seq_len", "seq_len"}, {"max_length", "seq_len"},
+    {"sequence_len", "seq_len"}, {"lr_scheduler_type", "schedule"}, {"lr_scheduler", "schedule"},
+    {"warmup", "warmup_steps"}, {"gradient_checkpointing", "checkpointing"},
+};
+
 /* " (did you mean 'x'?)" for the closest key of section sec (NULL: top level). */
 static const char *key_hint(const char *sec, const char *key, char *buf, size_t n) {
     const char *best = NULL;
     int bd = 99;
+    for (size_t s = 0; s < sizeof key_synonyms / sizeof key_synonyms[0]; s++) {
+        if (strcmp(key, key_synonyms[s][0])) continue;
+        for (int i = 0; i < N_FIELDS; i++)
+            if (fields[i].sec && sec && !strcmp(sec, fields[i].sec) && !strcmp(fields[i].key, key_synonyms[s][1])) {
+                snprintf(buf, n, " (did you mean '%s'?)", fields[i].key);
+                return buf;
+            }
+    }
     for (int i = 0; i < N_FIELDS; i++) {
         if ((sec == NULL) != (fields[i].sec == NULL) || (sec && strcmp(sec, fields[i].sec))) continue;
         int d = edit_distance(key, fields[i].key);
@@ -363,7 +382,8 @@ const char *pl_run_cfg_flags_help(void) {
            "  --rslora                scale alpha/sqrt(r) (lora.rslora)\n"
            "  --base nf4|as-loaded    frozen base quantized to NF4, or kept as stored (lora.base, nf4)\n"
            "  --init-adapter DIR      start the LoRA weights from a PEFT adapter (lora.init_adapter; e.g. from potluck import)\n"
-           "  --nf4-blocksize N       (lora.nf4_blocksize, 64)   --no-double-quant (lora.double_quant)\n"
+           "  --nf4-blocksize N       (lora.nf4_blocksize, 64)\n"
+           "  --double-quant, --no-double-quant   quantize the NF4 constants too (lora.double_quant, on)\n"
            "  --steps N               optimizer steps (train.steps, 100)\n"
            "  --seq-len N             tokens per row (train.seq_len, 256)\n"
            "  --batch N               rows per micro-batch (train.batch, 1)\n"

@@ -1,6 +1,7 @@
 /* run_ckpt.c: a run's checkpoints (adapter, optimizer state, data
  * position) and resuming from the newest complete one. */
 #include "run_int.h"
+#include "export.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -103,7 +104,9 @@ int run_save_state(run *r, int step, pl_err *err) {
         if (!ad) rc = pl_err_set(err, PL_ENOMEM, "run: out of memory");
         else {
             snprintf(ad, n, "%s/adapter", ck.tmp);
-            rc = pl_lora_save_peft(r->lora, r->m, ad, r->c->model, err);
+            char *name = pl_export_base_name(r->m, NULL);
+            rc = name ? pl_lora_save_peft(r->lora, r->m, ad, name, err) : pl_err_set(err, PL_ENOMEM, "run: out of memory");
+            free(name);
             free(ad);
         }
     }
