@@ -32,7 +32,7 @@ int cmd_unpack(int argc, char **argv) {
     }
     pl_bundle_stats st;
     pl_err err = {0};
-    if (pl_bundle_unpack(path, dir, key, &st, &err)) return cli_fail("unpack: %s: %s", path, err.msg);
+    if (pl_bundle_unpack(path, dir, key, &st, &err)) return strncmp(err.msg, path, strlen(path)) ? cli_fail("unpack: %s: %s", path, err.msg) : cli_fail("unpack: %s", err.msg);
     printf("unpacked %s -> %s: %d files, %.1f MB, verified%s\n", path, dir, st.files, st.bytes / 1e6,
            st.signed_ok ? ", signature OK" : "");
     return 0;

@@ -33,7 +33,7 @@ int cmd_verify(int argc, char **argv) {
     }
     pl_bundle_stats st;
     pl_err err = {0};
-    if (pl_bundle_verify(path, key, &st, &err)) return cli_fail("verify: %s: %s", path, err.msg);
+    if (pl_bundle_verify(path, key, &st, &err)) return strncmp(err.msg, path, strlen(path)) ? cli_fail("verify: %s: %s", path, err.msg) : cli_fail("verify: %s", err.msg);
     printf("verified %s: %d files, %.1f MB match the lock", path, st.files, st.bytes / 1e6);
     if (st.signed_ok) printf("; signature OK (key %s)", st.signer);
     else if (st.signer[0]) printf("; signed by key %s (not checked: give --key PUB.pem)", st.signer);
