@@ -163,14 +163,14 @@ static int open_parent(int root, const char *name, const char **leaf, pl_err *er
         memcpy(comp, p, n);
         comp[n] = 0;
         if (mkdirat(dfd, comp, 0755) && errno != EEXIST) {
-            pl_err_set(err, PL_EIO, "unpack: %s: mkdir %s: %s", name, comp, strerror(errno));
+            pl_err_set(err, PL_EIO, "%s: mkdir %s: %s", name, comp, strerror(errno));
             close(dfd);
             return -1;
         }
         int nfd = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         close(dfd);
         if (nfd < 0) {
-            pl_err_set(err, PL_EIO, "unpack: %s: %s: %s", name, comp, strerror(errno));
+            pl_err_set(err, PL_EIO, "%s: %s: %s", name, comp, strerror(errno));
             return -1;
         }
         dfd = nfd;
@@ -205,7 +205,7 @@ static int read_data(struct archive *a, const char *name, bnd_file *f, int fd, c
         }
         pl_sha256_update(h, buf, (size_t)n);
         if (k) memcpy(k + got, buf, (size_t)n);
-        if (fd >= 0 && pl_write_all(fd, buf, (size_t)n)) rc = pl_err_set(err, PL_EIO, "unpack: %s: %s", name, strerror(errno));
+        if (fd >= 0 && pl_write_all(fd, buf, (size_t)n)) rc = pl_err_set(err, PL_EIO, "%s: %s", name, strerror(errno));
         got += n;
     }
     uint8_t d[32];
@@ -228,10 +228,10 @@ static int read_data(struct archive *a, const char *name, bnd_file *f, int fd, c
 /* a top-level file of the unpack folder (the lock, the signature) */
 static int write_at(int dfd, const char *name, const char *data, size_t n, pl_err *err) {
     int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0) return pl_err_set(err, PL_EIO, "unpack: %s: %s", name, strerror(errno));
+    if (fd < 0) return pl_err_set(err, PL_EIO, "%s: %s", name, strerror(errno));
     int bad = pl_write_all(fd, data, n);
     if (close(fd)) bad = 1;
-    return bad ? pl_err_set(err, PL_EIO, "unpack: %s: %s", name, strerror(errno)) : PL_OK;
+    return bad ? pl_err_set(err, PL_EIO, "%s: %s", name, strerror(errno)) : PL_OK;
 }
 
 static const char *entry_kind(struct archive_entry *e) {
@@ -304,11 +304,11 @@ static int scan(const char *path, scan_mode mode, int outfd, const char *pubkey,
             fd = openat(dfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
             int e2 = errno;
             close(dfd);
-            if (fd < 0) { rc = pl_err_set(err, PL_EIO, "unpack: %s: %s", name, strerror(e2)); break; }
+            if (fd < 0) { rc = pl_err_set(err, PL_EIO, "%s: %s", name, strerror(e2)); break; }
         }
         int keep = mode == SCAN_INSPECT && card && !strcmp(name, "README.md") && f->size < (16 << 20);
         rc = read_data(a, name, f, fd, keep ? card : NULL, 0, NULL, buf, err);
-        if (fd >= 0 && close(fd) && !rc) rc = pl_err_set(err, PL_EIO, "unpack: %s: %s", name, strerror(errno));
+        if (fd >= 0 && close(fd) && !rc) rc = pl_err_set(err, PL_EIO, "%s: %s", name, strerror(errno));
         if (rc) break;
     }
     if (!rc && first) rc = pl_err_set(err, PL_EFORMAT, "%s: empty: no %s", path, PL_BUNDLE_LOCK);
@@ -484,7 +484,7 @@ int pl_bundle_unpack(const char *path, const char *dir, const char *pubkey, pl_b
     /* a fresh folder beside dir */
     size_t dl = strlen(dir);
     char *tmp = malloc(dl + 32);
-    if (!tmp) return pl_err_set(err, PL_ENOMEM, "unpack: out of memory");
+    if (!tmp) return pl_err_set(err, PL_ENOMEM, "out of memory");
     snprintf(tmp, dl + 32, "%s", dir);
     while (strlen(tmp) > 1 && tmp[strlen(tmp) - 1] == '/') tmp[strlen(tmp) - 1] = 0;
     char *slash = strrchr(tmp, '/');
@@ -494,27 +494,27 @@ int pl_bundle_unpack(const char *path, const char *dir, const char *pubkey, pl_b
     else tmp[0] = 0;
     size_t tl = strlen(tmp) + strlen(base) + 32;
     char *t2 = malloc(tl);
-    if (!t2) { free(tmp); return pl_err_set(err, PL_ENOMEM, "unpack: out of memory"); }
+    if (!t2) { free(tmp); return pl_err_set(err, PL_ENOMEM, "out of memory"); }
     snprintf(t2, tl, "%s.%s.unpack-XXXXXX", tmp, base);
     free(tmp);
     if (!mkdtemp(t2)) {
-        rc = pl_err_set(err, PL_EIO, "unpack: %s: %s", t2, strerror(errno));
+        rc = pl_err_set(err, PL_EIO, "%s: cannot make the temporary folder beside it: %s", dir, strerror(errno));
         free(t2);
         return rc;
     }
     int fd = open(t2, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     bnd_check c = {0};
-    if (fd < 0) rc = pl_err_set(err, PL_EIO, "unpack: %s: %s", t2, strerror(errno));
+    if (fd < 0) rc = pl_err_set(err, PL_EIO, "%s: %s", t2, strerror(errno));
     else rc = scan(path, SCAN_UNPACK, fd, pubkey, &c, NULL, st, err);
     bnd_check_free(&c);
     if (fd >= 0) {
         mode_t um = umask(022);
         umask(um);
-        if (!rc && fchmod(fd, 0755 & ~um)) rc = pl_err_set(err, PL_EIO, "unpack: %s: %s", t2, strerror(errno)); /* mkdtemp made it 0700 */
-        if (!rc && fsync(fd)) rc = pl_err_set(err, PL_EIO, "unpack: %s: %s", t2, strerror(errno));
+        if (!rc && fchmod(fd, 0755 & ~um)) rc = pl_err_set(err, PL_EIO, "%s: %s", t2, strerror(errno)); /* mkdtemp made it 0700 */
+        if (!rc && fsync(fd)) rc = pl_err_set(err, PL_EIO, "%s: %s", t2, strerror(errno));
         close(fd);
     }
-    if (!rc && rename(t2, dir)) rc = pl_err_set(err, PL_EIO, "unpack: rename %s -> %s: %s", t2, dir, strerror(errno));
+    if (!rc && rename(t2, dir)) rc = pl_err_set(err, PL_EIO, "rename %s -> %s: %s", t2, dir, strerror(errno));
     if (rc) nftw(t2, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     free(t2);
     return rc;

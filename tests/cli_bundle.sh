@@ -9,7 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 source tests/check.sh
 source tests/bundle_run.sh
-BIN=${POTLUCK_BIN:-build/san/potluck}
+BIN=${POTLUCK_BIN:-$PWD/build/san/potluck}
 SHARED=${POTLUCK_SHARED:-../shared}
 export TINY=$SHARED/fixtures/gguf-tiny-llama/llama-2-tiny-random.gguf
 T=$(mktemp -d)
