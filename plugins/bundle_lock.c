@@ -412,11 +412,28 @@ int bnd_lock_build(const pl_pack_opts *o, bnd_list *l, char **lock_json, pl_bund
 
     /* hash everything on disk; deps for the recipe and plugins */
     bnd_list_sort(l);
-    for (int i = 0; i < l->n; i++) {
+    {
+        /* hashed on every core (large shards dominate); the first failure in
+         * list order is reported */
+        int *rcs = calloc((size_t)l->n + 1, sizeof *rcs);
+        pl_err *errs = calloc((size_t)l->n + 1, sizeof *errs);
+        if (!rcs || !errs) rc = pl_err_set(err, PL_ENOMEM, "pack: out of memory");
+        else {
+#pragma omp parallel for schedule(dynamic, 1)
+            for (int i = 0; i < l->n; i++)
+                if (l->v[i].src) rcs[i] = hash_hex(l->v[i].src, l->v[i].sha, &l->v[i].size, &errs[i]);
+            for (int i = 0; i < l->n && !rc; i++)
+                if (rcs[i]) {
+                    if (err) *err = errs[i];
+                    rc = rcs[i];
+                }
+        }
+        free(rcs);
+        free(errs);
+    }
+    for (int i = 0; i < l->n && !rc; i++) {
         bnd_file *f = &l->v[i];
-        if (!f->src) continue;
-        if ((rc = hash_hex(f->src, f->sha, &f->size, err))) break;
-        if (!strncmp(f->name, "recipe/", 7) || !strncmp(f->name, "plugins/", 8))
+        if (f->src && (!strncmp(f->name, "recipe/", 7) || !strncmp(f->name, "plugins/", 8)))
             cJSON_AddItemToArray(deps, rd(f->name, NULL, f->sha, f->size));
     }
     if (rc) { cJSON_Delete(deps); goto out; }

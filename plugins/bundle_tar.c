@@ -27,6 +27,10 @@
 #include "bundle_int.h"
 
 #define ZSTD_LEVEL "3"
+/* zstd's multi-threaded mode: its output is the same for any number of
+ * workers from 1 up (not the same as the single-threaded mode's), so the
+ * worker count may follow the machine without changing a byte. */
+#define ZSTD_MAX_THREADS 8
 #define CHUNK (1 << 20)
 
 /* ------------------------------------------------------------ writing */
@@ -114,9 +118,13 @@ int pl_bundle_pack(const pl_pack_opts *o, pl_bundle_stats *st, pl_err *err) {
     if ((rc = pl_afile_open(&af, o->out, err))) goto out;
     struct archive *a = archive_write_new();
     unsigned char *buf = malloc(CHUNK);
+    char zthreads[16];
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(zthreads, sizeof zthreads, "%ld", ncpu < 1 ? 1 : ncpu > ZSTD_MAX_THREADS ? ZSTD_MAX_THREADS : ncpu);
     if (!a || !buf) rc = pl_err_set(err, PL_ENOMEM, "pack: out of memory");
     else if (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK || archive_write_add_filter_zstd(a) != ARCHIVE_OK ||
              archive_write_set_filter_option(a, "zstd", "compression-level", ZSTD_LEVEL) != ARCHIVE_OK ||
+             archive_write_set_filter_option(a, "zstd", "threads", zthreads) != ARCHIVE_OK ||
              archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK || /* no zero padding after the zstd frame */
              archive_write_open_FILE(a, af.fp) != ARCHIVE_OK)
         rc = pl_err_set(err, PL_EIO, "pack: %s: libarchive: %s", o->out, archive_error_string(a));
