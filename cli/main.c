@@ -40,6 +40,7 @@ static void usage(FILE *f) {
             "  unpack      verify, then extract a bundle safely into a new folder\n"
             "  inspect     show a bundle's card, lock, files and signer without extracting\n"
             "  keygen      make an EC P-256 key pair for signing bundles\n"
+            "  reproduce   rerun a bundle on the same base and compare byte for byte\n"
             "  bench-gen   measure prompt processing and generation speed (used by make bench)\n"
             "  bench-train measure training-step speed (forward+backward+AdamW, fp32) (used by make bench)\n"
             "  bench-dedup MinHash+LSH near-dedup throughput on a JSONL file (used by make bench)\n"
@@ -99,6 +100,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "unpack")) return cmd_unpack(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen")) return cmd_keygen(argc - 1, argv + 1);
+    if (!strcmp(cmd, "reproduce")) return cmd_reproduce(argc - 1, argv + 1);
     fprintf(stderr, "potluck: unknown command '%s' (try `potluck help`)\n", cmd);
     return 2;
 }
