@@ -31,8 +31,11 @@ static void print_lock(const cJSON *lock) {
     const cJSON *h = cJSON_GetObjectItem(meta, "potluck_host");
     if (cJSON_IsObject(h))
         printf("hardware:  %s, %s backend, %.0f threads\n", s_of(h, "cpu"), s_of(h, "backend"), cJSON_GetNumberValue(cJSON_GetObjectItem(h, "threads")));
-    printf("wall time: %.1f s (%s .. %s)\n", cJSON_GetNumberValue(cJSON_GetObjectItem(meta, "potluck_wall_seconds")),
-           s_of(meta, "startedOn"), s_of(meta, "finishedOn"));
+    else
+        printf("hardware:  not recorded by the run\n");
+    printf("wall time: %.1f s", cJSON_GetNumberValue(cJSON_GetObjectItem(meta, "potluck_wall_seconds")));
+    if (s_of(meta, "startedOn")[0]) printf(" (%s .. %s)", s_of(meta, "startedOn"), s_of(meta, "finishedOn"));
+    printf("\n");
     const cJSON *r = cJSON_GetObjectItem(meta, "potluck_results"), *it;
     if (cJSON_IsObject(r)) {
         printf("results:  ");
