@@ -436,6 +436,20 @@ int bnd_lock_build(const pl_pack_opts *o, bnd_list *l, char **lock_json, pl_bund
         if (f->src && (!strncmp(f->name, "recipe/", 7) || !strncmp(f->name, "plugins/", 8)))
             cJSON_AddItemToArray(deps, rd(f->name, NULL, f->sha, f->size));
     }
+    {
+        /* a shard packed must be the one its manifest recorded */
+        const cJSON *d;
+        cJSON_ArrayForEach(d, deps) {
+            const char *n = cJSON_GetStringValue(cJSON_GetObjectItem(d, "name"));
+            const char *want = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(d, "digest"), "sha256"));
+            bnd_file *f = n && !strncmp(n, "data/", 5) ? bnd_list_find(l, n) : NULL;
+            if (f && f->src && want && strcmp(want, f->sha)) {
+                rc = pl_err_set(err, PL_EFORMAT, "%s/%s: sha256 %.16s... is not the %.16s... its manifest recorded (changed since the run)",
+                                o->run_dir, n, f->sha, want);
+                break;
+            }
+        }
+    }
     if (rc) { cJSON_Delete(deps); goto out; }
 
     /* base model */

@@ -169,5 +169,10 @@ expect_clean_error "unpack: target exists" "$BIN" unpack "$T/b.potluck" "$T/u"
 expect_clean_error "unpack: tampered" "$BIN" unpack "$T/flip.potluck" "$T/u2"
 [ ! -e "$T/u2" ] && [ -z "$(ls -a "$T" | grep unpack-)" ] && ok || fail "failed unpack left files"
 [ ! -e "$T/x.potluck" ] && ok || fail "failed pack left its output"
+cp -r "$T/run" "$T/badrun"
+python3 -c "
+import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[-10]^=1; open(p,'wb').write(b)" "$T/badrun/data/train/shard-00000.h5"
+expect_clean_error "pack: a shard changed since the run" "$BIN" pack "$T/badrun" -o "$T/x.potluck"
+err=$("$BIN" pack "$T/badrun" -o "$T/x.potluck" 2>&1); grep -q "shard-00000.h5: sha256 .* its manifest recorded" <<<"$err" && ok || fail "changed shard named: $err"
 
 check_summary cli_bundle
