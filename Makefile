@@ -24,11 +24,11 @@ endif
 # ---------------------------------------------------------------- deps
 DEBIAN_PKGS := build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev \
   libhdf5-dev libarchive-dev libzstd-dev libcjson-dev libssl-dev libpcre2-dev \
-  libutf8proc-dev libseccomp-dev unzip python3-venv gettext-base time \
+  libutf8proc-dev libseccomp-dev unzip python3-venv gettext-base time zstd \
   emacs-common unicode-data hunspell-ar manpages-ja manpages-zh
 DEPS_STAMP := $(CACHE)/deps-$(shell echo '$(DEBIAN_PKGS)' | sha256sum | cut -c1-12).stamp
 
-.PHONY: all deps test run bench test-big clean model venv refs build-san build-opt
+.PHONY: all deps test run bench test-big clean model venv venv-signing refs build-san build-opt
 
 all: potluck
 
@@ -146,6 +146,18 @@ $(VENV)/.ok: | deps
 	@$(VENV)/bin/pip install -q -r $(PEER_REQ)
 	@touch $@
 
+# The signing peer (model-signing) in its own small venv, keyed the same way,
+# so pinning it never rebuilds the peers' venv (tests/cli_bundle_sign.sh).
+SIGN_REQ := tests/requirements-signing.txt
+SIGN_VENV := $(CACHE)/venv-signing-$(shell sha256sum $(SIGN_REQ) 2>/dev/null | cut -c1-16)
+export POTLUCK_SIGN_VENV := $(SIGN_VENV)
+venv-signing: $(SIGN_VENV)/.ok
+$(SIGN_VENV)/.ok: | deps
+	@echo "venv-signing: creating $(SIGN_VENV)"
+	@rm -rf $(SIGN_VENV) && python3 -m venv $(SIGN_VENV)
+	@$(SIGN_VENV)/bin/pip install -q -r $(SIGN_REQ)
+	@touch $@
+
 # Peer reference files: computed once per (peer versions, script, inputs).
 # The tokenizer corpus is assembled from Debian-packaged text first (refs
 # hash it as an input).
@@ -155,7 +167,7 @@ refs: venv model
 	@bash tests/refs.sh
 
 # ---------------------------------------------------------------- targets
-test: deps model venv
+test: deps model venv venv-signing
 	@$(MAKE) --no-print-directory build-opt build-san
 	@$(MAKE) --no-print-directory refs
 	@bash tests/run.sh

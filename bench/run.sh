@@ -193,3 +193,10 @@ fi
 if [ "${BENCH_PIPELINE:-1}" != 0 ] && [ "$ONLY" = "" ]; then
   bash bench/pipeline_bench.sh "$POTLUCK"
 fi
+
+# ---------------------------------------------------------------- bundles
+# pack / verify MB/s against tar --zstd + sha256sum on the same files
+# (BENCH_BUNDLE_MB of shards, default 1024); BENCH_BUNDLE=0 skips it.
+if [ "${BENCH_BUNDLE:-1}" != 0 ] && [ "$ONLY" = "" ]; then
+  bash bench/bundle_bench.sh "$POTLUCK"
+fi

@@ -8,6 +8,8 @@
 #include "../datasets/tokenizer.h"
 #include "../trainer/model.h"
 
+#define PL_VERSION "0.1.0"
+
 int cmd_generate(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_bench_gen(int argc, char **argv);

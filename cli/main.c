@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "cmd_bench_dedup.h"
+#include "cmd_bundle.h"
 #include "cmd_bench_train.h"
 #include "cmd_data.h"
 #include "cmd_export.h"
@@ -14,8 +15,6 @@
 #include "cmd_template.h"
 #include "cmd_tokenize.h"
 #include "cmd_train.h"
-
-#define PL_VERSION "0.1.0"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -36,6 +35,12 @@ static void usage(FILE *f) {
             "  run         run a Lua recipe: data pipeline, shard, train, eval, export (cached stages)\n"
             "  recipe check  validate a recipe without running it\n"
             "  plugins     list the recipe plugins (sources, filters, generators) or show one\n"
+            "  pack        pack a run directory into one verifiable bundle (NAME.potluck; --sign KEY)\n"
+            "  verify      check a bundle or an unpacked one against its lock (and signature, --key PUB)\n"
+            "  unpack      verify, then extract a bundle safely into a new folder\n"
+            "  inspect     show a bundle's card, lock, files and signer without extracting\n"
+            "  keygen      make an EC P-256 key pair for signing bundles\n"
+            "  reproduce   rerun a bundle on the same base and compare byte for byte\n"
             "  bench-gen   measure prompt processing and generation speed (used by make bench)\n"
             "  bench-train measure training-step speed (forward+backward+AdamW, fp32) (used by make bench)\n"
             "  bench-dedup MinHash+LSH near-dedup throughput on a JSONL file (used by make bench)\n"
@@ -90,6 +95,12 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "recipe")) return cmd_recipe(argc - 1, argv + 1);
     if (!strcmp(cmd, "plugins")) return cmd_plugins(argc - 1, argv + 1);
+    if (!strcmp(cmd, "pack")) return cmd_pack(argc - 1, argv + 1);
+    if (!strcmp(cmd, "verify")) return cmd_verify(argc - 1, argv + 1);
+    if (!strcmp(cmd, "unpack")) return cmd_unpack(argc - 1, argv + 1);
+    if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "keygen")) return cmd_keygen(argc - 1, argv + 1);
+    if (!strcmp(cmd, "reproduce")) return cmd_reproduce(argc - 1, argv + 1);
     fprintf(stderr, "potluck: unknown command '%s' (try `potluck help`)\n", cmd);
     return 2;
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -880,6 +881,41 @@ static int run_export(run_state *r, pl_err *err) {
 
 /* ------------------------------------------------------------ run */
 
+/* "2026-01-02T03:04:05Z" under key (stage records only: keys never hold times) */
+static void utc_stamp(cJSON *j, const char *key, time_t t) {
+    struct tm tm;
+    char b[32];
+    if (!gmtime_r(&t, &tm) || !strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%SZ", &tm)) return;
+    cJSON_AddStringToObject(j, key, b);
+}
+
+/* What the training ran on (a bundle's lock and card report it): backend,
+ * threads, CPU model and count, kernel. */
+static void add_host(cJSON *j, const pl_pipe_opts *o) {
+    cJSON *h = cJSON_AddObjectToObject(j, "host");
+    cJSON_AddStringToObject(h, "backend", o->backend ? o->backend : "cpu");
+    cJSON_AddNumberToObject(h, "threads", o->threads > 0 ? o->threads : omp_get_max_threads());
+    cJSON_AddNumberToObject(h, "cpus", (double)sysconf(_SC_NPROCESSORS_ONLN));
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        char *c = strchr(line, ':');
+        if (strncmp(line, "model name", 10) || !c) continue;
+        c++;
+        while (*c == ' ' || *c == '\t') c++;
+        c[strcspn(c, "\n")] = 0;
+        cJSON_AddStringToObject(h, "cpu", c);
+        break;
+    }
+    if (f) fclose(f);
+    struct utsname u;
+    if (uname(&u) == 0) {
+        char s[600];
+        snprintf(s, sizeof s, "%s %s %s", u.sysname, u.release, u.machine);
+        cJSON_AddStringToObject(h, "os", s);
+    }
+}
+
 static int tail_stage(run_state *r, int i, const char *key, const char *last_out, pl_err *err) {
     const char *name = TAIL[i - r->n_steps - 1];
     char sj[PATH_MAX + 64], need[PATH_MAX + 64];
@@ -901,6 +937,7 @@ static int tail_stage(run_state *r, int i, const char *key, const char *last_out
     unlink(sj);
     if (!r->o->quiet) { printf("stage %-28s running\n", name); fflush(stdout); }
     double t0 = now_s();
+    time_t started = time(NULL);
     int rc;
     if (!strcmp(name, "shard")) rc = run_shard(r, last_out, key, err);
     else if (!strcmp(name, "train")) { rc = run_train(r, key, err); r->trained_here = 1; }
@@ -910,6 +947,9 @@ static int tail_stage(run_state *r, int i, const char *key, const char *last_out
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "key", key);
     cJSON_AddNumberToObject(j, "seconds", now_s() - t0);
+    utc_stamp(j, "started", started);
+    utc_stamp(j, "finished", time(NULL));
+    if (!strcmp(name, "train")) add_host(j, r->o);
     if (strcmp(name, "eval") && strcmp(name, "export") ? 1 : 0) {
         cJSON *m = cJSON_AddObjectToObject(j, "models");
         cJSON_AddStringToObject(m, "base", r->base_id);
@@ -967,6 +1007,9 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
         cJSON_AddStringToObject(m, "base", r.base ? r.base : "");
         if (r.teacher) cJSON_AddStringToObject(m, "teacher", r.teacher);
         cJSON_AddStringToObject(p, "recipe_file", o->recipe);
+        char *rp = realpath(o->recipe, NULL); /* a bundle finds the recipe and its files from any directory */
+        if (rp) cJSON_AddStringToObject(p, "recipe_path", rp);
+        free(rp);
         char pp[PATH_MAX + 16];
         snprintf(pp, sizeof pp, "%s/plan.json", r.run_dir);
         rc = pl_json_write(pp, p, err);
