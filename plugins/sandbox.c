@@ -47,6 +47,7 @@
  * instruction limit hits PL_ERANGE, real allocation failures PL_ENOMEM, path
  * checks PL_EINVAL / PL_ENOTFOUND / PL_EIO. */
 #include "sandbox.h"
+#include "lpattern.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -275,6 +276,17 @@ static void sb_hook(lua_State *L, lua_Debug *ar) {
     else
         lua_pushstring(L, msg);
     lua_error(L);
+}
+
+/* Work done inside the string library's pattern functions (lpattern.c), in
+ * matching steps, counts as instructions: a backtracking pattern stops at
+ * the same cap as an endless loop. */
+static void sb_charge(lua_State *L, int64_t steps) {
+    pl_sandbox *sb = pl_sandbox_of(L);
+    sb->count += steps;
+    if (sb->count <= sb->lim.instructions || sb->depth <= 0) return;
+    lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1); /* and at every instruction after a pcall */
+    luaL_error(L, "instruction limit of %I exceeded (in a string pattern function)", (lua_Integer)sb->lim.instructions);
 }
 
 /* ------------------------------------------------------------ wrapped base functions */
@@ -553,6 +565,7 @@ static int sb_setup(lua_State *L) {
     lua_getglobal(L, "string");
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
+    pl_lpattern_install(L, -1, sb_charge);
     lua_pop(L, 1);
 
     lua_pushcfunction(L, l_load);

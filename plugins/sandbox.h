@@ -10,9 +10,10 @@
  *   - setmetatable refuses a metatable with a __gc field (Lua runs no hooks
  *     inside finalizers), and the string metatable is locked;
  *   - a custom allocator caps the bytes the state may hold;
- *   - a count hook caps the VM instructions of each pl_sandbox_pcall.
- * Out-of-process limits (pl_child_run): what the hook cannot stop (a
- * backtracking string pattern runs in C and never returns to the VM) is
+ *   - a count hook caps the VM instructions of each pl_sandbox_pcall, and the
+ *     string library's pattern functions (lpattern.h) charge their matching
+ *     steps to the same count.
+ * Out-of-process limits (pl_child_run): what the hook cannot stop is
  * stopped by RLIMIT_CPU, RLIMIT_AS and a wall-clock deadline on a forked
  * child; the parent turns any death of the child into one clean error line.
  *
