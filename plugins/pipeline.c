@@ -690,6 +690,37 @@ static void on_msg(void *user, const char *msg) {
     if (!r->o->quiet) fprintf(stderr, "  train: %s\n", msg);
 }
 
+/* The adapter training ended with, as the host saw it: RUN/stages/train.adapter
+ * holds the sha256 of the adapter_model.safetensors that pl_run_adapter picks
+ * in train/ (final/, else the newest complete checkpoint), written
+ * by this process only (recipe children cannot write there: confine.h), and
+ * checked before every export. */
+static void adapter_record_path(const run_state *r, char *p, size_t n) {
+    snprintf(p, n, "%s/stages/train.adapter", r->run_dir);
+}
+
+static int adapter_sha_hex(const char *adapter_dir, char hex[65], pl_err *err) {
+    char p[PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/adapter_model.safetensors", adapter_dir);
+    uint8_t d[32];
+    int rc = pl_sha256_file(p, d, err);
+    if (!rc) pl_sha256_hex(d, hex);
+    return rc;
+}
+
+static int record_adapter(const run_state *r, pl_err *err) {
+    char tdir[PATH_MAX + 32], hex[65], rp[PATH_MAX + 32];
+    snprintf(tdir, sizeof tdir, "%s/train", r->run_dir);
+    char *ad = NULL, *model = NULL;
+    int rc = pl_run_adapter(tdir, &ad, &model, err);
+    if (!rc) rc = adapter_sha_hex(ad, hex, err);
+    adapter_record_path(r, rp, sizeof rp);
+    if (!rc) rc = pl_write_file_atomic(rp, hex, 64, err);
+    free(ad);
+    free(model);
+    return rc;
+}
+
 static int run_train(run_state *r, const char *key, pl_err *err) {
     if (!r->base) { *err = r->base_err; return err->code ? err->code : PL_EINVAL; }
     char dir[PATH_MAX], kf[PATH_MAX + 32], dtr[PATH_MAX + 16], dev[PATH_MAX + 32];
@@ -759,6 +790,7 @@ static int run_train(run_state *r, const char *key, pl_err *err) {
         pl_err_set(err, rc, "interrupted at step %d (checkpoint saved); run the same command again to resume",
                    res.steps_done);
     }
+    if (!rc) rc = record_adapter(r, err);
 out:
     pl_run_cfg_free(&c);
     return rc;
@@ -840,6 +872,28 @@ static int run_eval(run_state *r, pl_err *err) {
     return rc;
 }
 
+/* The adapter about to be exported must be the one training ended with. */
+static int check_adapter(const run_state *r, const char *adapter, pl_err *err) {
+    char rp[PATH_MAX + 32], want[80] = "", hex[65];
+    adapter_record_path(r, rp, sizeof rp);
+    FILE *f = fopen(rp, "r");
+    if (!f) return record_adapter(r, err); /* a run from before the record existed: record it now */
+    size_t n = fread(want, 1, 64, f);
+    fclose(f);
+    want[n] = 0;
+    int rc = adapter_sha_hex(adapter, hex, err);
+    if (rc) return rc;
+    size_t rl = strlen(r->run_dir);
+    const char *shown = !strncmp(adapter, r->run_dir, rl) && adapter[rl] == '/' ? adapter + rl + 1 : adapter;
+    if (n != 64 || strcmp(want, hex))
+        return pl_err_set(err, PL_EFORMAT,
+                          "%s/adapter_model.safetensors is not the adapter training ended with (sha256 %.12s..., "
+                          "recorded %.12s... in stages/train.adapter); nothing was exported. Rerun training "
+                          "(potluck run ... --from train)",
+                          shown, hex, n == 64 ? want : "(unreadable)");
+    return 0;
+}
+
 static int run_export(run_state *r, pl_err *err) {
     const cJSON *ex = cJSON_GetObjectItem(r->plan, "export");
     const cJSON *f;
@@ -867,6 +921,7 @@ static int run_export(run_state *r, pl_err *err) {
         char *adapter = NULL, *model = NULL, said[128];
         fflush(stdout);
         rc = pl_run_adapter(tdir, &adapter, &model, err);
+        if (!rc) rc = check_adapter(r, adapter, err);
         job.adapter = adapter;
         job.model = model;
         if (!rc) rc = pl_export_job_run(&job, said, sizeof said, err);

@@ -275,6 +275,22 @@ assert r["steps"] == 3 and "base_eval_loss" in r and "eval_loss" in r, r
 assert os.path.isfile(os.path.join(run, "export", "adapter", "adapter_model.safetensors"))
 assert json.load(open(os.path.join(run, "plan.json")))["name"] == "cache-test"
 PY
+# the host records the adapter training ended with; export refuses another one
+[ -s "$R/stages/train.adapter" ] && [ "$(cat "$R/stages/train.adapter")" = "$(sha256sum <"$(ls -d "$R"/train/checkpoints/step-*/adapter | tail -1)/adapter_model.safetensors" | cut -c1-64)" ] \
+  && ok || fail "stages/train.adapter records the final adapter's sha256: $(cat "$R/stages/train.adapter" 2>&1)"
+cp "$R/stages/train.adapter" "$T/adapter.rec"
+printf '%064d' 0 >"$R/stages/train.adapter"
+run --from export >"$T/o.txt"; rc=$?
+if [ $rc != 0 ] && grep -q "is not the adapter training ended with" "$T/err.txt"; then ok; echo "note: export of a swapped adapter -> $(tail -1 "$T/err.txt")"
+else fail "export did not refuse an adapter that differs from the record (rc=$rc): $(cat "$T/err.txt")"; fi
+cp "$T/adapter.rec" "$R/stages/train.adapter"
+# a damaged final/ is an error that names the good checkpoint, never a silent fallback
+mkdir -p "$R/train/final"
+run --from export >"$T/o.txt"; rc=$?
+if [ $rc != 0 ] && grep -q "final fails its manifest" "$T/err.txt" && grep -q "newest complete checkpoint is" "$T/err.txt"; then ok
+else fail "a damaged final/ was not refused (rc=$rc): $(cat "$T/err.txt")"; fi
+rmdir "$R/train/final"
+if run --from export >"$T/o.txt"; then ok; else fail "export after restoring: $(cat "$T/err.txt")"; fi
 if [ -n "$PY" ] && [ -x "$PY" ]; then
   "$PY" - "$R" <<'PY' && ok || fail "h5py reads /provenance of the shards"
 import glob, json, os, sys, h5py

@@ -25,7 +25,24 @@ int pl_run_adapter(const char *run_dir, char **adapter, char **model, pl_err *er
     char *ck = NULL;
     int64_t step;
     snprintf(p, n, "%s/final", run_dir);
-    if (is_dir(p) && pl_ckpt_verify(p, NULL, NULL) == 0) ck = strdup(p);
+    if (is_dir(p)) {
+        /* a damaged final/ is an error, never a silent fallback to an older checkpoint */
+        pl_err why = {0};
+        if (pl_ckpt_verify(p, NULL, &why) != 0) {
+            char *good = NULL;
+            int64_t gs = 0;
+            snprintf(p, n, "%s/checkpoints", run_dir);
+            int have = is_dir(p) && pl_ckpt_latest(p, &good, &gs, NULL, NULL, NULL) == 0;
+            int rc = pl_err_set(err, PL_EFORMAT,
+                                "%s/final fails its manifest (%s); not exporting it%s%s%s", run_dir, why.msg,
+                                have ? ". The newest complete checkpoint is " : "; no complete checkpoint either",
+                                have ? good : "", have ? "/adapter (pass it as --adapter to export that one)" : "");
+            free(good);
+            free(p);
+            return rc;
+        }
+        ck = strdup(p);
+    }
     if (!ck) {
         snprintf(p, n, "%s/checkpoints", run_dir);
         if (is_dir(p)) pl_ckpt_latest(p, &ck, &step, NULL, NULL, NULL);
