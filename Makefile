@@ -29,7 +29,7 @@ DEBIAN_PKGS := build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev \
   emacs-common unicode-data hunspell-ar manpages-ja manpages-zh
 DEPS_STAMP := $(CACHE)/deps-$(shell echo '$(DEBIAN_PKGS)' | sha256sum | cut -c1-12).stamp
 
-.PHONY: all deps test run bench test-big clean model venv venv-signing refs build-san build-opt fuzz
+.PHONY: all deps test run bench test-big clean model venv venv-signing refs build-san build-opt fuzz llamacpp-vocab
 
 all: potluck
 
@@ -169,6 +169,24 @@ $(SIGN_VENV)/.ok: | deps
 	@$(SIGN_VENV)/bin/pip install -q -r $(SIGN_REQ)
 	@touch $@
 
+# llama.cpp's tokenizer test vocabularies (ggml-vocab-*.gguf with their .inp/.out
+# vectors), from the source distribution of the pinned llama-cpp-python: the
+# ones too large for ../shared/fixtures (qwen2, llama-bpe, command-r, ...).
+LLAMACPP_VERSION := $(shell sed -n 's/^llama-cpp-python==//p' $(PEER_REQ) 2>/dev/null)
+LLAMACPP_SDIST := $(CACHE)/wheels/llama_cpp_python-$(LLAMACPP_VERSION).tar.gz
+LLAMACPP_VOCAB := $(CACHE)/llamacpp-vocab-$(LLAMACPP_VERSION)
+export POTLUCK_LLAMACPP_VOCAB := $(LLAMACPP_VOCAB)
+llamacpp-vocab: $(LLAMACPP_VOCAB)/.ok
+$(LLAMACPP_VOCAB)/.ok: | deps
+	@mkdir -p $(CACHE)/wheels
+	@[ -f $(LLAMACPP_SDIST) ] || python3 -m pip download -q --no-deps --no-binary :all: -d $(CACHE)/wheels \
+	  llama-cpp-python==$(LLAMACPP_VERSION)
+	@rm -rf $(LLAMACPP_VOCAB).tmp && mkdir -p $(LLAMACPP_VOCAB).tmp
+	@tar -xzf $(LLAMACPP_SDIST) -C $(LLAMACPP_VOCAB).tmp --strip-components=4 --wildcards \
+	  '*/vendor/llama.cpp/models/ggml-vocab-*'
+	@rm -rf $(LLAMACPP_VOCAB) && mv $(LLAMACPP_VOCAB).tmp $(LLAMACPP_VOCAB) && touch $@
+	@echo "llamacpp-vocab: $$(ls $(LLAMACPP_VOCAB)/*.gguf | wc -l) vocabularies in $(LLAMACPP_VOCAB)"
+
 # Peer reference files: computed once per (peer versions, script, inputs).
 # The tokenizer corpus is assembled from Debian-packaged text first (refs
 # hash it as an input).
@@ -178,7 +196,7 @@ refs: venv model
 	@bash tests/refs.sh
 
 # ---------------------------------------------------------------- targets
-test: deps model venv venv-signing
+test: deps model venv llamacpp-vocab venv-signing
 	@$(MAKE) --no-print-directory build-opt build-san
 	@$(MAKE) --no-print-directory refs
 	@bash tests/run.sh

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <dirent.h>
 
 #include "check.h"
 #include "core/error.h"
@@ -289,13 +290,18 @@ static void test_llama2c_tok512(void) {
 
 typedef struct { int n, match, roundtrip; } vec_result;
 
-/* Run ggml-vocab-NAME.gguf.inp/.out (llama.cpp test-tokenizer-0: no BOS, parse_special off)
- * on the vocabulary of gguf_path (NULL: ggml-vocab-NAME.gguf itself). */
-static int run_vectors(const char *name, const char *gguf_path, vec_result *res, int verbose) {
-    char p[512];
+/* Run DIR/ggml-vocab-NAME.gguf.inp/.out (llama.cpp test-tokenizer-0: no BOS, parse_special
+ * off; DIR NULL: the fixtures' llamacpp-vocab) on the vocabulary of gguf_path (NULL:
+ * DIR/ggml-vocab-NAME.gguf itself). */
+static int run_vectors_in(const char *dir, const char *name, const char *gguf_path, vec_result *res, int verbose) {
+    char p[512], fx[400];
     memset(res, 0, sizeof *res);
+    if (!dir) {
+        snprintf(fx, sizeof fx, "%s/fixtures/llamacpp-vocab", g_shared);
+        dir = fx;
+    }
     if (gguf_path) snprintf(p, sizeof p, "%s", gguf_path);
-    else snprintf(p, sizeof p, "%s/fixtures/llamacpp-vocab/ggml-vocab-%s.gguf", g_shared, name);
+    else snprintf(p, sizeof p, "%s/ggml-vocab-%s.gguf", dir, name);
     pl_gguf *g = NULL;
     pl_err err = { 0 };
     if (pl_gguf_open(&g, p, &err) != PL_OK) {
@@ -310,9 +316,9 @@ static int run_vectors(const char *name, const char *gguf_path, vec_result *res,
         return -1;
     }
     size_t il, ol;
-    snprintf(p, sizeof p, "%s/fixtures/llamacpp-vocab/ggml-vocab-%s.gguf.inp", g_shared, name);
+    snprintf(p, sizeof p, "%s/ggml-vocab-%s.gguf.inp", dir, name);
     char *inp = slurp(p, &il);
-    snprintf(p, sizeof p, "%s/fixtures/llamacpp-vocab/ggml-vocab-%s.gguf.out", g_shared, name);
+    snprintf(p, sizeof p, "%s/ggml-vocab-%s.gguf.out", dir, name);
     char *outp = slurp(p, &ol);
     if (!inp || !outp) {
         CHECK(0, "read the .inp/.out of %s", name);
@@ -363,6 +369,74 @@ static int run_vectors(const char *name, const char *gguf_path, vec_result *res,
     free(outp);
     pl_tokenizer_free(t);
     return 0;
+}
+
+static int run_vectors(const char *name, const char *gguf_path, vec_result *res, int verbose) {
+    return run_vectors_in(NULL, name, gguf_path, res, verbose);
+}
+
+/* Every vocabulary llama.cpp's own tests ship (the pinned llama-cpp-python's
+ * source distribution, unpacked by `make llamacpp-vocab` into
+ * $POTLUCK_LLAMACPP_VOCAB; it includes the ones too large for the fixtures:
+ * qwen2, llama-bpe, command-r, ...): a vocabulary whose pre-tokenizer potluck
+ * accepts must give llama.cpp's ids on every input; one it does not accept
+ * must be refused with a message that names the pre-tokenizer. */
+static void test_sdist_vectors(void) {
+    const char *dir = getenv("POTLUCK_LLAMACPP_VOCAB");
+    if (!dir || !*dir) {
+        CHECK(0, "POTLUCK_LLAMACPP_VOCAB is not set (make test sets it: make llamacpp-vocab)");
+        return;
+    }
+    DIR *d = opendir(dir);
+    if (!d) {
+        CHECK(0, "%s: cannot open (make llamacpp-vocab)", dir);
+        return;
+    }
+    char names[64][96];
+    int nn = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && nn < 64) {
+        size_t l = strlen(e->d_name);
+        if (l > 15 && !strncmp(e->d_name, "ggml-vocab-", 11) && !strcmp(e->d_name + l - 5, ".gguf")) {
+            snprintf(names[nn], sizeof names[nn], "%.*s", (int)(l - 16), e->d_name + 11);
+            nn++;
+        }
+    }
+    closedir(d);
+    qsort(names, (size_t)nn, sizeof names[0], (int (*)(const void *, const void *))strcmp);
+    int accepted = 0, refused = 0;
+    for (int i = 0; i < nn; i++) {
+        char p[600];
+        snprintf(p, sizeof p, "%s/ggml-vocab-%s.gguf.out", dir, names[i]);
+        if (access(p, R_OK) != 0) continue; /* no vectors for this one */
+        snprintf(p, sizeof p, "%s/ggml-vocab-%s.gguf", dir, names[i]);
+        pl_gguf *g = NULL;
+        pl_err err = { 0 };
+        if (pl_gguf_open(&g, p, &err) != PL_OK) {
+            CHECK(0, "open %s: %s", p, err.msg);
+            continue;
+        }
+        pl_tokenizer *t = NULL;
+        int rc = pl_tokenizer_from_gguf(&t, g, &err);
+        pl_gguf_close(g);
+        pl_tokenizer_free(t);
+        if (rc) {
+            refused++;
+            CHECK(strstr(err.msg, "pre-tokenizer") || strstr(err.msg, "tokenizer"), "%s refused without saying why: %s",
+                  names[i], err.msg);
+            printf("note: llama.cpp ggml-vocab-%s: refused: %s\n", names[i], err.msg);
+            continue;
+        }
+        accepted++;
+        vec_result r;
+        if (run_vectors_in(dir, names[i], NULL, &r, 1)) continue;
+        printf("note: llama.cpp ggml-vocab-%s: %d/%d inputs match llama.cpp's ids, %d/%d decode back\n", names[i],
+               r.match, r.n, r.roundtrip, r.n);
+        CHECK(r.n >= 40 && r.match == r.n, "%s: %d of %d inputs match llama.cpp's ids", names[i], r.match, r.n);
+    }
+    printf("note: llama.cpp's vocabularies in %s: %d accepted (every input checked), %d refused\n", dir, accepted,
+           refused);
+    CHECK(accepted >= 10, "only %d vocabularies accepted", accepted);
 }
 
 static void test_vocab_vectors(void) {
@@ -943,6 +1017,7 @@ int main(void) {
     test_offsets();
     test_vocab_vectors();
     test_llama3_vectors();
+    test_sdist_vectors();
     test_phi3_specials();
     test_smollm2();
     test_hostile_gguf();

@@ -20,7 +20,7 @@
 #include "cpu_int.h"
 
 /* One (query, head) pair; flatten inlines pl_attention_query into each clone. */
-__attribute__((target_clones("avx2", "default"), noinline, flatten))
+PL_AVX2_CLONES
 static void attn_pair(float *out, const float *q, const float *k, const float *v, long ld, int hd, float scale,
                       int jend, const int32_t *kseg, int32_t seg, float *s) {
     pl_attention_query(out, q, k, v, ld, hd, scale, jend, kseg, seg, s);

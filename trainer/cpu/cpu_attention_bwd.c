@@ -30,7 +30,7 @@
 
 /* Pass 1 for one (query, head) pair; flatten inlines the math into each clone
  * (AVX2 and baseline, same C and no contraction, so the same bits). */
-__attribute__((target_clones("avx2", "default"), noinline, flatten))
+PL_AVX2_CLONES
 static void attn_bwd_query(float *dq, float *m, float *inv, const float *q, const float *k, const float *v,
                            const float *dout, float D, long ld, int hd, float scale, int jend,
                            const int32_t *kseg, int32_t seg, float *s) {
@@ -81,7 +81,7 @@ static inline void key_batch(float *dk, float *dv, const float *kj, const float 
 
 /* Pass 2 for key j of kv head g, whose query heads are h0 .. h1-1: dk, dv (hd)
  * rows are overwritten. */
-__attribute__((target_clones("avx2", "default"), noinline, flatten))
+PL_AVX2_CLONES
 static void attn_bwd_key(float *dk, float *dv, const float *kj, const float *vj, int j, int h0, int h1,
                          const attn_bwd_args *a) {
     for (int d = 0; d < a->hd; d++) dk[d] = dv[d] = 0.0f;

@@ -56,4 +56,13 @@ void pl_cpu_scale(float *x, float s, size_t n);
 void pl_cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
                   float eps, float wd, int t);
 
+/* A function built twice, for AVX2 and for baseline x86-64, chosen at load
+ * time (GCC's and clang's target_clones); kept out of line under GCC so
+ * both versions exist whole (clang refuses noinline with target_clones). */
+#if defined(__clang__)
+#define PL_AVX2_CLONES __attribute__((target_clones("avx2", "default"), flatten))
+#else
+#define PL_AVX2_CLONES __attribute__((target_clones("avx2", "default"), noinline, flatten))
+#endif
+
 #endif
