@@ -802,6 +802,24 @@ static void test_determinism(void) {
     free(src), free(data), free(c.ws), free(c.x), free(c.bias);
 }
 
+
+/* An op that fails records why; take_error hands it over once (the caller
+ * turns it into an error instead of computing on NaNs). */
+static void test_op_errors(void) {
+    pl_err err = {0};
+    CHECK(be->take_error && be->take_error(&err) == 0, "no failure recorded at the start");
+    /* Q8_1 is a layout ggml uses for activations only: its rows cannot be read as weights */
+    uint8_t raw[4 * 36] = {0};
+    pl_qweight w = {.dtype = PL_Q8_1, .rows = 2, .cols = 64, .row_bytes = 72, .data = raw};
+    float x[64] = {0}, out[2], ws[2 * 64 * 64];
+    be->linear_q(out, x, &w, NULL, 1, ws);
+    int rc = be->take_error(&err);
+    CHECK(rc == PL_EUNSUPPORTED && strstr(err.msg, "Q8_1"), "linear_q on an unreadable dtype: rc %d, '%s'", rc, err.msg);
+    CHECK(isnan(out[0]) && isnan(out[1]), "the output is NaN, never stale numbers");
+    pl_err e2 = {0};
+    CHECK(be->take_error(&e2) == 0, "the failure is handed over once");
+}
+
 int main(void) {
     be = pl_backend_cpu();
     REQUIRE(be && strcmp(be->name, "cpu") == 0, "pl_backend_cpu");
@@ -815,6 +833,7 @@ int main(void) {
     test_rope();
     test_swiglu_add();
     test_linear();
+    test_op_errors();
     test_linear_q();
     test_attention();
     test_cross_entropy();

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "../core/dtype.h"
+#include "../core/error.h"
 #include "../core/mem.h"
 #include "../core/quant.h"
 
@@ -137,6 +138,13 @@ typedef struct pl_backend {
      * p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p), as torch.optim.AdamW. */
     void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                   float beta2, float eps, float wd, int t);
+
+    /* Ops return nothing: one that fails (its scratch memory cannot be had, a
+     * weight format it cannot read) fills its output with NaN and records
+     * why. take_error moves the first such failure since the last call into
+     * err and returns its code (0: none). Forward, backward and decode check
+     * it before they return, so a failed op is an error, never NaNs. */
+    int (*take_error)(pl_err *err);
 } pl_backend;
 
 const pl_backend *pl_backend_cpu(void);

@@ -118,6 +118,7 @@ int pl_model_forward(pl_model *m, const int32_t *ids, const int32_t *pos, const 
     }
     be->rmsnorm(b.x, b.x, m->out_norm, T, c->dim, c->norm_eps);
     be->linear_q(logits, b.x, &m->lm_head, NULL, T, b.ws);
+    rc = be->take_error(err);
 out:
     free(qlast);
     free(pos_default);
@@ -237,6 +238,7 @@ int pl_model_decode(pl_model *m, pl_kvcache *kv, int n, const int *seqs,
         be->rmsnorm(xl, xl, m->out_norm, n, c->dim, c->norm_eps);
         be->linear_q(logits_last, xl, &m->lm_head, NULL, n, b.ws);
     }
+    if ((rc = be->take_error(err))) goto out; /* the cache is not advanced */
     for (int i = 0; i < n; i++) kv->len[seqs[i]] += n_tok[i];
 out:
     free(ids);

@@ -398,7 +398,7 @@ int pl_train_forward(pl_train *t, const int32_t *ids, const int32_t *targets, co
     if (loss_sum) *loss_sum = sum;
     if (n_valid) *n_valid = nv;
     t->T = T;
-    return 0;
+    return be->take_error(err);
 }
 
 /* ------------------------------------------------------------ LoRA */

@@ -138,5 +138,5 @@ int pl_train_backward(pl_train *t, float scale, pl_err *err) {
     if (t->p_embed >= 0 && !t->params[t->p_embed].frozen)
         TIMED(t, PL_TT_EMBED_B, be->embedding_bwd(grad_of(t, t->p_embed), t->ids, t->d_res, T, D));
     t->T = 0; /* the logits are gone: a second backward needs a new forward */
-    return 0;
+    return be->take_error(err);
 }

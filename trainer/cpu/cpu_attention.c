@@ -43,8 +43,9 @@ void pl_cpu_attention(float *out, const float *q, const float *k, const float *v
     const int nt = par ? omp_get_max_threads() : 1;
     const size_t srow = Tk > 0 ? (size_t)Tk : 1;
     float *scores = malloc((size_t)nt * srow * sizeof(float));
-    if (!scores) { /* cannot report: make the failure visible instead */
+    if (!scores) {
         for (long i = 0; i < npairs * hd; i++) out[i] = NAN;
+        pl_cpu_fail(PL_ENOMEM, "attention: out of memory for %zu bytes of scores", (size_t)nt * srow * sizeof(float));
         return;
     }
 #pragma omp parallel num_threads(nt) if (par)

@@ -120,9 +120,10 @@ void pl_cpu_attention_bwd(float *dq, float *dk, float *dv, const float *dout, co
     const size_t srow = Tk > 0 ? (size_t)Tk : 1;
     /* per (head, query): m, 1/sum, D; then one score row per thread */
     float *buf = malloc(((size_t)3 * (size_t)(npairs > 0 ? npairs : 1) + (size_t)nt * srow) * sizeof(float));
-    if (!buf) { /* cannot report: make the failure visible instead */
+    if (!buf) {
         for (long i = 0; i < npairs * hd; i++) dq[i] = NAN;
         for (long i = 0; i < nkeys * hd; i++) dk[i] = dv[i] = NAN;
+        pl_cpu_fail(PL_ENOMEM, "attention backward: out of memory for its scratch");
         return;
     }
     float *rm = buf, *rinv = buf + npairs, *rD = buf + 2 * npairs, *scores = buf + 3 * npairs;

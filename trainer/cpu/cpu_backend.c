@@ -1,5 +1,7 @@
 /* cpu_backend.c: the CPU backend's op table and the memory accounting every backend shares. */
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "../../core/error.h"
@@ -83,6 +85,32 @@ void pl_cpu_free(void *p) {
     free(h->raw);
 }
 
+/* ------------------------------------------------------------------ op failures */
+
+/* The first failure since the last pl_cpu_take_error: set once (the first
+ * op thread to fail wins), read and cleared by the caller of the ops. */
+static int fail_set;
+static pl_err fail_err;
+
+void pl_cpu_fail(int code, const char *fmt, ...) {
+    int expect = 0;
+    if (!__atomic_compare_exchange_n(&fail_set, &expect, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fail_err.code = code;
+    vsnprintf(fail_err.msg, sizeof fail_err.msg, fmt, ap);
+    va_end(ap);
+    __atomic_store_n(&fail_set, 2, __ATOMIC_RELEASE);
+}
+
+int pl_cpu_take_error(pl_err *err) {
+    if (__atomic_load_n(&fail_set, __ATOMIC_ACQUIRE) != 2) return 0;
+    int code = fail_err.code;
+    pl_err_set(err, code, "%s", fail_err.msg);
+    __atomic_store_n(&fail_set, 0, __ATOMIC_RELEASE);
+    return code;
+}
+
 /* ------------------------------------------------------------------ op table */
 
 static const pl_backend cpu_backend = {
@@ -109,6 +137,7 @@ static const pl_backend cpu_backend = {
     .sumsq = pl_cpu_sumsq,
     .scale = pl_cpu_scale,
     .adamw = pl_cpu_adamw,
+    .take_error = pl_cpu_take_error,
 };
 
 const pl_backend *pl_backend_cpu(void) { return &cpu_backend; }

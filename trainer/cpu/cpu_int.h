@@ -56,11 +56,16 @@ void pl_cpu_scale(float *x, float s, size_t n);
 void pl_cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
                   float eps, float wd, int t);
 
+/* An op failed (out of memory for its scratch, a weight it cannot read):
+ * record why, for pl_backend.take_error (first failure wins; thread-safe). */
+void pl_cpu_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int pl_cpu_take_error(pl_err *err);
+
 /* A function built twice, for AVX2 and for baseline x86-64, chosen at load
- * time (GCC's and clang's target_clones); kept out of line under GCC so
- * both versions exist whole (clang refuses noinline with target_clones). */
+ * time (target_clones); under GCC kept out of line with its callees inlined
+ * (clang refuses noinline and flatten with target_clones: the fuzz build). */
 #if defined(__clang__)
-#define PL_AVX2_CLONES __attribute__((target_clones("avx2", "default"), flatten))
+#define PL_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define PL_AVX2_CLONES __attribute__((target_clones("avx2", "default"), noinline, flatten))
 #endif

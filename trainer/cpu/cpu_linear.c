@@ -84,6 +84,11 @@ void pl_cpu_linear_q(float *out, const float *x, const pl_qweight *w, const floa
         pl_cpu_linear(out, x, (const float *)w->data, bias, T, I, O);
         return;
     }
+    if (!w->aux && !pl_dtype_can_dequantize(w->dtype)) {
+        for (size_t i = 0; i < (size_t)T * O; i++) out[i] = NAN;
+        pl_cpu_fail(PL_EUNSUPPORTED, "linear: weight rows of type %s cannot be read", pl_dtype_name(w->dtype));
+        return;
+    }
     const unsigned char *base = w->data;
     const size_t rb = w->row_bytes;
     if (T < PL_CPU_LINQ_DOT_MAX_T && w->aux) {
@@ -96,8 +101,10 @@ void pl_cpu_linear_q(float *out, const float *x, const pl_qweight *w, const floa
         for (int o = 0; o < O; o++) {
             float b = bias ? bias[o] : 0.0f, y[PL_CPU_LINQ_DOT_MAX_T];
             float *wr = workspace + (size_t)omp_get_thread_num() * (size_t)I;
-            if (pl_qweight_row(w, o, wr) != 0)
+            if (pl_qweight_row(w, o, wr) != 0) {
                 for (int c = 0; c < I; c++) wr[c] = NAN;
+                pl_cpu_fail(PL_EUNSUPPORTED, "linear: weight rows of type %s cannot be read", pl_dtype_name(w->dtype));
+            }
             pl_vec_dot_f32_multi(PL_F32, wr, x, (size_t)I, T, I, y);
             for (int t = 0; t < T; t++) out[(size_t)t * O + o] = y[t] + b;
         }
@@ -133,8 +140,11 @@ void pl_cpu_linear_q(float *out, const float *x, const pl_qweight *w, const floa
             for (int j = 0; j < ntn; j++) {
                 const int r0 = j * tn, nb = O - r0 < tn ? O - r0 : tn;
                 for (int r = 0; r < nb; r++)
-                    if (pl_qweight_row(w, r0 + r, wsl + (size_t)r * I) != 0)
-                        for (int c = 0; c < I; c++) wsl[(size_t)r * I + c] = NAN; /* unsupported dtype: visible */
+                    if (pl_qweight_row(w, r0 + r, wsl + (size_t)r * I) != 0) {
+                        for (int c = 0; c < I; c++) wsl[(size_t)r * I + c] = NAN;
+                        pl_cpu_fail(PL_EUNSUPPORTED, "linear: weight rows of type %s cannot be read",
+                                    pl_dtype_name(w->dtype));
+                    }
                 /* one column tile of pl_gemm (inside the team: on this thread) */
                 pl_gemm(0, 1, T, nb, I, 1.0f, x, I, wsl, I, bias ? 1.0f : 0.0f, out + r0, O);
             }
@@ -148,8 +158,10 @@ void pl_cpu_linear_q(float *out, const float *x, const pl_qweight *w, const floa
 #pragma omp parallel for schedule(static) if ((long)nb * I >= PL_CPU_PAR_MIN)
         for (int r = 0; r < nb; r++) {
             float *dst = workspace + (size_t)r * I;
-            if (pl_qweight_row(w, r0 + r, dst) != 0)
-                for (int c = 0; c < I; c++) dst[c] = NAN; /* unsupported dtype: visible, not silent */
+            if (pl_qweight_row(w, r0 + r, dst) != 0) {
+                for (int c = 0; c < I; c++) dst[c] = NAN;
+                pl_cpu_fail(PL_EUNSUPPORTED, "linear: weight rows of type %s cannot be read", pl_dtype_name(w->dtype));
+            }
         }
         /* out[:, r0 : r0+nb] (T, nb; row stride O) (+)= x . workspace^T */
         pl_gemm(0, 1, T, nb, I, 1.0f, x, I, workspace, I, bias ? 1.0f : 0.0f, out + r0, O);

@@ -56,6 +56,11 @@ void pl_cpu_linear_q_bwd_x(float *dx, const float *dout, const pl_qweight *w, in
         memset(dx, 0, (size_t)T * I * sizeof(float));
         return;
     }
+    if (!w->aux && w->dtype != PL_F32 && !pl_dtype_can_dequantize(w->dtype)) {
+        for (size_t i = 0; i < (size_t)T * I; i++) dx[i] = NAN;
+        pl_cpu_fail(PL_EUNSUPPORTED, "linear backward: weight rows of type %s cannot be read", pl_dtype_name(w->dtype));
+        return;
+    }
     if (w->dtype == PL_F32) {
         pl_gemm(0, 0, T, I, O, 1.0f, dout, O, (const float *)w->data, I, 0.0f, dx, I);
         return;
@@ -70,8 +75,11 @@ void pl_cpu_linear_q_bwd_x(float *dx, const float *dout, const pl_qweight *w, in
 #pragma omp parallel for schedule(static) if ((long)nb * I >= PL_CPU_PAR_MIN)
         for (int r = 0; r < nb; r++) {
             float *dst = workspace + (size_t)r * I;
-            if (pl_qweight_row(w, r0 + r, dst) != 0)
-                for (int c = 0; c < I; c++) dst[c] = NAN; /* unsupported dtype: visible, not silent */
+            if (pl_qweight_row(w, r0 + r, dst) != 0) {
+                for (int c = 0; c < I; c++) dst[c] = NAN;
+                pl_cpu_fail(PL_EUNSUPPORTED, "linear backward: weight rows of type %s cannot be read",
+                            pl_dtype_name(w->dtype));
+            }
         }
         /* dx (T, I) (+)= dout[:, r0 : r0+nb] (T, nb; row stride O) . workspace (nb, I) */
         pl_gemm(0, 0, T, I, nb, 1.0f, dout + r0, O, workspace, I, r0 == 0 ? 0.0f : 1.0f, dx, I);
