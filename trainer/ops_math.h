@@ -22,7 +22,7 @@
 
 #define PL_LANES 8
 
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(__cplusplus) /* nvcc, and .cu files built by the emulator (C++) */
 #define PL_RESTRICT __restrict__
 #else
 #define PL_RESTRICT restrict

@@ -278,7 +278,6 @@ struct __half {
 };
 struct __half2 { __half x, y; };
 typedef __nv_bfloat16 nv_bfloat16;
-typedef __half half;
 static_assert(sizeof(__nv_bfloat16) == 2 && sizeof(__half) == 2, "16-bit types");
 
 inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { __nv_bfloat16 b; b.__x = u; return b; }
