@@ -165,6 +165,25 @@ build/nvcc/%.o: trainer/cuda/%.cu
 	  { cat build/nvcc/$*.ptxas.tmp; rm -f $@; exit 1; }
 	@mv build/nvcc/$*.ptxas.tmp build/nvcc/$*.ptxas.txt
 
+# The same kernel tests against the real runtime, for a machine with a GPU
+# (tests/gpu/check.sh): kernels for one architecture, cudart linked
+# statically, unused shared libraries dropped so the binary can be carried.
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+GPU_ARCH ?= 90
+GPU_OBJ := $(CUDA_SRC:trainer/cuda/%.cu=build/gpu/sm_$(GPU_ARCH)/%.o)
+build/gpu/sm_$(GPU_ARCH)/%.o: trainer/cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "NVCC    $< (sm_$(GPU_ARCH))")
+	$(Q)$(NVCC) -std=c++17 -I. -O3 -lineinfo -arch=sm_$(GPU_ARCH) -c $< -o $@
+build/gpu/sm_$(GPU_ARCH)/test_cuda_emu.o: tests/test_cuda_emu.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CPPFLAGS) $(OPT_CFLAGS) -DPL_CUDA_REAL -I$(CUDA_HOME)/include -c $< -o $@
+build/gpu/test_cuda_gpu-sm_$(GPU_ARCH): build/gpu/sm_$(GPU_ARCH)/test_cuda_emu.o $(GPU_OBJ) build/opt/libpotluck.a
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CXX) -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lpthread $(LDLIBS)
+.PHONY: gpu-test
+gpu-test: build/gpu/test_cuda_gpu-sm_$(GPU_ARCH)
+
 .PHONY: cuda-nvcc
 ifneq ($(NVCC),)
 cuda-nvcc: $(NVCC_OBJ)

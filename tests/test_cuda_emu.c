@@ -129,9 +129,11 @@ static void bf16_to_float(float *dst, const uint16_t *src, size_t n) {
 #define SEED_A 1
 #define SEED_B 0x5eed5eedull
 #endif
+#ifndef PL_CUDA_REAL
 static void same_bits(const char *what, const void *first, const void *second, size_t bytes) {
     CHECK(memcmp(first, second, bytes) == 0, "%s: different bits under two fiber schedules", what);
 }
+#endif
 
 /* ---- NF4 --------------------------------------------------------------------------------- */
 
