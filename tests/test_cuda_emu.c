@@ -1,0 +1,632 @@
+/* test_cuda_emu.c: every CUDA kernel of trainer/cuda/ against the CPU op
+ * (trainer/cpu/, the reference), under the emulator (trainer/cuda/emu/) or,
+ * built with -DPL_CUDA_REAL against the real runtime (tests/gpu/check.sh),
+ * on a GPU.
+ *
+ * For each op: awkward shapes (odd sizes, T = 1, head_dim 64 and 128, n not
+ * a multiple of any block), the inputs rounded to bf16 first so the CPU
+ * computes on exactly the values the kernel sees, then
+ *   - per element |got - ref| <= atol + rtol |ref|, with the bounds stated at
+ *     each op (rtol 2^-8 where the output is one bf16 rounding of an fp32
+ *     result: bf16 has 8 significant bits, so one rounding is within 2^-9);
+ *   - normalized MSE sum (got - ref)^2 / sum ref^2 below a bound;
+ *   - no NaN or inf where the reference has none;
+ *   - (emulator) the same bits under two fiber schedules (PL_EMU_SEED).
+ * Then the emulator's teeth: broken copies of two kernels (tests/cuda/teeth.cu)
+ * are caught, and its runtime (out of memory at a set capacity, invalid
+ * configurations) behaves as CUDA's. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "check.h"
+#include "../core/half.h"
+#include "../lora/nf4.h"
+#include "../trainer/cpu/cpu_int.h"
+#include "../trainer/ops_math.h"
+#include "../trainer/cuda/cuda_ops.h"
+#ifdef PL_CUDA_REAL
+#include <cuda_runtime_api.h>
+#else
+#include "../trainer/cuda/emu/emu_runtime.h"
+int teeth_rmsnorm_nosync(pl_bf16 *out, const pl_bf16 *x, const float *w, int T, int C, float eps);
+int teeth_gemv(pl_bf16 *y, const pl_bf16 *x, const float *W, int rows, int cols, int broken);
+int teeth_divergent_barrier(float *out);
+#endif
+
+static int g_big;
+
+/* A fatal precondition inside a void test function. */
+#define REQUIRE_VOID(cond)                                                                  \
+    do {                                                                                    \
+        if (!(cond)) {                                                                      \
+            check_failed++;                                                                 \
+            fprintf(stderr, "FAIL (fatal) %s:%d: %s\n", __FILE__, __LINE__, #cond);          \
+            return;                                                                         \
+        }                                                                                   \
+    } while (0) /* PL_CUDA_TEST_BIG=1: the larger shapes of make test-big */
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static uint64_t g_rng = 0x1234567u;
+static float frand(void) { /* uniform in [-1, 1) */
+    g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((g_rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+}
+static float nrand(void) { return (frand() + frand() + frand()) * 1.2f; }
+
+static uint16_t bf(float f) { return pl_f32_to_bf16(f); }
+static float fb(uint16_t h) { return pl_bf16_to_f32(h); }
+
+static void *dev_alloc(size_t bytes) {
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+        fprintf(stderr, "cudaMalloc(%zu) failed\n", bytes);
+        exit(1);
+    }
+    return p;
+}
+static void *dev_up(const void *h, size_t bytes) {
+    void *d = dev_alloc(bytes);
+    if (bytes) cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice);
+    return d;
+}
+static void down(void *h, const void *d, size_t bytes) {
+    if (bytes) cudaMemcpy(h, d, bytes, cudaMemcpyDeviceToHost);
+}
+/* n random bf16 values (scale s) on the host, and their fp32 values. */
+static uint16_t *rand_bf16(size_t n, float s, float *as_float) {
+    uint16_t *h = malloc(n * 2 + 2);
+    for (size_t i = 0; i < n; i++) {
+        h[i] = bf(nrand() * s);
+        if (as_float) as_float[i] = fb(h[i]);
+    }
+    return h;
+}
+static int sync_ok(const char *what) {
+    cudaError_t e = cudaDeviceSynchronize();
+    CHECK(e == cudaSuccess, "%s: %s", what, cudaGetErrorString(e));
+    return e == cudaSuccess;
+}
+
+/* Compares got against ref (n): the per-element bound, the normalized MSE
+ * bound, NaN/inf where ref is finite. One CHECK each, naming the op and shape. */
+static void compare(const char *what, const float *got, const float *ref, size_t n, double atol, double rtol,
+                    double nmse_max) {
+    double se = 0, sr = 0, worst = 0;
+    size_t bad = 0, nonfinite = 0, first = (size_t)-1;
+    for (size_t i = 0; i < n; i++) {
+        double a = got[i], b = ref[i];
+        if (isfinite(b) && !isfinite(a)) nonfinite++;
+        double d = fabs(a - b);
+        if (!(d <= atol + rtol * fabs(b))) {
+            if (!bad++) first = i;
+        }
+        if (isfinite(d)) {
+            se += d * d;
+            if (d > worst) worst = d;
+        }
+        sr += b * b;
+    }
+    double nmse = sr > 0 ? se / sr : se;
+    CHECK(nonfinite == 0, "%s: %zu NaN/inf outputs where the reference is finite", what, nonfinite);
+    CHECK(bad == 0, "%s: %zu of %zu elements outside %g + %g|ref| (first [%zu] got %.9g ref %.9g; max |diff| %.3g)",
+          what, bad, n, atol, rtol, first, bad ? got[first] : 0.0, bad ? ref[first] : 0.0, worst);
+    CHECK(nmse <= nmse_max, "%s: normalized MSE %.3g above %.3g", what, nmse, nmse_max);
+    if (getenv("PL_CUDA_TEST_VERBOSE"))
+        printf("  %-44s n=%-7zu max|diff| %-10.3g nmse %.3g\n", what, n, worst, nmse);
+}
+
+static void bf16_to_float(float *dst, const uint16_t *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = fb(src[i]);
+}
+
+/* Same bits from the device buffer under the schedule of a second seed:
+ * run() launches the op on the device buffers again (inputs unchanged). */
+#ifndef PL_CUDA_REAL
+#define SEED_A 1
+#define SEED_B 0x5eed5eedull
+#endif
+#ifndef PL_CUDA_REAL
+static void same_bits(const char *what, const void *first, const void *second, size_t bytes) {
+    CHECK(memcmp(first, second, bytes) == 0, "%s: different bits under two fiber schedules", what);
+}
+#endif
+
+/* ---- NF4 --------------------------------------------------------------------------------- */
+
+typedef struct dev_nf4 {
+    pl_cuda_nf4 w;
+    void *bufs[5];
+} dev_nf4;
+
+static void nf4_upload(dev_nf4 *d, const pl_nf4 *q) {
+    memset(d, 0, sizeof *d);
+    d->w.n = q->n;
+    d->w.blocksize = q->blocksize;
+    d->w.offset = q->offset;
+    d->w.packed = d->bufs[0] = dev_up(q->packed, (size_t)(q->n + 1) / 2);
+    if (q->double_quant) {
+        d->w.absmax_q = d->bufs[1] = dev_up(q->absmax_q, (size_t)q->n_blocks);
+        d->w.nested_absmax = d->bufs[2] = dev_up(q->nested_absmax, (size_t)q->n_nested * 4);
+        d->w.code = d->bufs[3] = dev_up(q->code, sizeof q->code);
+    } else {
+        d->w.absmax = d->bufs[4] = dev_up(q->absmax, (size_t)q->n_blocks * 4);
+    }
+}
+static void nf4_free(dev_nf4 *d) {
+    for (int i = 0; i < 5; i++) cudaFree(d->bufs[i]);
+}
+
+/* Dequantization: the bf16 of the CPU's fp32 value, bit for bit. */
+static void test_nf4_dequant(int64_t n, int blocksize, int dq, int64_t start, int64_t count) {
+    char what[96];
+    snprintf(what, sizeof what, "nf4_dequant n=%lld bs=%d dq=%d [%lld,+%lld)", (long long)n, blocksize, dq,
+             (long long)start, (long long)count);
+    float *x = malloc((size_t)n * 4), *ref = malloc((size_t)count * 4 + 4);
+    for (int64_t i = 0; i < n; i++) x[i] = nrand() * (1.0f + (float)(i % 777) / 100.0f);
+    pl_nf4 q;
+    pl_err err;
+    REQUIRE_VOID(pl_nf4_quantize(x, n, blocksize, dq, &q, &err) == 0);
+    pl_nf4_dequantize(&q, start, count, ref);
+    dev_nf4 d;
+    nf4_upload(&d, &q);
+    uint16_t *dout = dev_alloc((size_t)count * 2), *got = malloc((size_t)count * 2 + 2);
+    CHECK(pl_cuda_nf4_dequant(dout, &d.w, start, count, NULL) == 0, "%s: launch", what);
+    sync_ok(what);
+    down(got, dout, (size_t)count * 2);
+    int64_t diff = 0;
+    for (int64_t i = 0; i < count; i++) diff += got[i] != bf(ref[i]);
+    CHECK(diff == 0, "%s: %lld elements differ from bf16(CPU)", what, (long long)diff);
+    free(x), free(ref), free(got);
+    cudaFree(dout);
+    nf4_free(&d);
+    pl_nf4_free(&q);
+}
+
+/* y (T, rows) = x (T, cols) . W^T: against double sums of the CPU's
+ * dequantized fp32 W times the bf16 x. Bound: one bf16 rounding of the
+ * output (rtol 2^-8) plus fp32 accumulation over cols terms (atol 1e-5 of
+ * the row's sum of |w x|, per row). */
+static void test_nf4_gemv(int rows, int cols, int T, int dq) {
+    char what[96];
+    snprintf(what, sizeof what, "nf4_gemv rows=%d cols=%d T=%d dq=%d", rows, cols, T, dq);
+    const int64_t n = (int64_t)rows * cols;
+    float *w = malloc((size_t)n * 4), *wd = malloc((size_t)n * 4), *xf = malloc((size_t)T * cols * 4);
+    for (int64_t i = 0; i < n; i++) w[i] = nrand() * 0.05f;
+    pl_nf4 q;
+    pl_err err;
+    REQUIRE_VOID(pl_nf4_quantize(w, n, 64, dq, &q, &err) == 0);
+    pl_nf4_dequantize(&q, 0, n, wd);
+    uint16_t *xh = rand_bf16((size_t)T * cols, 1.0f, xf);
+    float *ref = malloc((size_t)T * rows * 4), *got = malloc((size_t)T * rows * 4);
+    double worst_ratio = 0;
+    int bad = 0;
+    dev_nf4 d;
+    nf4_upload(&d, &q);
+    uint16_t *dx = dev_up(xh, (size_t)T * cols * 2), *dy = dev_alloc((size_t)T * rows * 2);
+    uint16_t *yh = malloc((size_t)T * rows * 2);
+    CHECK(pl_cuda_nf4_gemv(dy, dx, &d.w, rows, cols, T, NULL) == 0, "%s: launch", what);
+    sync_ok(what);
+    down(yh, dy, (size_t)T * rows * 2);
+    bf16_to_float(got, yh, (size_t)T * rows);
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < rows; r++) {
+            double s = 0, sa = 0;
+            for (int c = 0; c < cols; c++) {
+                double p = (double)wd[(int64_t)r * cols + c] * xf[(int64_t)t * cols + c];
+                s += p;
+                sa += fabs(p);
+            }
+            ref[t * rows + r] = (float)s;
+            double tol = 1e-5 * sa + 0x1p-8 * fabs(s), d0 = fabs(got[t * rows + r] - s);
+            if (!(d0 <= tol)) bad++;
+            if (tol > 0 && d0 / tol > worst_ratio) worst_ratio = d0 / tol;
+        }
+    CHECK(bad == 0, "%s: %d outputs outside 1e-5 sum|wx| + 2^-8 |ref| (worst %.2f of the bound)", what, bad,
+          worst_ratio);
+    compare(what, got, ref, (size_t)T * rows, INFINITY, INFINITY, 1e-4);
+#ifndef PL_CUDA_REAL
+    pl_emu_set_seed(SEED_B);
+    uint16_t *y2 = malloc((size_t)T * rows * 2);
+    pl_cuda_nf4_gemv(dy, dx, &d.w, rows, cols, T, NULL);
+    down(y2, dy, (size_t)T * rows * 2);
+    pl_emu_set_seed(SEED_A);
+    same_bits(what, yh, y2, (size_t)T * rows * 2);
+    free(y2);
+#endif
+    free(w), free(wd), free(xf), free(xh), free(ref), free(got), free(yh);
+    cudaFree(dx), cudaFree(dy);
+    nf4_free(&d);
+    pl_nf4_free(&q);
+}
+
+/* ---- embedding ------------------------------------------------------------------------------ */
+
+/* Forward: an exact copy. Backward: the CPU's order, so the CPU's bits. */
+static void test_embedding(int V, int C, int T) {
+    char what[96];
+    snprintf(what, sizeof what, "embedding V=%d C=%d T=%d", V, C, T);
+    float *tf = malloc((size_t)V * C * 4), *df = malloc((size_t)T * C * 4);
+    uint16_t *th = rand_bf16((size_t)V * C, 1.0f, tf), *dh = rand_bf16((size_t)T * C, 0.5f, df);
+    int32_t *ids = malloc((size_t)T * 4);
+    for (int t = 0; t < T; t++) ids[t] = (t * 7 + 3) % V; /* repeats once T > V */
+    if (T > 2) ids[T - 1] = ids[0];
+    uint16_t *dt = dev_up(th, (size_t)V * C * 2), *dout = dev_alloc((size_t)T * C * 2);
+    uint16_t *dd = dev_up(dh, (size_t)T * C * 2), *got = malloc((size_t)T * C * 2);
+    int32_t *dids = dev_up(ids, (size_t)T * 4);
+    CHECK(pl_cuda_embedding(dout, dids, dt, T, C, NULL) == 0, "%s: launch", what);
+    sync_ok(what);
+    down(got, dout, (size_t)T * C * 2);
+    int diff = 0;
+    for (int t = 0; t < T; t++) diff += memcmp(got + (size_t)t * C, th + (size_t)ids[t] * C, (size_t)C * 2) != 0;
+    CHECK(diff == 0, "%s: %d rows differ from the table's", what, diff);
+    /* backward into a table gradient that already holds values (+=) */
+    float *g0 = malloc((size_t)V * C * 4), *gref = malloc((size_t)V * C * 4), *ggot = malloc((size_t)V * C * 4);
+    for (size_t i = 0; i < (size_t)V * C; i++) g0[i] = frand() * 0.1f;
+    memcpy(gref, g0, (size_t)V * C * 4);
+    pl_cpu_embedding_bwd(gref, ids, df, T, C);
+    float *dg = dev_up(g0, (size_t)V * C * 4);
+    CHECK(pl_cuda_embedding_bwd(dg, dids, dd, T, C, NULL) == 0, "%s bwd: launch", what);
+    sync_ok(what);
+    down(ggot, dg, (size_t)V * C * 4);
+    CHECK(memcmp(ggot, gref, (size_t)V * C * 4) == 0, "%s bwd: not the CPU's bits", what);
+    free(tf), free(df), free(th), free(dh), free(ids), free(got), free(g0), free(gref), free(ggot);
+    cudaFree(dt), cudaFree(dout), cudaFree(dd), cudaFree(dids), cudaFree(dg);
+}
+
+/* ---- RMSNorm ---------------------------------------------------------------------------------- */
+
+/* Forward: out within one bf16 rounding (rtol 2^-8, atol 1e-6) of the CPU's
+ * fp32 result on the same bf16 inputs; rstd within 1e-5 (the sum order
+ * differs). Backward: dx (bf16) within 2^-8 |ref| + 2^-8 rms(ref) (the
+ * difference of two terms may cancel); dw (fp32, summed over T in another
+ * order) within 1e-4 |ref| + 1e-5 max|dw|. */
+static void test_rmsnorm(int T, int C) {
+    char what[96];
+    snprintf(what, sizeof what, "rmsnorm T=%d C=%d", T, C);
+    const size_t n = (size_t)T * C;
+    const float eps = 1e-5f;
+    float *xf = malloc(n * 4), *w = malloc((size_t)C * 4), *ref = malloc(n * 4), *got = malloc(n * 4);
+    uint16_t *xh = rand_bf16(n, 1.0f, xf), *oh = malloc(n * 2);
+    for (int i = 0; i < C; i++) w[i] = 1.0f + 0.3f * frand();
+    if (T > 1) /* a row of zeros: rstd = 1/sqrt(eps) */
+        for (int i = 0; i < C; i++) xh[(size_t)C + i] = 0, xf[(size_t)C + i] = 0;
+    pl_cpu_rmsnorm(ref, xf, w, T, C, eps);
+    uint16_t *dx = dev_up(xh, n * 2), *dout = dev_alloc(n * 2);
+    float *dw = dev_up(w, (size_t)C * 4), *drstd = dev_alloc((size_t)T * 4), *rstd = malloc((size_t)T * 4);
+    CHECK(pl_cuda_rmsnorm(dout, drstd, dx, dw, T, C, eps, NULL) == 0, "%s: launch", what);
+    sync_ok(what);
+    down(oh, dout, n * 2);
+    down(rstd, drstd, (size_t)T * 4);
+    bf16_to_float(got, oh, n);
+    compare(what, got, ref, n, 1e-6, 0x1p-8, 2e-5);
+    float *rref = malloc((size_t)T * 4);
+    for (int t = 0; t < T; t++) rref[t] = pl_rmsnorm_scale(pl_sumsq(xf + (size_t)t * C, C), C, eps);
+    char w2[128];
+    snprintf(w2, sizeof w2, "%s rstd", what);
+    compare(w2, rstd, rref, (size_t)T, 0, 1e-5, 1e-10);
+#ifndef PL_CUDA_REAL
+    pl_emu_set_seed(SEED_B);
+    uint16_t *o2 = malloc(n * 2);
+    pl_cuda_rmsnorm(dout, drstd, dx, dw, T, C, eps, NULL);
+    down(o2, dout, n * 2);
+    pl_emu_set_seed(SEED_A);
+    same_bits(what, oh, o2, n * 2);
+    free(o2);
+#endif
+    /* backward */
+    float *gf = malloc(n * 4), *dxref = malloc(n * 4), *dwref = malloc((size_t)C * 4), *dw0 = malloc((size_t)C * 4);
+    uint16_t *gh = rand_bf16(n, 0.5f, gf);
+    for (int i = 0; i < C; i++) dw0[i] = dwref[i] = 0.01f * frand();
+    pl_cpu_rmsnorm_bwd(dxref, dwref, gf, xf, w, T, C, eps);
+    uint16_t *dg = dev_up(gh, n * 2), *dgx = dev_alloc(n * 2);
+    float *ddw = dev_up(dw0, (size_t)C * 4), *ws = dev_alloc(pl_cuda_rmsnorm_bwd_workspace(T, C) * 4);
+    CHECK(pl_cuda_rmsnorm_bwd(dgx, ddw, dg, dx, dw, drstd, T, C, ws, NULL) == 0, "%s bwd: launch", what);
+    sync_ok(what);
+    uint16_t *gxh = malloc(n * 2);
+    float *dwgot = malloc((size_t)C * 4);
+    down(gxh, dgx, n * 2);
+    down(dwgot, ddw, (size_t)C * 4);
+    bf16_to_float(got, gxh, n);
+    double rms = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) rms += (double)dxref[i] * dxref[i];
+    rms = sqrt(rms / (double)n);
+    for (int i = 0; i < C; i++) mx = fmax(mx, fabs(dwref[i]));
+    snprintf(w2, sizeof w2, "%s bwd dx", what);
+    compare(w2, got, dxref, n, 0x1p-8 * rms, 0x1p-8, 4e-5);
+    snprintf(w2, sizeof w2, "%s bwd dw", what);
+    compare(w2, dwgot, dwref, (size_t)C, 1e-5 * mx, 1e-4, 1e-8);
+    /* in place: dx aliases dout */
+    CHECK(pl_cuda_rmsnorm_bwd(dg, NULL, dg, dx, dw, drstd, T, C, NULL, NULL) == 0, "%s bwd in place", what);
+    uint16_t *gxh2 = malloc(n * 2);
+    down(gxh2, dg, n * 2);
+    CHECK(memcmp(gxh, gxh2, n * 2) == 0, "%s bwd: dx in place differs", what);
+    free(xf), free(w), free(ref), free(got), free(xh), free(oh), free(rstd), free(rref);
+    free(gf), free(dxref), free(dwref), free(dw0), free(gh), free(gxh), free(gxh2), free(dwgot);
+    cudaFree(dx), cudaFree(dout), cudaFree(dw), cudaFree(drstd), cudaFree(dg), cudaFree(dgx), cudaFree(ddw);
+    cudaFree(ws);
+}
+
+/* ---- RoPE ------------------------------------------------------------------------------------- */
+
+/* Each output is a x0 +- b x1 of two bf16 inputs, rounded once: within
+ * 2^-8 (|ref| + |x0| + |x1|)-ish; stated as atol 2^-8 max|x|, rtol 2^-8. */
+static void test_rope(int T, int nh, int hd) {
+    char what[96];
+    snprintf(what, sizeof what, "rope T=%d nh=%d hd=%d", T, nh, hd);
+    const size_t n = (size_t)T * nh * hd;
+    float *xf = malloc(n * 4), *ref = malloc(n * 4), *got = malloc(n * 4), *inv = malloc((size_t)(hd / 2 + 1) * 4);
+    uint16_t *xh = rand_bf16(n, 1.0f, xf), *oh = malloc(n * 2);
+    int32_t *pos = malloc((size_t)T * 4);
+    for (int t = 0; t < T; t++) pos[t] = t == 0 ? 4095 : (t * 13) % 300; /* a large position too */
+    for (int i = 0; i < hd / 2; i++) inv[i] = powf(10000.0f, -2.0f * (float)i / (float)hd);
+    double mx = 0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(xf[i]));
+    for (int dir = 0; dir < 2; dir++) {
+        memcpy(ref, xf, n * 4);
+        if (dir) pl_cpu_rope_bwd(ref, pos, inv, T, nh, hd);
+        else pl_cpu_rope(ref, pos, inv, T, nh, hd);
+        uint16_t *dx = dev_up(xh, n * 2);
+        int32_t *dpos = dev_up(pos, (size_t)T * 4);
+        float *dinv = dev_up(inv, (size_t)(hd / 2 + 1) * 4);
+        CHECK(pl_cuda_rope(dx, dpos, dinv, T, nh, hd, dir, NULL) == 0, "%s: launch", what);
+        sync_ok(what);
+        down(oh, dx, n * 2);
+        bf16_to_float(got, oh, n);
+        char w2[128];
+        snprintf(w2, sizeof w2, "%s %s", what, dir ? "bwd" : "fwd");
+        compare(w2, got, ref, n, 0x1p-8 * mx, 0x1p-8, 2e-5);
+        cudaFree(dx), cudaFree(dpos), cudaFree(dinv);
+    }
+    free(xf), free(ref), free(got), free(inv), free(xh), free(oh), free(pos);
+}
+
+/* ---- SwiGLU ----------------------------------------------------------------------------------- */
+
+/* Elementwise: one bf16 rounding of an fp32 result on the same inputs
+ * (rtol 2^-8; atol 1e-30 for the results that underflow). Gates reach
+ * +-20, past exp's float range for silu's tail. */
+static void test_swiglu(int64_t n) {
+    char what[96];
+    snprintf(what, sizeof what, "swiglu n=%lld", (long long)n);
+    float *gf = malloc((size_t)n * 4), *uf = malloc((size_t)n * 4), *df = malloc((size_t)n * 4);
+    float *ref = malloc((size_t)n * 4), *ref2 = malloc((size_t)n * 4), *got = malloc((size_t)n * 4);
+    uint16_t *gh = malloc((size_t)n * 2), *uh = rand_bf16((size_t)n, 1.0f, uf), *dh = rand_bf16((size_t)n, 1.0f, df);
+    for (int64_t i = 0; i < n; i++) {
+        gh[i] = bf(i % 97 == 0 ? (i % 2 ? 90.0f : -90.0f) : 20.0f * frand());
+        gf[i] = fb(gh[i]);
+    }
+    pl_cpu_swiglu(ref, gf, uf, 1, (int)n);
+    uint16_t *dg = dev_up(gh, (size_t)n * 2), *du = dev_up(uh, (size_t)n * 2), *dd = dev_up(dh, (size_t)n * 2);
+    uint16_t *dout = dev_alloc((size_t)n * 2), *oh = malloc((size_t)n * 2);
+    CHECK(pl_cuda_swiglu(dout, dg, du, n, NULL) == 0, "%s: launch", what);
+    sync_ok(what);
+    down(oh, dout, (size_t)n * 2);
+    bf16_to_float(got, oh, (size_t)n);
+    compare(what, got, ref, (size_t)n, 1e-30, 0x1p-8, 2e-5);
+    /* backward */
+    pl_cpu_swiglu_bwd(ref, ref2, df, gf, uf, 1, (int)n);
+    uint16_t *ddg = dev_alloc((size_t)n * 2), *ddu = dev_alloc((size_t)n * 2);
+    CHECK(pl_cuda_swiglu_bwd(ddg, ddu, dd, dg, du, n, NULL) == 0, "%s bwd: launch", what);
+    sync_ok(what);
+    char w2[128];
+    down(oh, ddg, (size_t)n * 2);
+    bf16_to_float(got, oh, (size_t)n);
+    snprintf(w2, sizeof w2, "%s bwd dgate", what);
+    compare(w2, got, ref, (size_t)n, 1e-30, 0x1p-8, 2e-5);
+    down(oh, ddu, (size_t)n * 2);
+    bf16_to_float(got, oh, (size_t)n);
+    snprintf(w2, sizeof w2, "%s bwd dup", what);
+    compare(w2, got, ref2, (size_t)n, 1e-30, 0x1p-8, 2e-5);
+    free(gf), free(uf), free(df), free(ref), free(ref2), free(got), free(gh), free(uh), free(dh), free(oh);
+    cudaFree(dg), cudaFree(du), cudaFree(dd), cudaFree(dout), cudaFree(ddg), cudaFree(ddu);
+}
+
+/* ---- optimizer ---------------------------------------------------------------------------------- */
+
+/* AdamW: the CPU's bits (same fp32 operations, explicit fmaf), three steps.
+ * Sum of squares: double, another order than the CPU's: rtol 1e-12. Clip:
+ * the CPU's coefficient and product. */
+static void test_optim(int64_t n) {
+    char what[96];
+    snprintf(what, sizeof what, "adamw n=%lld", (long long)n);
+    const size_t b = (size_t)n * 4;
+    float *p = malloc(b), *g = malloc(b), *m = calloc(1, b), *v = calloc(1, b), *out = malloc(b);
+    for (int64_t i = 0; i < n; i++) p[i] = frand();
+    float *dp = dev_up(p, b), *dg = dev_alloc(b), *dm = dev_up(m, b), *dv = dev_up(v, b);
+    int same = 1;
+    for (int t = 1; t <= 3; t++) {
+        for (int64_t i = 0; i < n; i++) g[i] = frand() * (i % 5 == 0 ? 1e-3f : 1.0f);
+        cudaMemcpy(dg, g, b, cudaMemcpyHostToDevice);
+        pl_cpu_adamw(p, g, m, v, (size_t)n, 2e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, t);
+        CHECK(pl_cuda_adamw(dp, dg, dm, dv, n, 2e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, t, NULL) == 0, "%s: launch", what);
+        sync_ok(what);
+        down(out, dp, b);
+        same &= memcmp(out, p, b) == 0;
+        down(out, dm, b);
+        same &= memcmp(out, m, b) == 0;
+        down(out, dv, b);
+        same &= memcmp(out, v, b) == 0;
+    }
+    CHECK(same, "%s: p, m, v are not the CPU's bits after 3 steps", what);
+    /* sum of squares, accumulated over two calls, then clipping */
+    double *dsum = dev_alloc(sizeof(double)), *ws = dev_alloc(pl_cuda_sumsq_workspace(n) * sizeof(double)), got;
+    CHECK(pl_cuda_sumsq(dsum, dg, n, 0, ws, NULL) == 0 && pl_cuda_sumsq(dsum, dp, n, 1, ws, NULL) == 0,
+          "%s sumsq: launch", what);
+    sync_ok(what);
+    down(&got, dsum, sizeof got);
+    double ref = pl_cpu_sumsq(g, (size_t)n) + pl_cpu_sumsq(p, (size_t)n);
+    CHECK(fabs(got - ref) <= 1e-12 * ref, "sumsq n=%lld: %.17g, CPU %.17g", (long long)n, got, ref);
+    const float maxn = 0.5f;
+    CHECK(pl_cuda_clip(dg, n, dsum, maxn, NULL) == 0, "%s clip: launch", what);
+    sync_ok(what);
+    down(out, dg, b);
+    double coef = maxn / (sqrt(ref) + 1e-6);
+    if (coef < 1.0) pl_cpu_scale(g, (float)coef, (size_t)n);
+    CHECK(memcmp(out, g, b) == 0, "clip n=%lld: not the CPU's bits (coef %g)", (long long)n, coef);
+    free(p), free(g), free(m), free(v), free(out);
+    cudaFree(dp), cudaFree(dg), cudaFree(dm), cudaFree(dv), cudaFree(dsum), cudaFree(ws);
+}
+
+/* ---- the emulator itself --------------------------------------------------------------------------- */
+#ifndef PL_CUDA_REAL
+static int any_nonfinite_or_off(const uint16_t *a, const float *ref, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float x = fb(a[i]);
+        if (!isfinite(x) || fabs(x - ref[i]) > 1e-6 + 0x1p-8 * fabs(ref[i])) return 1;
+    }
+    return 0;
+}
+
+static void test_teeth(void) {
+    /* 1. rmsnorm without its barrier: wrong under some seed of the first 8 */
+    const int T = 5, C = 256;
+    const size_t n = (size_t)T * C;
+    float *xf = malloc(n * 4), *w = malloc((size_t)C * 4), *ref = malloc(n * 4);
+    uint16_t *xh = rand_bf16(n, 1.0f, xf), *oh = malloc(n * 2);
+    for (int i = 0; i < C; i++) w[i] = 1.0f;
+    pl_cpu_rmsnorm(ref, xf, w, T, C, 1e-5f);
+    uint16_t *dx = dev_up(xh, n * 2), *dout = dev_alloc(n * 2);
+    float *dw = dev_up(w, (size_t)C * 4);
+    int caught = 0, ok_runs = 0;
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        pl_emu_set_seed(seed);
+        teeth_rmsnorm_nosync(dout, dx, dw, T, C, 1e-5f);
+        down(oh, dout, n * 2);
+        caught += any_nonfinite_or_off(oh, ref, n);
+        pl_cuda_rmsnorm(dout, NULL, dx, dw, T, C, 1e-5f, NULL); /* the real kernel under the same seed */
+        down(oh, dout, n * 2);
+        ok_runs += !any_nonfinite_or_off(oh, ref, n);
+    }
+    pl_emu_set_seed(SEED_A);
+    CHECK(caught > 0, "teeth: rmsnorm without __syncthreads was right under all 8 seeds");
+    CHECK(ok_runs == 8, "teeth: the real rmsnorm failed under %d of 8 seeds", 8 - ok_runs);
+    printf("note: teeth: rmsnorm without its __syncthreads wrong under %d of 8 schedules\n", caught);
+    /* 2. shuffle width 16 instead of 32 */
+    const int rows = 9, cols = 100;
+    float *W = malloc((size_t)rows * cols * 4), *xv = malloc((size_t)cols * 4), *yref = malloc((size_t)rows * 4);
+    uint16_t *xb = rand_bf16((size_t)cols, 1.0f, xv), yb[16];
+    for (int i = 0; i < rows * cols; i++) W[i] = frand();
+    for (int r = 0; r < rows; r++) {
+        double s = 0;
+        for (int c = 0; c < cols; c++) s += (double)W[r * cols + c] * xv[c];
+        yref[r] = (float)s;
+    }
+    float *dW = dev_up(W, (size_t)rows * cols * 4);
+    uint16_t *dxb = dev_up(xb, (size_t)cols * 2), *dy = dev_alloc(32);
+    teeth_gemv(dy, dxb, dW, rows, cols, 0);
+    down(yb, dy, (size_t)rows * 2);
+    CHECK(!any_nonfinite_or_off(yb, yref, (size_t)rows), "teeth: the correct GEMV control is wrong");
+    teeth_gemv(dy, dxb, dW, rows, cols, 1);
+    down(yb, dy, (size_t)rows * 2);
+    CHECK(any_nonfinite_or_off(yb, yref, (size_t)rows), "teeth: shuffle width 16 gave the right sums");
+    /* 3. a barrier half the block skips while the other half shuffles */
+    float *dz = dev_alloc(64 * 4);
+    pl_emu_set_quiet(1);
+    pl_emu_clear_message();
+    int rc = teeth_divergent_barrier(dz);
+    pl_emu_set_quiet(0);
+    CHECK(rc == cudaErrorLaunchFailure, "teeth: divergent barrier launch returned %d", rc);
+    CHECK(strstr(pl_emu_last_message(), "teeth_divergent_barrier_kernel") != NULL,
+          "teeth: the failure does not name the kernel: %s", pl_emu_last_message());
+    CHECK(strstr(pl_emu_last_message(), "__syncthreads") != NULL, "teeth: message: %s", pl_emu_last_message());
+    CHECK(cudaDeviceSynchronize() == cudaErrorLaunchFailure, "teeth: cudaDeviceSynchronize does not report it");
+    CHECK(cudaGetLastError() == cudaSuccess, "teeth: cudaGetLastError should be clear after reading it once");
+    free(xf), free(w), free(ref), free(xh), free(oh), free(W), free(xv), free(yref), free(xb);
+    cudaFree(dx), cudaFree(dout), cudaFree(dw), cudaFree(dW), cudaFree(dxb), cudaFree(dy), cudaFree(dz);
+}
+
+static void test_runtime(void) {
+    size_t fr, tot;
+    cudaMemGetInfo(&fr, &tot);
+    CHECK(tot == (size_t)24 << 30 || getenv("PL_EMU_MEM"), "runtime: default capacity %zu, expected 24 GiB", tot);
+    const size_t used = pl_emu_mem_used();
+    pl_emu_set_capacity(used + (1 << 20));
+    void *a = NULL, *b = NULL;
+    CHECK(cudaMalloc(&a, 700 << 10) == cudaSuccess, "runtime: 700 KiB under a 1 MiB capacity");
+    CHECK(cudaMalloc(&b, 700 << 10) == cudaErrorMemoryAllocation && b == NULL, "runtime: over capacity must fail");
+    CHECK(cudaGetLastError() == cudaErrorMemoryAllocation, "runtime: the failure is the last error");
+    cudaMemGetInfo(&fr, &tot);
+    CHECK(tot == used + (1 << 20) && fr == tot - used - (700 << 10), "runtime: cudaMemGetInfo %zu/%zu", fr, tot);
+    CHECK(cudaFree(a) == cudaSuccess && cudaFree(a) == cudaErrorInvalidValue, "runtime: double free is an error");
+    cudaGetLastError();
+    pl_emu_set_capacity((size_t)24 << 30);
+    /* copies outside an allocation, and an invalid launch configuration */
+    char h[64];
+    void *d = dev_alloc(32);
+    CHECK(cudaMemcpy(d, h, 64, cudaMemcpyHostToDevice) == cudaErrorInvalidValue, "runtime: copy past the end");
+    cudaGetLastError();
+    pl_emu_set_quiet(1);
+    CHECK(pl_cuda_embedding(d, d, d, 70000, 4, NULL) == cudaErrorInvalidValue, "runtime: launcher argument check");
+    pl_emu_set_quiet(0);
+    cudaStream_t s;
+    cudaEvent_t e0, e1;
+    float ms = -1;
+    CHECK(cudaStreamCreate(&s) == cudaSuccess && cudaEventCreate(&e0) == cudaSuccess &&
+              cudaEventCreate(&e1) == cudaSuccess,
+          "runtime: streams and events");
+    cudaEventRecord(e0, s);
+    CHECK(cudaMemsetAsync(d, 0, 32, s) == cudaSuccess, "runtime: memset on a stream");
+    cudaEventRecord(e1, s);
+    CHECK(cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess && ms >= 0, "runtime: elapsed time");
+    cudaMemLocation loc = {cudaMemLocationTypeDevice, 0};
+    CHECK(cudaMemPrefetchAsync(d, 32, loc, 0, s) == cudaSuccess, "runtime: prefetch");
+    CHECK(cudaStreamSynchronize(s) == cudaSuccess, "runtime: stream sync");
+    cudaEventDestroy(e0), cudaEventDestroy(e1), cudaStreamDestroy(s);
+    CHECK(cudaStreamDestroy(s) == cudaErrorInvalidResourceHandle, "runtime: destroyed stream");
+    cudaGetLastError();
+    cudaDeviceProp prop;
+    CHECK(cudaGetDeviceProperties(&prop, 0) == cudaSuccess && prop.warpSize == 32 && prop.major == 8,
+          "runtime: device properties");
+    cudaFree(d);
+}
+#endif
+
+int main(void) {
+    g_big = getenv("PL_CUDA_TEST_BIG") && atoi(getenv("PL_CUDA_TEST_BIG"));
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+#ifndef PL_CUDA_REAL
+    pl_emu_set_seed(SEED_A);
+#endif
+    /* NF4: odd counts and starts, 1 and 2+ nested blocks, plain absmax */
+    test_nf4_dequant(19237, 64, 1, 0, 19237);
+    test_nf4_dequant(19237, 64, 1, 1001, 777);
+    test_nf4_dequant(64 * 5 + 3, 64, 1, 3, 64 * 5);
+    test_nf4_dequant(1000, 128, 0, 1, 998);
+    test_nf4_gemv(37, 160, 1, 1);
+    test_nf4_gemv(21, 129, 3, 1);
+    test_nf4_gemv(16, 576, PL_CUDA_GEMV_MAX_T, 0);
+    if (g_big) test_nf4_gemv(576, 1536, 4, 1);
+    test_embedding(50, 129, 1);
+    test_embedding(50, 129, 77);
+    test_rmsnorm(1, 64);
+    test_rmsnorm(37, 129);
+    test_rmsnorm(70, 576);
+    if (g_big) test_rmsnorm(300, 4096);
+    test_rope(1, 3, 64);
+    test_rope(37, 3, 128);
+    test_rope(5, 2, 7);
+    if (g_big) test_rope(512, 32, 128);
+    test_swiglu(1);
+    test_swiglu(37 * 129);
+    test_optim(1);
+    test_optim(100003);
+    if (g_big) test_optim(3000017);
+#ifndef PL_CUDA_REAL
+    test_teeth();
+    test_runtime();
+#endif
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+#ifndef PL_CUDA_REAL
+    printf("note: emulated kernels: %.2f s, %llu launches, %llu fiber switches\n", s,
+           (unsigned long long)pl_emu_launches(), (unsigned long long)pl_emu_switches());
+#else
+    printf("note: device kernels: %.2f s\n", s);
+#endif
+    return check_summary("test_cuda_emu");
+}

@@ -1,0 +1,114 @@
+/* cuda_ops.h: the CUDA kernels' launchers, as the CUDA backend (issue #15)
+ * and the tests call them. C, so the C side of the project can include it.
+ *
+ * Conventions:
+ *  - every pointer is device memory; shapes are written at each function as
+ *    (rows, cols), row-major, as in trainer/backend.h;
+ *  - activations are bf16 (pl_bf16: the raw bits of __nv_bfloat16); norm
+ *    weights, LoRA masters, gradients of trained parameters and optimizer
+ *    state are fp32; every sum accumulates in fp32 (double for sums of
+ *    squares);
+ *  - each launcher enqueues on stream (NULL: the default stream) and returns
+ *    0 or the cudaError_t of the launch; execution errors surface at the next
+ *    synchronization, as usual in CUDA;
+ *  - determinism: no float atomics; every reduction has a fixed order that
+ *    depends on the shape only, so the same inputs give the same bits run
+ *    after run (and under any fiber schedule in the emulator);
+ *  - the per-element and per-row math is trainer/ops_math.h's, shared with
+ *    the CPU backend (trainer/cpu/), which is the reference.
+ * Workspaces are the caller's (PL_MEM_WORKSPACE): each op that needs one has
+ * a *_workspace function giving its size. */
+#ifndef PL_CUDA_OPS_H
+#define PL_CUDA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef uint16_t pl_bf16;
+struct CUstream_st; /* cudaStream_t is struct CUstream_st * */
+typedef struct CUstream_st *pl_stream;
+
+/* ---- nf4.cu: the frozen base --------------------------------------------------
+ * An NF4 tensor on the device, bytes as lora/nf4.h (bitsandbytes' layout):
+ * element i is nibble i of packed (high nibble first), block b = i / blocksize
+ * has absmax_b = code[absmax_q[b]] * nested_absmax[b / 256] + offset when
+ * double-quantized (absmax_q non-NULL), else absmax[b]; x_i = NF4[q_i] * absmax_b,
+ * each step one fp32 rounding (no fused multiply-add), as the CPU does. */
+typedef struct pl_cuda_nf4 {
+    const uint8_t *packed;       /* (n + 1) / 2 bytes */
+    const uint8_t *absmax_q;     /* (n_blocks) codes, or NULL */
+    const float *nested_absmax;  /* (ceil(n_blocks / 256)) */
+    const float *code;           /* (256) the dynamic map absmax_q indexes */
+    const float *absmax;         /* (n_blocks) fp32, when absmax_q is NULL */
+    float offset;
+    int64_t n;
+    int blocksize;               /* a power of two, 32..4096 */
+} pl_cuda_nf4;
+
+/* out (count) bf16 = elements [start, start + count) of w, dequantized. */
+int pl_cuda_nf4_dequant(pl_bf16 *out, const pl_cuda_nf4 *w, int64_t start, int64_t count, pl_stream stream);
+
+/* Decoding's fused dequantize + matrix-vector product:
+ * y (T, rows) = x (T, cols) . dequant(w)^T, w holding (rows, cols) row-major;
+ * 1 <= T <= PL_CUDA_GEMV_MAX_T; fp32 accumulation, bf16 out. */
+#define PL_CUDA_GEMV_MAX_T 8
+int pl_cuda_nf4_gemv(pl_bf16 *y, const pl_bf16 *x, const pl_cuda_nf4 *w, int rows, int cols, int T,
+                     pl_stream stream);
+
+/* ---- embedding.cu ------------------------------------------------------------------ */
+/* out (T,C) = table (V,C) [ids[t]]; ids checked by the caller. */
+int pl_cuda_embedding(pl_bf16 *out, const int32_t *ids, const pl_bf16 *table, int T, int C, pl_stream stream);
+/* dtable (V,C) += dout (T,C) scattered by ids, each element summed in token
+ * order by one thread (the CPU's order, so the same bits). */
+int pl_cuda_embedding_bwd(float *dtable, const int32_t *ids, const pl_bf16 *dout, int T, int C, pl_stream stream);
+
+/* ---- rmsnorm.cu -------------------------------------------------------------------- */
+/* out (T,C) = x / sqrt(mean(x^2) + eps) * w ; rstd (T) keeps the factor for
+ * the backward (or NULL). out may alias x. */
+int pl_cuda_rmsnorm(pl_bf16 *out, float *rstd, const pl_bf16 *x, const float *w, int T, int C, float eps,
+                    pl_stream stream);
+/* dx (T,C) = ; dw (C) += (or NULL); rstd from the forward. dx may alias
+ * dout. workspace: pl_cuda_rmsnorm_bwd_workspace(T, C) floats. */
+size_t pl_cuda_rmsnorm_bwd_workspace(int T, int C);
+int pl_cuda_rmsnorm_bwd(pl_bf16 *dx, float *dw, const pl_bf16 *dout, const pl_bf16 *x, const float *w,
+                        const float *rstd, int T, int C, float *workspace, pl_stream stream);
+
+/* ---- rope.cu ----------------------------------------------------------------------- */
+/* Rotate-half RoPE in place on x (T, nheads*hd), pairs (i, i + hd/2) rotated
+ * by pos[t] * inv_freq[i] (inv_freq (hd/2), fp32); backward != 0 rotates by
+ * the opposite angle (the backward of the forward, in place on the gradient). */
+int pl_cuda_rope(pl_bf16 *x, const int32_t *pos, const float *inv_freq, int T, int nheads, int hd, int backward,
+                 pl_stream stream);
+
+/* ---- swiglu.cu --------------------------------------------------------------------- */
+/* out (n) = silu(gate) * up ; out may alias gate or up. */
+int pl_cuda_swiglu(pl_bf16 *out, const pl_bf16 *gate, const pl_bf16 *up, int64_t n, pl_stream stream);
+/* dgate, dup (n) from dout (n), recomputing silu; dgate may alias dout. */
+int pl_cuda_swiglu_bwd(pl_bf16 *dgate, pl_bf16 *dup, const pl_bf16 *dout, const pl_bf16 *gate, const pl_bf16 *up,
+                       int64_t n, pl_stream stream);
+
+/* ---- adamw.cu: the optimizer on fp32 state ------------------------------------------- */
+/* *out (one double, device) = sum x^2 (+= when accumulate), in a fixed order
+ * (per-block partial sums in double, then summed in block order).
+ * workspace: pl_cuda_sumsq_workspace(n) doubles. Summing the tensors of a
+ * model one call after another with accumulate gives the global grad norm^2. */
+size_t pl_cuda_sumsq_workspace(int64_t n);
+int pl_cuda_sumsq(double *out, const float *x, int64_t n, int accumulate, double *workspace, pl_stream stream);
+/* torch.nn.utils.clip_grad_norm_ on the device: coef = max_norm / (sqrt(*sumsq)
+ * + 1e-6) in double; when coef < 1, x *= (float)coef. No host round trip. */
+int pl_cuda_clip(float *x, int64_t n, const double *sumsq, float max_norm, pl_stream stream);
+/* x *= s */
+int pl_cuda_scale(float *x, float s, int64_t n, pl_stream stream);
+/* One AdamW step (backend.h's adamw: torch.optim.AdamW, pl_adamw_elem). */
+int pl_cuda_adamw(float *p, const float *g, float *m, float *v, int64_t n, float lr, float beta1, float beta2,
+                  float eps, float wd, int t, pl_stream stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
