@@ -66,6 +66,7 @@ size_t pl_dtype_row_bytes(pl_dtype t, int64_t n) {
 }
 
 const char *pl_dtype_name(pl_dtype t) {
+    if (t == PL_NF4) return "NF4"; /* no fixed block layout: its rows are read through pl_qaux */
     const dtype_info *d = lookup(t);
     return d ? d->name : "?";
 }

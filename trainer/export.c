@@ -122,8 +122,7 @@ static int st_vector(pl_st_writer *sw, bufs *b, const char *name, const float *v
     return pl_st_writer_add(sw, name, dt, 1, &n, d, err);
 }
 
-static cJSON *hf_config(const pl_model *m, pl_dtype dt) {
-    const pl_model_config *c = &m->cfg;
+cJSON *pl_export_hf_config(const pl_model_config *c, pl_dtype dt) {
     cJSON *j = cJSON_CreateObject();
     const char *arch = c->arch == PL_ARCH_QWEN2 ? "Qwen2ForCausalLM"
                        : c->arch == PL_ARCH_MISTRAL ? "MistralForCausalLM" : "LlamaForCausalLM";
@@ -241,7 +240,7 @@ int pl_export_hf(const pl_model *m, const char *dir, const pl_export_hf_opts *o,
         goto done;
     char p[4096];
     snprintf(p, sizeof p, "%s/config.json", dir);
-    cfg = hf_config(m, dt);
+    cfg = pl_export_hf_config(&m->cfg, dt);
     if (!cfg) { rc = pl_err_set(err, PL_ENOMEM, "out of memory"); goto done; }
     if ((rc = pl_json_write(p, cfg, err))) goto done;
     /* tokenizer files */

@@ -14,6 +14,7 @@
 #define PL_EXPORT_H
 
 #include <stddef.h>
+#include <cjson/cJSON.h>
 #include "../core/dtype.h"
 #include "../core/error.h"
 #include "../core/gguf.h"
@@ -41,6 +42,9 @@ typedef struct pl_export_hf_opts {
  * tokenizer come from. A GGUF base whose rope frequencies have per-dimension
  * factors that are not llama3 scaling is refused (config.json cannot say it). */
 int pl_export_hf(const pl_model *m, const char *dir, const pl_export_hf_opts *o, pl_err *err);
+/* config.json for a model of config c with tensors of type dt (F32 or BF16):
+ * what transformers writes for Llama, Mistral and Qwen2. */
+cJSON *pl_export_hf_config(const pl_model_config *c, pl_dtype dt);
 
 typedef struct pl_export_gguf_opts {
     pl_gguf_ftype ftype;     /* llama.cpp's file type (NULL opts: F16): each matrix's type is

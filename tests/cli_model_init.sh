@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# cli_model_init.sh: `potluck model init --random` (trainer/model_init.c).
+#  - a small Llama-shaped config, BF16 and NF4: potluck loads both (model info names
+#    the dtypes), generates from the NF4 one, the same seed gives the same bytes with 1
+#    and 2 threads, another seed other bytes, sharding writes an index potluck reads;
+#  - the peers read it: bitsandbytes dequantizes potluck's NF4 tensors (QuantState
+#    from the stored quant state) to within NF4's step of the BF16 init of the same seed,
+#    and transformers loads the NF4 folder as a 4-bit model (Linear4bit layers) and runs it;
+#  - a preset at its real width with one layer (--preset llama2-7b --layers 1);
+#  - clear errors: no --random, an unknown preset, an existing model folder.
+set -u
+cd "$(dirname "$0")/.."
+source tests/check.sh
+BIN=${POTLUCK_BIN:?}
+BIN_OPT=${POTLUCK_BIN_OPT:?}
+PY=${POTLUCK_VENV:?}/bin/python
+TOK=${POTLUCK_SHARED:?}/fixtures/tokenizers/tiny-random-LlamaForCausalLM
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+cat > "$T/config.json" <<'JSON'
+{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 32000, "hidden_size": 64,
+ "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+ "max_position_embeddings": 512, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": false,
+ "bos_token_id": 1, "eos_token_id": 2}
+JSON
+init() { "$BIN" model init --random --config "$T/config.json" --tokenizer "$TOK" "$@" >"$T/o.txt" 2>&1; }
+if init --out "$T/nf4" --nf4 --seed 7 && init --out "$T/bf16" --seed 7; then ok; else fail "model init: $(cat "$T/o.txt")"; fi
+"$BIN" model info "$T/nf4" >"$T/i.txt" 2>&1 && grep -q "NF4 x14" "$T/i.txt" && ok || fail "model info of the NF4 init: $(cat "$T/i.txt")"
+"$BIN" model info "$T/bf16" >"$T/i.txt" 2>&1 && grep -q "BF16 x16" "$T/i.txt" && ok || fail "model info of the BF16 init: $(cat "$T/i.txt")"
+if "$BIN" generate --model "$T/nf4" --prompt "Hello" --max-tokens 4 --temperature 0 >"$T/g.txt" 2>&1; then ok
+else fail "generate from the NF4 init: $(cat "$T/g.txt")"; fi
+"$BIN_OPT" model init --random --config "$T/config.json" --out "$T/t1" --nf4 --seed 7 --threads 1 >/dev/null 2>&1
+"$BIN_OPT" model init --random --config "$T/config.json" --out "$T/t2" --nf4 --seed 7 --threads 2 >/dev/null 2>&1
+"$BIN_OPT" model init --random --config "$T/config.json" --out "$T/s8" --nf4 --seed 8 >/dev/null 2>&1
+if cmp -s "$T/t1/model.safetensors" "$T/t2/model.safetensors" && cmp -s "$T/t1/model.safetensors" "$T/nf4/model.safetensors"; then ok
+else fail "the same seed gave different bytes (threads 1 / 2 / the sanitizer build)"; fi
+if ! cmp -s "$T/s8/model.safetensors" "$T/nf4/model.safetensors"; then ok; else fail "seed 8 gave seed 7's bytes"; fi
+"$BIN_OPT" model init --random --config "$T/config.json" --out "$T/sh" --nf4 --seed 7 --shard-mb 3 >/dev/null 2>&1
+n=$(ls "$T/sh"/model-*-of-*.safetensors 2>/dev/null | wc -l)
+if [ "$n" -ge 2 ] && [ -f "$T/sh/model.safetensors.index.json" ] && "$BIN" model info "$T/sh" >/dev/null 2>&1; then ok
+  echo "note: --shard-mb 3: $n shards and an index; potluck loads them"
+else fail "sharded init: $n shards: $(ls "$T/sh")"; fi
+"$PY" - "$T" <<'PY' >"$T/py.txt" 2>&1 && ok || fail "peers on the init: $(tail -5 "$T/py.txt")"
+import sys, torch
+from safetensors.torch import load_file
+import bitsandbytes.functional as F
+from bitsandbytes.functional import QuantState
+t = sys.argv[1]
+m, b = load_file(f"{t}/nf4/model.safetensors"), load_file(f"{t}/bf16/model.safetensors")
+worst = 0.0
+for name in [k for k in m if k.endswith("_proj.weight")]:
+    qs = {k[len(name) + 1:]: v for k, v in m.items() if k.startswith(name + ".")}
+    w = F.dequantize_4bit(m[name], QuantState.from_dict(qs, device=torch.device("cpu"))).float()
+    ref = b[name].float()
+    assert w.shape == ref.shape, (name, w.shape, ref.shape)
+    # the widest gap between NF4 codes is 0.277 of a block's absmax (0.723 to 1): half of it, plus bf16 rounding
+    err = ((w - ref).abs().max() / ref.abs().max()).item()
+    assert err < 0.145, (name, err)
+    worst = max(worst, err)
+from transformers import AutoModelForCausalLM
+mod = AutoModelForCausalLM.from_pretrained(f"{t}/nf4", device_map="cpu")
+assert type(mod.model.layers[0].mlp.down_proj).__name__ == "Linear4bit"
+out = mod(torch.tensor([[1, 450, 4996, 17354]])).logits
+assert torch.isfinite(out.float()).all()
+print(f"note: bitsandbytes reads all 14 NF4 weights (worst |nf4 - bf16| {worst:.3f} of the absmax); "
+      f"transformers runs the folder as a 4-bit model")
+PY
+grep '^note' "$T/py.txt"
+if "$BIN_OPT" model init --random --preset llama2-7b --layers 1 --nf4 --out "$T/7b1" >"$T/o.txt" 2>&1 \
+   && "$BIN" model info "$T/7b1" 2>&1 | grep -q "hidden size:     4096"; then ok
+  echo "note: llama2-7b at full width, 1 layer: $(du -sh "$T/7b1" | cut -f1)"
+else fail "--preset llama2-7b --layers 1: $(cat "$T/o.txt")"; fi
+expect_clean_error "init without --random" "$BIN" model init --preset llama2-7b --out "$T/x"
+expect_clean_error "init with an unknown preset" "$BIN" model init --random --preset llama9-1b --out "$T/x"
+expect_clean_error "init into an existing model" "$BIN" model init --random --config "$T/config.json" --out "$T/nf4"
+check_summary cli_model_init
