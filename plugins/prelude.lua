@@ -111,7 +111,7 @@ end
 
 ---------------------------------------------------------------- value checks
 local TYPES = { number = true, integer = true, string = true, boolean = true, list = true,
-                table = true, ["function"] = true, file = true, files = true }
+                table = true, ["function"] = true, file = true, files = true, table_or_function = true }
 
 -- Check one value against a parameter spec; returns the value to use.
 local function check_value(name, s, v)
@@ -137,6 +137,10 @@ local function check_value(name, s, v)
     if type(v) ~= "table" then error(fmt("%s: expected a table, got %s", name, shown(v)), 0) end
   elseif t == "function" then
     if type(v) ~= "function" then error(fmt("%s: expected a function, got %s", name, shown(v)), 0) end
+  elseif t == "table_or_function" then
+    if type(v) ~= "table" and type(v) ~= "function" then
+      error(fmt("%s: expected a table or a function, got %s", name, shown(v)), 0)
+    end
   elseif t == "file" then
     if type(v) ~= "string" then error(fmt("%s: expected a file path, got %s", name, shown(v)), 0) end
     v = C.resolve(v, name)
@@ -346,7 +350,7 @@ local RECIPE = {
   mask = { type = "string", default = "assistant", choices = { "assistant", "all", "last-assistant" },
            aliases = { last = "last-assistant" } },
   data = { type = "table", required = true },
-  lora = SECTION, train = SECTION, eval = SECTION, export = SECTION, shard = SECTION, scale = SECTION,
+  lora = SECTION, train = SECTION, eval = SECTION, export = SECTION, shard = SECTION, scale = { type = "table_or_function" },
 }
 local EVAL = {
   every = { type = "integer", default = 0, min = 0 },
@@ -394,7 +398,10 @@ function pl.recipe(t)
   local e
   ok, e = pcall(check_lora_train, "", r.lora, r.train)
   if not ok then error(e, 2) end
-  if r.scale then
+  if type(r.scale) == "function" then
+    -- a function(size, recipe) returning the overrides for a size: checked when --size calls it
+  elseif r.scale then
+    if type(r.scale) ~= "table" then error("scale: expected a table of sizes or a function(size, recipe)", 2) end
     for size, over in pairs(r.scale) do
       if type(size) ~= "string" then error("scale: keys are size names such as [\"13b\"]", 2) end
       local where = fmt("scale[%q]", size)
@@ -459,15 +466,63 @@ function H.plugins()
   return out
 end
 
--- The recipe with a size's overrides applied (a copy).
+-- Billions of parameters a size name stands for ("13b", "33B", "7b-chat", "1.5b"), or nil.
+local function size_billions(size)
+  local n = tonumber(size:lower():match("^(%d+%.?%d*)b"))
+  return n
+end
+
+-- The QLoRA paper's settings for a size without a scale entry (Dettmers et al.
+-- 2023, Table 9: lr 2e-4 and dropout 0.1 up to 13B, lr 1e-4 and dropout 0.05
+-- for 33B and 65B; the global batch is kept), relative to the recipe's own.
+local function paper_defaults(r, size)
+  local b = size_billions(size)
+  if not b then
+    local sizes = type(r.scale) == "table" and keys_of(r.scale) or {}
+    error(fmt("--size %s: the recipe has no scale[%q] (sizes: %s)%s, and '%s' is not a size such as 7b, 13b or 33b",
+              size, size, #sizes > 0 and concat(sizes, ", ") or "none", hint(size, sizes), size), 0)
+  end
+  local over = { lora = {}, train = {} }
+  if b >= 30 then
+    over.train.lr = (r.train and r.train.lr or 2e-4) / 2
+    over.lora.dropout = 0.05
+    over.notes = fmt("no scale[%q] in the recipe: the QLoRA paper's settings from 33B (lr halved to %g, lora dropout "
+                     .. "0.05, global batch kept)", size, over.train.lr)
+  else
+    over.notes = fmt("no scale[%q] in the recipe: the QLoRA paper keeps 7B/13B settings (the recipe's own)", size)
+  end
+  return over
+end
+
+-- The recipe with a size's overrides applied (a copy): its scale[size] entry,
+-- what its scale function returns for the size, or the QLoRA paper's defaults.
 local function sized(r, size)
   if not size then return r end
-  local over = r.scale and r.scale[size]
-  if not over then
-    local sizes = r.scale and keys_of(r.scale) or {}
-    error(fmt("--size %s: the recipe has no scale[%q] (sizes: %s)%s", size, size,
-              #sizes > 0 and concat(sizes, ", ") or "none", hint(size, sizes)), 0)
+  local over
+  if type(r.scale) == "function" then
+    local ok, res = pcall(r.scale, size, r)
+    if not ok then error(fmt("scale(%q): %s", size, tostring(res)), 0) end
+    if res ~= nil and type(res) ~= "table" then
+      error(fmt("scale(%q): expected a table of overrides (lora, train, eval, export, base, notes) or nil, got %s",
+                size, type(res)), 0)
+    end
+    over = res
+    if over then
+      local where = fmt("scale(%q)", size)
+      local ok2, e = pcall(check_table, where, SCALE, over)
+      if not ok2 then error(e, 0) end
+      local lo, tr = {}, {}
+      for k, v in pairs(r.lora or {}) do lo[k] = v end
+      for k, v in pairs(over.lora or {}) do lo[k] = v end
+      for k, v in pairs(r.train or {}) do tr[k] = v end
+      for k, v in pairs(over.train or {}) do tr[k] = v end
+      ok2, e = pcall(check_lora_train, where .. ".", lo, tr)
+      if not ok2 then error(e, 0) end
+    end
+  else
+    over = r.scale and r.scale[size]
   end
+  if not over then over = paper_defaults(r, size) end
   local c = {}
   for k, v in pairs(r) do c[k] = v end
   for _, sec in ipairs({ "lora", "train", "eval", "export" }) do
@@ -547,7 +602,7 @@ function H.plan(r, size)
       params = describe(portable(spec, st.params)),
     }
   end
-  local sizes = r.scale and keys_of(r.scale) or {}
+  local sizes = type(r.scale) == "table" and keys_of(r.scale) or {}
   local template_source = nil
   if r.template and registry.template[r.template] then template_source = registry.template[r.template].jinja end
   for i, m in ipairs(r.eval.metrics or {}) do

@@ -43,6 +43,7 @@ check_cmd() { # NAME "HELP ARGS" BOTH(1: also run each helped option) FILES...
 
 check_cmd generate generate 1 cli/cmd_generate.c
 check_cmd model "model info" 1 cli/cmd_model.c
+check_cmd model-init "model init" 1 cli/cmd_model_init.c
 check_cmd tokenize tokenize 1 cli/cmd_tokenize.c
 check_cmd export export 1 cli/cmd_export.c
 check_cmd import import 1 cli/cmd_import.c

@@ -151,6 +151,33 @@ import json; p=json.load(open('$T/sized.json')); assert p['train']['lr']==1e-4 a
   && ok || fail "--size 33b applies the overrides: $(cat "$T/sized.json")"
 expect_clean_error "--size 13c" "$BIN" recipe check "$T/bad/sized.lua" --size 13c
 err=$("$BIN" recipe check "$T/bad/sized.lua" --size 13c 2>&1); grep -q "sizes: 33b, 7b" <<<"$err" && ok || fail "size list: $err"
+# a size without an entry gets the QLoRA paper's settings, and the plan says so
+"$BIN" recipe check "$T/bad/sized.lua" --size 65b --json >"$T/sized.json" 2>&1 && python3 -c "
+import json; p=json.load(open('$T/sized.json'))
+assert p['train']['lr'] == 1e-4 and p['lora']['dropout'] == 0.05 and p['size'] == '65b', p
+assert 'QLoRA paper' in p['size_notes'], p['size_notes']" \
+  && ok || fail "--size 65b without an entry: $(cat "$T/sized.json")"
+"$BIN" recipe check "$T/bad/sized.lua" --size 13b --json >"$T/sized.json" 2>&1 && python3 -c "
+import json; p=json.load(open('$T/sized.json'))
+assert p['train']['lr'] == 2e-4 and p['size'] == '13b' and 'keeps 7B/13B' in p['size_notes'], p" \
+  && ok || fail "--size 13b without an entry: $(cat "$T/sized.json")"
+# scale as a function of the size
+cat >"$T/bad/sizedfn.lua" <<EOF
+$HEAD
+return pl.recipe { name = "f", $SRC, train = { lr = 2e-4 },
+  scale = function(size, r)
+    local b = tonumber(size:match("^(%d+)b"))
+    if b and b >= 13 then return { train = { lr = r.train.lr / 4 }, notes = "quartered from 13B" } end
+  end }
+EOF
+"$BIN" recipe check "$T/bad/sizedfn.lua" --size 13b --json >"$T/sized.json" 2>&1 && python3 -c "
+import json; p=json.load(open('$T/sized.json')); assert p['train']['lr'] == 5e-5 and p['size_notes'] == 'quartered from 13B', p" \
+  && ok || fail "scale function at 13b: $(cat "$T/sized.json")"
+cat >"$T/bad/sizedbad.lua" <<EOF
+$HEAD
+return pl.recipe { name = "g", $SRC, scale = function(size) return { train = { lr = "fast" } } end }
+EOF
+expect_clean_error "scale function returning a bad lr" "$BIN" recipe check "$T/bad/sizedbad.lua" --size 7b
 
 # ------------------------------------------------------------ plugins
 out=$("$BIN" plugins list 2>&1)
