@@ -117,3 +117,11 @@ int pl_read_file(const char *path, size_t max_bytes, char **out, size_t *len, pl
     if (len) *len = n;
     return PL_OK;
 }
+
+void pl_map_drop(const void *p, size_t len) {
+    const long pg = sysconf(_SC_PAGESIZE);
+    if (!p || pg <= 0 || len < (size_t)pg) return;
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    uintptr_t e = ((uintptr_t)p + len) & ~((uintptr_t)pg - 1);
+    if (e > a) (void)madvise((void *)a, e - a, MADV_DONTNEED);
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cli_model_init.sh: `potluck model init --random` (trainer/model_init.c).
-#  - a small Llama-shaped config, BF16 and NF4: potluck loads both (model info names
+#  - a small Llama-shaped config (3 layers: more NF4 tensors than the writer first holds), BF16 and NF4: potluck loads both (model info names
 #    the dtypes), generates from the NF4 one, the same seed gives the same bytes with 1
 #    and 2 threads, another seed other bytes, sharding writes an index potluck reads;
 #  - the peers read it: bitsandbytes dequantizes potluck's NF4 tensors (QuantState
@@ -18,14 +18,14 @@ TOK=${POTLUCK_SHARED:?}/fixtures/tokenizers/tiny-random-LlamaForCausalLM
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 cat > "$T/config.json" <<'JSON'
 {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 32000, "hidden_size": 64,
- "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+ "intermediate_size": 256, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
  "max_position_embeddings": 512, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": false,
  "bos_token_id": 1, "eos_token_id": 2}
 JSON
 init() { "$BIN" model init --random --config "$T/config.json" --tokenizer "$TOK" "$@" >"$T/o.txt" 2>&1; }
 if init --out "$T/nf4" --nf4 --seed 7 && init --out "$T/bf16" --seed 7; then ok; else fail "model init: $(cat "$T/o.txt")"; fi
-"$BIN" model info "$T/nf4" >"$T/i.txt" 2>&1 && grep -q "NF4 x14" "$T/i.txt" && ok || fail "model info of the NF4 init: $(cat "$T/i.txt")"
-"$BIN" model info "$T/bf16" >"$T/i.txt" 2>&1 && grep -q "BF16 x16" "$T/i.txt" && ok || fail "model info of the BF16 init: $(cat "$T/i.txt")"
+"$BIN" model info "$T/nf4" >"$T/i.txt" 2>&1 && grep -q "NF4 x21" "$T/i.txt" && ok || fail "model info of the NF4 init: $(cat "$T/i.txt")"
+"$BIN" model info "$T/bf16" >"$T/i.txt" 2>&1 && grep -q "BF16 x23" "$T/i.txt" && ok || fail "model info of the BF16 init: $(cat "$T/i.txt")"
 if "$BIN" generate --model "$T/nf4" --prompt "Hello" --max-tokens 4 --temperature 0 >"$T/g.txt" 2>&1; then ok
 else fail "generate from the NF4 init: $(cat "$T/g.txt")"; fi
 "$BIN_OPT" model init --random --config "$T/config.json" --out "$T/t1" --nf4 --seed 7 --threads 1 >/dev/null 2>&1
@@ -61,7 +61,7 @@ mod = AutoModelForCausalLM.from_pretrained(f"{t}/nf4", device_map="cpu")
 assert type(mod.model.layers[0].mlp.down_proj).__name__ == "Linear4bit"
 out = mod(torch.tensor([[1, 450, 4996, 17354]])).logits
 assert torch.isfinite(out.float()).all()
-print(f"note: bitsandbytes reads all 14 NF4 weights (worst |nf4 - bf16| {worst:.3f} of the absmax); "
+print(f"note: bitsandbytes reads all 21 NF4 weights (worst |nf4 - bf16| {worst:.3f} of the absmax); "
       f"transformers runs the folder as a 4-bit model")
 PY
 grep '^note' "$T/py.txt"

@@ -121,11 +121,14 @@ static int add_nf4(pl_st_writer *w, held *h, const tspec *t, uint64_t seed, pl_e
                       "{\"quant_type\": \"nf4\", \"blocksize\": %d, \"dtype\": \"bfloat16\", \"shape\": [%lld, %lld], "
                       "\"nested_blocksize\": %d, \"nested_dtype\": \"float32\", \"nested_offset\": %.9g}",
                       NF4_BLOCK, (long long)t->rows, (long long)t->cols, PL_NF4_NESTED_BLOCK, (double)q->offset);
+    /* the writer keeps pointers until the shard is written, and q moves when the array of
+     * held pl_nf4 grows: copy what lives inside the struct (the nested code) out of it */
     char *jcopy = hold(h, (size_t)jl);
-    float *qmap = hold(h, sizeof pl_nf4_code);
-    if (!jcopy || !qmap) return pl_err_set(err, PL_ENOMEM, "out of memory");
+    float *qmap = hold(h, sizeof pl_nf4_code), *nmap = hold(h, sizeof q->code);
+    if (!jcopy || !qmap || !nmap) return pl_err_set(err, PL_ENOMEM, "out of memory");
     memcpy(jcopy, js, (size_t)jl);
     memcpy(qmap, pl_nf4_code, sizeof pl_nf4_code);
+    memcpy(nmap, q->code, sizeof q->code);
     int64_t s_packed[2] = {(n + 1) / 2, 1}, s_blocks = q->n_blocks, s_nested = q->n_nested, s16 = 16, s256 = 256,
             s_json = jl;
     if ((rc = pl_st_writer_add(w, t->name, PL_U8, 2, s_packed, q->packed, err))) return rc;
@@ -134,7 +137,7 @@ static int add_nf4(pl_st_writer *w, held *h, const tspec *t, uint64_t seed, pl_e
     if ((rc = PART("absmax", PL_U8, &s_blocks, q->absmax_q)) ||
         (rc = PART("quant_map", PL_F32, &s16, qmap)) ||
         (rc = PART("nested_absmax", PL_F32, &s_nested, q->nested_absmax)) ||
-        (rc = PART("nested_quant_map", PL_F32, &s256, q->code)) ||
+        (rc = PART("nested_quant_map", PL_F32, &s256, nmap)) ||
         (rc = PART("quant_state.bitsandbytes__nf4", PL_U8, &s_json, jcopy)))
         return rc;
 #undef PART

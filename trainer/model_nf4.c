@@ -453,6 +453,7 @@ int pl_model_nf4_bnb_weight(pl_model *m, const char *name, int64_t rows, int64_t
     pl_nf4 *q = model_nf4(m, rows * cols, (int)bsd, nested);
     if (!q) return pl_err_set(err, PL_ENOMEM, "%s: out of memory for '%s'", m->path, name);
     memcpy(q->packed, t->data, (size_t)packed);
+    pl_map_drop(t->data, (size_t)packed); /* the copy is what the model reads: not twice in memory */
     if (nested) {
         memcpy(q->absmax_q, ab->data, (size_t)shp.n_blocks);
         memcpy(q->nested_absmax, na->data, (size_t)shp.n_nested * sizeof(float));
