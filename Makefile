@@ -28,7 +28,7 @@ DEBIAN_PKGS := build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev \
   emacs-common unicode-data hunspell-ar manpages-ja manpages-zh
 DEPS_STAMP := $(CACHE)/deps-$(shell echo '$(DEBIAN_PKGS)' | sha256sum | cut -c1-12).stamp
 
-.PHONY: all deps test run bench test-big clean model venv venv-signing refs build-san build-opt
+.PHONY: all deps test run bench test-big clean model venv venv-signing venv-lmeval refs build-san build-opt
 
 all: potluck
 
@@ -158,6 +158,18 @@ $(SIGN_VENV)/.ok: | deps
 	@$(SIGN_VENV)/bin/pip install -q -r $(SIGN_REQ)
 	@touch $@
 
+# lm-evaluation-harness in its own venv, keyed the same way (tests/requirements-lmeval.txt):
+# the multiple-choice peer of `potluck eval` (tests/cli_eval_lmeval.sh).
+LMEVAL_REQ := tests/requirements-lmeval.txt
+LMEVAL_VENV := $(CACHE)/venv-lmeval-$(shell sha256sum $(LMEVAL_REQ) 2>/dev/null | cut -c1-16)
+export POTLUCK_LMEVAL_VENV := $(LMEVAL_VENV)
+venv-lmeval: $(LMEVAL_VENV)/.ok
+$(LMEVAL_VENV)/.ok: | deps
+	@echo "venv-lmeval: creating $(LMEVAL_VENV) (first time only)"
+	@rm -rf $(LMEVAL_VENV) && python3 -m venv $(LMEVAL_VENV)
+	@$(LMEVAL_VENV)/bin/pip install -q -r $(LMEVAL_REQ)
+	@touch $@
+
 # Peer reference files: computed once per (peer versions, script, inputs).
 # The tokenizer corpus is assembled from Debian-packaged text first (refs
 # hash it as an input).
@@ -167,7 +179,7 @@ refs: venv model
 	@bash tests/refs.sh
 
 # ---------------------------------------------------------------- targets
-test: deps model venv venv-signing
+test: deps model venv venv-signing venv-lmeval
 	@$(MAKE) --no-print-directory build-opt build-san
 	@$(MAKE) --no-print-directory refs
 	@bash tests/run.sh
@@ -179,7 +191,7 @@ run: deps model
 	@$(MAKE) --no-print-directory potluck
 	POTLUCK_MODELS=$(CACHE)/models ./potluck run recipes/quickstart.lua --out runs/quickstart
 
-bench: deps model venv
+bench: deps model venv venv-lmeval
 	@$(MAKE) --no-print-directory potluck
 	@bash bench/run.sh
 
