@@ -24,6 +24,7 @@
 #include "../datasets/shard_writer.h"
 #include "../datasets/tokenizer.h"
 #include "../trainer/checkpoint.h"
+#include "../trainer/eval_results.h"
 #include "../trainer/export.h"
 #include "../trainer/run.h"
 #include "confine.h"
@@ -829,6 +830,46 @@ static int run_eval(run_state *r, pl_err *err) {
                 free(v);
             }
         }
+    }
+    /* rows (docs/eval.md): the held-out loss of base and fine-tune, and the
+     * eval section's multiple-choice tasks scored on both (after the metrics
+     * child: no fork once this process's OpenMP threads exist) */
+    cJSON *rows = cJSON_CreateArray();
+    cJSON_AddItemToObject(res, "rows", rows);
+    if (!isnan(base)) cJSON_AddItemToArray(rows, pl_eval_row("base", r->base, NULL, "heldout", NULL, 0, "loss", base, NAN));
+    if (!isnan(fin)) cJSON_AddItemToArray(rows, pl_eval_row("fine-tuned", r->base, "train", "heldout", NULL, 0, "loss", fin, NAN));
+    const cJSON *evs = cJSON_GetObjectItem(r->plan, "eval"), *tj;
+    int nt = cJSON_GetArraySize(cJSON_GetObjectItem(evs, "tasks"));
+    if (!rc && nt > 0 && r->base) {
+        char tdir[PATH_MAX + 16], *ad = NULL, *bm = NULL, rdir[PATH_MAX];
+        char (*tp)[PATH_MAX + 8] = calloc((size_t)nt, sizeof *tp);
+        const char **tv = calloc((size_t)nt, sizeof *tv);
+        snprintf(tdir, sizeof tdir, "%s/train", r->run_dir);
+        snprintf(rdir, sizeof rdir, "%s", r->o->recipe);
+        char *sl = strrchr(rdir, '/');
+        if (sl) *sl = 0; else snprintf(rdir, sizeof rdir, ".");
+        int k = 0;
+        if (tp && tv) cJSON_ArrayForEach(tj, cJSON_GetObjectItem(evs, "tasks")) {
+            const char *t = cJSON_GetStringValue(tj);
+            if (!t) continue;
+            if (t[0] == '/') snprintf(tp[k], sizeof tp[k], "%s", t);
+            else snprintf(tp[k], sizeof tp[k], "%s/%s", rdir, t);
+            tv[k] = tp[k];
+            k++;
+        }
+        rc = !tp || !tv ? pl_err_set(err, PL_ENOMEM, "eval: out of memory") : pl_run_adapter(tdir, &ad, &bm, err);
+        if (!rc) rc = pl_eval_base_and_tuned(r->base, ad, tv, k, (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(evs, "limit")),
+                                             stage_seed(cJSON_GetNumberValue(cJSON_GetObjectItem(r->plan, "seed")), "eval"), rows, err);
+        if (rc) pl_err_prefix(err, "eval: tasks");
+        free(ad);
+        free(bm);
+        free(tp);
+        free(tv);
+    }
+    if (!rc && !r->o->quiet && cJSON_GetArraySize(rows) > 0) {
+        char *tab = pl_eval_table(rows);
+        if (tab) printf("%s", tab);
+        free(tab);
     }
     if (!rc) rc = pl_json_write(rp, res, err);
     cJSON_Delete(res);

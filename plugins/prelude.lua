@@ -352,6 +352,10 @@ local EVAL = {
   every = { type = "integer", default = 0, min = 0 },
   rows = { type = "integer", default = 64, min = 1 },
   metrics = { type = "list", default = {}, doc = "metric plugins run over the held-out samples" },
+  tasks = { type = "list", default = {},
+    doc = "multiple-choice task files (lm-eval JSONL or llama.cpp HellaSwag text, relative to the recipe) "
+       .. "scored on the base and the fine-tune (docs/eval.md)" },
+  limit = { type = "integer", default = 0, min = 0, doc = "items per task (0: all), the same items every run" },
 }
 local EXPORT = {
   formats = { type = "list", default = { "peft" }, choices = { "peft", "merged", "gguf" } },

@@ -113,4 +113,39 @@ expect_clean_error "--compare bad file" "$BIN" eval --compare "$tmp/c.jsonl"
 expect_clean_error "--compare nothing" "$BIN" eval --compare
 expect_clean_error "unknown option" "$BIN" eval "$TINY" --task "$tmp/c.jsonl" --frobnicate
 expect_clean_error "--data not a dataset" "$BIN" eval "$TINY" --data "$tmp"
+
+# potluck run: the eval stage scores the recipe's tasks on the base and the fine-tune
+mkdir -p "$tmp/rec"
+python3 - "$tmp/rec/corpus.txt" <<'EOF2'
+import random, sys
+r = random.Random(5)
+words = "the cat sat on a mat while rain fell over quiet hills and old roads led home".split()
+open(sys.argv[1], "w").write("\n".join(" ".join(r.choice(words) for _ in range(r.randint(5, 30))) for _ in range(40)) + "\n")
+EOF2
+head -3 "$tmp/c.jsonl" >"$tmp/rec/mc.jsonl"
+cat >"$tmp/rec/recipe.lua" <<'EOF2'
+local pl = require "potluck"
+return pl.recipe {
+  name = "eval-test", seed = 7,
+  data = pl.pipeline { pl.source.text { path = "corpus.txt", unit = "line" }, pl.split { eval = 0.2 } },
+  lora = { r = 4, alpha = 8, dropout = 0 },
+  train = { steps = 2, lr = 1e-2, seq_len = 64, save_every = 2 },
+  eval = { rows = 4, tasks = { "mc.jsonl" }, limit = 2 },
+  export = { formats = { "peft" } },
+}
+EOF2
+if "$BIN" run "$tmp/rec/recipe.lua" --out "$tmp/run" --base "$TINY" >"$tmp/run.out" 2>"$tmp/run.err"; then
+  python3 - "$tmp/run/results.json" <<'EOF2' && ok || fail "run results.json rows"
+import json, sys
+r = json.load(open(sys.argv[1]))
+rows = r["rows"]
+v = {(x["variant"], x["task"], x["metric"]) for x in rows}
+for who in ("base", "fine-tuned"):
+    assert (who, "heldout", "loss") in v, v
+    for m in ("acc", "acc_norm", "acc_llamacpp"):
+        assert (who, "mc", m) in v, v
+assert all(x["n"] == 2 for x in rows if x["task"] == "mc")
+EOF2
+  "$BIN" eval --compare "$tmp/run/results.json" | grep -q '^fine-tuned ' && ok || fail "--compare a run's results.json"
+else fail "potluck run with eval tasks: $(tail -5 "$tmp/run.err")"; fi
 check_summary cli_eval

@@ -19,4 +19,10 @@ int pl_eval_rows_write(const char *path, const cJSON *rows, pl_err *err);
  * "value ± stderr"; malloc'd text, NULL when out of memory. */
 char *pl_eval_table(const cJSON *rows);
 
+/* The base model and base + adapter (variants "base" and "fine-tuned") on
+ * each multiple-choice task file, the same `limit` items (eval_run.c);
+ * their acc, acc_norm and acc_llamacpp rows appended to rows. */
+int pl_eval_base_and_tuned(const char *base, const char *adapter, const char *const *tasks, int n_tasks, int64_t limit,
+                           uint64_t seed, cJSON *rows, pl_err *err);
+
 #endif
