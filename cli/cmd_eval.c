@@ -15,7 +15,7 @@
 #include "cli.h"
 
 static const char *eval_help =
-    "usage: potluck eval MODEL [--adapter DIR] [--as NAME] [MODEL ...] (--task FILE | --data DIR)... [options]\n"
+    "usage: potluck eval MODEL [--adapter DIR] [--as NAME] [MODEL ...] (--task FILE | --data DIR | --text FILE)... [options]\n"
     "       potluck eval --compare RESULTS.json [RESULTS.json]...\n"
     "\n"
     "Evaluates each MODEL (a variant) on the same items and prints one table:\n"
@@ -36,6 +36,12 @@ static const char *eval_help =
     "                     HellaSwag score: mean log-probability per token) (repeatable)\n"
     "  --data DIR         held-out loss and perplexity on a sharded dataset: the tokens\n"
     "                     whose loss_mask is 1 (repeatable)\n"
+    "  --text FILE        perplexity on a text file, as llama-perplexity: chunks of --ctx\n"
+    "                     tokens, the second half of each scored\n"
+    "  --ctx N            tokens per --text chunk (default 512)\n"
+    "  --kl-base MODEL    with --text: also the KL divergence of each variant's next-token\n"
+    "                     distribution from MODEL's (as llama-perplexity's KL-divergence mode):\n"
+    "                     kl_mean, kl_p99, kl_max, same_top (argmaxes agree), ppl_base\n"
     "  --limit N          N items of each task (N samples of each --data): the first N of a\n"
     "                     permutation drawn from --seed, so the same N every time\n"
     "  --seed S           seed of the --limit subsets (default 1234)\n"
@@ -158,7 +164,12 @@ int cmd_eval(int argc, char **argv) {
     const char **tasks = calloc((size_t)argc, sizeof *tasks), **datas = calloc((size_t)argc, sizeof *datas);
     int nv = 0, nt = 0, nd = 0, append = 0, quiet = 0, status = 1;
     long limit = 0, seed = 1234, threads = 0, batch_tokens = 0;
-    const char *out_path = NULL, *samples_path = NULL, *items_path = NULL;
+    const char *out_path = NULL, *samples_path = NULL, *items_path = NULL, *text_path = NULL, *kl_base = NULL;
+    long ctx = 512;
+    char *text = NULL;
+    size_t text_len = 0;
+    pl_model *ref = NULL;
+    pl_tokenizer *ref_tok = NULL;
     pl_mc_task *tk = NULL;
     cJSON *rows = cJSON_CreateArray();
     FILE *sf = NULL;
@@ -175,6 +186,9 @@ int cmd_eval(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--task")) { if (!v) goto missing; tasks[nt++] = v; i++; }
         else if (!strcmp(a, "--data")) { if (!v) goto missing; datas[nd++] = v; i++; }
+        else if (!strcmp(a, "--text")) { if (!v) goto missing; text_path = v; i++; }
+        else if (!strcmp(a, "--kl-base")) { if (!v) goto missing; kl_base = v; i++; }
+        else if (!strcmp(a, "--ctx")) { if (cli_int(a, v, 4, 1 << 20, &ctx)) goto done; i++; }
         else if (!strcmp(a, "--limit")) { if (cli_int(a, v, 0, 1L << 40, &limit)) goto done; i++; }
         else if (!strcmp(a, "--seed")) { if (cli_int(a, v, 0, __LONG_MAX__, &seed)) goto done; i++; }
         else if (!strcmp(a, "--threads")) { if (cli_int(a, v, 1, 1024, &threads)) goto done; i++; }
@@ -192,7 +206,27 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     if (!nv && !items_path) { status = cli_fail("eval: give a MODEL (see potluck eval --help)"); goto done; }
-    if (!nt && !nd) { status = cli_fail("eval: give a --task FILE or a --data DIR (see potluck eval --help)"); goto done; }
+    if (!nt && !nd && !text_path) { status = cli_fail("eval: give a --task FILE, a --data DIR or a --text FILE (see potluck eval --help)"); goto done; }
+    if (kl_base && !text_path) { status = cli_fail("eval: --kl-base needs --text FILE"); goto done; }
+    if (text_path) {
+        FILE *tf = fopen(text_path, "rb");
+        if (!tf) { status = cli_fail("eval: --text %s: cannot open", text_path); goto done; }
+        size_t cap = 1 << 16;
+        text = malloc(cap);
+        while (text) {
+            size_t k = fread(text + text_len, 1, cap - text_len, tf);
+            text_len += k;
+            if (k == 0) break;
+            if (text_len == cap) {
+                char *nt2 = cap < ((size_t)1 << 30) ? realloc(text, cap * 2) : NULL;
+                if (!nt2) { free(text); text = NULL; break; }
+                text = nt2;
+                cap *= 2;
+            }
+        }
+        fclose(tf);
+        if (!text) { status = cli_fail("eval: --text %s: too large or out of memory", text_path); goto done; }
+    }
     if (items_path && nt != 1) { status = cli_fail("eval: --write-items needs exactly one --task"); goto done; }
     if (append && !out_path) { status = cli_fail("eval: --append needs --out FILE"); goto done; }
     cli_set_threads((int)threads);
@@ -217,6 +251,16 @@ int cmd_eval(int argc, char **argv) {
         sf_tmp = malloc(n);
         if (sf_tmp) snprintf(sf_tmp, n, "%s.tmp", samples_path);
         if (!sf_tmp || !(sf = fopen(sf_tmp, "w"))) { status = cli_fail("eval: --samples %s: cannot write", samples_path); free(hash); goto done; }
+    }
+    if (kl_base) {
+        char *rp = NULL;
+        if (cli_model_path(kl_base, &rp, &err) || pl_model_load(&ref, rp, NULL, &err) || pl_model_tokenizer(ref, NULL, &ref_tok, &err)) {
+            free(rp);
+            status = cli_fail_err(&err);
+            free(hash);
+            goto done;
+        }
+        free(rp);
     }
     prog pg = {.quiet = quiet, .tty = isatty(2)};
     pl_eval_opts eo = {.batch_tokens = (int)batch_tokens, .progress = on_progress, .user = &pg};
@@ -267,6 +311,35 @@ int cmd_eval(int argc, char **argv) {
                 fprintf(stderr, "  eval %s: %lld samples, %lld scored tokens in %.1f s\n", what, (long long)lr.samples,
                         (long long)lr.tokens, lr.seconds);
         }
+        if (!rc && text_path) {
+            pl_text_result tr;
+            char what[300];
+            const char *tn = base_of(text_path);
+            snprintf(what, sizeof what, "%s on %s", V->name, tn);
+            pg.what = what;
+            pg.t0 = pg.last = mono();
+            rc = pl_eval_text(m, ref_tok ? ref_tok : tok, ref, text, text_len, (int)ctx, &eo, &tr, &err);
+            if (rc) pl_err_prefix(&err, "%s", text_path);
+            if (!rc) {
+                cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, tn, NULL, tr.tokens, "ppl", tr.ppl, tr.ppl_se));
+                if (ref) {
+                    cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, tn, NULL, tr.tokens, "ppl_base", tr.ppl_ref, tr.ppl_ref_se));
+                    cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, tn, NULL, tr.tokens, "kl_mean", tr.kl_mean, tr.kl_se));
+                    cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, tn, NULL, tr.tokens, "kl_p99", tr.kl_p99, NAN));
+                    cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, tn, NULL, tr.tokens, "kl_max", tr.kl_max, NAN));
+                    cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, tn, NULL, tr.tokens, "same_top", tr.same_top, tr.same_top_se));
+                }
+                if (!quiet) {
+                    fprintf(stderr, "  eval %s: %lld chunks of %ld, %lld scored tokens in %.1f s: ppl %.4f ± %.4f", what,
+                            (long long)tr.chunks, ctx, (long long)tr.tokens, tr.seconds, tr.ppl, tr.ppl_se);
+                    if (ref)
+                        fprintf(stderr, "; base ppl %.4f; KL mean %.6f ± %.6f, median %.6f, p90 %.6f, p95 %.6f, p99 %.6f, max %.6f; same top %.2f%% ± %.2f%%",
+                                tr.ppl_ref, tr.kl_mean, tr.kl_se, tr.kl_p50, tr.kl_p90, tr.kl_p95, tr.kl_p99, tr.kl_max,
+                                100 * tr.same_top, 100 * tr.same_top_se);
+                    fputc('\n', stderr);
+                }
+            }
+        }
         pl_tokenizer_free(tok);
         pl_model_free(m);
         if (rc) { status = cli_fail_err(&err); free(hash); goto done; }
@@ -284,6 +357,9 @@ int cmd_eval(int argc, char **argv) {
     free(tab);
     status = 0;
 done:
+    free(text);
+    pl_tokenizer_free(ref_tok);
+    pl_model_free(ref);
     if (sf) { fclose(sf); unlink(sf_tmp); }
     free(sf_tmp);
     if (tk) for (int t = 0; t < nt; t++) pl_mc_task_free(&tk[t]);

@@ -112,6 +112,11 @@ expect_clean_error "--limit" "$BIN" eval "$TINY" --task "$tmp/c.jsonl" --limit -
 expect_clean_error "--compare bad file" "$BIN" eval --compare "$tmp/c.jsonl"
 expect_clean_error "--compare nothing" "$BIN" eval --compare
 expect_clean_error "unknown option" "$BIN" eval "$TINY" --task "$tmp/c.jsonl" --frobnicate
+echo "too short" >"$tmp/short_text.txt"
+expect_clean_error "--text shorter than a chunk" "$BIN" eval "$TINY" --text "$tmp/short_text.txt" --ctx 64
+expect_clean_error "--kl-base without --text" "$BIN" eval "$TINY" --task "$tmp/c.jsonl" --kl-base "$TINY"
+expect_clean_error "--text missing" "$BIN" eval "$TINY" --text "$tmp/nope.txt"
+expect_clean_error "--ctx too long" "$BIN" eval "$TINY" --text "$POTLUCK_SHARED/fixtures/text/tinystories_sample.txt" --ctx 100000
 expect_clean_error "--data not a dataset" "$BIN" eval "$TINY" --data "$tmp"
 
 # potluck run: the eval stage scores the recipe's tasks on the base and the fine-tune

@@ -109,6 +109,28 @@ typedef struct pl_loss_result {
 int pl_eval_loss_data(pl_model *m, const char *dir, int64_t limit, uint64_t seed, const pl_eval_opts *o,
                       pl_loss_result *out, pl_err *err);
 
+/* ------------------------------------------------------------ text, KL */
+typedef struct pl_text_result {
+    int64_t tokens, chunks;      /* scored tokens; chunks of n_ctx */
+    double ppl, ppl_se;          /* the model's perplexity */
+    double ppl_ref, ppl_ref_se;  /* the reference's (with ref) */
+    /* KL(reference || model) per scored token, in nats (with ref) */
+    double kl_mean, kl_se, kl_p50, kl_p90, kl_p95, kl_p99, kl_max;
+    double same_top, same_top_se; /* fraction of tokens where both argmaxes agree */
+    double seconds;
+} pl_text_result;
+
+/* Perplexity of m on text, as llama-perplexity computes it: the text is
+ * tokenized once (BOS when the vocabulary adds one), cut into chunks of
+ * n_ctx tokens (the rest dropped), each chunk's first token set to BOS (when
+ * added), and the second half of each chunk scored (tokens n_ctx/2 + 1 ..
+ * n_ctx - 1). With ref (same vocabulary), also the reference's perplexity
+ * and the per-token KL divergence of m's distribution from ref's (as
+ * llama-perplexity --kl-divergence): mean ± stderr, percentiles, and how
+ * often the most likely tokens agree. */
+int pl_eval_text(pl_model *m, const struct pl_tokenizer *tok, pl_model *ref, const char *text, size_t len, int n_ctx,
+                 const pl_eval_opts *o, pl_text_result *out, pl_err *err);
+
 /* Merge a PEFT adapter (or a run directory's newest adapter) into m. */
 int pl_eval_apply_adapter(pl_model *m, const char *dir, pl_err *err);
 
