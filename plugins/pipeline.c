@@ -1098,7 +1098,12 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
     /* train: + lora/train sections, eval settings and the base */
     {
         char *lo = json_str(cJSON_GetObjectItem(r.plan, "lora")), *tr = json_str(cJSON_GetObjectItem(r.plan, "train"));
-        char *ev = json_str(cJSON_GetObjectItem(r.plan, "eval"));
+        /* the eval stage's own tasks and limit do not change training */
+        cJSON *evc = cJSON_Duplicate(cJSON_GetObjectItem(r.plan, "eval"), 1);
+        cJSON_DeleteItemFromObject(evc, "tasks");
+        cJSON_DeleteItemFromObject(evc, "limit");
+        char *ev = json_str(evc);
+        cJSON_Delete(evc);
         size_t n = strlen(lo) + strlen(tr) + strlen(ev) + 200;
         char *s = malloc(n);
         if (s) snprintf(s, n, "%s|%s|%s|%s", lo, tr, ev, r.base_id);
@@ -1134,7 +1139,15 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
             free(av); /* exec failed: carry on here */
         }
     }
-    key_of(key, prev, "eval", "");
+    {
+        cJSON *evt = cJSON_CreateObject();
+        cJSON_AddItemToObject(evt, "tasks", cJSON_Duplicate(cJSON_GetObjectItem(cJSON_GetObjectItem(r.plan, "eval"), "tasks"), 1));
+        cJSON_AddItemToObject(evt, "limit", cJSON_Duplicate(cJSON_GetObjectItem(cJSON_GetObjectItem(r.plan, "eval"), "limit"), 1));
+        char *et = json_str(evt);
+        cJSON_Delete(evt);
+        key_of(key, prev, "eval", et);
+        free(et);
+    }
     rc = tail_stage(&r, r.n_steps + 3, key, last_out, err);
     if (rc == 1) { rc = 0; goto done; }
     if (rc) goto done;

@@ -152,5 +152,12 @@ for who in ("base", "fine-tuned"):
 assert all(x["n"] == 2 for x in rows if x["task"] == "mc")
 EOF2
   "$BIN" eval --compare "$tmp/run/results.json" | grep -q '^fine-tuned ' && ok || fail "--compare a run's results.json"
+  # another limit: the eval stage runs again, training does not
+  sed -i 's/limit = 2/limit = 3/' "$tmp/rec/recipe.lua"
+  "$BIN" run "$tmp/rec/recipe.lua" --out "$tmp/run" --base "$TINY" >"$tmp/run2.out" 2>"$tmp/run2.err"
+  st=$(grep -E '^stage ' "$tmp/run2.out" | awk '{print $2 "=" $3}' | tr '\n' ' ')
+  grep -q 'train=cached' <<<"$st" && grep -q 'eval=ran' <<<"$st" && \
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["rows"]; assert all(x["n"] == 3 for x in r if x["task"] == "mc")' "$tmp/run/results.json" \
+    && ok || fail "eval tasks changed: want train cached, eval run: $st"
 else fail "potluck run with eval tasks: $(tail -5 "$tmp/run.err")"; fi
 check_summary cli_eval

@@ -7,7 +7,13 @@
 #     through its Hugging Face model on the same GGUF weights
 #     (tests/interop/_lmeval_mc.py); its output is cached under
 #     $POTLUCK_CACHE/lmeval_mc/<key>, key = sha256(lm-eval requirements,
-#     script, items, model);
+#     script, items, model, tokenizer files). lm-eval's tokenizer is the
+#     tokenizer.json that `potluck export --format merged` writes for the GGUF
+#     (run by the tokenizers library), not the one transformers derives from
+#     the GGUF: that conversion splits some characters differently from
+#     llama.cpp (SmolLM2: " ¼" -> [3351, 137]; llama.cpp, potluck and
+#     tokenizers on tokenizer.json: [216, 28151]), which moves those items'
+#     log-likelihoods by nats;
 #  3. potluck (optimized build) scores them, --samples per item;
 #  4. every choice's log-likelihood within 1e-3 nats of lm-eval's; the same
 #     acc / acc_norm pick wherever the two best choices differ by more than
@@ -24,7 +30,9 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 HS=$POTLUCK_SHARED/fixtures/eval/hellaswag_val_full.txt
 
 "$BIN_OPT" eval --task "$HS" --limit "$N" --write-items "$tmp/items.jsonl" || { fail "--write-items"; check_summary cli_eval_lmeval; exit; }
-key=$( { cat tests/requirements-lmeval.txt tests/interop/_lmeval_mc.py "$tmp/items.jsonl"; sha256sum "$POTLUCK_MODEL"; } | sha256sum | cut -c1-16)
+"$BIN_OPT" export --format merged --model "$POTLUCK_MODEL" --out "$tmp/merged" >/dev/null 2>"$tmp/ex.err" || { fail "export merged: $(cat "$tmp/ex.err")"; check_summary cli_eval_lmeval; exit; }
+mkdir -p "$tmp/tok" && cp "$tmp/merged"/tokenizer*.json "$tmp/merged"/special_tokens_map.json "$tmp/tok/" 2>/dev/null; rm -rf "$tmp/merged"
+key=$( { cat tests/requirements-lmeval.txt tests/interop/_lmeval_mc.py "$tmp/items.jsonl" "$tmp/tok"/*; sha256sum "$POTLUCK_MODEL"; } | sha256sum | cut -c1-16)
 cache=$CACHE/lmeval_mc/$key
 if [ -f "$cache/.done" ]; then
   echo "note: lm-eval's scores of these $N items taken from the cache ($key)"
@@ -35,7 +43,7 @@ elif [ ! -x "$LMV/bin/python" ]; then
 else
   t0=$(date +%s)
   rm -rf "$cache.tmp"; mkdir -p "$cache.tmp"
-  if POTLUCK_PEER_THREADS=2 "$LMV/bin/python" tests/interop/_lmeval_mc.py "$tmp/items.jsonl" "$POTLUCK_MODEL" "$cache.tmp" \
+  if POTLUCK_PEER_THREADS=2 "$LMV/bin/python" tests/interop/_lmeval_mc.py "$tmp/items.jsonl" "$POTLUCK_MODEL" "$cache.tmp" "$tmp/tok" \
        >"$tmp/lm.out" 2>"$tmp/lm.err"; then
     touch "$cache.tmp/.done"; rm -rf "$cache"; mv "$cache.tmp" "$cache"
     echo "note: lm-eval scored $N items in $(( $(date +%s) - t0 )) s (cached afterwards)"

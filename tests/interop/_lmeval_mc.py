@@ -1,6 +1,6 @@
 """lm-evaluation-harness on a multiple-choice JSONL file, offline.
 
-usage: python _lmeval_mc.py ITEMS.jsonl MODEL.gguf OUT_DIR [BATCH]
+usage: python _lmeval_mc.py ITEMS.jsonl MODEL.gguf OUT_DIR [TOKENIZER_DIR [BATCH]]
 
 Runs in the lm-eval venv (make venv-lmeval; tests/requirements-lmeval.txt),
 not the peers' venv, so refs.sh (which skips names starting with _) does not
@@ -9,7 +9,11 @@ run it. The items are potluck's `eval --write-items` output ({"index",
 (output_type multiple_choice, target_delimiter " ", metrics acc and
 acc_norm) reads them through lm-eval's "json" dataset path, and lm-eval's
 Hugging Face model loads the GGUF file's weights (transformers, gguf_file=,
-float32 on the CPU). Writes OUT_DIR/lmeval_samples.jsonl (per item: index,
+float32 on the CPU). TOKENIZER_DIR (tokenizer.json, tokenizer_config.json)
+is the tokenizer lm-eval uses instead of the one transformers derives from
+the GGUF vocabulary: that conversion tokenizes some text differently from
+llama.cpp and from the tokenizers library on the same vocabulary (SmolLM2:
+" ¼" becomes [3351, 137], not [216, 28151]). Writes OUT_DIR/lmeval_samples.jsonl (per item: index,
 gold, every choice's log-likelihood, acc, acc_norm) and
 OUT_DIR/lmeval_results.json (acc, acc_norm with their stderr, versions,
 seconds).
@@ -48,7 +52,8 @@ metric_list:
 
 def main():
     items, gguf, out = sys.argv[1], os.path.abspath(sys.argv[2]), sys.argv[3]
-    batch = int(sys.argv[4]) if len(sys.argv) > 4 else 8
+    tok_dir = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else None
+    batch = int(sys.argv[5]) if len(sys.argv) > 5 else 8
     os.makedirs(out, exist_ok=True)
     import torch
     import lm_eval
@@ -61,6 +66,8 @@ def main():
         f.write(TASK_YAML.format(items=json.dumps(os.path.abspath(items))))
     tm = TaskManager(include_path=inc)
     args = "pretrained=%s,gguf_file=%s,dtype=float32" % (os.path.dirname(gguf), os.path.basename(gguf))
+    if tok_dir:
+        args += ",tokenizer=%s" % os.path.abspath(tok_dir)
     t0 = time.time()
     res = lm_eval.simple_evaluate(model="hf", model_args=args, tasks=["potluck_mc"], task_manager=tm,
                                   batch_size=batch, log_samples=True, device="cpu")
@@ -74,7 +81,7 @@ def main():
     r = res["results"]["potluck_mc"]
     summary = {"acc": r.get("acc,none"), "acc_stderr": r.get("acc_stderr,none"),
                "acc_norm": r.get("acc_norm,none"), "acc_norm_stderr": r.get("acc_norm_stderr,none"),
-               "n": len(samples), "seconds": secs, "batch_size": batch,
+               "n": len(samples), "seconds": secs, "batch_size": batch, "tokenizer": "tokenizer.json" if tok_dir else "from the GGUF",
                "threads": torch.get_num_threads(),
                "versions": {"lm_eval": lm_eval.__version__ if hasattr(lm_eval, "__version__") else "?",
                             "torch": torch.__version__, "transformers": transformers.__version__}}
