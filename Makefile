@@ -25,7 +25,7 @@ endif
 DEBIAN_PKGS := build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev \
   libhdf5-dev libarchive-dev libzstd-dev libcjson-dev libssl-dev libpcre2-dev \
   libutf8proc-dev libseccomp-dev unzip python3-venv gettext-base time zstd \
-  emacs-common unicode-data hunspell-ar manpages-ja manpages-zh
+  emacs-common unicode-data hunspell-ar manpages-ja manpages-zh chromium
 DEPS_STAMP := $(CACHE)/deps-$(shell echo '$(DEBIAN_PKGS)' | sha256sum | cut -c1-12).stamp
 
 .PHONY: all deps test run bench test-big clean model venv venv-signing venv-lmeval refs build-san build-opt
