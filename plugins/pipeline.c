@@ -71,6 +71,7 @@ static char *json_str(const cJSON *j) {
 typedef struct child_ctx {
     const pl_pipe_opts *o;
     const char *run_dir, *base, *teacher;
+    const char *adapter;          /* eval metrics: the fine-tune's adapter (ctx.model()) */
     int index;
     const char *in, *out;
     int64_t seed;
@@ -123,6 +124,7 @@ static int child_open(child_ctx *c, pl_host **h, pl_err *err) {
     ho.run_dir = c->run_dir;
     ho.base_model = c->base;
     ho.teacher_model = c->teacher;
+    ho.tuned_adapter = c->adapter;
     ho.limits = c->o->limits;
     ho.quiet = c->o->quiet;
     ho.allow_read = c->o->allow_read;
@@ -814,12 +816,20 @@ static int run_eval(run_state *r, pl_err *err) {
         snprintf(sp, sizeof sp, "%s/stages/shard/eval.jsonl", r->run_dir);
         struct stat st;
         if (stat(sp, &st) != 0 || st.st_size == 0) snprintf(sp, sizeof sp, "%s/stages/shard/train.jsonl", r->run_dir);
-        child_ctx c = {.o = r->o, .run_dir = r->run_dir, .base = r->base, .teacher = r->teacher, .in = sp,
+        /* the metrics see the fine-tune (ctx.model()); the base stays ctx.load_model("base") */
+        char tdir0[PATH_MAX + 16], *mad = NULL, *mbm = NULL;
+        snprintf(tdir0, sizeof tdir0, "%s/train", r->run_dir);
+        pl_err aerr = {0};
+        if (pl_run_adapter(tdir0, &mad, &mbm, &aerr)) mad = NULL;
+        free(mbm);
+        child_ctx c = {.o = r->o, .run_dir = r->run_dir, .base = r->base, .teacher = r->teacher, .in = sp, .adapter = mad,
                        .seed = stage_seed(cJSON_GetNumberValue(cJSON_GetObjectItem(r->plan, "seed")), "eval")};
         cJSON *m = NULL;
         char what[PATH_MAX + 32];
         snprintf(what, sizeof what, "%s: eval metrics", r->o->recipe);
         rc = run_child_json(r->o, what, child_metrics, &c, &m, err);
+        if (!rc) cJSON_AddStringToObject(res, "metrics_model", mad ? "fine-tuned" : "base (no adapter found)");
+        free(mad);
         if (!rc) {
             cJSON_AddItemToObject(res, "metrics", m);
             cJSON_AddStringToObject(res, "metrics_on", strstr(sp, "eval.jsonl") ? "eval split" : "train split (no eval split)");

@@ -678,8 +678,15 @@ function H.run_metrics(r, size, path, seed)
   local out = {}
   for _, name in ipairs(r.eval.metrics or {}) do
     local spec = registry.metric[name]
+    -- ctx.model(): the model under evaluation, the fine-tune when training
+    -- left an adapter; ctx.load_model("base") is the base for comparisons
+    local function tuned_or_base()
+      local ok, m = pcall(C.model, "tuned")
+      if ok then return m end
+      return C.model("base")
+    end
     local ctx = { seed = seed, stage = "eval", log = function(msg) C.log("eval", tostring(msg)) end,
-                  model = function() return C.model("base") end,
+                  model = tuned_or_base,
                   load_model = function(which) return C.model(which) end,
                   tokenizer = function() return C.model("base") end }
     math.randomseed(seed)

@@ -128,6 +128,17 @@ words = "the cat sat on a mat while rain fell over quiet hills and old roads led
 open(sys.argv[1], "w").write("\n".join(" ".join(r.choice(words) for _ in range(r.randint(5, 30))) for _ in range(40)) + "\n")
 EOF2
 head -3 "$tmp/c.jsonl" >"$tmp/rec/mc.jsonl"
+mkdir -p "$tmp/rec/plugins"
+cat >"$tmp/rec/plugins/ppl_metric.lua" <<'EOF2'
+-- a metric that scores the model under evaluation and the base
+local pl = require "potluck"
+pl.register { api = 1, kind = "metric", name = "ppl_pair",
+  measure = function(p, ctx, samples)
+    local m, b = ctx.model(), ctx.load_model("base")
+    local t = pl.text(samples[1])
+    return { model = m:perplexity(t), base = b:perplexity(t), name = m:name() }
+  end }
+EOF2
 cat >"$tmp/rec/recipe.lua" <<'EOF2'
 local pl = require "potluck"
 return pl.recipe {
@@ -135,7 +146,7 @@ return pl.recipe {
   data = pl.pipeline { pl.source.text { path = "corpus.txt", unit = "line" }, pl.split { eval = 0.2 } },
   lora = { r = 4, alpha = 8, dropout = 0 },
   train = { steps = 2, lr = 1e-2, seq_len = 64, save_every = 2 },
-  eval = { rows = 4, tasks = { "mc.jsonl" }, limit = 2 },
+  eval = { rows = 4, tasks = { "mc.jsonl" }, limit = 2, metrics = { "ppl_pair" } },
   export = { formats = { "peft" } },
 }
 EOF2
@@ -150,6 +161,9 @@ for who in ("base", "fine-tuned"):
     for m in ("acc", "acc_norm", "acc_llamacpp"):
         assert (who, "mc", m) in v, v
 assert all(x["n"] == 2 for x in rows if x["task"] == "mc")
+m = r["metrics"]["ppl_pair"]   # recipe metrics see the fine-tune; the base stays loadable
+assert r["metrics_model"] == "fine-tuned" and m["name"] == "tuned", r
+assert m["model"] != m["base"] and m["model"] > 1 and m["base"] > 1, m
 EOF2
   "$BIN" eval --compare "$tmp/run/results.json" | grep -q '^fine-tuned ' && ok || fail "--compare a run's results.json"
   # another limit: the eval stage runs again, training does not
