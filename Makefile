@@ -26,10 +26,10 @@ endif
 DEBIAN_PKGS := build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev \
   libhdf5-dev libarchive-dev libzstd-dev libcjson-dev libssl-dev libpcre2-dev \
   libutf8proc-dev libseccomp-dev unzip python3-venv gettext-base time zstd \
-  emacs-common unicode-data hunspell-ar manpages-ja manpages-zh
+  emacs-common unicode-data hunspell-ar manpages-ja manpages-zh chromium
 DEPS_STAMP := $(CACHE)/deps-$(shell echo '$(DEBIAN_PKGS)' | sha256sum | cut -c1-12).stamp
 
-.PHONY: all deps test run bench test-big clean model venv venv-signing refs build-san build-opt fuzz llamacpp-vocab
+.PHONY: all deps test run bench test-big clean model venv venv-signing venv-lmeval refs build-san build-opt fuzz llamacpp-vocab
 
 all: potluck
 
@@ -273,6 +273,18 @@ $(LLAMACPP_VOCAB)/.ok: | deps
 	@rm -rf $(LLAMACPP_VOCAB) && mv $(LLAMACPP_VOCAB).tmp $(LLAMACPP_VOCAB) && touch $@
 	@echo "llamacpp-vocab: $$(ls $(LLAMACPP_VOCAB)/*.gguf | wc -l) vocabularies in $(LLAMACPP_VOCAB)"
 
+# lm-evaluation-harness in its own venv, keyed the same way (tests/requirements-lmeval.txt):
+# the multiple-choice peer of `potluck eval` (tests/cli_eval_lmeval.sh).
+LMEVAL_REQ := tests/requirements-lmeval.txt
+LMEVAL_VENV := $(CACHE)/venv-lmeval-$(shell sha256sum $(LMEVAL_REQ) 2>/dev/null | cut -c1-16)
+export POTLUCK_LMEVAL_VENV := $(LMEVAL_VENV)
+venv-lmeval: $(LMEVAL_VENV)/.ok
+$(LMEVAL_VENV)/.ok: | deps
+	@echo "venv-lmeval: creating $(LMEVAL_VENV) (first time only)"
+	@rm -rf $(LMEVAL_VENV) && python3 -m venv $(LMEVAL_VENV)
+	@$(LMEVAL_VENV)/bin/pip install -q -r $(LMEVAL_REQ)
+	@touch $@
+
 # Peer reference files: computed once per (peer versions, script, inputs).
 # The tokenizer corpus is assembled from Debian-packaged text first (refs
 # hash it as an input).
@@ -282,7 +294,7 @@ refs: venv model
 	@bash tests/refs.sh
 
 # ---------------------------------------------------------------- targets
-test: deps model venv llamacpp-vocab venv-signing
+test: deps model venv llamacpp-vocab venv-signing venv-lmeval
 	@$(MAKE) --no-print-directory build-opt build-san
 	@$(MAKE) --no-print-directory refs
 	@bash tests/run.sh
@@ -294,7 +306,7 @@ run: deps model
 	@$(MAKE) --no-print-directory potluck
 	POTLUCK_MODELS=$(CACHE)/models ./potluck run recipes/quickstart.lua --out runs/quickstart
 
-bench: deps model venv
+bench: deps model venv venv-lmeval
 	@$(MAKE) --no-print-directory potluck
 	@bash bench/run.sh
 

@@ -194,6 +194,13 @@ if [ "${BENCH_PIPELINE:-1}" != 0 ] && [ "$ONLY" = "" ]; then
   bash bench/pipeline_bench.sh "$POTLUCK"
 fi
 
+# ---------------------------------------------------------------- eval
+# HellaSwag items/s against lm-evaluation-harness on the same items and
+# threads (bench/eval_bench.sh); BENCH_EVAL=0 skips it.
+if [ "${BENCH_EVAL:-1}" != 0 ] && [ "$ONLY" = "" ]; then
+  bash bench/eval_bench.sh "$POTLUCK"
+fi
+
 # ---------------------------------------------------------------- bundles
 # pack / verify MB/s against tar --zstd + sha256sum on the same files
 # (BENCH_BUNDLE_MB of shards, default 1024); BENCH_BUNDLE=0 skips it.

@@ -13,6 +13,8 @@
 int cmd_generate(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_bench_gen(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 /* Print "potluck: <msg>" on stderr; returns the exit status 1. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

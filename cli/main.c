@@ -30,6 +30,9 @@ static void usage(FILE *f) {
             "  train       fine-tune: QLoRA on an NF4 base (or full with --lora-r 0); checkpoints, --resume\n"
             "  plan        memory a training run or a generation needs, per category, before it runs\n"
             "  export      export a fine-tune: PEFT adapter, merged HF directory, GGUF (F16, Q8_0)\n"
+            "  eval        evaluate models side by side: multiple choice (lm-eval and llama.cpp scoring),\n"
+            "              held-out loss and perplexity; results.json; --compare\n"
+            "  report      one self-contained HTML page for a run: curves, eval table, recipe, card\n"
             "  import      check a PEFT adapter against a model (--peft DIR --model PATH [--out RUN_DIR])\n"
             "  template    show a dataset rendered through a chat template, trained spans marked\n"
             "  run         run a Lua recipe: data pipeline, shard, train, eval, export (cached stages)\n"
@@ -101,6 +104,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "keygen")) return cmd_keygen(argc - 1, argv + 1);
     if (!strcmp(cmd, "reproduce")) return cmd_reproduce(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     fprintf(stderr, "potluck: unknown command '%s' (try `potluck help`)\n", cmd);
     return 2;
 }

@@ -10,6 +10,7 @@
 
 #include "../datasets/chat.h"
 #include "../datasets/tokenizer.h"
+#include "../trainer/eval.h"
 #include "../trainer/generate.h"
 #include "../trainer/model.h"
 
@@ -20,6 +21,7 @@
 
 typedef struct lmodel {
     char *path, *name;
+    char *adapter;           /* PEFT adapter merged at load, or NULL */
     int state;               /* 0 not loaded, 1 loaded, -1 load failed */
     pl_err load_err;
     pl_model *m;
@@ -113,6 +115,7 @@ static int model_gc(lua_State *L) {
     pl_model_free(lm->m);
     free(lm->path);
     free(lm->name);
+    free(lm->adapter);
     memset(lm, 0, sizeof *lm);
     lm->state = -1;
     pl_err_set(&lm->load_err, PL_EINVAL, "model handle was freed");
@@ -132,6 +135,7 @@ static int lmodel_load(lmodel *lm, pl_err *err) {
     pl_err e = {0};
     int rc = pl_model_load(&lm->m, lm->path, NULL, &e);
     if (!rc) rc = pl_model_tokenizer(lm->m, NULL, &lm->tok, &e);
+    if (!rc && lm->adapter) rc = pl_eval_apply_adapter(lm->m, lm->adapter, &e);
     if (!rc && pl_tokenizer_vocab(lm->tok) > lm->m->cfg.vocab)
         rc = pl_err_set(&e, PL_EFORMAT, "%s: the tokenizer has %d tokens but the model only %d", lm->path,
                         pl_tokenizer_vocab(lm->tok), lm->m->cfg.vocab);
@@ -640,6 +644,17 @@ int pl_lua_model_push(lua_State *L, const char *path, const char *display_name, 
     lm->path = strdup(path);
     lm->name = strdup(display_name ? display_name : path);
     if (!lm->path || !lm->name) {
+        lua_pop(L, 1);
+        return pl_err_set(err, PL_ENOMEM, "model %s: out of memory", path);
+    }
+    return 0;
+}
+
+int pl_lua_model_push_adapter(lua_State *L, const char *path, const char *adapter, const char *display_name, pl_err *err) {
+    int rc = pl_lua_model_push(L, path, display_name, err);
+    if (rc || !adapter) return rc;
+    lmodel *lm = lua_touserdata(L, -1);
+    if (!(lm->adapter = strdup(adapter))) {
         lua_pop(L, 1);
         return pl_err_set(err, PL_ENOMEM, "model %s: out of memory", path);
     }

@@ -29,6 +29,9 @@
  * PL_EINVAL / PL_ENOMEM with err filled and nothing pushed. Like any push it
  * may raise a Lua memory error when the state's allocator refuses. */
 int pl_lua_model_push(lua_State *L, const char *path, const char *display_name, pl_err *err);
+/* As pl_lua_model_push, with a PEFT adapter (or run directory) merged into
+ * the model when it loads (trainer/eval.h pl_eval_apply_adapter). */
+int pl_lua_model_push_adapter(lua_State *L, const char *path, const char *adapter, const char *display_name, pl_err *err);
 
 /* Load the handle at stack index idx now (eager loading; also what every
  * method does first). Returns 0 or the load error (remembered). */

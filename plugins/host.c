@@ -458,9 +458,14 @@ static int c_model(lua_State *L) {
     const char *which = luaL_checkstring(L, 1);
     pl_host *h = host_of(L);
     const char *path = NULL;
+    const char *adapter = NULL;
     if (!strcmp(which, "base")) path = h->o.base_model;
     else if (!strcmp(which, "teacher")) path = h->o.teacher_model;
-    else return luaL_error(L, "load_model: unknown model '%s' (expected \"base\" or \"teacher\")", which);
+    else if (!strcmp(which, "tuned")) {
+        if (!h->o.tuned_adapter) return luaL_error(L, "load_model: no fine-tune yet (\"tuned\" exists in the eval stage, after training)");
+        path = h->o.base_model;
+        adapter = h->o.tuned_adapter;
+    } else return luaL_error(L, "load_model: unknown model '%s' (expected \"base\", \"teacher\" or \"tuned\")", which);
     if (!path) {
         if (!strcmp(which, "teacher"))
             return luaL_error(L, "no teacher model: set teacher = \"...\" in the recipe or pass --teacher PATH");
@@ -471,7 +476,7 @@ static int c_model(lua_State *L) {
     if (!lua_isnil(L, -1)) return 1;
     lua_pop(L, 1);
     pl_err e = {0};
-    if (pl_lua_model_push(L, path, which, &e)) return raise_err(L, &e);
+    if (pl_lua_model_push_adapter(L, path, adapter, which, &e)) return raise_err(L, &e);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, which);
     return 1;

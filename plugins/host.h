@@ -17,6 +17,8 @@ typedef struct pl_host_opts {
     const char *run_dir;       /* reads/writes allowed here; NULL: none */
     const char *base_model;    /* resolved paths for ctx.model() / ctx.load_model("teacher"); NULL: none */
     const char *teacher_model;
+    const char *tuned_adapter; /* the run's fine-tune: base_model + this PEFT adapter is
+                                * ctx.load_model("tuned"); NULL: none */
     const char *user_plugins;  /* NULL: $POTLUCK_PLUGINS or ~/.local/share/potluck/plugins */
     pl_lua_limits limits;
     int quiet;                 /* no progress lines on stderr */

@@ -24,6 +24,7 @@
 #include "../datasets/shard_writer.h"
 #include "../datasets/tokenizer.h"
 #include "../trainer/checkpoint.h"
+#include "../trainer/eval_results.h"
 #include "../trainer/export.h"
 #include "../trainer/run.h"
 #include "confine.h"
@@ -70,6 +71,7 @@ static char *json_str(const cJSON *j) {
 typedef struct child_ctx {
     const pl_pipe_opts *o;
     const char *run_dir, *base, *teacher;
+    const char *adapter;          /* eval metrics: the fine-tune's adapter (ctx.model()) */
     int index;
     const char *in, *out;
     int64_t seed;
@@ -122,6 +124,7 @@ static int child_open(child_ctx *c, pl_host **h, pl_err *err) {
     ho.run_dir = c->run_dir;
     ho.base_model = c->base;
     ho.teacher_model = c->teacher;
+    ho.tuned_adapter = c->adapter;
     ho.limits = c->o->limits;
     ho.quiet = c->o->quiet;
     ho.allow_read = c->o->allow_read;
@@ -845,12 +848,20 @@ static int run_eval(run_state *r, pl_err *err) {
         snprintf(sp, sizeof sp, "%s/stages/shard/eval.jsonl", r->run_dir);
         struct stat st;
         if (stat(sp, &st) != 0 || st.st_size == 0) snprintf(sp, sizeof sp, "%s/stages/shard/train.jsonl", r->run_dir);
-        child_ctx c = {.o = r->o, .run_dir = r->run_dir, .base = r->base, .teacher = r->teacher, .in = sp,
+        /* the metrics see the fine-tune (ctx.model()); the base stays ctx.load_model("base") */
+        char tdir0[PATH_MAX + 16], *mad = NULL, *mbm = NULL;
+        snprintf(tdir0, sizeof tdir0, "%s/train", r->run_dir);
+        pl_err aerr = {0};
+        if (pl_run_adapter(tdir0, &mad, &mbm, &aerr)) mad = NULL;
+        free(mbm);
+        child_ctx c = {.o = r->o, .run_dir = r->run_dir, .base = r->base, .teacher = r->teacher, .in = sp, .adapter = mad,
                        .seed = stage_seed(cJSON_GetNumberValue(cJSON_GetObjectItem(r->plan, "seed")), "eval")};
         cJSON *m = NULL;
         char what[PATH_MAX + 32];
         snprintf(what, sizeof what, "%s: eval metrics", r->o->recipe);
         rc = run_child_json(r->o, what, child_metrics, &c, &m, err);
+        if (!rc) cJSON_AddStringToObject(res, "metrics_model", mad ? "fine-tuned" : "base (no adapter found)");
+        free(mad);
         if (!rc) {
             cJSON_AddItemToObject(res, "metrics", m);
             cJSON_AddStringToObject(res, "metrics_on", strstr(sp, "eval.jsonl") ? "eval split" : "train split (no eval split)");
@@ -861,6 +872,46 @@ static int run_eval(run_state *r, pl_err *err) {
                 free(v);
             }
         }
+    }
+    /* rows (docs/eval.md): the held-out loss of base and fine-tune, and the
+     * eval section's multiple-choice tasks scored on both (after the metrics
+     * child: no fork once this process's OpenMP threads exist) */
+    cJSON *rows = cJSON_CreateArray();
+    cJSON_AddItemToObject(res, "rows", rows);
+    if (!isnan(base)) cJSON_AddItemToArray(rows, pl_eval_row("base", r->base, NULL, "heldout", NULL, 0, "loss", base, NAN));
+    if (!isnan(fin)) cJSON_AddItemToArray(rows, pl_eval_row("fine-tuned", r->base, "train", "heldout", NULL, 0, "loss", fin, NAN));
+    const cJSON *evs = cJSON_GetObjectItem(r->plan, "eval"), *tj;
+    int nt = cJSON_GetArraySize(cJSON_GetObjectItem(evs, "tasks"));
+    if (!rc && nt > 0 && r->base) {
+        char tdir[PATH_MAX + 16], *ad = NULL, *bm = NULL, rdir[PATH_MAX];
+        char (*tp)[PATH_MAX + 8] = calloc((size_t)nt, sizeof *tp);
+        const char **tv = calloc((size_t)nt, sizeof *tv);
+        snprintf(tdir, sizeof tdir, "%s/train", r->run_dir);
+        snprintf(rdir, sizeof rdir, "%s", r->o->recipe);
+        char *sl = strrchr(rdir, '/');
+        if (sl) *sl = 0; else snprintf(rdir, sizeof rdir, ".");
+        int k = 0;
+        if (tp && tv) cJSON_ArrayForEach(tj, cJSON_GetObjectItem(evs, "tasks")) {
+            const char *t = cJSON_GetStringValue(tj);
+            if (!t) continue;
+            if (t[0] == '/') snprintf(tp[k], sizeof tp[k], "%s", t);
+            else snprintf(tp[k], sizeof tp[k], "%s/%s", rdir, t);
+            tv[k] = tp[k];
+            k++;
+        }
+        rc = !tp || !tv ? pl_err_set(err, PL_ENOMEM, "eval: out of memory") : pl_run_adapter(tdir, &ad, &bm, err);
+        if (!rc) rc = pl_eval_base_and_tuned(r->base, ad, tv, k, (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(evs, "limit")),
+                                             stage_seed(cJSON_GetNumberValue(cJSON_GetObjectItem(r->plan, "seed")), "eval"), rows, err);
+        if (rc) pl_err_prefix(err, "eval: tasks");
+        free(ad);
+        free(bm);
+        free(tp);
+        free(tv);
+    }
+    if (!rc && !r->o->quiet && cJSON_GetArraySize(rows) > 0) {
+        char *tab = pl_eval_table(rows);
+        if (tab) printf("%s", tab);
+        free(tab);
     }
     if (!rc) rc = pl_json_write(rp, res, err);
     cJSON_Delete(res);
@@ -1112,7 +1163,12 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
     /* train: + lora/train sections, eval settings and the base */
     {
         char *lo = json_str(cJSON_GetObjectItem(r.plan, "lora")), *tr = json_str(cJSON_GetObjectItem(r.plan, "train"));
-        char *ev = json_str(cJSON_GetObjectItem(r.plan, "eval"));
+        /* the eval stage's own tasks and limit do not change training */
+        cJSON *evc = cJSON_Duplicate(cJSON_GetObjectItem(r.plan, "eval"), 1);
+        cJSON_DeleteItemFromObject(evc, "tasks");
+        cJSON_DeleteItemFromObject(evc, "limit");
+        char *ev = json_str(evc);
+        cJSON_Delete(evc);
         size_t n = strlen(lo) + strlen(tr) + strlen(ev) + 200;
         char *s = malloc(n);
         if (s) snprintf(s, n, "%s|%s|%s|%s", lo, tr, ev, r.base_id);
@@ -1148,7 +1204,15 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
             free(av); /* exec failed: carry on here */
         }
     }
-    key_of(key, prev, "eval", "");
+    {
+        cJSON *evt = cJSON_CreateObject();
+        cJSON_AddItemToObject(evt, "tasks", cJSON_Duplicate(cJSON_GetObjectItem(cJSON_GetObjectItem(r.plan, "eval"), "tasks"), 1));
+        cJSON_AddItemToObject(evt, "limit", cJSON_Duplicate(cJSON_GetObjectItem(cJSON_GetObjectItem(r.plan, "eval"), "limit"), 1));
+        char *et = json_str(evt);
+        cJSON_Delete(evt);
+        key_of(key, prev, "eval", et);
+        free(et);
+    }
     rc = tail_stage(&r, r.n_steps + 3, key, last_out, err);
     if (rc == 1) { rc = 0; goto done; }
     if (rc) goto done;

@@ -356,6 +356,10 @@ local EVAL = {
   every = { type = "integer", default = 0, min = 0 },
   rows = { type = "integer", default = 64, min = 1 },
   metrics = { type = "list", default = {}, doc = "metric plugins run over the held-out samples" },
+  tasks = { type = "list", default = {},
+    doc = "multiple-choice task files (lm-eval JSONL or llama.cpp HellaSwag text, relative to the recipe) "
+       .. "scored on the base and the fine-tune (docs/eval.md)" },
+  limit = { type = "integer", default = 0, min = 0, doc = "items per task (0: all), the same items every run" },
 }
 local EXPORT = {
   formats = { type = "list", default = { "peft" }, choices = { "peft", "merged", "gguf" } },
@@ -729,8 +733,15 @@ function H.run_metrics(r, size, path, seed)
   local out = {}
   for _, name in ipairs(r.eval.metrics or {}) do
     local spec = registry.metric[name]
+    -- ctx.model(): the model under evaluation, the fine-tune when training
+    -- left an adapter; ctx.load_model("base") is the base for comparisons
+    local function tuned_or_base()
+      local ok, m = pcall(C.model, "tuned")
+      if ok then return m end
+      return C.model("base")
+    end
     local ctx = { seed = seed, stage = "eval", log = function(msg) C.log("eval", tostring(msg)) end,
-                  model = function() return C.model("base") end,
+                  model = tuned_or_base,
                   load_model = function(which) return C.model(which) end,
                   tokenizer = function() return C.model("base") end }
     math.randomseed(seed)
