@@ -40,7 +40,7 @@ if /usr/bin/time -v "$BIN" train --model "$M" --text "$T/text.txt" --out "$T/run
      "${SET[@]}" --threads 2 >"$T/train.txt" 2>"$T/train.time"; then ok
 else fail "train: $(tail -8 "$T/train.txt" "$T/train.time")"; fi
 secs=$(( $(date +%s) - t0 ))
-grep -q "step 1/1 loss [0-9]" "$T/train.txt" && ok || fail "no finite loss at step 1: $(tail -5 "$T/train.txt")"
+grep -q "step 1/1 loss [0-9]" "$T/train.txt" "$T/train.time" && ok || fail "no finite loss at step 1: $(tail -5 "$T/train.txt" "$T/train.time")"
 peak_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$T/train.time")
 python3 - "$plan_total" "$peak_kb" "$base_kb" "$secs" "$PRESET" <<'PY' && ok || fail "peak RSS is not within 10% of the plan"
 import sys

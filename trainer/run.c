@@ -178,6 +178,12 @@ static int nf4_base(run *r, pl_err *err) {
     snprintf(name, sizeof name, "%.16s-b%d%s.nf4", hex, c->nf4_blocksize, c->double_quant ? "-dq" : "");
     snprintf(path, sizeof path, "%s/.potluck-nf4/%s", parent, name);
     pl_err e2 = {0};
+    if (r->m->cfg.n_layers > 0 && r->m->layers[0].wq.dtype == PL_NF4) {
+        /* a bitsandbytes 4-bit checkpoint: the base is NF4 as loaded, nothing to quantize or cache */
+        int rc = pl_model_nf4_quantize(r->m, c->nf4_blocksize, c->double_quant, err);
+        if (!rc) run_msg(r, "NF4 base as stored in %s (bitsandbytes 4-bit)", c->model);
+        return rc;
+    }
     if (access(path, R_OK) == 0) {
         if (pl_model_nf4_cache_load(r->m, path, &e2) == 0) {
             run_msg(r, "NF4 base loaded from the cache %s", path);
