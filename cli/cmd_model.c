@@ -102,6 +102,9 @@ int cmd_model(int argc, char **argv) {
         printf("tokenizer:       %s, %d tokens, bos %d, eos %d\n",
                pl_tokenizer_kind(tok) == PL_TOK_SPM ? "SentencePiece-style BPE" : "byte-level BPE",
                pl_tokenizer_vocab(tok), pl_tokenizer_bos(tok), pl_tokenizer_eos(tok));
+        char fp[65];
+        pl_err fe = {0};
+        if (!pl_tokenizer_fingerprint(tok, fp, &fe)) printf("tokenizer id:    %s (the same for any file of this vocabulary)\n", fp);
         const char *tmpl = pl_tokenizer_chat_template(tok);
         has_tmpl = tmpl != NULL;
         printf("chat template:   %s\n", !tmpl ? "none" : show_template ? "present, below" : "present (--template prints it)");

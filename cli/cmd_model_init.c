@@ -26,7 +26,9 @@ static const char *init_help =
     "                     as save_pretrained writes a load_in_4bit model; default BF16\n"
     "  --layers N         keep only the first N layers (a cheaper model of the same width)\n"
     "  --seed N           random seed (default 0); the same seed gives the same bytes\n"
-    "  --tokenizer PATH   copy this folder's (or file's) tokenizer files into DIR\n"
+    "  --tokenizer PATH   tokenizer files for DIR: a folder's (copied), a tokenizer.json, or a\n"
+    "                     GGUF's byte-level BPE vocabulary written as tokenizer.json (its\n"
+    "                     tokens must fit the shape's vocab_size)\n"
     "  --shard-mb N       safetensors shards of at most N MB (default 2048)\n"
     "  --threads N        worker threads\n";
 

@@ -357,33 +357,7 @@ int cmd_plan(int argc, char **argv) {
     in.label = label;
     in.cfg = h.cfg;
     pl_train_shape *s = &in.shape;
-    s->seq_len = c.seq_len;
-    s->micro_batch = (int)micro;
-    s->checkpoint = c.checkpointing;
-    s->layer_dtype = h.layer_dtype;
-    s->embd_dtype = h.embd_dtype;
-    s->head_dtype = h.head_dtype;
-    s->stored_mapped = h.source != PL_SRC_LLAMA2C;
-    s->threads = c.threads > 0 ? c.threads : omp_get_max_threads();
-    if (c.lora_r > 0) {
-        if (!c.base || (strcmp(c.base, "nf4") && strcmp(c.base, "as-loaded"))) {
-            cli_fail("plan: --base: expected nf4 or as-loaded, got '%s'", c.base ? c.base : "");
-            goto done;
-        }
-        s->frozen_base = 1;
-        s->lora_r = c.lora_r;
-        if (pl_lora_parse_targets(c.lora_targets ? c.lora_targets : "", &s->lora_targets, &err)) {
-            cli_fail("plan: --lora-targets: %s", err.msg);
-            goto done;
-        }
-        if (!strcmp(c.base, "nf4")) {
-            s->nf4_blocksize = c.nf4_blocksize;
-            s->nf4_double_quant = c.double_quant;
-        }
-        in.base = c.base;
-    } else {
-        in.base = "fp32";
-    }
+    if (pl_run_cfg_shape(&c, &h, (int)micro, s, &in.base, &err)) { cli_fail("plan: %s", err.msg); goto done; }
     if (!pl_dtype_row_bytes(s->layer_dtype, in.cfg.dim) || !pl_dtype_row_bytes(s->embd_dtype, in.cfg.dim)) {
         cli_fail("plan: %s: weights of dtype %s cannot be sized from the header", label, pl_dtype_name(s->layer_dtype));
         goto done;

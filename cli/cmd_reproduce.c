@@ -1,13 +1,14 @@
-/* cmd_reproduce.c: `potluck reproduce BUNDLE [--base PATH] --out DIR`: rerun
- * a bundle's recipe on the same base model and compare with the original,
- * byte for byte (same size only; another size is not done yet).
+/* cmd_reproduce.c: `potluck reproduce BUNDLE [--base PATH] [--size NAME]
+ * --out DIR`: rerun a bundle's recipe, on the same base model (compared with
+ * the original byte for byte) or on another size (cmd_reproduce_size.c).
  *
- * Steps: verify and unpack the bundle into DIR/bundle; check that the base
- * model's sha256 is the one the lock pins (or stop with the reason); run the
+ * Steps: verify and unpack the bundle into DIR/bundle; compare the base's
+ * files with the sha256 the lock pins. The same base (and no --size): run the
  * unpacked recipe into DIR/run with the original's thread count, in a child
  * process (`potluck run`, so OpenMP's threads start fresh); then compare the
  * adapter files, results.json and the dataset shards' sha256 and print a
- * side-by-side table. Exit status 0 only when everything is identical. */
+ * side-by-side table; exit status 0 only when everything is identical.
+ * Another base given with --base, or --size: repro_other_size. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -24,18 +25,35 @@
 #include "../plugins/bundle.h"
 #include "cli.h"
 #include "cmd_bundle.h"
+#include "cmd_reproduce.h"
 
 static const char *repro_help =
-    "usage: potluck reproduce BUNDLE.potluck --out DIR [--base PATH] [--key PUB.pem]\n"
+    "usage: potluck reproduce BUNDLE.potluck --out DIR [--base PATH] [--size NAME] [--key PUB.pem]\n"
     "\n"
-    "Verifies and unpacks the bundle into DIR/bundle, checks that the base model\n"
-    "(--base, else the path the original run recorded) has the sha256 the lock\n"
-    "pins, reruns the bundled recipe into DIR/run with the original's thread\n"
-    "count, and compares the adapter, results.json and the dataset shards with\n"
-    "the original's, byte for byte, in a side-by-side table. Exit status 0 when\n"
-    "all are identical. Reproducing at another size is not implemented yet.\n";
+    "Verifies and unpacks the bundle into DIR/bundle, then compares the base model\n"
+    "(--base, else the path the original run recorded) with the sha256s the lock pins.\n"
+    "\n"
+    "The same base: reruns the bundled recipe into DIR/run with the original's\n"
+    "thread count and compares the adapter, results.json and the dataset shards\n"
+    "with the original's, byte for byte, in a side-by-side table. Exit status 0\n"
+    "when all are identical.\n"
+    "\n"
+    "Another base (a different size of the same family): checks that its tokenizer\n"
+    "behaves as the original's (same ids for every token and probe text) and, when\n"
+    "the recipe uses the model's own chat template, that the template is the same;\n"
+    "plans the memory of the training at the new size with the recipe's scale rules\n"
+    "and refuses when it does not fit this machine; runs; and writes the original's\n"
+    "and the new run's settings, memory and results side by side (also to\n"
+    "DIR/compare.md). Exit status 0 when the new run finished.\n"
+    "\n"
+    "  --base PATH    the model to run on (a GGUF, a Hugging Face folder, ...)\n"
+    "  --size NAME    the recipe's scale entry to apply (13b, 33b, ...); default: the\n"
+    "                 new base's parameter count rounded (6.7e9 -> 7b); the same base\n"
+    "                 with --size runs the recipe at that size and compares too\n"
+    "  --key PUB.pem  the signer's public key: the bundle must be signed by it\n"
+    "                 (--trust is the same)\n";
 
-static int file_hex(const char *p, char hex[65]) {
+int repro_file_hex(const char *p, char hex[65]) {
     uint8_t d[32];
     pl_err e = {0};
     if (pl_sha256_file(p, d, &e)) { hex[0] = 0; return -1; }
@@ -43,7 +61,11 @@ static int file_hex(const char *p, char hex[65]) {
     return 0;
 }
 
-static const cJSON *find_dep(const cJSON *lock, const char *name) {
+const cJSON *repro_internal(const cJSON *lock) {
+    return cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(lock, "predicate"), "buildDefinition"), "internalParameters");
+}
+
+const cJSON *repro_find_dep(const cJSON *lock, const char *name) {
     const cJSON *d;
     cJSON_ArrayForEach(d, cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(lock, "predicate"), "buildDefinition"),
                                               "resolvedDependencies"))
@@ -54,7 +76,7 @@ static const cJSON *find_dep(const cJSON *lock, const char *name) {
 
 static int same_file(const char *a, const char *b) {
     char ha[65], hb[65];
-    return !file_hex(a, ha) && !file_hex(b, hb) && !strcmp(ha, hb);
+    return !repro_file_hex(a, ha) && !repro_file_hex(b, hb) && !strcmp(ha, hb);
 }
 
 static void row(const char *what, const char *orig, const char *repro, const char *verdict) {
@@ -67,8 +89,79 @@ static void num_s(const cJSON *o, const char *k, char *buf, size_t n) {
     else snprintf(buf, n, "-");
 }
 
+/* Is the model at base the one the lock pins? 1 yes, 0 another model,
+ * -1 when the lock pins none (message in why). A single file matches one
+ * pinned weights file; a folder matches when every pinned weights file is
+ * there, by name, with its sha256. */
+static int same_base(const cJSON *lock, const char *base, char *hex, char *why, size_t n) {
+    const cJSON *deps = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(lock, "predicate"), "buildDefinition"),
+                                            "resolvedDependencies");
+    const cJSON *d;
+    int pinned = 0, same = 1;
+    struct stat st;
+    int dir = !stat(base, &st) && S_ISDIR(st.st_mode);
+    hex[0] = 0;
+    cJSON_ArrayForEach(d, deps) {
+        const char *nm = cJSON_GetStringValue(cJSON_GetObjectItem(d, "name"));
+        if (!nm || strcmp(nm, "base/weights")) continue;
+        pinned++;
+        const char *want = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(d, "digest"), "sha256"));
+        const char *uri = cJSON_GetStringValue(cJSON_GetObjectItem(d, "uri"));
+        char p[PATH_MAX * 2], h[65];
+        if (dir) {
+            if (!uri || strchr(uri, '/')) { same = 0; continue; }
+            snprintf(p, sizeof p, "%s/%s", base, uri);
+        } else snprintf(p, sizeof p, "%s", base);
+        if (repro_file_hex(p, h) || !want || strcmp(h, want)) same = 0;
+        if (!hex[0]) snprintf(hex, 65, "%s", h);
+    }
+    if (!pinned) {
+        snprintf(why, n, "the lock pins no base model weights (packed without the base): give a bundle packed with --base");
+        return -1;
+    }
+    if (!dir && pinned != 1) same = 0;
+    return same;
+}
+
+int repro_run_child(const repro_ctx *x, const char *size) {
+    char p[PATH_MAX * 2], tbuf[16];
+    snprintf(p, sizeof p, "%s/%s", x->ub, x->rname);
+    snprintf(tbuf, sizeof tbuf, "%d", x->threads);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) return cli_fail("reproduce: fork: %s", strerror(errno));
+    if (pid == 0) {
+        char *av[14];
+        int n = 0;
+        av[n++] = "potluck";
+        av[n++] = "run";
+        av[n++] = p;
+        av[n++] = "--base";
+        av[n++] = (char *)x->base;
+        av[n++] = "--out";
+        av[n++] = (char *)x->rd;
+        if (size) {
+            av[n++] = "--size";
+            av[n++] = (char *)size;
+        }
+        if (x->threads > 0) {
+            av[n++] = "--threads";
+            av[n++] = tbuf;
+        }
+        av[n] = NULL;
+        execv("/proc/self/exe", av);
+        _exit(127);
+    }
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
+        return cli_fail("reproduce: the rerun failed (exit status %d); its output is above", WIFEXITED(ws) ? WEXITSTATUS(ws) : 128);
+    return 0;
+}
+
 int cmd_reproduce(int argc, char **argv) {
-    const char *bundle = NULL, *out = NULL, *base = NULL, *key = NULL;
+    const char *bundle = NULL, *out = NULL, *base = NULL, *key = NULL, *size = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(repro_help, stdout); return 0; }
@@ -76,7 +169,7 @@ int cmd_reproduce(int argc, char **argv) {
         if (!strcmp(a, "--out") && has) out = argv[++i];
         else if (!strcmp(a, "--base") && has) base = argv[++i];
         else if ((!strcmp(a, "--key") || !strcmp(a, "--trust")) && has) key = argv[++i];
-        else if (!strcmp(a, "--size") && has) return cli_fail("reproduce: --size %s: reproducing at another size is not implemented yet", argv[i + 1]);
+        else if (!strcmp(a, "--size") && has) size = argv[++i];
         else if (a[0] == '-') return cli_fail("reproduce: unknown option or missing value: %s", a);
         else if (!bundle) bundle = a;
         else return cli_fail("reproduce: one bundle at a time");
@@ -85,9 +178,12 @@ int cmd_reproduce(int argc, char **argv) {
         fputs(repro_help, stderr);
         return 2;
     }
+    if (size && (!size[0] || strlen(size) > 32 || strspn(size, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(size)))
+        return cli_fail("reproduce: --size: expected a size name such as 13b, got \"%.40s\"", size);
     pl_err err = {0};
     struct stat st;
     if (stat(out, &st) == 0) return cli_fail("reproduce: %s: already exists (reproduce makes a new folder)", out);
+    if (base && stat(base, &st)) return cli_fail("reproduce: --base %s: %s", base, strerror(errno));
     if (pl_mkdirs(out, &err)) return cli_fail_err(&err);
     char ub[PATH_MAX], rd[PATH_MAX], p[PATH_MAX * 2], q[PATH_MAX * 2];
     snprintf(ub, sizeof ub, "%s/bundle", out);
@@ -103,57 +199,39 @@ int cmd_reproduce(int argc, char **argv) {
     snprintf(p, sizeof p, "%s/plan.json", ub);
     if (pl_json_load(p, 64u << 20, &plan, &err)) { cJSON_Delete(lock); return cli_fail_err(&err); }
     int rc = 1;
-    const cJSON *bw = find_dep(lock, "base/weights");
-    const char *want = bw ? cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(bw, "digest"), "sha256")) : NULL;
+    int given = base != NULL;
     if (!base) base = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(plan, "models"), "base"));
-    char hex[65];
+    char hex[65], why[256];
     const cJSON *meta = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(lock, "predicate"), "runDetails"), "metadata");
     const cJSON *host = cJSON_GetObjectItem(meta, "potluck_host");
     int threads = cJSON_IsNumber(cJSON_GetObjectItem(host, "threads")) ? (int)cJSON_GetNumberValue(cJSON_GetObjectItem(host, "threads")) : 0;
     const char *rname = cJSON_GetStringValue(cJSON_GetObjectItem(
         cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(lock, "predicate"), "buildDefinition"), "externalParameters"), "recipe"));
-    if (!want) { cli_fail("reproduce: the lock pins no base model weights (packed without the base): give a bundle packed with --base"); goto done; }
-    if (!base) { cli_fail("reproduce: the original base path is not recorded: give --base PATH"); goto done; }
-    if (stat(base, &st) || !S_ISREG(st.st_mode)) {
-        cli_fail("reproduce: %s: not a model file here (only single-file bases are checked by sha256 so far): give --base PATH", base);
-        goto done;
-    }
-    if (file_hex(base, hex) || strcmp(hex, want)) {
-        cli_fail("reproduce: %s: sha256 %.16s... is not the bundle's base (%.16s...): a different model (reproducing at another size is not implemented yet)",
-                 base, hex, want);
-        goto done;
-    }
     if (!rname || strncmp(rname, "recipe/", 7)) { cli_fail("reproduce: the lock names no recipe file"); goto done; }
-    printf("reproduce: base %s matches the lock (sha256 %.16s...); rerunning %s with %d thread(s)\n", base, hex, rname, threads);
-    fflush(stdout);
-
-    /* rerun in a child: `potluck run` */
-    snprintf(p, sizeof p, "%s/%s", ub, rname);
-    char tbuf[16];
-    snprintf(tbuf, sizeof tbuf, "%d", threads);
-    pid_t pid = fork();
-    if (pid < 0) { cli_fail("reproduce: fork: %s", strerror(errno)); goto done; }
-    if (pid == 0) {
-        char *av[12];
-        int n = 0;
-        av[n++] = "potluck";
-        av[n++] = "run";
-        av[n++] = p;
-        av[n++] = "--base";
-        av[n++] = (char *)base;
-        av[n++] = "--out";
-        av[n++] = rd;
-        if (threads > 0) {
-            av[n++] = "--threads";
-            av[n++] = tbuf;
-        }
-        av[n] = NULL;
-        execv("/proc/self/exe", av);
-        _exit(127);
+    if (!base) { cli_fail("reproduce: the original base path is not recorded: give --base PATH"); goto done; }
+    if (stat(base, &st)) {
+        cli_fail("reproduce: %s: the original's base is not here (%s): give --base PATH (the same model, or another size of its family)",
+                 base, strerror(errno));
+        goto done;
     }
-    int ws = 0;
-    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
-    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) { cli_fail("reproduce: the rerun failed (exit status %d); its output is above", WIFEXITED(ws) ? WEXITSTATUS(ws) : 128); goto done; }
+    int base_same = same_base(lock, base, hex, why, sizeof why);
+    repro_ctx x = {.out = out, .ub = ub, .rd = rd, .base = base, .size = size, .rname = rname, .threads = threads,
+                   .lock = lock, .plan = plan};
+    if (base_same < 0 && !given) { cli_fail("reproduce: %s", why); goto done; }
+    if (base_same == 0 && !given) {
+        cli_fail("reproduce: %s: sha256 %.16s... is not the bundle's base: a different model (to reproduce at another size, "
+                 "give it with --base PATH)", base, hex);
+        goto done;
+    }
+    if (base_same != 1 || size) {
+        if (base_same != 1)
+            printf("reproduce: %s is not the bundle's base (%s): reproducing at another size\n", base,
+                   base_same < 0 ? "the lock pins none" : "its weights' sha256 differ");
+        rc = repro_other_size(&x);
+        goto done;
+    }
+    printf("reproduce: base %s matches the lock (sha256 %.16s...); rerunning %s with %d thread(s)\n", base, hex, rname, threads);
+    if (repro_run_child(&x, NULL)) goto done;
 
     /* compare */
     int all = 1;
@@ -165,8 +243,8 @@ int cmd_reproduce(int argc, char **argv) {
         snprintf(p, sizeof p, "%s/adapter/%s", ub, ad[i]);
         snprintf(q, sizeof q, "%s/export/adapter/%s", rd, ad[i]);
         if (stat(q, &st)) snprintf(q, sizeof q, "%s/train/adapter/%s", rd, ad[i]);
-        file_hex(p, h1);
-        file_hex(q, h2);
+        repro_file_hex(p, h1);
+        repro_file_hex(q, h2);
         int same = h1[0] && !strcmp(h1, h2);
         all &= same;
         snprintf(w, sizeof w, "adapter/%s", ad[i]);
@@ -236,7 +314,7 @@ int cmd_reproduce(int argc, char **argv) {
             const char *f = cJSON_GetStringValue(cJSON_GetObjectItem(sh, "file"));
             const char *h2 = cJSON_GetStringValue(cJSON_GetObjectItem(sh, "sha256"));
             snprintf(w, sizeof w, "data/%s/%s", sides[s], f ? f : "?");
-            const cJSON *d = find_dep(lock, w);
+            const cJSON *d = repro_find_dep(lock, w);
             const char *h1 = d ? cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(d, "digest"), "sha256")) : NULL;
             int same = h1 && h2 && !strcmp(h1, h2);
             all &= same;

@@ -93,4 +93,9 @@ int pl_tokenizer_encode_offsets(const pl_tokenizer *t, const char *text, size_t 
 int pl_tokenizer_decode(const pl_tokenizer *t, int prev, int id, int render_special,
                         char *buf, size_t cap);
 
+/* A tokenizer's identity by behaviour (tokenizer_fingerprint.c): the sha256
+ * of every id's bytes and the ids of a fixed set of probe texts, the same
+ * for the same vocabulary read from a GGUF or a tokenizer.json. */
+int pl_tokenizer_fingerprint(const pl_tokenizer *t, char hex[65], pl_err *err);
+
 #endif

@@ -511,6 +511,17 @@ int bnd_lock_build(const pl_pack_opts *o, bnd_list *l, char **lock_json, pl_bund
     const char *secs[] = {"template", "mask", "shard", "eval", "export"};
     for (int i = 0; i < 5; i++) copy_item(inp, secs[i], cJSON_GetObjectItem(plan, secs[i]));
     {
+        /* the base's tokenizer by behaviour (reproduce at another size checks a
+         * new base against it) and the memory plan the training ran under */
+        cJSON *shard_rec = load_opt(o->run_dir, "stages/shard.json");
+        copy_item(inp, "base_tokenizer", cJSON_GetObjectItem(shard_rec, "tokenizer"));
+        cJSON_Delete(shard_rec);
+        if (train_rec) {
+            copy_item(inp, "memory_plan", cJSON_GetObjectItem(train_rec, "memory_plan"));
+            copy_item(inp, "rss_peak", cJSON_GetObjectItem(train_rec, "rss_peak"));
+        }
+    }
+    {
         cJSON *keys = cJSON_AddObjectToObject(inp, "stage_keys");
         const cJSON *s;
         cJSON_ArrayForEach(s, stages) copy_item(keys, cJSON_GetStringValue(cJSON_GetObjectItem(s, "label")), cJSON_GetObjectItem(s, "key"));

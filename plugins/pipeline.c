@@ -326,6 +326,8 @@ typedef struct run_state {
     int trained_here;            /* the train stage ran in this process */
     int redo;                    /* a stage before ran: later ones are redone (their keys differ anyway) */
     cJSON *counts;               /* per data stage: {label, input, output, removed, reasons} */
+    cJSON *tok_info;             /* shard: the base's tokenizer fingerprint and chat template (for stages/shard.json) */
+    cJSON *mem_plan;             /* train: the memory plan of the training run (for stages/train.json) */
 } run_state;
 
 static const char *const TAIL[4] = {"shard", "train", "eval", "export"};
@@ -608,6 +610,23 @@ static int run_shard(run_state *r, const char *last_out, const char *key, pl_err
     if (ntr == 0) return pl_err_set(err, PL_EINVAL, "shard: the pipeline produced no training samples");
     pl_tokenizer *tok = NULL;
     if ((rc = pl_tokenizer_load(&tok, r->base, err))) return rc;
+    {
+        /* what `potluck reproduce` checks a new base against (tokenizer.h) */
+        char fp[65];
+        if ((rc = pl_tokenizer_fingerprint(tok, fp, err))) goto out;
+        cJSON_Delete(r->tok_info);
+        r->tok_info = cJSON_CreateObject();
+        cJSON_AddStringToObject(r->tok_info, "fingerprint", fp);
+        cJSON_AddNumberToObject(r->tok_info, "vocab", pl_tokenizer_vocab(tok));
+        const char *ct = pl_tokenizer_chat_template(tok);
+        if (ct) {
+            uint8_t d[32];
+            char hx[65];
+            pl_sha256_buf(ct, strlen(ct), d);
+            pl_sha256_hex(d, hx);
+            cJSON_AddStringToObject(r->tok_info, "chat_template_sha256", hx);
+        }
+    }
     const char *tname = cJSON_GetStringValue(cJSON_GetObjectItem(r->plan, "template"));
     const char *mask = cJSON_GetStringValue(cJSON_GetObjectItem(r->plan, "mask"));
     const cJSON *sh = cJSON_GetObjectItem(r->plan, "shard");
@@ -776,6 +795,12 @@ static int run_train(run_state *r, const char *key, pl_err *err) {
     c.threads = r->o->threads;
     c.resume = resume;
     if (c.threads > 0) omp_set_num_threads(c.threads);
+    cJSON_Delete(r->mem_plan);
+    r->mem_plan = NULL;
+    {
+        pl_err pe = {0};
+        if (pl_run_cfg_plan_json(&c, r->base, &r->mem_plan, &pe)) r->mem_plan = NULL; /* the trainer reports its own errors */
+    }
     struct sigaction sa = {0}, old_int, old_term;
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
@@ -1022,6 +1047,27 @@ static void add_host(cJSON *j, const pl_pipe_opts *o) {
     }
 }
 
+/* The training's measured peak resident set (the last metrics line's
+ * rss_peak: this process's, which holds the whole training), beside the plan. */
+static void add_rss_peak(cJSON *j, const run_state *r) {
+    char mp[PATH_MAX + 32];
+    snprintf(mp, sizeof mp, "%s/train/metrics.jsonl", r->run_dir);
+    FILE *f = fopen(mp, "r");
+    if (!f) return;
+    char *line = NULL;
+    size_t cap = 0;
+    double peak = -1;
+    while (getline(&line, &cap, f) > 0) {
+        cJSON *m = cJSON_Parse(line);
+        const cJSON *v = cJSON_GetObjectItem(m, "rss_peak");
+        if (cJSON_IsNumber(v) && v->valuedouble > peak) peak = v->valuedouble;
+        cJSON_Delete(m);
+    }
+    free(line);
+    fclose(f);
+    if (peak > 0) cJSON_AddNumberToObject(j, "rss_peak", peak);
+}
+
 static int tail_stage(run_state *r, int i, const char *key, const char *last_out, pl_err *err) {
     const char *name = TAIL[i - r->n_steps - 1];
     char sj[PATH_MAX + 64], need[PATH_MAX + 64];
@@ -1055,7 +1101,12 @@ static int tail_stage(run_state *r, int i, const char *key, const char *last_out
     cJSON_AddNumberToObject(j, "seconds", now_s() - t0);
     utc_stamp(j, "started", started);
     utc_stamp(j, "finished", time(NULL));
-    if (!strcmp(name, "train")) add_host(j, r->o);
+    if (!strcmp(name, "train")) {
+        add_host(j, r->o);
+        if (r->mem_plan) cJSON_AddItemToObject(j, "memory_plan", cJSON_Duplicate(r->mem_plan, 1));
+        add_rss_peak(j, r);
+    }
+    if (!strcmp(name, "shard") && r->tok_info) cJSON_AddItemToObject(j, "tokenizer", cJSON_Duplicate(r->tok_info, 1));
     if (strcmp(name, "eval") && strcmp(name, "export") ? 1 : 0) {
         cJSON *m = cJSON_AddObjectToObject(j, "models");
         cJSON_AddStringToObject(m, "base", r->base_id);
@@ -1228,6 +1279,8 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
 done:
     cJSON_Delete(r.plan);
     cJSON_Delete(r.counts);
+    cJSON_Delete(r.tok_info);
+    cJSON_Delete(r.mem_plan);
     free(r.run_dir);
     free(r.base);
     free(r.teacher);

@@ -7,7 +7,12 @@
 #    from the stored quant state) to within NF4's step of the BF16 init of the same seed,
 #    and transformers loads the NF4 folder as a 4-bit model (Linear4bit layers) and runs it;
 #  - a preset at its real width with one layer (--preset llama2-7b --layers 1);
-#  - clear errors: no --random, an unknown preset, an existing model folder.
+#  - --tokenizer X.gguf writes SmolLM2's vocabulary as tokenizer.json: model info of the
+#    new folder shows the GGUF's tokenizer id (fingerprint);
+#  - clear errors: no --random, an unknown preset, an existing model folder, a tokenizer with
+#    more tokens than the shape's vocab_size (before any weight is written), a GGUF whose
+#    SentencePiece vocabulary cannot be written as tokenizer.json, a --tokenizer file that
+#    is neither JSON nor GGUF.
 set -u
 cd "$(dirname "$0")/.."
 source tests/check.sh
@@ -72,4 +77,21 @@ else fail "--preset llama2-7b --layers 1: $(cat "$T/o.txt")"; fi
 expect_clean_error "init without --random" "$BIN" model init --preset llama2-7b --out "$T/x"
 expect_clean_error "init with an unknown preset" "$BIN" model init --random --preset llama9-1b --out "$T/x"
 expect_clean_error "init into an existing model" "$BIN" model init --random --config "$T/config.json" --out "$T/nf4"
+# --tokenizer X.gguf (SmolLM2: 49152 tokens)
+SM=${POTLUCK_MODEL:?}
+python3 - "$T/config.json" "$T/c49k.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["vocab_size"] = 49152; c["num_hidden_layers"] = 1
+json.dump(c, open(sys.argv[2], "w"))
+PY
+if "$BIN" model init --random --config "$T/c49k.json" --tokenizer "$SM" --out "$T/smtok" >"$T/o.txt" 2>&1; then
+  a=$("$BIN" model info "$SM" | grep "^tokenizer id:"); b=$("$BIN" model info "$T/smtok" | grep "^tokenizer id:")
+  [ -n "$a" ] && [ "$a" = "$b" ] && [ -f "$T/smtok/tokenizer_config.json" ] && ok || fail "tokenizer id GGUF '$a' vs written '$b'"
+else fail "--tokenizer GGUF: $(cat "$T/o.txt")"; fi
+expect_clean_error "tokenizer larger than vocab_size" "$BIN" model init --random --config "$T/config.json" --tokenizer "$SM" --out "$T/v"
+[ ! -e "$T/v/model.safetensors" ] && [ ! -e "$T/v/config.json" ] && ok || fail "weights written despite the tokenizer refusal"
+expect_clean_error "SentencePiece GGUF tokenizer" "$BIN" model init --random --config "$T/config.json" \
+  --tokenizer "$POTLUCK_SHARED/fixtures/gguf-tiny-llama/llama-2-tiny-random.gguf" --out "$T/v2"
+printf 'not a tokenizer' > "$T/tok.bin"
+expect_clean_error "--tokenizer neither JSON nor GGUF" "$BIN" model init --random --config "$T/config.json" --tokenizer "$T/tok.bin" --out "$T/v3"
 check_summary cli_model_init

@@ -10,10 +10,12 @@
 #include <dirent.h>
 
 #include "check.h"
+#include "core/atomic.h"
 #include "core/error.h"
 #include "core/gguf.h"
 #include "core/json.h"
 #include "datasets/tokenizer.h"
+#include "datasets/tokenizer_hf_write.h"
 
 static const char *g_shared;
 static char g_tmp[256];
@@ -795,6 +797,63 @@ static void synth_bpe(gw *w) {
     kv_strs(w, "tokenizer.ggml.tokens", bpe_toks, 8);
 }
 
+/* pl_tokenizer_fingerprint: the same vocabulary read from a GGUF and from the
+ * tokenizer.json potluck writes from it gives the same fingerprint; another
+ * vocabulary, and the same vocabulary with one token's text changed, do not. */
+static void test_fingerprint(void) {
+    const char *model = check_env("POTLUCK_MODEL");
+    pl_err err = {0};
+    pl_gguf *g = NULL;
+    if (pl_gguf_open(&g, model, &err)) { CHECK(0, "open %s: %s", model, err.msg); return; }
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/fp-smollm2", g_tmp);
+    mkdir(dir, 0755);
+    pl_tokenizer *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+    int rc = pl_tokenizer_from_gguf(&a, g, &err);
+    if (!rc) rc = pl_tokenizer_gguf_write_hf(g, dir, 0, &err);
+    pl_gguf_close(g);
+    if (!rc) rc = pl_tokenizer_load(&b, dir, &err);
+    CHECK(rc == 0, "SmolLM2 from GGUF and as written tokenizer.json: %s", err.msg);
+    char fa[65] = "", fb[65] = "", fc[65] = "", fd[65] = "", fa2[65] = "";
+    if (!rc) {
+        CHECK(pl_tokenizer_fingerprint(a, fa, &err) == 0 && strlen(fa) == 64, "fingerprint GGUF: %s", err.msg);
+        CHECK(pl_tokenizer_fingerprint(a, fa2, &err) == 0 && !strcmp(fa, fa2), "fingerprint twice: the same");
+        CHECK(pl_tokenizer_fingerprint(b, fb, &err) == 0, "fingerprint tokenizer.json: %s", err.msg);
+        CHECK(!strcmp(fa, fb), "GGUF %s and its tokenizer.json %s: the same fingerprint", fa, fb);
+    }
+    /* two tokens' ids swapped in the tokenizer.json ("hello" <-> "world"):
+     * same size, same pieces, other ids */
+    char p[4300];
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    cJSON *j = NULL;
+    if (!rc && !pl_json_load(p, 64u << 20, &j, &err)) {
+        cJSON *vocab = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "model"), "vocab");
+        cJSON *h = cJSON_GetObjectItem(vocab, "hello"), *w = cJSON_GetObjectItem(vocab, "world");
+        if (cJSON_IsNumber(h) && cJSON_IsNumber(w)) {
+            double t = h->valuedouble;
+            cJSON_SetNumberValue(h, w->valuedouble);
+            cJSON_SetNumberValue(w, t);
+            char *txt = cJSON_PrintUnformatted(j);
+            pl_err e2 = {0};
+            CHECK(txt && pl_write_file_atomic(p, txt, strlen(txt), &e2) == 0, "write the edited tokenizer.json: %s", e2.msg);
+            free(txt);
+            if (!pl_tokenizer_load(&c, dir, &e2)) {
+                CHECK(pl_tokenizer_vocab(c) == pl_tokenizer_vocab(a), "edited vocabulary keeps its size");
+                CHECK(pl_tokenizer_fingerprint(c, fc, &e2) == 0 && strcmp(fc, fa), "two ids swapped: another fingerprint");
+            } else CHECK(0, "edited tokenizer.json: %s", e2.msg);
+        } else CHECK(0, "SmolLM2 vocabulary has no \"hello\"/\"world\" to swap");
+        cJSON_Delete(j);
+    }
+    snprintf(p, sizeof p, "%s/fixtures/tokenizers/gpt2", g_shared);
+    if (!pl_tokenizer_load(&d, p, &err)) {
+        CHECK(pl_tokenizer_fingerprint(d, fd, &err) == 0 && strcmp(fd, fa), "GPT-2: another fingerprint");
+    } else CHECK(0, "gpt2: %s", err.msg);
+    pl_tokenizer_free(a);
+    pl_tokenizer_free(b);
+    pl_tokenizer_free(c);
+    pl_tokenizer_free(d);
+}
+
 static void test_hostile_gguf(void) {
     pl_err err = { 0 };
     pl_tokenizer *t = NULL;
@@ -1020,6 +1079,7 @@ int main(void) {
     test_sdist_vectors();
     test_phi3_specials();
     test_smollm2();
+    test_fingerprint();
     test_hostile_gguf();
     test_hostile_llama2c();
     nftw(g_tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);

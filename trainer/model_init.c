@@ -1,4 +1,7 @@
 /* model_init.c: random models of any shape as Hugging Face directories (model_init.h). */
+#include "../core/gguf.h"
+#include "../datasets/tokenizer.h"
+#include "../datasets/tokenizer_hf_write.h"
 #include "model_init.h"
 
 #include <errno.h>
@@ -215,6 +218,27 @@ static int copy_tokenizer(const char *from, const char *dir, pl_err *err) {
     if (stat(from, &st) != 0) return pl_err_set(err, PL_ENOTFOUND, "--tokenizer %s: %s", from, strerror(errno));
     char s[PATH_MAX + 64], d[PATH_MAX + 64];
     if (!S_ISDIR(st.st_mode)) {
+        /* a GGUF: its vocabulary written as tokenizer files (byte-level BPE
+         * vocabularies; others are refused, nothing copied) */
+        FILE *f = fopen(from, "rb");
+        char magic[4] = {0};
+        size_t got = f ? fread(magic, 1, 4, f) : 0;
+        if (f) fclose(f);
+        if (got == 4 && !memcmp(magic, "GGUF", 4)) {
+            pl_gguf *g = NULL;
+            int rc = pl_gguf_open(&g, from, err);
+            if (rc) return rc;
+            pl_err e = {0};
+            rc = pl_tokenizer_gguf_write_hf(g, dir, 0, &e);
+            pl_gguf_close(g);
+            if (rc)
+                return pl_err_set(err, rc, "--tokenizer: %s (pass a folder with tokenizer.json, or a tokenizer.json)", e.msg);
+            return 0;
+        }
+        size_t k = strlen(from);
+        if (k < 5 || strcmp(from + k - 5, ".json"))
+            return pl_err_set(err, PL_EINVAL, "--tokenizer %s: expected a folder with tokenizer files, a tokenizer.json or a GGUF",
+                              from);
         snprintf(d, sizeof d, "%s/tokenizer.json", dir);
         return copy_file(from, d, err);
     }
@@ -247,6 +271,17 @@ int pl_model_init_random(const pl_model_config *c, const char *dir, const pl_mod
     if (access(p, F_OK) == 0)
         return pl_err_set(err, PL_EINVAL, "%s already holds a model (config.json); choose a new --out", dir);
     if ((rc = pl_mkdirs(dir, err))) return rc;
+    /* the tokenizer first: a --tokenizer it cannot use stops before gigabytes of weights are written */
+    if (o->tokenizer && (rc = copy_tokenizer(o->tokenizer, dir, err))) return rc;
+    if (o->tokenizer) {
+        pl_tokenizer *tok = NULL;
+        if ((rc = pl_tokenizer_load(&tok, dir, err))) return rc;
+        int tv = pl_tokenizer_vocab(tok);
+        pl_tokenizer_free(tok);
+        if (tv > c->vocab)
+            return pl_err_set(err, PL_EINVAL, "--tokenizer %s has %d tokens, more than the shape's vocab_size %d: "
+                              "give a shape with vocab_size >= %d", o->tokenizer, tv, c->vocab, tv);
+    }
     int nt = 0;
     tspec *ts = plan_tensors(c, o->nf4, &nt);
     if (!ts) return pl_err_set(err, PL_ENOMEM, "out of memory");
@@ -312,7 +347,6 @@ int pl_model_init_random(const pl_model_config *c, const char *dir, const pl_mod
     cJSON_Delete(index);
     free(shard_of);
     free(ts);
-    if (!rc && o->tokenizer) rc = copy_tokenizer(o->tokenizer, dir, err);
     if (!rc) {
         /* config.json last: a directory without one is not a model, so a crash leaves nothing that loads */
         cJSON *j = pl_export_hf_config(c, PL_BF16);

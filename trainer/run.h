@@ -83,6 +83,16 @@ int pl_run_cfg_apply_flag(pl_run_cfg *c, int argc, char **argv, int *used, pl_er
 int pl_run_cfg_validate(const pl_run_cfg *c, pl_err *err);
 /* The resolved configuration in the JSON layout apply_json reads. */
 cJSON *pl_run_cfg_to_json(const pl_run_cfg *c);
+/* The training shape of config c on a model with header h (trainer/plan.h;
+ * run_plan.c); *base gets "nf4", "as-loaded" or "fp32" (full fine-tuning). */
+struct pl_model_header;
+struct pl_train_shape;
+int pl_run_cfg_shape(const pl_run_cfg *c, const struct pl_model_header *h, int micro_batch,
+                     struct pl_train_shape *s, const char **base, pl_err *err);
+/* The memory plan of training c on model (a path potluck plan takes), as a
+ * summary: model params and shape, seq_len, lora_r, base, threads,
+ * categories (bytes each), file_mapped and total. Header only; no weight read. */
+int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl_err *err);
 /* One help line per flag, for the CLI's --help. */
 const char *pl_run_cfg_flags_help(void);
 

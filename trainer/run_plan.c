@@ -1,0 +1,83 @@
+/* run_plan.c: the memory plan of a potluck train configuration on a model
+ * (trainer/plan.h), from the model's header only: what `potluck plan`
+ * prints, what a recipe run records in stages/train.json and a bundle's
+ * lock, and what `potluck reproduce` checks before it trains at a new size. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lora/lora.h"
+#include "plan.h"
+#include "run.h"
+
+int pl_run_cfg_shape(const pl_run_cfg *c, const pl_model_header *h, int micro_batch, pl_train_shape *s,
+                     const char **base, pl_err *err) {
+    memset(s, 0, sizeof *s);
+    s->seq_len = c->seq_len;
+    s->micro_batch = micro_batch > 0 ? micro_batch : 1;
+    s->checkpoint = c->checkpointing;
+    s->layer_dtype = h->layer_dtype;
+    s->embd_dtype = h->embd_dtype;
+    s->head_dtype = h->head_dtype;
+    s->stored_mapped = h->source != PL_SRC_LLAMA2C;
+    s->threads = c->threads > 0 ? c->threads : omp_get_max_threads();
+    *base = "fp32";
+    if (c->lora_r > 0) {
+        if (!c->base || (strcmp(c->base, "nf4") && strcmp(c->base, "as-loaded")))
+            return pl_err_set(err, PL_EINVAL, "--base: expected nf4 or as-loaded, got '%s'", c->base ? c->base : "");
+        s->frozen_base = 1;
+        s->lora_r = c->lora_r;
+        pl_err e = {0};
+        if (pl_lora_parse_targets(c->lora_targets ? c->lora_targets : "", &s->lora_targets, &e))
+            return pl_err_set(err, PL_EINVAL, "--lora-targets: %s", e.msg);
+        if (!strcmp(c->base, "nf4")) {
+            s->nf4_blocksize = c->nf4_blocksize;
+            s->nf4_double_quant = c->double_quant;
+        }
+        *base = c->base;
+    }
+    return PL_OK;
+}
+
+static int64_t config_params(const pl_model_config *c) {
+    int64_t d = c->dim, f = c->hidden, L = c->n_layers, V = c->vocab;
+    int64_t hd = c->n_heads > 0 ? d / c->n_heads : 0, kvd = hd * c->n_kv_heads;
+    int64_t layer = d * d * 2 + d * kvd * 2 + d * f * 3 + d * 2;
+    return V * d * (c->tied_embeddings ? 1 : 2) + L * layer + d;
+}
+
+int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl_err *err) {
+    *out = NULL;
+    pl_model_header h;
+    int rc = pl_model_read_header(model, &h, err);
+    if (rc) return rc;
+    pl_train_shape s;
+    const char *base;
+    if ((rc = pl_run_cfg_shape(c, &h, 1, &s, &base, err))) return rc;
+    pl_mem_plan p;
+    if ((rc = pl_train_plan(&h.cfg, &s, &p, err))) return rc;
+    cJSON *j = cJSON_CreateObject();
+    cJSON *m = cJSON_AddObjectToObject(j, "model");
+    cJSON_AddNumberToObject(m, "params", (double)config_params(&h.cfg));
+    cJSON_AddNumberToObject(m, "hidden_size", h.cfg.dim);
+    cJSON_AddNumberToObject(m, "num_hidden_layers", h.cfg.n_layers);
+    cJSON_AddNumberToObject(m, "vocab_size", h.cfg.vocab);
+    cJSON_AddStringToObject(j, "backend", "cpu");
+    cJSON_AddNumberToObject(j, "seq_len", s.seq_len);
+    cJSON_AddNumberToObject(j, "lora_r", s.frozen_base ? s.lora_r : 0);
+    cJSON_AddStringToObject(j, "base", base);
+    cJSON_AddBoolToObject(j, "checkpointing", s.checkpoint);
+    cJSON_AddNumberToObject(j, "threads", s.threads);
+    cJSON_AddNumberToObject(j, "trained_params", (double)p.trained_params);
+    cJSON *cats = cJSON_AddObjectToObject(j, "categories");
+    for (int k = 0; k < PL_MEM_NCAT; k++) {
+        size_t sum = 0;
+        for (int b = 0; b < PL_PB_N; b++)
+            if (p.item[b].cat == (pl_mem_cat)k) sum += p.item[b].bytes;
+        cJSON_AddNumberToObject(cats, pl_mem_cat_name((pl_mem_cat)k), (double)sum);
+    }
+    cJSON_AddNumberToObject(j, "file_mapped", (double)p.mapped);
+    cJSON_AddNumberToObject(j, "total", (double)p.total);
+    *out = j;
+    return PL_OK;
+}
