@@ -15,6 +15,7 @@ for src in tests/fuzz/fuzz_*.c; do
     gguf) args+=($(find "$shared/fixtures" -name '*.gguf' -size -20M | sort | head -24)) ;;
     tokenizer_json) args+=($(find "$shared/fixtures" -name 'tokenizer.json' | head -8)) ;;
     jinja) args+=(tests/chat_templates) ;;
+    llama2c) args+=("$shared/fixtures/stories260K/stories260K.bin" "$shared/fixtures/stories260K/tok512.bin") ;;
   esac
   out=$(TMPDIR=$(mktemp -d) "$bin" "${args[@]}" 2>&1); rc=$?
   n=$(sed -n 's/^== .*: \([0-9]*\) passed.*/\1/p' <<<"$out")

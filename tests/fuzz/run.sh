@@ -18,6 +18,7 @@ for bin in "$@"; do
   case $short in
     gguf) seeds+=("$shared/fixtures") ;;
     tokenizer_json) seeds+=("$shared/fixtures") ;;
+    llama2c) seeds+=("$shared/fixtures/stories260K") ;;
   esac
   echo "fuzz: $name for $secs s"
   "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
