@@ -93,7 +93,38 @@ static pl_host *host_of(lua_State *L) {
 
 /* ------------------------------------------------------------ primitives */
 
-static int raise_err(lua_State *L, const pl_err *e) { return luaL_error(L, "%s", e->msg); }
+/* Push msg with every mention of the run directory's absolute path written
+ * as "<run>": what recipe code sees (an error it catches, a message it could
+ * copy into a dataset) names run paths relative to the run directory and
+ * never where the run lives on this machine (docs/security.md). */
+static void push_scrubbed(lua_State *L, const char *msg) {
+    const char *rd = pl_sandbox_run_dir(pl_sandbox_of(L));
+    size_t k = rd ? strlen(rd) : 0;
+    if (k < 2) {
+        lua_pushstring(L, msg);
+        return;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    const char *s = msg, *hit;
+    while ((hit = strstr(s, rd))) {
+        luaL_addlstring(&b, s, (size_t)(hit - s));
+        luaL_addstring(&b, "<run>");
+        s = hit + k;
+    }
+    luaL_addstring(&b, s);
+    luaL_pushresult(&b);
+}
+
+/* luaL_error(L, "%s", msg) with the run directory scrubbed (push_scrubbed). */
+static int raise_msg(lua_State *L, const char *msg) {
+    luaL_where(L, 1);
+    push_scrubbed(L, msg);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+static int raise_err(lua_State *L, const pl_err *e) { return raise_msg(L, e->msg); }
 
 /* Resolve the path argument at idx (NUL bytes refused, not cut short). */
 static int arg_path(lua_State *L, int idx, int for_write, char **out, pl_err *e) {
@@ -109,8 +140,11 @@ static int c_resolve(lua_State *L) {
     char *out = NULL;
     if (arg_path(L, 1, 0, &out, &e)) {
         /* no position: the caller (the prelude's parameter check) adds the recipe's */
-        if (name) lua_pushfstring(L, "%s: %s", name, e.msg);
-        else lua_pushstring(L, e.msg);
+        if (name) {
+            lua_pushfstring(L, "%s: ", name);
+            push_scrubbed(L, e.msg);
+            lua_concat(L, 2);
+        } else push_scrubbed(L, e.msg);
         return lua_error(L);
     }
     lua_pushstring(L, out);
@@ -169,7 +203,13 @@ static int c_write_file(lua_State *L) {
     if (arg_path(L, 1, 1, &path, &e)) return raise_err(L, &e);
     int rc = pl_write_file_atomic(path, data, n, &e);
     free(path);
-    if (rc) return luaL_error(L, "pl.write_file: %s: %s", p, e.msg);
+    if (rc) {
+        /* the atomic writer names the resolved path: say the recipe's own */
+        char m[sizeof e.msg + 64];
+        const char *why = strrchr(e.msg, ':');
+        snprintf(m, sizeof m, "pl.write_file: %s: cannot write%s", p, why ? why : "");
+        return raise_msg(L, m);
+    }
     return 0;
 }
 
@@ -893,6 +933,7 @@ int pl_host_open(pl_host **out, const pl_host_opts *o, pl_err *err) {
     if ((rc = pl_sandbox_new(&h->sb, &o->limits, h->recipe_dir, o->run_dir, err))) goto fail;
     for (int i = 0; i < o->n_allow_read; i++)
         if ((rc = pl_sandbox_allow_read(h->sb, o->allow_read[i], err))) goto fail;
+    if (o->limit_writes && (rc = pl_sandbox_limit_writes(h->sb, o->write_dir, err))) goto fail;
     {
         char p[PATH_MAX * 2];
         snprintf(p, sizeof p, "%s/plugins/lib", h->home);

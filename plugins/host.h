@@ -24,6 +24,8 @@ typedef struct pl_host_opts {
     int quiet;                 /* no progress lines on stderr */
     const char *const *allow_read; /* more paths recipe code may read (pl_sandbox_allow_read) */
     int n_allow_read;
+    int limit_writes;          /* 1: writes only under write_dir, or none when it is NULL (pl_sandbox_limit_writes) */
+    const char *write_dir;
 } pl_host_opts;
 
 typedef struct pl_host pl_host;

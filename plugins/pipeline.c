@@ -118,7 +118,7 @@ static int confine_child(const child_ctx *c, const char *write_dir, pl_err *err)
     return rc;
 }
 
-static int child_open(child_ctx *c, pl_host **h, pl_err *err) {
+static int child_open(child_ctx *c, const char *write_dir, pl_host **h, pl_err *err) {
     pl_host_opts ho = {0};
     ho.recipe = c->plugins_only ? NULL : c->o->recipe;
     ho.run_dir = c->run_dir;
@@ -129,6 +129,8 @@ static int child_open(child_ctx *c, pl_host **h, pl_err *err) {
     ho.quiet = c->o->quiet;
     ho.allow_read = c->o->allow_read;
     ho.n_allow_read = c->o->n_allow_read;
+    ho.limit_writes = 1; /* the same folder the kernel lets it write (confine_child) */
+    ho.write_dir = write_dir;
     return pl_host_open(h, &ho, err);
 }
 
@@ -137,7 +139,7 @@ static int child_plan(void *vc, int fd, pl_err *err) {
     pl_host *h = NULL;
     cJSON *plan = NULL;
     int rc = confine_child(c, NULL, err);
-    if (!rc) rc = child_open(c, &h, err);
+    if (!rc) rc = child_open(c, NULL, &h, err);
     if (!rc) rc = pl_host_plan(h, c->o->size, &plan, err);
     pl_host_free(h);
     if (!rc) rc = send_json(fd, plan, err);
@@ -154,7 +156,7 @@ static int child_stage(void *vc, int fd, pl_err *err) {
     char *s = strrchr(wdir, '/');
     if (s) *s = 0;
     int rc = confine_child(c, s ? wdir : ".", err);
-    if (!rc) rc = child_open(c, &h, err);
+    if (!rc) rc = child_open(c, s ? wdir : ".", &h, err);
     if (!rc) rc = pl_host_run_stage(h, c->o->size, c->index, c->in, c->out, c->seed, &stats, err);
     pl_host_free(h);
     if (!rc) rc = send_json(fd, stats, err);
@@ -167,7 +169,7 @@ static int child_metrics(void *vc, int fd, pl_err *err) {
     pl_host *h = NULL;
     cJSON *m = NULL;
     int rc = confine_child(c, NULL, err); /* metrics write nothing: the host records what they return */
-    if (!rc) rc = child_open(c, &h, err);
+    if (!rc) rc = child_open(c, NULL, &h, err);
     if (!rc) rc = pl_host_run_metrics(h, c->o->size, c->in, c->seed, &m, err);
     pl_host_free(h);
     if (!rc) rc = send_json(fd, m, err);

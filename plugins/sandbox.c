@@ -67,6 +67,8 @@ struct pl_sandbox {
     pl_lua_limits lim;
     char *recipe_dir; /* realpath'd, or NULL */
     char *run_dir;    /* realpath'd, or NULL */
+    char *write_dir;  /* pl_sandbox_limit_writes: writes only below this (realpath'd), or NULL */
+    int no_writes;    /* pl_sandbox_limit_writes(NULL): no writes at all */
     char *allow[PL_SANDBOX_MAX_ALLOW]; /* --allow-read paths, realpath'd */
     int n_allow;
     size_t mem_used;
@@ -658,6 +660,7 @@ void pl_sandbox_free(pl_sandbox *sb) {
     if (sb->L) lua_close(sb->L);
     free(sb->recipe_dir);
     free(sb->run_dir);
+    free(sb->write_dir);
     for (int i = 0; i < sb->n_allow; i++) free(sb->allow[i]);
     free(sb->traceback);
     free(sb);
@@ -666,6 +669,19 @@ void pl_sandbox_free(pl_sandbox *sb) {
 lua_State *pl_sandbox_L(pl_sandbox *sb) { return sb->L; }
 const char *pl_sandbox_recipe_dir(const pl_sandbox *sb) { return sb->recipe_dir; }
 const char *pl_sandbox_run_dir(const pl_sandbox *sb) { return sb->run_dir; }
+
+int pl_sandbox_limit_writes(pl_sandbox *sb, const char *dir, pl_err *err) {
+    free(sb->write_dir);
+    sb->write_dir = NULL;
+    sb->no_writes = !dir;
+    if (!dir) return PL_OK;
+    sb->write_dir = realpath(dir, NULL);
+    if (!sb->write_dir) {
+        sb->no_writes = 1; /* fail closed */
+        return pl_err_set(err, PL_EIO, "stage folder %s: %s", dir, strerror(errno));
+    }
+    return PL_OK;
+}
 const char *pl_sandbox_traceback(const pl_sandbox *sb) { return sb->traceback ? sb->traceback : ""; }
 size_t pl_sandbox_mem_used(const pl_sandbox *sb) { return sb->mem_used; }
 
@@ -964,7 +980,18 @@ int pl_sandbox_resolvel(pl_sandbox *sb, const char *path, size_t len, int for_wr
         return pl_err_set(err, errno == ENOENT ? PL_ENOTFOUND : PL_EIO, "'%s': directory: %s", path, strerror(errno));
     if (!inside(rp, sb->run_dir)) {
         free(rp);
-        return pl_err_set(err, PL_EINVAL, "'%s': writes must stay inside the run directory (%s)", path, sb->run_dir);
+        return pl_err_set(err, PL_EINVAL, "'%s': writes must stay inside the run directory (a stage writes only "
+                          "into its own output folder)", path);
+    }
+    if (sb->no_writes) {
+        free(rp);
+        return pl_err_set(err, PL_EINVAL, "'%s': this step writes nothing (plans and metrics return values; "
+                          "the host records them)", path);
+    }
+    if (sb->write_dir && !inside(rp, sb->write_dir)) {
+        free(rp);
+        return pl_err_set(err, PL_EINVAL, "'%s': a stage writes only into its own folder %s/ (the rest of the run "
+                          "directory is the host's)", path, sb->write_dir);
     }
     size_t need = strlen(rp) + 1 + strlen(name) + 1;
     char *res = malloc(need);
@@ -980,11 +1007,10 @@ int pl_sandbox_resolvel(pl_sandbox *sb, const char *path, size_t len, int for_wr
     if (lstat(res, &st) == 0) {
         if (S_ISLNK(st.st_mode)) {
             char *t = realpath(res, NULL);
-            if (!t || !inside(t, sb->run_dir)) {
+            if (!t || !inside(t, sb->write_dir ? sb->write_dir : sb->run_dir)) {
                 free(t);
                 free(res);
-                return pl_err_set(err, PL_EINVAL, "'%s': a symbolic link that leads outside the run directory (%s)",
-                                  path, sb->run_dir);
+                return pl_err_set(err, PL_EINVAL, "'%s': a symbolic link that leads outside the run directory", path);
             }
             free(res);
             res = t;

@@ -62,6 +62,10 @@ lua_State *pl_sandbox_L(pl_sandbox *sb);
 pl_sandbox *pl_sandbox_of(lua_State *L);
 const char *pl_sandbox_recipe_dir(const pl_sandbox *sb);
 const char *pl_sandbox_run_dir(const pl_sandbox *sb);
+/* Narrow writes (recipe children, as confine.h narrows them at the kernel):
+ * only below dir (a stage's own output folder), or none at all (dir NULL:
+ * plans and metrics). Reads are unchanged. */
+int pl_sandbox_limit_writes(pl_sandbox *sb, const char *dir, pl_err *err);
 /* Let recipe code read path too (a file or a directory and everything below
  * it, dot-files included): the user's --allow-read. At most
  * PL_SANDBOX_MAX_ALLOW of them. */

@@ -6,7 +6,8 @@
 # stages/train.json, stages/train.adapter (the host's sha256 record), the
 # run's plan.json, a file beside the run directory, and plants a new file in
 # train/. Every write must be refused (the metric reports how many
-# succeeded: 0), and against a clean run of the same recipe whose metric
+# succeeded: 0; and of its attempts through relative paths, how many refusals
+# named the run directory's absolute path: 0), and against a clean run of the same recipe whose metric
 # writes nothing: train/config.json, stages/train.adapter, results.json's
 # losses and the exported adapter are byte-identical (train/config.json up to
 # its run folder's name), and a find listing of
@@ -37,16 +38,27 @@ make_case() {
   cp "$T/corpus.txt" "$d/"
   cat >"$d/plugins/tamper.lua" <<LUA
 local pl = require "potluck"
-pl.register { api = 1, kind = "metric", name = "tamper", doc = "How many writes to host state succeeded.",
-  measure = function(p, ctx, samples)
-    local ok_writes = 0
-    local function try(path, data)
-      local ok = pcall(pl.write_file, path, data)
-      if ok then ok_writes = ok_writes + 1 end
-    end
+-- each attempt in pcall; what came back: writes that succeeded, and error
+-- messages that name the run directory's absolute path
+local function attempts()
+  local ok_writes, leaks = 0, 0
+  local function try(path, data, relative)
+    local ok, msg = pcall(pl.write_file, path, data)
+    if ok then ok_writes = ok_writes + 1
+    elseif relative and string.find(tostring(msg), '$R', 1, true) then leaks = leaks + 1 end
+  end
+  -- relative paths: whatever they resolve against, the refusal must not say where the run lives
+  for _, rel in ipairs({ 'train/config.json', '../train/config.json', '../../train/config.json', 'stages/train.json',
+                         '../stages/train.adapter', '../../stages/train.adapter', 'x/y/z.txt' }) do
+    try(rel, 'evil', true)
+  end
 $2
-    return ok_writes
-  end }
+  return ok_writes, leaks
+end
+pl.register { api = 1, kind = "metric", name = "tamper", doc = "How many writes to host state succeeded.",
+  measure = function(p, ctx, samples) local w = attempts() return w end }
+pl.register { api = 1, kind = "metric", name = "tamper_leaks", doc = "How many refusals named the run directory.",
+  measure = function(p, ctx, samples) local _, l = attempts() return l end }
 LUA
   cat >"$d/r.lua" <<'LUA'
 local pl = require "potluck"
@@ -58,7 +70,7 @@ return pl.recipe {
   },
   lora = { r = 4, alpha = 8, dropout = 0 },
   train = { steps = 3, lr = 1e-3, seq_len = 48, save_every = 3 },
-  eval = { rows = 4, metrics = { "tamper" } },
+  eval = { rows = 4, metrics = { "tamper", "tamper_leaks" } },
   export = { formats = { "peft" } },
 }
 LUA
@@ -66,18 +78,18 @@ LUA
 
 R=$T/runs
 mkdir -p "$R"
-make_case clean "    -- writes nothing"
+make_case clean "  -- writes nothing"
 make_case hostile "
-    local run = '$R/hostile'
-    try(run .. '/train/adapter/adapter_model.safetensors', 'evil')
-    try(run .. '/train/checkpoints/step-000003/adapter/adapter_model.safetensors', 'evil')
-    try(run .. '/train/config.json', '{\"lora\":{\"r\":64}}')
-    try(run .. '/stages/train.json', '{}')
-    try(run .. '/stages/train.adapter', string.rep('0', 64))
-    try(run .. '/plan.json', '{}')
-    try(run .. '/train/planted.txt', 'x')
-    try('$T/outside/canary.txt', 'changed')
-    try('$T/outside/new.txt', 'x')"
+  local run = '$R/hostile'
+  try(run .. '/train/adapter/adapter_model.safetensors', 'evil')
+  try(run .. '/train/checkpoints/step-000003/adapter/adapter_model.safetensors', 'evil')
+  try(run .. '/train/config.json', '{\"lora\":{\"r\":64}}')
+  try(run .. '/stages/train.json', '{}')
+  try(run .. '/stages/train.adapter', string.rep('0', 64))
+  try(run .. '/plan.json', '{}')
+  try(run .. '/train/planted.txt', 'x')
+  try('$T/outside/canary.txt', 'changed')
+  try('$T/outside/new.txt', 'x')"
 
 listing() { (cd "$T" && find . -mindepth 1 -path ./runs -prune -o -printf '%p %y %s %T@\n' | sort); }
 before=$(listing)
@@ -91,6 +103,7 @@ python3 - "$R/clean/results.json" "$R/hostile/results.json" <<'PY' && ok || fail
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
 assert a["metrics"]["tamper"] == 0 and b["metrics"]["tamper"] == 0, (a["metrics"], b["metrics"])
+assert b["metrics"]["tamper_leaks"] == 0, b["metrics"]  # refusals name paths relative to the run directory
 for k in ("steps", "tokens", "final_train_loss", "base_eval_loss", "eval_loss"):
     assert a[k] == b[k], (k, a[k], b[k])
 PY
@@ -108,5 +121,5 @@ python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['steps']" "$R/h
 [ ! -e "$R/hostile/train/planted.txt" ] && ok || fail "a file was planted in train/"
 [ "$(listing)" = "$before" ] && [ "$before_h" = "$before" ] && ok || fail "outside the run directories changed: $(diff <(echo "$before") <(listing))"
 [ "$(cat "$T/outside/canary.txt")" = canary ] && [ ! -e "$T/outside/new.txt" ] && ok || fail "canary changed"
-[ $check_failed = 0 ] && echo "note: hostile metric: 9 writes attempted after training, 0 succeeded; adapter, config and records byte-identical to a clean run's"
+[ $check_failed = 0 ] && echo "note: hostile metric: 16 writes attempted after training (7 through relative paths), 0 succeeded, no refusal named the run directory; adapter, config and records byte-identical to a clean run's"
 check_summary cli_hostile_metric

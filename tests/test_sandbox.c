@@ -468,6 +468,27 @@ static void test_paths(pl_sandbox *sb) {
     expect_resolve(sb, "../run/nosuchdir/f.txt", 1, PL_ENOTFOUND, "No such file");
     expect_resolve(sb, "../run/sub", 1, PL_EINVAL, "is a directory");
 
+    /* writes narrowed to a stage's folder (run/sub), then to nothing, then back */
+    snprintf(want, sizeof want, "%s/sub", g_run);
+    pl_err lerr = {0};
+    CHECK(pl_sandbox_limit_writes(sb, want, &lerr) == 0, "limit writes to run/sub: %s", lerr.msg);
+    snprintf(want, sizeof want, "%s/sub/x.txt", g_run);
+    expect_resolve(sb, "../run/sub/x.txt", 1, 0, want);
+    expect_resolve(sb, "../run/new.txt", 1, PL_EINVAL, "a stage writes only into its own folder");
+    expect_resolve(sb, "../run/old.txt", 1, PL_EINVAL, "a stage writes only into its own folder");
+    expect_resolve(sb, "../run/inlink", 1, PL_EINVAL, "a stage writes only into its own folder");
+    expect_resolve(sb, "../outside/x", 1, PL_EINVAL, "writes must stay inside the run directory");
+    expect_resolve(sb, "../run/old.txt", 0, 0, (snprintf(want, sizeof want, "%s/old.txt", g_run), want)); /* reads unchanged */
+    CHECK(pl_sandbox_limit_writes(sb, NULL, &lerr) == 0, "no writes");
+    expect_resolve(sb, "../run/sub/x.txt", 1, PL_EINVAL, "this step writes nothing");
+    expect_resolve(sb, "../run/new.txt", 1, PL_EINVAL, "this step writes nothing");
+    CHECK(pl_sandbox_limit_writes(sb, "/no/such/stage/dir", &lerr) != 0 && strstr(lerr.msg, "/no/such/stage/dir"),
+          "a missing stage folder is an error: %s", lerr.msg);
+    expect_resolve(sb, "../run/new.txt", 1, PL_EINVAL, "this step writes nothing"); /* and writes stay shut */
+    CHECK(pl_sandbox_limit_writes(sb, g_run, &lerr) == 0, "writes to the whole run directory again");
+    snprintf(want, sizeof want, "%s/new.txt", g_run);
+    expect_resolve(sb, "../run/new.txt", 1, 0, want);
+
     char *out = NULL;
     pl_err err;
     CHECK(pl_sandbox_resolvel(sb, "a\0b", 3, 0, &out, &err) == PL_EINVAL && strstr(err.msg, "NUL") && !out,
