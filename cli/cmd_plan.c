@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../core/units.h"
 #include "../core/json.h"
 #include "../lora/lora.h"
 #include "../trainer/plan.h"
@@ -69,13 +70,7 @@ static int parse_size(const char *s, double *out) {
     return cli_fail("plan: --mem: unknown unit \"%s\" (B, KiB, MiB, GiB, TiB, or KB, MB, GB, TB)", end);
 }
 
-static void human(double b, char *buf, size_t n) {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int k = 0;
-    while (b >= 1024 && k < 4) { b /= 1024; k++; }
-    if (k == 0) snprintf(buf, n, "%.0f B", b);
-    else snprintf(buf, n, "%.2f %s", b, u[k]);
-}
+static void human(double b, char *buf, size_t n) { pl_fmt_bytes(b, buf, n); }
 
 static const char *dtype_label(pl_dtype t) { return pl_dtype_name(t); }
 

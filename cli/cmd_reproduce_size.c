@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/units.h"
 #include "../core/atomic.h"
 #include "../core/json.h"
 #include "../core/sha256.h"
@@ -41,14 +42,7 @@ static void size_from_params(double n, char *buf, size_t cap) {
     else snprintf(buf, cap, "%.3gb", b);
 }
 
-static void human(double b, char *buf, size_t n) {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int k = 0;
-    if (!(b >= 0)) { snprintf(buf, n, "-"); return; }
-    while (b >= 1024 && k < 4) { b /= 1024; k++; }
-    if (k == 0) snprintf(buf, n, "%.0f B", b);
-    else snprintf(buf, n, "%.2f %s", b, u[k]);
-}
+static void human(double b, char *buf, size_t n) { pl_fmt_bytes(b, buf, n); }
 
 static double num(const cJSON *o, const char *k) {
     const cJSON *v = cJSON_GetObjectItem(o, k);
@@ -248,7 +242,7 @@ int repro_other_size(const repro_ctx *x) {
     }
     const cJSON *op = cJSON_GetObjectItem(in, "memory_plan");
     double total = num(np, "total");
-    double mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    double mem = pl_machine_memory();
     {
         char a[48], b[48], m[48];
         human(total, a, sizeof a);
@@ -258,19 +252,7 @@ int repro_other_size(const repro_ctx *x) {
                "this machine has %s\n",
                size, a, (int)num(np, "lora_r"), (int)num(np, "seq_len"), (int)num(np, "threads"),
                cJSON_GetStringValue(cJSON_GetObjectItem(np, "base")), b, m);
-        if (mem > 0 && total > mem) {
-            double w = num(cJSON_GetObjectItem(np, "categories"), "weights");
-            char wb[48];
-            human(w, wb, sizeof wb);
-            if (w > mem)
-                cli_fail("reproduce: the training at size %s needs %s, more than this machine's %s, and the base's "
-                         "weights alone take %s: this size needs a machine with more memory", size, a, m, wb);
-            else
-                cli_fail("reproduce: the training at size %s needs %s (weights %s), more than this machine's %s: lower "
-                         "train.seq_len or lora.r in the recipe's scale[\"%s\"] (potluck plan --model %s --fit seq "
-                         "--mem %.0fGiB shows what fits)", size, a, wb, m, size, x->base, mem / 1073741824.0);
-            goto out;
-        }
+        if (pl_run_plan_check(np, mem, size, x->base, &err)) { cli_fail("reproduce: %s", err.msg); goto out; }
     }
     printf("reproduce: running %s on %s at size %s with %d thread(s)\n", x->rname, x->base, size, x->threads);
     if (repro_run_child(x, size)) goto out;

@@ -26,6 +26,10 @@ static const char *run_help =
     "  --only STAGE         redo only STAGE (the stages before it must be up to date)\n"
     "  --to STAGE           stop after STAGE (e.g. --to shard: build the data only)\n"
     "  --force              redo every stage\n"
+    "  --dry-run            resolve the recipe (and --size), plan the training's memory, write\n"
+    "                       plan.json and memory_plan.json into the run directory, run nothing\n"
+    "  --no-memory-check    train even when the memory plan says it does not fit this machine\n"
+    "                       (by default the run stops before its first stage, naming what to change)\n"
     "  --threads N          worker threads (training and generation)\n"
     "  --quiet              no progress lines\n"
     "  --allow-read PATH    let the recipe read PATH (a file or folder) too; by default it\n"
@@ -87,6 +91,8 @@ int cmd_run(int argc, char **argv) {
             fputs(pl_lua_limits_help(), stdout);
             return 0;
         }
+        if (!strcmp(a, "--dry-run")) { o.dry_run = 1; continue; }
+        if (!strcmp(a, "--no-memory-check")) { o.no_memory_check = 1; continue; }
         int t = cli_recipe_flag(&o, argc, argv, &i);
         if (t < 0) return 1;
         if (t) continue;

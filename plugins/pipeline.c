@@ -20,6 +20,7 @@
 #include "../core/atomic.h"
 #include "../core/json.h"
 #include "../core/sha256.h"
+#include "../core/units.h"
 #include "../datasets/chat.h"
 #include "../datasets/shard_writer.h"
 #include "../datasets/tokenizer.h"
@@ -1121,6 +1122,61 @@ static int tail_stage(run_state *r, int i, const char *key, const char *last_out
     return rc;
 }
 
+/* The training's memory plan before any stage runs (trainer/run.h: the plan
+ * the trainer allocates from), for the backend this build trains on (the
+ * CPU: this machine's memory): RUN/memory_plan.json, written by the host. A
+ * plan larger than the machine stops the run here, before hours of data
+ * work, naming what to change; --no-memory-check trains anyway. A recipe
+ * or model the plan cannot read is left to the train stage to report. */
+static int check_memory(run_state *r, pl_err *err) {
+    if (!r->base) return PL_OK;
+    pl_run_cfg c;
+    pl_run_cfg_defaults(&c);
+    cJSON *cfg = cJSON_CreateObject();
+    cJSON_AddItemToObject(cfg, "lora", cJSON_Duplicate(cJSON_GetObjectItem(r->plan, "lora"), 1));
+    cJSON_AddItemToObject(cfg, "train", cJSON_Duplicate(cJSON_GetObjectItem(r->plan, "train"), 1));
+    pl_err e = {0};
+    cJSON *j = NULL;
+    int rc = pl_run_cfg_apply_json(&c, cfg, r->o->recipe, &e);
+    c.threads = r->o->threads;
+    if (!rc) rc = pl_run_cfg_plan_json(&c, r->base, &j, &e);
+    pl_run_cfg_free(&c);
+    cJSON_Delete(cfg);
+    if (rc) return PL_OK;
+    double mem = pl_machine_memory();
+    double total = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "total"));
+    const cJSON *cats = cJSON_GetObjectItem(j, "categories");
+    double w = cJSON_GetNumberValue(cJSON_GetObjectItem(cats, "weights"));
+    double a = cJSON_GetNumberValue(cJSON_GetObjectItem(cats, "activations"));
+    double opt = cJSON_GetNumberValue(cJSON_GetObjectItem(cats, "optimizer"));
+    int fits = !(mem > 0) || total <= mem;
+    if (mem > 0) cJSON_AddNumberToObject(j, "machine_memory", mem);
+    cJSON_AddBoolToObject(j, "fits", fits);
+    if (r->o->size) cJSON_AddStringToObject(j, "size", r->o->size);
+    char pp[PATH_MAX + 32];
+    snprintf(pp, sizeof pp, "%s/memory_plan.json", r->run_dir);
+    rc = pl_json_write(pp, j, err);
+    if (rc) { cJSON_Delete(j); return rc; }
+    char bt[32], bm[32], bw[32], ba[32], bo[32];
+    pl_fmt_bytes(total, bt, sizeof bt);
+    pl_fmt_bytes(mem, bm, sizeof bm);
+    pl_fmt_bytes(w, bw, sizeof bw);
+    pl_fmt_bytes(a, ba, sizeof ba);
+    pl_fmt_bytes(opt, bo, sizeof bo);
+    if (!r->o->quiet) {
+        printf("plan: training needs %s (weights %s, activations %s, optimizer %s) of this machine's %s: %s\n", bt, bw, ba,
+               bo, bm, fits ? "fits" : "does NOT fit");
+        fflush(stdout);
+    }
+    const int T = r->n_steps + 2; /* the train stage's number */
+    int trains = (!r->to || r->to >= T) && (!r->only || r->only == T);
+    pl_err pe = {0};
+    rc = fits || !trains || r->o->no_memory_check ? PL_OK : pl_run_plan_check(j, mem, r->o->size, r->base, &pe);
+    cJSON_Delete(j);
+    if (!rc) return PL_OK;
+    return pl_err_set(err, PL_ERANGE, "train: %s (memory_plan.json has the details; --no-memory-check trains anyway)", pe.msg);
+}
+
 int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
     if (o->backend && strcmp(o->backend, "cpu")) {
         if (!strcmp(o->backend, "cuda"))
@@ -1184,6 +1240,11 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
         printf("run %s: recipe %s%s%s, base %s\n", r.run_dir, cJSON_GetStringValue(cJSON_GetObjectItem(r.plan, "name")),
                o->size ? " at size " : "", o->size ? o->size : "", r.base ? r.base : "(not found)");
         fflush(stdout);
+    }
+    if ((rc = check_memory(&r, err))) goto done;
+    if (o->dry_run) {
+        if (!o->quiet) printf("dry run: %s/plan.json and memory_plan.json written; no stage ran\n", r.run_dir);
+        goto done;
     }
     char key[65], prev[65], last_out[PATH_MAX + 16] = "";
     {

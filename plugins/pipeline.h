@@ -32,6 +32,8 @@ typedef struct pl_pipe_opts {
     const char *from, *only;/* stage names, labels or numbers */
     const char *to;         /* stop after this stage */
     int force;
+    int dry_run;            /* --dry-run: plan (recipe and memory), write plan.json and memory_plan.json, run nothing */
+    int no_memory_check;    /* --no-memory-check: train even when the memory plan exceeds this machine's memory */
     int threads;            /* 0: OpenMP's default */
     int quiet;
     pl_lua_limits limits;

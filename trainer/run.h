@@ -93,6 +93,13 @@ int pl_run_cfg_shape(const pl_run_cfg *c, const struct pl_model_header *h, int m
  * summary: model params and shape, seq_len, lora_r, base, threads,
  * categories (bytes each), file_mapped and total. Header only; no weight read. */
 int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl_err *err);
+/* This machine's physical memory in bytes (0 when unknown). */
+double pl_machine_memory(void);
+/* PL_ERANGE when plan summary pj (pl_run_cfg_plan_json) needs more than mem
+ * bytes, with a message naming what to change: a smaller model when the
+ * weights alone do not fit, else train.seq_len or lora.r (in the recipe's
+ * scale[size] when size is given). */
+int pl_run_plan_check(const cJSON *pj, double mem, const char *size, const char *model, pl_err *err);
 /* One help line per flag, for the CLI's --help. */
 const char *pl_run_cfg_flags_help(void);
 

@@ -3,9 +3,12 @@
  * prints, what a recipe run records in stages/train.json and a bundle's
  * lock, and what `potluck reproduce` checks before it trains at a new size. */
 #include <omp.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/units.h"
 #include "../lora/lora.h"
 #include "plan.h"
 #include "run.h"
@@ -80,4 +83,31 @@ int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl
     cJSON_AddNumberToObject(j, "total", (double)p.total);
     *out = j;
     return PL_OK;
+}
+
+double pl_machine_memory(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (double)pages * (double)page : 0;
+}
+
+int pl_run_plan_check(const cJSON *pj, double mem, const char *size, const char *model, pl_err *err) {
+    double total = cJSON_GetNumberValue(cJSON_GetObjectItem(pj, "total"));
+    if (!(mem > 0) || total <= mem) return PL_OK;
+    const cJSON *cats = cJSON_GetObjectItem(pj, "categories");
+    double w = cJSON_GetNumberValue(cJSON_GetObjectItem(cats, "weights"));
+    double a = cJSON_GetNumberValue(cJSON_GetObjectItem(cats, "activations"));
+    char bt[32], bm[32], bw[32], ba[32], hint[96] = "";
+    pl_fmt_bytes(total, bt, sizeof bt);
+    pl_fmt_bytes(mem, bm, sizeof bm);
+    pl_fmt_bytes(w, bw, sizeof bw);
+    pl_fmt_bytes(a, ba, sizeof ba);
+    if (size) snprintf(hint, sizeof hint, " in the recipe's scale[\"%.40s\"]", size);
+    if (w > mem)
+        return pl_err_set(err, PL_ERANGE, "the training%s%s needs %s, more than this machine's %s, and the base model's "
+                          "weights alone take %s: use a smaller model or a machine with more memory",
+                          size ? " at size " : "", size ? size : "", bt, bm, bw);
+    return pl_err_set(err, PL_ERANGE, "the training%s%s needs %s (weights %s, activations %s), more than this machine's "
+                      "%s: lower train.seq_len or lora.r%s (potluck plan --model %s --fit seq --mem %.1fGiB shows the "
+                      "longest sequence that fits)",
+                      size ? " at size " : "", size ? size : "", bt, bw, ba, bm, hint, model, mem / 1073741824.0);
 }
