@@ -201,6 +201,13 @@ if [ "${BENCH_EVAL:-1}" != 0 ] && [ "$ONLY" = "" ]; then
   bash bench/eval_bench.sh "$POTLUCK"
 fi
 
+# ---------------------------------------------------------------- planner
+# plan / measured per category and RSS growth / plan total for 7 training
+# configurations (bench/plan_bench.sh); BENCH_PLAN=0 skips it.
+if [ "${BENCH_PLAN:-1}" != 0 ] && [ "$ONLY" = "" ]; then
+  bash bench/plan_bench.sh "$POTLUCK"
+fi
+
 # ---------------------------------------------------------------- bundles
 # pack / verify MB/s against tar --zstd + sha256sum on the same files
 # (BENCH_BUNDLE_MB of shards, default 1024); BENCH_BUNDLE=0 skips it.
