@@ -47,6 +47,15 @@ static pl_nf4 *model_nf4(pl_model *m, int64_t n, int blocksize, int double_quant
     return q;
 }
 
+/* Does p point into the model file's map (GGUF, safetensors), not into
+ * memory the model owns or a llama2.c checkpoint read into a buffer? */
+static int from_file_map(const pl_model *m, const void *p) {
+    if (!p || m->source == PL_SRC_LLAMA2C) return 0;
+    for (int i = 0; i < m->n_owned; i++)
+        if (m->owned[i] == p) return 0;
+    return 1;
+}
+
 int pl_model_nf4_quantize(pl_model *m, int blocksize, int double_quant, pl_err *err) {
     if (!pl_nf4_valid_blocksize(blocksize))
         return pl_err_set(err, PL_EINVAL, "%s: nf4 blocksize %d: expected a power of two in 32..4096", m->path,
@@ -94,6 +103,10 @@ int pl_model_nf4_quantize(pl_model *m, int blocksize, int double_quant, pl_err *
                 break;
             }
             const int64_t rows = w->rows, cols = w->cols;
+            /* the stored rows were read once, from the model file's map: drop
+             * those pages from the resident set (the NF4 copy is what the
+             * model reads from now on; the page cache keeps them if it can) */
+            if (from_file_map(m, w->data)) pl_map_drop(w->data, pl_dtype_row_bytes(w->dtype, cols) * (size_t)rows);
             pl_nf4_qweight(q, rows, cols, w);
         }
     }
