@@ -408,10 +408,10 @@ static void test_sdist_vectors(void) {
     qsort(names, (size_t)nn, sizeof names[0], (int (*)(const void *, const void *))strcmp);
     int accepted = 0, refused = 0;
     for (int i = 0; i < nn; i++) {
-        char p[600];
-        snprintf(p, sizeof p, "%s/ggml-vocab-%s.gguf.out", dir, names[i]);
+        char p[4096 + 160];
+        snprintf(p, sizeof p, "%.4096s/ggml-vocab-%.95s.gguf.out", dir, names[i]);
         if (access(p, R_OK) != 0) continue; /* no vectors for this one */
-        snprintf(p, sizeof p, "%s/ggml-vocab-%s.gguf", dir, names[i]);
+        snprintf(p, sizeof p, "%.4096s/ggml-vocab-%.95s.gguf", dir, names[i]);
         pl_gguf *g = NULL;
         pl_err err = { 0 };
         if (pl_gguf_open(&g, p, &err) != PL_OK) {
