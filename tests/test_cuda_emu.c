@@ -650,6 +650,41 @@ static void test_lm_head_ce(int T, int C, int V, int all_ignored) {
     cudaFree(ws), cudaFree(wsb), cudaFree(dsum), cudaFree(dnv);
 }
 
+/* A target >= V is a caller bug the CPU makes visible as NaN: its loss, the
+ * loss sum, its dx row and (through the sum over tokens) all of dW; the other
+ * row stays finite. */
+static void test_lm_head_ce_bad_target(void) {
+    const int T = 2, C = 16, V = 40;
+    float xf[T * C], wf[V * C];
+    uint16_t *xh = rand_bf16((size_t)T * C, 1.0f, xf), *wh = rand_bf16((size_t)V * C, 0.15f, wf);
+    const int32_t tg[2] = {3, V};
+    uint16_t *dx_ = dev_up(xh, sizeof xf / 2), *dw_ = dev_up(wh, sizeof wf / 2), *ddx = dev_alloc(sizeof xf / 2);
+    int32_t *dtg = dev_up(tg, sizeof tg);
+    float *dlse = dev_alloc(T * 4), *dloss = dev_alloc(T * 4), *ddw = dev_alloc(sizeof wf);
+    float *ws = dev_alloc(pl_cuda_lm_head_ce_workspace(T, V) * 4), *wsb = dev_alloc(pl_cuda_lm_head_ce_bwd_workspace(T, C) * 4);
+    double *dsum = dev_alloc(8), sum = 0;
+    int64_t *dnv = dev_alloc(8), nv = 0;
+    cudaMemset(ddw, 0, sizeof wf);
+    CHECK(pl_cuda_lm_head_ce(dlse, dloss, dsum, dnv, dx_, dw_, dtg, T, C, V, ws, NULL) == 0 &&
+              pl_cuda_lm_head_ce_bwd(ddx, ddw, dx_, dw_, dtg, dlse, T, C, V, 0.5f, wsb, NULL) == 0,
+          "lm_head_ce bad target: launch");
+    sync_ok("lm_head_ce bad target");
+    float loss[2], dwg[V * C];
+    uint16_t gx[T * C];
+    down(loss, dloss, sizeof loss), down(&sum, dsum, 8), down(&nv, dnv, 8), down(gx, ddx, sizeof gx);
+    down(dwg, ddw, sizeof dwg);
+    int row0 = 1, row1 = 1, wnan = 1;
+    for (int c = 0; c < C; c++) row0 &= isfinite(fb(gx[c])), row1 &= isnan(fb(gx[C + c]));
+    for (int i = 0; i < V * C; i++) wnan &= isnan(dwg[i]);
+    CHECK(isfinite(loss[0]) && isnan(loss[1]) && isnan(sum) && nv == 2,
+          "lm_head_ce bad target: losses %g %g, sum %g, n_valid %lld", loss[0], loss[1], sum, (long long)nv);
+    CHECK(row0 && row1 && wnan, "lm_head_ce bad target: dx row 0 finite %d, row 1 NaN %d, dW all NaN %d", row0, row1,
+          wnan);
+    free(xh), free(wh);
+    cudaFree(dx_), cudaFree(dw_), cudaFree(ddx), cudaFree(dtg), cudaFree(dlse), cudaFree(dloss), cudaFree(ddw);
+    cudaFree(ws), cudaFree(wsb), cudaFree(dsum), cudaFree(dnv);
+}
+
 /* ---- optimizer ---------------------------------------------------------------------------------- */
 
 /* AdamW: the CPU's bits (same fp32 operations, explicit fmaf), three steps.
@@ -852,6 +887,7 @@ int main(void) {
     test_lm_head_ce(37, 96, 1000, 0);
     test_lm_head_ce(8, 128, 256, 0);
     test_lm_head_ce(5, 32, 77, 1);
+    test_lm_head_ce_bad_target();
     if (g_big) test_lm_head_ce(67, 576, 49152, 0);
     test_optim(1);
     test_optim(100003);
