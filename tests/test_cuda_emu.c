@@ -425,6 +425,266 @@ static void test_swiglu(int64_t n) {
     cudaFree(dg), cudaFree(du), cudaFree(dd), cudaFree(dout), cudaFree(ddg), cudaFree(ddu);
 }
 
+/* ---- attention ------------------------------------------------------------------------------ */
+
+/* Causal GQA attention against pl_cpu_attention / pl_cpu_attention_bwd on the
+ * same bf16 inputs (the backward's CPU reference is given the kernel's bf16
+ * out, the value the kernel's D_i is computed from).
+ * out (bf16): a convex combination of v rows, one bf16 rounding of an fp32
+ * sum: rtol 2^-8, atol 1e-4 max|v| (fp32 sums in another order), nMSE 2e-5.
+ * lse (fp32) against a double-precision log-sum-exp of the same scores:
+ * 1e-5 + 1e-5 |ref|. dq, dk, dv (bf16): ds = p (dp - D) cancels, so the
+ * bound is relative to the tensor's rms: 2^-8 rms(ref) + 1e-6 + 2^-8 |ref|,
+ * nMSE 4e-5 (the 1e-6: with one key p = 1 and dp - D is 0 on the CPU, a
+ * few ulp on the device, whose D sums in another order). A query that sees no key: out 0, lse -inf, dq 0 (compared exactly:
+ * the reference is 0). gen: Tq < Tk with qlast[i] = Tk - Tq + i (decoding
+ * against a KV cache); nokey: a query whose segment no key has, and one with
+ * qlast = -1. */
+static double rms_of(const float *x, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return n ? sqrt(s / (double)n) : 0;
+}
+
+static void test_attention(int Tq, int Tk, int nh, int nkv, int hd, int nsegs, int nokey) {
+    char what[128];
+    snprintf(what, sizeof what, "attention Tq=%d Tk=%d nh=%d nkv=%d hd=%d segs=%d%s", Tq, Tk, nh, nkv, hd, nsegs,
+             nokey ? " nokey" : "");
+    const size_t nq = (size_t)Tq * nh * hd, nk = (size_t)Tk * nkv * hd;
+    float *qf = malloc(nq * 4 + 4), *kf = malloc(nk * 4 + 4), *vf = malloc(nk * 4 + 4), *gf = malloc(nq * 4 + 4);
+    uint16_t *qh = rand_bf16(nq, 1.0f, qf), *kh = rand_bf16(nk, 1.0f, kf), *vh = rand_bf16(nk, 1.0f, vf);
+    uint16_t *gh = rand_bf16(nq, 0.5f, gf);
+    int32_t *qlast = malloc((size_t)Tq * 4 + 4), *qseg = malloc((size_t)Tq * 4 + 4), *kseg = malloc((size_t)Tk * 4 + 4);
+    for (int i = 0; i < Tq; i++) qlast[i] = Tk - Tq + i;
+    for (int j = 0; j < Tk; j++) kseg[j] = nsegs ? (int32_t)((int64_t)j * nsegs / Tk) : 0; /* packed samples */
+    for (int i = 0; i < Tq; i++) qseg[i] = kseg[Tk - Tq + i];
+    if (nokey && Tq > 3) {
+        qlast[1] = -1;               /* sees no key at all */
+        if (nsegs) qseg[Tq - 2] = -7; /* its segment has no key */
+    }
+    const int32_t *qs = nsegs ? qseg : NULL, *ks = nsegs ? kseg : NULL;
+    float *ref = malloc(nq * 4 + 4), *got = malloc(nq * 4 + 4), *lref = malloc((size_t)nh * Tq * 4 + 4);
+    pl_cpu_attention(ref, qf, kf, vf, qlast, qs, ks, Tq, Tk, nh, nkv, hd);
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int h = 0; h < nh; h++) /* the log-sum-exp in double */
+        for (int i = 0; i < Tq; i++) {
+            const int g = h / (nh / nkv);
+            double m = -INFINITY, s = 0;
+            for (int pass = 0; pass < 2; pass++)
+                for (int j = 0; j <= qlast[i] && j < Tk; j++) {
+                    if (qs && kseg[j] != qseg[i]) continue;
+                    double d = 0;
+                    for (int e = 0; e < hd; e++)
+                        d += (double)qf[((size_t)i * nh + h) * hd + e] * kf[((size_t)j * nkv + g) * hd + e];
+                    d *= scale;
+                    if (!pass) m = d > m ? d : m;
+                    else s += exp(d - m);
+                }
+            lref[(size_t)h * Tq + i] = s > 0 ? (float)(m + log(s)) : -INFINITY;
+        }
+    uint16_t *dq_ = dev_up(qh, nq * 2), *dk_ = dev_up(kh, nk * 2), *dv_ = dev_up(vh, nk * 2), *dg = dev_up(gh, nq * 2);
+    uint16_t *dout = dev_alloc(nq * 2), *oh = malloc(nq * 2 + 2);
+    int32_t *dql = dev_up(qlast, (size_t)Tq * 4), *dqs = dev_up(qseg, (size_t)Tq * 4), *dks = dev_up(kseg, (size_t)Tk * 4);
+    const int32_t *dqs_ = nsegs ? dqs : NULL, *dks_ = nsegs ? dks : NULL;
+    float *dlse = dev_alloc((size_t)nh * Tq * 4), *lse = malloc((size_t)nh * Tq * 4 + 4);
+    CHECK(pl_cuda_attention(dout, dlse, dq_, dk_, dv_, dql, dqs_, dks_, Tq, Tk, nh, nkv, hd, NULL) == 0, "%s: launch",
+          what);
+    sync_ok(what);
+    down(oh, dout, nq * 2);
+    down(lse, dlse, (size_t)nh * Tq * 4);
+    bf16_to_float(got, oh, nq);
+    double vmax = 0;
+    for (size_t i = 0; i < nk; i++) vmax = fmax(vmax, fabs(vf[i]));
+    compare(what, got, ref, nq, 1e-4 * vmax, 0x1p-8, 2e-5);
+    char w2[160];
+    int lbad = 0;
+    for (size_t i = 0; i < (size_t)nh * Tq; i++) { /* -inf where no key is seen; compare() needs finite refs */
+        if (isinf(lref[i])) {
+            lbad += !(isinf(lse[i]) && lse[i] < 0);
+            lse[i] = lref[i] = 0;
+        }
+    }
+    snprintf(w2, sizeof w2, "%s lse", what);
+    CHECK(lbad == 0, "%s: %d rows that see no key without lse = -inf", w2, lbad);
+    compare(w2, lse, lref, (size_t)nh * Tq, 1e-5, 1e-5, 1e-10);
+    down(lse, dlse, (size_t)nh * Tq * 4); /* the raw values again, for the bit comparison */
+    { /* without lse (generation): the same out */
+        uint16_t *dout2 = dev_alloc(nq * 2), *oh2 = malloc(nq * 2 + 2);
+        CHECK(pl_cuda_attention(dout2, NULL, dq_, dk_, dv_, dql, dqs_, dks_, Tq, Tk, nh, nkv, hd, NULL) == 0,
+              "%s: launch without lse", what);
+        sync_ok(what);
+        down(oh2, dout2, nq * 2);
+        CHECK(memcmp(oh, oh2, nq * 2) == 0, "%s: out differs without lse", what);
+        free(oh2);
+        cudaFree(dout2);
+    }
+    /* backward: the CPU gets the kernel's out */
+    float *dqr = malloc(nq * 4 + 4), *dkr = malloc(nk * 4 + 4), *dvr = malloc(nk * 4 + 4), *gk = malloc(nk * 4 + 4);
+    pl_cpu_attention_bwd(dqr, dkr, dvr, gf, qf, kf, vf, got, qlast, qs, ks, Tq, Tk, nh, nkv, hd);
+    uint16_t *ddq = dev_alloc(nq * 2), *ddk = dev_alloc(nk * 2), *ddv = dev_alloc(nk * 2);
+    uint16_t *hq = malloc(nq * 2 + 2), *hk = malloc(nk * 2 + 2), *hv = malloc(nk * 2 + 2);
+    float *ws = dev_alloc(pl_cuda_attention_bwd_workspace(Tq, nh) * 4);
+    CHECK(pl_cuda_attention_bwd(ddq, ddk, ddv, dg, dq_, dk_, dv_, dout, dlse, dql, dqs_, dks_, Tq, Tk, nh, nkv, hd, ws,
+                                NULL) == 0,
+          "%s bwd: launch", what);
+    sync_ok(what);
+    down(hq, ddq, nq * 2), down(hk, ddk, nk * 2), down(hv, ddv, nk * 2);
+    bf16_to_float(got, hq, nq);
+    snprintf(w2, sizeof w2, "%s bwd dq", what);
+    compare(w2, got, dqr, nq, 0x1p-8 * rms_of(dqr, nq) + 1e-6, 0x1p-8, 4e-5);
+    bf16_to_float(gk, hk, nk);
+    snprintf(w2, sizeof w2, "%s bwd dk", what);
+    compare(w2, gk, dkr, nk, 0x1p-8 * rms_of(dkr, nk) + 1e-6, 0x1p-8, 4e-5);
+    bf16_to_float(gk, hv, nk);
+    snprintf(w2, sizeof w2, "%s bwd dv", what);
+    compare(w2, gk, dvr, nk, 0x1p-8 * rms_of(dvr, nk) + 1e-6, 0x1p-8, 4e-5);
+    if (nokey && Tq > 3) {
+        int z = 1;
+        for (int h = 0; h < nh; h++)
+            for (int e = 0; e < hd; e++) {
+                z &= hq[((size_t)1 * nh + h) * hd + e] == 0 && oh[((size_t)1 * nh + h) * hd + e] == 0;
+                if (nsegs) z &= hq[((size_t)(Tq - 2) * nh + h) * hd + e] == 0;
+            }
+        CHECK(z, "%s: a query that sees no key has a nonzero out or dq", what);
+    }
+#ifndef PL_CUDA_REAL
+    pl_emu_set_seed(SEED_B);
+    uint16_t *o2 = malloc(nq * 2 + 2), *q2 = malloc(nq * 2 + 2), *k2 = malloc(nk * 2 + 2), *v2 = malloc(nk * 2 + 2);
+    float *l2 = malloc((size_t)nh * Tq * 4 + 4);
+    pl_cuda_attention(dout, dlse, dq_, dk_, dv_, dql, dqs_, dks_, Tq, Tk, nh, nkv, hd, NULL);
+    pl_cuda_attention_bwd(ddq, ddk, ddv, dg, dq_, dk_, dv_, dout, dlse, dql, dqs_, dks_, Tq, Tk, nh, nkv, hd, ws, NULL);
+    down(o2, dout, nq * 2), down(l2, dlse, (size_t)nh * Tq * 4);
+    down(q2, ddq, nq * 2), down(k2, ddk, nk * 2), down(v2, ddv, nk * 2);
+    pl_emu_set_seed(SEED_A);
+    same_bits(what, oh, o2, nq * 2);
+    same_bits(what, lse, l2, (size_t)nh * Tq * 4);
+    same_bits(what, hq, q2, nq * 2);
+    same_bits(what, hk, k2, nk * 2);
+    same_bits(what, hv, v2, nk * 2);
+    free(o2), free(q2), free(k2), free(v2), free(l2);
+#endif
+    free(qf), free(kf), free(vf), free(gf), free(qh), free(kh), free(vh), free(gh), free(qlast), free(qseg);
+    free(kseg), free(ref), free(got), free(lref), free(oh), free(lse), free(dqr), free(dkr), free(dvr), free(gk);
+    free(hq), free(hk), free(hv);
+    cudaFree(dq_), cudaFree(dk_), cudaFree(dv_), cudaFree(dg), cudaFree(dout), cudaFree(dql), cudaFree(dqs);
+    cudaFree(dks), cudaFree(dlse), cudaFree(ddq), cudaFree(ddk), cudaFree(ddv), cudaFree(ws);
+}
+
+/* ---- LM head + cross-entropy ------------------------------------------------------------------ */
+
+/* The fused head + loss against pl_cpu_linear, pl_cpu_cross_entropy,
+ * pl_cpu_cross_entropy_bwd and pl_cpu_linear_bwd on the same bf16 x and W,
+ * mean over the counted rows (scale 1/n_valid), every 4th target ignored.
+ * losses, lse (fp32; logits summed in another order than sgemm's):
+ * 1e-5 + 1e-5 |ref|; loss sum 1e-6 relative; n_valid exact. dx (bf16):
+ * 2^-8 rms(ref) + 2^-8 |ref|, nMSE 4e-5. dW (fp32, += onto a nonzero
+ * gradient, summed over tokens in another order): 1e-5 max|ref| + 1e-4 |ref|,
+ * nMSE 1e-8. */
+static void test_lm_head_ce(int T, int C, int V, int all_ignored) {
+    char what[128];
+    snprintf(what, sizeof what, "lm_head_ce T=%d C=%d V=%d%s", T, C, V, all_ignored ? " all ignored" : "");
+    const size_t nx = (size_t)T * C, nw = (size_t)V * C;
+    float *xf = malloc(nx * 4 + 4), *wf = malloc(nw * 4 + 4);
+    uint16_t *xh = rand_bf16(nx, 1.0f, xf), *wh = rand_bf16(nw, 0.15f, wf);
+    int32_t *tg = malloc((size_t)T * 4 + 4);
+    for (int t = 0; t < T; t++) tg[t] = all_ignored || (t % 4 == 3) ? -100 : (int32_t)(((int64_t)t * 7919 + 13) % V);
+    if (T > 2 && !all_ignored) tg[2] = V - 1; /* the last row of the last (partial) chunk */
+    float *logits = malloc((size_t)T * V * 4 + 4), *lref = malloc((size_t)T * 4 + 4), *lseref = malloc((size_t)T * 4 + 4);
+    pl_cpu_linear(logits, xf, wf, NULL, T, C, V);
+    int64_t nv_ref = 0;
+    double sum_ref = pl_cpu_cross_entropy(logits, tg, T, V, lref, &nv_ref);
+    for (int t = 0; t < T; t++) lseref[t] = pl_logsumexp_row(logits + (size_t)t * V, V);
+    const float scale = nv_ref ? 1.0f / (float)nv_ref : 1.0f;
+    pl_cpu_cross_entropy_bwd(logits, logits, tg, T, V, scale);
+    float *dxr = malloc(nx * 4 + 4), *dwr = malloc(nw * 4 + 4), *dw0 = malloc(nw * 4 + 4);
+    for (size_t i = 0; i < nw; i++) dw0[i] = dwr[i] = 1e-3f * frand();
+    pl_cpu_linear_bwd(dxr, dwr, NULL, logits, xf, wf, T, C, V);
+
+    uint16_t *dx_ = dev_up(xh, nx * 2), *dw_ = dev_up(wh, nw * 2), *ddx = dev_alloc(nx * 2);
+    int32_t *dtg = dev_up(tg, (size_t)T * 4);
+    float *dlse = dev_alloc((size_t)T * 4), *dloss = dev_alloc((size_t)T * 4), *ddw = dev_up(dw0, nw * 4);
+    float *ws = dev_alloc(pl_cuda_lm_head_ce_workspace(T, V) * 4), *wsb = dev_alloc(pl_cuda_lm_head_ce_bwd_workspace(T, C) * 4);
+    double *dsum = dev_alloc(8), sum = -1;
+    int64_t *dnv = dev_alloc(8), nv = -1;
+    CHECK(pl_cuda_lm_head_ce(dlse, dloss, dsum, dnv, dx_, dw_, dtg, T, C, V, ws, NULL) == 0, "%s: launch", what);
+    CHECK(pl_cuda_lm_head_ce_bwd(ddx, ddw, dx_, dw_, dtg, dlse, T, C, V, scale, wsb, NULL) == 0, "%s bwd: launch",
+          what);
+    sync_ok(what);
+    float *lse = malloc((size_t)T * 4 + 4), *loss = malloc((size_t)T * 4 + 4), *got = malloc(nx * 4 + 4);
+    float *dwg = malloc(nw * 4 + 4);
+    uint16_t *gxh = malloc(nx * 2 + 2);
+    down(lse, dlse, (size_t)T * 4), down(loss, dloss, (size_t)T * 4), down(&sum, dsum, 8), down(&nv, dnv, 8);
+    down(gxh, ddx, nx * 2), down(dwg, ddw, nw * 4);
+    char w2[160];
+    snprintf(w2, sizeof w2, "%s loss", what);
+    compare(w2, loss, lref, (size_t)T, 1e-5, 1e-5, 1e-10);
+    snprintf(w2, sizeof w2, "%s lse", what);
+    compare(w2, lse, lseref, (size_t)T, 1e-5, 1e-5, 1e-10);
+    CHECK(nv == nv_ref, "%s: n_valid %lld, CPU %lld", what, (long long)nv, (long long)nv_ref);
+    CHECK(fabs(sum - sum_ref) <= 1e-6 * fabs(sum_ref), "%s: loss sum %.17g, CPU %.17g", what, sum, sum_ref);
+    bf16_to_float(got, gxh, nx);
+    snprintf(w2, sizeof w2, "%s bwd dx", what);
+    compare(w2, got, dxr, nx, 0x1p-8 * rms_of(dxr, nx), 0x1p-8, 4e-5);
+    double mx = 0;
+    for (size_t i = 0; i < nw; i++) mx = fmax(mx, fabs(dwr[i]));
+    snprintf(w2, sizeof w2, "%s bwd dW", what);
+    compare(w2, dwg, dwr, nw, 1e-5 * mx, 1e-4, 1e-8);
+#ifndef PL_CUDA_REAL
+    pl_emu_set_seed(SEED_B);
+    float *l2 = malloc((size_t)T * 4 + 4), *s2 = malloc((size_t)T * 4 + 4), *w2b = malloc(nw * 4 + 4);
+    uint16_t *x2 = malloc(nx * 2 + 2);
+    cudaMemcpy(ddw, dw0, nw * 4, cudaMemcpyHostToDevice);
+    pl_cuda_lm_head_ce(dlse, dloss, dsum, dnv, dx_, dw_, dtg, T, C, V, ws, NULL);
+    pl_cuda_lm_head_ce_bwd(ddx, ddw, dx_, dw_, dtg, dlse, T, C, V, scale, wsb, NULL);
+    down(s2, dlse, (size_t)T * 4), down(l2, dloss, (size_t)T * 4), down(x2, ddx, nx * 2), down(w2b, ddw, nw * 4);
+    pl_emu_set_seed(SEED_A);
+    same_bits(what, lse, s2, (size_t)T * 4);
+    same_bits(what, loss, l2, (size_t)T * 4);
+    same_bits(what, gxh, x2, nx * 2);
+    same_bits(what, dwg, w2b, nw * 4);
+    free(l2), free(s2), free(w2b), free(x2);
+#endif
+    free(xf), free(wf), free(xh), free(wh), free(tg), free(logits), free(lref), free(lseref), free(dxr), free(dwr);
+    free(dw0), free(lse), free(loss), free(got), free(dwg), free(gxh);
+    cudaFree(dx_), cudaFree(dw_), cudaFree(ddx), cudaFree(dtg), cudaFree(dlse), cudaFree(dloss), cudaFree(ddw);
+    cudaFree(ws), cudaFree(wsb), cudaFree(dsum), cudaFree(dnv);
+}
+
+/* A target >= V is a caller bug the CPU makes visible as NaN: its loss, the
+ * loss sum, its dx row and (through the sum over tokens) all of dW; the other
+ * row stays finite. */
+static void test_lm_head_ce_bad_target(void) {
+    const int T = 2, C = 16, V = 40;
+    float xf[T * C], wf[V * C];
+    uint16_t *xh = rand_bf16((size_t)T * C, 1.0f, xf), *wh = rand_bf16((size_t)V * C, 0.15f, wf);
+    const int32_t tg[2] = {3, V};
+    uint16_t *dx_ = dev_up(xh, sizeof xf / 2), *dw_ = dev_up(wh, sizeof wf / 2), *ddx = dev_alloc(sizeof xf / 2);
+    int32_t *dtg = dev_up(tg, sizeof tg);
+    float *dlse = dev_alloc(T * 4), *dloss = dev_alloc(T * 4), *ddw = dev_alloc(sizeof wf);
+    float *ws = dev_alloc(pl_cuda_lm_head_ce_workspace(T, V) * 4), *wsb = dev_alloc(pl_cuda_lm_head_ce_bwd_workspace(T, C) * 4);
+    double *dsum = dev_alloc(8), sum = 0;
+    int64_t *dnv = dev_alloc(8), nv = 0;
+    cudaMemset(ddw, 0, sizeof wf);
+    CHECK(pl_cuda_lm_head_ce(dlse, dloss, dsum, dnv, dx_, dw_, dtg, T, C, V, ws, NULL) == 0 &&
+              pl_cuda_lm_head_ce_bwd(ddx, ddw, dx_, dw_, dtg, dlse, T, C, V, 0.5f, wsb, NULL) == 0,
+          "lm_head_ce bad target: launch");
+    sync_ok("lm_head_ce bad target");
+    float loss[2], dwg[V * C];
+    uint16_t gx[T * C];
+    down(loss, dloss, sizeof loss), down(&sum, dsum, 8), down(&nv, dnv, 8), down(gx, ddx, sizeof gx);
+    down(dwg, ddw, sizeof dwg);
+    int row0 = 1, row1 = 1, wnan = 1;
+    for (int c = 0; c < C; c++) row0 &= isfinite(fb(gx[c])), row1 &= isnan(fb(gx[C + c]));
+    for (int i = 0; i < V * C; i++) wnan &= isnan(dwg[i]);
+    CHECK(isfinite(loss[0]) && isnan(loss[1]) && isnan(sum) && nv == 2,
+          "lm_head_ce bad target: losses %g %g, sum %g, n_valid %lld", loss[0], loss[1], sum, (long long)nv);
+    CHECK(row0 && row1 && wnan, "lm_head_ce bad target: dx row 0 finite %d, row 1 NaN %d, dW all NaN %d", row0, row1,
+          wnan);
+    free(xh), free(wh);
+    cudaFree(dx_), cudaFree(dw_), cudaFree(ddx), cudaFree(dtg), cudaFree(dlse), cudaFree(dloss), cudaFree(ddw);
+    cudaFree(ws), cudaFree(wsb), cudaFree(dsum), cudaFree(dnv);
+}
+
 /* ---- optimizer ---------------------------------------------------------------------------------- */
 
 /* AdamW: the CPU's bits (same fp32 operations, explicit fmaf), three steps.
@@ -613,6 +873,22 @@ int main(void) {
     if (g_big) test_rope(512, 32, 128);
     test_swiglu(1);
     test_swiglu(37 * 129);
+    /* attention: T = 1, odd T past the 16/32 tiles, hd 64, 128, 16 and 7, GQA 1, 2, 4 and 8, packed
+     * segments, queries that see no key, decoding against a cache (Tq < Tk) */
+    test_attention(1, 1, 4, 1, 64, 0, 0);
+    test_attention(37, 37, 2, 2, 64, 3, 0);
+    test_attention(45, 45, 8, 1, 128, 4, 1);
+    test_attention(19, 19, 4, 1, 16, 0, 1);
+    test_attention(21, 21, 4, 2, 7, 2, 1);
+    test_attention(3, 40, 8, 4, 64, 0, 0);
+    if (g_big) test_attention(300, 300, 32, 8, 128, 5, 1);
+    /* LM head + loss: V not a multiple of the 256-row chunk, T = 1, T not a multiple of 8, no counted row */
+    test_lm_head_ce(1, 64, 300, 0);
+    test_lm_head_ce(37, 96, 1000, 0);
+    test_lm_head_ce(8, 128, 256, 0);
+    test_lm_head_ce(5, 32, 77, 1);
+    test_lm_head_ce_bad_target();
+    if (g_big) test_lm_head_ce(67, 576, 49152, 0);
     test_optim(1);
     test_optim(100003);
     if (g_big) test_optim(3000017);

@@ -15,6 +15,13 @@
 #include "../ops_math.h"
 #include "cuda_ops.h"
 
+/* Unroll a loop of constant trip count (nvcc; the emulator's compiler has its own heuristics). */
+#ifdef __CUDACC__
+#define PL_UNROLL _Pragma("unroll")
+#else
+#define PL_UNROLL
+#endif
+
 static __device__ __forceinline__ float pl_ld(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
 static __device__ __forceinline__ void pl_st(__nv_bfloat16 *p, float v) { *p = __float2bfloat16(v); }
 

@@ -91,6 +91,53 @@ int pl_cuda_swiglu(pl_bf16 *out, const pl_bf16 *gate, const pl_bf16 *up, int64_t
 int pl_cuda_swiglu_bwd(pl_bf16 *dgate, pl_bf16 *dup, const pl_bf16 *dout, const pl_bf16 *gate, const pl_bf16 *up,
                        int64_t n, pl_stream stream);
 
+/* ---- attention.cu: causal GQA attention with segment ids ------------------------------- */
+/* backend.h's attention (the CPU op is the reference): q (Tq, nh*hd), k and v
+ * (Tk, nkv*hd), out (Tq, nh*hd), bf16; query head h uses kv head h / (nh/nkv)
+ * (nh a multiple of nkv); query i sees key j iff j <= qlast[i], j < Tk and,
+ * when qseg (Tq) and kseg (Tk) are given (both or neither), kseg[j] == qseg[i];
+ * scores scaled by 1/sqrt(hd), hd <= PL_CUDA_ATTN_MAX_HD. A query that sees
+ * no key gets zeros. lse (nh, Tq) fp32 receives each row's log-sum-exp of the
+ * scaled scores (-inf for a query that sees no key), for the backward, or
+ * NULL (generation). */
+#define PL_CUDA_ATTN_MAX_HD 128
+int pl_cuda_attention(pl_bf16 *out, float *lse, const pl_bf16 *q, const pl_bf16 *k, const pl_bf16 *v,
+                      const int32_t *qlast, const int32_t *qseg, const int32_t *kseg, int Tq, int Tk, int nh,
+                      int nkv, int hd, pl_stream stream);
+/* dq (Tq, nh*hd) = ; dk, dv (Tk, nkv*hd) = ; bf16. out and lse are the
+ * forward's. Two kernels (dq, then dk/dv), no atomics.
+ * workspace: pl_cuda_attention_bwd_workspace(Tq, nh) floats. */
+size_t pl_cuda_attention_bwd_workspace(int Tq, int nh);
+int pl_cuda_attention_bwd(pl_bf16 *dq, pl_bf16 *dk, pl_bf16 *dv, const pl_bf16 *dout, const pl_bf16 *q,
+                          const pl_bf16 *k, const pl_bf16 *v, const pl_bf16 *out, const float *lse,
+                          const int32_t *qlast, const int32_t *qseg, const int32_t *kseg, int Tq, int Tk, int nh,
+                          int nkv, int hd, float *workspace, pl_stream stream);
+
+/* ---- cross_entropy.cu: the LM head fused with cross-entropy ---------------------------------- */
+/* logits = x (T,C) . W (V,C)^T are never stored: they are recomputed in tiles
+ * of PL_CUDA_CE_TOKENS tokens by PL_CUDA_CE_VOCAB vocabulary rows.
+ * Forward (backend.h's cross_entropy): lse (T) fp32 = log-sum-exp of each
+ * row's logits; losses (T) fp32 = lse - logit[target] for 0 <= target < V, 0
+ * for an ignored row (target < 0), NaN for target >= V (or NULL);
+ * *loss_sum (one double, device, or NULL) = sum of the losses of the rows
+ * with target >= 0 in row order; *n_valid (one int64, device, or NULL) =
+ * their count. workspace: pl_cuda_lm_head_ce_workspace(T, V) floats. */
+#define PL_CUDA_CE_TOKENS 8
+#define PL_CUDA_CE_VOCAB 256
+size_t pl_cuda_lm_head_ce_workspace(int T, int V);
+int pl_cuda_lm_head_ce(float *lse, float *losses, double *loss_sum, int64_t *n_valid, const pl_bf16 *x,
+                       const pl_bf16 *W, const int32_t *targets, int T, int C, int V, float *workspace,
+                       pl_stream stream);
+/* Backward (backend.h's cross_entropy_bwd, then the head's linear_bwd):
+ * with g (T,V) = scale (softmax(logits) - onehot(target)) (0 rows for
+ * ignored targets, NaN for target >= V), dx (T,C) bf16 = g . W (or NULL);
+ * dW (V,C) fp32 += g^T . x (or NULL). lse from the forward; scale is
+ * dL/d(loss of one row), e.g. 1/n_valid for a mean.
+ * workspace: pl_cuda_lm_head_ce_bwd_workspace(T, C) floats (when dx). */
+size_t pl_cuda_lm_head_ce_bwd_workspace(int T, int C);
+int pl_cuda_lm_head_ce_bwd(pl_bf16 *dx, float *dW, const pl_bf16 *x, const pl_bf16 *W, const int32_t *targets,
+                           const float *lse, int T, int C, int V, float scale, float *workspace, pl_stream stream);
+
 /* ---- adamw.cu: the optimizer on fp32 state ------------------------------------------- */
 /* *out (one double, device) = sum x^2 (+= when accumulate), in a fixed order
  * (per-block partial sums in double, then summed in block order).
