@@ -1,19 +1,33 @@
 /* greedy_compare.h: the llama.cpp greedy comparison the SmolLM2 tests share
  * (opt_smollm2.c on the model, opt_export.c on its GGUF exports).
  *
- * For every prompt of a llama.cpp reference (prompt_ids, 32 gen_ids and
- * llama.cpp's own top2_gap per step), our greedy continuation must equal
- * llama.cpp's up to the first step where either side's top-2 logit gap is
- * under 0.1: ours (the issue's rule) or llama.cpp's (its activations are
- * quantized to 8 bits, which moves logits by a few hundredths, so where
- * llama.cpp itself is within 0.1 it may pick either). The step where the
- * comparison ends is reported, and over the prompt set at least
- * GREEDY_MIN_COMPARED tokens must have been compared: a model whose gaps all
- * collapse (or a reference without tokens) cannot pass by comparing nothing.
- * (Seen: 76 to 131 of 256 on SmolLM2 and its F16/Q8_0 exports.) */
+ * A llama.cpp reference holds, for every prompt, llama.cpp's 32 greedy tokens
+ * (gen_ids), its top-2 logit gap at each step and its 16 largest logits at
+ * each step ("top": [[id, logit], ...]). We decode along llama.cpp's tokens
+ * (teacher forcing: both sides see the same prefix at every step) and, at
+ * every step, compare our greedy pick with llama.cpp's.
+ *
+ * Where either side's top-2 gap is under a threshold the step is a near tie
+ * that two correct implementations may break differently, and it is skipped;
+ * elsewhere the picks must be equal. The threshold is max(0.1, 2 * noise90),
+ * where noise is measured, not assumed: at each step, how far llama.cpp's
+ * logit gap between its top two tokens is from ours for the same two tokens
+ * (a common shift of all logits changes no choice), and noise90 its 90th
+ * percentile over all steps. llama.cpp multiplies the Q4_1 weights with
+ * activations quantized to 8 bits (Q8_1), which moves its logits by an
+ * amount that depends on the build's SIMD path: a few hundredths on an
+ * AVX-512 machine, up to about 0.5 on an AVX2 one, where our logits stay
+ * within 1.2e-4 of transformers'. A wrong model is far more than that away:
+ * noise90 must stay under GREEDY_MAX_NOISE. The percentile, not the largest,
+ * so that one disagreement cannot widen its own threshold.
+ * Over the prompt set at least GREEDY_MIN_COMPARED steps must be compared: a
+ * model whose gaps all collapse (or a reference without tokens) cannot pass
+ * by comparing nothing. Reported: noise90 and the largest, the threshold, the
+ * compared and skipped steps per prompt. */
 #ifndef PL_TEST_GREEDY_COMPARE_H
 #define PL_TEST_GREEDY_COMPARE_H
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -22,6 +36,33 @@
 #include "trainer/model.h"
 
 #define GREEDY_MIN_COMPARED 48
+#define GREEDY_MAX_NOISE 0.5
+
+/* Largest difference between our logits and llama.cpp's over the step's
+ * "top" list, each taken relative to the list's first (llama.cpp's pick): a
+ * shift of every logit by the same amount changes no choice, so it is not
+ * counted. 0 when the reference has no list. */
+static inline double greedy_noise(const float *lg, int V, const cJSON *top, int k) {
+    double m = 0, ref_o = 0, ref_l = 0;
+    int first = 1, seen = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, top) {
+        if (seen++ >= k) break;
+        const cJSON *id = cJSON_GetArrayItem(e, 0), *v = cJSON_GetArrayItem(e, 1);
+        if (!cJSON_IsNumber(id) || !cJSON_IsNumber(v)) continue;
+        int t = (int)id->valuedouble;
+        if (t < 0 || t >= V) continue;
+        if (first) {
+            ref_o = lg[t];
+            ref_l = v->valuedouble;
+            first = 0;
+            continue;
+        }
+        double d = fabs(((double)lg[t] - ref_o) - (v->valuedouble - ref_l));
+        if (d > m) m = d;
+    }
+    return m;
+}
 
 static inline void top2(const float *x, int V, int *best, float *gap) {
     int a = 0, b = -1;
@@ -43,59 +84,99 @@ static inline void read_ids(const cJSON *arr, int32_t **out, int *n) {
 /* A matrix rounded to fp16 precision, as an owned fp32 copy (freed by caller). */
 /* Compare m's greedy continuations with the "prompts" array of a llama.cpp
  * reference; label prefixes the note lines. */
+static int greedy_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static inline void greedy_compare_llamacpp(pl_model *m, const cJSON *j, const char *label) {
     pl_err err = {0};
     const cJSON *prompts = cJSON_GetObjectItem(j, "prompts");
-    int np = cJSON_GetArraySize(prompts), V = m->cfg.vocab, full = 0, total_agree = 0;
+    int np = cJSON_GetArraySize(prompts), V = m->cfg.vocab;
     CHECK(np >= 8, "%s: expected at least 8 prompts, found %d", label, np);
+    enum { MAXS = 256 };
     float *lg = malloc((size_t)V * sizeof(float));
+    int *pick = calloc((size_t)np * MAXS + 1, sizeof *pick), *nsteps = calloc((size_t)np + 1, sizeof *nsteps);
+    float *gap = calloc((size_t)np * MAXS + 1, sizeof *gap);
+    double *noise = calloc((size_t)np * MAXS + 1, sizeof *noise);
+    int nn = 0;
+    double nmax = 0;
+    /* pass 1: decode along llama.cpp's tokens; our pick, our gap and the noise at each step */
     for (int i = 0; i < np; i++) {
         const cJSON *e = cJSON_GetArrayItem(prompts, i);
         int32_t *pids, *want;
         int n, nw;
-        const cJSON *gaps = cJSON_GetObjectItem(e, "top2_gap");
         read_ids(cJSON_GetObjectItem(e, "prompt_ids"), &pids, &n);
         read_ids(cJSON_GetObjectItem(e, "gen_ids"), &want, &nw);
+        if (nw > MAXS) nw = MAXS;
+        const cJSON *tops = cJSON_GetObjectItem(e, "top");
         pl_kvcache kv;
         int seq = 0, rc = pl_kvcache_init(&kv, m, 1, n + nw + 1, &err);
         const int32_t *tp = pids;
         if (!rc) rc = pl_model_decode(m, &kv, 1, &seq, &tp, &n, lg, NULL, &err);
-        int agree = 0, tie_step = -1, mismatch = -1;
-        const char *tie_who = "";
         for (int s = 0; s < nw && !rc; s++) {
-            int best;
-            float gap;
-            top2(lg, V, &best, &gap);
-            double peer_gap = cJSON_GetArrayItem(gaps, s) ? cJSON_GetArrayItem(gaps, s)->valuedouble : 1e9;
-            if (gap < 0.1f) { tie_step = s; tie_who = "our"; break; }
-            if (peer_gap < 0.1) { tie_step = s; tie_who = "llama.cpp's"; break; }
-            if (best != want[s]) {
-                mismatch = s;
-                printf("note: %s prompt %d step %d: ours %d (gap %.3f), llama.cpp %d (gap %.3f)\n", label, i, s, best,
-                       gap, want[s], peer_gap);
-                break;
+            top2(lg, V, &pick[i * MAXS + s], &gap[i * MAXS + s]);
+            const cJSON *t = cJSON_GetArrayItem(tops, s);
+            if (t) {
+                double nz = greedy_noise(lg, V, t, 2);
+                noise[nn++] = nz;
+                if (nz > nmax) nmax = nz;
             }
-            agree++;
-            int32_t t = want[s];
-            const int32_t *tt = &t;
+            nsteps[i] = s + 1;
+            int32_t tok = want[s];
+            const int32_t *tt = &tok;
             int one = 1;
             rc = pl_model_decode(m, &kv, 1, &seq, &tt, &one, lg, NULL, &err);
         }
         CHECK(rc == 0, "%s prompt %d: decode: %s", label, i, err.msg);
-        CHECK(mismatch < 0, "%s prompt %d: greedy token %d differs from llama.cpp with a clear top-2 gap", label, i,
-              mismatch);
-        if (agree == nw) full++;
-        total_agree += agree;
-        printf("note: %s llama.cpp greedy prompt %d: %d/%d tokens agree%s", label, i, agree, nw, tie_step >= 0 ? "" : "\n");
-        if (tie_step >= 0) printf(", comparison ends at step %d (%s top-2 gap < 0.1)\n", tie_step, tie_who);
         pl_kvcache_free(&kv);
         free(pids);
         free(want);
     }
-    printf("note: %s vs llama.cpp: %d of %d prompts agree on all greedy tokens, %d tokens compared\n", label, full, np,
-           total_agree);
-    CHECK(total_agree >= GREEDY_MIN_COMPARED, "%s vs llama.cpp: %d tokens compared over %d prompts, at least %d required",
-          label, total_agree, np, GREEDY_MIN_COMPARED);
+    double n90 = 0;
+    if (nn > 0) {
+        qsort(noise, (size_t)nn, sizeof *noise, greedy_cmp_double);
+        n90 = noise[(size_t)((nn - 1) * 0.9)];
+    }
+    const double thr = 2 * n90 > 0.1 ? 2 * n90 : 0.1;
+    printf("note: %s vs llama.cpp: the top-2 logit gap differs from llama.cpp's by %.4f at the 90th percentile of %d "
+           "steps (largest %.4f); near-tie threshold %.3f\n", label, n90, nn, nmax, thr);
+    CHECK(n90 <= GREEDY_MAX_NOISE, "%s vs llama.cpp: our top-2 gaps differ from llama.cpp's by %.3f at the 90th "
+          "percentile (more than %.2f: not the same model)", label, n90, GREEDY_MAX_NOISE);
+    /* pass 2: every step that is not a near tie on either side must agree */
+    int compared = 0, full = 0;
+    for (int i = 0; i < np; i++) {
+        const cJSON *e = cJSON_GetArrayItem(prompts, i);
+        const cJSON *gaps = cJSON_GetObjectItem(e, "top2_gap"), *ids = cJSON_GetObjectItem(e, "gen_ids");
+        int agree = 0, ties = 0, bad = 0;
+        for (int s = 0; s < nsteps[i]; s++) {
+            double peer_gap = cJSON_GetArrayItem(gaps, s) ? cJSON_GetArrayItem(gaps, s)->valuedouble : 1e9;
+            int want = (int)cJSON_GetNumberValue(cJSON_GetArrayItem(ids, s));
+            float g = gap[i * MAXS + s];
+            if (g < thr || peer_gap < thr) { ties++; continue; }
+            if (pick[i * MAXS + s] != want) {
+                bad++;
+                printf("note: %s prompt %d step %d: ours %d (gap %.3f), llama.cpp %d (gap %.3f)\n", label, i, s,
+                       pick[i * MAXS + s], g, want, peer_gap);
+                CHECK(0, "%s prompt %d: greedy token %d differs from llama.cpp with clear top-2 gaps (both over %.3f)",
+                      label, i, s, thr);
+                continue;
+            }
+            agree++;
+        }
+        compared += agree + bad;
+        if (!bad && !ties) full++;
+        printf("note: %s llama.cpp greedy prompt %d: %d steps compared, all equal: %s; %d near ties skipped\n", label, i,
+               agree + bad, bad ? "no" : "yes", ties);
+    }
+    printf("note: %s vs llama.cpp: %d steps compared over %d prompts (%d prompts without a near tie)\n", label, compared,
+           np, full);
+    CHECK(compared >= GREEDY_MIN_COMPARED, "%s vs llama.cpp: %d steps compared over %d prompts, at least %d required",
+          label, compared, np, GREEDY_MIN_COMPARED);
+    free(pick);
+    free(nsteps);
+    free(gap);
+    free(noise);
     free(lg);
 }
 

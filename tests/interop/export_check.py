@@ -118,7 +118,7 @@ def llamacpp(d):
             ids = [int(t) for t in llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)]
             llm.reset()
             llm.eval(ids)
-            gen, gaps = [], []
+            gen, gaps, tops = [], [], []
             for _ in range(N_GEN):
                 row = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float32)
                 assert row.shape == (n_vocab,)
@@ -128,8 +128,10 @@ def llamacpp(d):
                 top2 = np.partition(row, -2)[-2:]
                 gen.append(tok)
                 gaps.append(float(top2[1] - top2[0]))
+                top = np.argsort(row)[::-1][:16]
+                tops.append([[int(t), float(row[t])] for t in top])
                 llm.eval([tok])
-            prompts.append({"text": text, "prompt_ids": ids, "gen_ids": gen, "top2_gap": gaps,
+            prompts.append({"text": text, "prompt_ids": ids, "gen_ids": gen, "top2_gap": gaps, "top": tops,
                             "gen_text": llm.detokenize(gen).decode("utf-8", errors="replace")})
         C.write_json(os.path.join(d, "llamacpp_%s.json" % tag),
                      {"model_sha256": C.sha256_file(path), "add_bos": bool(add_bos), "n_gen": N_GEN,

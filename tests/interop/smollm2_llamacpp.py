@@ -48,7 +48,7 @@ def main():
         ids = [int(t) for t in llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)]
         llm.reset()
         llm.eval(ids)
-        gen, gaps = [], []
+        gen, gaps, tops = [], [], []
         for _ in range(N_GEN):
             row = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float32)  # (n_vocab,)
             assert row.shape == (n_vocab,)
@@ -58,9 +58,11 @@ def main():
             top2 = np.partition(row, -2)[-2:]  # the two largest, ascending
             gen.append(tok)
             gaps.append(float(top2[1] - top2[0]))
+            top = np.argsort(row)[::-1][:16]
+            tops.append([[int(t), float(row[t])] for t in top])
             llm.eval([tok])
         gen_text = llm.detokenize(gen).decode("utf-8", errors="replace")
-        prompts.append({"text": text, "prompt_ids": ids, "gen_ids": gen, "top2_gap": gaps,
+        prompts.append({"text": text, "prompt_ids": ids, "gen_ids": gen, "top2_gap": gaps, "top": tops,
                         "gen_text": gen_text})
         print("smollm2_llamacpp: prompt %d: %d prompt tokens -> %r" % (i, len(ids), gen_text),
               file=sys.stderr)
