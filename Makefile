@@ -191,7 +191,7 @@ build/gpu/sm_$(GPU_ARCH)/test_cuda_emu.o: tests/test_cuda_emu.c
 	$(Q)$(CC) $(CPPFLAGS) $(OPT_CFLAGS) -DPL_CUDA_REAL -I$(CUDA_HOME)/include -c $< -o $@
 build/gpu/test_cuda_gpu-sm_$(GPU_ARCH): build/gpu/sm_$(GPU_ARCH)/test_cuda_emu.o $(GPU_OBJ) build/opt/libpotluck.a
 	$(if $(Q),@echo "LD      $@")
-	$(Q)$(CXX) -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lpthread $(LDLIBS)
+	$(Q)$(CXX) -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread $(LDLIBS)
 .PHONY: gpu-test
 gpu-test: build/gpu/test_cuda_gpu-sm_$(GPU_ARCH)
 
