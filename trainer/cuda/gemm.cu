@@ -39,6 +39,16 @@ void pl_cuda_blas_destroy(pl_cuda_blas *h) {
 
 size_t pl_cuda_gemm_workspace(void) { return PL_CUDA_GEMM_WORKSPACE; }
 
+/* The alignment a pointer has (a power of two, at most 256): declared to the
+ * heuristic, whose default assumes 256 and may pick kernels that need it;
+ * views into a buffer (a layer's slice, an odd row offset) have less. */
+static uint32_t align_of(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    uint32_t al = 256;
+    while (al > 1 && a % al) al >>= 1;
+    return al;
+}
+
 /* C = beta * C (K = 0: an empty sum, which cuBLASLt does not take). */
 __global__ void scale_f32_kernel(float *c, int64_t n, float beta) {
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -86,6 +96,12 @@ int pl_cuda_gemm(pl_cuda_blas *h, void *C, int c_fp32, const pl_bf16 *A, int tra
     if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceCreate(&pref);
     if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    /* cuBLASLt's A, B, C, D are our B, A, C, C */
+    const uint32_t al[4] = {align_of(B), align_of(A), align_of(C), align_of(C)};
+    for (int i = 0; i < 4 && st == CUBLAS_STATUS_SUCCESS; i++)
+        st = cublasLtMatmulPreferenceSetAttribute(
+            pref, (cublasLtMatmulPreferenceAttributes_t)(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i), &al[i],
+            sizeof al[i]);
     if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmulAlgoGetHeuristic(h->lt, desc, la, lb, lc, lc, pref, 1, &heur, &found);
     if (st == CUBLAS_STATUS_SUCCESS && found < 1) st = CUBLAS_STATUS_NOT_SUPPORTED;

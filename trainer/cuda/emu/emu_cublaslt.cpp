@@ -3,7 +3,10 @@
  * D rounded once to its type (CUDA's bf16 rounding: nearest even). Checks
  * what a real call would reject: types other than bf16 A/B with bf16 or fp32
  * C = D, shapes that do not agree with the transposes, ld < rows, k = 0,
- * a workspace smaller than the heuristic asked for.
+ * a pointer less aligned than the preference promised (CUBLASLT_MATMUL_PREF_
+ * MIN_ALIGNMENT_*_BYTES, 256 by default: cuBLASLt's kernels for the chosen
+ * algorithm may use vector loads that need it; the emulator fails the call
+ * with CUBLAS_STATUS_NOT_SUPPORTED where a GPU might fault or misread).
  *
  * cblas_sgemm is a weak reference: the test binaries link OpenBLAS (through
  * libpotluck's core/gemm.c); a program built with the one-line command of
@@ -30,6 +33,7 @@ struct cublasLtMatrixLayoutOpaque_st {
 };
 struct cublasLtMatmulPreferenceOpaque_st {
     uint64_t max_workspace;
+    uint32_t align[4]; /* A, B, C, D */
 };
 
 #define HANDLE_MAGIC 0x4c74
@@ -111,7 +115,7 @@ cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t layout) {
 
 cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref) {
     if (!pref) return CUBLAS_STATUS_INVALID_VALUE;
-    *pref = new (std::nothrow) cublasLtMatmulPreferenceOpaque_st{0};
+    *pref = new (std::nothrow) cublasLtMatmulPreferenceOpaque_st{0, {256, 256, 256, 256}};
     return *pref ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
 }
 cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref) {
@@ -122,10 +126,19 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
                                                     cublasLtMatmulPreferenceAttributes_t attr, const void *buf,
                                                     size_t size) {
     if (!pref || !buf) return CUBLAS_STATUS_INVALID_VALUE;
-    if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES || size != sizeof(uint64_t))
-        return CUBLAS_STATUS_NOT_SUPPORTED;
-    memcpy(&pref->max_workspace, buf, 8);
-    return CUBLAS_STATUS_SUCCESS;
+    if (attr == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES && size == sizeof(uint64_t)) {
+        memcpy(&pref->max_workspace, buf, 8);
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    if (attr >= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES && attr <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES &&
+        size == sizeof(uint32_t)) {
+        uint32_t v;
+        memcpy(&v, buf, 4);
+        if (v == 0 || (v & (v - 1))) return CUBLAS_STATUS_INVALID_VALUE;
+        pref->align[attr - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES] = v;
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    return CUBLAS_STATUS_NOT_SUPPORTED;
 }
 
 } /* extern "C" */
@@ -161,6 +174,7 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     if (st != CUBLAS_STATUS_SUCCESS) return st;
     memset(&results[0], 0, sizeof results[0]);
     results[0].algo.data[0] = 0x656d75; /* "emu" */
+    for (int i = 0; i < 4; i++) results[0].algo.data[1 + i] = pref->align[i]; /* what its kernels may assume */
     results[0].workspaceSize = 0;
     results[0].state = CUBLAS_STATUS_SUCCESS;
     results[0].wavesCount = 1.0f;
@@ -177,7 +191,10 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     (void)workspace_bytes;
     if (!handle || handle->magic != HANDLE_MAGIC) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (!alpha || !beta || !A || !B || !D || !pl_emu::stream_valid(stream)) return CUBLAS_STATUS_INVALID_VALUE;
-    if (algo && algo->data[0] != 0x656d75) return CUBLAS_STATUS_INVALID_VALUE;
+    if (!algo || algo->data[0] != 0x656d75) return CUBLAS_STATUS_INVALID_VALUE; /* the emulator wants the heuristic's */
+    const void *ptrs[4] = {A, B, C, D};
+    for (int i = 0; i < 4; i++)
+        if (ptrs[i] && (uintptr_t)ptrs[i] % algo->data[1 + i] != 0) return CUBLAS_STATUS_NOT_SUPPORTED;
     uint64_t m, n, k;
     cublasStatus_t st = check_shapes(desc, a, b, c, d, &m, &n, &k);
     if (st != CUBLAS_STATUS_SUCCESS) return st;
