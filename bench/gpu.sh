@@ -56,26 +56,32 @@ def t(f):
     for _ in range(it): f()
     b.record(); b.synchronize()
     return a.elapsed_time(b) * 1e-3 / it
-def row(name, shape, s, nbytes=0, flops=0):
+def row(name, shape, f, nbytes=0, flops=0):
+    try:  # an op this PyTorch lacks (rms_norm: 2.4, enable_gqa: 2.5) skips its row only
+        s = t(f)
+    except Exception as e:
+        print(f"{'torch:' + name:<18} {shape:<30} skipped ({type(e).__name__}: {str(e)[:60]})")
+        return
     ach = f"{flops / s * 1e-12:.3g} TFLOP/s" if flops else f"{nbytes / s * 1e-9:.3g} GB/s"
     print(f"{'torch:' + name:<18} {shape:<30} {s * 1e6:12.1f}  {ach}")
 print(f"PyTorch {torch.__version__} on {torch.cuda.get_device_name()}")
-x = torch.randn(T, C, device=dev, dtype=bf); w = torch.ones(C, device=dev)
-row("embedding", f"T={T} C={C}", t(lambda: F.embedding(torch.arange(T, device=dev) % V, torch.randn(1, 1, device=dev, dtype=bf).expand(V, C))), T * C * 4)
-row("rmsnorm", f"T={T} C={C}", t(lambda: F.rms_norm(x, (C,), w.to(bf), 1e-5)), T * C * 4)
+x = torch.randn(T, C, device=dev, dtype=bf); w = torch.ones(C, device=dev, dtype=bf)
+E = torch.randn(V, C, device=dev, dtype=bf); ids = (torch.arange(T, device=dev) * 7919 + 13) % V
+row("embedding", f"T={T} C={C}", (lambda: F.embedding(ids, E)), T * C * 4)
+row("rmsnorm", f"T={T} C={C}", (lambda: F.rms_norm(x, (C,), w, 1e-5)), T * C * 4)
 g, u = torch.randn(T, H, device=dev, dtype=bf), torch.randn(T, H, device=dev, dtype=bf)
-row("swiglu", f"T={T} H={H}", t(lambda: F.silu(g) * u), T * H * 6)
+row("swiglu", f"T={T} H={H}", (lambda: F.silu(g) * u), T * H * 6)
 p = [torch.zeros(1 << 24, device=dev, requires_grad=True)]
 p[0].grad = torch.randn_like(p[0]) * 1e-3
 opt = torch.optim.AdamW(p, lr=1e-4, fused=True)
-row("adamw (fused)", f"n={1 << 24}", t(opt.step), (1 << 24) * 28)
+row("adamw (fused)", f"n={1 << 24}", opt.step, (1 << 24) * 28)
 q = torch.randn(1, nh, T, hd, device=dev, dtype=bf); k = torch.randn(1, nkv, T, hd, device=dev, dtype=bf); v = torch.randn_like(k)
-row("attention (sdpa)", f"T={T} nh={nh}/{nkv} hd={hd}", t(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)), 0, 2.0 * T * T * hd * nh)
+row("attention (sdpa)", f"T={T} nh={nh}/{nkv} hd={hd}", (lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)), 0, 2.0 * T * T * hd * nh)
 W = torch.randn(V, C, device=dev, dtype=bf) * 0.05; tg = torch.arange(T, device=dev) % V
-row("lm_head + ce", f"T={T} C={C} V={V}", t(lambda: F.cross_entropy((x @ W.t()).float(), tg)), 0, 2.0 * T * C * V)
-row("gemm y=x.W^T", f"T={T} in={C} out={V}", t(lambda: x @ W.t()), 0, 2.0 * T * C * V)
+row("lm_head + ce", f"T={T} C={C} V={V}", (lambda: F.cross_entropy((x @ W.t()).float(), tg)), 0, 2.0 * T * C * V)
+row("gemm y=x.W^T", f"T={T} in={C} out={V}", (lambda: x @ W.t()), 0, 2.0 * T * C * V)
 A = torch.randn(r, C, device=dev, dtype=bf); B = torch.randn(C, r, device=dev, dtype=bf)
-row("lora_fwd", f"T={T} in=out={C} r={r}", t(lambda: x + 2.0 * ((x @ A.t()) @ B.t())), 0, 4.0 * T * C * r)
+row("lora_fwd", f"T={T} in=out={C} r={r}", (lambda: x + 2.0 * ((x @ A.t()) @ B.t())), 0, 4.0 * T * C * r)
 PY
 else
   echo "gpu.sh: PyTorch with CUDA is not importable here: no torch rows"
