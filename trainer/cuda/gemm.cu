@@ -11,6 +11,7 @@
 #ifndef PL_CUDA_EMU
 #include <cublasLt.h>
 #endif
+#include <new>
 #include "cuda_common.cuh"
 
 struct pl_cuda_blas {
@@ -21,7 +22,8 @@ struct pl_cuda_blas {
 
 int pl_cuda_blas_create(pl_cuda_blas **out) {
     *out = NULL;
-    pl_cuda_blas *h = new pl_cuda_blas;
+    pl_cuda_blas *h = new (std::nothrow) pl_cuda_blas;
+    if (!h) return (int)cudaErrorMemoryAllocation;
     cublasStatus_t st = cublasLtCreate(&h->lt);
     if (st != CUBLAS_STATUS_SUCCESS) {
         delete h;
