@@ -165,6 +165,10 @@ build/san/tests/test_cuda_emu: build/san/tests/test_cuda_emu.o $(SAN_EMU_OBJ) bu
 build/opt/tests/opt_cuda_emu: build/opt/tests/test_cuda_emu.o $(OPT_EMU_OBJ) build/opt/libpotluck.a
 	$(if $(Q),@echo "LD      $@")
 	$(Q)$(CXX) -g $^ -o $@ $(LDLIBS) -lpthread
+# bench/gpu.sh's kernel bench on the emulator (--dry-run, or no GPU); with a GPU the script builds it with nvcc.
+build/opt/bench/gpu_bench: build/opt/bench/gpu_bench.o $(OPT_EMU_OBJ) build/opt/libpotluck.a
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CXX) -g $^ -o $@ $(LDLIBS) -lpthread
 
 NVCC_GENCODE := $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
 NVCC_FLAGS := -std=c++17 -I. -O3 -lineinfo -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror -Xptxas -v
@@ -191,9 +195,18 @@ build/gpu/sm_$(GPU_ARCH)/test_cuda_emu.o: tests/test_cuda_emu.c
 	$(Q)$(CC) $(CPPFLAGS) $(OPT_CFLAGS) -DPL_CUDA_REAL -I$(CUDA_HOME)/include -c $< -o $@
 build/gpu/test_cuda_gpu-sm_$(GPU_ARCH): build/gpu/sm_$(GPU_ARCH)/test_cuda_emu.o $(GPU_OBJ) build/opt/libpotluck.a
 	$(if $(Q),@echo "LD      $@")
-	$(Q)$(CXX) -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lpthread $(LDLIBS)
+	$(Q)$(CXX) -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread $(LDLIBS)
 .PHONY: gpu-test
 gpu-test: build/gpu/test_cuda_gpu-sm_$(GPU_ARCH)
+# bench/gpu.sh on a GPU: the kernel bench against the real runtime and cuBLASLt
+build/gpu/sm_$(GPU_ARCH)/gpu_bench.o: bench/gpu_bench.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CPPFLAGS) $(OPT_CFLAGS) -DPL_CUDA_REAL -I$(CUDA_HOME)/include -c $< -o $@
+build/gpu/gpu_bench-sm_$(GPU_ARCH): build/gpu/sm_$(GPU_ARCH)/gpu_bench.o $(GPU_OBJ)
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CXX) -g $^ -o $@ -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread -lm
+.PHONY: gpu-bench
+gpu-bench: build/gpu/gpu_bench-sm_$(GPU_ARCH)
 
 .PHONY: cuda-nvcc
 ifneq ($(NVCC),)

@@ -685,6 +685,240 @@ static void test_lm_head_ce_bad_target(void) {
     cudaFree(ws), cudaFree(wsb), cudaFree(dsum), cudaFree(dnv);
 }
 
+/* ---- GEMM (cuBLASLt) and LoRA ---------------------------------------------------------------- */
+
+static float *fabs_copy(const float *x, size_t n) {
+    float *a = malloc(n * 4 + 4);
+    for (size_t i = 0; i < n; i++) a[i] = fabsf(x[i]);
+    return a;
+}
+static double max_of(const float *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+    return m;
+}
+/* max over (T,O) of sum_k |x_tk| |w_ok|: the scale of a product's rounding error */
+static double mag_linear(const float *x, const float *w, int T, int I, int O) {
+    float *ax = fabs_copy(x, (size_t)T * I), *aw = fabs_copy(w, (size_t)O * I), *m = malloc((size_t)T * O * 4 + 4);
+    pl_cpu_linear(m, ax, aw, NULL, T, I, O);
+    double r = max_of(m, (size_t)T * O);
+    free(ax), free(aw), free(m);
+    return r;
+}
+static float *transpose(const float *x, int R, int C) {
+    float *t = malloc((size_t)R * C * 4 + 4);
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < C; j++) t[(size_t)j * R + i] = x[(size_t)i * C + j];
+    return t;
+}
+static void *g_ws;
+static size_t g_ws_bytes;
+static pl_cuda_blas *g_blas;
+
+/* The CPU linear op's three products: y = x W^T (bf16 out), dx += dy W (bf16, in place), dW += dy^T x (fp32).
+ * Bounds: bf16 outputs 2^-8 |ref| (one rounding) + 1e-5 max sum|a||b| (fp32 sums in another order);
+ * dW 1e-5 max sum|dy||x| + 1e-5 |ref|; nMSE 2e-5 (bf16) and 1e-10 (fp32). */
+static void test_gemm(int T, int I, int O) {
+    char what[128], w2[160];
+    snprintf(what, sizeof what, "gemm T=%d in=%d out=%d", T, I, O);
+    const size_t nx = (size_t)T * I, nw = (size_t)O * I, ny = (size_t)T * O;
+    float *xf = malloc(nx * 4 + 4), *wf = malloc(nw * 4 + 4), *dyf = malloc(ny * 4 + 4), *dx0f = malloc(nx * 4 + 4);
+    uint16_t *xh = rand_bf16(nx, 1.0f, xf), *wh = rand_bf16(nw, 0.2f, wf), *dyh = rand_bf16(ny, 0.5f, dyf);
+    uint16_t *dx0h = rand_bf16(nx, 0.3f, dx0f);
+    float *dw0 = malloc(nw * 4 + 4);
+    for (size_t i = 0; i < nw; i++) dw0[i] = 0.1f * frand();
+    float *yr = malloc(ny * 4 + 4), *dxr = malloc(nx * 4 + 4), *dwr = malloc(nw * 4 + 4);
+    memcpy(dwr, dw0, nw * 4);
+    pl_cpu_linear(yr, xf, wf, NULL, T, I, O);
+    pl_cpu_linear_bwd(dxr, dwr, NULL, dyf, xf, wf, T, I, O);
+    for (size_t i = 0; i < nx; i++) dxr[i] += dx0f[i];
+    float *wt = transpose(wf, O, I), *dyt = transpose(dyf, T, O), *xt = transpose(xf, T, I);
+    const double my = mag_linear(xf, wf, T, I, O), mdx = mag_linear(dyf, wt, T, O, I), mdw = mag_linear(dyt, xt, O, T, I);
+
+    uint16_t *dx_ = dev_up(xh, nx * 2), *dw_ = dev_up(wh, nw * 2), *ddy = dev_up(dyh, ny * 2), *dy_ = dev_alloc(ny * 2);
+    uint16_t *ddx = dev_up(dx0h, nx * 2);
+    float *ddw = dev_up(dw0, nw * 4);
+    CHECK(pl_cuda_linear(g_blas, dy_, dx_, dw_, T, I, O, g_ws, g_ws_bytes, NULL) == 0, "%s: linear", what);
+    CHECK(pl_cuda_linear_bwd_x(g_blas, ddx, 1, ddy, dw_, T, I, O, g_ws, g_ws_bytes, NULL) == 0, "%s: bwd_x", what);
+    CHECK(pl_cuda_linear_bwd_w(g_blas, ddw, ddy, dx_, T, I, O, 1.0f, g_ws, g_ws_bytes, NULL) == 0, "%s: bwd_w", what);
+    sync_ok(what);
+    uint16_t *yh = malloc(ny * 2 + 2), *gxh = malloc(nx * 2 + 2);
+    float *yg = malloc(ny * 4 + 4), *dxg = malloc(nx * 4 + 4), *dwg = malloc(nw * 4 + 4);
+    down(yh, dy_, ny * 2), down(gxh, ddx, nx * 2), down(dwg, ddw, nw * 4);
+    bf16_to_float(yg, yh, ny), bf16_to_float(dxg, gxh, nx);
+    snprintf(w2, sizeof w2, "%s y=x.W^T", what);
+    compare(w2, yg, yr, ny, 1e-5 * my, 0x1p-8, 2e-5);
+    snprintf(w2, sizeof w2, "%s dx+=dy.W", what);
+    compare(w2, dxg, dxr, nx, 1e-5 * mdx + 1e-5 * max_of(dx0f, nx), 0x1p-8, 2e-5);
+    snprintf(w2, sizeof w2, "%s dW+=dy^T.x", what);
+    compare(w2, dwg, dwr, nw, 1e-5 * mdw, 1e-5, 1e-10);
+#ifndef PL_CUDA_REAL
+    pl_emu_set_seed(SEED_B);
+    uint16_t *y2 = malloc(ny * 2 + 2), *x2 = malloc(nx * 2 + 2);
+    float *w2b = malloc(nw * 4 + 4);
+    cudaMemcpy(ddx, dx0h, nx * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(ddw, dw0, nw * 4, cudaMemcpyHostToDevice);
+    pl_cuda_linear(g_blas, dy_, dx_, dw_, T, I, O, g_ws, g_ws_bytes, NULL);
+    pl_cuda_linear_bwd_x(g_blas, ddx, 1, ddy, dw_, T, I, O, g_ws, g_ws_bytes, NULL);
+    pl_cuda_linear_bwd_w(g_blas, ddw, ddy, dx_, T, I, O, 1.0f, g_ws, g_ws_bytes, NULL);
+    down(y2, dy_, ny * 2), down(x2, ddx, nx * 2), down(w2b, ddw, nw * 4);
+    pl_emu_set_seed(SEED_A);
+    same_bits(what, yh, y2, ny * 2);
+    same_bits(what, gxh, x2, nx * 2);
+    same_bits(what, dwg, w2b, nw * 4);
+    free(y2), free(x2), free(w2b);
+#endif
+    free(xf), free(wf), free(dyf), free(dx0f), free(xh), free(wh), free(dyh), free(dx0h), free(dw0), free(yr);
+    free(dxr), free(dwr), free(wt), free(dyt), free(xt), free(yh), free(gxh), free(yg), free(dxg), free(dwg);
+    cudaFree(dx_), cudaFree(dw_), cudaFree(ddy), cudaFree(dy_), cudaFree(ddx), cudaFree(ddw);
+}
+
+/* Views: x, W and y at odd element offsets inside their buffers (2-byte
+ * aligned, as a slice of a larger buffer may be): gemm.cu declares each
+ * pointer's alignment to cuBLASLt's heuristic (its default assumes 256 bytes;
+ * the emulator fails a call whose pointers break what was declared). */
+static void test_gemm_views(int T, int I, int O) {
+    char what[96];
+    snprintf(what, sizeof what, "gemm views T=%d in=%d out=%d (offsets 1, 3, 5)", T, I, O);
+    const size_t nx = (size_t)T * I, nw = (size_t)O * I, ny = (size_t)T * O;
+    float *xf = malloc(nx * 4 + 4), *wf = malloc(nw * 4 + 4), *yr = malloc(ny * 4 + 4), *yg = malloc(ny * 4 + 4);
+    uint16_t *xh = rand_bf16(nx, 1.0f, xf), *wh = rand_bf16(nw, 0.2f, wf), *yh = malloc(ny * 2 + 2);
+    pl_cpu_linear(yr, xf, wf, NULL, T, I, O);
+    uint16_t *bx = dev_alloc((nx + 8) * 2), *bw = dev_alloc((nw + 8) * 2), *by = dev_alloc((ny + 8) * 2);
+    cudaMemcpy(bx + 1, xh, nx * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(bw + 3, wh, nw * 2, cudaMemcpyHostToDevice);
+    int e = pl_cuda_linear(g_blas, by + 5, bx + 1, bw + 3, T, I, O, g_ws, g_ws_bytes, NULL);
+    CHECK(e == 0, "%s: %d", what, e);
+    sync_ok(what);
+    down(yh, by + 5, ny * 2);
+    bf16_to_float(yg, yh, ny);
+    compare(what, yg, yr, ny, 1e-5 * mag_linear(xf, wf, T, I, O), 0x1p-8, 2e-5);
+    free(xf), free(wf), free(yr), free(yg), free(xh), free(wh), free(yh);
+    cudaFree(bx), cudaFree(bw), cudaFree(by);
+}
+
+/* K = 0 (an empty sum): C = beta C; cuBLASLt is not called. And a NaN input
+ * reaches exactly the outputs that depend on it. */
+static void test_gemm_edges(void) {
+    uint16_t h[6] = {bf(1.0f), bf(2.0f), bf(-3.0f), bf(4.0f), bf(5.0f), bf(6.0f)}, got[6];
+    uint16_t *dc = dev_up(h, sizeof h);
+    CHECK(pl_cuda_gemm(g_blas, dc, 0, NULL, 0, NULL, 1, 2, 3, 0, 1.0f, 0.5f, g_ws, g_ws_bytes, NULL) == 0, "gemm K=0");
+    sync_ok("gemm K=0");
+    down(got, dc, sizeof got);
+    int ok = 1;
+    for (int i = 0; i < 6; i++) ok &= fb(got[i]) == 0.5f * fb(h[i]);
+    CHECK(ok, "gemm K=0: C = beta C");
+    /* x (2,3) with a NaN in row 1; W (2,3): y row 1 NaN, row 0 finite; dW all NaN-free except through row 1 */
+    uint16_t x[6] = {bf(1), bf(2), bf(3), bf(1), 0x7fc0, bf(1)}, w[6] = {bf(1), bf(0), bf(1), bf(0), bf(1), bf(0)};
+    uint16_t *dx_ = dev_up(x, sizeof x), *dw_ = dev_up(w, sizeof w), *dy_ = dev_alloc(8), y[4];
+    CHECK(pl_cuda_linear(g_blas, dy_, dx_, dw_, 2, 3, 2, g_ws, g_ws_bytes, NULL) == 0, "gemm NaN: launch");
+    sync_ok("gemm NaN");
+    down(y, dy_, sizeof y);
+    CHECK(fb(y[0]) == 4.0f && fb(y[1]) == 2.0f && isnan(fb(y[2])) && isnan(fb(y[3])),
+          "gemm NaN: y = %g %g %g %g, want 4 2 nan nan", fb(y[0]), fb(y[1]), fb(y[2]), fb(y[3]));
+    cudaFree(dc), cudaFree(dx_), cudaFree(dw_), cudaFree(dy_);
+}
+
+/* LoRA (trainer/train.c's lin_fwd and lora_bwd) with the CPU ops on fp32; the
+ * kernel keeps xa and dxa in bf16 (one rounding each, 2^-9 relative), so each
+ * bound is 2^-8 times the scale of the product that follows that rounding
+ * (max sum |a||b|, as the CPU computes it) plus 2^-8 |ref| for the output's
+ * own bf16 rounding (fp32 outputs: 1e-5 |ref|). drop: u = x with a third of
+ * the inputs zeroed and the rest scaled by 1.5 (as pl_lora_dropout makes
+ * it), and dx = dxa . A returned for the caller to mask. */
+static void test_lora(int T, int I, int O, int r, int rslora, int drop) {
+    char what[128], w2[160];
+    const float alpha = 16.0f, scale = rslora ? alpha / sqrtf((float)r) : alpha / (float)r;
+    snprintf(what, sizeof what, "lora T=%d in=%d out=%d r=%d%s%s", T, I, O, r, rslora ? " rslora" : "",
+             drop ? " dropout" : "");
+    const size_t nu = (size_t)T * I, na = (size_t)r * I, nb = (size_t)O * r, ny = (size_t)T * O, nxa = (size_t)T * r;
+    float *uf = malloc(nu * 4 + 4), *af = malloc(na * 4 + 4), *bff = malloc(nb * 4 + 4), *y0f = malloc(ny * 4 + 4);
+    float *doutf = malloc(ny * 4 + 4), *dx0f = malloc(nu * 4 + 4);
+    uint16_t *uh = rand_bf16(nu, 1.0f, uf), *ah = rand_bf16(na, 1.0f / sqrtf((float)I), af);
+    uint16_t *bh = rand_bf16(nb, 0.05f, bff), *y0h = rand_bf16(ny, 1.0f, y0f), *douth = rand_bf16(ny, 0.5f, doutf);
+    uint16_t *dx0h = rand_bf16(nu, 0.3f, dx0f);
+    if (drop)
+        for (size_t i = 0; i < nu; i++) {
+            float v = i % 3 == 1 ? 0.0f : fb(uh[i]) * 1.5f;
+            uh[i] = bf(v), uf[i] = fb(uh[i]);
+        }
+    float *dA0 = malloc(na * 4 + 4), *dB0 = malloc(nb * 4 + 4);
+    for (size_t i = 0; i < na; i++) dA0[i] = 0.01f * frand();
+    for (size_t i = 0; i < nb; i++) dB0[i] = 0.01f * frand();
+    /* CPU, as lin_fwd and lora_bwd */
+    float *xar = malloc(nxa * 4 + 4), *ly = malloc(ny * 4 + 4), *yr = malloc(ny * 4 + 4);
+    pl_cpu_linear(xar, uf, af, NULL, T, I, r);
+    pl_cpu_linear(ly, xar, bff, NULL, T, r, O);
+    pl_cpu_scale(ly, scale, ny);
+    pl_cpu_add(yr, y0f, ly, ny);
+    float *dy = malloc(ny * 4 + 4), *dxar = malloc(nxa * 4 + 4), *dur = malloc(nu * 4 + 4);
+    float *dAr = malloc(na * 4 + 4), *dBr = malloc(nb * 4 + 4), *dxr = malloc(nu * 4 + 4);
+    memcpy(dy, doutf, ny * 4), memcpy(dAr, dA0, na * 4), memcpy(dBr, dB0, nb * 4);
+    pl_cpu_scale(dy, scale, ny);
+    pl_cpu_linear_bwd(dxar, dBr, NULL, dy, xar, bff, T, r, O);
+    pl_cpu_linear_bwd(dur, dAr, NULL, dxar, uf, af, T, I, r);
+    if (drop) memcpy(dxr, dur, nu * 4);
+    else pl_cpu_add(dxr, dx0f, dur, nu);
+    /* error scales: the products after each bf16 rounding (xa, dxa) */
+    float *bt = transpose(bff, O, r), *at = transpose(af, r, I), *dyt = transpose(dy, T, O), *dxat = transpose(dxar, T, r);
+    float *xat = transpose(xar, T, r), *ut = transpose(uf, T, I);
+    const double m_xa = mag_linear(uf, af, T, I, r), m_y = mag_linear(xar, bff, T, r, O) * scale;
+    const double m_dxa = mag_linear(dy, bt, T, O, r), m_dB = mag_linear(dyt, xat, O, T, r);
+    const double m_dA = mag_linear(dxat, ut, r, T, I), m_dx = mag_linear(dxar, at, T, r, I);
+
+    uint16_t *du_ = dev_up(uh, nu * 2), *da_ = dev_up(ah, na * 2), *db_ = dev_up(bh, nb * 2), *dy_ = dev_up(y0h, ny * 2);
+    uint16_t *dxa_ = dev_alloc(nxa * 2), *ddxa = dev_alloc(nxa * 2), *ddout = dev_up(douth, ny * 2);
+    uint16_t *ddx = dev_up(dx0h, nu * 2);
+    float *ddA = dev_up(dA0, na * 4), *ddB = dev_up(dB0, nb * 4);
+    CHECK(pl_cuda_lora_fwd(g_blas, dy_, dxa_, du_, da_, db_, T, I, O, r, scale, g_ws, g_ws_bytes, NULL) == 0,
+          "%s: fwd", what);
+    CHECK(pl_cuda_lora_bwd(g_blas, ddx, !drop, ddA, ddB, ddxa, ddout, du_, dxa_, da_, db_, T, I, O, r, scale, g_ws,
+                           g_ws_bytes, NULL) == 0,
+          "%s: bwd", what);
+    sync_ok(what);
+    uint16_t *yh = malloc(ny * 2 + 2), *xah = malloc(nxa * 2 + 2), *dxah = malloc(nxa * 2 + 2), *dxh = malloc(nu * 2 + 2);
+    float *yg = malloc(ny * 4 + 4), *xag = malloc(nxa * 4 + 4), *dxag = malloc(nxa * 4 + 4), *dxg = malloc(nu * 4 + 4);
+    float *dAg = malloc(na * 4 + 4), *dBg = malloc(nb * 4 + 4);
+    down(yh, dy_, ny * 2), down(xah, dxa_, nxa * 2), down(dxah, ddxa, nxa * 2), down(dxh, ddx, nu * 2);
+    down(dAg, ddA, na * 4), down(dBg, ddB, nb * 4);
+    bf16_to_float(yg, yh, ny), bf16_to_float(xag, xah, nxa), bf16_to_float(dxag, dxah, nxa), bf16_to_float(dxg, dxh, nu);
+    snprintf(w2, sizeof w2, "%s xa", what);
+    compare(w2, xag, xar, nxa, 1e-5 * m_xa, 0x1p-8, 2e-5);
+    snprintf(w2, sizeof w2, "%s y", what);
+    compare(w2, yg, yr, ny, 0x1p-8 * m_y + 1e-5 * max_of(y0f, ny), 0x1p-8, 4e-5);
+    snprintf(w2, sizeof w2, "%s dB", what);
+    compare(w2, dBg, dBr, nb, 0x1p-8 * m_dB, 1e-5, 4e-5);
+    snprintf(w2, sizeof w2, "%s dxa", what);
+    compare(w2, dxag, dxar, nxa, 1e-5 * m_dxa, 0x1p-8, 2e-5);
+    snprintf(w2, sizeof w2, "%s dA", what);
+    compare(w2, dAg, dAr, na, 0x1p-8 * m_dA, 1e-5, 4e-5);
+    snprintf(w2, sizeof w2, "%s dx", what);
+    compare(w2, dxg, dxr, nu, 0x1p-8 * m_dx + 1e-5 * max_of(dx0f, nu), 0x1p-8, 4e-5);
+#ifndef PL_CUDA_REAL
+    pl_emu_set_seed(SEED_B);
+    uint16_t *y2 = malloc(ny * 2 + 2), *x2 = malloc(nu * 2 + 2);
+    float *a2 = malloc(na * 4 + 4), *b2 = malloc(nb * 4 + 4);
+    cudaMemcpy(dy_, y0h, ny * 2, cudaMemcpyHostToDevice), cudaMemcpy(ddx, dx0h, nu * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(ddA, dA0, na * 4, cudaMemcpyHostToDevice), cudaMemcpy(ddB, dB0, nb * 4, cudaMemcpyHostToDevice);
+    pl_cuda_lora_fwd(g_blas, dy_, dxa_, du_, da_, db_, T, I, O, r, scale, g_ws, g_ws_bytes, NULL);
+    pl_cuda_lora_bwd(g_blas, ddx, !drop, ddA, ddB, ddxa, ddout, du_, dxa_, da_, db_, T, I, O, r, scale, g_ws,
+                     g_ws_bytes, NULL);
+    down(y2, dy_, ny * 2), down(x2, ddx, nu * 2), down(a2, ddA, na * 4), down(b2, ddB, nb * 4);
+    pl_emu_set_seed(SEED_A);
+    same_bits(what, yh, y2, ny * 2);
+    same_bits(what, dxh, x2, nu * 2);
+    same_bits(what, dAg, a2, na * 4);
+    same_bits(what, dBg, b2, nb * 4);
+    free(y2), free(x2), free(a2), free(b2);
+#endif
+    free(uf), free(af), free(bff), free(y0f), free(doutf), free(dx0f), free(uh), free(ah), free(bh), free(y0h);
+    free(douth), free(dx0h), free(dA0), free(dB0), free(xar), free(ly), free(yr), free(dy), free(dxar), free(dur);
+    free(dAr), free(dBr), free(dxr), free(bt), free(at), free(dyt), free(dxat), free(xat), free(ut);
+    free(yh), free(xah), free(dxah), free(dxh), free(yg), free(xag), free(dxag), free(dxg), free(dAg), free(dBg);
+    cudaFree(du_), cudaFree(da_), cudaFree(db_), cudaFree(dy_), cudaFree(dxa_), cudaFree(ddxa), cudaFree(ddout);
+    cudaFree(ddx), cudaFree(ddA), cudaFree(ddB);
+}
+
 /* ---- optimizer ---------------------------------------------------------------------------------- */
 
 /* AdamW: the CPU's bits (same fp32 operations, explicit fmaf), three steps.
@@ -889,6 +1123,24 @@ int main(void) {
     test_lm_head_ce(5, 32, 77, 1);
     test_lm_head_ce_bad_target();
     if (g_big) test_lm_head_ce(67, 576, 49152, 0);
+    /* GEMM through cuBLASLt (the emulator's: OpenBLAS) and LoRA: T = 1, odd in/out, r = 1, 8, 64 */
+    CHECK(pl_cuda_blas_create(&g_blas) == 0, "cuBLASLt handle");
+    g_ws_bytes = pl_cuda_gemm_workspace();
+    g_ws = dev_alloc(g_ws_bytes);
+    test_gemm(1, 37, 13);
+    test_gemm(37, 129, 77);
+    test_gemm(8, 64, 576);
+    test_gemm(5, 3, 1);
+    test_gemm_views(7, 33, 19);
+    test_gemm_edges();
+    test_lora(1, 37, 13, 1, 0, 0);
+    test_lora(37, 129, 77, 8, 0, 0);
+    test_lora(37, 129, 77, 8, 1, 1);
+    test_lora(19, 67, 131, 64, 1, 0);
+    test_lora(3, 96, 33, 64, 0, 1);
+    if (g_big) test_lora(300, 576, 1536, 64, 0, 0);
+    cudaFree(g_ws);
+    pl_cuda_blas_destroy(g_blas);
     test_optim(1);
     test_optim(100003);
     if (g_big) test_optim(3000017);

@@ -154,6 +154,59 @@ int pl_cuda_scale(float *x, float s, int64_t n, pl_stream stream);
 int pl_cuda_adamw(float *p, const float *g, float *m, float *v, int64_t n, float lr, float beta1, float beta2,
                   float eps, float wd, int t, pl_stream stream);
 
+/* ---- gemm.cu: GEMMs through cuBLASLt, and the LoRA path ---------------------------------
+ * bf16 operands, fp32 accumulation (CUBLAS_COMPUTE_32F), bf16 or fp32 output
+ * rounded once; row-major as the CPU linear op (backend.h). A pl_cuda_blas
+ * holds the cuBLASLt handle (one per device and host thread). Each call
+ * builds its descriptors and asks cuBLASLt's heuristic for one algorithm
+ * that fits the caller's workspace (device memory of
+ * pl_cuda_gemm_workspace() bytes, PL_MEM_WORKSPACE; NULL or 0 bytes: only
+ * algorithms that need none). cuBLASLt's choice depends on the shape, the
+ * pointers' alignment and the device, not on the run, so the same inputs
+ * give the same bits on one device. These return 0, a cudaError_t, or
+ * PL_CUDA_EBLAS + the cublasStatus_t of a failed cuBLASLt call. */
+#define PL_CUDA_EBLAS 10000
+#define PL_CUDA_GEMM_WORKSPACE ((size_t)32 << 20) /* NVIDIA's advice for Hopper; more than Ampere/Ada use */
+typedef struct pl_cuda_blas pl_cuda_blas;
+int pl_cuda_blas_create(pl_cuda_blas **out);
+void pl_cuda_blas_destroy(pl_cuda_blas *h);
+size_t pl_cuda_gemm_workspace(void);
+
+/* C (M,N) = alpha op(A) op(B) + beta C, row-major; op(A) (M,K): A is (M,K),
+ * or (K,M) when trans_a; op(B) (K,N): B is (K,N), or (N,K) when trans_b.
+ * C bf16, or fp32 when c_fp32. beta = 0: C is not read. K = 0: C = beta C. */
+int pl_cuda_gemm(pl_cuda_blas *h, void *C, int c_fp32, const pl_bf16 *A, int trans_a, const pl_bf16 *B, int trans_b,
+                 int M, int N, int K, float alpha, float beta, void *workspace, size_t workspace_bytes,
+                 pl_stream stream);
+/* The CPU linear op's three products (W (O,I) as the CPU stores it):
+ * y (T,O) = x (T,I) . W^T ; dx (T,I) = dy (T,O) . W (+= when accumulate) ;
+ * dW (O,I) fp32 += alpha dy^T . x. */
+int pl_cuda_linear(pl_cuda_blas *h, pl_bf16 *y, const pl_bf16 *x, const pl_bf16 *W, int T, int I, int O,
+                   void *workspace, size_t workspace_bytes, pl_stream stream);
+int pl_cuda_linear_bwd_x(pl_cuda_blas *h, pl_bf16 *dx, int accumulate, const pl_bf16 *dy, const pl_bf16 *W, int T,
+                         int I, int O, void *workspace, size_t workspace_bytes, pl_stream stream);
+int pl_cuda_linear_bwd_w(pl_cuda_blas *h, float *dW, const pl_bf16 *dy, const pl_bf16 *x, int T, int I, int O,
+                         float alpha, void *workspace, size_t workspace_bytes, pl_stream stream);
+
+/* LoRA on a module out = x . W^T (trainer/train.c's lin_fwd / lora_bwd):
+ * u (T,I) is the adapter's input: x, or drop(x) (pl_lora_dropout, made by
+ * the caller) when dropout is on; A (r,I) and B (O,r) are bf16 copies of the
+ * fp32 masters; scale = alpha/r, or alpha/sqrt(r) with rslora (md->scale).
+ * Forward: xa (T,r) = u . A^T (bf16, kept for the backward), then
+ * y (T,O) += scale xa . B^T (y holds the base output; one bf16 rounding).
+ * Backward, from dout (T,O): dB (O,r) += scale dout^T . xa; dxa (T,r) =
+ * scale dout . B (bf16, caller's scratch); dA (r,I) += dxa^T . u; then
+ * dx (T,I) += dxa . A when accumulate_dx (no dropout), or dx = dxa . A
+ * (dropout: the caller applies the same mask and adds, as the CPU does).
+ * dA, dB or dx NULL: skipped. */
+int pl_cuda_lora_fwd(pl_cuda_blas *h, pl_bf16 *y, pl_bf16 *xa, const pl_bf16 *u, const pl_bf16 *A, const pl_bf16 *B,
+                     int T, int I, int O, int r, float scale, void *workspace, size_t workspace_bytes,
+                     pl_stream stream);
+int pl_cuda_lora_bwd(pl_cuda_blas *h, pl_bf16 *dx, int accumulate_dx, float *dA, float *dB, pl_bf16 *dxa,
+                     const pl_bf16 *dout, const pl_bf16 *u, const pl_bf16 *xa, const pl_bf16 *A, const pl_bf16 *B,
+                     int T, int I, int O, int r, float scale, void *workspace, size_t workspace_bytes,
+                     pl_stream stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -346,5 +346,8 @@ inline float min(float a, float b) { return fminf(a, b); }
 inline float max(float a, float b) { return fmaxf(a, b); }
 template <class T> inline T __ldg(const T *p) { return *p; }
 
+/* ---- cuBLASLt (the subset gemm.cu calls; emu_cublaslt.cpp) ---------------- */
+#include "emu_cublaslt.h"
+
 #endif /* __cplusplus */
 #endif
