@@ -164,7 +164,24 @@ static void repr_str(sb *b, const char *s, size_t n) {
 }
 
 /* str() (repr=0) or repr() (repr=1) as Python writes them. */
-void jj_to_str(sb *b, jv v, int repr) {
+/* The containers being printed, outermost first: a value that holds itself
+ * (a namespace assigned into its own attribute) prints as Python's repr
+ * does, "{...}" or "[...]" where it recurs, instead of recursing forever. */
+#define TO_STR_DEPTH 200
+static void to_str(sb *b, jv v, int repr, const void **open, int depth) {
+    if (v.t == JV_LIST || v.t == JV_DICT) {
+        const void *me = v.t == JV_LIST ? (const void *)v.u.l : (const void *)v.u.d;
+        for (int i = 0; i < depth; i++)
+            if (open[i] == me) {
+                jj_sb_puts(b, v.t == JV_LIST ? "[...]" : v.flag ? "<Namespace {...}>" : "{...}");
+                return;
+            }
+        if (depth >= TO_STR_DEPTH) {
+            jj_sb_puts(b, "...");
+            return;
+        }
+        open[depth] = me;
+    }
     char buf[64];
     switch (v.t) {
     case JV_UNDEF: break;
@@ -180,7 +197,7 @@ void jj_to_str(sb *b, jv v, int repr) {
         jj_sb_puts(b, v.flag ? "(" : "[");
         for (size_t i = 0; i < v.u.l->n; i++) {
             if (i) jj_sb_puts(b, ", ");
-            jj_to_str(b, v.u.l->v[i], 1);
+            to_str(b, v.u.l->v[i], 1, open, depth + 1);
         }
         if (v.flag && v.u.l->n == 1) jj_sb_puts(b, ",");
         jj_sb_puts(b, v.flag ? ")" : "]");
@@ -192,13 +209,18 @@ void jj_to_str(sb *b, jv v, int repr) {
             if (i) jj_sb_puts(b, ", ");
             repr_str(b, v.u.d->kp[i], v.u.d->kn[i]);
             jj_sb_puts(b, ": ");
-            jj_to_str(b, v.u.d->v[i], 1);
+            to_str(b, v.u.d->v[i], 1, open, depth + 1);
         }
         jj_sb_puts(b, "}");
         if (v.flag) jj_sb_puts(b, ">");
         break;
     default: jj_sb_puts(b, "<function>"); break;
     }
+}
+
+void jj_to_str(sb *b, jv v, int repr) {
+    const void *open[TO_STR_DEPTH];
+    to_str(b, v, repr, open, 0);
 }
 
 jv jj_str_of(jctx *c, jv v) {

@@ -74,6 +74,9 @@ static const struct {
      "[2, 3][1, 2][1, 3][][1, 2]"},
     {"{% for m in messages %}{{ loop.previtem.role if loop.previtem is defined else \"-\" }}{% endfor %}",
      "-systemuserassistant"},
+    /* a namespace assigned into itself (found by fuzz_jinja: printing it recursed until the stack overflowed) */
+    {"{% set ns = namespace(a=1) %}{% set ns.a = ns %}{{ ns }} {% set ns.b = [ns] %}{{ ns.b }}",
+     "<Namespace {'a': <Namespace {...}>}> [<Namespace {'a': <Namespace {...}>, 'b': [...]}>]"},
     {"{{ {\"a\":1}.get(\"a\") }} {{ {\"a\":1}.get(\"b\") }} {{ {\"a\":1}.get(\"b\", 2) }} {{ {\"a\":1}|items|list }}",
      "1 None 2 [('a', 1)]"},
 };
