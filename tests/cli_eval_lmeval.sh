@@ -15,9 +15,13 @@
 #     tokenizers on tokenizer.json: [216, 28151]), which moves those items'
 #     log-likelihoods by nats;
 #  3. potluck (optimized build) scores them, --samples per item;
-#  4. every choice's log-likelihood within 1e-3 nats of lm-eval's; the same
-#     acc / acc_norm pick wherever the two best choices differ by more than
-#     1e-3 (in ll, or in ll/len for acc_norm); acc and acc_norm equal.
+#  4. every choice's log-likelihood within 1e-3 + 1e-4 |ll| nats of lm-eval's
+#     (a choice's ll sums the log-probabilities of its tokens, each computed
+#     in fp32 on both sides with another summation order, so the difference
+#     grows with the sum: seen 7.9e-4 on an AVX-512 machine, 1.3e-3 on an
+#     AVX2 one); the same acc / acc_norm pick wherever the two best choices
+#     differ by more than that bound (in ll, or in ll/len for acc_norm); acc
+#     and acc_norm equal.
 set -u
 cd "$(dirname "$0")/.."
 source tests/check.sh
@@ -69,17 +73,20 @@ def check(cond, msg):
     print(("ok   " if cond else "FAIL ") + msg)
     bad += 0 if cond else 1
 check(set(pl) == set(lm) == set(items), "the same %d items" % len(items))
-mx, worst = 0.0, None
+def tol(v):
+    return 1e-3 + 1e-4 * abs(v)
+mx, worst, over = 0.0, None, 0.0  # over: the largest |diff| / tol
 same = {"acc": [0, 0], "acc_norm": [0, 0]}   # [compared, agreeing]
 ties = {"acc": 0, "acc_norm": 0}
 for i, it in items.items():
     a, b = pl[i]["ll"], lm[i]["ll"]
     for c, (x, y) in enumerate(zip(a, b)):
         if abs(x - y) > mx: mx, worst = abs(x - y), (i, c)
+        over = max(over, abs(x - y) / tol(y))
     lens = [len(ch) for ch in it["choices"]]
     for name, sc, pick in (("acc", b, pl[i]["pred"]), ("acc_norm", [v / n for v, n in zip(b, lens)], pl[i]["pred_norm"])):
         top = sorted(range(len(sc)), key=lambda c: -sc[c])
-        if sc[top[0]] - sc[top[1]] <= 1e-3:
+        if sc[top[0]] - sc[top[1]] <= tol(sc[top[0]]) + tol(sc[top[1]]):
             ties[name] += 1
             continue
         same[name][0] += 1
@@ -87,10 +94,10 @@ for i, it in items.items():
         lm_correct = lm[i][name] == 1.0
         if lm_correct != (pick == it["gold"]):
             print("  item %d: %s: lm-eval %s, potluck picks %d (gold %d)" % (i, name, lm_correct, pick, it["gold"]))
-check(mx <= 1e-3, "every choice's log-likelihood within 1e-3 of lm-eval's: max |diff| %.2e (item %s choice %s)" % (mx, worst[0] if worst else "-", worst[1] if worst else "-"))
+check(over <= 1.0, "every choice's log-likelihood within 1e-3 + 1e-4 |ll| of lm-eval's: max |diff| %.2e (item %s choice %s), %.2f of the bound at most" % (mx, worst[0] if worst else "-", worst[1] if worst else "-", over))
 for name in ("acc", "acc_norm"):
     n, s = same[name]
-    check(n == s, "%s: the same pick on %d/%d items whose two best choices differ by > 1e-3 (%d closer)" % (name, s, n, ties[name]))
+    check(n == s, "%s: the same pick on %d/%d items whose two best choices differ by more than the bound (%d closer)" % (name, s, n, ties[name]))
     check(abs(rows[name]["value"] - lmr[name]) < 1e-9, "%s: potluck %.4f ± %.4f, lm-eval %.4f ± %.4f" % (name, rows[name]["value"], rows[name]["stderr"], lmr[name], lmr[name + "_stderr"]))
 print("note: %d HellaSwag items, SmolLM2-135M-Instruct Q4_1: acc %.4f acc_norm %.4f (both = lm-eval), max |ll diff| %.2e; acc_llamacpp %.4f; lm-eval %s, %.0f s on %d threads" % (
     len(items), rows["acc"]["value"], rows["acc_norm"]["value"], mx, rows["acc_llamacpp"]["value"],
