@@ -7,8 +7,7 @@
 #include "../plugins/pipeline.h"
 #include "cli.h"
 #include "cmd_run.h"
-
-int cli_recipe_flag(pl_pipe_opts *o, int argc, char **argv, int *i);
+#include "recipe_flags.h"
 
 static const char *recipe_help =
     "usage: potluck recipe check RECIPE.lua [--size NAME] [--base PATH] [--allow-read PATH] [--json]\n"

@@ -51,7 +51,7 @@ check_cmd template template 1 cli/cmd_template.c
 check_cmd train train 1 cli/cmd_train.c trainer/run_cfg.c
 check_cmd eval eval 1 cli/cmd_eval.c
 check_cmd report report 1 cli/cmd_report.c
-check_cmd run run 1 cli/cmd_run.c plugins/sandbox.c
-check_cmd recipe "recipe check" 1 cli/cmd_recipe.c cli/cmd_run.c plugins/sandbox.c
+check_cmd run run 1 cli/cmd_run.c cli/recipe_flags.c plugins/sandbox.c
+check_cmd recipe "recipe check" 1 cli/cmd_recipe.c cli/recipe_flags.c plugins/sandbox.c
 check_cmd data "data build" 0 cli/cmd_data.c   # one --help for every data subcommand
 check_summary cli_help
