@@ -178,8 +178,12 @@ static void gen_rows(cJSON *rows, const variant *V, const pl_gen_task *t, const 
         cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, t->name, hash, n, m, um, us));
     }
     if (!quiet) {
-        fprintf(stderr, "  eval %s on %s: %lld items generated and scored in %.1f s: %s %.4f ± %.4f\n", V->name, t->name,
-                (long long)n, seconds, t->metric, mean, se);
+        if (k > 0)
+            fprintf(stderr, "  eval %s on %s: %lld items generated and scored in %.1f s: %s %.4f ± %.4f\n", V->name, t->name,
+                    (long long)n, seconds, t->metric, mean, se);
+        else
+            fprintf(stderr, "  eval %s on %s: %lld items generated in %.1f s: %s n/a (no item could be scored)\n", V->name,
+                    t->name, (long long)n, seconds, t->metric);
         if (unparsed) {
             char shown[64];
             snprintf(shown, sizeof shown, "%s", first_bad ? first_bad : "");
