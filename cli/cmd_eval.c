@@ -10,6 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../plugins/gen_task.h"
+#include "../plugins/pipeline.h"
+#include "../plugins/sandbox.h"
 #include "../trainer/eval.h"
 #include "../trainer/eval_results.h"
 #include "cli.h"
@@ -34,6 +37,11 @@ static const char *eval_help =
     "                     \" \" + choice after the context; acc_norm divides it by the\n"
     "                     choice's length in characters) and acc_llamacpp (llama.cpp's\n"
     "                     HellaSwag score: mean log-probability per token) (repeatable)\n"
+    "  --task FILE.lua    a generative task written in Lua: prompts, generation settings and\n"
+    "                     a scorer (exact, contains, regex, numeric, a Lua function or an LLM\n"
+    "                     judge); runs sandboxed and confined as recipes do (docs/eval.md)\n"
+    "  --judge MODEL      the judge model of every judge-scored .lua task (default: the\n"
+    "                     task's own judge model, or the MODEL being evaluated)\n"
     "  --data DIR         held-out loss and perplexity on a sharded dataset: the tokens\n"
     "                     whose loss_mask is 1 (repeatable)\n"
     "  --text FILE        perplexity on a text file, as llama-perplexity: chunks of --ctx\n"
@@ -48,13 +56,17 @@ static const char *eval_help =
     "  --out FILE         write the rows as results.json (docs/eval.md)\n"
     "  --append           keep the rows already in --out and add these\n"
     "  --samples FILE     per-item scores as JSONL: every choice's log-likelihood, token\n"
-    "                     count, llama.cpp score, and each scoring's pick\n"
+    "                     count, llama.cpp score, and each scoring's pick; for .lua tasks\n"
+    "                     the prompt, output, score (and the judge's reply)\n"
     "  --write-items FILE the items of the (one) --task as evaluated, as lm-eval JSONL\n"
-    "                     (after --limit), for a peer to score the same items\n"
+    "                     (after --limit; a .lua task's items as JSON lines with their index),\n"
+    "                     for a peer to score the same items\n"
     "  --batch-tokens N   tokens per forward batch (default 1024)\n"
     "  --threads N        worker threads (default: all cores)\n"
     "  --quiet            no progress lines\n"
-    "  --compare          print the table of the given results files (rows of all of them)\n";
+    "  --compare          print the table of the given results files (rows of all of them)\n"
+    "\n"
+    "Limits of the .lua tasks' sandboxed process (as for recipes):\n";
 
 typedef struct variant {
     const char *model, *adapter, *name;
@@ -136,6 +148,111 @@ static int write_samples(FILE *f, const char *vname, const pl_mc_task *t, const 
     return 0;
 }
 
+/* One generative task's records of one variant: rows and --samples lines. */
+static void gen_rows(cJSON *rows, const variant *V, const pl_gen_task *t, const char *hash, const cJSON *recs, int quiet,
+                     double seconds) {
+    int64_t n = cJSON_GetArraySize(recs), k = 0, unparsed = 0;
+    double *x = malloc((size_t)(n ? n : 1) * sizeof *x), *u = malloc((size_t)(n ? n : 1) * sizeof *u);
+    const char *first_bad = NULL, *first_why = NULL;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, recs) {
+        const cJSON *sc = cJSON_GetObjectItemCaseSensitive(r, "score");
+        int bad = !cJSON_IsNumber(sc);
+        if (u) u[k + unparsed] = bad;
+        if (bad) {
+            if (!first_bad) {
+                first_bad = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "judge"));
+                first_why = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "unparsed"));
+            }
+            unparsed++;
+        } else if (x) x[k++] = sc->valuedouble;
+    }
+    double mean = NAN, se = NAN;
+    if (x && k > 0) pl_eval_mean_se(x, k, &mean, &se);
+    cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, t->name, hash, k, t->metric, mean, se));
+    if (!strcmp(t->scorer, "judge")) {
+        char m[300];
+        double um = NAN, us = NAN;
+        if (u && n > 0) pl_eval_mean_se(u, n, &um, &us);
+        snprintf(m, sizeof m, "%s_unparsed", t->metric);
+        cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, t->name, hash, n, m, um, us));
+    }
+    if (!quiet) {
+        if (k > 0)
+            fprintf(stderr, "  eval %s on %s: %lld items generated and scored in %.1f s: %s %.4f ± %.4f\n", V->name, t->name,
+                    (long long)n, seconds, t->metric, mean, se);
+        else
+            fprintf(stderr, "  eval %s on %s: %lld items generated in %.1f s: %s n/a (no item could be scored)\n", V->name,
+                    t->name, (long long)n, seconds, t->metric);
+        if (unparsed) {
+            char shown[64];
+            snprintf(shown, sizeof shown, "%s", first_bad ? first_bad : "");
+            for (char *c = shown; *c; c++) if (*c == '\n' || *c == '\r' || *c == '\t') *c = ' ';
+            fprintf(stderr, "  eval %s on %s: %lld of %lld judge replies unparsable, left out of %s (first: %s: \"%s\")\n",
+                    V->name, t->name, (long long)unparsed, (long long)n, t->metric, first_why ? first_why : "?", shown);
+        }
+    }
+    free(x);
+    free(u);
+}
+
+static int write_gen_samples(FILE *f, const char *vname, const pl_gen_task *t, const cJSON *recs) {
+    const cJSON *r;
+    cJSON_ArrayForEach(r, recs) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "variant", vname);
+        cJSON_AddStringToObject(o, "task", t->name);
+        const cJSON *ix = cJSON_GetObjectItemCaseSensitive(r, "index");
+        cJSON_AddItemToObject(o, "index", cJSON_Duplicate(ix, 1));
+        static const char *const keys[] = {"prompt", "output", "score", "judge", "unparsed"};
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, keys[k]);
+            if (v) cJSON_AddItemToObject(o, keys[k], cJSON_Duplicate(v, 1));
+            else if (!strcmp(keys[k], "score")) cJSON_AddNullToObject(o, "score");
+            if (!strcmp(keys[k], "prompt") && cJSON_IsNumber(ix)) {
+                const cJSON *tg = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(t->items, (int)ix->valuedouble), "target");
+                if (tg) cJSON_AddItemToObject(o, "target", cJSON_Duplicate(tg, 1));
+            }
+        }
+        char *txt = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (!txt) return -1;
+        fprintf(f, "%s\n", txt);
+        free(txt);
+    }
+    return 0;
+}
+
+/* The chosen items of a .lua task as JSON lines with their index, atomically. */
+static int write_gen_items(const pl_gen_task *t, const int64_t *sel, int64_t n, const char *path, pl_err *err) {
+    size_t pn = strlen(path) + 8;
+    char *tmp = malloc(pn);
+    if (!tmp) return pl_err_set(err, PL_ENOMEM, "out of memory");
+    snprintf(tmp, pn, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) { free(tmp); return pl_err_set(err, PL_EIO, "%s: cannot write", path); }
+    int bad = 0;
+    for (int64_t i = 0; i < n && !bad; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "index", (double)sel[i]);
+        const cJSON *it = cJSON_GetArrayItem(t->items, (int)sel[i]), *kv;
+        cJSON_ArrayForEach(kv, it) if (strcmp(kv->string, "index")) cJSON_AddItemToObject(o, kv->string, cJSON_Duplicate(kv, 1));
+        char *txt = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        bad = !txt || fprintf(f, "%s\n", txt) < 0;
+        free(txt);
+    }
+    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        unlink(tmp);
+        free(tmp);
+        return pl_err_set(err, PL_EIO, "%s: write failed", path);
+    }
+    free(tmp);
+    return PL_OK;
+}
+
 static int do_compare(int argc, char **argv) {
     cJSON *rows = cJSON_CreateArray();
     pl_err err = {0};
@@ -157,12 +274,26 @@ static int do_compare(int argc, char **argv) {
 
 int cmd_eval(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { fputs(eval_help, stdout); return 0; }
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(eval_help, stdout);
+            fputs(pl_lua_limits_help(), stdout);
+            return 0;
+        }
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--compare")) return do_compare(argc, argv);
     variant *vars = calloc((size_t)argc, sizeof *vars);
     const char **tasks = calloc((size_t)argc, sizeof *tasks), **datas = calloc((size_t)argc, sizeof *datas);
-    int nv = 0, nt = 0, nd = 0, append = 0, quiet = 0, status = 1;
+    const char **gtasks = calloc((size_t)argc, sizeof *gtasks);
+    int nv = 0, nt = 0, nd = 0, ngt = 0, append = 0, quiet = 0, status = 1;
+    const char *judge_arg = NULL;
+    pl_gen_opts go = {0};
+    pl_lua_limits_default(&go.limits);
+    pl_gen_task *gt = NULL;
+    int64_t **gsel = NULL, *gn = NULL;
+    char (*ghash)[65] = NULL;
+    char **gjudge = NULL;
+    cJSON **grec = NULL;   /* [v * ngt + g]: the records of variant v on task g */
+    double *gsec = NULL;
     long limit = 0, seed = 1234, threads = 0, batch_tokens = 0;
     const char *out_path = NULL, *samples_path = NULL, *items_path = NULL, *text_path = NULL, *kl_base = NULL;
     long ctx = 512;
@@ -175,16 +306,25 @@ int cmd_eval(int argc, char **argv) {
     FILE *sf = NULL;
     char *sf_tmp = NULL;
     pl_err err = {0};
-    if (!vars || !tasks || !datas || !rows) { status = cli_fail("out of memory"); goto done; }
+    if (!vars || !tasks || !datas || !gtasks || !rows) { status = cli_fail("out of memory"); goto done; }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int used = 0;
+        if (pl_lua_limits_flag(&go.limits, argc - i, argv + i, &used, &err)) { status = cli_fail_err(&err); goto done; }
+        if (used) { i += used - 1; continue; }
         if (!strcmp(a, "--adapter") || !strcmp(a, "--as")) {
             if (!v) goto missing;
             if (!nv) { status = cli_fail("eval: %s comes after the MODEL it applies to", a); goto done; }
             if (a[2] == 'a' && a[3] == 'd') vars[nv - 1].adapter = v;
             else vars[nv - 1].name = v;
             i++;
-        } else if (!strcmp(a, "--task")) { if (!v) goto missing; tasks[nt++] = v; i++; }
+        } else if (!strcmp(a, "--task")) {
+            if (!v) goto missing;
+            if (pl_gen_task_is_lua(v)) gtasks[ngt++] = v;
+            else tasks[nt++] = v;
+            i++;
+        }
+        else if (!strcmp(a, "--judge")) { if (!v) goto missing; judge_arg = v; i++; }
         else if (!strcmp(a, "--data")) { if (!v) goto missing; datas[nd++] = v; i++; }
         else if (!strcmp(a, "--text")) { if (!v) goto missing; text_path = v; i++; }
         else if (!strcmp(a, "--kl-base")) { if (!v) goto missing; kl_base = v; i++; }
@@ -206,7 +346,7 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     if (!nv && !items_path) { status = cli_fail("eval: give a MODEL (see potluck eval --help)"); goto done; }
-    if (!nt && !nd && !text_path) { status = cli_fail("eval: give a --task FILE, a --data DIR or a --text FILE (see potluck eval --help)"); goto done; }
+    if (!nt && !ngt && !nd && !text_path) { status = cli_fail("eval: give a --task FILE, a --data DIR or a --text FILE (see potluck eval --help)"); goto done; }
     if (kl_base && !text_path) { status = cli_fail("eval: --kl-base needs --text FILE"); goto done; }
     if (text_path) {
         FILE *tf = fopen(text_path, "rb");
@@ -227,7 +367,7 @@ int cmd_eval(int argc, char **argv) {
         fclose(tf);
         if (!text) { status = cli_fail("eval: --text %s: too large or out of memory", text_path); goto done; }
     }
-    if (items_path && nt != 1) { status = cli_fail("eval: --write-items needs exactly one --task"); goto done; }
+    if (items_path && nt + ngt != 1) { status = cli_fail("eval: --write-items needs exactly one --task"); goto done; }
     if (append && !out_path) { status = cli_fail("eval: --append needs --out FILE"); goto done; }
     cli_set_threads((int)threads);
     /* tasks first: a bad task file fails before any model loads */
@@ -243,8 +383,53 @@ int cmd_eval(int argc, char **argv) {
         }
         pl_mc_task_hash(&tk[t], hash[t]);
     }
-    if (items_path && pl_mc_task_write_jsonl(&tk[0], items_path, &err)) { status = cli_fail_err(&err); free(hash); goto done; }
+    /* generative tasks: each file evaluated in a sandboxed, confined child */
+    go.threads = (int)threads;
+    go.quiet = quiet;
+    gt = calloc((size_t)(ngt ? ngt : 1), sizeof *gt);
+    gsel = calloc((size_t)(ngt ? ngt : 1), sizeof *gsel);
+    gn = calloc((size_t)(ngt ? ngt : 1), sizeof *gn);
+    ghash = calloc((size_t)(ngt ? ngt : 1), sizeof *ghash);
+    gjudge = calloc((size_t)(ngt ? ngt : 1), sizeof *gjudge);
+    grec = calloc((size_t)(nv ? nv : 1) * (size_t)(ngt ? ngt : 1), sizeof *grec);
+    gsec = calloc((size_t)(nv ? nv : 1) * (size_t)(ngt ? ngt : 1), sizeof *gsec);
+    if (!gt || !gsel || !gn || !ghash || !gjudge || !grec || !gsec) { status = cli_fail("out of memory"); free(hash); goto done; }
+    for (int g = 0; g < ngt; g++) {
+        if (pl_gen_task_load(&gt[g], gtasks[g], &go, &err) ||
+            pl_eval_subset(gt[g].n_items, limit, (uint64_t)seed, &gsel[g], &gn[g], &err)) {
+            status = cli_fail_err(&err);
+            free(hash);
+            goto done;
+        }
+        pl_gen_task_hash(&gt[g], gsel[g], gn[g], ghash[g]);
+        const char *jm = !strcmp(gt[g].scorer, "judge") ? (judge_arg ? judge_arg : gt[g].judge) : NULL;
+        if (jm && (judge_arg ? cli_model_path(jm, &gjudge[g], &err) : pl_model_resolve(jm, 0, &gjudge[g], &err))) {
+            pl_err_prefix(&err, "%s: judge model", gtasks[g]);
+            status = cli_fail_err(&err);
+            free(hash);
+            goto done;
+        }
+    }
+    if (items_path && nt && pl_mc_task_write_jsonl(&tk[0], items_path, &err)) { status = cli_fail_err(&err); free(hash); goto done; }
+    if (items_path && ngt && write_gen_items(&gt[0], gsel[0], gn[0], items_path, &err)) { status = cli_fail_err(&err); free(hash); goto done; }
     if (!nv) { status = 0; free(hash); goto done; }
+    /* every task child forks before this process loads a model: libgomp is
+     * not fork-safe once its thread pool exists */
+    for (int v = 0; v < nv && ngt; v++) {
+        variant *V = &vars[v];
+        if (!V->name) V->name = V->auto_name = auto_name(V);
+        char *resolved = NULL;
+        if (cli_model_path(V->model, &resolved, &err)) { status = cli_fail_err(&err); free(hash); goto done; }
+        for (int g = 0; g < ngt; g++) {
+            if (!quiet) fprintf(stderr, "  eval %s on %s: generating %lld items\n", V->name, gt[g].name, (long long)gn[g]);
+            double t0 = mono();
+            int rc = pl_gen_task_run(&gt[g], resolved, V->adapter, gjudge[g] ? gjudge[g] : NULL, gsel[g], gn[g], seed, &go,
+                                     &grec[v * ngt + g], &err);
+            gsec[v * ngt + g] = mono() - t0;
+            if (rc) { free(resolved); status = cli_fail_err(&err); free(hash); goto done; }
+        }
+        free(resolved);
+    }
     if (append && access(out_path, F_OK) == 0 && pl_eval_rows_load(out_path, rows, &err)) { status = cli_fail_err(&err); free(hash); goto done; }
     if (samples_path) {
         size_t n = strlen(samples_path) + 16;
@@ -297,6 +482,10 @@ int cmd_eval(int argc, char **argv) {
                         (long long)s.tokens, s.seconds, s.seconds > 0 ? (double)n / s.seconds : 0.0);
             if (sf) write_samples(sf, V->name, &tk[t], &s);
             pl_mc_scores_free(&s);
+        }
+        for (int g = 0; g < ngt && !rc; g++) {
+            gen_rows(rows, V, &gt[g], ghash[g], grec[v * ngt + g], quiet, gsec[v * ngt + g]);
+            if (sf) write_gen_samples(sf, V->name, &gt[g], grec[v * ngt + g]);
         }
         for (int d = 0; d < nd && !rc; d++) {
             pl_loss_result lr;
@@ -364,6 +553,18 @@ done:
     free(sf_tmp);
     if (tk) for (int t = 0; t < nt; t++) pl_mc_task_free(&tk[t]);
     free(tk);
+    for (int g = 0; gt && g < ngt; g++) pl_gen_task_free(&gt[g]);
+    for (int g = 0; gsel && g < ngt; g++) free(gsel[g]);
+    for (int g = 0; gjudge && g < ngt; g++) free(gjudge[g]);
+    for (int k = 0; grec && k < nv * ngt; k++) cJSON_Delete(grec[k]);
+    free(gt);
+    free(gsel);
+    free(gn);
+    free(ghash);
+    free(gjudge);
+    free(grec);
+    free(gsec);
+    free(gtasks);
     if (vars) for (int v = 0; v < nv; v++) free(vars[v].auto_name);
     free(vars);
     free(tasks);

@@ -21,6 +21,7 @@
 #include "../trainer/run.h"
 #include "bind_model.h"
 #include "bind_text.h"
+#include "gen_score.h"
 #include "luajson.h"
 
 #define REG_H "potluck.host_H"
@@ -988,6 +989,7 @@ int pl_host_open(pl_host **out, const pl_host_opts *o, pl_err *err) {
         pl_sha256_hex(dg, hex);
         if ((rc = load_lua_file(h, p, "plugins/prelude.lua", 0, err))) goto fail;
         luaL_newlib(L, prims);
+        pl_bind_gen_score(L, -1);
         lua_pushstring(L, hex);
         lua_setfield(L, -2, "prelude_sha256");
         lua_pushlightuserdata(L, NULL);
@@ -1115,4 +1117,31 @@ int pl_host_run_metrics(pl_host *h, const char *size, const char *path, int64_t 
     }
     lua_pop(L, 2);
     return to_json_result(h, out, "metrics", err);
+}
+
+int pl_host_task_describe(pl_host *h, const char *name, cJSON **out, pl_err *err) {
+    lua_State *L = pl_sandbox_L(h->sb);
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_RECIPE);
+    lua_pushstring(L, name);
+    int rc = call_H(h, "task_describe", 2, 1, err);
+    if (rc) return rc;
+    return to_json_result(h, out, "task", err);
+}
+
+int pl_host_task_run(pl_host *h, const char *name, const int64_t *sel, int64_t n, int64_t seed, int tuned, cJSON **out,
+                     pl_err *err) {
+    lua_State *L = pl_sandbox_L(h->sb);
+    pl_lua_model_set_default_seed(L, (lua_Integer)seed);
+    lua_getfield(L, LUA_REGISTRYINDEX, REG_RECIPE);
+    lua_pushstring(L, name);
+    lua_createtable(L, n < INT32_MAX ? (int)n : 0, 0);
+    for (int64_t i = 0; i < n; i++) {
+        lua_pushinteger(L, (lua_Integer)sel[i]);
+        lua_rawseti(L, -2, (lua_Integer)(i + 1));
+    }
+    lua_pushinteger(L, (lua_Integer)seed);
+    lua_pushstring(L, tuned ? "tuned" : "base");
+    int rc = call_H(h, "task_run", 5, 1, err);
+    if (rc) return rc;
+    return to_json_result(h, out, "task results", err);
 }

@@ -751,6 +751,337 @@ function H.run_metrics(r, size, path, seed)
   return out
 end
 
+---------------------------------------------------------------- generative eval tasks
+-- `potluck eval MODEL --task FILE.lua` (docs/eval.md, "Generative tasks"):
+-- the file returns pl.task{...} (or the same table without pl.task); the
+-- host asks H.task_describe for its items, then H.task_run generates and
+-- scores the chosen ones with the model under evaluation. Both run in a
+-- confined child (plugins/gen_task.c).
+local JUDGE_RUBRIC = [==[
+Please act as an impartial judge and evaluate the response of an AI assistant to the question below. {criteria}
+Rate the response on a scale of {min} to {max} and reply with the rating only, as "Rating: N".
+
+[Question]
+{input}
+
+[Reference answer]
+{target}
+
+[The Start of the Assistant's Answer]
+{output}
+[The End of the Assistant's Answer]]==]
+
+local SCORERS = {
+  exact = { strip = { type = "boolean", default = true }, lowercase = { type = "boolean", default = false } },
+  contains = { strip = { type = "boolean", default = true }, lowercase = { type = "boolean", default = false } },
+  regex = { pattern = { type = "string" }, flags = { type = "string", default = "" } },
+  numeric = { abs = { type = "number", default = 1e-6, min = 0 }, rel = { type = "number", default = 0, min = 0 } },
+  judge = {
+    rubric = { type = "string", default = JUDGE_RUBRIC },
+    criteria = { type = "string", default = "Consider its correctness against the reference answer, its helpfulness and its clarity." },
+    model = { type = "string", default = "self" },
+    min = { type = "number", default = 1 },
+    max = { type = "number", default = 10 },
+    max_tokens = { type = "integer", default = 24, min = 1, max = 4096 },
+    system = { type = "string" },
+  },
+}
+local SCORER_METRIC = { exact = "exact_match", contains = "contains", regex = "regex_match", numeric = "numeric_match",
+                        judge = "judge", ["function"] = "score" }
+local SCORER_NAMES = { "contains", "exact", "judge", "numeric", "regex" }
+
+local scorer_fns = {}
+pl.scorer = setmetatable({}, {
+  __index = scorer_fns,
+  __newindex = function(_, k) error(fmt("pl.scorer is read-only (assignment to pl.scorer.%s)", tostring(k)), 2) end,
+  __metatable = "locked",
+})
+for kind, schema in pairs(SCORERS) do
+  scorer_fns[kind] = function(t)
+    local ok, r = pcall(check_table, "scorer." .. kind, schema, t or {})
+    if not ok then error(r, 2) end
+    if kind == "judge" and not (r.max > r.min) then error(fmt("scorer.judge: max %g must be above min %g", r.max, r.min), 2) end
+    if kind == "judge" and not r.rubric:find("{output}", 1, true) then error("scorer.judge: rubric: expected an {output} placeholder", 2) end
+    r._scorer = kind
+    return r
+  end
+end
+
+local GENERATE = {
+  max_tokens = { type = "integer", default = 64, min = 1, max = 1 << 16 },
+  temperature = { type = "number", default = 0, min = 0, doc = "0: greedy (the default)" },
+  top_p = { type = "number", default = 0.9, min = 1e-6, max = 1 },
+  top_k = { type = "integer", default = 0, min = 0 },
+  stop = { type = "list", default = {} },
+  batch = { type = "integer", default = 8, min = 1, max = 256 },
+}
+local TASK = {
+  name = { type = "string" },
+  description = { type = "string" },
+  items = { type = "any", required = true },
+  fields = { type = "table" },
+  prompt = { type = "any" },
+  template = { type = "string", default = "{input}" },
+  system = { type = "string" },
+  generate = { type = "table" },
+  scorer = { type = "any", required = true },
+  metric = { type = "string" },
+}
+
+local function check_task(t)
+  local ok, r = pcall(check_table, "", TASK, t)
+  if not ok then error("task: " .. r, 0) end
+  if type(r.items) ~= "string" and type(r.items) ~= "table" then
+    error("task: items: expected a list of tables or a JSONL file path, got " .. shown(r.items), 0)
+  end
+  if r.prompt == nil then r.prompt = "chat" end
+  if r.prompt ~= "chat" and r.prompt ~= "raw" and type(r.prompt) ~= "function" then
+    error("task: prompt: expected \"chat\", \"raw\" or a function(item), got " .. shown(r.prompt), 0)
+  end
+  ok, r.generate = pcall(check_table, "generate", GENERATE, r.generate or {})
+  if not ok then error("task: " .. r.generate, 0) end
+  for _, s in ipairs(r.generate.stop) do
+    if type(s) ~= "string" or s == "" then error("task: generate.stop: expected non-empty strings", 0) end
+  end
+  local sc = r.scorer
+  if type(sc) == "string" then
+    if not SCORERS[sc] then
+      error(fmt("task: scorer: unknown scorer %s (expected one of %s, pl.scorer.NAME{...} or a function(output, item))%s",
+                shown(sc), concat(SCORER_NAMES, ", "), hint(sc, SCORER_NAMES)), 0)
+    end
+    sc = pl.scorer[sc]({})
+  elseif type(sc) == "table" then
+    if not SCORERS[sc._scorer] then
+      error("task: scorer: expected pl.scorer.NAME{...} (" .. concat(SCORER_NAMES, ", ") .. "), a name or a function(output, item)", 0)
+    end
+  elseif type(sc) ~= "function" then
+    error("task: scorer: expected a name (" .. concat(SCORER_NAMES, ", ") .. "), pl.scorer.NAME{...} or a function(output, item), got "
+          .. shown(sc), 0)
+  end
+  r.scorer = sc
+  r.kind = type(sc) == "function" and "function" or sc._scorer
+  if r.metric and not r.metric:match("^[%w_.%-]+$") then error("task: metric: letters, digits, '_', '.', '-' only", 0) end
+  r.metric = r.metric or SCORER_METRIC[r.kind]
+  r._task = true
+  return r
+end
+
+function pl.task(t)
+  local ok, r = pcall(check_task, t)
+  if not ok then error(r, 2) end
+  return r
+end
+
+local function task_of(t)
+  if type(t) ~= "table" then error("the task file must return pl.task{...} (a table), got " .. shown(t), 0) end
+  if t._task then return t end
+  return check_task(t)
+end
+
+-- The items as the task defines them, fields mapped; checked for what the
+-- prompt and the scorer need.
+local function task_items(t)
+  local raw, where = {}, {}
+  if type(t.items) == "string" then
+    local path = C.resolve(t.items, "task: items")
+    local shown_path = C.display(path)
+    local n = 0
+    for s in C.reader(path) do
+      n = n + 1
+      raw[n] = s
+      where[n] = fmt("%s:%d", shown_path, n)
+    end
+  else
+    if not is_list(t.items) then error("task: items: expected a list of tables", 0) end
+    for i, s in ipairs(t.items) do
+      if type(s) ~= "table" then error(fmt("task: items[%d]: expected a table, got %s", i, shown(s)), 0) end
+      raw[i] = s
+      where[i] = fmt("items[%d]", i)
+    end
+  end
+  if #raw == 0 then error("task: items: no items", 0) end
+  local items = {}
+  local map = t.fields or {}
+  for i, s in ipairs(raw) do
+    local it = {}
+    for k, v in pairs(s) do it[k] = v end
+    for to, from in pairs(map) do
+      if type(to) ~= "string" or type(from) ~= "string" then error("task: fields: expected {name = \"field in the items\", ...}", 0) end
+      it[to] = s[from]
+    end
+    if type(t.prompt) ~= "function" and type(it.input) ~= "string" then
+      error(fmt("task: %s: expected \"input\" (a string)%s, got %s", where[i],
+                map.input and fmt(" from field %q", map.input) or "", shown(it.input)), 0)
+    end
+    local k = t.kind
+    if k == "exact" or k == "contains" or k == "numeric" or (k == "regex" and not t.scorer.pattern) then
+      local tg = it.target
+      local ok = type(tg) == "string" or type(tg) == "number"
+      if type(tg) == "table" and is_list(tg) and #tg > 0 then
+        ok = true
+        for _, x in ipairs(tg) do if type(x) ~= "string" and type(x) ~= "number" then ok = false end end
+      end
+      if not ok then
+        error(fmt("task: %s: the %s scorer needs \"target\" (a string, a number or a list of them)%s, got %s", where[i], k,
+                  map.target and fmt(" from field %q", map.target) or "", shown(tg)), 0)
+      end
+      if k == "numeric" then
+        for _, x in ipairs(type(tg) == "table" and tg or { tg }) do
+          if type(x) == "string" and not C.number_parse(x) then
+            error(fmt("task: %s: target %s is not a number", where[i], shown(x)), 0)
+          end
+        end
+      end
+    end
+    items[i] = it
+  end
+  return items, where
+end
+
+function H.task_describe(t, default_name)
+  t = task_of(t)
+  local items = task_items(t)
+  local judge = t.kind == "judge" and t.scorer.model or nil
+  return { name = t.name or default_name, metric = t.metric, scorer = t.kind, judge = judge, items = items }
+end
+
+-- "{field}" placeholders of s filled from the item (a missing field is an error).
+local function fill(s, item, extra, where)
+  return (s:gsub("{([%w_]+)}", function(k)
+    local v = extra and extra[k]
+    if v == nil then v = item[k] end
+    if v == nil then error(fmt("task: %s: the template names {%s}, which the item does not have", where, k), 0) end
+    if type(v) == "table" then v = v[1] end
+    return tostring(v)
+  end))
+end
+
+local function targets_of(it)
+  local tg = it.target
+  if type(tg) == "table" then return tg end
+  return { tg }
+end
+
+-- (score in [0, 1] or nil, why nil) of one output
+local function score_one(t, out, it, where)
+  local k, sc = t.kind, t.scorer
+  if k == "function" then
+    local v = sc(out, it)
+    if type(v) == "boolean" then return v and 1 or 0 end
+    if type(v) ~= "number" or v ~= v or v < 0 or v > 1 then
+      error(fmt("task: %s: the scorer returned %s; expected a number in [0, 1] or a boolean", where, shown(v)), 0)
+    end
+    return v
+  elseif k == "regex" then
+    if sc.pattern then return C.score_regex(out, sc.pattern, sc.flags) end
+    for _, x in ipairs(targets_of(it)) do
+      if C.score_regex(out, tostring(x), sc.flags) == 1 then return 1 end
+    end
+    return 0
+  elseif k == "numeric" then
+    for _, x in ipairs(targets_of(it)) do
+      local v = type(x) == "number" and x or C.number_parse(x)
+      if C.score_numeric(out, v, sc.abs, sc.rel) == 1 then return 1 end
+    end
+    return 0
+  else
+    local f = k == "exact" and C.score_exact or C.score_contains
+    for _, x in ipairs(targets_of(it)) do
+      if f(out, tostring(x), sc) == 1 then return 1 end
+    end
+    return 0
+  end
+end
+
+-- Generate for prompts (the items at positions idx): greedy in batches;
+-- sampled one by one, each item with a seed of its own (its index), so an
+-- item's output does not depend on which others were chosen.
+local function generate_all(m, prompts, idx, g, seed)
+  local outs = {}
+  local opts = { max_tokens = g.max_tokens, temperature = g.temperature, top_p = g.top_p, top_k = g.top_k,
+                 stop = #g.stop > 0 and g.stop or nil, batch = g.batch, seed = seed }
+  if g.temperature == 0 then
+    local r = m:generate(prompts, opts)
+    for i = 1, #prompts do outs[i] = r[i] end
+  else
+    for i = 1, #prompts do
+      opts.seed = seed * 1000003 + idx[i]
+      outs[i] = m:generate({ prompts[i] }, opts)[1]
+    end
+  end
+  return outs
+end
+
+-- sel: the 0-based positions of the items to run; which: "base" or "tuned"
+-- (the model under evaluation). Returns one record per item.
+function H.task_run(t, default_name, sel, seed, which)
+  t = task_of(t)
+  local items, where = task_items(t)
+  local name = t.name or default_name
+  local m = C.model(which)
+  local prompts, chosen, idx = {}, {}, {}
+  for i, k in ipairs(sel) do
+    local it = items[k + 1]
+    if not it then error(fmt("task: item %d does not exist (the task has %d)", k, #items), 0) end
+    chosen[i], idx[i] = it, k
+    local w = where[k + 1]
+    if type(t.prompt) == "function" then
+      local p = t.prompt(it)
+      if type(p) ~= "string" and not (type(p) == "table" and is_list(p)) then
+        error(fmt("task: %s: prompt(item) returned %s; expected a string or a list of messages", w, shown(p)), 0)
+      end
+      prompts[i] = p
+    elseif t.prompt == "raw" then
+      prompts[i] = fill(t.template, it, nil, w)
+    else
+      local msgs = {}
+      if t.system then msgs[1] = { role = "system", content = fill(t.system, it, nil, w) } end
+      msgs[#msgs + 1] = { role = "user", content = fill(t.template, it, nil, w) }
+      prompts[i] = msgs
+    end
+  end
+  local g = t.generate
+  local outs = {}
+  local step = g.temperature == 0 and math.max(g.batch, 8) or 1
+  for s0 = 1, #prompts, step do
+    local ps, ix = {}, {}
+    for i = s0, math.min(#prompts, s0 + step - 1) do ps[#ps + 1] = prompts[i]; ix[#ix + 1] = idx[i] end
+    local r = generate_all(m, ps, ix, g, seed)
+    for i, o in ipairs(r) do outs[s0 + i - 1] = o end
+    if s0 + step - 1 < #prompts then C.log(name, fmt("%d/%d generated", s0 + step - 1, #prompts)) end
+  end
+  local res = {}
+  if t.kind == "judge" then
+    local sc = t.scorer
+    -- the host passes a judge model ("teacher") when the task names one or
+    -- the command line gives --judge; otherwise the model judges itself
+    local has_judge, tm = pcall(C.model, "teacher")
+    local jm = has_judge and tm or m
+    local jp = {}
+    for i, it in ipairs(chosen) do
+      local input = type(prompts[i]) == "string" and prompts[i] or fill(t.template, it, nil, where[idx[i] + 1])
+      local extra = { output = outs[i], input = input, target = it.target ~= nil and it.target or "(none)",
+                      min = fmt("%g", sc.min), max = fmt("%g", sc.max), criteria = sc.criteria }
+      local text = fill(sc.rubric, it, extra, where[idx[i] + 1])
+      local msgs = {}
+      if sc.system then msgs[1] = { role = "system", content = sc.system } end
+      msgs[#msgs + 1] = { role = "user", content = text }
+      jp[i] = msgs
+    end
+    local replies = jm:generate(jp, { max_tokens = sc.max_tokens, temperature = 0, batch = g.batch })
+    for i = 1, #chosen do
+      local v, why = C.judge_parse(replies[i], sc.min, sc.max)
+      res[i] = { index = idx[i], prompt = prompts[i], output = outs[i], judge = replies[i],
+                 score = v and (v - sc.min) / (sc.max - sc.min) or nil, unparsed = why }
+    end
+  else
+    for i, it in ipairs(chosen) do
+      res[i] = { index = idx[i], prompt = prompts[i], output = outs[i], score = score_one(t, outs[i], it, where[idx[i] + 1]) }
+    end
+  end
+  return res
+end
+
 ---------------------------------------------------------------- built-ins
 current_plugin = { file = "plugins/prelude.lua", sha256 = C.prelude_sha256, origin = "built-in" }
 

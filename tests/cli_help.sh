@@ -49,7 +49,7 @@ check_cmd export export 1 cli/cmd_export.c
 check_cmd import import 1 cli/cmd_import.c
 check_cmd template template 1 cli/cmd_template.c
 check_cmd train train 1 cli/cmd_train.c trainer/run_cfg.c
-check_cmd eval eval 1 cli/cmd_eval.c
+check_cmd eval eval 1 cli/cmd_eval.c plugins/sandbox.c
 check_cmd report report 1 cli/cmd_report.c
 check_cmd run run 1 cli/cmd_run.c cli/recipe_flags.c plugins/sandbox.c
 check_cmd recipe "recipe check" 1 cli/cmd_recipe.c cli/recipe_flags.c plugins/sandbox.c

@@ -58,6 +58,11 @@ void pl_mc_task_free(pl_mc_task *t);
  * (file, seed, limit) gives the same items every time, and a smaller
  * limit takes a subset of a larger one's items. */
 int pl_mc_task_limit(pl_mc_task *t, int64_t limit, uint64_t seed, pl_err *err);
+/* The subset behind pl_mc_task_limit, for any task of n items: *out =
+ * the (malloc'd) 0-based positions of the `limit` items kept, ascending
+ * (all n when limit <= 0 or >= n), *k their count. Generative tasks
+ * (plugins/gen_task.h) take theirs with it too. */
+int pl_eval_subset(int64_t n, int64_t limit, uint64_t seed, int64_t **out, int64_t *k, pl_err *err);
 /* sha256 (hex, 65 bytes) of the items as evaluated: who compares results
  * checks they scored the same items. */
 void pl_mc_task_hash(const pl_mc_task *t, char hex[65]);

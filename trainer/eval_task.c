@@ -248,18 +248,30 @@ static int cmp_i64(const void *a, const void *b) {
 /* Stream of the subset permutation (pl_rng streams keep uses apart). */
 #define SUBSET_STREAM 0x6576616c7375ULL /* "evalsu" */
 
-int pl_mc_task_limit(pl_mc_task *t, int64_t limit, uint64_t seed, pl_err *err) {
-    int64_t n = t->n_items;
-    if (limit <= 0 || limit >= n) return PL_OK;
-    int64_t *perm = malloc((size_t)n * sizeof *perm);
+int pl_eval_subset(int64_t n, int64_t limit, uint64_t seed, int64_t **out, int64_t *k, pl_err *err) {
+    *out = NULL;
+    *k = limit <= 0 || limit >= n ? n : limit;
+    int64_t *perm = malloc((size_t)(n > 0 ? n : 1) * sizeof *perm);
     if (!perm) return pl_err_set(err, PL_ENOMEM, "task: out of memory");
     for (int64_t i = 0; i < n; i++) perm[i] = i;
-    /* the first `limit` steps of a Fisher-Yates shuffle: a prefix of one permutation */
-    for (int64_t i = 0; i < limit; i++) {
-        int64_t j = i + (int64_t)pl_rng_below(seed, SUBSET_STREAM, (uint64_t)i, (uint64_t)(n - i));
-        int64_t x = perm[i]; perm[i] = perm[j]; perm[j] = x;
+    if (*k < n) {
+        /* the first `limit` steps of a Fisher-Yates shuffle: a prefix of one permutation */
+        for (int64_t i = 0; i < *k; i++) {
+            int64_t j = i + (int64_t)pl_rng_below(seed, SUBSET_STREAM, (uint64_t)i, (uint64_t)(n - i));
+            int64_t x = perm[i]; perm[i] = perm[j]; perm[j] = x;
+        }
+        qsort(perm, (size_t)*k, sizeof *perm, cmp_i64);
     }
-    qsort(perm, (size_t)limit, sizeof *perm, cmp_i64);
+    *out = perm;
+    return PL_OK;
+}
+
+int pl_mc_task_limit(pl_mc_task *t, int64_t limit, uint64_t seed, pl_err *err) {
+    int64_t n = t->n_items, k;
+    if (limit <= 0 || limit >= n) return PL_OK;
+    int64_t *perm;
+    int rc = pl_eval_subset(n, limit, seed, &perm, &k, err);
+    if (rc) return rc;
     pl_mc_item *keep = malloc((size_t)limit * sizeof *keep);
     if (!keep) { free(perm); return pl_err_set(err, PL_ENOMEM, "task: out of memory"); }
     char *used = calloc((size_t)n, 1);
