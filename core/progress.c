@@ -135,7 +135,7 @@ static void plain_line(pl_progress *p, double now) {
 }
 
 void pl_progress_begin(pl_progress *p, const char *label, int64_t total, const char *unit) {
-    if (p->active) pl_progress_end(p);
+    pl_progress_clear(p); /* one left unended (a failed stage) goes without a final line */
     if (p->mode == PL_PROGRESS_AUTO) p->mode = pl_progress_mode_env();
     p->every_s = p->every;
     if (p->every == 0) {
@@ -162,6 +162,7 @@ void pl_progress_begin(pl_progress *p, const char *label, int64_t total, const c
 
 void pl_progress_start_at(pl_progress *p, int64_t done) {
     p->done = p->done0 = done;
+    p->last_draw = -INFINITY; /* the next update draws */
 }
 
 void pl_progress_update(pl_progress *p, int64_t done) {

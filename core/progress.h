@@ -55,7 +55,8 @@ typedef struct pl_progress {
 pl_progress_mode pl_progress_mode_env(void);
 
 /* Start a stage: total units of unit ("samples", "steps"); total <= 0 when
- * unknown. Resolves p->mode, p->every and p->width on first use. */
+ * unknown. Resolves p->mode, p->every and p->width on first use. A stage
+ * begun and never ended (it failed) is dropped without a final line. */
 void pl_progress_begin(pl_progress *p, const char *label, int64_t total, const char *unit);
 
 /* done units were done before this process (a resumed run): the rate and
