@@ -73,28 +73,11 @@ typedef struct variant {
     char *auto_name;
 } variant;
 
-typedef struct prog {
-    const char *what;
-    int quiet, tty;
-    double t0, last;
-} prog;
-
-static double mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
+/* the scorers' progress callback -> the progress line (core/progress.h) */
 static void on_progress(void *u, int64_t done, int64_t total) {
-    prog *p = u;
-    if (p->quiet) return;
-    double t = mono();
-    if (done < total && t - p->last < (p->tty ? 0.5 : 10)) return;
-    p->last = t;
-    double rate = (double)done / (t - p->t0 > 1e-9 ? t - p->t0 : 1e-9);
-    double eta = rate > 0 ? (double)(total - done) / rate : 0;
-    fprintf(stderr, "%s  eval %s: %lld/%lld  %.1f/s  eta %.0fs%s", p->tty ? "\r" : "", p->what, (long long)done,
-            (long long)total, rate, eta, p->tty ? (done == total ? "\n" : "   ") : "\n");
+    pl_progress *p = u;
+    p->total = total;
+    pl_progress_update(p, done);
 }
 
 static const char *base_of(const char *p) {
@@ -447,7 +430,7 @@ int cmd_eval(int argc, char **argv) {
         }
         free(rp);
     }
-    prog pg = {.quiet = quiet, .tty = isatty(2)};
+    pl_progress pg = {.mode = quiet ? PL_PROGRESS_OFF : PL_PROGRESS_AUTO};
     pl_eval_opts eo = {.batch_tokens = (int)batch_tokens, .progress = on_progress, .user = &pg};
     for (int v = 0; v < nv; v++) {
         variant *V = &vars[v];
@@ -469,17 +452,15 @@ int cmd_eval(int argc, char **argv) {
         for (int t = 0; t < nt && !rc; t++) {
             pl_mc_scores s;
             char what[300];
-            snprintf(what, sizeof what, "%s on %s", V->name, tk[t].name);
-            pg.what = what;
-            pg.t0 = pg.last = mono();
-            if ((rc = pl_mc_score(m, tok, &tk[t], &eo, &s, &err))) break;
+            snprintf(what, sizeof what, "eval %s on %s", V->name, tk[t].name);
+            pl_progress_begin(&pg, what, tk[t].n_items, "items");
+            if ((rc = pl_mc_score(m, tok, &tk[t], &eo, &s, &err))) { pl_progress_clear(&pg); break; }
             int64_t n = tk[t].n_items;
             cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, tk[t].name, hash[t], n, "acc", s.acc, s.acc_se));
             cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, tk[t].name, hash[t], n, "acc_norm", s.acc_norm, s.acc_norm_se));
             cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, tk[t].name, hash[t], n, "acc_llamacpp", s.acc_lc, s.acc_lc_se));
-            if (!quiet)
-                fprintf(stderr, "  eval %s: %lld items, %lld tokens in %.1f s (%.2f items/s)\n", what, (long long)n,
-                        (long long)s.tokens, s.seconds, s.seconds > 0 ? (double)n / s.seconds : 0.0);
+            pl_progress_note(&pg, "%lld tokens", (long long)s.tokens);
+            pl_progress_end(&pg);
             if (sf) write_samples(sf, V->name, &tk[t], &s);
             pl_mc_scores_free(&s);
         }
@@ -490,25 +471,26 @@ int cmd_eval(int argc, char **argv) {
         for (int d = 0; d < nd && !rc; d++) {
             pl_loss_result lr;
             char what[300];
-            snprintf(what, sizeof what, "%s on %s", V->name, base_of(datas[d]));
-            pg.what = what;
-            pg.t0 = pg.last = mono();
-            if ((rc = pl_eval_loss_data(m, datas[d], limit, (uint64_t)seed, &eo, &lr, &err))) break;
+            snprintf(what, sizeof what, "eval %s on %s", V->name, base_of(datas[d]));
+            pl_progress_begin(&pg, what, 0, "samples");
+            if ((rc = pl_eval_loss_data(m, datas[d], limit, (uint64_t)seed, &eo, &lr, &err))) { pl_progress_clear(&pg); break; }
             cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, base_of(datas[d]), NULL, lr.tokens, "loss", lr.loss, lr.loss_se));
             cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, base_of(datas[d]), NULL, lr.tokens, "ppl", lr.ppl, lr.ppl_se));
-            if (!quiet)
-                fprintf(stderr, "  eval %s: %lld samples, %lld scored tokens in %.1f s\n", what, (long long)lr.samples,
-                        (long long)lr.tokens, lr.seconds);
+            pl_progress_note(&pg, "%lld scored tokens", (long long)lr.tokens);
+            pl_progress_end(&pg);
         }
         if (!rc && text_path) {
             pl_text_result tr;
             char what[300];
             const char *tn = base_of(text_path);
             snprintf(what, sizeof what, "%s on %s", V->name, tn);
-            pg.what = what;
-            pg.t0 = pg.last = mono();
+            char label[320];
+            snprintf(label, sizeof label, "eval %s", what);
+            pl_progress_begin(&pg, label, 0, "chunks");
             rc = pl_eval_text(m, ref_tok ? ref_tok : tok, ref, text, text_len, (int)ctx, &eo, &tr, &err);
             if (rc) pl_err_prefix(&err, "%s", text_path);
+            if (rc) pl_progress_clear(&pg);
+            else pl_progress_end(&pg);
             if (!rc) {
                 cJSON_AddItemToArray(rows, pl_eval_row(V->name, V->model, V->adapter, tn, NULL, tr.tokens, "ppl", tr.ppl, tr.ppl_se));
                 if (ref) {

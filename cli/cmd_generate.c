@@ -6,6 +6,7 @@
 
 #include "../datasets/chat.h"
 #include "../trainer/model_lora.h"
+#include "../core/progress.h"
 #include "cli.h"
 #include "../trainer/export.h"
 #include "../trainer/generate.h"
@@ -43,11 +44,16 @@ typedef struct stream_ctx {
     const pl_tokenizer *tok;
     int32_t prev;
     int streaming;
+    int64_t generated;
+    pl_progress *prog;      /* several prompts (nothing streams): tokens so far */
 } stream_ctx;
 
 static int on_token(void *p, int seq, int32_t t) {
     stream_ctx *s = p;
-    if (!s->streaming) return 0;
+    if (!s->streaming) {
+        if (s->prog) pl_progress_update(s->prog, ++s->generated);
+        return 0;
+    }
     char buf[256];
     int n = pl_tokenizer_decode(s->tok, s->prev, t, 0, buf, sizeof buf);
     if (n > 0) fwrite(buf, 1, (size_t)n, stdout);
@@ -182,7 +188,9 @@ int cmd_generate(int argc, char **argv) {
             goto done;
         }
     }
-    stream_ctx sc = {.tok = tok, .prev = n_ids[0] ? ids[0][n_ids[0] - 1] : -1, .streaming = n_prompts == 1};
+    pl_progress pg = {0};
+    stream_ctx sc = {.tok = tok, .prev = n_ids[0] ? ids[0][n_ids[0] - 1] : -1, .streaming = n_prompts == 1,
+                     .prog = n_prompts > 1 ? &pg : NULL};
     if (n_prompts == 1) {
         print_tokens(tok, ids[0], n_ids[0], -1, chat);
         fflush(stdout);
@@ -199,10 +207,13 @@ int cmd_generate(int argc, char **argv) {
         }
     }
     pl_gen_stats st;
+    if (sc.prog) pl_progress_begin(sc.prog, "generate", 0, "tokens");
     if (pl_generate(m, n_prompts, (const int32_t *const *)ids, n_ids, &o, out, n_out, &st, &err)) {
+        if (sc.prog) pl_progress_clear(sc.prog);
         status = cli_fail_err(&err);
         goto done;
     }
+    if (sc.prog) pl_progress_end(sc.prog);
     if (n_prompts > 1) {
         for (int i = 0; i < n_prompts; i++) {
             printf("--- prompt %d\n", i + 1);

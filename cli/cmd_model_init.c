@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/progress.h"
 #include "cli.h"
 #include "cmd_model_init.h"
 #include "../trainer/model_init.h"
@@ -32,13 +33,13 @@ static const char *init_help =
     "  --shard-mb N       safetensors shards of at most N MB (default 2048)\n"
     "  --threads N        worker threads\n";
 
+/* the progress line (core/progress.h) in MiB written (KiB for a model under
+ * 64 MiB), begun at the first call */
 static void init_progress(void *user, int64_t done, int64_t total) {
-    int *last = user;
-    int pct = total > 0 ? (int)(100.0 * (double)done / (double)total) : 100;
-    if (pct / 10 != *last / 10 || done == total) {
-        fprintf(stderr, "model init: %3d%% (%.2f of %.2f GB)\n", pct, (double)done / 1e9, (double)total / 1e9);
-        *last = pct;
-    }
+    pl_progress *p = user;
+    int shift = total < ((int64_t)64 << 20) ? 10 : 20;
+    if (!p->active && p->mode != PL_PROGRESS_OFF) pl_progress_begin(p, "model init", total >> shift, shift == 10 ? "KiB" : "MiB");
+    pl_progress_update(p, done >> shift);
 }
 
 int cmd_model_init(int argc, char **argv) {
@@ -91,11 +92,14 @@ int cmd_model_init(int argc, char **argv) {
     }
     if (layers > 0 && layers < c.n_layers) c.n_layers = (int)layers;
     cli_set_threads((int)threads);
-    int last = -100;
+    pl_progress pg = {0};
     pl_model_init_opts o = {.seed = (uint64_t)seed, .nf4 = nf4, .shard_bytes = (size_t)shard_mb << 20,
-                            .tokenizer = tok, .progress = isatty(2) || getenv("POTLUCK_PROGRESS") ? init_progress : NULL,
-                            .user = &last};
-    if (pl_model_init_random(&c, out, &o, &err)) return cli_fail_err(&err);
+                            .tokenizer = tok, .progress = init_progress, .user = &pg};
+    if (pl_model_init_random(&c, out, &o, &err)) {
+        pl_progress_clear(&pg);
+        return cli_fail_err(&err);
+    }
+    pl_progress_end(&pg);
     printf("model init: %s -> %s (%d layers, dim %d, %s layers, seed %ld)\n", preset ? preset : config, out,
            c.n_layers, c.dim, nf4 ? "NF4" : "BF16", seed);
     return 0;

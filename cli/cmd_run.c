@@ -32,14 +32,17 @@ static const char *run_help =
     "  --no-memory-check    train even when the memory plan says it does not fit this machine\n"
     "                       (by default the run stops before its first stage, naming what to change)\n"
     "  --threads N          worker threads (training and generation)\n"
-    "  --quiet              no progress lines\n"
+    "  --quiet              no stage lines, logs or progress lines\n"
     "  --allow-read PATH    let the recipe read PATH (a file or folder) too; by default it\n"
     "                       reads only its own folder (not dot-files or dot-folders) and\n"
     "                       the run directory (repeatable, up to 16)\n"
     "STAGE: a number, a label (03-filter.length), kind.name, a kind, or\n"
     "shard, train, eval, export.\n"
     "Models named by recipes are looked up in $POTLUCK_MODELS (':'-separated\n"
-    "folders; default $POTLUCK_CACHE/models and ~/.cache/potluck/models).\n";
+    "folders; default $POTLUCK_CACHE/models and ~/.cache/potluck/models).\n"
+    "Stage lines go to stdout; logs and each long stage's progress (a redrawn line\n"
+    "with rate and ETA on a terminal, plain lines every 10 s otherwise) to stderr;\n"
+    "POTLUCK_PROGRESS=tty|plain|off chooses (docs/cli.md).\n";
 
 int cmd_run(int argc, char **argv) {
     pl_pipe_opts o = {0};

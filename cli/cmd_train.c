@@ -1,5 +1,5 @@
 /* cmd_train.c: `potluck train`: a (Q)LoRA or full fine-tuning run from flags
- * and/or a JSON config, with a progress bar on a terminal, plain log lines
+ * and/or a JSON config, with a progress line on a terminal, plain log lines
  * otherwise, and a checkpoint before exiting on SIGINT/SIGTERM. */
 #include <math.h>
 #include <signal.h>
@@ -27,30 +27,25 @@ static void on_signal(int sig) {
     train_stop = sig;
 }
 
-typedef struct tui {
-    int tty;
-    int bar_shown;
-} tui;
-
+/* On a terminal the progress line (core/progress.h) shows the step, loss, lr
+ * and tokens/s, and the eval losses get lines of their own; elsewhere every
+ * step gets a log line (scripts read them), and the progress reporter adds
+ * its final line with the time and the rate (none with POTLUCK_PROGRESS=off). */
 static void on_step(void *user, const pl_run_step *s) {
-    tui *u = user;
+    pl_progress *p = user;
     if (s->step == 0) {
-        if (u->bar_shown) fputc('\n', stderr);
-        u->bar_shown = 0;
+        pl_progress_clear(p);
         fprintf(stderr, "train: step 0: eval loss %.4f (base model)\n", s->eval_loss);
         return;
     }
+    pl_run_progress_step(p, s);
     char ev[64] = "";
     if (!isnan(s->eval_loss)) snprintf(ev, sizeof ev, " eval %.4f", s->eval_loss);
-    if (u->tty) {
-        int w = 24, fill = (int)((double)s->step * w / (s->steps > 0 ? s->steps : 1));
-        char bar[32];
-        for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
-        bar[w] = 0;
-        fprintf(stderr, "\r[%s] %d/%d loss %.4f lr %.2e gnorm %.3f %.0f tok/s%s%s\033[K", bar, s->step, s->steps,
-                s->loss, s->lr, s->grad_norm, s->tokens_per_s, ev, s->saved ? " (saved)" : "");
-        u->bar_shown = 1;
-        if (!isnan(s->eval_loss) || s->step == s->steps) { fputc('\n', stderr); u->bar_shown = 0; }
+    if (p->mode == PL_PROGRESS_TTY) {
+        if (isnan(s->eval_loss)) return;
+        pl_progress_clear(p);
+        fprintf(stderr, "train: step %d/%d loss %.4f lr %.2e gnorm %.3f %.0f tok/s%s%s\n", s->step, s->steps, s->loss,
+                s->lr, s->grad_norm, s->tokens_per_s, ev, s->saved ? " (saved)" : "");
     } else {
         fprintf(stderr, "train: step %d/%d loss %.4f lr %.3e grad_norm %.4f tokens/s %.1f%s%s\n", s->step, s->steps,
                 s->loss, s->lr, s->grad_norm, s->tokens_per_s, ev, s->saved ? " checkpoint" : "");
@@ -59,8 +54,7 @@ static void on_step(void *user, const pl_run_step *s) {
 }
 
 static void on_msg(void *user, const char *m) {
-    tui *u = user;
-    if (u->bar_shown) { fputc('\n', stderr); u->bar_shown = 0; }
+    pl_progress_clear(user);
     fprintf(stderr, "train: %s\n", m);
 }
 
@@ -123,15 +117,16 @@ int cmd_train(int argc, char **argv) {
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     train_stop = 0;
-    tui u = {.tty = isatty(2)};
+    pl_progress pg = {.every = -1}; /* plain: the step lines, then the final line */
     char hint[4200];
     snprintf(hint, sizeof hint, "continue with: potluck train --out %s --resume", c.out);
-    pl_run_hooks h = {.on_step = on_step, .on_msg = on_msg, .user = &u, .stop = &train_stop, .resume_hint = hint};
+    pl_run_hooks h = {.on_step = on_step, .on_msg = on_msg, .user = &pg, .stop = &train_stop, .resume_hint = hint};
     pl_run_result res;
     int rc = pl_run_train(&c, &h, &res, &err);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    if (u.bar_shown) fputc('\n', stderr);
+    if (!rc && !res.interrupted) pl_progress_end(&pg);
+    else pl_progress_clear(&pg);
     if (rc) { cli_fail_err(&err); goto done; }
     if (res.interrupted) {
         status = train_stop == SIGTERM ? 143 : 130;

@@ -476,6 +476,7 @@ int pl_dataset_build_chat(const pl_build_opts *o, const pl_build_chat *c, pl_bui
     }
     int64_t pos = 0, lineno = 0;
     pl_dsw_resume_pos(w, &pos, &lineno, &st->shards_kept);
+    if (o->progress) pl_progress_start_at(o->progress, lineno);
     FILE *fp = fopen(o->in_path, "rb");
     if (!fp) {
         rc = pl_err_set(err, PL_EIO, "%s: cannot open: %s", o->in_path, strerror(errno));
@@ -494,6 +495,7 @@ int pl_dataset_build_chat(const pl_build_opts *o, const pl_build_chat *c, pl_bui
     while ((len = getline(&line, &cap, fp)) > 0) {
         pos += len;
         lineno++;
+        if (o->progress) pl_progress_update(o->progress, lineno);
         size_t k = 0;
         while (k < (size_t)len && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r' || line[k] == '\n')) k++;
         if (k == (size_t)len) continue; /* blank line */

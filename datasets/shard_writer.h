@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include "../core/error.h"
+#include "../core/progress.h"
 #include "import.h"
 #include "manifest.h"
 #include "tokenizer.h"
@@ -97,6 +98,9 @@ typedef struct pl_build_opts {
      * nothing. Neither this nor card_extra is part of the build key: a complete
      * dataset of the same input and options is left as it is. */
     const cJSON *provenance_extra;
+    /* Begun by the caller (total: the input's records), updated here with the
+     * records read so far, ended by the caller; NULL = none. */
+    pl_progress *progress;
 } pl_build_opts;
 
 typedef struct pl_build_stats {

@@ -16,6 +16,7 @@
 
 #include "../core/atomic.h"
 #include "../core/mapfile.h"
+#include "../core/progress.h"
 #include "../core/sha256.h"
 #include "../datasets/import.h"
 #include "../trainer/run.h"
@@ -39,6 +40,7 @@ struct pl_host {
     char *user_plugins;
     char *dirs[3];          /* plugin folders in search order */
     const char *origins[3];
+    pl_progress prog;       /* the running stage's progress line (C.progress_*) */
 };
 
 /* ------------------------------------------------------------ locations */
@@ -482,15 +484,35 @@ static int c_log(lua_State *L) {
     const char *label = luaL_checkstring(L, 1);
     const char *msg = luaL_checkstring(L, 2);
     pl_host *h = host_of(L);
+    if (h) pl_progress_clear(&h->prog);
     if (!h || !h->o.quiet) fprintf(stderr, "  [%s] %s\n", label, msg);
     return 0;
 }
 
-static int c_progress(lua_State *L) {
+/* progress_begin(label, total, unit): a stage's progress line (core/progress.h);
+ * total <= 0 when unknown */
+static int c_progress_begin(lua_State *L) {
     const char *label = luaL_checkstring(L, 1);
-    lua_Integer in = luaL_checkinteger(L, 2), out = luaL_checkinteger(L, 3);
+    lua_Integer total = luaL_optinteger(L, 2, 0);
+    const char *unit = luaL_optstring(L, 3, "samples");
     pl_host *h = host_of(L);
-    if (!h || !h->o.quiet) fprintf(stderr, "  [%s] %lld in, %lld kept\n", label, (long long)in, (long long)out);
+    if (h) pl_progress_begin(&h->prog, label, (int64_t)total, unit);
+    return 0;
+}
+
+/* progress(done [, kept]): units done so far; kept, when given, is shown */
+static int c_progress(lua_State *L) {
+    lua_Integer done = luaL_checkinteger(L, 1);
+    pl_host *h = host_of(L);
+    if (!h) return 0;
+    if (!lua_isnoneornil(L, 2)) pl_progress_note(&h->prog, "%lld kept", (long long)luaL_checkinteger(L, 2));
+    pl_progress_update(&h->prog, (int64_t)done);
+    return 0;
+}
+
+static int c_progress_end(lua_State *L) {
+    pl_host *h = host_of(L);
+    if (h) pl_progress_end(&h->prog);
     return 0;
 }
 
@@ -909,7 +931,7 @@ static const luaL_Reg prims[] = {
     {"resolve", c_resolve}, {"exists", c_exists}, {"read_file", c_read_file}, {"write_file", c_write_file}, {"lines", c_lines},
     {"reader", c_reader}, {"writer", c_writer}, {"json_decode", c_json_decode}, {"json_encode", c_json_encode},
     {"check_train", c_check_train}, {"hash", c_hash}, {"file_sha256", c_file_sha256}, {"func_where", c_func_where},
-    {"log", c_log}, {"progress", c_progress}, {"model", c_model}, {"display", c_display}, {"import", c_import},
+    {"log", c_log}, {"progress", c_progress}, {"progress_begin", c_progress_begin}, {"progress_end", c_progress_end}, {"model", c_model}, {"display", c_display}, {"import", c_import},
     {"unit_hash", c_unit_hash}, {NULL, NULL}};
 
 int pl_host_open(pl_host **out, const pl_host_opts *o, pl_err *err) {
@@ -917,6 +939,7 @@ int pl_host_open(pl_host **out, const pl_host_opts *o, pl_err *err) {
     pl_host *h = calloc(1, sizeof *h);
     if (!h) return pl_err_set(err, PL_ENOMEM, "out of memory");
     h->o = *o;
+    if (o->quiet) h->prog.mode = PL_PROGRESS_OFF;
     int rc = PL_OK;
     h->home = strdup(pl_host_home());
     h->user_plugins = o->user_plugins ? strdup(o->user_plugins) : pl_host_user_plugins();
@@ -1024,6 +1047,7 @@ fail:
 
 void pl_host_free(pl_host *h) {
     if (!h) return;
+    pl_progress_clear(&h->prog); /* a stage that failed leaves no half line */
     pl_sandbox_free(h->sb);
     for (int i = 0; i < 3; i++) free(h->dirs[i]);
     free(h->recipe_dir);
@@ -1062,18 +1086,22 @@ int pl_host_plugins(pl_host *h, cJSON **out, pl_err *err) {
     return to_json_result(h, out, "plugins", err);
 }
 
-int pl_host_run_stage(pl_host *h, const char *size, int index, const char *in_path, const char *out_path,
-                      int64_t seed, cJSON **stats, pl_err *err) {
+int pl_host_run_stage(pl_host *h, const char *size, int index, const char *in_path, int64_t in_count,
+                      const char *out_path, int64_t seed, cJSON **stats, pl_err *err) {
     lua_State *L = pl_sandbox_L(h->sb);
     pl_lua_model_set_default_seed(L, (lua_Integer)seed);
     lua_getfield(L, LUA_REGISTRYINDEX, REG_RECIPE);
     if (size) lua_pushstring(L, size);
     else lua_pushnil(L);
     lua_pushinteger(L, index);
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 4);
     if (in_path) {
         lua_pushstring(L, in_path);
         lua_setfield(L, -2, "input");
+    }
+    if (in_count >= 0) {
+        lua_pushinteger(L, (lua_Integer)in_count);
+        lua_setfield(L, -2, "total");
     }
     lua_pushstring(L, out_path);
     lua_setfield(L, -2, "output");

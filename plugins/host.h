@@ -46,9 +46,10 @@ int pl_host_plan(pl_host *h, const char *size, cJSON **out, pl_err *err);
 /* Registered plugins: [{kind, name, doc, file, origin, sha256, params}]. */
 int pl_host_plugins(pl_host *h, cJSON **out, pl_err *err);
 /* Run pipeline step index (1-based) over in_path (NULL: none) into
- * out_path; *stats = {input, output, removed, reasons}. */
-int pl_host_run_stage(pl_host *h, const char *size, int index, const char *in_path, const char *out_path,
-                      int64_t seed, cJSON **stats, pl_err *err);
+ * out_path; *stats = {input, output, removed, reasons}. in_count: the
+ * samples in in_path when known (the progress line's total), else -1. */
+int pl_host_run_stage(pl_host *h, const char *size, int index, const char *in_path, int64_t in_count,
+                      const char *out_path, int64_t seed, cJSON **stats, pl_err *err);
 
 /* The recipe's eval.metrics over the samples of path: *out = {name: value}. */
 int pl_host_run_metrics(pl_host *h, const char *size, const char *path, int64_t seed, cJSON **out, pl_err *err);

@@ -19,6 +19,7 @@
 
 #include "../core/atomic.h"
 #include "../core/json.h"
+#include "../core/progress.h"
 #include "../core/sha256.h"
 #include "../core/units.h"
 #include "../datasets/chat.h"
@@ -75,6 +76,7 @@ typedef struct child_ctx {
     const char *adapter;          /* eval metrics: the fine-tune's adapter (ctx.model()) */
     int index;
     const char *in, *out;
+    int64_t in_count;             /* samples in `in` (the progress line's total), -1: unknown */
     int64_t seed;
     int plugins_only;
 } child_ctx;
@@ -158,7 +160,7 @@ static int child_stage(void *vc, int fd, pl_err *err) {
     if (s) *s = 0;
     int rc = confine_child(c, s ? wdir : ".", err);
     if (!rc) rc = child_open(c, s ? wdir : ".", &h, err);
-    if (!rc) rc = pl_host_run_stage(h, c->o->size, c->index, c->in, c->out, c->seed, &stats, err);
+    if (!rc) rc = pl_host_run_stage(h, c->o->size, c->index, c->in, c->in_count, c->out, c->seed, &stats, err);
     pl_host_free(h);
     if (!rc) rc = send_json(fd, stats, err);
     return rc;
@@ -330,6 +332,9 @@ typedef struct run_state {
     int redo;                    /* a stage before ran: later ones are redone (their keys differ anyway) */
     cJSON *counts;               /* per data stage: {label, input, output, removed, reasons} */
     cJSON *tok_info;             /* shard: the base's tokenizer fingerprint and chat template (for stages/shard.json) */
+    pl_progress prog;            /* shard and eval's progress line (core/progress.h); off with --quiet */
+    pl_progress tprog;           /* train's: the redrawn line on a terminal; elsewhere the per-step
+                                  * lines stay and it adds the final line only */
     cJSON *mem_plan;             /* train: the memory plan of the training run (for stages/train.json) */
 } run_state;
 
@@ -475,8 +480,12 @@ static int run_data_stage(run_state *r, int i, const char *prev_key, const char 
     int rc;
     if ((rc = pl_mkdirs(dir, err))) return rc;
     unlink(sj);
+    /* the previous stage's output count: the total of this one's progress line */
+    const cJSON *prev = cJSON_GetArrayItem(r->counts, cJSON_GetArraySize(r->counts) - 1);
+    const cJSON *prev_n = prev_out ? cJSON_GetObjectItem(prev, "output") : NULL;
     child_ctx c = {.o = r->o, .run_dir = r->run_dir, .base = r->base, .teacher = r->teacher, .index = i,
-                   .in = prev_out, .out = out_path, .seed = stage_seed(cJSON_GetNumberValue(cJSON_GetObjectItem(r->plan, "seed")), label)};
+                   .in = prev_out, .in_count = cJSON_IsNumber(prev_n) ? (int64_t)prev_n->valuedouble : -1, .out = out_path,
+                   .seed = stage_seed(cJSON_GetNumberValue(cJSON_GetObjectItem(r->plan, "seed")), label)};
     if (!r->o->quiet) {
         printf("stage %-28s running\n", label);
         fflush(stdout);
@@ -561,7 +570,8 @@ static int split_samples(const char *in, const char *train, const char *eval, in
 }
 
 static void on_bad_record(void *ctx, const char *msg) {
-    (void)ctx;
+    run_state *r = ctx;
+    pl_progress_clear(&r->prog);
     fprintf(stderr, "  skipped: %s\n", msg);
 }
 
@@ -635,6 +645,7 @@ static int run_shard(run_state *r, const char *last_out, const char *key, pl_err
     const cJSON *sh = cJSON_GetObjectItem(r->plan, "shard");
     pl_build_chat bc = {0};
     bc.on_bad = on_bad_record;
+    bc.ctx = r;
     if (mask && (rc = pl_mask_mode_parse(mask, &bc.mask, err))) goto out;
     const char *tsrc = cJSON_GetStringValue(cJSON_GetObjectItem(r->plan, "template_source"));
     if (tsrc) bc.tmpl = tsrc; /* a template plugin's Jinja source */
@@ -667,7 +678,14 @@ static int run_shard(run_state *r, const char *last_out, const char *key, pl_err
         bo.card_extra = card;
         bo.provenance_extra = prov;
         pl_build_stats bs = {0};
+        bo.progress = &r->prog;
+        pl_progress_begin(&r->prog, side ? "shard eval" : "shard train", side ? nev : ntr, "samples");
         rc = pl_dataset_build_chat(&bo, &bc, &bs, err);
+        if (!rc) {
+            pl_progress_update(&r->prog, side ? nev : ntr); /* all read (or there already: a complete dataset) */
+            pl_progress_note(&r->prog, "%lld tokens", (long long)bs.tokens);
+            pl_progress_end(&r->prog);
+        } else pl_progress_clear(&r->prog);
         if (!rc && !r->o->quiet)
             printf("  data/%s: %lld samples, %lld tokens (%lld trained), %d shard(s)\n", side ? "eval" : "train",
                    (long long)bs.samples, (long long)bs.tokens, (long long)bs.trained, bs.shards);
@@ -697,13 +715,20 @@ static void on_signal(int sig) {
     run_stop = sig;
 }
 
+/* A line per step (the training log), except on a terminal, where the
+ * progress line shows the step and only the eval losses get lines. */
 static void on_step(void *user, const pl_run_step *s) {
     run_state *r = user;
     if (r->o->quiet) return;
     if (s->step == 0) {
+        pl_progress_clear(&r->tprog);
         fprintf(stderr, "  train: step 0: eval loss %.4f (base model)\n", s->eval_loss);
         return;
     }
+    pl_run_progress_step(&r->tprog, s);
+    int tty = r->tprog.mode == PL_PROGRESS_TTY;
+    if (tty && isnan(s->eval_loss)) return;
+    pl_progress_clear(&r->tprog);
     char ev[64] = "";
     if (!isnan(s->eval_loss)) snprintf(ev, sizeof ev, " eval %.4f", s->eval_loss);
     fprintf(stderr, "  train: step %d/%d loss %.4f lr %.2e %.1f tok/s%s%s\n", s->step, s->steps, s->loss, s->lr,
@@ -712,6 +737,7 @@ static void on_step(void *user, const pl_run_step *s) {
 
 static void on_msg(void *user, const char *msg) {
     run_state *r = user;
+    pl_progress_clear(&r->tprog);
     if (!r->o->quiet) fprintf(stderr, "  train: %s\n", msg);
 }
 
@@ -816,6 +842,8 @@ static int run_train(run_state *r, const char *key, pl_err *err) {
     rc = pl_run_train(&c, &hk, &res, err);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    if (!rc && !res.interrupted) pl_progress_end(&r->tprog);
+    else pl_progress_clear(&r->tprog);
     if (!rc && res.interrupted) {
         rc = run_stop == SIGINT ? 130 : 143;
         pl_err_set(err, rc, "interrupted at step %d (checkpoint saved); run the same command again to resume",
@@ -929,7 +957,9 @@ static int run_eval(run_state *r, pl_err *err) {
         }
         rc = !tp || !tv ? pl_err_set(err, PL_ENOMEM, "eval: out of memory") : pl_run_adapter(tdir, &ad, &bm, err);
         if (!rc) rc = pl_eval_base_and_tuned(r->base, ad, tv, k, (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(evs, "limit")),
-                                             stage_seed(cJSON_GetNumberValue(cJSON_GetObjectItem(r->plan, "seed")), "eval"), rows, err);
+                                             stage_seed(cJSON_GetNumberValue(cJSON_GetObjectItem(r->plan, "seed")), "eval"), rows,
+                                             &r->prog, err);
+        if (rc) pl_progress_clear(&r->prog);
         if (rc) pl_err_prefix(err, "eval: tasks");
         free(ad);
         free(bm);
@@ -1185,6 +1215,8 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
         return pl_err_set(err, PL_EINVAL, "--backend %s: expected cpu or cuda", o->backend);
     }
     run_state r = {.o = o};
+    if (o->quiet) r.prog.mode = r.tprog.mode = PL_PROGRESS_OFF;
+    r.tprog.every = -1;
     int rc;
     char def[PATH_MAX];
     const char *out = o->out;

@@ -656,11 +656,21 @@ function H.run_stage(r, size, i, io)
   -- every removed sample, with its provenance and the filter's reason
   local rw = KEEP_KIND[st.kind] and C.writer((io.output:gsub("out%.jsonl$", "removed.jsonl"))) or nil
   local n_in, n_out, removed, examples, varied = 0, 0, {}, {}, {}
+  -- the progress line (core/progress.h, on stderr): per-sample stages count
+  -- their input against the previous stage's output; generators and sources
+  -- count the samples they add (not the input they pass through), against
+  -- their n when they have one
+  local passed, n_passed = setmetatable_({}, { __mode = "k" }), 0
   local function counted_input()
     local s = input()
-    if s then n_in = n_in + 1 end
+    if s then
+      n_in = n_in + 1
+      if type(s) == "table" then passed[s] = true end
+    end
     return s
   end
+  local n_new = st.kind == "generate" and math.type(st.params.n) == "integer" and st.params.n or 0
+  C.progress_begin(label, spec.each and (io.total or 0) or n_new, "samples")
   if spec.each then
     local fn = spec.each(st.params, ctx)
     if type(fn) ~= "function" then error(label .. ": each(p, ctx) must return a function", 0) end
@@ -699,7 +709,7 @@ function H.run_stage(r, size, i, io)
           elseif examples[class] ~= reason then varied[class] = true end
         end
       end
-      if n_in % 10000 == 0 then C.progress(label, n_in, n_out) end
+      C.progress(n_in, keep_kind and n_out or nil)
     end
   else
     local index = 0   -- 1-based, as the built-in generators number their samples
@@ -712,11 +722,14 @@ function H.run_stage(r, size, i, io)
       s._prov.stage = s._prov.stage or label
       w:write(s)
       n_out = n_out + 1
+      if passed[s] then n_passed = n_passed + 1 end
+      C.progress(n_out - n_passed)
     end
     spec.stream(st.params, ctx, function() return counted_input end, emit)
   end
   w:close()
   if rw then rw:close() end
+  C.progress_end()
   local n_removed = 0
   for _, c in pairs(removed) do n_removed = n_removed + c end
   local ex = {}
@@ -731,7 +744,9 @@ function H.run_metrics(r, size, path, seed)
   local samples = {}
   for s in C.reader(path) do samples[#samples + 1] = s end
   local out = {}
-  for _, name in ipairs(r.eval.metrics or {}) do
+  local names = r.eval.metrics or {}
+  if #names > 0 then C.progress_begin("eval metrics", #names, "metrics") end
+  for k, name in ipairs(names) do
     local spec = registry.metric[name]
     -- ctx.model(): the model under evaluation, the fine-tune when training
     -- left an adapter; ctx.load_model("base") is the base for comparisons
@@ -747,7 +762,9 @@ function H.run_metrics(r, size, path, seed)
     math.randomseed(seed)
     local p = check_table("metric." .. name, spec.params, {})
     out[name] = spec.measure(p, ctx, samples)
+    C.progress(k)
   end
+  if #names > 0 then C.progress_end() end
   return out
 end
 

@@ -314,7 +314,7 @@ static void test_model_segments(void) {
     free(buf);
     pl_tokenizer *tok;
     REQUIRE_VOID_OK(pl_tokenizer_load(&tok, tp, &err) == 0, "tokenizer: %s", err.msg);
-    pl_build_opts bo = {in, dir, tok, "", "", 0, 0, -1, 0, 0, NULL, NULL};
+    pl_build_opts bo = {in, dir, tok, "", "", 0, 0, -1, 0, 0, NULL, NULL, NULL};
     pl_build_stats st;
     int rc = pl_dataset_build(&bo, &st, &err);
     pl_tokenizer_free(tok);

@@ -473,7 +473,7 @@ static void test_build_jsonl(void) {
     write_jsonl(in, 500);
     char out[512];
     snprintf(out, sizeof out, "%s/fromjsonl", tmpdir);
-    pl_build_opts o = {in, out, NULL, "", "", 3000, 0, 4, 0, 0, NULL, NULL};
+    pl_build_opts o = {in, out, NULL, "", "", 3000, 0, 4, 0, 0, NULL, NULL, NULL};
     pl_build_stats st;
     pl_err err = {0};
     CHECK(pl_dataset_build(&o, &st, &err) == 0, "build: %s", err.msg);
@@ -518,7 +518,7 @@ static void test_build_jsonl(void) {
         fclose(f);
         char bo[512];
         snprintf(bo, sizeof bo, "%s/badout", tmpdir);
-        pl_build_opts ob = {bad, bo, NULL, "", "", 0, 0, -1, 0, 0, NULL, NULL};
+        pl_build_opts ob = {bad, bo, NULL, "", "", 0, 0, -1, 0, 0, NULL, NULL, NULL};
         pl_build_chat bc = {.strict = 1};
         int rc = pl_dataset_build_chat(&ob, &bc, &st, &err);
         CHECK(rc != 0 && strstr(err.msg, lines[i][1]), "bad line %zu: '%s'", i, err.msg);
@@ -546,7 +546,7 @@ static void test_text_build(void) {
     fclose(f);
     char out[512];
     snprintf(out, sizeof out, "%s/text", tmpdir);
-    pl_build_opts o = {in, out, tok, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "", 0, 0, -1, 1, 0, NULL, NULL};
+    pl_build_opts o = {in, out, tok, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "", 0, 0, -1, 1, 0, NULL, NULL, NULL};
     pl_build_stats st;
     CHECK(pl_dataset_build(&o, &st, &err) == 0, "text build: %s", err.msg);
     CHECK(st.samples == 2 && st.skipped == 1, "2 samples, 1 empty skipped (%lld, %lld)", (long long)st.samples,
@@ -620,7 +620,7 @@ static void test_split_merge(void) {
     snprintf(ae, sizeof ae, "%s/a_eval", tmpdir);
     snprintf(at, sizeof at, "%s/a_train", tmpdir);
     snprintf(be, sizeof be, "%s/b_eval", tmpdir);
-    pl_build_opts o = {in2, b, NULL, "", "", 777, 0, 4, 0, 0, NULL, NULL};
+    pl_build_opts o = {in2, b, NULL, "", "", 777, 0, 4, 0, 0, NULL, NULL, NULL};
     pl_build_stats st;
     pl_err err = {0};
     CHECK(pl_dataset_build(&o, &st, &err) == 0, "reversed build: %s", err.msg);
@@ -787,7 +787,7 @@ static void test_provenance(void) {
     snprintf(out, sizeof out, "%s/pbuild", tmpdir);
     snprintf(out2, sizeof out2, "%s/pbuild2", tmpdir);
     cJSON *extra = cJSON_Parse("{\"recipe\": \"quickstart.lua\", \"pipeline\": [{\"stage\": \"filter.length\", \"removed\": 3}]}");
-    pl_build_opts o = {in, out, NULL, "", "", 0, 0, -1, 0, 0, "## Pipeline\n\n- filter.length: 3 removed", extra};
+    pl_build_opts o = {in, out, NULL, "", "", 0, 0, -1, 0, 0, "## Pipeline\n\n- filter.length: 3 removed", extra, NULL};
     pl_build_stats st;
     CHECK(pl_dataset_build(&o, &st, &err) == 0 && st.samples == 4, "build with _prov: %s", err.msg);
     const char *want[4] = {"{\"source\":\"seeds.jsonl:12\",\"filters\":[\"filter.length\",\"dedup.minhash\"]}", "", "",

@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include "../core/error.h"
+#include "../core/progress.h"
 
 /* One row: a metric of a variant on a task. value/se NAN -> null.
  * adapter and task_sha256 may be NULL. */
@@ -21,8 +22,9 @@ char *pl_eval_table(const cJSON *rows);
 
 /* The base model and base + adapter (variants "base" and "fine-tuned") on
  * each multiple-choice task file, the same `limit` items (eval_run.c);
- * their acc, acc_norm and acc_llamacpp rows appended to rows. */
+ * their acc, acc_norm and acc_llamacpp rows appended to rows. progress
+ * (NULL: none): a line per variant and task, "eval base on TASK", in items. */
 int pl_eval_base_and_tuned(const char *base, const char *adapter, const char *const *tasks, int n_tasks, int64_t limit,
-                           uint64_t seed, cJSON *rows, pl_err *err);
+                           uint64_t seed, cJSON *rows, pl_progress *progress, pl_err *err);
 
 #endif

@@ -1,5 +1,6 @@
 /* eval_run.c: a fine-tune beside its base on multiple-choice tasks, for
  * `potluck run`'s eval stage (eval_results.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,8 +8,14 @@
 #include "eval.h"
 #include "eval_results.h"
 
+static void on_items(void *user, int64_t done, int64_t total) {
+    pl_progress *p = user;
+    p->total = total;
+    pl_progress_update(p, done);
+}
+
 int pl_eval_base_and_tuned(const char *base, const char *adapter, const char *const *tasks, int n_tasks, int64_t limit,
-                           uint64_t seed, cJSON *rows, pl_err *err) {
+                           uint64_t seed, cJSON *rows, pl_progress *progress, pl_err *err) {
     int rc = PL_OK;
     for (int v = 0; v < 2 && !rc; v++) {
         const char *name = v ? "fine-tuned" : "base";
@@ -24,7 +31,14 @@ int pl_eval_base_and_tuned(const char *base, const char *adapter, const char *co
             if ((rc = pl_mc_task_load(&tk, tasks[t], err))) break;
             if (!(rc = pl_mc_task_limit(&tk, limit, seed, err))) {
                 pl_mc_task_hash(&tk, hash);
-                if (!(rc = pl_mc_score(m, tok, &tk, NULL, &s, err))) {
+                pl_eval_opts eo = {.progress = progress ? on_items : NULL, .user = progress};
+                if (progress) {
+                    char label[300];
+                    snprintf(label, sizeof label, "eval %s on %s", name, tk.name);
+                    pl_progress_begin(progress, label, tk.n_items, "items");
+                }
+                if (!(rc = pl_mc_score(m, tok, &tk, &eo, &s, err))) {
+                    if (progress) pl_progress_end(progress);
                     const char *ad = v ? adapter : NULL;
                     cJSON_AddItemToArray(rows, pl_eval_row(name, base, ad, tk.name, hash, tk.n_items, "acc", s.acc, s.acc_se));
                     cJSON_AddItemToArray(rows, pl_eval_row(name, base, ad, tk.name, hash, tk.n_items, "acc_norm", s.acc_norm, s.acc_norm_se));

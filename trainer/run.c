@@ -383,3 +383,13 @@ out:
     if (res) *res = rs;
     return rc;
 }
+
+void pl_run_progress_step(pl_progress *p, const pl_run_step *s) {
+    if (!p->active) {
+        pl_progress_begin(p, "train", s->steps, "steps");
+        pl_progress_start_at(p, s->step - 1);
+        if (s->step_s > 0) p->t0 -= s->step_s; /* the step just done counts, with its time */
+    }
+    pl_progress_note(p, "loss %.4f lr %.2e %.0f tok/s%s", s->loss, s->lr, s->tokens_per_s, s->saved ? " (checkpoint)" : "");
+    pl_progress_update(p, s->step);
+}

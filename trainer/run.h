@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include "../core/error.h"
+#include "../core/progress.h"
 
 typedef struct pl_run_cfg {
     /* inputs and output */
@@ -131,5 +132,11 @@ typedef struct pl_run_result {
 
 /* Run the training described by c (validated here) into c->out. */
 int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res, pl_err *err);
+
+/* For an on_step hook (s->step >= 1): the training's progress line on p
+ * (core/progress.h), "train" in steps, begun at the first step seen (a
+ * resumed run counts from there), with loss, lr and tokens/s as its note.
+ * The caller ends it when pl_run_train returns. */
+void pl_run_progress_step(pl_progress *p, const pl_run_step *s);
 
 #endif
