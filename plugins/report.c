@@ -171,7 +171,7 @@ static const char *CSS =
     "th{background:#f1f3f8}td:first-child,th:first-child{text-align:left}pre{background:#f6f7fa;padding:.8em;overflow:auto;max-height:28em;font-size:13px}"
     "figure{margin:.8em 0}svg.chart{background:#fff;max-width:100%;height:auto}.frame{fill:#fbfcfe;stroke:#ccd}.grid{stroke:#e4e7ef}"
     ".t{font:600 14px system-ui,sans-serif;fill:#1d2330}.l{font:11px system-ui,sans-serif;fill:#556}.kv td{text-align:left}"
-    "td.ans{text-align:left;vertical-align:top;white-space:pre-wrap;font-size:13px;max-width:16em}";
+    "td.ans{text-align:left;vertical-align:top;white-space:pre-wrap;font-size:13px;max-width:16em}#answers th{text-align:left}";
 
 int pl_report_write(const char *run_dir, const char *out, pl_err *err) {
     char p[4200];
