@@ -878,6 +878,7 @@ static int run_eval(run_state *r, pl_err *err) {
     free(line);
     fclose(f);
     cJSON *res = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "format", "potluck-eval/1"); /* its rows are docs/eval.md's */
     cJSON_AddStringToObject(res, "recipe", cJSON_GetStringValue(cJSON_GetObjectItem(r->plan, "name")));
     if (cJSON_GetObjectItem(r->plan, "size")) cJSON_AddStringToObject(res, "size", cJSON_GetStringValue(cJSON_GetObjectItem(r->plan, "size")));
     cJSON_AddStringToObject(res, "base", r->base ? r->base : "");

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/cli_quickstart.sh: the first run (`make run`, recipes/quickstart.lua)
 # at reduced size, every artifact checked by what reads it:
-#  1. the recipe is copied with smaller numbers (6 generated samples, 4
+#  1. the recipe is copied with smaller numbers (4 generated samples, 2
 #     training steps, 6 HellaSwag items, 2 answers of 16 tokens) and run on
 #     SmolLM2-135M-Instruct (optimized build); HellaSwag is found through
 #     $POTLUCK_TASKS as `make run` finds it;
@@ -33,7 +33,7 @@ cp recipes/data/seed_tasks.jsonl recipes/data/quickstart_eval.jsonl "$tmp/rec/da
 python3 - recipes/quickstart.lua "$tmp/rec/quickstart.lua" <<'EOF' && ok || fail "the reduced recipe"
 import sys
 s = open(sys.argv[1]).read()
-for a, b in [("n = 24,", "n = 6,"), ("steps = 24,", "steps = 4,"), ("save_every = 12", "save_every = 2"),
+for a, b in [("n = 24,", "n = 4,"), ("steps = 24,", "steps = 2,"), ("save_every = 12", "save_every = 2"),
              ("every = 12,", "every = 2,"), ("limit = 100,", "limit = 6,"), ("answers = 3", "answers = 2, answer_tokens = 16")]:
     if s.count(a) != 1:
         sys.exit("recipes/quickstart.lua no longer has %r once: update tests/cli_quickstart.sh" % a)
@@ -45,9 +45,10 @@ if ! "$BIN" run "$tmp/rec/quickstart.lua" --base "$POTLUCK_MODEL" --out "$R" --t
   fail "potluck run: $(tail -5 "$tmp/run.err")"; check_summary cli_quickstart; exit; fi
 ok
 sed -n '/^summary:/,$p' "$tmp/run.out" | sed 's/^/       > /'
+echo "note: stage seconds: $(grep -E '^stage .* ran ' "$tmp/run.out" | sed -E 's/^stage +([^ ]+) .*\[([0-9.]+) s\].*/\1 \2/' | tr '\n' ' ')"
 
 # 2. the summary
-for want in '^summary: ' '^  held-out loss [0-9.]* (base) -> [0-9.]* (fine-tuned): [0-9.]*% (lower|higher); perplexity' \
+for want in '^summary: ' '^  held-out loss [0-9.]* \(base\) -> [0-9.]* \(fine-tuned\): [0-9.]*% (lower|higher); perplexity' \
     '^  hellaswag_val_full \(6 items\) acc: ' '^  hellaswag_val_full \(6 items\) acc_norm: .*(standard errors)' \
     '^  gguf q4_k_m export against the merged model: KL [0-9.]* nats/token, same top token [0-9.]*%' \
     '^    report.html ' '^    export/model.gguf ' '^    potluck pack '; do
