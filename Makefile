@@ -313,11 +313,14 @@ test: deps model venv llamacpp-vocab venv-signing venv-lmeval
 	@bash tests/run.sh
 
 # The default run: recipes/quickstart.lua end to end on the CPU (Self-Instruct
-# data from SmolLM2, filters, shards, QLoRA, held-out loss against the base,
-# PEFT adapter) into runs/quickstart; a second `make run` reuses every stage.
+# data from SmolLM2, filters, shards, QLoRA; held-out loss, HellaSwag items
+# and answers of the base against the fine-tune; PEFT adapter and a Q4_K_M
+# GGUF with its KL from the merged model; report.html) into runs/quickstart,
+# packed as runs/quickstart.potluck; a second `make run` reuses every stage.
 run: deps model
 	@$(MAKE) --no-print-directory potluck
-	POTLUCK_MODELS=$(CACHE)/models ./potluck run recipes/quickstart.lua --out runs/quickstart
+	POTLUCK_MODELS=$(CACHE)/models POTLUCK_TASKS=$(SHARED)/fixtures/eval ./potluck run recipes/quickstart.lua --out runs/quickstart
+	./potluck pack runs/quickstart -o runs/quickstart.potluck
 
 bench: deps model venv venv-lmeval
 	@$(MAKE) --no-print-directory potluck

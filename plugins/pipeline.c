@@ -31,6 +31,7 @@
 #include "../trainer/run.h"
 #include "confine.h"
 #include "host.h"
+#include "run_finish.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -855,6 +856,24 @@ out:
     return rc;
 }
 
+/* A task file named by the recipe's eval.tasks: relative to the recipe's
+ * folder, else found in $POTLUCK_TASKS (':'-separated folders), as models
+ * are found in $POTLUCK_MODELS; the recipe-relative path when neither has
+ * it (the error then names it). */
+static void task_path(const char *rdir, const char *t, char *out, size_t n) {
+    snprintf(out, n, "%s/%s", rdir, t);
+    if (exists(out)) return;
+    const char *env = getenv("POTLUCK_TASKS");
+    char *dirs = env ? strdup(env) : NULL, *save = NULL;
+    for (char *d = dirs ? strtok_r(dirs, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
+        if (!*d) continue;
+        snprintf(out, n, "%s/%s", d, t);
+        if (exists(out)) { free(dirs); return; }
+    }
+    free(dirs);
+    snprintf(out, n, "%s/%s", rdir, t);
+}
+
 /* eval: the held-out loss of the base (step 0) and of the fine-tune (the
  * last eval), from the training run's metrics.jsonl. */
 static int run_eval(run_state *r, pl_err *err) {
@@ -887,6 +906,7 @@ static int run_eval(run_state *r, pl_err *err) {
     free(line);
     fclose(f);
     cJSON *res = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "format", "potluck-eval/1"); /* its rows are docs/eval.md's */
     cJSON_AddStringToObject(res, "recipe", cJSON_GetStringValue(cJSON_GetObjectItem(r->plan, "name")));
     if (cJSON_GetObjectItem(r->plan, "size")) cJSON_AddStringToObject(res, "size", cJSON_GetStringValue(cJSON_GetObjectItem(r->plan, "size")));
     cJSON_AddStringToObject(res, "base", r->base ? r->base : "");
@@ -951,7 +971,7 @@ static int run_eval(run_state *r, pl_err *err) {
             const char *t = cJSON_GetStringValue(tj);
             if (!t) continue;
             if (t[0] == '/') snprintf(tp[k], sizeof tp[k], "%s", t);
-            else snprintf(tp[k], sizeof tp[k], "%s/%s", rdir, t);
+            else task_path(rdir, t, tp[k], sizeof tp[k]);
             tv[k] = tp[k];
             k++;
         }
@@ -965,6 +985,14 @@ static int run_eval(run_state *r, pl_err *err) {
         free(bm);
         free(tp);
         free(tv);
+    }
+    if (!rc && r->base) { /* answers to the same held-out prompts, side by side */
+        char tdir[PATH_MAX + 16], *ad = NULL, *bm = NULL;
+        pl_err aerr = {0};
+        snprintf(tdir, sizeof tdir, "%s/train", r->run_dir);
+        if (!pl_run_adapter(tdir, &ad, &bm, &aerr)) rc = pl_run_answers(r->run_dir, r->base, ad, evs, res, r->o->quiet, err);
+        free(ad);
+        free(bm);
     }
     if (!rc && !r->o->quiet && cJSON_GetArraySize(rows) > 0) {
         char *tab = pl_eval_table(rows);
@@ -1040,7 +1068,12 @@ static int run_export(run_state *r, pl_err *err) {
         printf("export: %s -> %s\n", said, out);
         if (!r->o->quiet) printf("  export: %s -> %s\n", fmt, out);
     }
-    return PL_OK;
+    char *adapter = NULL, *model = NULL;
+    rc = pl_run_adapter(tdir, &adapter, &model, err);
+    if (!rc) rc = pl_run_export_kl(r->run_dir, r->base, adapter, r->plan, r->o->quiet, err);
+    free(adapter);
+    free(model);
+    return rc;
 }
 
 /* ------------------------------------------------------------ run */
@@ -1313,6 +1346,8 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
         cJSON *evc = cJSON_Duplicate(cJSON_GetObjectItem(r.plan, "eval"), 1);
         cJSON_DeleteItemFromObject(evc, "tasks");
         cJSON_DeleteItemFromObject(evc, "limit");
+        cJSON_DeleteItemFromObject(evc, "answers");
+        cJSON_DeleteItemFromObject(evc, "answer_tokens");
         char *ev = json_str(evc);
         cJSON_Delete(evc);
         size_t n = strlen(lo) + strlen(tr) + strlen(ev) + 200;
@@ -1354,6 +1389,9 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
         cJSON *evt = cJSON_CreateObject();
         cJSON_AddItemToObject(evt, "tasks", cJSON_Duplicate(cJSON_GetObjectItem(cJSON_GetObjectItem(r.plan, "eval"), "tasks"), 1));
         cJSON_AddItemToObject(evt, "limit", cJSON_Duplicate(cJSON_GetObjectItem(cJSON_GetObjectItem(r.plan, "eval"), "limit"), 1));
+        cJSON_AddItemToObject(evt, "answers", cJSON_Duplicate(cJSON_GetObjectItem(cJSON_GetObjectItem(r.plan, "eval"), "answers"), 1));
+        cJSON_AddItemToObject(evt, "answer_tokens",
+                              cJSON_Duplicate(cJSON_GetObjectItem(cJSON_GetObjectItem(r.plan, "eval"), "answer_tokens"), 1));
         char *et = json_str(evt);
         cJSON_Delete(evt);
         key_of(key, prev, "eval", et);
@@ -1371,6 +1409,7 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
     rc = tail_stage(&r, r.n_steps + 4, key, last_out, err);
     if (rc == 1) rc = 0;
     if (!rc && !o->quiet) printf("done: %s\n", r.run_dir);
+    if (!rc && !r.to && !r.only) rc = pl_run_finish(r.run_dir, o->recipe, o->quiet, err);
 done:
     cJSON_Delete(r.plan);
     cJSON_Delete(r.counts);

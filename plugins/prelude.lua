@@ -360,12 +360,17 @@ local EVAL = {
     doc = "multiple-choice task files (lm-eval JSONL or llama.cpp HellaSwag text, relative to the recipe) "
        .. "scored on the base and the fine-tune (docs/eval.md)" },
   limit = { type = "integer", default = 0, min = 0, doc = "items per task (0: all), the same items every run" },
+  answers = { type = "integer", default = 3, min = 0, max = 64,
+    doc = "held-out prompts answered by the base and by the fine-tune, side by side in results.json and the report" },
+  answer_tokens = { type = "integer", default = 96, min = 1, max = 4096, doc = "most tokens of each of those answers (greedy)" },
 }
 local EXPORT = {
   formats = { type = "list", default = { "peft" }, choices = { "peft", "merged", "gguf" } },
   gguf_type = { type = "string", default = "f16",
     choices = { "f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_k_s", "q5_1", "q5_0", "q4_k_m", "q4_k_s", "q4_1", "q4_0" } },
   dtype = { type = "string", default = "f32", choices = { "f32", "bf16" } },
+  kl = { type = "boolean", default = true,
+    doc = "with gguf: the GGUF's per-token KL divergence from the merged model on the run's samples, in results.json" },
 }
 local SHARD = {
   shard_tokens = { type = "integer", default = 1 << 24, min = 1 },

@@ -170,7 +170,8 @@ static const char *CSS =
     ".sub{color:#667}table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccd;padding:.25em .6em;text-align:right}"
     "th{background:#f1f3f8}td:first-child,th:first-child{text-align:left}pre{background:#f6f7fa;padding:.8em;overflow:auto;max-height:28em;font-size:13px}"
     "figure{margin:.8em 0}svg.chart{background:#fff;max-width:100%;height:auto}.frame{fill:#fbfcfe;stroke:#ccd}.grid{stroke:#e4e7ef}"
-    ".t{font:600 14px system-ui,sans-serif;fill:#1d2330}.l{font:11px system-ui,sans-serif;fill:#556}.kv td{text-align:left}";
+    ".t{font:600 14px system-ui,sans-serif;fill:#1d2330}.l{font:11px system-ui,sans-serif;fill:#556}.kv td{text-align:left}"
+    "td.ans{text-align:left;vertical-align:top;white-space:pre-wrap;font-size:13px;max-width:16em}#answers th{text-align:left}";
 
 int pl_report_write(const char *run_dir, const char *out, pl_err *err) {
     char p[4200];
@@ -255,6 +256,25 @@ int pl_report_write(const char *run_dir, const char *out, pl_err *err) {
             if (cJSON_IsNumber(v)) pf(&b, "</td><td>%.4f", v->valuedouble); else pf(&b, "</td><td>n/a");
             if (cJSON_IsNumber(se)) pf(&b, "</td><td>%.4f", se->valuedouble); else pf(&b, "</td><td>");
             if (cJSON_IsNumber(n) && n->valuedouble > 0) pf(&b, "</td><td>%.0f</td></tr>\n", n->valuedouble); else pf(&b, "</td><td></td></tr>\n");
+        }
+        pf(&b, "</table>\n");
+    }
+    /* the same held-out prompts answered by both (results.json "answers") */
+    const cJSON *ans = cJSON_GetObjectItem(res, "answers");
+    if (cJSON_IsArray(ans) && cJSON_GetArraySize(ans) > 0) {
+        pf(&b, "<h2>Answers side by side</h2>\n<p class=\"sub\">held-out prompts, greedy; the reference is the "
+               "held-out sample's own answer</p>\n<table id=\"answers\"><tr><th>prompt</th><th>base</th>"
+               "<th>fine-tuned</th><th>reference</th></tr>\n");
+        const cJSON *a;
+        cJSON_ArrayForEach(a, ans) {
+            static const char *const K[4] = {"prompt", "base", "fine_tuned", "reference"};
+            pf(&b, "<tr>");
+            for (int k = 0; k < 4; k++) {
+                pf(&b, "<td class=\"ans\">");
+                esc(&b, cJSON_GetStringValue(cJSON_GetObjectItem(a, K[k])));
+                pf(&b, "</td>");
+            }
+            pf(&b, "</tr>\n");
         }
         pf(&b, "</table>\n");
     }

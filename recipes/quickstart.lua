@@ -11,7 +11,9 @@
 --   6. split      20% held out by a hash of the text
 --   then shard (HDF5, the model's chat template, assistant turns trained),
 --   train (QLoRA: NF4 base, LoRA r 16 on every linear layer), eval (held-out
---   loss of the base vs the fine-tune) and export (PEFT adapter).
+--   loss, a HellaSwag subset and answers to held-out prompts, base vs
+--   fine-tune) and export (PEFT adapter; Q4_K_M GGUF, checked by its KL
+--   divergence from the merged model); then RUN/report.html and a summary.
 --
 -- Run it with `potluck run recipes/quickstart.lua` (or `make run`); change a
 -- parameter and run again: only the stages from the changed one on are redone.
@@ -43,6 +45,12 @@ return pl.recipe {
   lora = { r = 16, alpha = 32, dropout = 0.05, targets = "all-linear" },
   train = { steps = 24, lr = 2e-4, seq_len = 256, batch = 1, grad_accum = 2,
             schedule = "constant", max_grad_norm = 0.3, checkpointing = true, save_every = 12 },
-  eval = { every = 12, rows = 16, metrics = { "distinct_2", "mean_chars" } },
-  export = { formats = { "peft" } },
+  -- eval: held-out loss of base and fine-tune during training; then 100
+  -- HellaSwag items scored on both (found in $POTLUCK_TASKS: `make run` points
+  -- it at ../shared/fixtures/eval), and 3 held-out prompts answered by both
+  eval = { every = 12, rows = 16, metrics = { "distinct_2", "mean_chars" },
+           tasks = { "hellaswag_val_full.txt" }, limit = 100, answers = 3 },
+  -- export: the PEFT adapter, and a Q4_K_M GGUF whose KL divergence from the
+  -- merged model is measured on the run's samples
+  export = { formats = { "peft", "gguf" }, gguf_type = "q4_k_m" },
 }
