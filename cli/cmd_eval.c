@@ -74,6 +74,12 @@ typedef struct variant {
 } variant;
 
 /* the scorers' progress callback -> the progress line (core/progress.h) */
+static double mono(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static void on_progress(void *u, int64_t done, int64_t total) {
     pl_progress *p = u;
     p->total = total;
