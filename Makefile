@@ -29,7 +29,7 @@ DEBIAN_PKGS := build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev \
   emacs-common unicode-data hunspell-ar manpages-ja manpages-zh chromium
 DEPS_STAMP := $(CACHE)/deps-$(shell echo '$(DEBIAN_PKGS)' | sha256sum | cut -c1-12).stamp
 
-.PHONY: all deps test run bench test-big clean model venv venv-signing venv-lmeval refs build-san build-opt fuzz llamacpp-vocab
+.PHONY: all deps test run bench test-big clean model venv venv-signing venv-lmeval refs build-san build-opt fuzz llamacpp-vocab llamacpp-perplexity
 
 all: potluck
 
@@ -286,6 +286,26 @@ $(LLAMACPP_VOCAB)/.ok: | deps
 	@rm -rf $(LLAMACPP_VOCAB) && mv $(LLAMACPP_VOCAB).tmp $(LLAMACPP_VOCAB) && touch $@
 	@echo "llamacpp-vocab: $$(ls $(LLAMACPP_VOCAB)/*.gguf | wc -l) vocabularies in $(LLAMACPP_VOCAB)"
 
+# llama.cpp's llama-perplexity, built from the same sdist's sources (the peer
+# of `potluck eval --text --kl-base`, tests/cli_eval_perplexity.sh); CPU only,
+# no network code, cached per llama-cpp-python version and CPU model (the
+# build tunes for this CPU).
+LLAMACPP_PPL := $(CACHE)/llama-perplexity-$(LLAMACPP_VERSION)-$(shell sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo | head -1 | sha256sum | cut -c1-8)
+export POTLUCK_LLAMA_PERPLEXITY := $(LLAMACPP_PPL)/llama-perplexity
+llamacpp-perplexity: $(LLAMACPP_PPL)/.ok
+$(LLAMACPP_PPL)/.ok: | $(LLAMACPP_VOCAB)/.ok
+	@echo "llamacpp-perplexity: building llama-perplexity $(LLAMACPP_VERSION) (first time only, a few minutes)"
+	@rm -rf $(LLAMACPP_PPL).tmp && mkdir -p $(LLAMACPP_PPL).tmp/src
+	@tar -xzf $(LLAMACPP_SDIST) -C $(LLAMACPP_PPL).tmp/src --strip-components=3 '*/vendor/llama.cpp'
+	@cmake -S $(LLAMACPP_PPL).tmp/src -B $(LLAMACPP_PPL).tmp/build -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
+	  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF \
+	  -DGGML_OPENMP=OFF >$(LLAMACPP_PPL).tmp/cmake.log 2>&1 || { tail -20 $(LLAMACPP_PPL).tmp/cmake.log; exit 1; }
+	@cmake --build $(LLAMACPP_PPL).tmp/build --target llama-perplexity -j$$(nproc) >$(LLAMACPP_PPL).tmp/build.log 2>&1 \
+	  || { tail -20 $(LLAMACPP_PPL).tmp/build.log; exit 1; }
+	@cp $(LLAMACPP_PPL).tmp/build/bin/llama-perplexity $(LLAMACPP_PPL).tmp/
+	@rm -rf $(LLAMACPP_PPL).tmp/src $(LLAMACPP_PPL).tmp/build
+	@rm -rf $(LLAMACPP_PPL) && mv $(LLAMACPP_PPL).tmp $(LLAMACPP_PPL) && touch $@
+
 # lm-evaluation-harness in its own venv, keyed the same way (tests/requirements-lmeval.txt):
 # the multiple-choice peer of `potluck eval` (tests/cli_eval_lmeval.sh).
 LMEVAL_REQ := tests/requirements-lmeval.txt
@@ -307,7 +327,7 @@ refs: venv model
 	@bash tests/refs.sh
 
 # ---------------------------------------------------------------- targets
-test: deps model venv llamacpp-vocab venv-signing venv-lmeval
+test: deps model venv llamacpp-vocab llamacpp-perplexity venv-signing venv-lmeval
 	@$(MAKE) --no-print-directory build-opt build-san
 	@$(MAKE) --no-print-directory refs
 	@bash tests/run.sh

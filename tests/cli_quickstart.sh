@@ -16,7 +16,7 @@
 #     (SVG curves in the DOM, no console errors);
 #  5. the peers: transformers + peft load the PEFT adapter on the GGUF base
 #     (no missing keys, the logits move), llama.cpp loads the Q4_K_M GGUF and
-#     generates (tests/interop/quickstart_check.py; cached per input hash);
+#     generates (tests/interop/_quickstart_check.py; cached per input hash);
 #  6. the run packs into a bundle that verifies; a second run redoes no
 #     stage, prints the summary again and leaves results.json as it was.
 set -u
@@ -107,13 +107,13 @@ fi
 
 # 5. the peers
 AD=$R/export/adapter G=$R/export/model.gguf
-key=$( { cat tests/requirements-peers.txt tests/interop/quickstart_check.py; sha256sum "$POTLUCK_MODEL" "$AD"/* "$G" | cut -c1-64; } | sha256sum | cut -c1-16)
+key=$( { cat tests/requirements-peers.txt tests/interop/_quickstart_check.py; sha256sum "$POTLUCK_MODEL" "$AD"/* "$G" | cut -c1-64; } | sha256sum | cut -c1-16)
 cache=$CACHE/quickstart_check/$key
 if [ -f "$cache/peers.json" ]; then
   echo "note: the peers' results taken from the cache ($key)"; ok
 else
   mkdir -p "$cache"
-  if "$POTLUCK_VENV/bin/python" tests/interop/quickstart_check.py "$POTLUCK_MODEL" "$AD" "$G" "$cache/peers.json" \
+  if "$POTLUCK_VENV/bin/python" tests/interop/_quickstart_check.py "$POTLUCK_MODEL" "$AD" "$G" "$cache/peers.json" \
        >/dev/null 2>"$tmp/py.err"; then ok
   else fail "quickstart_check.py: $(tail -5 "$tmp/py.err")"; fi
 fi

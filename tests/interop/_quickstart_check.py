@@ -1,7 +1,8 @@
-# Peers on the quickstart's exports (tests/cli_quickstart.sh): the PEFT
+# Peers on the quickstart's exports (tests/cli_quickstart.sh; not run by refs.sh: the
+# name starts with _, the caller caches its output): the PEFT
 # adapter in transformers + peft, the GGUF in llama.cpp (llama-cpp-python).
 #
-#   quickstart_check.py BASE.gguf ADAPTER_DIR MODEL.gguf OUT.json
+#   _quickstart_check.py BASE.gguf ADAPTER_DIR MODEL.gguf OUT.json
 #
 # - peft: the base loaded by transformers from its GGUF (fp32), then
 #   PeftModel.from_pretrained(base, ADAPTER_DIR) with no missing or unexpected
