@@ -296,7 +296,7 @@ llamacpp-perplexity: $(LLAMACPP_PPL)/.ok
 $(LLAMACPP_PPL)/.ok: | $(LLAMACPP_VOCAB)/.ok
 	@echo "llamacpp-perplexity: building llama-perplexity $(LLAMACPP_VERSION) (first time only, a few minutes)"
 	@rm -rf $(LLAMACPP_PPL).tmp && mkdir -p $(LLAMACPP_PPL).tmp/src
-	@tar -xzf $(LLAMACPP_SDIST) -C $(LLAMACPP_PPL).tmp/src --strip-components=3 '*/vendor/llama.cpp'
+	@tar -xzf $(LLAMACPP_SDIST) -C $(LLAMACPP_PPL).tmp/src --strip-components=3 --wildcards '*/vendor/llama.cpp'
 	@cmake -S $(LLAMACPP_PPL).tmp/src -B $(LLAMACPP_PPL).tmp/build -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
 	  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF \
 	  -DGGML_OPENMP=OFF >$(LLAMACPP_PPL).tmp/cmake.log 2>&1 || { tail -20 $(LLAMACPP_PPL).tmp/cmake.log; exit 1; }
