@@ -86,6 +86,16 @@ static void on_progress(void *u, int64_t done, int64_t total) {
     pl_progress_update(p, done);
 }
 
+/* o as one JSON line of f, then freed. */
+static int put_line(FILE *f, cJSON *o) {
+    char *txt = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!txt) return -1;
+    fprintf(f, "%s\n", txt);
+    free(txt);
+    return 0;
+}
+
 static const char *base_of(const char *p) {
     size_t n = strlen(p);
     while (n > 1 && p[n - 1] == '/') n--;
@@ -128,11 +138,7 @@ static int write_samples(FILE *f, const char *vname, const pl_mc_task *t, const 
         cJSON_AddNumberToObject(o, "pred", s->pred[i]);
         cJSON_AddNumberToObject(o, "pred_norm", s->pred_norm[i]);
         cJSON_AddNumberToObject(o, "pred_llamacpp", s->pred_lc[i]);
-        char *txt = cJSON_PrintUnformatted(o);
-        cJSON_Delete(o);
-        if (!txt) return -1;
-        fprintf(f, "%s\n", txt);
-        free(txt);
+        if (put_line(f, o)) return -1;
     }
     return 0;
 }
@@ -203,11 +209,7 @@ static int write_gen_samples(FILE *f, const char *vname, const pl_gen_task *t, c
                 if (tg) cJSON_AddItemToObject(o, "target", cJSON_Duplicate(tg, 1));
             }
         }
-        char *txt = cJSON_PrintUnformatted(o);
-        cJSON_Delete(o);
-        if (!txt) return -1;
-        fprintf(f, "%s\n", txt);
-        free(txt);
+        if (put_line(f, o)) return -1;
     }
     return 0;
 }

@@ -87,12 +87,17 @@ static void emit(pl_progress *p, const char *s) {
     fflush(f);
 }
 
+/* The parts both kinds of line show: the count, the rate, the ETA. */
+static void line_parts(const pl_progress *p, double now, char cnt[160], char r[32], char eta[48]) {
+    double rate = rate_of(p, now, NULL);
+    fmt_count(p, cnt, 160);
+    pl_progress_fmt_rate(rate, r, 32);
+    fmt_eta(p, rate, eta, 48);
+}
+
 static void draw_tty(pl_progress *p, double now) {
     char line[768], cnt[160], r[32], eta[48];
-    double rate = rate_of(p, now, NULL);
-    fmt_count(p, cnt, sizeof cnt);
-    pl_progress_fmt_rate(rate, r, sizeof r);
-    fmt_eta(p, rate, eta, sizeof eta);
+    line_parts(p, now, cnt, r, eta);
     int l;
     if (p->total > 0) {
         char bar[PL_PROGRESS_BAR + 1];
@@ -115,10 +120,7 @@ static void draw_tty(pl_progress *p, double now) {
 
 static void plain_line(pl_progress *p, double now) {
     char line[768], cnt[160], r[32], eta[48];
-    double rate = rate_of(p, now, NULL);
-    fmt_count(p, cnt, sizeof cnt);
-    pl_progress_fmt_rate(rate, r, sizeof r);
-    fmt_eta(p, rate, eta, sizeof eta);
+    line_parts(p, now, cnt, r, eta);
     int l;
     if (p->total > 0) {
         double pct = 100.0 * (double)p->done / (double)p->total;

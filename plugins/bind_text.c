@@ -12,6 +12,7 @@
 #include "../datasets/ngram.h"
 #include "../datasets/textqual.h"
 #include "bind_text.h"
+#include "gen_score.h"
 
 #define MT_REGEX "potluck.regex"
 #define MT_MINHASH "potluck.minhash_index"
@@ -143,16 +144,8 @@ static int l_text_regex(lua_State *L) {
     const char *pat = luaL_checklstring(L, 1, &plen);
     const char *flags = luaL_optstring(L, 2, "");
     uint32_t opts = 0;
-    for (const char *f = flags; *f; f++) {
-        switch (*f) {
-        case 'i': opts |= PCRE2_CASELESS; break;
-        case 'm': opts |= PCRE2_MULTILINE; break;
-        case 's': opts |= PCRE2_DOTALL; break;
-        case 'x': opts |= PCRE2_EXTENDED; break;
-        case 'u': opts |= PCRE2_UTF | PCRE2_UCP; break;
-        default: return luaL_error(L, "pl.regex: unknown flag '%c' (expected any of i m s x u)", *f);
-        }
-    }
+    int bad = pl_regex_flags(flags, &opts);
+    if (bad) return luaL_error(L, "pl.regex: unknown flag '%c' (expected any of i m s x u)", bad);
     void **box = lua_newuserdatauv(L, sizeof(void *), 0);
     *box = NULL;
     luaL_setmetatable(L, MT_REGEX);

@@ -64,19 +64,26 @@ int pl_score_contains(const char *out, size_t n, const char *target, size_t tn, 
     return r;
 }
 
+int pl_regex_flags(const char *flags, uint32_t *opts) {
+    *opts = 0;
+    for (const char *f = flags ? flags : ""; *f; f++) {
+        switch (*f) {
+        case 'i': *opts |= PCRE2_CASELESS; break;
+        case 'm': *opts |= PCRE2_MULTILINE; break;
+        case 's': *opts |= PCRE2_DOTALL; break;
+        case 'x': *opts |= PCRE2_EXTENDED; break;
+        case 'u': *opts |= PCRE2_UTF | PCRE2_UCP; break;
+        default: return (unsigned char)*f;
+        }
+    }
+    return 0;
+}
+
 int pl_score_regex(const char *pattern, const char *flags, const char *out, size_t n, int *match, pl_err *err) {
     uint32_t opts = 0;
     *match = 0;
-    for (const char *f = flags ? flags : ""; *f; f++) {
-        switch (*f) {
-        case 'i': opts |= PCRE2_CASELESS; break;
-        case 'm': opts |= PCRE2_MULTILINE; break;
-        case 's': opts |= PCRE2_DOTALL; break;
-        case 'x': opts |= PCRE2_EXTENDED; break;
-        case 'u': opts |= PCRE2_UTF | PCRE2_UCP; break;
-        default: return pl_err_set(err, PL_EINVAL, "regex scorer: unknown flag '%c' (expected any of i m s x u)", *f);
-        }
-    }
+    int bad = pl_regex_flags(flags, &opts);
+    if (bad) return pl_err_set(err, PL_EINVAL, "regex scorer: unknown flag '%c' (expected any of i m s x u)", bad);
     int ec;
     PCRE2_SIZE eoff;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts, &ec, &eoff, NULL);

@@ -20,6 +20,7 @@
 #define PL_GEN_SCORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <lua.h>
 #include "../core/error.h"
 
@@ -38,6 +39,10 @@ int pl_score_contains(const char *out, size_t n, const char *target, size_t tn, 
 /* *match = 1 when pattern (PCRE2; flags any of "imsxu" as pl.regex) matches
  * anywhere in output. Errors (bad pattern or flag, match limit) fill err. */
 int pl_score_regex(const char *pattern, const char *flags, const char *out, size_t n, int *match, pl_err *err);
+/* PCRE2 compile options of a flag string ("i", "m", "s", "x", "u"), as
+ * pl.regex takes them (bind_text.c) and the regex scorer: 0, or the first
+ * unknown flag character. */
+int pl_regex_flags(const char *flags, uint32_t *opts);
 
 typedef struct pl_num_span {
     size_t start, end;  /* bytes [start, end) of the number, sign included */

@@ -32,6 +32,11 @@ int pl_run_answers(const char *run_dir, const char *base, const char *adapter, c
     if (max_tokens < 1) max_tokens = 96;
     cJSON *a = NULL;
     int rc = pl_eval_answers(base, adapter, p, n, max_tokens, &a, err);
+    if (rc == PL_EUNSUPPORTED) { /* a model without a chat template: nothing to answer with */
+        if (!quiet) printf("  eval: no answers side by side: %s\n", err->msg);
+        pl_err_clear(err);
+        return PL_OK;
+    }
     if (rc) return pl_err_prefix(err, "eval");
     cJSON_AddItemToObject(res, "answers", a);
     if (!quiet) printf("  eval: %d held-out prompts answered by the base and the fine-tune (results.json, report.html)\n",
@@ -97,6 +102,11 @@ int pl_run_export_kl(const char *run_dir, const char *base, const char *adapter,
      * as the GGUF export merged it */
     if (!adapter && !merged) rc = pl_err_set(err, PL_EINVAL, "export.kl: no adapter to merge into the reference");
     else rc = pl_eval_export_kl(merged ? mp : base, merged ? NULL : adapter, gp, name, KL_TASK, text, len, rows, err);
+    if (rc == PL_EUNSUPPORTED) { /* too little text for one chunk: no KL rows, the export stands */
+        if (!quiet) printf("  export: no KL of the GGUF: %s\n", err->msg);
+        pl_err_clear(err);
+        rc = PL_OK;
+    }
     free(text);
     /* results.json: this run's rows, without an earlier export's */
     cJSON *res = NULL;

@@ -2,7 +2,7 @@
 # tests/cli_data_kill.sh: kill -9 during `potluck data build` at random times.
 #
 # An uninterrupted build of a pre-tokenized input (optimized build, >= 5 s) is
-# the reference. Then 12 trials (KILL_TRIALS; make test-big runs 40): a fresh
+# the reference. Then 6 trials (KILL_TRIALS; make test-big runs 40): a fresh
 # build is killed with SIGKILL at a
 # time drawn uniformly over the reference duration; whatever manifest exists
 # must pass `data verify` (a fresh build must have none unless it finished);
@@ -18,7 +18,7 @@ if ! [ -x "$BIN" ] || ! "$BIN" data --help 2>/dev/null | grep -q 'usage: potluck
   fail "$BIN does not run 'potluck data' (cli/main.c must dispatch cmd_data)"
   check_summary cli_data_kill; exit 1
 fi
-TRIALS=${KILL_TRIALS:-12}
+TRIALS=${KILL_TRIALS:-6}
 LINES=${KILL_LINES:-58000}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -9,6 +9,8 @@
 #   tests/big_*.sh           only with --big (make test-big)
 # Each test prints "== NAME: P passed, F failed"; a test that dies without that
 # line counts as one failure. The last line is "N passed, N failed".
+# POTLUCK_TEST_JOBS tests run at once (default: the number of cores); the
+# results are printed in the order above.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
@@ -22,19 +24,29 @@ export POTLUCK_BIN_OPT=$PWD/build/opt/potluck
 big=0; [ "${1:-}" = "--big" ] && big=1
 passed=0; failed=0
 log=$(mktemp -d)
-run_one() {
-  local name=$1; shift
-  local t0=$(date +%s%N)
-  "$@" >"$log/$name.out" 2>"$log/$name.err"
-  local rc=$?
-  local ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+# Tests run POTLUCK_TEST_JOBS at a time (default: the number of cores), each
+# into its own files; results are printed in the order below as they finish.
+jobs_max=${POTLUCK_TEST_JOBS:-$(nproc)}
+names=(); cmds=()
+add() { local n=$1; shift; names+=("$n"); cmds+=("$(printf '%q ' "$@")"); }
+start() {
+  local i=$1 name=${names[$1]}
+  ( t0=$(date +%s%N)
+    eval "${cmds[$i]}" >"$log/$name.out" 2>"$log/$name.err"
+    rc=$?
+    echo $(( ($(date +%s%N) - t0) / 1000000 )) >"$log/$name.ms"
+    echo $rc >"$log/$name.rc.tmp" && mv "$log/$name.rc.tmp" "$log/$name.rc" ) &
+}
+report() {
+  local name=$1
+  local rc=$(cat "$log/$name.rc") ms=$(cat "$log/$name.ms")
   local line=$(grep -E '^== .*: [0-9]+ passed, [0-9]+ failed' "$log/$name.out" | tail -1)
   local p=0 f=0
   if [ -n "$line" ]; then
     p=$(sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed.*/\1/' <<<"$line")
     f=$(sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
   fi
-  if [ $rc -ne 0 ] && [ "$f" = 0 ]; then f=1; fi
+  if [ "$rc" -ne 0 ] && [ "$f" = 0 ]; then f=1; fi
   passed=$((passed + p)); failed=$((failed + f))
   if [ "$f" = 0 ]; then status=ok; else status=FAIL; fi
   printf '%-4s %-28s %5d passed %3d failed  %6d ms\n' "$status" "$name" "$p" "$f" "$ms"
@@ -46,21 +58,34 @@ run_one() {
 }
 for t in build/san/tests/test_*; do
   [ -x "$t" ] || continue; case "$t" in *.o|*.d) continue;; esac
-  run_one "$(basename "$t")" "$t"
+  add "$(basename "$t")" "$t"
 done
 for t in build/opt/tests/opt_*; do
   [ -x "$t" ] || continue; case "$t" in *.o|*.d) continue;; esac
-  run_one "$(basename "$t")" "$t"
+  add "$(basename "$t")" "$t"
 done
 for t in tests/cli_*.sh; do
   [ -f "$t" ] || continue
-  run_one "$(basename "$t" .sh)" bash "$t"
+  add "$(basename "$t" .sh)" bash "$t"
 done
-run_one layering bash tests/test_layering.sh   # no layer includes from one above it
+add layering bash tests/test_layering.sh   # no layer includes from one above it
+n=${#names[@]}; next=0; done_=0; running=0
+while [ $done_ -lt $n ]; do
+  while [ $running -lt "$jobs_max" ] && [ $next -lt $n ]; do
+    start $next; next=$((next + 1)); running=$((running + 1))
+  done
+  wait -n 2>/dev/null
+  running=0
+  for ((i = done_; i < next; i++)); do [ -f "$log/${names[$i]}.rc" ] || running=$((running + 1)); done
+  while [ $done_ -lt $next ] && [ -f "$log/${names[$done_]}.rc" ]; do report "${names[$done_]}"; done_=$((done_ + 1)); done
+done
+wait
+# big_* tests take the whole machine: one at a time, after the others
 if [ $big = 1 ]; then
   for t in tests/big_*.sh; do
     [ -f "$t" ] || continue
-    run_one "$(basename "$t" .sh)" bash "$t"
+    add "$(basename "$t" .sh)" bash "$t"
+    start $n; wait; report "${names[$n]}"; n=$((n + 1))
   done
 fi
 rm -rf "$log"

@@ -20,9 +20,11 @@ int pl_eval_export_kl(const char *ref, const char *ref_adapter, const char *mode
     if (!rc) rc = pl_model_load(&m, model, NULL, err);
     if (!rc) rc = pl_tokenizer_encode(tok, text, len, pl_tokenizer_add_bos(tok), 0, &ids, &n, err);
     free(ids);
+    int ctx = 512;
+    while (!rc && ctx > 16 && (ctx > r->cfg.max_seq || ctx > m->cfg.max_seq || n < 2 * ctx)) ctx /= 2;
+    if (!rc && (n < ctx || ctx > r->cfg.max_seq || ctx > m->cfg.max_seq))
+        rc = pl_err_set(err, PL_EUNSUPPORTED, "%d tokens of text, fewer than one chunk of %d", n, ctx);
     if (!rc) {
-        int ctx = 512;
-        while (ctx > 64 && (ctx > r->cfg.max_seq || ctx > m->cfg.max_seq || n < 2 * ctx)) ctx /= 2;
         pl_text_result tr;
         rc = pl_eval_text(m, tok, r, text, len, ctx, NULL, &tr, err);
         if (!rc) {

@@ -15,15 +15,16 @@
  * at the end of the turn) by the base and by base + adapter. *out is an
  * array of {"prompt": the last user message, "reference": the example's own
  * answer, "base": ..., "fine_tuned": ...}; an empty array when the file holds
- * no chat example. The same inputs give the same answers. */
+ * no chat example; PL_EUNSUPPORTED when the model has no chat template. The
+ * same inputs give the same answers. */
 int pl_eval_answers(const char *base, const char *adapter, const char *jsonl, int n, int max_tokens, cJSON **out,
                     pl_err *err);
 
 /* KL divergence of an exported model from its reference (the merged model,
  * or ref with ref_adapter merged in memory when ref_adapter is not NULL), as
  * `potluck eval --text FILE --kl-base REF` computes it, on text: the
- * chunk size is the largest of 512, 256, 128, 64 that gives two chunks (or
- * 64). Appends rows (variant `name`, task `task`, model `model`): ppl,
+ * chunk size is the largest of 512, 256, ..., 16 that gives two chunks (or
+ * 16; PL_EUNSUPPORTED when the text has fewer tokens than that). Appends rows (variant `name`, task `task`, model `model`): ppl,
  * ppl_base, kl_mean, kl_p99, kl_max, same_top. */
 int pl_eval_export_kl(const char *ref, const char *ref_adapter, const char *model, const char *name, const char *task, const char *text,
                       size_t len, cJSON *rows, pl_err *err);
