@@ -26,7 +26,8 @@ endif
 DEBIAN_PKGS := build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev \
   libhdf5-dev libarchive-dev libzstd-dev libcjson-dev libssl-dev libpcre2-dev \
   libutf8proc-dev libseccomp-dev unzip python3-venv gettext-base time zstd \
-  emacs-common unicode-data hunspell-ar manpages-ja manpages-zh chromium
+  emacs-common unicode-data hunspell-ar manpages-ja manpages-zh chromium \
+  libopenmpi-dev openmpi-bin
 DEPS_STAMP := $(CACHE)/deps-$(shell echo '$(DEBIAN_PKGS)' | sha256sum | cut -c1-12).stamp
 
 .PHONY: all deps test run bench test-big clean model venv venv-signing venv-lmeval refs build-san build-opt fuzz llamacpp-vocab llamacpp-perplexity
@@ -56,6 +57,22 @@ OPT_CFLAGS := $(CFLAGS_BASE) -O2 -g
 SAN_CFLAGS := $(CFLAGS_BASE) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDLIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas $(shell pkg-config --libs $(PKGS) 2>/dev/null) \
   -lcjson -lpcre2-8 -lcrypto -lseccomp -lm -fopenmp
+
+# MPI (docs/distributed.md): Open MPI found through pkg-config (ompi-c, from
+# libopenmpi-dev) is linked and core/dist.c gets PL_HAVE_MPI; without it (or
+# with MPI=0) the build runs one process only. Either way a run that no
+# launcher started never calls MPI_Init.
+MPI ?= 1
+ifneq ($(MPI),0)
+MPI_LIBS := $(shell pkg-config --libs ompi-c 2>/dev/null)
+endif
+ifneq ($(MPI_LIBS),)
+CPPFLAGS += -DPL_HAVE_MPI $(shell pkg-config --cflags ompi-c 2>/dev/null)
+LDLIBS += $(MPI_LIBS)
+MPI_SAY := MPI: Open MPI $(shell pkg-config --modversion ompi-c 2>/dev/null) linked (mpirun -np N potluck train ... runs data-parallel)
+else
+MPI_SAY := MPI: not found (apt-get install libopenmpi-dev openmpi-bin) or MPI=0; potluck train runs one process only
+endif
 
 # The layers, bottom to top (README "Layout"; tests/layering.sh checks that
 # no file includes from a layer above its own). cli/*.c other than main.c
@@ -115,7 +132,10 @@ SAN_TESTS := $(TEST_SRC:tests/%.c=build/san/tests/%)
 OPT_TESTS := $(OPTTEST_SRC:tests/%.c=build/opt/tests/%)
 .SECONDARY:
 
-build-opt: potluck $(OPT_TESTS) build/opt/tests/opt_cuda_emu cuda-nvcc
+build-opt: potluck $(OPT_TESTS) build/opt/tests/opt_cuda_emu cuda-nvcc mpi-info
+.PHONY: mpi-info
+mpi-info:
+	@echo "$(MPI_SAY)"
 build-san: build/san/potluck $(SAN_TESTS) $(FUZZ_REPLAY)
 
 # ---------------------------------------------------------------- CUDA

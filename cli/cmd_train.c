@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/dist.h"
 #include "../core/json.h"
 #include "cli.h"
 #include "cmd_train.h"
@@ -67,7 +68,10 @@ static const char *train_help_head =
     "RUN_DIR gets config.json (resolved), metrics.jsonl (one line per step),\n"
     "checkpoints/step-NNNNNN/ (atomic, sha256 manifest; keep-last-K), and at the end\n"
     "trainable.bin and, for LoRA, adapter/ (PEFT). SIGINT/SIGTERM write a checkpoint\n"
-    "after the current step and exit 130/143. Config file layout:\n"
+    "after the current step and exit 130/143. Started by mpirun or srun, the ranks\n"
+    "train data-parallel: the same global batch (--batch x --grad-accum rows) split\n"
+    "over the ranks, gradients summed in rank order, rank 0 writing the run\n"
+    "directory (docs/distributed.md). Config file layout:\n"
     "  {\"model\": ..., \"text\": ..., \"out\": ..., \"lora\": {\"r\": 16, ...}, \"train\": {\"lr\": 2e-4, ...}}\n"
     "\n"
     "options:\n"
@@ -110,6 +114,13 @@ int cmd_train(int argc, char **argv) {
     }
     c.resume = resume;
     if (pl_run_cfg_validate(&c, &err)) { cli_fail("train: %s", err.msg); goto done; }
+    /* ranks from mpirun/srun: MPI joins here, and only then (core/dist.h) */
+    if (pl_dist_init(&err)) {
+        cli_fail("train: %s", err.msg);
+        if (pl_dist_size() > 1) pl_dist_abort(1);
+        goto done;
+    }
+    int lead = pl_dist_rank() == 0;
     cli_set_threads(c.threads);
     struct sigaction sa = {0}, old_int, old_term;
     sa.sa_handler = on_signal;
@@ -125,14 +136,22 @@ int cmd_train(int argc, char **argv) {
     int rc = pl_run_train(&c, &h, &res, &err);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    if (!rc && !res.interrupted) pl_progress_end(&pg);
+    if (!rc && !res.interrupted && lead) pl_progress_end(&pg);
     else pl_progress_clear(&pg);
-    if (rc) { cli_fail_err(&err); goto done; }
+    if (rc) {
+        cli_fail_err(&err);
+        /* one rank's failure ends the job, not a hang in the next collective */
+        if (pl_dist_size() > 1) pl_dist_abort(1);
+        goto done;
+    }
     if (res.interrupted) {
         status = train_stop == SIGTERM ? 143 : 130;
         goto done;
     }
+    status = 0;
+    if (!lead) goto done;
     printf("train: done: %d steps in %s", res.steps_done, c.out);
+    if (pl_dist_size() > 1) printf(" (%d ranks)", pl_dist_size());
     if (!isnan(res.final_loss)) printf(", last loss %.4f", res.final_loss);
     if (!isnan(res.base_eval_loss) && !isnan(res.final_eval_loss))
         printf(", eval loss %.4f (base) -> %.4f", res.base_eval_loss, res.final_eval_loss);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "../core/atomic.h"
+#include "../core/dist.h"
 #include "../core/json.h"
 #include "../core/mapfile.h"
 #include "../core/rng.h"
@@ -38,7 +39,7 @@
 /* ------------------------------------------------------------ trained tensors */
 
 void run_msg(run *r, const char *fmt, ...) {
-    if (!r->h || !r->h->on_msg) return;
+    if (!r->h || !r->h->on_msg || pl_dist_rank() != 0) return;
     char b[2048];
     va_list ap;
     va_start(ap, fmt);
@@ -54,12 +55,12 @@ static int collect_tensors(run *r, pl_err *err) {
     for (int i = 0; i < t->n_params; i++) {
         pl_param *p = &t->params[i];
         if (p->frozen) continue;
-        r->ts[r->n_ts++] = (tens){p->w, &p->m, &p->v, p->n};
+        r->ts[r->n_ts++] = (tens){p->w, p->g, &p->m, &p->v, p->n};
     }
     for (int i = 0; r->lora && i < r->lora->n; i++) {
         pl_lora_module *md = &r->lora->mods[i];
-        r->ts[r->n_ts++] = (tens){md->A, &md->mA, &md->vA, (size_t)md->r * md->in};
-        r->ts[r->n_ts++] = (tens){md->B, &md->mB, &md->vB, (size_t)md->out * md->r};
+        r->ts[r->n_ts++] = (tens){md->A, md->gA, &md->mA, &md->vA, (size_t)md->r * md->in};
+        r->ts[r->n_ts++] = (tens){md->B, md->gB, &md->mB, &md->vB, (size_t)md->out * md->r};
     }
     r->n_floats = 0;
     for (int i = 0; i < r->n_ts; i++) r->n_floats += r->ts[i].n;
@@ -78,7 +79,8 @@ static int eval_loss(run *r, double *out, pl_err *err) {
     double sum = 0;
     int64_t nv = 0;
     int rc = PL_OK;
-    for (int i = 0; i < s->n_eval && !rc; i++) {
+    int P = pl_dist_size();
+    for (int i = pl_dist_rank(); i < s->n_eval && !rc; i += P) { /* each rank its rows; summed in rank order */
         const int32_t *b = s->ev_buf + (size_t)i * 4 * s->S;
         double ls = 0;
         int64_t n = 0;
@@ -89,6 +91,12 @@ static int eval_loss(run *r, double *out, pl_err *err) {
     }
     if (r->lora) r->lora->cfg.dropout = keep;
     r->t->T = 0; /* no backward pending */
+    if (!rc && P > 1) {
+        double v[2] = {sum, (double)nv};
+        rc = pl_dist_allreduce_f64(v, 2, err);
+        sum = v[0];
+        nv = (int64_t)v[1];
+    }
     if (!rc && nv > 0) *out = sum / (double)nv;
     return rc;
 }
@@ -243,7 +251,12 @@ static int load_model(run *r, pl_err *err) {
         return pl_train_init_opts(&r->t, r->m, c->seq_len, &to, err);
     }
     if ((rc = pl_model_load(&r->m, c->model, NULL, err))) return rc;
-    if (!strcmp(c->base, "nf4") && (rc = nf4_base(r, err))) return rc;
+    if (!strcmp(c->base, "nf4")) {
+        /* rank 0 quantizes and writes the cache; the others then load it */
+        if (pl_dist_rank() > 0 && (rc = pl_dist_barrier(err))) return rc;
+        if ((rc = nf4_base(r, err))) return rc;
+        if (pl_dist_rank() == 0 && (rc = pl_dist_barrier(err))) return rc;
+    }
     pl_train_opts to = {.frozen_base = 1, .checkpoint = c->checkpointing};
     if ((rc = pl_train_init_opts(&r->t, r->m, c->seq_len, &to, err))) return rc;
     pl_lora_cfg lc = {.r = c->lora_r, .alpha = (float)c->lora_alpha, .dropout = (float)c->lora_dropout,
@@ -256,17 +269,22 @@ static int load_model(run *r, pl_err *err) {
 
 int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res, pl_err *err) {
     pl_run_result rs = {.resumed_from = -1, .base_eval_loss = NAN, .final_eval_loss = NAN, .final_loss = NAN};
+    /* several ranks (run_dist.c): rank 0 alone writes the run directory and
+     * reports; the others keep only the stop flag of the hooks */
+    int lead = pl_dist_rank() == 0;
+    pl_run_hooks quiet = {.stop = h ? h->stop : NULL};
+    if (!lead) h = &quiet;
     run R = {.c = c, .h = h};
     run *r = &R;
     row *rows = NULL;
     int rc = pl_run_cfg_validate(c, err);
     if (rc) goto out;
-    if ((rc = pl_mkdirs(c->out, err))) goto out;
+    if (lead && (rc = pl_mkdirs(c->out, err))) goto out;
     r->ckdir = path_join(c->out, "checkpoints");
     r->metrics = path_join(c->out, "metrics.jsonl");
     if (!r->ckdir || !r->metrics) { rc = pl_err_set(err, PL_ENOMEM, "run: out of memory"); goto out; }
     run_cfg_hash(c, r->cfg_hex);
-    {
+    if (lead) {
         cJSON *cj = pl_run_cfg_to_json(c);
         char *cp = path_join(c->out, "config.json");
         rc = cj && cp ? pl_json_write(cp, cj, err) : pl_err_set(err, PL_ENOMEM, "run: out of memory");
@@ -277,6 +295,7 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
     if ((rc = load_model(r, err))) goto out;
     if ((rc = run_src_open(&r->data, c, r->m, err))) goto out;
     if ((rc = collect_tensors(r, err))) goto out;
+    if ((rc = run_dist_open(r, err))) goto out;
     if (!(rows = calloc((size_t)r->data.n_mb, sizeof *rows))) {
         rc = pl_err_set(err, PL_ENOMEM, "run: out of memory");
         goto out;
@@ -298,7 +317,7 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
         }
     }
     /* a fresh run starts an empty metrics.jsonl; a resumed one drops the lines after its checkpoint */
-    if ((rc = run_metrics_truncate(r, step > 0 ? step : -1, err))) goto out;
+    if (lead && (rc = run_metrics_truncate(r, step > 0 ? step : -1, err))) goto out;
     /* --eval-data alone evaluates at step 0 and at the last step; eval_every
      * adds the steps in between (and turns eval on for --text's tail) */
     int want_eval = c->eval_every > 0 || (c->eval_data && *c->eval_data);
@@ -312,7 +331,7 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
         cJSON_AddNumberToObject(j, "step", 0);
         cJSON_AddNumberToObject(j, "eval_loss", el);
         cJSON_AddNumberToObject(j, "eval_rows", r->data.n_eval);
-        rc = run_metrics_append(r, j, err);
+        rc = lead ? run_metrics_append(r, j, err) : PL_OK;
         cJSON_Delete(j);
         if (rc) goto out;
         if (h && h->on_step) {
@@ -327,7 +346,15 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
         if ((rc = run_src_step(&r->data, rows, &n, &tokens, &trained, err))) goto out;
         double lr = c->lr * pl_sched_factor(sk, step, warm, c->steps);
         double loss = NAN, gn = NAN;
-        if ((rc = train_step(r, rows, n, trained, lr, &loss, &gn, err))) goto out;
+        int stop = 0;
+        if (r->dist.size > 1) {
+            /* the ranks agree on a stop (a signal reaches each at its own time) */
+            stop = h && h->stop && *h->stop;
+            if ((rc = run_dist_step(r, rows, n, trained, lr, &loss, &gn, &stop, err))) goto out;
+        } else {
+            if ((rc = train_step(r, rows, n, trained, lr, &loss, &gn, err))) goto out;
+            stop = h && h->stop && *h->stop;
+        }
         double dt = omp_get_wtime() - t0;
         step++;
         r->tokens += tokens;
@@ -340,11 +367,10 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
             if ((rc = eval_loss(r, &ps.eval_loss, err))) goto out;
             rs.final_eval_loss = ps.eval_loss;
         }
-        int stop = h && h->stop && *h->stop;
         int save = (c->save_every > 0 && step % c->save_every == 0) || stop || step == c->steps;
         if (save) {
             if ((rc = run_save_state(r, step, err))) goto out;
-            if ((rc = pl_ckpt_prune(r->ckdir, c->keep_last, err))) goto out;
+            if (lead && (rc = pl_ckpt_prune(r->ckdir, c->keep_last, err))) goto out;
             ps.saved = 1;
         }
         cJSON *j = cJSON_CreateObject();
@@ -357,8 +383,12 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
         cJSON_AddNumberToObject(j, "tokens_per_s", ps.tokens_per_s);
         cJSON_AddNumberToObject(j, "step_s", dt);
         if (!isnan(ps.eval_loss)) cJSON_AddNumberToObject(j, "eval_loss", ps.eval_loss);
+        if (r->dist.size > 1) {
+            cJSON_AddNumberToObject(j, "ranks", r->dist.size);
+            cJSON_AddNumberToObject(j, "comm_s", r->dist.comm_s);
+        }
         run_add_mem(j);
-        rc = run_metrics_append(r, j, err);
+        rc = lead ? run_metrics_append(r, j, err) : PL_OK;
         cJSON_Delete(j);
         if (rc) goto out;
         if (h && h->on_step) h->on_step(h->user, &ps);
@@ -370,9 +400,11 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
             break;
         }
     }
-    if (!rs.interrupted && (rc = write_final(r, err))) goto out;
+    if (lead && !rs.interrupted && (rc = write_final(r, err))) goto out;
 out:
+    if (rc && pl_dist_size() > 1) pl_err_prefix(err, "rank %d of %d", pl_dist_rank(), pl_dist_size());
     free(rows);
+    run_dist_free(r);
     run_src_free(&r->data);
     free(r->ts);
     pl_train_free(r->t);

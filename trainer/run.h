@@ -60,6 +60,7 @@ typedef struct pl_run_cfg {
     double eval_frac;        /* --text: held-out tail fraction */
     int save_every, keep_last;
     int threads;             /* 0: OpenMP's default */
+    int zero;                /* at several ranks: 1 = ZeRO-1 (AdamW state sharded), 0 = plain all-reduce */
     int resume;
 } pl_run_cfg;
 

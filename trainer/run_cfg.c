@@ -80,13 +80,14 @@ static const cfg_field fields[] = {
     {"train", "save_every", "--save-every", F_INT, OFF(save_every), 0, 1e9},
     {"train", "keep_last", "--keep-last", F_INT, OFF(keep_last), 0, 1e6},
     {"train", "threads", "--threads", F_INT, OFF(threads), 0, 1024},
+    {"train", "zero", "--zero", F_INT, OFF(zero), 0, 1},
 };
 #define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
 
 /* Fields that do not change the trained bits (left out of the config hash). */
 static int field_is_runtime(const cfg_field *f) {
     static const char *const rt[] = {"out", "threads", "eval_every", "eval_rows", "save_every", "keep_last",
-                                     "eval_data", "checkpointing"};
+                                     "eval_data", "checkpointing", "zero"};
     for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++)
         if (!strcmp(f->key, rt[i])) return 1;
     return 0;
@@ -126,6 +127,7 @@ void pl_run_cfg_defaults(pl_run_cfg *c) {
     c->eval_frac = 0.1;
     c->save_every = 50;
     c->keep_last = 3;
+    c->zero = 1;
 }
 
 void pl_run_cfg_free(pl_run_cfg *c) {
@@ -400,7 +402,9 @@ const char *pl_run_cfg_flags_help(void) {
            "  --eval-frac F           --text: fraction of tokens held out (train.eval_frac, 0.1)\n"
            "  --save-every N          checkpoint every N steps (train.save_every, 50)\n"
            "  --keep-last K           keep the K newest checkpoints; 0 = all (train.keep_last, 3)\n"
-           "  --threads N             OpenMP threads (train.threads)\n";
+           "  --threads N             OpenMP threads (train.threads)\n"
+           "  --zero 0|1              under mpirun/srun: 1 shards the AdamW state over the ranks (ZeRO-1), 0 keeps\n"
+           "                          it whole on every rank; same bits either way (train.zero, 1)\n";
 }
 
 /* sha256 hex of the config fields that determine the trained bits. */

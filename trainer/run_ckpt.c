@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../core/atomic.h"
+#include "../core/dist.h"
 #include "../core/json.h"
 #include "../core/mapfile.h"
 #include "../core/rng.h"
@@ -59,15 +60,35 @@ static cJSON *state_json(run *r, int step) {
 }
 
 /* Write the trained state: a checkpoint step-N under root (final == NULL) or
- * the final files into the run directory. */
+ * the final files into the run directory. Several ranks: every rank calls
+ * it; with ZeRO-1 the moments are gathered to rank 0 first, and rank 0
+ * alone writes (the checkpoint does not depend on the world size). */
 int run_save_state(run *r, int step, pl_err *err) {
+    float *gm = NULL, *gv = NULL; /* ZeRO-1: the gathered moments (rank 0) */
+    int rc = PL_OK;
+    if (r->dist.size > 1 && r->dist.zero) {
+        int lead = r->dist.rank == 0;
+        if (lead) {
+            gm = r->t->be->alloc(r->n_floats * sizeof(float), PL_MEM_WORKSPACE);
+            gv = r->t->be->alloc(r->n_floats * sizeof(float), PL_MEM_WORKSPACE);
+            if (!gm || !gv) rc = pl_err_set(err, PL_ENOMEM, "run: out of memory gathering the optimizer state");
+        }
+        if (!rc) rc = run_dist_gather_moments(r, gm, gv, err);
+        if (rc || !lead) {
+            if (gm) r->t->be->free(gm);
+            if (gv) r->t->be->free(gv);
+            return rc;
+        }
+    } else if (r->dist.rank != 0) {
+        return PL_OK;
+    }
     pl_ckpt ck;
-    int rc = pl_ckpt_begin(&ck, r->ckdir, step, err);
-    if (rc) return rc;
+    rc = pl_ckpt_begin(&ck, r->ckdir, step, err);
+    if (rc) goto done;
     cJSON *st = state_json(r, step);
     char *s = st ? cJSON_Print(st) : NULL;
     cJSON_Delete(st);
-    if (!s) { pl_ckpt_abort(&ck); return pl_err_set(err, PL_ENOMEM, "run: out of memory"); }
+    if (!s) { pl_ckpt_abort(&ck); rc = pl_err_set(err, PL_ENOMEM, "run: out of memory"); goto done; }
     size_t sl = strlen(s);
     s[sl] = 0;
     rc = pl_ckpt_put(&ck, "state.json", s, sl, err);
@@ -84,14 +105,21 @@ int run_save_state(run *r, int step, pl_err *err) {
     if (!rc) {
         size_t mx = 0;
         for (int i = 0; i < nt; i++) if (r->ts[i].n > mx) mx = r->ts[i].n;
-        for (int i = 0; i < nt && !rc; i++)
+        for (int i = 0; i < nt && !rc && !gm; i++)
             if (!*r->ts[i].m || !*r->ts[i].v) {
                 if (!zeros && !(zeros = calloc(mx, sizeof(float)))) rc = pl_err_set(err, PL_ENOMEM, "run: out of memory");
             }
+        size_t o = 0;
         for (int i = 0; i < nt && !rc; i++) {
-            bufs[2 * i] = *r->ts[i].m ? (const void *)*r->ts[i].m : zeros;
-            bufs[2 * i + 1] = *r->ts[i].v ? (const void *)*r->ts[i].v : zeros;
+            if (gm) {
+                bufs[2 * i] = gm + o;
+                bufs[2 * i + 1] = gv + o;
+            } else {
+                bufs[2 * i] = *r->ts[i].m ? (const void *)*r->ts[i].m : zeros;
+                bufs[2 * i + 1] = *r->ts[i].v ? (const void *)*r->ts[i].v : zeros;
+            }
             lens[2 * i] = lens[2 * i + 1] = r->ts[i].n * sizeof(float);
+            o += r->ts[i].n;
         }
         if (!rc) rc = pl_ckpt_putv(&ck, "optimizer.bin", bufs, lens, 2 * nt, err);
     }
@@ -110,8 +138,12 @@ int run_save_state(run *r, int step, pl_err *err) {
             free(ad);
         }
     }
-    if (rc) { pl_ckpt_abort(&ck); return rc; }
-    return pl_ckpt_commit(&ck, err);
+    if (rc) pl_ckpt_abort(&ck);
+    else rc = pl_ckpt_commit(&ck, err);
+done:
+    if (gm) r->t->be->free(gm);
+    if (gv) r->t->be->free(gv);
+    return rc;
 }
 
 static void on_skip(void *user, const char *dir, const char *why) {
@@ -198,6 +230,10 @@ int run_resume(run *r, int *step, pl_err *err) {
     buf = NULL;
     if ((rc = pl_ckpt_read(dir, "optimizer.bin", 2 * r->n_floats * sizeof(float), &buf, &len, err))) goto out;
     if (len != 2 * r->n_floats * sizeof(float)) { rc = pl_err_set(err, PL_EFORMAT, "%s/optimizer.bin: %zu bytes, expected %zu", dir, len, 2 * r->n_floats * sizeof(float)); goto out; }
+    if (r->dist.size > 1 && r->dist.zero) { /* ZeRO-1: this rank's shard of the moments */
+        run_dist_load_moments(r, (const float *)buf);
+        goto restored;
+    }
     o = 0;
     for (int i = 0; i < r->n_ts; i++) {
         float **mv[2] = {r->ts[i].m, r->ts[i].v};
@@ -210,6 +246,7 @@ int run_resume(run *r, int *step, pl_err *err) {
             o += r->ts[i].n * sizeof(float);
         }
     }
+restored:
     r->t->step = (int)adam;
     r->tokens = tok;
     r->trained = trn;

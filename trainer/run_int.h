@@ -39,10 +39,25 @@ typedef struct src {
 } src;
 
 typedef struct tens {
-    float *w;
+    float *w, *g;
     float **m, **v;
     size_t n;
 } tens;
+
+/* The run's share of a data-parallel job (run_dist.c; core/dist.h): ranks
+ * train rows rank, rank + size, ... of each step; the gradient, flattened in
+ * the order of run.ts, is reduce-scattered in rank order; with ZeRO-1 each
+ * rank keeps the AdamW moments of its shard [lo, hi) only and the weights
+ * are all-gathered after the step. size 1: none of this is used. */
+typedef struct rdist {
+    int rank, size, zero;
+    size_t lo, hi;
+    float *flat;              /* (n_floats) packed gradient, then gathered weights/gradient (PL_MEM_GRADIENTS) */
+    float *red;               /* (hi - lo) this rank's reduced shard (PL_MEM_GRADIENTS) */
+    float *scratch;           /* (size * largest shard) reduce-scatter receive (PL_MEM_WORKSPACE) */
+    float *m, *v;             /* (hi - lo) ZeRO-1 moments (PL_MEM_OPTIMIZER) */
+    double comm_s;            /* seconds in collectives in the last step */
+} rdist;
 
 typedef struct run {
     const pl_run_cfg *c;
@@ -57,6 +72,7 @@ typedef struct run {
     char cfg_hex[65];
     char *ckdir, *metrics;
     int64_t tokens, trained;  /* cumulative */
+    rdist dist;
 } run;
 
 /* run_cfg.c */
@@ -71,6 +87,17 @@ int run_src_step(src *s, row *r, int *n, int64_t *tokens, int64_t *trained, pl_e
 /* run_ckpt.c */
 int run_save_state(run *r, int step, pl_err *err);
 int run_resume(run *r, int *step, pl_err *err);
+
+/* run_dist.c */
+int run_dist_open(run *r, pl_err *err);
+void run_dist_free(run *r);
+int run_dist_step(run *r, const row *rw, int n, int64_t trained, double lr, double *loss, double *gnorm, int *stop,
+                  pl_err *err);
+/* The full AdamW moments on rank 0 (m, v: n_floats each, else NULL): gathered
+ * from the ranks' shards with ZeRO-1; collective. */
+int run_dist_gather_moments(run *r, float *m, float *v, pl_err *err);
+/* The flat moments (this rank's shard) from optimizer.bin's layout. */
+void run_dist_load_moments(run *r, const float *file);
 
 /* run_metrics.c */
 int run_metrics_truncate(run *r, int step, pl_err *err);

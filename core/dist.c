@@ -1,0 +1,294 @@
+/* dist.c: ranks and fixed-order collectives (dist.h), over MPI when the
+ * build has it (PL_HAVE_MPI), else a world of one. */
+#include "dist.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef PL_HAVE_MPI
+#include <mpi.h>
+#endif
+
+static int g_rank = 0, g_size = 1, g_init = 0;
+static double g_comm = 0;
+
+static int parse_size(const char *s) {
+    if (!s || !*s) return 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    return *end == '\0' && v >= 1 && v <= 1 << 20 ? (int)v : 0;
+}
+
+int pl_dist_env_size(void) {
+    const char *off = getenv("POTLUCK_DIST");
+    if (off && !strcmp(off, "off")) return 1;
+    int n;
+    if ((n = parse_size(getenv("OMPI_COMM_WORLD_SIZE")))) return n;
+    if ((n = parse_size(getenv("PMI_SIZE")))) return n;
+    /* srun sets the step's task count for each task; a batch script's own
+     * shell (no step) is one process even when the allocation has more */
+    if (getenv("SLURM_STEP_ID") && (n = parse_size(getenv("SLURM_STEP_NUM_TASKS")))) return n;
+    return 1;
+}
+
+int pl_dist_rank(void) { return g_rank; }
+int pl_dist_size(void) { return g_size; }
+size_t pl_dist_shard_lo(size_t n, int rank) {
+    if (rank >= g_size) return n;
+    /* n * rank / size without overflow for any n below 2^63 / 2^20 */
+    return (size_t)((unsigned __int128)n * (unsigned)rank / (unsigned)g_size);
+}
+double pl_dist_comm_seconds(void) {
+    double t = g_comm;
+    g_comm = 0;
+    return t;
+}
+
+#ifdef PL_HAVE_MPI
+int pl_dist_have_mpi(void) { return 1; }
+
+static int g_mpi = 0;
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* the collective in progress (NULL: none) and when it began, for the watchdog */
+static _Atomic(const char *) g_op;
+static _Atomic long long g_op_ms;
+static double g_timeout = 900;
+
+static long long now_ms(void) { return (long long)(now_s() * 1000.0); }
+
+static void *watchdog(void *arg) {
+    (void)arg;
+    for (;;) {
+        sleep(1);
+        const char *op = atomic_load(&g_op);
+        long long t0 = atomic_load(&g_op_ms);
+        if (op && t0 > 0 && (double)(now_ms() - t0) > g_timeout * 1000.0) {
+            fprintf(stderr,
+                    "potluck: rank %d of %d: %s has waited %.0f s for the other ranks (one died or hangs); "
+                    "ending the job (POTLUCK_DIST_TIMEOUT sets the limit)\n",
+                    g_rank, g_size, op, g_timeout);
+            fflush(stderr);
+            _exit(70);
+        }
+    }
+    return NULL;
+}
+
+static double op_begin(const char *name) {
+    atomic_store(&g_op_ms, now_ms());
+    atomic_store(&g_op, name);
+    return now_s();
+}
+static void op_end(double t0) {
+    atomic_store(&g_op, (const char *)NULL);
+    g_comm += now_s() - t0;
+}
+
+static int mpi_fail(pl_err *err, int rc, const char *what) {
+    char s[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, s, &len) != MPI_SUCCESS) snprintf(s, sizeof s, "error %d", rc);
+    return pl_err_set(err, PL_EIO, "dist: rank %d: %s: %s", g_rank, what, s);
+}
+
+int pl_dist_init(pl_err *err) {
+    if (g_init) return PL_OK;
+    int want = pl_dist_env_size();
+    if (want <= 1) { g_init = 1; return PL_OK; }
+    int prov = 0, rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &prov);
+    if (rc != MPI_SUCCESS) return pl_err_set(err, PL_EIO, "dist: MPI_Init failed (error %d)", rc);
+    g_mpi = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    g_init = 1;
+    atexit(pl_dist_finalize);
+    if (g_size != want)
+        return pl_err_set(err, PL_EINVAL, "dist: the launcher announced %d ranks, MPI has %d (mixed launchers?)", want,
+                          g_size);
+    const char *t = getenv("POTLUCK_DIST_TIMEOUT");
+    if (t && *t) g_timeout = atof(t);
+    if (g_timeout > 0) {
+        pthread_t th;
+        if (!pthread_create(&th, NULL, watchdog, NULL)) pthread_detach(th);
+    }
+    return PL_OK;
+}
+
+void pl_dist_finalize(void) {
+    if (!g_mpi) return;
+    g_mpi = 0;
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin) MPI_Finalize();
+}
+
+void pl_dist_abort(int code) {
+    fflush(stdout);
+    fflush(stderr);
+    if (g_mpi) MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
+int pl_dist_barrier(pl_err *err) {
+    if (g_size == 1) return PL_OK;
+    double t0 = op_begin("barrier");
+    int rc = MPI_Barrier(MPI_COMM_WORLD);
+    op_end(t0);
+    return rc == MPI_SUCCESS ? PL_OK : mpi_fail(err, rc, "barrier");
+}
+
+int pl_dist_bcast(void *buf, size_t bytes, int root, pl_err *err) {
+    if (g_size == 1) return PL_OK;
+    double t0 = op_begin("broadcast");
+    int rc = MPI_SUCCESS;
+    for (size_t o = 0; o < bytes && rc == MPI_SUCCESS;) {
+        size_t k = bytes - o < (1u << 30) ? bytes - o : (1u << 30);
+        rc = MPI_Bcast((char *)buf + o, (int)k, MPI_BYTE, root, MPI_COMM_WORLD);
+        o += k;
+    }
+    op_end(t0);
+    return rc == MPI_SUCCESS ? PL_OK : mpi_fail(err, rc, "broadcast");
+}
+
+int pl_dist_allreduce_f64(double *v, int n, pl_err *err) {
+    if (g_size == 1 || n <= 0) return PL_OK;
+    double *all = malloc((size_t)g_size * (size_t)n * sizeof *all);
+    if (!all) return pl_err_set(err, PL_ENOMEM, "dist: out of memory");
+    double t0 = op_begin("all-reduce");
+    int rc = MPI_Allgather(v, n, MPI_DOUBLE, all, n, MPI_DOUBLE, MPI_COMM_WORLD);
+    op_end(t0);
+    if (rc == MPI_SUCCESS)
+        for (int i = 0; i < n; i++) {
+            double s = all[i];
+            for (int r = 1; r < g_size; r++) s += all[(size_t)r * n + i];
+            v[i] = s;
+        }
+    free(all);
+    return rc == MPI_SUCCESS ? PL_OK : mpi_fail(err, rc, "all-reduce");
+}
+
+/* counts and displacements of the shards of n floats (int, as MPI takes them) */
+static int shard_counts(size_t n, int *cnt, int *dsp, pl_err *err) {
+    for (int r = 0; r < g_size; r++) {
+        size_t lo = pl_dist_shard_lo(n, r), hi = pl_dist_shard_lo(n, r + 1);
+        if (hi - lo > INT_MAX || lo > INT_MAX)
+            return pl_err_set(err, PL_ERANGE, "dist: %zu floats: a shard above 2^31 elements is not supported", n);
+        cnt[r] = (int)(hi - lo);
+        dsp[r] = (int)lo;
+    }
+    return PL_OK;
+}
+
+int pl_dist_reduce_scatter_f32(const float *in, size_t n, float *out, float *scratch, pl_err *err) {
+    size_t lo = pl_dist_shard_lo(n, g_rank), len = pl_dist_shard_lo(n, g_rank + 1) - lo;
+    if (g_size == 1) {
+        memcpy(out, in, n * sizeof *in);
+        return PL_OK;
+    }
+    int *c = malloc(4 * (size_t)g_size * sizeof *c);
+    if (!c) return pl_err_set(err, PL_ENOMEM, "dist: out of memory");
+    int *sc = c, *sd = c + g_size, *rcn = c + 2 * g_size, *rd = c + 3 * g_size;
+    int rc = shard_counts(n, sc, sd, err);
+    if (rc) { free(c); return rc; }
+    for (int r = 0; r < g_size; r++) {
+        rcn[r] = (int)len;
+        rd[r] = (int)(len * (size_t)r);
+    }
+    if ((size_t)g_size * len > INT_MAX) { free(c); return pl_err_set(err, PL_ERANGE, "dist: %zu floats: too many for one exchange", n); }
+    double t0 = op_begin("reduce-scatter");
+    int mr = MPI_Alltoallv(in, sc, sd, MPI_FLOAT, scratch, rcn, rd, MPI_FLOAT, MPI_COMM_WORLD);
+    op_end(t0);
+    free(c);
+    if (mr != MPI_SUCCESS) return mpi_fail(err, mr, "reduce-scatter");
+    /* rank order, element by element: the same bits at any thread count */
+    long L = (long)len;
+    int P = g_size;
+#pragma omp parallel for schedule(static) if (L >= 65536)
+    for (long j = 0; j < L; j++) {
+        float s = scratch[j];
+        for (int r = 1; r < P; r++) s += scratch[(size_t)r * len + (size_t)j];
+        out[j] = s;
+    }
+    return PL_OK;
+}
+
+int pl_dist_allgather_f32(float *buf, size_t n, pl_err *err) {
+    if (g_size == 1) return PL_OK;
+    int *c = malloc(2 * (size_t)g_size * sizeof *c);
+    if (!c) return pl_err_set(err, PL_ENOMEM, "dist: out of memory");
+    int rc = shard_counts(n, c, c + g_size, err);
+    if (rc) { free(c); return rc; }
+    double t0 = op_begin("all-gather");
+    int mr = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, c, c + g_size, MPI_FLOAT, MPI_COMM_WORLD);
+    op_end(t0);
+    free(c);
+    return mr == MPI_SUCCESS ? PL_OK : mpi_fail(err, mr, "all-gather");
+}
+
+int pl_dist_gather_f32(const float *shard, float *full, size_t n, int root, pl_err *err) {
+    if (g_size == 1) {
+        if (full != shard) memmove(full, shard, n * sizeof *full);
+        return PL_OK;
+    }
+    int *c = malloc(2 * (size_t)g_size * sizeof *c);
+    if (!c) return pl_err_set(err, PL_ENOMEM, "dist: out of memory");
+    int rc = shard_counts(n, c, c + g_size, err);
+    if (rc) { free(c); return rc; }
+    if (g_rank == root) memmove(full + c[g_size + root], shard, (size_t)c[root] * sizeof *full);
+    double t0 = op_begin("gather");
+    int mr = g_rank == root
+                 ? MPI_Gatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, full, c, c + g_size, MPI_FLOAT, root, MPI_COMM_WORLD)
+                 : MPI_Gatherv(shard, c[g_rank], MPI_FLOAT, NULL, NULL, NULL, MPI_FLOAT, root, MPI_COMM_WORLD);
+    op_end(t0);
+    free(c);
+    return mr == MPI_SUCCESS ? PL_OK : mpi_fail(err, mr, "gather");
+}
+
+#else /* no MPI: a world of one */
+
+int pl_dist_have_mpi(void) { return 0; }
+
+int pl_dist_init(pl_err *err) {
+    if (g_init) return PL_OK;
+    int want = pl_dist_env_size();
+    if (want > 1)
+        return pl_err_set(err, PL_EUNSUPPORTED,
+                          "dist: the launcher started %d ranks, but this potluck was built without MPI (install "
+                          "libopenmpi-dev and rebuild; POTLUCK_DIST=off runs each process on its own)",
+                          want);
+    g_init = 1;
+    return PL_OK;
+}
+void pl_dist_finalize(void) {}
+void pl_dist_abort(int code) {
+    fflush(stdout);
+    fflush(stderr);
+    exit(code);
+}
+int pl_dist_barrier(pl_err *err) { (void)err; return PL_OK; }
+int pl_dist_bcast(void *buf, size_t bytes, int root, pl_err *err) { (void)buf; (void)bytes; (void)root; (void)err; return PL_OK; }
+int pl_dist_allreduce_f64(double *v, int n, pl_err *err) { (void)v; (void)n; (void)err; return PL_OK; }
+int pl_dist_reduce_scatter_f32(const float *in, size_t n, float *out, float *scratch, pl_err *err) {
+    (void)scratch;
+    (void)err;
+    memcpy(out, in, n * sizeof *in);
+    return PL_OK;
+}
+int pl_dist_allgather_f32(float *buf, size_t n, pl_err *err) { (void)buf; (void)n; (void)err; return PL_OK; }
+int pl_dist_gather_f32(const float *shard, float *full, size_t n, int root, pl_err *err) {
+    if (full != shard) memmove(full, shard, n * sizeof *full);
+    return PL_OK;
+}
+
+#endif

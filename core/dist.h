@@ -1,0 +1,67 @@
+/* dist.h: the ranks of a data-parallel job and the few collectives the
+ * trainer needs, over MPI (Open MPI) when potluck was built with it.
+ *
+ * Who starts the ranks: mpirun (Open MPI sets OMPI_COMM_WORLD_SIZE), srun
+ * (SLURM_STEP_NUM_TASKS, or PMI_SIZE with --mpi=pmi2), or any launcher that
+ * sets one of those. pl_dist_init reads the world size from the environment
+ * first and calls MPI_Init only when it is above 1, so a plain `potluck ...`
+ * never touches MPI (no MPI_Init, no daemon, no network), and a build without
+ * MPI (PL_HAVE_MPI undefined: the Makefile found no libopenmpi-dev) runs one
+ * process as before and refuses a world size above 1 with a message.
+ *
+ * Determinism: the sums are computed here, not by MPI_Reduce/MPI_Allreduce
+ * (whose order depends on the algorithm MPI picks): every element is summed
+ * over the ranks in rank order 0, 1, ..., P-1, by the rank that owns it, so
+ * the same inputs at the same world size give the same bits on every run.
+ *
+ * Sharding: a vector of n floats is cut into P contiguous shards, shard r is
+ * [pl_dist_shard_lo(n, r), pl_dist_shard_lo(n, r + 1)).
+ *
+ * Failures: MPI's default error handler (errors are fatal) stays in place;
+ * a rank that dies takes the job down through mpirun/srun. Besides, a
+ * watchdog thread ends a rank whose collective has waited longer than
+ * POTLUCK_DIST_TIMEOUT seconds (default 900; 0 turns it off), with a message
+ * naming the collective, so a peer that hangs (not dies) cannot hang the job. */
+#ifndef PL_DIST_H
+#define PL_DIST_H
+
+#include <stddef.h>
+#include "error.h"
+
+/* The world size the launcher announced in the environment (1 when none);
+ * POTLUCK_DIST=off forces 1. */
+int pl_dist_env_size(void);
+/* Join the job: MPI_Init when the environment announces more than one rank.
+ * Idempotent. A build without MPI fails (PL_EUNSUPPORTED) for more than one. */
+int pl_dist_init(pl_err *err);
+/* MPI_Finalize when pl_dist_init started MPI (also registered with atexit). */
+void pl_dist_finalize(void);
+int pl_dist_rank(void);
+int pl_dist_size(void);
+/* 1 when this build has MPI. */
+int pl_dist_have_mpi(void);
+/* End the whole job now (MPI_Abort; exit when single). */
+void pl_dist_abort(int code) __attribute__((noreturn));
+
+size_t pl_dist_shard_lo(size_t n, int rank);
+
+/* Seconds spent in the collectives below since the last call (then reset). */
+double pl_dist_comm_seconds(void);
+
+int pl_dist_barrier(pl_err *err);
+/* bytes of buf from rank root to every rank. */
+int pl_dist_bcast(void *buf, size_t bytes, int root, pl_err *err);
+/* v[0..n) summed over the ranks in rank order, the result on every rank. */
+int pl_dist_allreduce_f64(double *v, int n, pl_err *err);
+/* Reduce-scatter: in (n floats, this rank's contribution) summed over the
+ * ranks in rank order, this rank's shard written to out (shard length).
+ * scratch: P * (largest shard) floats. */
+int pl_dist_reduce_scatter_f32(const float *in, size_t n, float *out, float *scratch, pl_err *err);
+/* All-gather in place: buf (n floats) holds this rank's shard at its place;
+ * afterwards every rank's shard is in every rank's buf. */
+int pl_dist_allgather_f32(float *buf, size_t n, pl_err *err);
+/* Gather to root: every rank's shard (its shard's length) lands at its place
+ * in root's full (n floats; NULL on the other ranks). */
+int pl_dist_gather_f32(const float *shard, float *full, size_t n, int root, pl_err *err);
+
+#endif
