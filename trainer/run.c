@@ -101,6 +101,24 @@ static int eval_loss(run *r, double *out, pl_err *err) {
     return rc;
 }
 
+/* Forward and backward of rows first, first + stride, ... of rw[0..n),
+ * gradients accumulated with weight 1/trained (the step's trained tokens);
+ * *sum += their summed losses. t->micro is the row's global index, so a row's
+ * dropout is the same whichever process runs it. */
+int run_accum_rows(pl_train *t, const row *rw, int n, int first, int stride, int64_t trained, double *sum, pl_err *err) {
+    int rc = PL_OK;
+    for (int i = first; i < n && trained > 0; i += stride) {
+        double ls = 0;
+        t->micro = i;
+        if ((rc = pl_train_forward(t, rw[i].ids, rw[i].targets, rw[i].pos, rw[i].seg, rw[i].T, &ls, NULL, err)) ||
+            (rc = pl_train_backward(t, (float)(1.0 / (double)trained), err)))
+            break;
+        *sum += ls;
+    }
+    t->micro = 0;
+    return rc;
+}
+
 /* One optimizer step over rows rw[0..n): mean loss over the step's trained
  * tokens, clipping as torch.nn.utils.clip_grad_norm_, AdamW at lr. */
 static int train_step(run *r, const row *rw, int n, int64_t trained, double lr, double *loss, double *gnorm,
@@ -108,16 +126,7 @@ static int train_step(run *r, const row *rw, int n, int64_t trained, double lr, 
     pl_train *t = r->t;
     pl_train_zero_grad(t);
     double sum = 0;
-    int rc = PL_OK;
-    for (int i = 0; i < n && trained > 0; i++) {
-        double ls = 0;
-        t->micro = i;
-        if ((rc = pl_train_forward(t, rw[i].ids, rw[i].targets, rw[i].pos, rw[i].seg, rw[i].T, &ls, NULL, err)) ||
-            (rc = pl_train_backward(t, (float)(1.0 / (double)trained), err)))
-            break;
-        sum += ls;
-    }
-    t->micro = 0;
+    int rc = run_accum_rows(t, rw, n, 0, 1, trained, &sum, err);
     if (rc) return rc;
     *loss = trained > 0 ? sum / (double)trained : NAN;
     double g = pl_train_grad_norm(t);

@@ -75,16 +75,7 @@ int run_dist_step(run *r, const row *rw, int n, int64_t trained, double lr, doub
     const pl_backend *be = t->be;
     pl_train_zero_grad(t);
     double sum = 0;
-    int rc = PL_OK;
-    for (int i = d->rank; i < n && trained > 0; i += d->size) {
-        double ls = 0;
-        t->micro = i; /* the global row index: the dropout of one process */
-        if ((rc = pl_train_forward(t, rw[i].ids, rw[i].targets, rw[i].pos, rw[i].seg, rw[i].T, &ls, NULL, err)) ||
-            (rc = pl_train_backward(t, (float)(1.0 / (double)trained), err)))
-            break;
-        sum += ls;
-    }
-    t->micro = 0;
+    int rc = run_accum_rows(t, rw, n, d->rank, d->size, trained, &sum, err); /* this rank's rows */
     if (rc) return rc;
     size_t N = r->n_floats, len = d->hi - d->lo, o = 0;
     for (int i = 0; i < r->n_ts; i++) {

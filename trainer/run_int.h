@@ -88,6 +88,9 @@ int run_src_step(src *s, row *r, int *n, int64_t *tokens, int64_t *trained, pl_e
 int run_save_state(run *r, int step, pl_err *err);
 int run_resume(run *r, int *step, pl_err *err);
 
+/* run.c: forward + backward of rows first, first + stride, ... (see there) */
+int run_accum_rows(pl_train *t, const row *rw, int n, int first, int stride, int64_t trained, double *sum, pl_err *err);
+
 /* run_dist.c */
 int run_dist_open(run *r, pl_err *err);
 void run_dist_free(run *r);
