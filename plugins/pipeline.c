@@ -27,6 +27,7 @@
 #include "../datasets/tokenizer.h"
 #include "../trainer/checkpoint.h"
 #include "../trainer/eval_results.h"
+#include "../trainer/eval_side.h"
 #include "../trainer/export.h"
 #include "../trainer/run.h"
 #include "confine.h"
@@ -958,10 +959,18 @@ static int run_eval(run_state *r, pl_err *err) {
     if (!isnan(fin)) cJSON_AddItemToArray(rows, pl_eval_row("fine-tuned", r->base, "train", "heldout", NULL, 0, "loss", fin, NAN));
     const cJSON *evs = cJSON_GetObjectItem(r->plan, "eval"), *tj;
     int nt = cJSON_GetArraySize(cJSON_GetObjectItem(evs, "tasks"));
-    if (!rc && nt > 0 && r->base) {
+    /* and the same held-out prompts answered by both, with the same loaded models */
+    int na = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(evs, "answers"));
+    char ep[PATH_MAX + 64];
+    snprintf(ep, sizeof ep, "%s/stages/shard/eval.jsonl", r->run_dir);
+    struct stat est;
+    if (stat(ep, &est) != 0 || est.st_size == 0) na = 0; /* no held-out split */
+    if (!rc && (nt > 0 || na > 0) && r->base) {
         char tdir[PATH_MAX + 16], *ad = NULL, *bm = NULL, rdir[PATH_MAX];
-        char (*tp)[PATH_MAX + 8] = calloc((size_t)nt, sizeof *tp);
-        const char **tv = calloc((size_t)nt, sizeof *tv);
+        char (*tp)[PATH_MAX + 8] = calloc((size_t)(nt ? nt : 1), sizeof *tp);
+        const char **tv = calloc((size_t)(nt ? nt : 1), sizeof *tv);
+        pl_answers *ans = NULL;
+        pl_err skipped = {0};
         snprintf(tdir, sizeof tdir, "%s/train", r->run_dir);
         snprintf(rdir, sizeof rdir, "%s", r->o->recipe);
         char *sl = strrchr(rdir, '/');
@@ -976,23 +985,27 @@ static int run_eval(run_state *r, pl_err *err) {
             k++;
         }
         rc = !tp || !tv ? pl_err_set(err, PL_ENOMEM, "eval: out of memory") : pl_run_adapter(tdir, &ad, &bm, err);
+        if (!rc && na > 0)
+            rc = pl_answers_open(&ans, ep, na, (int)cJSON_GetNumberValue(cJSON_GetObjectItem(evs, "answer_tokens")), err);
         if (!rc) rc = pl_eval_base_and_tuned(r->base, ad, tv, k, (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(evs, "limit")),
                                              stage_seed(cJSON_GetNumberValue(cJSON_GetObjectItem(r->plan, "seed")), "eval"), rows,
-                                             &r->prog, err);
+                                             &r->prog, ans, &skipped, err);
         if (rc) pl_progress_clear(&r->prog);
         if (rc) pl_err_prefix(err, "eval: tasks");
+        if (!rc && ans && skipped.code) {
+            if (!r->o->quiet) printf("  eval: no answers side by side: %s\n", skipped.msg);
+        } else if (!rc && ans) {
+            cJSON *aj = pl_answers_json(ans);
+            if (!r->o->quiet)
+                printf("  eval: %d held-out prompts answered by the base and the fine-tune (results.json, report.html)\n",
+                       cJSON_GetArraySize(aj));
+            cJSON_AddItemToObject(res, "answers", aj);
+        }
+        pl_answers_free(ans);
         free(ad);
         free(bm);
         free(tp);
         free(tv);
-    }
-    if (!rc && r->base) { /* answers to the same held-out prompts, side by side */
-        char tdir[PATH_MAX + 16], *ad = NULL, *bm = NULL;
-        pl_err aerr = {0};
-        snprintf(tdir, sizeof tdir, "%s/train", r->run_dir);
-        if (!pl_run_adapter(tdir, &ad, &bm, &aerr)) rc = pl_run_answers(r->run_dir, r->base, ad, evs, res, r->o->quiet, err);
-        free(ad);
-        free(bm);
     }
     if (!rc && !r->o->quiet && cJSON_GetArraySize(rows) > 0) {
         char *tab = pl_eval_table(rows);

@@ -1,5 +1,5 @@
-/* run_finish.c: answers side by side, the exported GGUF's drift, the report
- * and the summary at the end of `potluck run` (run_finish.h). */
+/* run_finish.c: the exported GGUF's drift, the report and the summary at
+ * the end of `potluck run` (run_finish.h). */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,28 +20,6 @@
 static int nonempty(const char *p) {
     struct stat st;
     return stat(p, &st) == 0 && (S_ISDIR(st.st_mode) || st.st_size > 0);
-}
-
-int pl_run_answers(const char *run_dir, const char *base, const char *adapter, const cJSON *eval, cJSON *res,
-                   int quiet, pl_err *err) {
-    int n = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(eval, "answers"));
-    int max_tokens = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(eval, "answer_tokens"));
-    char p[PATH_MAX + 64];
-    snprintf(p, sizeof p, "%s/stages/shard/eval.jsonl", run_dir);
-    if (n <= 0 || !base || !adapter || !nonempty(p)) return PL_OK;
-    if (max_tokens < 1) max_tokens = 96;
-    cJSON *a = NULL;
-    int rc = pl_eval_answers(base, adapter, p, n, max_tokens, &a, err);
-    if (rc == PL_EUNSUPPORTED) { /* a model without a chat template: nothing to answer with */
-        if (!quiet) printf("  eval: no answers side by side: %s\n", err->msg);
-        pl_err_clear(err);
-        return PL_OK;
-    }
-    if (rc) return pl_err_prefix(err, "eval");
-    cJSON_AddItemToObject(res, "answers", a);
-    if (!quiet) printf("  eval: %d held-out prompts answered by the base and the fine-tune (results.json, report.html)\n",
-                       cJSON_GetArraySize(a));
-    return PL_OK;
 }
 
 /* Text of a JSONL file's samples (any importer format), appended to buf. */

@@ -60,18 +60,41 @@ static char *decode(const pl_tokenizer *tok, const int32_t *ids, int n) {
     return s;
 }
 
-/* Answers of one variant (adapter NULL: the base) to every prompt. */
-static int answer(const char *base, const char *adapter, const prompt *p, int np, int max_tokens, char **txt,
-                  pl_err *err) {
-    pl_model *m = NULL;
-    pl_tokenizer *tok = NULL;
-    int32_t **ids = calloc((size_t)np, sizeof *ids), **out = calloc((size_t)np, sizeof *out);
-    int *n_ids = calloc((size_t)np, sizeof *n_ids), *n_out = calloc((size_t)np, sizeof *n_out);
-    int rc = !ids || !out || !n_ids || !n_out ? pl_err_set(err, PL_ENOMEM, "answers: out of memory") : PL_OK;
-    if (!rc) rc = pl_model_load(&m, base, NULL, err);
-    if (!rc) rc = pl_model_tokenizer(m, NULL, &tok, err);
-    if (!rc && adapter) rc = pl_eval_apply_adapter(m, adapter, err);
-    for (int i = 0; i < np && !rc; i++) rc = pl_chat_encode_prompt(tok, &p[i].chat, &ids[i], &n_ids[i], err);
+struct pl_answers {
+    pl_import im;
+    prompt *p;
+    char **txt[2]; /* [0] the base's answers, [1] the fine-tune's */
+    int np, max_tokens;
+};
+
+int pl_answers_open(pl_answers **out, const char *jsonl, int n, int max_tokens, pl_err *err) {
+    *out = NULL;
+    if (n < 1 || max_tokens < 1) return pl_err_set(err, PL_EINVAL, "answers: n %d, max_tokens %d", n, max_tokens);
+    pl_answers *a = calloc(1, sizeof *a);
+    if (a) {
+        a->p = calloc((size_t)n, sizeof *a->p);
+        a->txt[0] = calloc((size_t)n, sizeof *a->txt[0]);
+        a->txt[1] = calloc((size_t)n, sizeof *a->txt[1]);
+    }
+    if (!a || !a->p || !a->txt[0] || !a->txt[1]) {
+        pl_answers_free(a);
+        return pl_err_set(err, PL_ENOMEM, "answers: out of memory");
+    }
+    a->max_tokens = max_tokens;
+    pl_import_opts io = {0};
+    int rc = pl_import_file(jsonl, &io, &a->im, err);
+    if (!rc) rc = collect(&a->im, n, a->p, &a->np, err);
+    if (rc) { pl_answers_free(a); return rc; }
+    *out = a;
+    return PL_OK;
+}
+
+int pl_answers_run(pl_answers *a, int tuned, pl_model *m, const pl_tokenizer *tok, pl_err *err) {
+    int np = a->np, rc = PL_OK;
+    int32_t **ids = calloc((size_t)(np ? np : 1), sizeof *ids), **out = calloc((size_t)(np ? np : 1), sizeof *out);
+    int *n_ids = calloc((size_t)(np ? np : 1), sizeof *n_ids), *n_out = calloc((size_t)(np ? np : 1), sizeof *n_out);
+    if (!ids || !out || !n_ids || !n_out) rc = pl_err_set(err, PL_ENOMEM, "answers: out of memory");
+    for (int i = 0; i < np && !rc; i++) rc = pl_chat_encode_prompt(tok, &a->p[i].chat, &ids[i], &n_ids[i], err);
     if (!rc) {
         int32_t stop[8];
         int n_stop = 0, eos = m->cfg.eos_id >= 0 ? m->cfg.eos_id : pl_tokenizer_eos(tok);
@@ -82,11 +105,13 @@ static int answer(const char *base, const char *adapter, const prompt *p, int np
         if (eos >= 0) stop[n_stop++] = eos;
         /* one prompt at a time: batching pads, and a padded row's logits may
          * differ in the last bits, so an answer would depend on its batch */
-        pl_gen_opts o = {.sampler = {.temperature = 0, .top_p = 1}, .max_tokens = max_tokens, .stop = stop, .n_stop = n_stop};
+        pl_gen_opts o = {.sampler = {.temperature = 0, .top_p = 1}, .max_tokens = a->max_tokens, .stop = stop, .n_stop = n_stop};
         for (int i = 0; i < np && !rc; i++) {
             const int32_t *pi = ids[i];
             rc = pl_generate(m, 1, &pi, &n_ids[i], &o, &out[i], &n_out[i], NULL, err);
-            if (!rc && !(txt[i] = decode(tok, out[i], n_out[i]))) rc = pl_err_set(err, PL_ENOMEM, "answers: out of memory");
+            free(a->txt[tuned != 0][i]);
+            if (!rc && !(a->txt[tuned != 0][i] = decode(tok, out[i], n_out[i])))
+                rc = pl_err_set(err, PL_ENOMEM, "answers: out of memory");
         }
     }
     for (int i = 0; i < np; i++) {
@@ -94,40 +119,32 @@ static int answer(const char *base, const char *adapter, const prompt *p, int np
         if (out) free(out[i]);
     }
     free(ids); free(out); free(n_ids); free(n_out);
-    pl_tokenizer_free(tok);
-    pl_model_free(m);
-    return rc ? pl_err_prefix(err, "answers of the %s", adapter ? "fine-tune" : "base") : PL_OK;
+    return rc ? pl_err_prefix(err, "answers of the %s", tuned ? "fine-tune" : "base") : PL_OK;
 }
 
-int pl_eval_answers(const char *base, const char *adapter, const char *jsonl, int n, int max_tokens, cJSON **out,
-                    pl_err *err) {
-    *out = NULL;
-    if (n < 0 || max_tokens < 1) return pl_err_set(err, PL_EINVAL, "answers: n %d, max_tokens %d", n, max_tokens);
-    pl_import im = {0};
-    pl_import_opts io = {0};
-    prompt *p = calloc((size_t)(n > 0 ? n : 1), sizeof *p);
-    char **tb = calloc((size_t)(n > 0 ? n : 1), sizeof *tb), **tt = calloc((size_t)(n > 0 ? n : 1), sizeof *tt);
-    int np = 0;
-    int rc = !p || !tb || !tt ? pl_err_set(err, PL_ENOMEM, "answers: out of memory") : pl_import_file(jsonl, &io, &im, err);
-    if (!rc) rc = collect(&im, n, p, &np, err);
-    if (!rc && np > 0) rc = answer(base, NULL, p, np, max_tokens, tb, err);
-    if (!rc && np > 0) rc = answer(base, adapter, p, np, max_tokens, tt, err);
-    cJSON *a = rc ? NULL : cJSON_CreateArray();
-    for (int i = 0; a && i < np; i++) {
+cJSON *pl_answers_json(const pl_answers *a) {
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; arr && i < a->np; i++) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddItemToArray(a, o);
-        cJSON_AddStringToObject(o, "prompt", p[i].user);
-        cJSON_AddStringToObject(o, "reference", p[i].reference);
-        cJSON_AddStringToObject(o, "base", tb[i]);
-        cJSON_AddStringToObject(o, "fine_tuned", tt[i]);
+        cJSON_AddItemToArray(arr, o);
+        cJSON_AddStringToObject(o, "prompt", a->p[i].user);
+        cJSON_AddStringToObject(o, "reference", a->p[i].reference);
+        cJSON_AddStringToObject(o, "base", a->txt[0][i] ? a->txt[0][i] : "");
+        cJSON_AddStringToObject(o, "fine_tuned", a->txt[1][i] ? a->txt[1][i] : "");
     }
-    for (int i = 0; i < np; i++) {
-        pl_chat_clear(&p[i].chat);
-        free(tb[i]);
-        free(tt[i]);
+    return arr;
+}
+
+void pl_answers_free(pl_answers *a) {
+    if (!a) return;
+    for (int i = 0; i < a->np; i++) {
+        pl_chat_clear(&a->p[i].chat);
+        if (a->txt[0]) free(a->txt[0][i]);
+        if (a->txt[1]) free(a->txt[1][i]);
     }
-    free(p); free(tb); free(tt);
-    pl_import_free(&im);
-    *out = a;
-    return rc;
+    free(a->p);
+    free(a->txt[0]);
+    free(a->txt[1]);
+    pl_import_free(&a->im);
+    free(a);
 }

@@ -23,8 +23,13 @@ char *pl_eval_table(const cJSON *rows);
 /* The base model and base + adapter (variants "base" and "fine-tuned") on
  * each multiple-choice task file, the same `limit` items (eval_run.c);
  * their acc, acc_norm and acc_llamacpp rows appended to rows. progress
- * (NULL: none): a line per variant and task, "eval base on TASK", in items. */
+ * (NULL: none): a line per variant and task, "eval base on TASK", in items.
+ * answers (eval_side.h; NULL: none) are made by the same loaded models; a
+ * model without a chat template makes none, and *answers_skipped (when
+ * given) receives why. */
+struct pl_answers;
 int pl_eval_base_and_tuned(const char *base, const char *adapter, const char *const *tasks, int n_tasks, int64_t limit,
-                           uint64_t seed, cJSON *rows, pl_progress *progress, pl_err *err);
+                           uint64_t seed, cJSON *rows, pl_progress *progress, struct pl_answers *answers,
+                           pl_err *answers_skipped, pl_err *err);
 
 #endif

@@ -1,5 +1,5 @@
-/* eval_run.c: a fine-tune beside its base on multiple-choice tasks, for
- * `potluck run`'s eval stage (eval_results.h). */
+/* eval_run.c: a fine-tune beside its base on multiple-choice tasks and
+ * held-out prompts, for `potluck run`'s eval stage (eval_results.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +7,7 @@
 #include "../datasets/tokenizer.h"
 #include "eval.h"
 #include "eval_results.h"
+#include "eval_side.h"
 
 static void on_items(void *user, int64_t done, int64_t total) {
     pl_progress *p = user;
@@ -15,7 +16,8 @@ static void on_items(void *user, int64_t done, int64_t total) {
 }
 
 int pl_eval_base_and_tuned(const char *base, const char *adapter, const char *const *tasks, int n_tasks, int64_t limit,
-                           uint64_t seed, cJSON *rows, pl_progress *progress, pl_err *err) {
+                           uint64_t seed, cJSON *rows, pl_progress *progress, struct pl_answers *answers,
+                           pl_err *answers_skipped, pl_err *err) {
     int rc = PL_OK;
     for (int v = 0; v < 2 && !rc; v++) {
         const char *name = v ? "fine-tuned" : "base";
@@ -47,6 +49,17 @@ int pl_eval_base_and_tuned(const char *base, const char *adapter, const char *co
                 }
             }
             pl_mc_task_free(&tk);
+        }
+        if (!rc && answers) {
+            pl_err aerr = {0};
+            int arc = pl_answers_run(answers, v, m, tok, &aerr);
+            if (arc == PL_EUNSUPPORTED) { /* no chat template: nothing to answer with */
+                if (answers_skipped) *answers_skipped = aerr;
+                answers = NULL;
+            } else if (arc) {
+                *err = aerr;
+                rc = arc;
+            }
         }
         pl_tokenizer_free(tok);
         pl_model_free(m);
