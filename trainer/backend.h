@@ -10,7 +10,33 @@
  * order threads arrive (per-thread partials are summed in thread order).
  *
  * The CPU backend (trainer/cpu/) is the reference every other backend is
- * checked against. */
+ * checked against.
+ *
+ * Memory. Every buffer an op reads or writes comes from the backend's alloc
+ * (or, for the frozen weights, from the model: see "Weights" below). Two
+ * kinds:
+ *  - activation buffers (activations, their gradients, logits, the KV cache,
+ *    workspaces, token id arrays): the backend's own memory, host memory on
+ *    the CPU and device memory on a GPU. Host code never dereferences them:
+ *    it fills and reads them with upload, download, copy, zero and act_to_f32.
+ *    Their element type is act_dtype (PL_F32 on the CPU, PL_BF16 on CUDA),
+ *    so they are typed void * below; int32 arrays stay int32.
+ *  - trained state (PL_MEM_GRADIENTS and PL_MEM_OPTIMIZER, and the LoRA
+ *    masters, allocated by lora/ through this alloc): fp32, typed float *,
+ *    and readable and writable by the host once take_error has returned
+ *    (the CUDA backend allocates it as managed memory), so checkpoints,
+ *    exports and the MPI all-reduce read it in place.
+ * host_memory is 1 when every buffer is plain host memory (the CPU): code may
+ * then skip a copy, never change a result.
+ *
+ * Weights. Frozen weights (pl_qweight, the norms' and biases' fp32 vectors,
+ * the RoPE frequencies) are host memory owned by the model. A device backend
+ * copies each to the device the first time an op uses it and keeps the copy,
+ * keyed by the host pointer, until release_weights is called with that
+ * pointer (pl_model_free calls it for each of the model's weights); the host
+ * bytes must not change in between. Trained fp32 weights of a full fine-tune
+ * are the CPU backend's only (a device backend leaves linear's fp32-weight
+ * full fine-tune ops out and training says so). */
 #ifndef PL_BACKEND_H
 #define PL_BACKEND_H
 
@@ -27,21 +53,38 @@ int pl_qweight_row(const pl_qweight *w, int64_t r, float *dst);
 
 typedef struct pl_backend {
     const char *name;
+    int act_dtype;   /* pl_dtype of activation buffers: PL_F32 or PL_BF16 */
+    int host_memory; /* 1: every buffer is host memory */
 
     /* Memory: zeroed allocations tagged with a category; peak and current
      * bytes per category are tracked. */
     void *(*alloc)(size_t bytes, pl_mem_cat cat);
     void (*free)(void *p);
 
+    /* Host <-> backend buffers: upload dst (backend) = src (host); download
+     * dst (host) = src (backend); copy within the backend; zero. bytes may be
+     * 0. act_to_f32: n elements of an activation buffer to host floats. */
+    void (*upload)(void *dst, const void *src, size_t bytes);
+    void (*download)(void *dst, const void *src, size_t bytes);
+    void (*copy)(void *dst, const void *src, size_t bytes);
+    void (*zero)(void *p, size_t bytes);
+    void (*act_to_f32)(float *dst, const void *src, size_t n);
+    /* Drop the backend's copy of the frozen weight at host pointer p (NULL,
+     * or one it never copied: nothing). NULL on the CPU. */
+    void (*release_weights)(const void *p);
+
     /* out (T,C) = table[ids[t]] ; table (V,C). ids are checked by the caller. */
-    void (*embedding)(float *out, const int32_t *ids, const float *table, int T, int C);
+    void (*embedding)(void *out, const int32_t *ids, const float *table, int T, int C);
+    /* The same from a frozen table in any supported dtype (row ids[t],
+     * dequantized). ids are checked by the caller. */
+    void (*embedding_q)(void *out, const int32_t *ids, const pl_qweight *table, int T);
 
     /* out (T,C) = x / sqrt(mean(x^2) + eps) * w ; out may alias x. */
-    void (*rmsnorm)(float *out, const float *x, const float *w, int T, int C, float eps);
+    void (*rmsnorm)(void *out, const void *x, const float *w, int T, int C, float eps);
 
     /* Rotate-half RoPE in place on x (T, nheads*hd): for each head, pairs
      * (i, i + hd/2) for i < hd/2 are rotated by angle pos[t] * inv_freq[i]. */
-    void (*rope)(float *x, const int32_t *pos, const float *inv_freq, int T, int nheads, int hd);
+    void (*rope)(void *x, const int32_t *pos, const float *inv_freq, int T, int nheads, int hd);
 
     /* Causal GQA attention.
      * q (Tq, nh*hd), k and v (Tk, nkv*hd), out (Tq, nh*hd); query head h uses
@@ -50,16 +93,16 @@ typedef struct pl_backend {
      * by 1/sqrt(hd). A query that sees no key gets a zero output.
      * Training: Tq == Tk, qlast[i] = i, segment ids of the packed samples.
      * Generation: k/v is a sequence's KV cache, qlast[i] = pos0 + i. */
-    void (*attention)(float *out, const float *q, const float *k, const float *v,
+    void (*attention)(void *out, const void *q, const void *k, const void *v,
                       const int32_t *qlast, const int32_t *qseg, const int32_t *kseg,
                       int Tq, int Tk, int nh, int nkv, int hd);
 
     /* out (T,H) = silu(gate) * up ; out may alias gate. */
-    void (*swiglu)(float *out, const float *gate, const float *up, int T, int H);
+    void (*swiglu)(void *out, const void *gate, const void *up, int T, int H);
 
     /* out (T,O) = x (T,I) . w^T + bias ; w (O,I) fp32, bias (O) or NULL.
      * sgemm for T > 1. */
-    void (*linear)(float *out, const float *x, const float *w, const float *bias,
+    void (*linear)(void *out, const void *x, const float *w, const float *bias,
                    int T, int I, int O);
 
     /* The same with a weight in any supported dtype. For few rows (T below a
@@ -67,18 +110,41 @@ typedef struct pl_backend {
      * quantized row directly; otherwise blocks of rows are dequantized into
      * workspace and multiplied with sgemm. workspace holds at least
      * pl_cpu_linear_q_workspace(w->cols) floats. */
-    void (*linear_q)(float *out, const float *x, const pl_qweight *w, const float *bias,
-                     int T, float *workspace);
+    void (*linear_q)(void *out, const void *x, const pl_qweight *w, const float *bias,
+                     int T, void *workspace);
+
+    /* LoRA on a module whose base output y (T,O) is already computed:
+     * xa (T,r) = u (T,I) . A^T, kept for the backward; y += scale xa . B^T.
+     * A (r,I) and B (O,r) are the fp32 masters. tmp: (T,O) activation
+     * scratch. */
+    void (*lora_fwd)(void *y, void *xa, const void *u, const float *A, const float *B, int T, int I, int O,
+                     int r, float scale, void *tmp);
 
     /* out[i] = a[i] + b[i] ; out may alias a or b. */
-    void (*add)(float *out, const float *a, const float *b, size_t n);
+    void (*add)(void *out, const void *a, const void *b, size_t n);
+
+    /* dst = src with each element dropped (0) with probability p or scaled by
+     * 1/(1-p), the mask a pure function of (seed, stream, element index):
+     * LoRA dropout (trainer/qlora.h). dst may alias src. */
+    void (*dropout)(void *dst, const void *src, size_t n, float p, uint64_t seed, uint64_t stream);
 
     /* Cross-entropy summed over the rows whose target is >= 0 (target < 0 is
      * ignored; the caller divides by *n_valid for a mean). logits (T,V). losses (T) receives each row's loss (0 for
      * ignored rows) when non-NULL; *n_valid the count of rows used.
      * Returns the sum of losses (double, summed in row order). */
-    double (*cross_entropy)(const float *logits, const int32_t *targets, int T, int V,
+    double (*cross_entropy)(const void *logits, const int32_t *targets, int T, int V,
                             float *losses, int64_t *n_valid);
+
+    /* The LM head fused with the loss, for a frozen head (or NULL: the
+     * caller runs linear_q and cross_entropy on materialized logits).
+     * Forward: logits = x (T,C) . head^T are never stored whole; lse (T)
+     * fp32 keeps each row's log-sum-exp; returns the sum of the losses of
+     * rows with target >= 0 and sets *n_valid. Backward: dx (T,C) = g . head
+     * with g = scale (softmax(logits) - onehot(target)). */
+    double (*lm_head_ce)(float *lse, const void *x, const pl_qweight *head, const int32_t *targets, int T,
+                         int64_t *n_valid);
+    void (*lm_head_ce_bwd)(void *dx, const void *x, const pl_qweight *head, const int32_t *targets,
+                           const float *lse, int T, float scale);
 
     /* ---- backward ops ------------------------------------------------
      * Each takes the gradient of its op's output (dout) and the forward
@@ -90,47 +156,55 @@ typedef struct pl_backend {
      * not call sgemm. */
 
     /* dtable (V,C) += scatter of dout (T,C) by ids, summed in token order. */
-    void (*embedding_bwd)(float *dtable, const int32_t *ids, const float *dout, int T, int C);
+    void (*embedding_bwd)(float *dtable, const int32_t *ids, const void *dout, int T, int C);
 
     /* dx (T,C) = ; dw (C) += . x and w are the forward inputs. dx may alias dout. */
-    void (*rmsnorm_bwd)(float *dx, float *dw, const float *dout, const float *x, const float *w,
+    void (*rmsnorm_bwd)(void *dx, float *dw, const void *dout, const void *x, const float *w,
                         int T, int C, float eps);
 
     /* In place: d (T, nheads*hd) holds dL/d(rope(x)) and becomes dL/dx. */
-    void (*rope_bwd)(float *d, const int32_t *pos, const float *inv_freq, int T, int nheads, int hd);
+    void (*rope_bwd)(void *d, const int32_t *pos, const float *inv_freq, int T, int nheads, int hd);
 
     /* dq (Tq, nh*hd) = ; dk, dv (Tk, nkv*hd) = . Same masking arguments as
      * attention; out is the forward output (used for the softmax backward's
      * row sums). Recomputes the attention probabilities. */
-    void (*attention_bwd)(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                          const float *k, const float *v, const float *out,
+    void (*attention_bwd)(void *dq, void *dk, void *dv, const void *dout, const void *q,
+                          const void *k, const void *v, const void *out,
                           const int32_t *qlast, const int32_t *qseg, const int32_t *kseg,
                           int Tq, int Tk, int nh, int nkv, int hd);
 
     /* dgate, dup (T,H) = from dout (T,H) of out = silu(gate) * up. dgate may
      * alias dout. */
-    void (*swiglu_bwd)(float *dgate, float *dup, const float *dout, const float *gate,
-                       const float *up, int T, int H);
+    void (*swiglu_bwd)(void *dgate, void *dup, const void *dout, const void *gate,
+                       const void *up, int T, int H);
 
     /* out = x . w^T + bias: dx (T,I) = dout . w (or NULL); dw (O,I) += dout^T . x
      * (or NULL); dbias (O) += column sums of dout (or NULL). */
-    void (*linear_bwd)(float *dx, float *dw, float *dbias, const float *dout, const float *x,
+    void (*linear_bwd)(void *dx, float *dw, float *dbias, const void *dout, const void *x,
                        const float *w, int T, int I, int O);
 
     /* dx (T, w->cols) = dout (T, w->rows) . dequant(w): the input gradient
      * through a frozen weight in any dtype (QLoRA's base). workspace as for
      * linear_q. */
-    void (*linear_q_bwd_x)(float *dx, const float *dout, const pl_qweight *w, int T, float *workspace);
+    void (*linear_q_bwd_x)(void *dx, const void *dout, const pl_qweight *w, int T, void *workspace);
+
+    /* LoRA's backward (lora_fwd's): from dout (T,O), with s = scale:
+     * gB (O,r) += s dout^T . xa ; dxa (T,r) = s dout . B ; gA (r,I) += dxa^T . u ;
+     * then dx (T,I) += dxa . A when accumulate, else dx = dxa . A.
+     * tmp (T,O), dxa (T,r) and du (T,I) are activation scratch. */
+    void (*lora_bwd)(void *dx, int accumulate, float *gA, float *gB, const void *dout, const void *u,
+                     const void *xa, const float *A, const float *B, int T, int I, int O, int r, float scale,
+                     void *tmp, void *dxa, void *du);
 
     /* dlogits (T,V) = scale * (softmax(logits) - onehot(target)) for rows
      * with target >= 0, 0 for ignored rows. scale is dL/d(loss of one row),
      * e.g. 1/n_valid for a mean. dlogits may alias logits. */
-    void (*cross_entropy_bwd)(float *dlogits, const float *logits, const int32_t *targets, int T,
+    void (*cross_entropy_bwd)(void *dlogits, const void *logits, const int32_t *targets, int T,
                               int V, float scale);
 
-    /* Sum of squares in double, in a fixed order (grad norms). */
+    /* On trained fp32 state (gradients, weights, optimizer state):
+     * sum of squares in double, in a fixed order (grad norms); x[i] *= s. */
     double (*sumsq)(const float *x, size_t n);
-    /* x[i] *= s */
     void (*scale)(float *x, float s, size_t n);
 
     /* One AdamW step (decoupled weight decay, bias correction with the
@@ -141,13 +215,28 @@ typedef struct pl_backend {
 
     /* Ops return nothing: one that fails (its scratch memory cannot be had, a
      * weight format it cannot read) fills its output with NaN and records
-     * why. take_error moves the first such failure since the last call into
-     * err and returns its code (0: none). Forward, backward and decode check
-     * it before they return, so a failed op is an error, never NaNs. */
+     * why. take_error waits for the backend's queued work to finish, then
+     * moves the first such failure since the last call into err and returns
+     * its code (0: none). Forward, backward, the optimizer step and decode
+     * check it before they return, so a failed op is an error, never NaNs. */
     int (*take_error)(pl_err *err);
 } pl_backend;
 
 const pl_backend *pl_backend_cpu(void);
+
+/* The backend called name ("cpu", "cuda"), or NULL with err set saying why
+ * (unknown name; a build without the CUDA backend; no device). The CUDA
+ * backend exists in builds that link trainer/cuda/ (make emu, make gpu). */
+const pl_backend *pl_backend_named(const char *name, pl_err *err);
+
+/* Bytes of n activation elements on be. */
+static inline size_t pl_act_bytes(const pl_backend *be, size_t n) {
+    return n * (be->act_dtype == PL_F32 ? 4u : 2u);
+}
+/* Element i of activation buffer p. */
+static inline void *pl_act_at(const pl_backend *be, const void *p, size_t i) {
+    return (char *)(uintptr_t)p + pl_act_bytes(be, i);
+}
 
 /* Memory accounting shared by all backends. */
 size_t pl_mem_current(pl_mem_cat cat);

@@ -163,16 +163,7 @@ static double logp_of(const float *x, int V, int t) {
     return (double)x[t] - mx - log(s);
 }
 
-static void kv_copy(pl_kvcache *kv, int src, int dst) {
-    size_t n = (size_t)kv->len[src] * kv->kv_dim;
-    for (int l = 0; l < kv->n_layers; l++) {
-        size_t so = (((size_t)l * kv->n_seq + src) * kv->n_ctx) * kv->kv_dim;
-        size_t d = (((size_t)l * kv->n_seq + dst) * kv->n_ctx) * kv->kv_dim;
-        memcpy(kv->k + d, kv->k + so, n * sizeof(float));
-        memcpy(kv->v + d, kv->v + so, n * sizeof(float));
-    }
-    kv->len[dst] = kv->len[src];
-}
+static void kv_copy(pl_kvcache *kv, int src, int dst) { pl_kvcache_copy_seq(kv, src, dst); }
 
 /* Run groups g[0..ng): fill every g->lp. */
 static int run_batch(pl_model *m, group **g, int ng, int64_t *tokens, pl_err *err) {

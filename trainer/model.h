@@ -103,14 +103,17 @@ int pl_model_forward(pl_model *m, const int32_t *ids, const int32_t *pos, const 
 
 /* KV cache for n_seq sequences of up to n_ctx tokens each. */
 typedef struct pl_kvcache {
+    const pl_backend *be; /* the model's: k and v are its activation buffers */
     int n_seq, n_ctx, n_layers, kv_dim;
     int *len;          /* (n_seq) tokens cached per sequence */
-    float *k, *v;      /* (n_layers, n_seq, n_ctx, kv_dim) */
+    void *k, *v;       /* (n_layers, n_seq, n_ctx, kv_dim) */
 } pl_kvcache;
 
 int pl_kvcache_init(pl_kvcache *kv, const pl_model *m, int n_seq, int n_ctx, pl_err *err);
 void pl_kvcache_free(pl_kvcache *kv);
 void pl_kvcache_clear(pl_kvcache *kv, int seq);
+/* Sequence dst of the cache becomes a copy of sequence src. */
+void pl_kvcache_copy_seq(pl_kvcache *kv, int src, int dst);
 
 /* Incremental forward: for each of n sequences (seqs[i] an index into the
  * cache), feed n_tok[i] new tokens tok[i][0..n_tok[i]) at the cache's next

@@ -11,7 +11,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../core/rng.h"
+#include "cpu/cpu_int.h"
 
 #define LORA_STREAM_DROP 0x44726f7000000000ull /* "Drop" << 32 */
 
@@ -23,35 +23,15 @@ static uint64_t mix64(uint64_t x) { /* splitmix64's finalizer */
     return x ^ (x >> 31);
 }
 
+uint64_t pl_lora_drop_stream(int step, int micro, int layer, pl_lin which) {
+    return LORA_STREAM_DROP ^ mix64(mix64(mix64((uint64_t)(uint32_t)step) ^ (uint64_t)(uint32_t)micro) ^
+                                    ((uint64_t)(uint32_t)layer * 8 + (uint64_t)which));
+}
+
 void pl_lora_dropout(const pl_lora *l, int step, int micro, int layer, pl_lin which, float *dst, const float *src,
                      int T, int cols) {
-    const size_t n = (size_t)T * (size_t)cols;
-    const float p = l->cfg.dropout;
-    if (!(p > 0)) {
-        if (dst != src) memcpy(dst, src, n * sizeof(float));
-        return;
-    }
-    const uint64_t seed = l->cfg.seed;
-    const uint64_t stream = LORA_STREAM_DROP ^ mix64(mix64(mix64((uint64_t)(uint32_t)step) ^ (uint64_t)(uint32_t)micro) ^
-                                                     ((uint64_t)(uint32_t)layer * 8 + (uint64_t)which));
-    /* An element is dropped when a 16-bit draw is below p * 65536 (p is
-     * resolved to 1/65536): each Philox call (four 32-bit words) serves a
-     * group of 8 elements, owned by one thread. */
-    const double thr_d = (double)p * 65536.0 + 0.5;
-    const uint32_t thr = thr_d >= 65535.0 ? 65535u : (uint32_t)thr_d;
-    const float keep_scale = 1.0f / (1.0f - p);
-    const long ngroups = (long)((n + 7) / 8);
-#pragma omp parallel for schedule(static) if (ngroups >= 2048)
-    for (long g = 0; g < ngroups; g++) {
-        uint32_t w[4];
-        pl_philox(seed, stream, (uint64_t)g, w);
-        for (int k = 0; k < 8; k++) {
-            size_t e = (size_t)g * 8 + (size_t)k;
-            if (e >= n) break;
-            uint32_t u = (w[k >> 1] >> ((k & 1) * 16)) & 0xffffu;
-            dst[e] = u >= thr ? src[e] * keep_scale : 0.0f;
-        }
-    }
+    pl_cpu_dropout(dst, src, (size_t)T * (size_t)cols, l->cfg.dropout, l->cfg.seed,
+                   pl_lora_drop_stream(step, micro, layer, which));
 }
 
 /* ------------------------------------------------------------ one QLoRA step */

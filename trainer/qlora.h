@@ -13,6 +13,10 @@
  * dst may alias src. Same bits at any thread count. */
 void pl_lora_dropout(const pl_lora *l, int step, int micro, int layer, pl_lin which, float *dst,
                      const float *src, int T, int cols);
+/* The dropout op's stream for (step, micro, layer, which): with the adapter
+ * seed, be->dropout(dst, src, n, cfg.dropout, cfg.seed, stream) draws the
+ * same mask on any backend. */
+uint64_t pl_lora_drop_stream(int step, int micro, int layer, pl_lin which);
 
 /* Options of one QLoRA optimizer step. */
 typedef struct pl_qlora_opts {

@@ -171,10 +171,10 @@ void pl_train_free(pl_train *t) {
             pl_layer_acts *a = &t->acts[l];
             FREE(a->x_in);
             if (t->checkpoint && l > 0) continue; /* the other buffers are layer 0's, shared */
-            float *ps[] = {a->xn1, a->q, a->k, a->v, a->att, a->x_mid, a->xn2, a->gate, a->up, a->act};
+            void *ps[] = {a->xn1, a->q, a->k, a->v, a->att, a->x_mid, a->xn2, a->gate, a->up, a->act};
             for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) FREE(ps[i]);
         }
-    void *rest[] = {t->ids, t->targets, t->pos, t->seg, t->qlast, t->x_final, t->xnf, t->logits,
+    void *rest[] = {t->ids, t->targets, t->pos, t->seg, t->qlast, t->x_final, t->xnf, t->logits, t->lse,
                     t->d_res, t->d_tmp, t->d_xn, t->d_q, t->d_k, t->d_v, t->d_att, t->d_act, t->d_up,
                     t->ws_lin, t->ws_q};
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) FREE(rest[i]);
@@ -216,6 +216,12 @@ int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_op
     t->max_T = max_T;
     t->frozen_base = o && o->frozen_base;
     t->checkpoint = o && o->checkpoint;
+    if (!t->be->host_memory && !t->frozen_base) {
+        free(t);
+        return pl_err_set(err, PL_EUNSUPPORTED,
+                          "train: the %s backend trains adapters on a frozen base (QLoRA/LoRA); full fine-tuning "
+                          "runs on --backend cpu", m->be->name);
+    }
     int rc = t->frozen_base ? build_frozen(t, err) : build_params(t, err);
     if (rc) { pl_train_free(t); return rc; }
     const pl_model_config *c = &m->cfg;
@@ -256,7 +262,11 @@ int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_op
     }
     t->x_final = plan_alloc(t, p, PL_PB_X_FINAL, &fail);
     t->xnf = plan_alloc(t, p, PL_PB_XNF, &fail);
-    t->logits = plan_alloc(t, p, PL_PB_LOGITS, &fail);
+    if (t->be->lm_head_ce && t->frozen_base) { /* the head fused with the loss: no (T,V) logits */
+        if (!(t->lse = t->be->alloc((size_t)max_T * sizeof(float), PL_MEM_ACTIVATIONS))) fail = 1;
+    } else {
+        t->logits = plan_alloc(t, p, PL_PB_LOGITS, &fail);
+    }
     t->d_res = plan_alloc(t, p, PL_PB_D_RES, &fail);
     t->d_tmp = plan_alloc(t, p, PL_PB_D_TMP, &fail);
     t->d_xn = plan_alloc(t, p, PL_PB_D_XN, &fail);
@@ -294,7 +304,7 @@ static int lora_mod(const pl_train *t, int layer, pl_lin which) {
 /* out (T,O) = x (T,I) . W^T (+ bias), W in its stored dtype; then, for an
  * adapted module, out += scale * (drop(x) . A^T) . B^T with xa = drop(x) . A^T
  * (T,r) saved for the backward. */
-static void lin_fwd(pl_train *t, int layer, pl_lin which, float *out, const float *x, const pl_qweight *w,
+static void lin_fwd(pl_train *t, int layer, pl_lin which, void *out, const void *x, const pl_qweight *w,
                     const float *bias, int T) {
     const pl_backend *be = t->be;
     const int I = (int)w->cols, O = (int)w->rows;
@@ -304,23 +314,20 @@ static void lin_fwd(pl_train *t, int layer, pl_lin which, float *out, const floa
     int mi = lora_mod(t, layer, which);
     if (mi >= 0) {
         pl_lora_module *md = &t->lora->mods[mi];
-        const float *u = x;
+        const void *u = x;
         if (t->lora->cfg.dropout > 0) {
-            pl_lora_dropout(t->lora, t->step, t->micro, layer, which, t->lora_u, x, T, I);
+            be->dropout(t->lora_u, x, (size_t)T * I, t->lora->cfg.dropout, t->lora->cfg.seed,
+                        pl_lora_drop_stream(t->step, t->micro, layer, which));
             u = t->lora_u;
         }
-        float *xa = t->lora_xa[mi];
-        be->linear(xa, u, md->A, NULL, T, I, md->r);       /* xa (T,r) */
-        be->linear(t->lora_y, xa, md->B, NULL, T, md->r, O); /* y (T,O) */
-        be->scale(t->lora_y, md->scale, (size_t)T * O);
-        be->add(out, out, t->lora_y, (size_t)T * O);
+        be->lora_fwd(out, t->lora_xa[mi], u, md->A, md->B, T, I, O, md->r, md->scale, t->lora_y);
     }
     if (t->timing) t->t_op[which == PL_LIN_HEAD ? PL_TT_HEAD : PL_TT_LINEAR] += omp_get_wtime() - t0;
 }
 
 /* Layer l's forward from acts[l].x_in into the layer's buffers; x_out (T,D)
  * gets the layer's output (the next x_in, or scratch when recomputing). */
-void pl_train_layer_forward(pl_train *t, int l, float *x_out) {
+void pl_train_layer_forward(pl_train *t, int l, void *x_out) {
     pl_model *m = t->m;
     const pl_backend *be = t->be;
     const pl_model_config *c = &m->cfg;
@@ -371,30 +378,37 @@ int pl_train_forward(pl_train *t, const int32_t *ids, const int32_t *targets, co
         return pl_err_set(err, PL_EINVAL, "train: embedding has %lld columns, expected %d",
                           (long long)m->tok_embd.cols, D);
     t->T = 0;
-    memcpy(t->ids, ids, (size_t)T * 4);
-    memcpy(t->targets, targets, (size_t)T * 4);
-    t->has_seg = seg != NULL;
+    int32_t *host = malloc((size_t)T * 3 * sizeof *host); /* pos, seg, qlast before their upload */
+    if (!host) return pl_err_set(err, PL_ENOMEM, "train: out of memory");
     for (int i = 0; i < T; i++) {
-        t->pos[i] = pos ? pos[i] : i;
-        t->seg[i] = seg ? seg[i] : 0;
-        t->qlast[i] = i;
+        host[i] = pos ? pos[i] : i;
+        host[T + i] = seg ? seg[i] : 0;
+        host[2 * T + i] = i;
     }
+    be->upload(t->ids, ids, (size_t)T * 4);
+    be->upload(t->targets, targets, (size_t)T * 4);
+    be->upload(t->pos, host, (size_t)T * 4);
+    be->upload(t->seg, host + T, (size_t)T * 4);
+    be->upload(t->qlast, host + 2 * T, (size_t)T * 4);
+    free(host);
+    t->has_seg = seg != NULL;
     t->T_fwd = T;
-    if (m->tok_embd.dtype == PL_F32 && !m->tok_embd.aux) {
+    if (m->tok_embd.dtype == PL_F32 && !m->tok_embd.aux && be->host_memory) {
         TIMED(t, PL_TT_EMBED, be->embedding(t->acts[0].x_in, t->ids, (const float *)m->tok_embd.data, T, D));
-    } else { /* a quantized table (frozen base): dequantize each token's row */
-        for (int i = 0; i < T; i++)
-            if (pl_qweight_row(&m->tok_embd, t->ids[i], t->acts[0].x_in + (size_t)i * D) != 0)
-                return pl_err_set(err, PL_EUNSUPPORTED, "%s: cannot read embedding rows of dtype %s", m->path,
-                                  pl_dtype_name(m->tok_embd.dtype));
+    } else { /* a quantized table (frozen base): each token's row dequantized */
+        TIMED(t, PL_TT_EMBED, be->embedding_q(t->acts[0].x_in, t->ids, &m->tok_embd, T));
     }
     for (int l = 0; l < c->n_layers; l++)
         pl_train_layer_forward(t, l, l + 1 < c->n_layers ? t->acts[l + 1].x_in : t->x_final);
     TIMED(t, PL_TT_NORM, be->rmsnorm(t->xnf, t->x_final, m->out_norm, T, D, c->norm_eps));
-    lin_fwd(t, -1, PL_LIN_HEAD, t->logits, t->xnf, &m->lm_head, NULL, T);
     int64_t nv = 0;
     double sum;
-    TIMED(t, PL_TT_LOSS, sum = be->cross_entropy(t->logits, t->targets, T, V, NULL, &nv));
+    if (!t->logits) { /* fused head + loss */
+        TIMED(t, PL_TT_HEAD, sum = be->lm_head_ce(t->lse, t->xnf, &m->lm_head, t->targets, T, &nv));
+    } else {
+        lin_fwd(t, -1, PL_LIN_HEAD, t->logits, t->xnf, &m->lm_head, NULL, T);
+        TIMED(t, PL_TT_LOSS, sum = be->cross_entropy(t->logits, t->targets, T, V, NULL, &nv));
+    }
     if (loss_sum) *loss_sum = sum;
     if (n_valid) *n_valid = nv;
     t->T = T;
@@ -411,7 +425,7 @@ int pl_train_attach_lora(pl_train *t, struct pl_lora *l, pl_err *err) {
     }
     free(t->lora_xa);
     t->lora_xa = NULL;
-    float **bufs[] = {&t->lora_u, &t->lora_du, &t->lora_y, &t->lora_dxa};
+    void **bufs[] = {&t->lora_u, &t->lora_du, &t->lora_y, &t->lora_dxa};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         if (*bufs[i]) be->free(*bufs[i]);
         *bufs[i] = NULL;
@@ -479,11 +493,12 @@ int pl_train_attach_lora(pl_train *t, struct pl_lora *l, pl_err *err) {
 #define LORB_N(md) ((size_t)(md)->out * (size_t)(md)->r)
 
 void pl_train_zero_grad(pl_train *t) {
-    for (int i = 0; i < t->n_params; i++) memset(t->params[i].g, 0, t->params[i].n * sizeof(float));
+    const pl_backend *be = t->be;
+    for (int i = 0; i < t->n_params; i++) be->zero(t->params[i].g, t->params[i].n * sizeof(float));
     for (int i = 0; t->lora && i < t->lora->n; i++) {
         pl_lora_module *md = &t->lora->mods[i];
-        memset(md->gA, 0, LORA_N(md) * sizeof(float));
-        memset(md->gB, 0, LORB_N(md) * sizeof(float));
+        be->zero(md->gA, LORA_N(md) * sizeof(float));
+        be->zero(md->gB, LORB_N(md) * sizeof(float));
     }
 }
 
@@ -563,7 +578,7 @@ int pl_train_adamw(pl_train *t, const pl_adamw_opts *o, pl_err *err) {
         t->be->adamw(md->B, md->gB, md->mB, md->vB, LORB_N(md), o->lr, o->beta1, o->beta2, o->eps,
                      o->weight_decay, t->step);
     }
-    return 0;
+    return t->be->take_error(err); /* and the host may read the weights */
 }
 
 int pl_train_accumulate(pl_train *t, const pl_microbatch *mb, int n_mb, const char *who, double *loss, pl_err *err) {

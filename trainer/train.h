@@ -62,22 +62,24 @@ typedef struct pl_param {
  * layer's sibling projections are added to it): x (T, I) the forward input,
  * dout (T, O) the gradient of the output, dx (T, I) which the hook may modify
  * (e.g. add LoRA's x-gradient). layer is -1 for the LM head. */
+/* Hooks see host floats: they need a backend with host_memory (the CPU). */
 typedef void (*pl_train_hook)(void *user, int layer, pl_lin which, const float *x, const float *dout,
                               float *dx, int T, int I, int O);
 
 typedef struct pl_layer_acts {
-    /* saved by the forward for the backward; all (T, width) row-major */
-    float *x_in;   /* (T,D)   residual stream entering the layer (= previous layer's output) */
-    float *xn1;    /* (T,D)   rmsnorm(x_in) * attn_norm: input of q/k/v */
-    float *q;      /* (T,qd)  after RoPE */
-    float *k;      /* (T,kvd) after RoPE */
-    float *v;      /* (T,kvd) */
-    float *att;    /* (T,qd)  attention output: input of o_proj */
-    float *x_mid;  /* (T,D)   x_in + o_proj(att) */
-    float *xn2;    /* (T,D)   rmsnorm(x_mid) * ffn_norm: input of gate/up */
-    float *gate;   /* (T,H)   gate_proj(xn2), before SiLU */
-    float *up;     /* (T,H)   up_proj(xn2) */
-    float *act;    /* (T,H)   silu(gate) * up: input of down_proj */
+    /* saved by the forward for the backward; all (T, width) row-major, in the
+     * backend's activation dtype (backend.h: touched through its ops only) */
+    void *x_in;   /* (T,D)   residual stream entering the layer (= previous layer's output) */
+    void *xn1;    /* (T,D)   rmsnorm(x_in) * attn_norm: input of q/k/v */
+    void *q;      /* (T,qd)  after RoPE */
+    void *k;      /* (T,kvd) after RoPE */
+    void *v;      /* (T,kvd) */
+    void *att;    /* (T,qd)  attention output: input of o_proj */
+    void *x_mid;  /* (T,D)   x_in + o_proj(att) */
+    void *xn2;    /* (T,D)   rmsnorm(x_mid) * ffn_norm: input of gate/up */
+    void *gate;   /* (T,H)   gate_proj(xn2), before SiLU */
+    void *up;     /* (T,H)   up_proj(xn2) */
+    void *act;    /* (T,H)   silu(gate) * up: input of down_proj */
 } pl_layer_acts;
 
 struct pl_lora;
@@ -96,13 +98,14 @@ typedef struct pl_train {
     int32_t *ids, *targets, *pos, *seg, *qlast; /* (max_T) */
     int has_seg;
     pl_layer_acts *acts;         /* (n_layers) */
-    float *x_final;              /* (T,D) output of the last layer */
-    float *xnf;                  /* (T,D) final rmsnorm: input of the LM head */
-    float *logits;               /* (T,V); the backward overwrites it with dlogits */
+    void *x_final;              /* (T,D) output of the last layer */
+    void *xnf;                  /* (T,D) final rmsnorm: input of the LM head */
+    void *logits;               /* (T,V); the backward overwrites it with dlogits (NULL: fused head) */
+    float *lse;                  /* (T) fp32 log-sum-exp of each row's logits, with be->lm_head_ce */
     /* activation gradients (PL_MEM_GRADIENTS) */
-    float *d_res, *d_tmp, *d_xn, *d_q, *d_k, *d_v, *d_att, *d_act, *d_up;
+    void *d_res, *d_tmp, *d_xn, *d_q, *d_k, *d_v, *d_att, *d_act, *d_up;
     /* workspace (PL_MEM_WORKSPACE) */
-    float *ws_lin;               /* (T,D) output of o_proj / down_proj before the residual add */
+    void *ws_lin;               /* (T,D) output of o_proj / down_proj before the residual add */
     /* optimizer */
     int step;                    /* AdamW steps taken (1-based t of the last step) */
     /* backward hook (NULL: none) */
@@ -115,13 +118,13 @@ typedef struct pl_train {
     int frozen_base;             /* base weights in their stored dtype, no parameters */
     int checkpoint;              /* per-layer activation checkpointing */
     int micro;                   /* micro-batch index within the step (dropout key; pl_train_step sets it) */
-    float *ws_q;                 /* linear_q workspace (PL_MEM_WORKSPACE) */
+    void *ws_q;                 /* linear_q workspace (PL_MEM_WORKSPACE) */
     struct pl_lora *lora;        /* attached adapters (not owned) or NULL */
     int *lora_idx;               /* (n_layers * 7): module index in lora->mods, or -1 */
-    float **lora_xa;             /* per module (T, r): A . drop(x), saved (PL_MEM_ACTIVATIONS) */
-    float *lora_u, *lora_du;     /* (T, max in): dropped input and its gradient (PL_MEM_WORKSPACE) */
-    float *lora_y;               /* (T, max out): B . xa / the scaled output gradient (PL_MEM_WORKSPACE) */
-    float *lora_dxa;             /* (T, max r) (PL_MEM_GRADIENTS) */
+    void **lora_xa;              /* per module (T, r): A . drop(x), saved (PL_MEM_ACTIVATIONS) */
+    void *lora_u, *lora_du;     /* (T, max in): dropped input and its gradient (PL_MEM_WORKSPACE) */
+    void *lora_y;               /* (T, max out): B . xa / the scaled output gradient (PL_MEM_WORKSPACE) */
+    void *lora_dxa;             /* (T, max r) (PL_MEM_GRADIENTS) */
     int T_fwd;                   /* tokens of the forward in progress (or of the last one) */
 } pl_train;
 

@@ -48,28 +48,28 @@ static float *grad_of(pl_train *t, int idx) { return idx >= 0 ? t->params[idx].g
 static float *grad_opt(pl_train *t, int idx) { return idx >= 0 && !t->params[idx].frozen ? t->params[idx].g : NULL; }
 
 /* LoRA's part of an adapted module's backward (see the top of the file). */
-static void lora_bwd(pl_train *t, int layer, pl_lin which, int mi, float *dx, const float *dout, const float *x,
+static void lora_bwd(pl_train *t, int layer, pl_lin which, int mi, void *dx, const void *dout, const void *x,
                      int T, int I, int O) {
     const pl_backend *be = t->be;
     pl_lora_module *md = &t->lora->mods[mi];
-    const int drop = t->lora->cfg.dropout > 0;
-    memcpy(t->lora_y, dout, (size_t)T * O * sizeof(float));
-    be->scale(t->lora_y, md->scale, (size_t)T * O); /* dy (T,O) */
-    be->linear_bwd(t->lora_dxa, md->gB, NULL, t->lora_y, t->lora_xa[mi], md->B, T, md->r, O);
-    const float *u = x;
-    if (drop) {
-        pl_lora_dropout(t->lora, t->step, t->micro, layer, which, t->lora_u, x, T, I);
-        u = t->lora_u;
+    const float p = t->lora->cfg.dropout;
+    if (!(p > 0)) {
+        be->lora_bwd(dx, 1, md->gA, md->gB, dout, x, t->lora_xa[mi], md->A, md->B, T, I, O, md->r, md->scale,
+                     t->lora_y, t->lora_dxa, t->lora_du);
+        return;
     }
-    be->linear_bwd(t->lora_du, md->gA, NULL, t->lora_dxa, u, md->A, T, I, md->r);
-    if (drop) pl_lora_dropout(t->lora, t->step, t->micro, layer, which, t->lora_du, t->lora_du, T, I);
+    uint64_t stream = pl_lora_drop_stream(t->step, t->micro, layer, which);
+    be->dropout(t->lora_u, x, (size_t)T * I, p, t->lora->cfg.seed, stream); /* the forward's u */
+    be->lora_bwd(t->lora_du, 0, md->gA, md->gB, dout, t->lora_u, t->lora_xa[mi], md->A, md->B, T, I, O, md->r,
+                 md->scale, t->lora_y, t->lora_dxa, NULL);
+    be->dropout(t->lora_du, t->lora_du, (size_t)T * I, p, t->lora->cfg.seed, stream);
     be->add(dx, dx, t->lora_du, (size_t)T * I);
 }
 
 /* dx (T,I) = dout . W ; dW += dout^T . x ; db += sum dout ; LoRA's part;
  * then the hook. W in its stored dtype (frozen base: dx only). */
-static void lin_bwd(pl_train *t, int layer, pl_lin which, float *dx, int pw, int pb, const float *dout,
-                    const float *x, const pl_qweight *w, int T, int I, int O) {
+static void lin_bwd(pl_train *t, int layer, pl_lin which, void *dx, int pw, int pb, const void *dout,
+                    const void *x, const pl_qweight *w, int T, int I, int O) {
     double t0 = t->timing ? omp_get_wtime() : 0;
     if (w->dtype == PL_F32 && !w->aux)
         t->be->linear_bwd(dx, grad_opt(t, pw), grad_opt(t, pb), dout, x, (const float *)w->data, T, I, O);
@@ -80,7 +80,7 @@ static void lin_bwd(pl_train *t, int layer, pl_lin which, float *dx, int pw, int
         if (mi >= 0) lora_bwd(t, layer, which, mi, dx, dout, x, T, I, O);
     }
     if (t->timing) t->t_op[which == PL_LIN_HEAD ? PL_TT_HEAD_B : PL_TT_LINEAR_B] += omp_get_wtime() - t0;
-    if (t->hook) t->hook(t->hook_user, layer, which, x, dout, dx, T, I, O);
+    if (t->hook) t->hook(t->hook_user, layer, which, x, dout, dx, T, I, O); /* host_memory: checked */
 }
 
 int pl_train_backward(pl_train *t, float scale, pl_err *err) {
@@ -93,14 +93,21 @@ int pl_train_backward(pl_train *t, float scale, pl_err *err) {
     if (!be->embedding_bwd || !be->rmsnorm_bwd || !be->rope_bwd || !be->attention_bwd || !be->swiglu_bwd ||
         !be->linear_bwd || !be->cross_entropy_bwd || (t->frozen_base && !be->linear_q_bwd_x))
         return pl_err_set(err, PL_EUNSUPPORTED, "train: backend '%s' lacks backward ops", be->name);
+    if (t->hook && !be->host_memory)
+        return pl_err_set(err, PL_EUNSUPPORTED, "train: backward hooks read host floats; backend '%s' has none",
+                          be->name);
     const int32_t *sg = t->has_seg ? t->seg : NULL;
     const size_t TD = (size_t)T * D;
 
     /* loss -> logits -> final norm */
-    float *dlogits = t->logits;
-    TIMED(t, PL_TT_HEAD_B, be->cross_entropy_bwd(dlogits, t->logits, t->targets, T, V, scale));
-    int head = t->p_head >= 0 ? t->p_head : t->p_embed; /* tied: the head's gradient adds into the embedding's */
-    lin_bwd(t, -1, PL_LIN_HEAD, t->d_xn, head, -1, dlogits, t->xnf, &m->lm_head, T, D, V);
+    if (!t->logits) { /* the fused head + loss of a frozen head */
+        TIMED(t, PL_TT_HEAD_B, be->lm_head_ce_bwd(t->d_xn, t->xnf, &m->lm_head, t->targets, t->lse, T, scale));
+    } else {
+        void *dlogits = t->logits;
+        TIMED(t, PL_TT_HEAD_B, be->cross_entropy_bwd(dlogits, t->logits, t->targets, T, V, scale));
+        int head = t->p_head >= 0 ? t->p_head : t->p_embed; /* tied: the head's gradient adds into the embedding's */
+        lin_bwd(t, -1, PL_LIN_HEAD, t->d_xn, head, -1, dlogits, t->xnf, &m->lm_head, T, D, V);
+    }
     TIMED(t, PL_TT_NORM_B, be->rmsnorm_bwd(t->d_res, grad_of(t, t->p_norm), t->d_xn, t->x_final, m->out_norm, T, D,
                                            c->norm_eps));
 

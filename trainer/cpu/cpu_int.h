@@ -56,6 +56,16 @@ void pl_cpu_scale(float *x, float s, size_t n);
 void pl_cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
                   float eps, float wd, int t);
 
+/* cpu_dropout.c: the dropout op on floats; cpu_lora.c: LoRA's ops and the
+ * embedding of a quantized table, on floats. */
+void pl_cpu_dropout(float *dst, const float *src, size_t n, float p, uint64_t seed, uint64_t stream);
+void pl_cpu_embedding_q(float *out, const int32_t *ids, const pl_qweight *table, int T);
+void pl_cpu_lora_fwd(float *y, float *xa, const float *u, const float *A, const float *B, int T, int I, int O, int r,
+                     float scale, float *tmp);
+void pl_cpu_lora_bwd(float *dx, int accumulate, float *gA, float *gB, const float *dout, const float *u,
+                     const float *xa, const float *A, const float *B, int T, int I, int O, int r, float scale,
+                     float *tmp, float *dxa, float *du);
+
 /* An op failed (out of memory for its scratch, a weight it cannot read):
  * record why, for pl_backend.take_error (first failure wins; thread-safe). */
 void pl_cpu_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,0 +1,24 @@
+/* backend_named.c: choosing a backend by name (--backend). */
+#include <string.h>
+
+#include "backend.h"
+
+/* Defined by trainer/cuda/cuda_backend.cu in the builds that link the CUDA
+ * backend (make emu, make gpu); a weak reference elsewhere. */
+extern const pl_backend *pl_backend_cuda_open(pl_err *err) __attribute__((weak));
+
+const pl_backend *pl_backend_named(const char *name, pl_err *err) {
+    if (!name || !*name || !strcmp(name, "cpu")) return pl_backend_cpu();
+    if (!strcmp(name, "cuda")) {
+        if (!pl_backend_cuda_open) {
+            pl_err_set(err, PL_EUNSUPPORTED,
+                       "--backend cuda: this potluck was built without the CUDA backend (`make gpu` builds "
+                       "build/gpu/potluck for a GPU; `make emu` builds build/emu/potluck, which runs it on the CPU "
+                       "emulator); use --backend cpu");
+            return NULL;
+        }
+        return pl_backend_cuda_open(err);
+    }
+    pl_err_set(err, PL_EINVAL, "--backend %s: unknown backend (cpu, cuda)", name);
+    return NULL;
+}
