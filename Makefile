@@ -132,7 +132,7 @@ SAN_TESTS := $(TEST_SRC:tests/%.c=build/san/tests/%)
 OPT_TESTS := $(OPTTEST_SRC:tests/%.c=build/opt/tests/%)
 .SECONDARY:
 
-build-opt: potluck $(OPT_TESTS) build/opt/tests/opt_cuda_emu cuda-nvcc mpi-info
+build-opt: potluck $(OPT_TESTS) build/opt/tests/opt_cuda_emu build/opt/tests/opt_cuda_backend build/emu/potluck cuda-nvcc mpi-info
 .PHONY: mpi-info
 mpi-info:
 	@echo "$(MPI_SAY)"
@@ -205,7 +205,7 @@ build/nvcc/%.o: trainer/cuda/%.cu
 # statically, unused shared libraries dropped so the binary can be carried.
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 GPU_ARCH ?= 90
-GPU_OBJ := $(CUDA_SRC:trainer/cuda/%.cu=build/gpu/sm_$(GPU_ARCH)/%.o)
+GPU_OBJ := $(filter-out %/cuda_backend.o,$(CUDA_SRC:trainer/cuda/%.cu=build/gpu/sm_$(GPU_ARCH)/%.o))
 build/gpu/sm_$(GPU_ARCH)/%.o: trainer/cuda/%.cu
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "NVCC    $< (sm_$(GPU_ARCH))")
@@ -218,6 +218,30 @@ build/gpu/test_cuda_gpu-sm_$(GPU_ARCH): build/gpu/sm_$(GPU_ARCH)/test_cuda_emu.o
 	$(Q)$(CXX) -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread $(LDLIBS)
 .PHONY: gpu-test
 gpu-test: build/gpu/test_cuda_gpu-sm_$(GPU_ARCH)
+# potluck with the CUDA backend for a GPU (--backend cuda): make gpu [GPU_ARCH=86]
+build/gpu/potluck-sm_$(GPU_ARCH): build/opt/cli/main.o $(GPU_OBJ) build/gpu/sm_$(GPU_ARCH)/cuda_backend.o build/opt/libpotluck.a
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CXX) -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread $(LDLIBS)
+.PHONY: gpu
+gpu: build/gpu/potluck-sm_$(GPU_ARCH)
+	@cp $< build/gpu/potluck && echo "build/gpu/potluck: the CUDA backend for sm_$(GPU_ARCH) (--backend cuda)"
+
+# potluck whose CUDA backend runs on the CPU emulator (docs/cuda.md): every
+# `--backend cuda` path without a GPU, slowly; the tests use it.
+EMU_KERNEL_OBJ := $(CUDA_SRC:%.cu=build/opt/%.emu.o) $(EMU_SRC:%.cpp=build/opt/%.o)
+build/emu/potluck: build/opt/cli/main.o $(EMU_KERNEL_OBJ) build/opt/libpotluck.a
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CXX) -fopenmp -g $^ -o $@ $(LDLIBS) -lpthread
+.PHONY: emu
+emu: build/emu/potluck
+# The CUDA backend against the CPU backend, on the emulator (ASan/UBSan, and optimized).
+build/opt/tests/opt_cuda_backend: build/opt/tests/test_cuda_backend.o $(OPT_EMU_OBJ) build/opt/libpotluck.a
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CXX) -fopenmp -g $^ -o $@ $(LDLIBS) -lpthread
+build/san/tests/test_cuda_backend: build/san/tests/test_cuda_backend.o $(SAN_EMU_OBJ) build/san/libpotluck.a
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CXX) -fsanitize=address,undefined -fopenmp -g $^ -o $@ $(LDLIBS) -lpthread
 # bench/gpu.sh on a GPU: the kernel bench against the real runtime and cuBLASLt
 build/gpu/sm_$(GPU_ARCH)/gpu_bench.o: bench/gpu_bench.c
 	@mkdir -p $(dir $@)

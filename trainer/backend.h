@@ -243,6 +243,8 @@ size_t pl_mem_current(pl_mem_cat cat);
 size_t pl_mem_peak(pl_mem_cat cat);
 const char *pl_mem_cat_name(pl_mem_cat cat);
 void pl_mem_reset_peak(void);
+/* A backend's allocation (bytes > 0) or free (bytes < 0) in category cat. */
+void pl_mem_note(pl_mem_cat cat, ptrdiff_t bytes);
 
 /* Workspace size (floats) linear_q needs for a weight with cols columns. */
 size_t pl_cpu_linear_q_workspace(int64_t cols);

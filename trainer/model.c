@@ -53,6 +53,7 @@ pl_model *pl_model_new(const char *path, pl_model_source src) {
 
 void pl_model_free(pl_model *m) {
     if (!m) return;
+    if (m->be && m->be->release_weights) m->be->release_weights(NULL); /* the backend's copies of our weights */
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     if (m->gguf) pl_gguf_close(m->gguf);

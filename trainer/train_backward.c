@@ -90,8 +90,10 @@ int pl_train_backward(pl_train *t, float scale, pl_err *err) {
     const int T = t->T, D = c->dim, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     const int H = c->hidden, V = c->vocab;
     if (T <= 0) return pl_err_set(err, PL_EINVAL, "train: backward without a forward before it");
-    if (!be->embedding_bwd || !be->rmsnorm_bwd || !be->rope_bwd || !be->attention_bwd || !be->swiglu_bwd ||
-        !be->linear_bwd || !be->cross_entropy_bwd || (t->frozen_base && !be->linear_q_bwd_x))
+    int need_embed = t->p_embed >= 0 && !t->params[t->p_embed].frozen;
+    if ((need_embed && !be->embedding_bwd) || !be->rmsnorm_bwd || !be->rope_bwd || !be->attention_bwd ||
+        !be->swiglu_bwd || !be->linear_bwd || (t->logits ? !be->cross_entropy_bwd : !be->lm_head_ce_bwd) ||
+        (t->frozen_base && !be->linear_q_bwd_x) || (t->lora && !be->lora_bwd))
         return pl_err_set(err, PL_EUNSUPPORTED, "train: backend '%s' lacks backward ops", be->name);
     if (t->hook && !be->host_memory)
         return pl_err_set(err, PL_EUNSUPPORTED, "train: backward hooks read host floats; backend '%s' has none",

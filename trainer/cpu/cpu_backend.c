@@ -45,6 +45,12 @@ static void mem_add(pl_mem_cat cat, size_t n) {
 
 static void mem_sub(pl_mem_cat cat, size_t n) { __atomic_sub_fetch(&mem_cur[cat], n, __ATOMIC_RELAXED); }
 
+void pl_mem_note(pl_mem_cat cat, ptrdiff_t bytes) {
+    if (!cat_ok(cat)) return;
+    if (bytes >= 0) mem_add(cat, (size_t)bytes);
+    else mem_sub(cat, (size_t)-bytes);
+}
+
 /* The header sits in the bytes just before the 64-byte aligned block; raw is
  * what calloc returned. The magic catches a pointer that did not come from
  * pl_cpu_alloc (or a double free) before the counters go wrong. */

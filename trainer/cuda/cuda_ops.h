@@ -207,6 +207,19 @@ int pl_cuda_lora_bwd(pl_cuda_blas *h, pl_bf16 *dx, int accumulate_dx, float *dA,
                      int T, int I, int O, int r, float scale, void *workspace, size_t workspace_bytes,
                      pl_stream stream);
 
+/* ---- elementwise.cu: between the big kernels ---------------------------------------------- */
+/* out (n) bf16 = in (n) fp32, rounded to nearest even. */
+int pl_cuda_f32_to_bf16(pl_bf16 *out, const float *in, int64_t n, pl_stream stream);
+/* out = a + b (fp32 sum, one bf16 rounding); out may alias a or b. */
+int pl_cuda_add(pl_bf16 *out, const pl_bf16 *a, const pl_bf16 *b, int64_t n, pl_stream stream);
+/* y (T,O) += bias (O) fp32, one rounding. */
+int pl_cuda_bias_add(pl_bf16 *y, const float *bias, int T, int O, pl_stream stream);
+/* backend.h's dropout on bf16: the CPU op's mask (ops_math.h's Philox
+ * draws, pl_dropout_threshold), kept values src * 1/(1-p) rounded once; dst
+ * may alias src; p in [0, 1). */
+int pl_cuda_dropout(pl_bf16 *dst, const pl_bf16 *src, int64_t n, float p, uint64_t seed, uint64_t stream_id,
+                    pl_stream stream);
+
 #ifdef __cplusplus
 }
 #endif

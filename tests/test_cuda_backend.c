@@ -1,0 +1,422 @@
+/* test_cuda_backend.c: the CUDA backend (trainer/cuda/cuda_backend.cu) on the
+ * CPU emulator against the CPU backend, the reference, on llama2.c's
+ * stories260K with an NF4 (double-quantized) frozen base and LoRA on every
+ * linear layer (r 8):
+ *
+ * 1. generation: greedy decoding from BOS (KV cache, the fused NF4 GEMV for
+ *    one-token steps) gives the CPU backend's tokens; a forward's logits
+ *    agree within bf16's error;
+ * 2. one QLoRA step (two micro-batches of 64 tokens): the loss within a
+ *    bf16 tolerance, the LoRA gradients within a normalized error; then 5
+ *    AdamW steps: the adapters within tolerance; the same with dropout 0.1
+ *    (the dropout op draws the CPU's masks: checked bit for bit on its own);
+ * 3. every op a QLoRA step needs was launched on the device, and no op was
+ *    left out of the table;
+ * 4. memory: every byte the backend allocated is tagged, and the tags equal
+ *    the emulated runtime's own count of allocated device memory;
+ * 5. a full fine-tune and a backward hook are refused on this backend with a
+ *    message; an op that fails (out of device memory) is an error from
+ *    take_error, never NaNs.
+ *
+ * Tolerances (bf16 activations, 8 mantissa bits: one rounding is 2^-9 relative):
+ * loss 2e-2 relative, gradients 0.1 normalized (||g - g_cpu|| / ||g_cpu||).
+ * After 5 AdamW steps (lr 1e-2): the change of the adapters from their start
+ * within 0.25 normalized and the step-5 loss within 10% relative. AdamW's
+ * first steps move each element by about lr * sign(g), so elements whose
+ * gradient is near zero move either way on the two backends; measured here:
+ * gradients 0.04, the change 0.15.
+ *
+ * The ASan/UBSan build (test_cuda_backend) runs one AdamW step and the
+ * dropout variant's gradients only; the optimized build (opt_cuda_backend)
+ * runs everything: the emulator is slow under the sanitizers. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "../core/half.h"
+#include "../core/rng.h"
+#include "../trainer/cpu/cpu_int.h"
+#include "../trainer/cuda/cuda_backend.h"
+#include "../trainer/cuda/cuda_ops.h"
+#include "../trainer/cuda/emu/emu_runtime.h"
+#include "../trainer/model.h"
+#include "../trainer/model_lora.h"
+#include "../trainer/ops_math.h"
+#include "../trainer/qlora.h"
+#include "../trainer/train.h"
+
+#define ROW 64
+#define NGEN 120
+#if defined(__SANITIZE_ADDRESS__)
+#define STEPS 1
+#else
+#define STEPS 5
+#endif
+
+static char model_path[4096];
+static const pl_backend *cuda;
+
+static pl_model *load(const pl_backend *be) {
+    pl_err err = {0};
+    pl_model *m = NULL;
+    pl_model_opts mo = {.nf4_blocksize = 64, .nf4_double_quant = 1};
+    if (pl_model_load(&m, model_path, &mo, &err)) {
+        CHECK(0, "load %s: %s", model_path, err.msg);
+        return NULL;
+    }
+    m->be = be;
+    return m;
+}
+
+/* Greedy tokens from BOS, n of them. */
+static int greedy(pl_model *m, int32_t *out, int n) {
+    pl_err err = {0};
+    pl_kvcache kv;
+    if (pl_kvcache_init(&kv, m, 1, n + 1, &err)) {
+        CHECK(0, "kv cache: %s", err.msg);
+        return -1;
+    }
+    float *logits = malloc((size_t)m->cfg.vocab * sizeof(float));
+    int32_t tok = 1; /* BOS */
+    int seq = 0, one = 1, rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        const int32_t *tp = &tok;
+        rc = pl_model_decode(m, &kv, 1, &seq, &tp, &one, logits, NULL, &err);
+        if (rc) {
+            CHECK(0, "%s decode step %d: %s", m->be->name, i, err.msg);
+            break;
+        }
+        int best = 0;
+        for (int v = 1; v < m->cfg.vocab; v++)
+            if (logits[v] > logits[best]) best = v;
+        out[i] = tok = best;
+    }
+    free(logits);
+    pl_kvcache_free(&kv);
+    return rc;
+}
+
+static double norm_diff(const float *a, const float *b, size_t n, double *ref_norm) {
+    double d = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    if (ref_norm) *ref_norm = sqrt(r);
+    return r > 0 ? sqrt(d / r) : sqrt(d);
+}
+
+/* LoRA with every B drawn from a seeded normal (B = 0 at init would make
+ * A's gradient zero), the same on both backends. */
+static pl_lora *adapters(pl_model *m, float dropout) {
+    pl_err err = {0};
+    pl_lora_cfg cfg = {.r = 8, .alpha = 16, .dropout = dropout, .targets = PL_LORA_ALL_LINEAR, .seed = 7};
+    pl_lora *l = NULL;
+    if (pl_lora_init(&l, m, &cfg, &err)) {
+        CHECK(0, "lora init: %s", err.msg);
+        return NULL;
+    }
+    for (int i = 0; i < l->n; i++) {
+        pl_lora_module *md = &l->mods[i];
+        for (int j = 0; j < md->out * md->r; j++)
+            md->B[j] = (float)(0.02 * pl_rng_normal(99, (uint64_t)i, (uint64_t)j));
+    }
+    return l;
+}
+
+/* The LoRA state of l, flattened: A then B of every module (which: 0 weights, 1 gradients). */
+static float *flat(const pl_lora *l, int which, size_t *n) {
+    size_t tot = 0;
+    for (int i = 0; i < l->n; i++) tot += (size_t)l->mods[i].r * l->mods[i].in + (size_t)l->mods[i].out * l->mods[i].r;
+    float *f = malloc(tot * sizeof(float)), *p = f;
+    for (int i = 0; i < l->n; i++) {
+        const pl_lora_module *md = &l->mods[i];
+        size_t na = (size_t)md->r * md->in, nb = (size_t)md->out * md->r;
+        memcpy(p, which ? md->gA : md->A, na * sizeof(float));
+        memcpy(p + na, which ? md->gB : md->B, nb * sizeof(float));
+        p += na + nb;
+    }
+    *n = tot;
+    return f;
+}
+
+typedef struct run_out {
+    double loss1, gnorm1, loss5;
+    float *g1, *w0, *w5;
+    size_t n;
+} run_out;
+
+/* One QLoRA step's gradients (before clipping), then 5 steps. */
+static int qlora_run(pl_model *m, const int32_t *tok, float dropout, int steps, run_out *o) {
+    pl_err err = {0};
+    memset(o, 0, sizeof *o);
+    pl_lora *l = adapters(m, dropout);
+    if (!l) return -1;
+    pl_train *t = NULL;
+    pl_train_opts to = {.frozen_base = 1};
+    if (pl_train_init_opts(&t, m, ROW, &to, &err) || pl_train_attach_lora(t, l, &err)) {
+        CHECK(0, "%s: train init: %s", m->be->name, err.msg);
+        pl_train_free(t);
+        pl_lora_free(l);
+        return -1;
+    }
+    o->w0 = flat(l, 0, &o->n);
+    pl_microbatch mb[2] = {{tok, tok + 1, NULL, NULL, ROW}, {tok + ROW, tok + ROW + 1, NULL, NULL, ROW}};
+    pl_qlora_opts qo = {.adamw = pl_adamw_defaults(), .max_grad_norm = 0.3f};
+    qo.adamw.lr = 1e-2f;
+    int rc = pl_train_accumulate(t, mb, 2, "test", &o->loss1, &err);
+    CHECK(rc == 0, "%s: accumulate: %s", m->be->name, err.msg);
+    if (!rc) {
+        o->gnorm1 = pl_train_grad_norm(t);
+        CHECK(t->be->take_error(&err) == 0, "%s: grads: %s", m->be->name, err.msg);
+        o->g1 = flat(l, 1, &o->n);
+    }
+    /* the step counter stays at 0 for the first real step: same dropout masks */
+    for (int s = 0; s < steps && !rc; s++) {
+        rc = pl_qlora_step(t, mb, 2, &qo, &o->loss5, NULL, &err);
+        CHECK(rc == 0, "%s: step %d: %s", m->be->name, s + 1, err.msg);
+    }
+    if (!rc) o->w5 = flat(l, 0, &o->n);
+    pl_train_free(t);
+    pl_lora_free(l);
+    return rc;
+}
+
+static void free_run(run_out *o) {
+    free(o->g1);
+    free(o->w0);
+    free(o->w5);
+}
+
+static void compare_runs(const char *what, const run_out *c, const run_out *g, int steps) {
+    if (!c->g1 || !g->g1 || !c->w5 || !g->w5) {
+        CHECK(0, "%s: a run did not finish", what);
+        return;
+    }
+    double el = fabs(g->loss1 - c->loss1) / fabs(c->loss1);
+    printf("note: %s: loss cpu %.6f cuda %.6f (rel %.2e); grad norm cpu %.6f cuda %.6f\n", what, c->loss1, g->loss1,
+           el, c->gnorm1, g->gnorm1);
+    CHECK(el <= 2e-2, "%s: step-1 loss rel err %.3g > 2e-2", what, el);
+    CHECK(fabs(g->gnorm1 - c->gnorm1) / c->gnorm1 <= 0.1, "%s: grad norm %.6f vs cpu %.6f", what, g->gnorm1,
+          c->gnorm1);
+    double rn = 0, eg = norm_diff(g->g1, c->g1, c->n, &rn);
+    printf("note: %s: LoRA gradients normalized error %.3g (cpu norm %.4g, %zu values)\n", what, eg, rn, c->n);
+    CHECK(rn > 0 && eg <= 0.1, "%s: LoRA gradients normalized error %.3g > 0.1", what, eg);
+    if (!steps) return;
+    /* the change made by the steps, compared */
+    float *dc = malloc(c->n * sizeof(float)), *dg = malloc(c->n * sizeof(float));
+    for (size_t i = 0; i < c->n; i++) {
+        dc[i] = c->w5[i] - c->w0[i];
+        dg[i] = g->w5[i] - g->w0[i];
+    }
+    double ew = norm_diff(dg, dc, c->n, &rn);
+    printf("note: %s: adapters after %d AdamW steps: change normalized error %.3g (cpu change norm %.4g); "
+           "loss at the last step cpu %.6f cuda %.6f\n", what, steps, ew, rn, c->loss5, g->loss5);
+    CHECK(rn > 0 && ew <= 0.25, "%s: adapters after %d steps: normalized error %.3g > 0.25", what, steps, ew);
+    CHECK(fabs(g->loss5 - c->loss5) <= 0.1 * c->loss5, "%s: loss at step %d: cuda %.6f vs cpu %.6f", what, steps,
+          g->loss5, c->loss5);
+    CHECK(memcmp(c->w0, g->w0, c->n * sizeof(float)) == 0, "%s: both runs start from the same adapters", what);
+    free(dc);
+    free(dg);
+}
+
+/* 1 */
+static void test_generation(int32_t *cpu_tok) {
+    pl_model *mc = load(pl_backend_cpu()), *mg = load(cuda);
+    if (!mc || !mg) goto out;
+    int32_t gpu_tok[NGEN];
+    if (greedy(mc, cpu_tok, NGEN) || greedy(mg, gpu_tok, NGEN)) goto out;
+    int same = 0;
+    while (same < NGEN && cpu_tok[same] == gpu_tok[same]) same++;
+    printf("note: greedy decoding: %d of %d tokens equal to the cpu backend's\n", same, NGEN);
+    CHECK(same == NGEN, "greedy tokens differ from the cpu backend's at step %d (%d vs %d)", same,
+          same < NGEN ? gpu_tok[same] : -1, same < NGEN ? cpu_tok[same] : -1);
+    /* a forward of 64 tokens: logits */
+    pl_err err = {0};
+    size_t nl = (size_t)ROW * mc->cfg.vocab;
+    float *lc = malloc(nl * sizeof(float)), *lg = malloc(nl * sizeof(float));
+    int32_t ids[ROW];
+    ids[0] = 1;
+    memcpy(ids + 1, cpu_tok, (ROW - 1) * sizeof(int32_t));
+    CHECK(pl_model_forward(mc, ids, NULL, NULL, ROW, lc, &err) == 0, "cpu forward: %s", err.msg);
+    CHECK(pl_model_forward(mg, ids, NULL, NULL, ROW, lg, &err) == 0, "cuda forward: %s", err.msg);
+    double e = norm_diff(lg, lc, nl, NULL);
+    printf("note: forward of %d tokens: logits normalized error %.3g\n", ROW, e);
+    CHECK(e <= 2e-2, "forward logits normalized error %.3g > 2e-2", e);
+    free(lc);
+    free(lg);
+out:
+    pl_model_free(mc);
+    pl_model_free(mg);
+}
+
+/* 2, 3, 4 */
+static void test_training(const int32_t *tok) {
+    pl_model *mc = load(pl_backend_cpu()), *mg = load(cuda);
+    if (!mc || !mg) {
+        pl_model_free(mc);
+        pl_model_free(mg);
+        return;
+    }
+    unsigned long before[PL_CUDA_OP_N];
+    for (int i = 0; i < PL_CUDA_OP_N; i++) before[i] = pl_cuda_backend_launches(i);
+    size_t tags0 = 0;
+    for (int c = 0; c < PL_MEM_NCAT; c++) tags0 += pl_mem_current((pl_mem_cat)c);
+    size_t emu0 = pl_emu_mem_used();
+
+    run_out c, g;
+    qlora_run(mc, tok, 0.0f, STEPS, &c);
+    /* memory, during the run: build a context and compare the two counts */
+    {
+        pl_err err = {0};
+        pl_lora *l = adapters(mg, 0.0f);
+        pl_train *t = NULL;
+        pl_train_opts to = {.frozen_base = 1};
+        size_t cpu_now = 0;
+        for (int k = 0; k < PL_MEM_NCAT; k++) cpu_now += pl_mem_current((pl_mem_cat)k);
+        size_t emu_a = pl_emu_mem_used();
+        CHECK(l && pl_train_init_opts(&t, mg, ROW, &to, &err) == 0 && pl_train_attach_lora(t, l, &err) == 0,
+              "cuda context: %s", err.msg);
+        pl_microbatch mb = {tok, tok + 1, NULL, NULL, ROW};
+        double loss = 0;
+        CHECK(t && pl_train_accumulate(t, &mb, 1, "mem", &loss, &err) == 0, "cuda step for memory: %s", err.msg);
+        size_t tags = 0;
+        for (int k = 0; k < PL_MEM_NCAT; k++) tags += pl_mem_current((pl_mem_cat)k);
+        size_t emu_b = pl_emu_mem_used();
+        printf("note: memory: the run's tagged device bytes %zu, the emulator's allocated bytes %zu "
+               "(activations %zu, workspace %zu, weights %zu, gradients %zu)\n", tags - cpu_now, emu_b - emu_a,
+               pl_mem_current(PL_MEM_ACTIVATIONS), pl_mem_current(PL_MEM_WORKSPACE), pl_mem_current(PL_MEM_WEIGHTS),
+               pl_mem_current(PL_MEM_GRADIENTS));
+        CHECK(tags - cpu_now == emu_b - emu_a && emu_b > emu_a,
+              "tagged bytes (%zu) equal the emulator's allocated bytes (%zu)", tags - cpu_now, emu_b - emu_a);
+        pl_train_free(t);
+        pl_lora_free(l);
+    }
+    qlora_run(mg, tok, 0.0f, STEPS, &g);
+    compare_runs("QLoRA, no dropout", &c, &g, STEPS);
+    free_run(&c);
+    free_run(&g);
+    int dsteps = STEPS > 1 ? STEPS : 0;
+    qlora_run(mc, tok, 0.1f, dsteps, &c);
+    qlora_run(mg, tok, 0.1f, dsteps, &g);
+    compare_runs("QLoRA, dropout 0.1", &c, &g, dsteps);
+    free_run(&c);
+    free_run(&g);
+
+    static const int needed[] = {PL_CUDA_OP_EMBEDDING_Q, PL_CUDA_OP_RMSNORM, PL_CUDA_OP_ROPE, PL_CUDA_OP_ATTENTION,
+                                 PL_CUDA_OP_SWIGLU, PL_CUDA_OP_LINEAR_Q, PL_CUDA_OP_LORA_FWD, PL_CUDA_OP_ADD,
+                                 PL_CUDA_OP_DROPOUT, PL_CUDA_OP_LM_HEAD_CE, PL_CUDA_OP_LM_HEAD_CE_BWD,
+                                 PL_CUDA_OP_RMSNORM_BWD, PL_CUDA_OP_ROPE_BWD, PL_CUDA_OP_ATTENTION_BWD,
+                                 PL_CUDA_OP_SWIGLU_BWD, PL_CUDA_OP_LINEAR_Q_BWD_X, PL_CUDA_OP_LORA_BWD,
+                                 PL_CUDA_OP_SUMSQ, PL_CUDA_OP_SCALE, PL_CUDA_OP_ADAMW};
+    for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++) {
+        unsigned long n = pl_cuda_backend_launches(needed[i]) - before[needed[i]];
+        CHECK(n > 0, "op %s was not launched on the device during training", pl_cuda_backend_op_name(needed[i]));
+    }
+    printf("note: launches during the training runs:");
+    for (int i = 0; i < PL_CUDA_OP_N; i++)
+        printf(" %s %lu", pl_cuda_backend_op_name(i), pl_cuda_backend_launches(i) - before[i]);
+    printf("\n");
+    pl_model_free(mc);
+    pl_model_free(mg);
+    size_t tags1 = 0;
+    for (int k = 0; k < PL_MEM_NCAT; k++) tags1 += pl_mem_current((pl_mem_cat)k);
+    /* what stays: the backend's scratch and cuBLASLt workspace, counted on both sides */
+    CHECK((ptrdiff_t)(tags1 - tags0) == (ptrdiff_t)(pl_emu_mem_used() - emu0),
+          "after freeing: tags moved %td, the emulator %td", (ptrdiff_t)(tags1 - tags0),
+          (ptrdiff_t)(pl_emu_mem_used() - emu0));
+}
+
+/* the dropout op: CUDA's mask and scale are the CPU's, bit for bit on bf16 inputs */
+static void test_dropout(void) {
+    const size_t n = 1000;
+    float *src = malloc(n * sizeof(float)), *ref = malloc(n * sizeof(float)), *got = malloc(n * sizeof(float));
+    uint16_t *h = malloc(n * 2);
+    for (size_t i = 0; i < n; i++) {
+        h[i] = pl_f32_to_bf16((float)pl_rng_normal(5, 0, i));
+        src[i] = pl_bf16_to_f32(h[i]);
+    }
+    pl_cpu_dropout(ref, src, n, 0.1f, 1234, 77);
+    void *d = cuda->alloc(n * 2, PL_MEM_ACTIVATIONS);
+    cuda->upload(d, h, n * 2);
+    cuda->dropout(d, d, n, 0.1f, 1234, 77);
+    cuda->act_to_f32(got, d, n);
+    pl_err err = {0};
+    CHECK(cuda->take_error(&err) == 0, "dropout: %s", err.msg);
+    size_t same = 0, zeros = 0;
+    for (size_t i = 0; i < n; i++) {
+        same += pl_f32_to_bf16(ref[i]) == pl_f32_to_bf16(got[i]);
+        zeros += ref[i] == 0;
+    }
+    CHECK(same == n, "dropout: %zu of %zu elements equal the cpu op's (rounded to bf16)", same, n);
+    CHECK(zeros > 50 && zeros < 150, "dropout 0.1 dropped %zu of %zu", zeros, n);
+    uint32_t a[4], b[4];
+    for (uint64_t i = 0; i < 64; i++) {
+        pl_philox(0x0123456789abcdefull + i, i * 31, i * 977, a);
+        pl_philox4(0x0123456789abcdefull + i, i * 31, i * 977, b);
+        if (memcmp(a, b, sizeof a)) break;
+        if (i == 63) CHECK(1, "philox");
+    }
+    CHECK(!memcmp(a, b, sizeof a), "ops_math.h's Philox equals core/rng.c's");
+    cuda->free(d);
+    free(src);
+    free(ref);
+    free(got);
+    free(h);
+}
+
+/* 5 */
+static void test_refusals(void) {
+    pl_err err = {0};
+    pl_model *m = NULL;
+    pl_model_opts mo = {.fp32 = 1};
+    if (pl_model_load(&m, model_path, &mo, &err)) {
+        CHECK(0, "load fp32: %s", err.msg);
+        return;
+    }
+    m->be = cuda;
+    pl_train *t = NULL;
+    int rc = pl_train_init(&t, m, ROW, &err);
+    CHECK(rc == PL_EUNSUPPORTED && !t && strstr(err.msg, "--backend cpu"), "full fine-tune refused: %s", err.msg);
+    pl_train_free(t);
+    pl_model_free(m);
+
+    /* an op that cannot get its memory: the error comes from take_error */
+    pl_model *mg = load(cuda);
+    if (!mg) return;
+    pl_emu_set_capacity(pl_emu_mem_used() + 4096); /* no room for the first weight copy */
+    float *logits = malloc((size_t)mg->cfg.vocab * 8 * sizeof(float));
+    int32_t ids[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    pl_emu_set_quiet(1);
+    rc = pl_model_forward(mg, ids, NULL, NULL, 8, logits, &err);
+    pl_emu_set_quiet(0);
+    CHECK(rc != 0 && (strstr(err.msg, "memory") || strstr(err.msg, "out of")),
+          "forward without device memory fails with a message (%d): %s", rc, err.msg);
+    pl_emu_set_capacity((size_t)24 << 30);
+    CHECK(cuda->take_error(&err) == 0, "the failure was taken once: %s", err.msg);
+    free(logits);
+    pl_model_free(mg);
+}
+
+int main(void) {
+    const char *shared = check_env("POTLUCK_SHARED");
+    snprintf(model_path, sizeof model_path, "%s/fixtures/stories260K/stories260K.bin", shared);
+    pl_err err = {0};
+    cuda = pl_backend_named("cuda", &err);
+    REQUIRE(cuda && !strcmp(cuda->name, "cuda"), "open the cuda backend: %s", err.msg);
+    CHECK(cuda->act_dtype == PL_BF16 && !cuda->host_memory, "bf16 activations in device memory");
+    CHECK(pl_backend_named("tpu", &err) == NULL && strstr(err.msg, "unknown backend"), "unknown backend: %s", err.msg);
+    test_dropout();
+    int32_t tok[NGEN];
+    test_generation(tok);
+    /* training rows: BOS + the greedy text, 2 rows of 64 inputs and their next tokens */
+    int32_t rows[2 * ROW + 1];
+    rows[0] = 1;
+    for (int i = 1; i <= 2 * ROW; i++) rows[i] = tok[(i - 1) % NGEN];
+    test_training(rows);
+    test_refusals();
+    return check_summary("test_cuda_backend");
+}

@@ -1,0 +1,645 @@
+/* cuda_backend.cu: the CUDA backend's op table (trainer/backend.h) over the
+ * kernels of this folder (cuda_ops.h). Host code only; it builds with nvcc
+ * for a GPU and with the host compiler against the emulator (make emu).
+ *
+ * Precision: activations bf16 (act_dtype PL_BF16), every sum in fp32;
+ * trained state (LoRA masters, gradients, AdamW moments) fp32.
+ *
+ * Memory (backend.h's two kinds):
+ *  - activations, their gradients' scratch, workspaces, the KV cache:
+ *    cudaMalloc, device only;
+ *  - trained state (PL_MEM_WEIGHTS: the LoRA masters; PL_MEM_GRADIENTS;
+ *    PL_MEM_OPTIMIZER): cudaMallocManaged, so checkpoints, exports and the
+ *    MPI all-reduce read it in place once take_error has synchronized.
+ *    PL_MEM_GRADIENTS also tags the trainer's activation gradients (d_res,
+ *    ...): managed memory the kernels use where it lives.
+ * Every allocation is tagged in the shared per-category counters
+ * (pl_mem_peak), so the planner's categories hold for this backend too.
+ *
+ * Frozen weights are host memory owned by the model. The first op that uses
+ * one copies it to the device (keyed by its host pointer, until
+ * release_weights): NF4 as its packed bytes and quantization state (the
+ * kernels dequantize it), any other dtype dequantized on the host row by row
+ * to bf16, fp32 vectors (norms, biases, RoPE frequencies) as they are. A
+ * GEMM on an NF4 weight dequantizes it into one reusable bf16 scratch
+ * (PL_MEM_WORKSPACE) and calls cuBLASLt; decoding (T <= PL_CUDA_GEMV_MAX_T)
+ * uses the fused NF4 GEMV instead.
+ *
+ * Ops whose backward kernel needs a value the op table does not pass
+ * recompute it: rmsnorm_bwd recomputes rstd (one rmsnorm), attention_bwd
+ * the log-sum-exp (one attention forward).
+ *
+ * Every op counts its launches (pl_cuda_backend_launches), so a test can
+ * check that a training step ran on the device and nothing fell back. */
+#include "cuda_common.cuh"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+/* The project's C headers: C11's _Static_assert is C++'s static_assert, and
+ * safetensors.h's pl_st (pulled in by nf4.h) is renamed here, out of the way
+ * of cuda_common.cuh's bf16 store of the same name. */
+#define _Static_assert static_assert
+#define pl_st pl_st_c
+extern "C" {
+#include "../backend.h"
+#include "../../core/half.h"
+#include "../../lora/nf4.h"
+#include "cuda_backend.h"
+}
+#undef pl_st
+#undef _Static_assert
+
+/* ---------------------------------------------------------------- state */
+
+namespace {
+
+struct alloc_info {
+    size_t bytes;
+    pl_mem_cat cat;
+};
+
+/* A frozen weight's device copy. */
+struct resident {
+    int kind;           /* 0: bf16 matrix/table; 1: NF4; 2: fp32 vector */
+    void *dev;          /* the bf16 or fp32 data, or the NF4 block holding every array */
+    size_t bytes;
+    pl_cuda_nf4 nf4;    /* kind 1: device pointers into dev */
+};
+
+struct state {
+    std::mutex mu;
+    std::unordered_map<void *, alloc_info> allocs;
+    std::unordered_map<const void *, resident> weights;
+    pl_cuda_blas *blas = nullptr;
+    void *gemm_ws = nullptr;
+    size_t gemm_ws_bytes = 0;
+    /* grow-only scratch, one per purpose */
+    void *scratch[8] = {};
+    size_t scratch_bytes[8] = {};
+    int fail_code = 0;
+    char fail_msg[256] = {};
+    unsigned long launches[PL_CUDA_OP_N] = {};
+    int opened = 0;
+    char device[256] = {};
+};
+
+state *S;
+
+enum { SC_WBF16 = 0, SC_LORA_A, SC_LORA_B, SC_F32, SC_ATT_OUT, SC_WS, SC_DSUM, SC_NORM };
+
+const char *const op_names[PL_CUDA_OP_N] = {
+    "embedding_q", "rmsnorm", "rope", "attention", "swiglu", "linear", "linear_q", "lora_fwd", "add",
+    "dropout", "lm_head_ce", "lm_head_ce_bwd", "rmsnorm_bwd", "rope_bwd", "attention_bwd", "swiglu_bwd",
+    "linear_bwd", "linear_q_bwd_x", "lora_bwd", "sumsq", "scale", "adamw"};
+
+void fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fail(int code, const char *fmt, ...) {
+    std::lock_guard<std::mutex> g(S->mu);
+    if (S->fail_code) return;
+    S->fail_code = code ? code : PL_EIO;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(S->fail_msg, sizeof S->fail_msg, fmt, ap);
+    va_end(ap);
+}
+
+/* A launcher's status: 0, a cudaError_t, or PL_CUDA_EBLAS + a cuBLAS status. */
+void check(int rc, const char *op) {
+    if (!rc) return;
+    if (rc >= PL_CUDA_EBLAS)
+        fail(PL_EIO, "cuda backend: %s: cuBLASLt status %d", op, rc - PL_CUDA_EBLAS);
+    else
+        fail(rc == (int)cudaErrorMemoryAllocation ? PL_ENOMEM : PL_EIO, "cuda backend: %s: %s", op,
+             cudaGetErrorString((cudaError_t)rc));
+}
+
+void count(int op) { S->launches[op]++; }
+
+int managed_cat(pl_mem_cat cat) {
+    return cat == PL_MEM_WEIGHTS || cat == PL_MEM_GRADIENTS || cat == PL_MEM_OPTIMIZER;
+}
+
+/* ---------------------------------------------------------------- memory */
+
+void *dev_alloc(size_t bytes, pl_mem_cat cat) {
+    if ((int)cat < 0 || cat >= PL_MEM_NCAT) return nullptr;
+    void *p = nullptr;
+    size_t n = bytes ? bytes : 1;
+    cudaError_t e = managed_cat(cat) ? cudaMallocManaged(&p, n, cudaMemAttachGlobal) : cudaMalloc(&p, n);
+    if (e != cudaSuccess || !p) {
+        cudaGetLastError(); /* an allocation failure is the caller's NULL, not a sticky error */
+        return nullptr;
+    }
+    if (cudaMemset(p, 0, n) != cudaSuccess) {
+        cudaFree(p);
+        return nullptr;
+    }
+    {
+        std::lock_guard<std::mutex> g(S->mu);
+        S->allocs[p] = alloc_info{n, cat};
+    }
+    pl_mem_note(cat, (ptrdiff_t)n);
+    return p;
+}
+
+void dev_free(void *p) {
+    if (!p) return;
+    alloc_info a;
+    {
+        std::lock_guard<std::mutex> g(S->mu);
+        auto it = S->allocs.find(p);
+        if (it == S->allocs.end()) return; /* not ours: leave it */
+        a = it->second;
+        S->allocs.erase(it);
+    }
+    cudaFree(p);
+    pl_mem_note(a.cat, -(ptrdiff_t)a.bytes);
+}
+
+/* Scratch slot s with at least bytes, tagged workspace (NULL: out of memory, recorded). */
+void *scratch(int s, size_t bytes, const char *op) {
+    if (S->scratch_bytes[s] >= bytes && S->scratch[s]) return S->scratch[s];
+    if (S->scratch[s]) {
+        cudaDeviceSynchronize(); /* queued kernels may still read it */
+        dev_free(S->scratch[s]);
+    }
+    S->scratch[s] = dev_alloc(bytes, PL_MEM_WORKSPACE);
+    S->scratch_bytes[s] = S->scratch[s] ? bytes : 0;
+    if (!S->scratch[s]) fail(PL_ENOMEM, "cuda backend: %s: out of device memory for %zu bytes of scratch", op, bytes);
+    return S->scratch[s];
+}
+
+void up(void *dst, const void *src, size_t bytes) {
+    if (bytes) check((int)cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "upload");
+}
+void down(void *dst, const void *src, size_t bytes) {
+    if (bytes) check((int)cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "download");
+}
+void dcopy(void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src) check((int)cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy");
+}
+void dzero(void *p, size_t bytes) {
+    if (bytes) check((int)cudaMemset(p, 0, bytes), "zero");
+}
+
+void act_to_f32(float *dst, const void *src, size_t n) {
+    std::vector<uint16_t> tmp(n);
+    down(tmp.data(), src, n * 2);
+    for (size_t i = 0; i < n; i++) dst[i] = pl_bf16_to_f32(tmp[i]);
+}
+
+/* ---------------------------------------------------------------- frozen weights */
+
+const resident *find_weight(const void *key) {
+    std::lock_guard<std::mutex> g(S->mu);
+    auto it = S->weights.find(key);
+    return it == S->weights.end() ? nullptr : &it->second;
+}
+
+const resident *keep_weight(const void *key, const resident &r) {
+    std::lock_guard<std::mutex> g(S->mu);
+    return &(S->weights[key] = r);
+}
+
+/* An fp32 vector (norm weights, bias, RoPE frequencies) on the device. */
+const float *vec_f32(const float *host, size_t n, const char *op) {
+    if (!host) return nullptr;
+    if (const resident *r = find_weight(host)) return (const float *)r->dev;
+    void *d = dev_alloc(n * sizeof(float), PL_MEM_WEIGHTS);
+    if (!d) {
+        fail(PL_ENOMEM, "cuda backend: %s: out of device memory for a weight vector", op);
+        return nullptr;
+    }
+    up(d, host, n * sizeof(float));
+    return (const float *)keep_weight(host, resident{2, d, n * sizeof(float), {}})->dev;
+}
+
+/* A frozen matrix in any dtype but NF4 as bf16 (rows, cols) on the device. */
+const pl_bf16 *mat_bf16(const pl_qweight *w, const char *op) {
+    if (const resident *r = find_weight(w->data)) return (const pl_bf16 *)r->dev;
+    size_t n = (size_t)w->rows * (size_t)w->cols;
+    void *d = dev_alloc(n * 2, PL_MEM_WEIGHTS);
+    if (!d) {
+        fail(PL_ENOMEM, "cuda backend: %s: out of device memory for a %lld x %lld weight", op, (long long)w->rows,
+             (long long)w->cols);
+        return nullptr;
+    }
+    std::vector<float> row((size_t)w->cols);
+    std::vector<uint16_t> rb((size_t)w->cols);
+    for (int64_t r = 0; r < w->rows; r++) {
+        if (pl_qweight_row(w, r, row.data()) != 0) {
+            dev_free(d);
+            fail(PL_EUNSUPPORTED, "cuda backend: %s: cannot read rows of dtype %s", op, pl_dtype_name(w->dtype));
+            return nullptr;
+        }
+        for (int64_t c = 0; c < w->cols; c++) rb[(size_t)c] = pl_f32_to_bf16(row[(size_t)c]);
+        up((char *)d + (size_t)r * (size_t)w->cols * 2, rb.data(), (size_t)w->cols * 2);
+    }
+    return (const pl_bf16 *)keep_weight(w->data, resident{0, d, n * 2, {}})->dev;
+}
+
+/* An NF4 weight's quantization state on the device. */
+const pl_cuda_nf4 *mat_nf4(const pl_qweight *w, const char *op) {
+    if (const resident *r = find_weight(w->data)) return &r->nf4;
+    const pl_nf4 *q = (const pl_nf4 *)w->data;
+    size_t packed = (size_t)(q->n + 1) / 2, nb = (size_t)q->n_blocks, nn = (size_t)q->n_nested;
+    /* one block: packed | absmax codes or fp32 | nested | code, each 16-byte aligned */
+    auto al = [](size_t x) { return (x + 15) & ~(size_t)15; };
+    size_t o_abs = al(packed), abs_bytes = q->double_quant ? nb : nb * 4;
+    size_t o_nest = o_abs + al(abs_bytes), o_code = o_nest + al(nn * 4), total = o_code + 256 * 4;
+    char *d = (char *)dev_alloc(total, PL_MEM_WEIGHTS);
+    if (!d) {
+        fail(PL_ENOMEM, "cuda backend: %s: out of device memory for an NF4 weight of %lld elements", op,
+             (long long)q->n);
+        return nullptr;
+    }
+    up(d, q->packed, packed);
+    resident r{1, d, total, {}};
+    r.nf4.packed = (const uint8_t *)d;
+    r.nf4.n = q->n;
+    r.nf4.blocksize = q->blocksize;
+    if (q->double_quant) {
+        up(d + o_abs, q->absmax_q, nb);
+        up(d + o_nest, q->nested_absmax, nn * 4);
+        up(d + o_code, q->code, 256 * 4);
+        r.nf4.absmax_q = (const uint8_t *)(d + o_abs);
+        r.nf4.nested_absmax = (const float *)(d + o_nest);
+        r.nf4.code = (const float *)(d + o_code);
+        r.nf4.offset = q->offset;
+    } else {
+        up(d + o_abs, q->absmax, nb * 4);
+        r.nf4.absmax = (const float *)(d + o_abs);
+    }
+    return &keep_weight(w->data, r)->nf4;
+}
+
+/* w as a bf16 (rows, cols) matrix for a GEMM: NF4 dequantized into the
+ * shared scratch, anything else its resident copy. */
+const pl_bf16 *gemm_weight(const pl_qweight *w, const char *op) {
+    if (w->dtype != PL_NF4) return mat_bf16(w, op);
+    const pl_cuda_nf4 *q = mat_nf4(w, op);
+    if (!q) return nullptr;
+    pl_bf16 *s = (pl_bf16 *)scratch(SC_WBF16, (size_t)q->n * 2, op);
+    if (!s) return nullptr;
+    check(pl_cuda_nf4_dequant(s, q, 0, q->n, nullptr), op);
+    return s;
+}
+
+void release_weights(const void *p) {
+    cudaDeviceSynchronize();
+    std::vector<void *> drop;
+    {
+        std::lock_guard<std::mutex> g(S->mu);
+        if (!p) {
+            for (auto &kv : S->weights) drop.push_back(kv.second.dev);
+            S->weights.clear();
+        } else {
+            auto it = S->weights.find(p);
+            if (it != S->weights.end()) {
+                drop.push_back(it->second.dev);
+                S->weights.erase(it);
+            }
+        }
+    }
+    for (void *d : drop) dev_free(d);
+}
+
+pl_bf16 *B16(void *p) { return (pl_bf16 *)p; }
+const pl_bf16 *B16(const void *p) { return (const pl_bf16 *)p; }
+
+/* The LoRA masters as bf16 copies (per call: r x I and O x r elements). */
+int lora_bf16(const float *A, const float *B, int I, int O, int r, const pl_bf16 **A16, const pl_bf16 **B16_,
+              const char *op) {
+    pl_bf16 *a = (pl_bf16 *)scratch(SC_LORA_A, (size_t)r * I * 2, op);
+    pl_bf16 *b = (pl_bf16 *)scratch(SC_LORA_B, (size_t)O * r * 2, op);
+    if (!a || !b) return -1;
+    check(pl_cuda_f32_to_bf16(a, A, (int64_t)r * I, nullptr), op);
+    check(pl_cuda_f32_to_bf16(b, B, (int64_t)O * r, nullptr), op);
+    *A16 = a;
+    *B16_ = b;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- forward ops */
+
+void op_embedding_q(void *out, const int32_t *ids, const pl_qweight *table, int T) {
+    count(PL_CUDA_OP_EMBEDDING_Q);
+    const pl_bf16 *tb = mat_bf16(table, "embedding");
+    if (tb) check(pl_cuda_embedding(B16(out), ids, tb, T, (int)table->cols, nullptr), "embedding");
+}
+
+void op_rmsnorm(void *out, const void *x, const float *w, int T, int C, float eps) {
+    count(PL_CUDA_OP_RMSNORM);
+    const float *dw = vec_f32(w, (size_t)C, "rmsnorm");
+    if (dw) check(pl_cuda_rmsnorm(B16(out), nullptr, B16(x), dw, T, C, eps, nullptr), "rmsnorm");
+}
+
+void rope_any(void *x, const int32_t *pos, const float *inv_freq, int T, int nh, int hd, int bwd) {
+    count(bwd ? PL_CUDA_OP_ROPE_BWD : PL_CUDA_OP_ROPE);
+    const float *f = vec_f32(inv_freq, (size_t)hd / 2, "rope");
+    if (f) check(pl_cuda_rope(B16(x), pos, f, T, nh, hd, bwd, nullptr), "rope");
+}
+void op_rope(void *x, const int32_t *pos, const float *inv_freq, int T, int nh, int hd) {
+    rope_any(x, pos, inv_freq, T, nh, hd, 0);
+}
+void op_rope_bwd(void *d, const int32_t *pos, const float *inv_freq, int T, int nh, int hd) {
+    rope_any(d, pos, inv_freq, T, nh, hd, 1);
+}
+
+void op_attention(void *out, const void *q, const void *k, const void *v, const int32_t *qlast, const int32_t *qseg,
+                  const int32_t *kseg, int Tq, int Tk, int nh, int nkv, int hd) {
+    count(PL_CUDA_OP_ATTENTION);
+    check(pl_cuda_attention(B16(out), nullptr, B16(q), B16(k), B16(v), qlast, qseg, kseg, Tq, Tk, nh, nkv, hd,
+                            nullptr),
+          "attention");
+}
+
+void op_swiglu(void *out, const void *gate, const void *upv, int T, int H) {
+    count(PL_CUDA_OP_SWIGLU);
+    check(pl_cuda_swiglu(B16(out), B16(gate), B16(upv), (int64_t)T * H, nullptr), "swiglu");
+}
+
+void bias(void *out, const float *b, int T, int O, const char *op) {
+    if (!b) return;
+    const float *db = vec_f32(b, (size_t)O, op);
+    if (db) check(pl_cuda_bias_add(B16(out), db, T, O, nullptr), op);
+}
+
+/* A frozen fp32 weight (a base kept in fp32): its bf16 copy. */
+void op_linear(void *out, const void *x, const float *w, const float *b, int T, int I, int O) {
+    count(PL_CUDA_OP_LINEAR);
+    pl_qweight qw = {PL_F32, O, I, (size_t)I * 4, w, nullptr};
+    const pl_bf16 *W = mat_bf16(&qw, "linear");
+    if (!W) return;
+    check(pl_cuda_linear(S->blas, B16(out), B16(x), W, T, I, O, S->gemm_ws, S->gemm_ws_bytes, nullptr), "linear");
+    bias(out, b, T, O, "linear");
+}
+
+void op_linear_q(void *out, const void *x, const pl_qweight *w, const float *b, int T, void *ws) {
+    (void)ws;
+    count(PL_CUDA_OP_LINEAR_Q);
+    const int I = (int)w->cols, O = (int)w->rows;
+    if (w->dtype == PL_NF4 && T <= PL_CUDA_GEMV_MAX_T) {
+        const pl_cuda_nf4 *q = mat_nf4(w, "linear_q");
+        if (q) check(pl_cuda_nf4_gemv(B16(out), B16(x), q, O, I, T, nullptr), "linear_q (gemv)");
+    } else {
+        const pl_bf16 *W = gemm_weight(w, "linear_q");
+        if (W)
+            check(pl_cuda_linear(S->blas, B16(out), B16(x), W, T, I, O, S->gemm_ws, S->gemm_ws_bytes, nullptr),
+                  "linear_q");
+    }
+    bias(out, b, T, O, "linear_q");
+}
+
+void op_lora_fwd(void *y, void *xa, const void *u, const float *A, const float *B, int T, int I, int O, int r,
+                 float scale, void *tmp) {
+    (void)tmp;
+    count(PL_CUDA_OP_LORA_FWD);
+    const pl_bf16 *A16, *B16_;
+    if (lora_bf16(A, B, I, O, r, &A16, &B16_, "lora_fwd")) return;
+    check(pl_cuda_lora_fwd(S->blas, B16(y), B16(xa), B16(u), A16, B16_, T, I, O, r, scale, S->gemm_ws,
+                           S->gemm_ws_bytes, nullptr),
+          "lora_fwd");
+}
+
+void op_add(void *out, const void *a, const void *b, size_t n) {
+    count(PL_CUDA_OP_ADD);
+    check(pl_cuda_add(B16(out), B16(a), B16(b), (int64_t)n, nullptr), "add");
+}
+
+void op_dropout(void *dst, const void *src, size_t n, float p, uint64_t seed, uint64_t stream) {
+    count(PL_CUDA_OP_DROPOUT);
+    check(pl_cuda_dropout(B16(dst), B16(src), (int64_t)n, p, seed, stream, nullptr), "dropout");
+}
+
+double op_lm_head_ce(float *lse, const void *x, const pl_qweight *head, const int32_t *targets, int T,
+                     int64_t *n_valid) {
+    count(PL_CUDA_OP_LM_HEAD_CE);
+    const int C = (int)head->cols, V = (int)head->rows;
+    const pl_bf16 *W = mat_bf16(head, "lm_head_ce");
+    float *ws = (float *)scratch(SC_WS, pl_cuda_lm_head_ce_workspace(T, V) * 4 + 16, "lm_head_ce");
+    char *dsum = (char *)scratch(SC_DSUM, 16, "lm_head_ce");
+    if (n_valid) *n_valid = 0;
+    if (!W || !ws || !dsum) return NAN;
+    check(pl_cuda_lm_head_ce(lse, nullptr, (double *)dsum, (int64_t *)(dsum + 8), B16(x), W, targets, T, C, V, ws,
+                             nullptr),
+          "lm_head_ce");
+    double sum = 0;
+    int64_t nv = 0;
+    down(&sum, dsum, 8);
+    down(&nv, dsum + 8, 8);
+    if (n_valid) *n_valid = nv;
+    return sum;
+}
+
+/* ---------------------------------------------------------------- backward ops */
+
+void op_lm_head_ce_bwd(void *dx, const void *x, const pl_qweight *head, const int32_t *targets, const float *lse,
+                       int T, float scale) {
+    count(PL_CUDA_OP_LM_HEAD_CE_BWD);
+    const int C = (int)head->cols, V = (int)head->rows;
+    const pl_bf16 *W = mat_bf16(head, "lm_head_ce_bwd");
+    float *ws = (float *)scratch(SC_WS, pl_cuda_lm_head_ce_bwd_workspace(T, C) * 4 + 16, "lm_head_ce_bwd");
+    if (W && ws)
+        check(pl_cuda_lm_head_ce_bwd(B16(dx), nullptr, B16(x), W, targets, lse, T, C, V, scale, ws, nullptr),
+              "lm_head_ce_bwd");
+}
+
+void op_rmsnorm_bwd(void *dx, float *dw, const void *dout, const void *x, const float *w, int T, int C, float eps) {
+    count(PL_CUDA_OP_RMSNORM_BWD);
+    const float *wd = vec_f32(w, (size_t)C, "rmsnorm_bwd");
+    /* rstd recomputed: one forward into scratch */
+    char *sc = (char *)scratch(SC_NORM, (size_t)T * C * 2 + (size_t)T * 4 + 16, "rmsnorm_bwd");
+    float *ws = (float *)scratch(SC_F32, pl_cuda_rmsnorm_bwd_workspace(T, C) * 4 + 16, "rmsnorm_bwd");
+    if (!wd || !sc || !ws) return;
+    float *rstd = (float *)(sc + (((size_t)T * C * 2 + 15) & ~(size_t)15));
+    check(pl_cuda_rmsnorm((pl_bf16 *)sc, rstd, B16(x), wd, T, C, eps, nullptr), "rmsnorm_bwd");
+    check(pl_cuda_rmsnorm_bwd(B16(dx), dw, B16(dout), B16(x), wd, rstd, T, C, ws, nullptr), "rmsnorm_bwd");
+}
+
+void op_attention_bwd(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k, const void *v,
+                      const void *out, const int32_t *qlast, const int32_t *qseg, const int32_t *kseg, int Tq, int Tk,
+                      int nh, int nkv, int hd) {
+    count(PL_CUDA_OP_ATTENTION_BWD);
+    /* the forward's log-sum-exp, recomputed (with a scratch output) */
+    size_t ob = ((size_t)Tq * nh * hd * 2 + 15) & ~(size_t)15;
+    char *sc = (char *)scratch(SC_ATT_OUT, ob + (size_t)nh * Tq * 4, "attention_bwd");
+    float *ws = (float *)scratch(SC_F32, pl_cuda_attention_bwd_workspace(Tq, nh) * 4 + 16, "attention_bwd");
+    if (!sc || !ws) return;
+    float *lse = (float *)(sc + ob);
+    check(pl_cuda_attention((pl_bf16 *)sc, lse, B16(q), B16(k), B16(v), qlast, qseg, kseg, Tq, Tk, nh, nkv, hd,
+                            nullptr),
+          "attention_bwd");
+    check(pl_cuda_attention_bwd(B16(dq), B16(dk), B16(dv), B16(dout), B16(q), B16(k), B16(v), B16(out), lse, qlast,
+                                qseg, kseg, Tq, Tk, nh, nkv, hd, ws, nullptr),
+          "attention_bwd");
+}
+
+void op_swiglu_bwd(void *dgate, void *dup, const void *dout, const void *gate, const void *upv, int T, int H) {
+    count(PL_CUDA_OP_SWIGLU_BWD);
+    check(pl_cuda_swiglu_bwd(B16(dgate), B16(dup), B16(dout), B16(gate), B16(upv), (int64_t)T * H, nullptr),
+          "swiglu_bwd");
+}
+
+void op_linear_bwd(void *dx, float *dw, float *dbias, const void *dout, const void *x, const float *w, int T, int I,
+                   int O) {
+    count(PL_CUDA_OP_LINEAR_BWD);
+    if (dw || dbias) {
+        fail(PL_EUNSUPPORTED, "cuda backend: linear_bwd: gradients of base weights (full fine-tuning) are the cpu "
+                              "backend's");
+        return;
+    }
+    if (!dx) return;
+    pl_qweight qw = {PL_F32, O, I, (size_t)I * 4, w, nullptr};
+    const pl_bf16 *W = mat_bf16(&qw, "linear_bwd");
+    if (W)
+        check(pl_cuda_linear_bwd_x(S->blas, B16(dx), 0, B16(dout), W, T, I, O, S->gemm_ws, S->gemm_ws_bytes, nullptr),
+              "linear_bwd");
+}
+
+void op_linear_q_bwd_x(void *dx, const void *dout, const pl_qweight *w, int T, void *ws) {
+    (void)ws;
+    count(PL_CUDA_OP_LINEAR_Q_BWD_X);
+    const pl_bf16 *W = gemm_weight(w, "linear_q_bwd_x");
+    if (W)
+        check(pl_cuda_linear_bwd_x(S->blas, B16(dx), 0, B16(dout), W, T, (int)w->cols, (int)w->rows, S->gemm_ws,
+                                   S->gemm_ws_bytes, nullptr),
+              "linear_q_bwd_x");
+}
+
+void op_lora_bwd(void *dx, int accumulate, float *gA, float *gB, const void *dout, const void *u, const void *xa,
+                 const float *A, const float *B, int T, int I, int O, int r, float scale, void *tmp, void *dxa,
+                 void *du) {
+    (void)tmp;
+    (void)du;
+    count(PL_CUDA_OP_LORA_BWD);
+    const pl_bf16 *A16, *B16_;
+    if (lora_bf16(A, B, I, O, r, &A16, &B16_, "lora_bwd")) return;
+    check(pl_cuda_lora_bwd(S->blas, B16(dx), accumulate, gA, gB, B16(dxa), B16(dout), B16(u), B16(xa), A16, B16_, T,
+                           I, O, r, scale, S->gemm_ws, S->gemm_ws_bytes, nullptr),
+          "lora_bwd");
+}
+
+double op_sumsq(const float *x, size_t n) {
+    count(PL_CUDA_OP_SUMSQ);
+    double *ws = (double *)scratch(SC_F32, pl_cuda_sumsq_workspace((int64_t)n) * 8 + 16, "sumsq");
+    double *d = (double *)scratch(SC_DSUM, 16, "sumsq");
+    if (!ws || !d) return NAN;
+    check(pl_cuda_sumsq(d, x, (int64_t)n, 0, ws, nullptr), "sumsq");
+    double s = 0;
+    down(&s, d, 8);
+    return s;
+}
+
+void op_scale(float *x, float s, size_t n) {
+    count(PL_CUDA_OP_SCALE);
+    check(pl_cuda_scale(x, s, (int64_t)n, nullptr), "scale");
+}
+
+void op_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2, float eps,
+              float wd, int t) {
+    count(PL_CUDA_OP_ADAMW);
+    check(pl_cuda_adamw(p, g, m, v, (int64_t)n, lr, b1, b2, eps, wd, t, nullptr), "adamw");
+}
+
+int take_error(pl_err *err) {
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e == cudaSuccess) e = cudaGetLastError();
+    if (e != cudaSuccess) fail(PL_EIO, "cuda backend: %s", cudaGetErrorString(e));
+    std::lock_guard<std::mutex> g(S->mu);
+    if (!S->fail_code) return 0;
+    int code = S->fail_code;
+    pl_err_set(err, code, "%s", S->fail_msg);
+    S->fail_code = 0;
+    return code;
+}
+
+pl_backend cuda_backend;
+
+} // namespace
+
+/* ---------------------------------------------------------------- entry points */
+
+extern "C" const pl_backend *pl_backend_cuda_open(pl_err *err) {
+    static std::mutex open_mu;
+    std::lock_guard<std::mutex> g(open_mu);
+    if (S && S->opened) return &cuda_backend;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n <= 0) {
+        cudaGetLastError();
+        pl_err_set(err, PL_EUNSUPPORTED, "--backend cuda: no CUDA device (%s); use --backend cpu",
+                   e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports none");
+        return nullptr;
+    }
+    if (!S) S = new state();
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) snprintf(S->device, sizeof S->device, "%s", prop.name);
+    int rc = pl_cuda_blas_create(&S->blas);
+    if (rc) {
+        pl_err_set(err, PL_EIO, "--backend cuda: cuBLASLt: cannot create a handle (status %d)", rc);
+        return nullptr;
+    }
+    S->gemm_ws_bytes = pl_cuda_gemm_workspace();
+    S->gemm_ws = dev_alloc(S->gemm_ws_bytes, PL_MEM_WORKSPACE);
+    if (!S->gemm_ws) {
+        pl_cuda_blas_destroy(S->blas);
+        S->blas = nullptr;
+        pl_err_set(err, PL_ENOMEM, "--backend cuda: out of device memory for cuBLASLt's %zu-byte workspace",
+                   S->gemm_ws_bytes);
+        return nullptr;
+    }
+    pl_backend &b = cuda_backend;
+    memset(&b, 0, sizeof b);
+    b.name = "cuda";
+    b.act_dtype = PL_BF16;
+    b.host_memory = 0;
+    b.alloc = dev_alloc;
+    b.free = dev_free;
+    b.upload = up;
+    b.download = down;
+    b.copy = dcopy;
+    b.zero = dzero;
+    b.act_to_f32 = act_to_f32;
+    b.release_weights = release_weights;
+    b.embedding_q = op_embedding_q;
+    b.rmsnorm = op_rmsnorm;
+    b.rope = op_rope;
+    b.attention = op_attention;
+    b.swiglu = op_swiglu;
+    b.linear = op_linear;
+    b.linear_q = op_linear_q;
+    b.lora_fwd = op_lora_fwd;
+    b.add = op_add;
+    b.dropout = op_dropout;
+    b.lm_head_ce = op_lm_head_ce;
+    b.lm_head_ce_bwd = op_lm_head_ce_bwd;
+    b.rmsnorm_bwd = op_rmsnorm_bwd;
+    b.rope_bwd = op_rope_bwd;
+    b.attention_bwd = op_attention_bwd;
+    b.swiglu_bwd = op_swiglu_bwd;
+    b.linear_bwd = op_linear_bwd;
+    b.linear_q_bwd_x = op_linear_q_bwd_x;
+    b.lora_bwd = op_lora_bwd;
+    b.sumsq = op_sumsq;
+    b.scale = op_scale;
+    b.adamw = op_adamw;
+    b.take_error = take_error;
+    S->opened = 1;
+    return &cuda_backend;
+}
+
+extern "C" const char *pl_cuda_backend_device(void) { return S && S->opened ? S->device : ""; }
+
+extern "C" unsigned long pl_cuda_backend_launches(int op) {
+    return S && op >= 0 && op < PL_CUDA_OP_N ? S->launches[op] : 0;
+}
+
+extern "C" const char *pl_cuda_backend_op_name(int op) { return op >= 0 && op < PL_CUDA_OP_N ? op_names[op] : "?"; }
