@@ -341,14 +341,19 @@ int pl_dist_allgather_bytes(const void *buf, size_t n, void **all, size_t *len, 
     return rc;
 }
 
-int pl_dist_wait(pl_err *err) {
+int pl_dist_wait(int timed, pl_err *err) {
     if (g_size == 1) return PL_OK;
+    if (timed) {
+        atomic_store(&g_op_ms, now_ms());
+        atomic_store(&g_op, "the stage's closing wait");
+    }
     MPI_Request rq;
     int rc = MPI_Ibarrier(MPI_COMM_WORLD, &rq), done = 0;
     while (rc == MPI_SUCCESS && !done) {
         rc = MPI_Test(&rq, &done, MPI_STATUS_IGNORE);
         if (!done) nanosleep(&(struct timespec){0, 2000000}, NULL);
     }
+    atomic_store(&g_op, (const char *)NULL);
     return rc == MPI_SUCCESS ? PL_OK : mpi_fail(err, rc, "wait");
 }
 
@@ -400,6 +405,6 @@ int pl_dist_gather_bytes(const void *buf, size_t n, void **all, size_t *len, int
 int pl_dist_allgather_bytes(const void *buf, size_t n, void **all, size_t *len, pl_err *err) {
     return pl_dist_gather_bytes(buf, n, all, len, 0, err);
 }
-int pl_dist_wait(pl_err *err) { (void)err; return PL_OK; }
+int pl_dist_wait(int timed, pl_err *err) { (void)timed; (void)err; return PL_OK; }
 
 #endif

@@ -76,9 +76,11 @@ int pl_dist_gather_bytes(const void *buf, size_t n, void **all, size_t *len, int
 int pl_dist_allgather_bytes(const void *buf, size_t n, void **all, size_t *len, pl_err *err);
 /* Wait, sleeping, until every rank got here (a barrier that polls every
  * 2 ms instead of spinning, so a rank waiting for another's long one-rank
- * work leaves it the cores). Not timed by the watchdog: the wait may be as
- * long as that work; a rank that dies still ends the job through the
- * launcher. The time spent is not counted as communication. */
-int pl_dist_wait(pl_err *err);
+ * work leaves it the cores). timed: the watchdog ends the wait after
+ * POTLUCK_DIST_TIMEOUT seconds (ranks doing equal parts of one job); 0: not
+ * timed (a wait as long as rank 0's one-rank stage; a rank that dies still
+ * ends the job through the launcher). The time spent is not counted as
+ * communication. */
+int pl_dist_wait(int timed, pl_err *err);
 
 #endif

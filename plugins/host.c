@@ -317,15 +317,16 @@ static int c_reader(lua_State *L) {
     return 1;
 }
 
-/* io.decision(i): the dedup decision of input sample i (0-based) the ranks
- * computed (pl_stage_part): the id it duplicates and the estimate, or nil. */
+/* io.decision(i): the dedup decision the ranks computed (pl_stage_part) for
+ * input sample i (1-based): the sample it duplicates (1-based, as
+ * minhash_index:check_add says it) and the estimate, or nil. */
 static int c_decision(lua_State *L) {
     const pl_stage_part *pt = lua_touserdata(L, lua_upvalueindex(1));
     lua_Integer i = luaL_checkinteger(L, 1);
-    if (i < 0 || i >= pt->n_dec) return luaL_error(L, "ctx.decision(%d): the stage's input has %d samples", (int)i, (int)pt->n_dec);
-    if (pt->dup_of[i] < 0) return 0;
-    lua_pushinteger(L, (lua_Integer)pt->dup_of[i]);
-    lua_pushnumber(L, pt->dup_jac[i]);
+    if (i < 1 || i > pt->n_dec) return luaL_error(L, "ctx.decision(%d): the stage's input has %d samples", (int)i, (int)pt->n_dec);
+    if (pt->dup_of[i - 1] < 0) return 0;
+    lua_pushinteger(L, (lua_Integer)pt->dup_of[i - 1] + 1);
+    lua_pushnumber(L, pt->dup_jac[i - 1]);
     return 2;
 }
 

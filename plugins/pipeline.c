@@ -611,14 +611,14 @@ static int dedup_by_bands(run_state *r, const cJSON *st, const char *in, int64_t
     /* a NUL byte in some text: cJSON cannot see past it; every rank falls
      * back to rank 0 running the plugin itself */
     double v = bad;
-    if ((rc = pl_dist_wait(err)) || (rc = pl_dist_allreduce_f64(&v, 1, err))) goto out;
+    if ((rc = pl_dist_wait(1, err)) || (rc = pl_dist_allreduce_f64(&v, 1, err))) goto out;
     if (v > 0) { *fallback = 1; goto out; }
     double t2 = now_s();
     if ((rc = pl_dist_allgather_bytes(mine, (size_t)(hi - lo) * np * sizeof *mine, (void **)&all, len, err))) goto out;
     double t3 = now_s();
     if ((rc = pl_minhash_pairs(m, all, n, r->rank, P, &pairs, &n_pairs, &pcap, err))) goto out;
     double t4 = now_s();
-    if ((rc = pl_dist_wait(err))) goto out;
+    if ((rc = pl_dist_wait(1, err))) goto out;
     double t5 = now_s();
     if ((rc = pl_dist_gather_bytes(pairs, n_pairs * sizeof *pairs, (void **)&every, len, 0, err))) goto out;
     double t6 = now_s();
@@ -760,7 +760,7 @@ static int dist_stage(run_state *r, const cJSON *st, child_ctx *c, const char *d
         size_t *len = calloc((size_t)r->ranks, sizeof *len);
         double t1 = now_s();
         if (!s || !len) rc = pl_err_set(err, PL_ENOMEM, "out of memory");
-        if (!rc) rc = pl_dist_wait(err);
+        if (!rc) rc = pl_dist_wait(1, err);
         double t2 = now_s();
         cJSON_AddNumberToObject(timing, "wait_s", t2 - t1);
         if (!rc) rc = pl_dist_gather_bytes(s, strlen(s), (void **)&all, len, 0, err);
@@ -791,7 +791,9 @@ static int dist_stage(run_state *r, const cJSON *st, child_ctx *c, const char *d
         rc = run_child_json(r->o, what, child_stage, c, stats, err);
     }
     if (rc) { cJSON_Delete(timing); return rc; }
-    if ((rc = pl_dist_wait(err))) { cJSON_Delete(timing); return rc; }
+    /* rank 0 waits for ranks with nothing left to do: timed; the others may
+     * wait for rank 0's one-rank work, as long as it takes */
+    if ((rc = pl_dist_wait(r->rank == 0 || split, err))) { cJSON_Delete(timing); return rc; }
     if (r->rank == 0) {
         cJSON_AddNumberToObject(timing, "comm_s", pl_dist_comm_seconds());
         cJSON_AddStringToObject(timing, "how", split ? "split by sample index" : dedup ? "minhash bands by rank" : "rank 0 alone");
@@ -1834,7 +1836,7 @@ done:
     }
     /* several ranks: none leaves before the others are done (rank 0 may
      * still be writing what they would read next) */
-    if (ranks > 1 && !rc) rc = pl_dist_wait(err);
+    if (ranks > 1 && !rc) rc = pl_dist_wait(1, err);
     cJSON_Delete(r.plan);
     cJSON_Delete(r.counts);
     cJSON_Delete(r.tok_info);

@@ -32,8 +32,8 @@ pl.register {
     return function(s)
       local dup, j
       if decided then
-        dup, j = decided(n)
         n = n + 1
+        dup, j = decided(n)
       else
         dup, j = idx:check_add(pl.text(s))
       end
