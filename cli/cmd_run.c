@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/dist.h"
 #include "../plugins/pipeline.h"
 #include "cli.h"
 #include "cmd_run.h"
@@ -69,7 +70,19 @@ int cmd_run(int argc, char **argv) {
     if (!o.recipe) return cli_fail("run: expected a recipe file (potluck run RECIPE.lua; see --help)");
     if (o.from && o.only) return cli_fail("run: --from and --only together: choose one");
     pl_err err = {0};
+    /* under mpirun the data stages are split over the ranks (docs/distributed.md) */
+    if (pl_dist_init(&err)) {
+        cli_fail_err(&err);
+        if (pl_dist_size() > 1) pl_dist_abort(1);
+        return 1;
+    }
     int rc = pl_pipeline_run(&o, &err);
+    if (rc && pl_dist_size() > 1) {
+        /* one rank's failure ends every rank (the others may wait for it) */
+        pl_err_prefix(&err, "rank %d of %d", pl_dist_rank(), pl_dist_size());
+        cli_fail_err(&err);
+        pl_dist_abort(rc == 130 || rc == 143 ? rc : 1);
+    }
     if (rc) {
         cli_fail_err(&err);
         return rc == 130 || rc == 143 ? rc : 1;

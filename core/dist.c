@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +256,107 @@ int pl_dist_gather_f32(const float *shard, float *full, size_t n, int root, pl_e
     return mr == MPI_SUCCESS ? PL_OK : mpi_fail(err, mr, "gather");
 }
 
+/* bytes in pieces of at most 1 GiB: MPI counts are int */
+#define PIECE ((size_t)1 << 30)
+static int send_bytes(const void *buf, size_t n, int to) {
+    int rc = MPI_SUCCESS;
+    for (size_t o = 0; o < n && rc == MPI_SUCCESS; o += PIECE)
+        rc = MPI_Send((const char *)buf + o, (int)(n - o < PIECE ? n - o : PIECE), MPI_BYTE, to, 77, MPI_COMM_WORLD);
+    return rc;
+}
+static int recv_bytes(void *buf, size_t n, int from) {
+    int rc = MPI_SUCCESS;
+    for (size_t o = 0; o < n && rc == MPI_SUCCESS; o += PIECE)
+        rc = MPI_Recv((char *)buf + o, (int)(n - o < PIECE ? n - o : PIECE), MPI_BYTE, from, 77, MPI_COMM_WORLD,
+                      MPI_STATUS_IGNORE);
+    return rc;
+}
+
+int pl_dist_bcast_bytes(void **buf, size_t *n, int root, pl_err *err) {
+    if (g_size == 1) return PL_OK;
+    uint64_t len = g_rank == root ? (uint64_t)*n : 0;
+    int rc = pl_dist_bcast(&len, sizeof len, root, err);
+    if (rc) return rc;
+    if (g_rank != root) {
+        *n = (size_t)len;
+        *buf = len ? malloc((size_t)len) : NULL;
+        if (len && !*buf) return pl_err_set(err, PL_ENOMEM, "dist: out of memory for %llu bytes", (unsigned long long)len);
+    }
+    return pl_dist_bcast(*buf, (size_t)len, root, err);
+}
+
+int pl_dist_gather_bytes(const void *buf, size_t n, void **all, size_t *len, int root, pl_err *err) {
+    if (g_size == 1) {
+        *all = malloc(n ? n : 1);
+        if (!*all) return pl_err_set(err, PL_ENOMEM, "dist: out of memory for %zu bytes", n);
+        if (n) memcpy(*all, buf, n);
+        len[0] = n;
+        return PL_OK;
+    }
+    *all = NULL;
+    uint64_t mine = n, *sizes = g_rank == root ? malloc((size_t)g_size * sizeof *sizes) : NULL;
+    if (g_rank == root && !sizes) return pl_err_set(err, PL_ENOMEM, "dist: out of memory");
+    double t0 = op_begin("gather");
+    int mr = MPI_Gather(&mine, 1, MPI_UINT64_T, sizes, 1, MPI_UINT64_T, root, MPI_COMM_WORLD);
+    if (mr == MPI_SUCCESS && g_rank != root) mr = send_bytes(buf, n, root);
+    if (mr == MPI_SUCCESS && g_rank == root) {
+        size_t tot = 0;
+        for (int r = 0; r < g_size; r++) tot += (size_t)sizes[r];
+        char *out = malloc(tot ? tot : 1);
+        if (!out) {
+            op_end(t0);
+            free(sizes);
+            /* the other ranks are blocked in their sends: end the job */
+            fprintf(stderr, "potluck: rank %d of %d: out of memory for %zu gathered bytes\n", g_rank, g_size, tot);
+            pl_dist_abort(1);
+        }
+        size_t o = 0;
+        for (int r = 0; r < g_size && mr == MPI_SUCCESS; r++) {
+            len[r] = (size_t)sizes[r];
+            if (r == root) memcpy(out + o, buf, n);
+            else mr = recv_bytes(out + o, len[r], r);
+            o += len[r];
+        }
+        *all = out;
+    }
+    op_end(t0);
+    free(sizes);
+    return mr == MPI_SUCCESS ? PL_OK : mpi_fail(err, mr, "gather");
+}
+
+int pl_dist_allgather_bytes(const void *buf, size_t n, void **all, size_t *len, pl_err *err) {
+    if (g_size == 1) return pl_dist_gather_bytes(buf, n, all, len, 0, err);
+    uint64_t *l64 = malloc((size_t)g_size * sizeof *l64);
+    if (!l64) return pl_err_set(err, PL_ENOMEM, "dist: out of memory");
+    size_t tot = 0;
+    int rc = pl_dist_gather_bytes(buf, n, all, len, 0, err);
+    if (!rc && g_rank == 0)
+        for (int r = 0; r < g_size; r++) { l64[r] = len[r]; tot += len[r]; }
+    if (!rc) rc = pl_dist_bcast(l64, (size_t)g_size * sizeof *l64, 0, err);
+    if (!rc) {
+        for (int r = 0; r < g_size; r++) len[r] = (size_t)l64[r];
+        rc = pl_dist_bcast_bytes(all, &tot, 0, err);
+    }
+    free(l64);
+    return rc;
+}
+
+int pl_dist_wait(int timed, pl_err *err) {
+    if (g_size == 1) return PL_OK;
+    if (timed) {
+        atomic_store(&g_op_ms, now_ms());
+        atomic_store(&g_op, "the stage's closing wait");
+    }
+    MPI_Request rq;
+    int rc = MPI_Ibarrier(MPI_COMM_WORLD, &rq), done = 0;
+    while (rc == MPI_SUCCESS && !done) {
+        rc = MPI_Test(&rq, &done, MPI_STATUS_IGNORE);
+        if (!done) nanosleep(&(struct timespec){0, 2000000}, NULL);
+    }
+    atomic_store(&g_op, (const char *)NULL);
+    return rc == MPI_SUCCESS ? PL_OK : mpi_fail(err, rc, "wait");
+}
+
 #else /* no MPI: a world of one */
 
 int pl_dist_have_mpi(void) { return 0; }
@@ -290,5 +392,19 @@ int pl_dist_gather_f32(const float *shard, float *full, size_t n, int root, pl_e
     if (full != shard) memmove(full, shard, n * sizeof *full);
     return PL_OK;
 }
+
+int pl_dist_bcast_bytes(void **buf, size_t *n, int root, pl_err *err) { (void)buf; (void)n; (void)root; (void)err; return PL_OK; }
+int pl_dist_gather_bytes(const void *buf, size_t n, void **all, size_t *len, int root, pl_err *err) {
+    (void)root;
+    *all = malloc(n ? n : 1);
+    if (!*all) return pl_err_set(err, PL_ENOMEM, "dist: out of memory for %zu bytes", n);
+    if (n) memcpy(*all, buf, n);
+    len[0] = n;
+    return PL_OK;
+}
+int pl_dist_allgather_bytes(const void *buf, size_t n, void **all, size_t *len, pl_err *err) {
+    return pl_dist_gather_bytes(buf, n, all, len, 0, err);
+}
+int pl_dist_wait(int timed, pl_err *err) { (void)timed; (void)err; return PL_OK; }
 
 #endif

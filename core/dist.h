@@ -64,4 +64,23 @@ int pl_dist_allgather_f32(float *buf, size_t n, pl_err *err);
  * in root's full (n floats; NULL on the other ranks). */
 int pl_dist_gather_f32(const float *shard, float *full, size_t n, int root, pl_err *err);
 
+/* Byte buffers of any size, for the sharded data stages (docs/distributed.md).
+ * bcast_bytes: root's *buf (*n bytes) to every rank; on the others *buf is
+ * malloc'd (the caller frees it; NULL when *n is 0).
+ * gather_bytes: every rank's n bytes to root, in rank order: root gets *all
+ * (malloc'd, the ranks' buffers one after another) and len[r] (P entries,
+ * caller-allocated) the size of rank r's part; *all is NULL elsewhere.
+ * allgather_bytes: the same on every rank. With one rank these copy. */
+int pl_dist_bcast_bytes(void **buf, size_t *n, int root, pl_err *err);
+int pl_dist_gather_bytes(const void *buf, size_t n, void **all, size_t *len, int root, pl_err *err);
+int pl_dist_allgather_bytes(const void *buf, size_t n, void **all, size_t *len, pl_err *err);
+/* Wait, sleeping, until every rank got here (a barrier that polls every
+ * 2 ms instead of spinning, so a rank waiting for another's long one-rank
+ * work leaves it the cores). timed: the watchdog ends the wait after
+ * POTLUCK_DIST_TIMEOUT seconds (ranks doing equal parts of one job); 0: not
+ * timed (a wait as long as rank 0's one-rank stage; a rank that dies still
+ * ends the job through the launcher). The time spent is not counted as
+ * communication. */
+int pl_dist_wait(int timed, pl_err *err);
+
 #endif

@@ -330,7 +330,7 @@ double pl_minhash_jaccard(const uint64_t *a, const uint64_t *b, int num_perm) {
     return (double)eq / num_perm;
 }
 
-static uint64_t band_key(const pl_minhash *m, const uint64_t *sig, int band) {
+uint64_t pl_minhash_band_key(const pl_minhash *m, const uint64_t *sig, int band) {
     uint64_t h = pl_hash64_fold(K1 ^ (uint64_t)band, (uint64_t)band);
     const uint64_t *v = sig + (size_t)band * m->o.rows;
     for (int k = 0; k < m->o.rows; k++) h = pl_hash64_fold(h, v[k]);
@@ -376,7 +376,7 @@ int pl_minhash_query(pl_minhash *m, const uint64_t *sig, const int64_t **ids, co
     }
     int np = m->o.num_perm;
     for (int band = 0; band < m->o.bands; band++) {
-        bucket *bk = tab_find(m, band_key(m, sig, band));
+        bucket *bk = tab_find(m, pl_minhash_band_key(m, sig, band));
         if (!bk->key) continue;
         for (int64_t nd = bk->head; nd >= 0; nd = m->nodes[nd].next) {
             int64_t slot = m->nodes[nd].slot;
@@ -443,7 +443,7 @@ int pl_minhash_insert(pl_minhash *m, const uint64_t *sig, int64_t id, pl_err *er
             m->nodes = nn;
             m->nodes_cap = nc;
         }
-        uint64_t key = band_key(m, sig, band);
+        uint64_t key = pl_minhash_band_key(m, sig, band);
         bucket *bk = tab_find(m, key);
         if (!bk->key) {
             bk->key = key;
@@ -479,4 +479,83 @@ int pl_minhash_check_add(pl_minhash *m, const char *text, size_t len, int64_t *d
         return 0;
     }
     return pl_minhash_insert(m, m->qsig, id, err);
+}
+
+/* ------------------------------------------------------------ in parts */
+
+typedef struct keyed {
+    uint64_t key;
+    int64_t i;
+} keyed;
+
+static int cmp_keyed(const void *x, const void *y) {
+    const keyed *a = x, *b = y;
+    if (a->key != b->key) return a->key < b->key ? -1 : 1;
+    return a->i < b->i ? -1 : a->i > b->i;
+}
+
+int pl_minhash_pairs(const pl_minhash *m, const uint64_t *sigs, int64_t n, int part, int nparts, pl_minhash_pair **pairs,
+                     size_t *n_pairs, size_t *cap, pl_err *err) {
+    int np = m->o.num_perm;
+    if (n <= 1) return 0;
+    keyed *k = malloc((size_t)n * sizeof *k);
+    if (!k) return pl_err_set(err, PL_ENOMEM, "minhash: out of memory for %lld keys", (long long)n);
+    for (int band = part; band < m->o.bands; band += nparts) {
+        for (int64_t i = 0; i < n; i++) k[i] = (keyed){pl_minhash_band_key(m, sigs + (size_t)i * np, band), i};
+        qsort(k, (size_t)n, sizeof *k, cmp_keyed);
+        for (int64_t g = 0, e; g < n; g = e) {
+            for (e = g + 1; e < n && k[e].key == k[g].key; e++) {}
+            for (int64_t b = g + 1; b < e; b++) {
+                const uint64_t *si = sigs + (size_t)k[b].i * np;
+                for (int64_t a = g; a < b; a++) {
+                    const uint64_t *sj = sigs + (size_t)k[a].i * np;
+                    int eq = 0;
+                    for (int p = 0; p < np; p++) eq += (uint32_t)si[p] == (uint32_t)sj[p];
+                    if ((double)eq / np < m->o.threshold) continue;
+                    if (*n_pairs == *cap) {
+                        size_t nc = *cap ? *cap * 2 : 1024;
+                        pl_minhash_pair *np2 = realloc(*pairs, nc * sizeof *np2);
+                        if (!np2) { free(k); return pl_err_set(err, PL_ENOMEM, "minhash: out of memory for %zu pairs", nc); }
+                        *pairs = np2;
+                        *cap = nc;
+                    }
+                    (*pairs)[(*n_pairs)++] = (pl_minhash_pair){k[b].i, k[a].i, eq, band};
+                }
+            }
+        }
+    }
+    free(k);
+    return 0;
+}
+
+static int cmp_pair(const void *x, const void *y) {
+    const pl_minhash_pair *a = x, *b = y;
+    if (a->i != b->i) return a->i < b->i ? -1 : 1;
+    if (a->j != b->j) return a->j < b->j ? -1 : 1;
+    return (a->band > b->band) - (a->band < b->band);
+}
+
+int pl_minhash_resolve(const pl_minhash *m, pl_minhash_pair *pairs, size_t n_pairs, int64_t n, int64_t *dup_of, double *jac,
+                       pl_err *err) {
+    (void)err;
+    int np = m->o.num_perm;
+    for (int64_t i = 0; i < n; i++) { dup_of[i] = -1; jac[i] = 0; }
+    if (n_pairs > 1) qsort(pairs, n_pairs, sizeof *pairs, cmp_pair);
+    /* ascending i: every j < i is decided when i is; the candidates of i are
+     * its pairs with a kept j, by ascending j (as the index's query returns
+     * them); the most similar wins, the earliest on ties */
+    for (size_t a = 0, e; a < n_pairs; a = e) {
+        int64_t i = pairs[a].i;
+        double best = -1;
+        int64_t dup = -1;
+        for (e = a; e < n_pairs && pairs[e].i == i; e++) {
+            if (e > a && pairs[e].j == pairs[e - 1].j) continue;
+            int64_t j = pairs[e].j;
+            if (j < 0 || j >= i || i >= n || dup_of[j] >= 0) continue;
+            double js = (double)pairs[e].eq / np;
+            if (js >= m->o.threshold && js > best) { best = js; dup = j; }
+        }
+        if (i >= 0 && i < n && dup >= 0) { dup_of[i] = dup; jac[i] = best; }
+    }
+    return 0;
 }

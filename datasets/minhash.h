@@ -118,4 +118,30 @@ int pl_minhash_check_add(pl_minhash *m, const char *text, size_t len, int64_t *d
 int64_t pl_minhash_seen(const pl_minhash *m);
 int64_t pl_minhash_size(const pl_minhash *m);
 
+/* The LSH bucket key under which the index files sig's band `band`. */
+uint64_t pl_minhash_band_key(const pl_minhash *m, const uint64_t *sig, int band);
+
+/* check_add's decisions over n documents, computed in parts by band
+ * (dedup by band ownership over several ranks, docs/distributed.md).
+ * A candidate pair: documents j < i whose keys agree in some band and whose
+ * estimated Jaccard (equal low 32 bits of the entries, as the index
+ * compares them) is >= threshold. */
+typedef struct pl_minhash_pair {
+    int64_t i, j;  /* j < i */
+    int32_t eq;    /* equal signature entries: the estimate is eq / num_perm */
+    int32_t band;  /* the band that found it (the first one, after resolve's sort) */
+} pl_minhash_pair;
+/* The candidate pairs of the bands b with b % nparts == part, over the n
+ * signatures sigs (n x num_perm), appended to *pairs (*n_pairs entries,
+ * *cap allocated; realloc'd). Every pair of documents sharing a bucket is
+ * compared, so a bucket of k documents costs k (k - 1) / 2 comparisons. */
+int pl_minhash_pairs(const pl_minhash *m, const uint64_t *sigs, int64_t n, int part, int nparts, pl_minhash_pair **pairs,
+                     size_t *n_pairs, size_t *cap, pl_err *err);
+/* From the pairs of every part (any order, a pair may repeat; sorted here):
+ * dup_of[i] = the kept document i duplicates (the most similar; ties: the
+ * earliest) or -1 when i is kept, jac[i] its estimate: exactly what n calls
+ * of check_add on the documents in order give. */
+int pl_minhash_resolve(const pl_minhash *m, pl_minhash_pair *pairs, size_t n_pairs, int64_t n, int64_t *dup_of, double *jac,
+                       pl_err *err);
+
 #endif

@@ -390,6 +390,10 @@ static int l_model_generate(lua_State *L) {
     sp.top_k = (int)opt_int(L, ot, "top_k", 0, 0, 1 << 24);
     sp.seed = (uint64_t)opt_int(L, ot, "seed", def_seed, LUA_MININTEGER, LUA_MAXINTEGER);
     int batch = (int)opt_int(L, ot, "batch", 8, 1, 4096);
+    /* prompt i samples from RNG stream stream0 + i: a caller that generates
+     * part of a list (one rank's part, docs/distributed.md) keeps each
+     * prompt's draws */
+    uint64_t stream0 = (uint64_t)opt_int(L, ot, "stream0", 0, 0, LUA_MAXINTEGER);
 
     job *j = job_push(L);
     /* stop strings */
@@ -445,7 +449,7 @@ static int l_model_generate(lua_State *L) {
         }
         cc.bufs = bufs + s0;
         pl_gen_opts o = {.sampler = sp, .max_tokens = max_tokens, .stop = lm->stops, .n_stop = lm->n_stop,
-                         .n_ctx = 0, .cb = on_token, .cb_ctx = &cc, .stream0 = (uint64_t)s0};
+                         .n_ctx = 0, .cb = on_token, .cb_ctx = &cc, .stream0 = stream0 + (uint64_t)s0};
         if ((int64_t)maxp + max_tokens > lm->m->cfg.max_seq) o.n_ctx = lm->m->cfg.max_seq;
         rc = pl_generate(lm->m, nb, (const int32_t *const *)(ids + s0), n_ids + s0, &o, out, n_out, NULL, &err);
         for (int i = 0; i < nb; i++) { free(out[i]); out[i] = NULL; }

@@ -217,7 +217,7 @@ static int c_write_file(lua_State *L) {
 }
 
 /* A FILE* in a userdata whose C-side __gc closes it. */
-typedef struct lfile { FILE *f; char *line; size_t cap; int64_t lineno; char *name; } lfile;
+typedef struct lfile { FILE *f; char *line; size_t cap; int64_t lineno, sample; char *name; } lfile;
 
 static int lfile_gc(lua_State *L) {
     lfile *lf = luaL_checkudata(L, 1, "potluck.lfile");
@@ -282,14 +282,19 @@ static int c_lines(lua_State *L) {
     return 1;
 }
 
-/* Samples of a stage file (host path, trusted). */
+/* Samples of a stage file (host path, trusted); C.reader(path, lo, hi):
+ * only samples lo .. hi - 1 (0-based, blank lines not counted), the others
+ * skipped unparsed. */
 static int reader_iter(lua_State *L) {
     lfile *lf = lua_touserdata(L, lua_upvalueindex(1));
+    lua_Integer lo = lua_tointeger(L, lua_upvalueindex(2)), hi = lua_tointeger(L, lua_upvalueindex(3));
     for (;;) {
         size_t n;
+        if (hi >= 0 && lf->sample >= hi) return 0;
         const char *s = lfile_next(L, lf, &n);
         if (!s) return 0;
         if (!n) continue;
+        if (lf->sample++ < lo) continue;
         cJSON *j = cJSON_ParseWithLength(s, n);
         if (!j || !cJSON_IsObject(j)) {
             cJSON_Delete(j);
@@ -303,9 +308,26 @@ static int reader_iter(lua_State *L) {
 
 static int c_reader(lua_State *L) {
     const char *p = luaL_checkstring(L, 1);
+    lua_Integer lo = luaL_optinteger(L, 2, 0), hi = luaL_optinteger(L, 3, -1);
+    lua_settop(L, 1);
     lfile_open(L, p, p);
-    lua_pushcclosure(L, reader_iter, 1);
+    lua_pushinteger(L, lo);
+    lua_pushinteger(L, hi);
+    lua_pushcclosure(L, reader_iter, 3);
     return 1;
+}
+
+/* io.decision(i): the dedup decision the ranks computed (pl_stage_part) for
+ * input sample i (1-based): the sample it duplicates (1-based, as
+ * minhash_index:check_add says it) and the estimate, or nil. */
+static int c_decision(lua_State *L) {
+    const pl_stage_part *pt = lua_touserdata(L, lua_upvalueindex(1));
+    lua_Integer i = luaL_checkinteger(L, 1);
+    if (i < 1 || i > pt->n_dec) return luaL_error(L, "ctx.decision(%d): the stage's input has %d samples", (int)i, (int)pt->n_dec);
+    if (pt->dup_of[i - 1] < 0) return 0;
+    lua_pushinteger(L, (lua_Integer)pt->dup_of[i - 1] + 1);
+    lua_pushnumber(L, pt->dup_jac[i - 1]);
+    return 2;
 }
 
 typedef struct swriter { pl_afile af; int open; int64_t n; } swriter;
@@ -1087,7 +1109,7 @@ int pl_host_plugins(pl_host *h, cJSON **out, pl_err *err) {
 }
 
 int pl_host_run_stage(pl_host *h, const char *size, int index, const char *in_path, int64_t in_count,
-                      const char *out_path, int64_t seed, cJSON **stats, pl_err *err) {
+                      const char *out_path, int64_t seed, const pl_stage_part *part, cJSON **stats, pl_err *err) {
     lua_State *L = pl_sandbox_L(h->sb);
     pl_lua_model_set_default_seed(L, (lua_Integer)seed);
     lua_getfield(L, LUA_REGISTRYINDEX, REG_RECIPE);
@@ -1107,6 +1129,17 @@ int pl_host_run_stage(pl_host *h, const char *size, int index, const char *in_pa
     lua_setfield(L, -2, "output");
     lua_pushinteger(L, (lua_Integer)seed);
     lua_setfield(L, -2, "seed");
+    if (part && part->hi >= 0) {
+        lua_pushinteger(L, (lua_Integer)part->lo);
+        lua_setfield(L, -2, "lo");
+        lua_pushinteger(L, (lua_Integer)part->hi);
+        lua_setfield(L, -2, "hi");
+    }
+    if (part && part->dup_of) {
+        lua_pushlightuserdata(L, (void *)part);
+        lua_pushcclosure(L, c_decision, 1);
+        lua_setfield(L, -2, "decision");
+    }
     int rc = call_H(h, "run_stage", 4, 1, err);
     if (rc) return rc;
     /* the models the stage loaded: their identities join the stage's key */

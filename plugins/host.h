@@ -45,11 +45,27 @@ void pl_host_free(pl_host *h);
 int pl_host_plan(pl_host *h, const char *size, cJSON **out, pl_err *err);
 /* Registered plugins: [{kind, name, doc, file, origin, sha256, params}]. */
 int pl_host_plugins(pl_host *h, cJSON **out, pl_err *err);
+/* One rank's part of a stage (docs/distributed.md, "Sharded data work").
+ * lo, hi: the input samples [lo, hi) (0-based; hi < 0: none of this, the
+ * whole input). A per-sample plugin (registered with shard = "sample") then
+ * sees only those (an each plugin; ctx.offset = lo) or sees them all and
+ * emits for those only (a stream plugin; ctx.part = {lo, hi}).
+ * dup_of, dup_jac (n_dec entries, or NULL): a dedup stage's decisions,
+ * computed by the ranks together; the plugin reads them through
+ * ctx.decision(i) instead of deciding itself. */
+typedef struct pl_stage_part {
+    int64_t lo, hi;
+    const int64_t *dup_of;
+    const double *dup_jac;
+    int64_t n_dec;
+} pl_stage_part;
+
 /* Run pipeline step index (1-based) over in_path (NULL: none) into
  * out_path; *stats = {input, output, removed, reasons}. in_count: the
- * samples in in_path when known (the progress line's total), else -1. */
+ * samples in in_path when known (the progress line's total), else -1.
+ * part: NULL, or this rank's part (above). */
 int pl_host_run_stage(pl_host *h, const char *size, int index, const char *in_path, int64_t in_count,
-                      const char *out_path, int64_t seed, cJSON **stats, pl_err *err);
+                      const char *out_path, int64_t seed, const pl_stage_part *part, cJSON **stats, pl_err *err);
 
 /* The recipe's eval.metrics over the samples of path: *out = {name: value}. */
 int pl_host_run_metrics(pl_host *h, const char *size, const char *path, int64_t seed, cJSON **out, pl_err *err);

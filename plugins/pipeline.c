@@ -18,11 +18,14 @@
 #include <unistd.h>
 
 #include "../core/atomic.h"
+#include "../core/dist.h"
+#include "../core/mapfile.h"
 #include "../core/json.h"
 #include "../core/progress.h"
 #include "../core/sha256.h"
 #include "../core/units.h"
 #include "../datasets/chat.h"
+#include "../datasets/minhash.h"
 #include "../datasets/shard_writer.h"
 #include "../datasets/tokenizer.h"
 #include "../trainer/checkpoint.h"
@@ -81,6 +84,7 @@ typedef struct child_ctx {
     int64_t in_count;             /* samples in `in` (the progress line's total), -1: unknown */
     int64_t seed;
     int plugins_only;
+    const pl_stage_part *part;    /* several ranks: this rank's part of the stage, or NULL */
 } child_ctx;
 
 /* Kernel confinement of this recipe child (confine.h), applied before any
@@ -162,7 +166,7 @@ static int child_stage(void *vc, int fd, pl_err *err) {
     if (s) *s = 0;
     int rc = confine_child(c, s ? wdir : ".", err);
     if (!rc) rc = child_open(c, s ? wdir : ".", &h, err);
-    if (!rc) rc = pl_host_run_stage(h, c->o->size, c->index, c->in, c->in_count, c->out, c->seed, &stats, err);
+    if (!rc) rc = pl_host_run_stage(h, c->o->size, c->index, c->in, c->in_count, c->out, c->seed, c->part, &stats, err);
     pl_host_free(h);
     if (!rc) rc = send_json(fd, stats, err);
     return rc;
@@ -338,6 +342,8 @@ typedef struct run_state {
     pl_progress tprog;           /* train's: the redrawn line on a terminal; elsewhere the per-step
                                   * lines stay and it adds the final line only */
     cJSON *mem_plan;             /* train: the memory plan of the training run (for stages/train.json) */
+    int rank, ranks;             /* several ranks (mpirun): this one and how many; rank 0 writes the run */
+    char *part_dir;              /* several ranks: this rank's private folder for its part of a stage */
 } run_state;
 
 static const char *const TAIL[4] = {"shard", "train", "eval", "export"};
@@ -452,6 +458,353 @@ static void describe_counts(const cJSON *stats, char *buf, size_t n) {
     }
 }
 
+/* ------------------------------------------------------------ several ranks
+ * `potluck run` under mpirun (docs/distributed.md, "Sharded data work").
+ * Rank 0 alone writes the run directory; the others read it (the stage
+ * inputs) and write their parts into a private temporary folder. A stage
+ * runs in one of three ways:
+ *   split: a per-sample plugin (shard = "sample") over an input of known
+ *     size: rank k runs its contiguous part [lo_k, hi_k) of the input in its
+ *     own recipe child; rank 0 gathers the parts' out.jsonl, removed.jsonl
+ *     and counts and joins them in rank order, which is index order, so the
+ *     files are the bytes one process writes;
+ *   dedup: the built-in dedup.minhash: each rank signs its part of the
+ *     input, the signatures are all-gathered, rank k finds the candidate
+ *     pairs of the bands b with b % P == k, the pairs are gathered to rank 0,
+ *     which resolves them in index order into the decisions check_add would
+ *     make (datasets/minhash.h) and runs the stage's plugin with them;
+ *   one: anything else runs on rank 0 while the others wait (sleeping). */
+
+static int share_json(run_state *r, cJSON **j, pl_err *err) {
+    if (r->ranks <= 1) return PL_OK;
+    char *s = NULL;
+    size_t n = 0;
+    if (r->rank == 0) {
+        s = cJSON_PrintUnformatted(*j);
+        if (!s) return pl_err_set(err, PL_ENOMEM, "out of memory");
+        n = strlen(s);
+    }
+    int rc = pl_dist_bcast_bytes((void **)&s, &n, 0, err);
+    if (!rc && r->rank != 0) {
+        *j = cJSON_ParseWithLength(s ? s : "", n);
+        if (!*j) rc = pl_err_set(err, PL_EFORMAT, "rank %d: rank 0 sent unreadable stage counts", r->rank);
+    }
+    free(s);
+    return rc;
+}
+
+/* pl.text(s) of plugins/bind_text.c, on a parsed sample; *bad when a string
+ * holds a NUL byte (cJSON's strings end there; Lua's do not). */
+static char *sample_text(const cJSON *j, size_t *len, int *bad) {
+    size_t cap = 256, n = 0;
+    char *b = malloc(cap);
+    if (!b) return NULL;
+    int parts = 0;
+#define ADD(str)                                                                  \
+    do {                                                                          \
+        const char *s_ = (str);                                                   \
+        size_t l_ = strlen(s_);                                                   \
+        if (n + l_ + 2 > cap) {                                                   \
+            while (n + l_ + 2 > cap) cap *= 2;                                    \
+            char *nb_ = realloc(b, cap);                                          \
+            if (!nb_) { free(b); return NULL; }                                   \
+            b = nb_;                                                              \
+        }                                                                         \
+        if (parts++) b[n++] = '\n';                                               \
+        memcpy(b + n, s_, l_);                                                    \
+        n += l_;                                                                  \
+    } while (0)
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "text");
+    if (cJSON_IsString(t)) {
+        ADD(t->valuestring);
+    } else {
+        const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "messages"), *m;
+        if (cJSON_IsArray(ms))
+            cJSON_ArrayForEach(m, ms) {
+                const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+                if (cJSON_IsObject(m) && cJSON_IsString(c)) ADD(c->valuestring);
+            }
+        if (!parts) {
+            static const char *const fields[] = {"instruction", "input", "output", "prompt", "response"};
+            for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+                const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, fields[i]);
+                if (cJSON_IsString(f)) ADD(f->valuestring);
+            }
+        }
+    }
+#undef ADD
+    b[n] = 0;
+    *len = n;
+    (void)bad;
+    return b;
+}
+
+/* The minhash options of a dedup.minhash step, as plugins/lib/minhash.lua
+ * passes them to pl.minhash_index. */
+static void step_minhash_opts(const cJSON *st, pl_minhash_opts *o) {
+    pl_minhash_opts_default(o);
+    const cJSON *p = cJSON_GetObjectItem(st, "params"), *v;
+    if (cJSON_IsNumber(v = cJSON_GetObjectItem(p, "threshold"))) o->threshold = v->valuedouble;
+    if (cJSON_IsNumber(v = cJSON_GetObjectItem(p, "num_perm"))) o->num_perm = (int)v->valuedouble;
+    if (cJSON_IsNumber(v = cJSON_GetObjectItem(p, "bands"))) o->bands = (int)v->valuedouble;
+    if (cJSON_IsNumber(v = cJSON_GetObjectItem(p, "rows"))) o->rows = (int)v->valuedouble;
+    if (cJSON_IsNumber(v = cJSON_GetObjectItem(p, "ngram"))) o->ngram = (int)v->valuedouble;
+    if (cJSON_IsNumber(v = cJSON_GetObjectItem(p, "seed"))) o->seed = (uint64_t)(int64_t)v->valuedouble;
+    const char *u = cJSON_GetStringValue(cJSON_GetObjectItem(p, "unit"));
+    if (u && !strcmp(u, "char")) o->unit = PL_UNIT_CHAR;
+}
+
+/* Signatures (num_perm values each) of input samples [lo, hi) of path
+ * (blank lines not counted, as the stage reader counts). */
+static int sign_part(pl_minhash *m, const char *path, int64_t lo, int64_t hi, uint64_t *sigs, int *bad, pl_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return pl_err_set(err, PL_EIO, "%s: %s", path, strerror(errno));
+    int np = pl_minhash_options(m)->num_perm, rc = 0;
+    char *line = NULL;
+    size_t cap = 0;
+    int64_t idx = 0;
+    ssize_t n;
+    while (!rc && idx < hi && (n = getline(&line, &cap, f)) >= 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+        if (!n) continue;
+        if (idx++ < lo) continue;
+        if (memmem(line, (size_t)n, "\\u0000", 6)) *bad = 1;
+        cJSON *j = cJSON_ParseWithLength(line, (size_t)n);
+        if (!j || !cJSON_IsObject(j)) {
+            cJSON_Delete(j);
+            rc = pl_err_set(err, PL_EFORMAT, "%s: sample %lld: not a JSON object", path, (long long)idx);
+            break;
+        }
+        size_t tl = 0;
+        char *t = sample_text(j, &tl, bad);
+        cJSON_Delete(j);
+        if (!t) { rc = pl_err_set(err, PL_ENOMEM, "out of memory"); break; }
+        rc = pl_minhash_signature(m, t, tl, sigs + (size_t)(idx - 1 - lo) * np, NULL, err);
+        free(t);
+    }
+    free(line);
+    fclose(f);
+    if (!rc && idx < hi) rc = pl_err_set(err, PL_EFORMAT, "%s: %lld samples, expected %lld", path, (long long)idx, (long long)hi);
+    return rc;
+}
+
+/* The dedup decisions of all input samples by band ownership (above). */
+static int dedup_by_bands(run_state *r, const cJSON *st, const char *in, int64_t n, int64_t **dup_of, double **jac,
+                          int *fallback, cJSON *timing, pl_err *err) {
+    pl_minhash_opts mo;
+    step_minhash_opts(st, &mo);
+    pl_minhash *m = NULL;
+    int rc = pl_minhash_new(&m, &mo, err);
+    if (rc) return rc;
+    int np = mo.num_perm, P = r->ranks;
+    int64_t lo = (int64_t)pl_dist_shard_lo((size_t)n, r->rank), hi = (int64_t)pl_dist_shard_lo((size_t)n, r->rank + 1);
+    uint64_t *mine = malloc(((size_t)(hi - lo) * np + 1) * sizeof *mine), *all = NULL;
+    size_t *len = calloc((size_t)P, sizeof *len);
+    pl_minhash_pair *pairs = NULL, *every = NULL;
+    size_t n_pairs = 0, pcap = 0;
+    int bad = 0;
+    double t0 = now_s(), comm0 = pl_dist_comm_seconds();
+    (void)comm0;
+    if (!mine || !len) { rc = pl_err_set(err, PL_ENOMEM, "out of memory for %lld signatures", (long long)(hi - lo)); goto out; }
+    if ((rc = sign_part(m, in, lo, hi, mine, &bad, err))) goto out;
+    double t1 = now_s();
+    /* a NUL byte in some text: cJSON cannot see past it; every rank falls
+     * back to rank 0 running the plugin itself */
+    double v = bad;
+    if ((rc = pl_dist_wait(1, err)) || (rc = pl_dist_allreduce_f64(&v, 1, err))) goto out;
+    if (v > 0) { *fallback = 1; goto out; }
+    double t2 = now_s();
+    if ((rc = pl_dist_allgather_bytes(mine, (size_t)(hi - lo) * np * sizeof *mine, (void **)&all, len, err))) goto out;
+    double t3 = now_s();
+    if ((rc = pl_minhash_pairs(m, all, n, r->rank, P, &pairs, &n_pairs, &pcap, err))) goto out;
+    double t4 = now_s();
+    if ((rc = pl_dist_wait(1, err))) goto out;
+    double t5 = now_s();
+    if ((rc = pl_dist_gather_bytes(pairs, n_pairs * sizeof *pairs, (void **)&every, len, 0, err))) goto out;
+    double t6 = now_s();
+    if (r->rank == 0) {
+        size_t tot = 0;
+        for (int k = 0; k < P; k++) tot += len[k];
+        size_t ne = tot / sizeof *every;
+        *dup_of = malloc(((size_t)n + 1) * sizeof **dup_of);
+        *jac = malloc(((size_t)n + 1) * sizeof **jac);
+        if (!*dup_of || !*jac) { rc = pl_err_set(err, PL_ENOMEM, "out of memory"); goto out; }
+        rc = pl_minhash_resolve(m, every, ne, n, *dup_of, *jac, err);
+        cJSON_AddNumberToObject(timing, "pairs", (double)ne);
+    }
+    double t7 = now_s();
+    cJSON_AddNumberToObject(timing, "sign_s", t1 - t0);
+    cJSON_AddNumberToObject(timing, "wait_s", (t2 - t1) + (t5 - t4));
+    cJSON_AddNumberToObject(timing, "exchange_sigs_s", t3 - t2);
+    cJSON_AddNumberToObject(timing, "band_pairs_s", t4 - t3);
+    cJSON_AddNumberToObject(timing, "exchange_pairs_s", t6 - t5);
+    cJSON_AddNumberToObject(timing, "resolve_s", t7 - t6);
+    cJSON_AddNumberToObject(timing, "bands", pl_minhash_options(m)->bands);
+out:
+    free(mine);
+    free(all);
+    free(len);
+    free(pairs);
+    free(every);
+    pl_minhash_free(m);
+    return rc;
+}
+
+/* The counts of the parts of a split stage, in rank order, as one process
+ * counts them: sums; a reason's example is the first part's; it varied when
+ * a part says so or the parts' examples differ. */
+static cJSON *merge_counts(char *all, const size_t *len, int P, pl_err *err) {
+    cJSON *out = NULL;
+    size_t o = 0;
+    for (int k = 0; k < P; k++) {
+        cJSON *j = cJSON_ParseWithLength(all + o, len[k]);
+        o += len[k];
+        if (!j) { cJSON_Delete(out); pl_err_set(err, PL_EFORMAT, "rank %d sent unreadable stage counts", k); return NULL; }
+        if (!out) { out = j; continue; }
+        static const char *const sums[] = {"input", "output", "removed"};
+        for (int i = 0; i < 3; i++) {
+            cJSON *a = cJSON_GetObjectItem(out, sums[i]);
+            double b = cJSON_GetNumberValue(cJSON_GetObjectItem(j, sums[i]));
+            if (cJSON_IsNumber(a) && !isnan(b)) cJSON_SetNumberValue(a, a->valuedouble + b);
+        }
+        cJSON *rs = cJSON_GetObjectItem(out, "reasons"), *ex = cJSON_GetObjectItem(out, "examples"), *it;
+        if (!cJSON_IsObject(rs)) { cJSON_DeleteItemFromObject(out, "reasons"); rs = cJSON_AddObjectToObject(out, "reasons"); }
+        if (!cJSON_IsObject(ex)) { cJSON_DeleteItemFromObject(out, "examples"); ex = cJSON_AddObjectToObject(out, "examples"); }
+        cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "reasons")) {
+            cJSON *a = cJSON_GetObjectItem(rs, it->string);
+            if (a) cJSON_SetNumberValue(a, a->valuedouble + it->valuedouble);
+            else cJSON_AddNumberToObject(rs, it->string, it->valuedouble);
+        }
+        cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "examples")) {
+            cJSON *a = cJSON_GetObjectItem(ex, it->string);
+            if (!a) { cJSON_AddItemToObject(ex, it->string, cJSON_Duplicate(it, 1)); continue; }
+            const char *ra = cJSON_GetStringValue(cJSON_GetObjectItem(a, "reason"));
+            const char *rb = cJSON_GetStringValue(cJSON_GetObjectItem(it, "reason"));
+            if (cJSON_IsTrue(cJSON_GetObjectItem(it, "varied")) || !ra || !rb || strcmp(ra, rb)) {
+                cJSON_DeleteItemFromObject(a, "varied");
+                cJSON_AddTrueToObject(a, "varied");
+            }
+        }
+        cJSON_Delete(j);
+    }
+    return out;
+}
+
+static int read_part(const char *path, char **buf, size_t *n, pl_err *err) {
+    struct stat stt;
+    *buf = NULL;
+    *n = 0;
+    if (stat(path, &stt) != 0) return PL_OK; /* the stage writes no such file */
+    return pl_read_file(path, (size_t)1 << 40, buf, n, err);
+}
+
+/* Gather the parts' file `name` from every rank's part folder; rank 0 writes
+ * the parts one after another to dir/name (when its own part has it). */
+static int join_parts(run_state *r, const char *dir, const char *name, pl_err *err) {
+    char pp[PATH_MAX + 64], fp[PATH_MAX + 64];
+    snprintf(pp, sizeof pp, "%s/%s", r->part_dir, name);
+    struct stat stt;
+    int have = stat(pp, &stt) == 0;
+    char *buf = NULL, *all = NULL;
+    size_t n = 0, *len = calloc((size_t)r->ranks, sizeof *len);
+    if (!len) return pl_err_set(err, PL_ENOMEM, "out of memory");
+    int rc = read_part(pp, &buf, &n, err);
+    if (!rc) rc = pl_dist_gather_bytes(buf, n, (void **)&all, len, 0, err);
+    if (!rc && r->rank == 0 && have) {
+        size_t tot = 0;
+        for (int k = 0; k < r->ranks; k++) tot += len[k];
+        snprintf(fp, sizeof fp, "%s/%s", dir, name);
+        rc = pl_write_file_atomic(fp, all, tot, err);
+    }
+    free(buf);
+    free(all);
+    free(len);
+    unlink(pp);
+    return rc;
+}
+
+/* Run stage i (child context c) over the ranks; *stats on every rank. */
+static int dist_stage(run_state *r, const cJSON *st, child_ctx *c, const char *dir, const char *what, cJSON **stats,
+                      pl_err *err) {
+    const char *shard = cJSON_GetStringValue(cJSON_GetObjectItem(st, "shard"));
+    const char *kind = cJSON_GetStringValue(cJSON_GetObjectItem(st, "kind"));
+    const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(st, "name"));
+    const char *origin = cJSON_GetStringValue(cJSON_GetObjectItem(st, "plugin_origin"));
+    int64_t n = c->in_count;
+    int split = c->in && n >= 0 && shard && !strcmp(shard, "sample");
+    int dedup = c->in && n >= 0 && kind && name && origin && !strcmp(kind, "dedup") && !strcmp(name, "minhash") &&
+                !strcmp(origin, "built-in");
+    int rc = 0;
+    (void)pl_dist_comm_seconds();
+    cJSON *timing = cJSON_CreateObject();
+    if (split) {
+        pl_stage_part part = {.lo = (int64_t)pl_dist_shard_lo((size_t)n, r->rank),
+                              .hi = (int64_t)pl_dist_shard_lo((size_t)n, r->rank + 1)};
+        char po[PATH_MAX + 32], pr[PATH_MAX + 32];
+        snprintf(po, sizeof po, "%s/out.jsonl", r->part_dir);
+        snprintf(pr, sizeof pr, "%s/removed.jsonl", r->part_dir);
+        unlink(po);
+        unlink(pr);
+        child_ctx pc = *c;
+        pc.out = po;
+        pc.in_count = part.hi - part.lo;
+        pc.part = &part;
+        cJSON *mine = NULL;
+        double t0 = now_s();
+        rc = run_child_json(r->o, what, child_stage, &pc, &mine, err);
+        if (rc) { cJSON_Delete(timing); return rc; } /* the caller ends the job */
+        cJSON_AddNumberToObject(timing, "part_s", now_s() - t0);
+        char *s = cJSON_PrintUnformatted(mine);
+        cJSON_Delete(mine);
+        char *all = NULL;
+        size_t *len = calloc((size_t)r->ranks, sizeof *len);
+        double t1 = now_s();
+        if (!s || !len) rc = pl_err_set(err, PL_ENOMEM, "out of memory");
+        if (!rc) rc = pl_dist_wait(1, err);
+        double t2 = now_s();
+        cJSON_AddNumberToObject(timing, "wait_s", t2 - t1);
+        if (!rc) rc = pl_dist_gather_bytes(s, strlen(s), (void **)&all, len, 0, err);
+        if (!rc) rc = join_parts(r, dir, "out.jsonl", err);
+        if (!rc) rc = join_parts(r, dir, "removed.jsonl", err);
+        cJSON_AddNumberToObject(timing, "exchange_s", now_s() - t2);
+        if (!rc && r->rank == 0 && !(*stats = merge_counts(all, len, r->ranks, err))) rc = err->code ? err->code : PL_EFORMAT;
+        free(s);
+        free(all);
+        free(len);
+    } else if (dedup) {
+        int64_t *dup_of = NULL;
+        double *jac = NULL;
+        int fallback = 0;
+        rc = dedup_by_bands(r, st, c->in, n, &dup_of, &jac, &fallback, timing, err);
+        if (!rc && r->rank == 0) {
+            pl_stage_part part = {.lo = 0, .hi = -1, .dup_of = dup_of, .dup_jac = jac, .n_dec = n};
+            child_ctx pc = *c;
+            pc.part = fallback ? NULL : &part;
+            double t0 = now_s();
+            rc = run_child_json(r->o, what, child_stage, &pc, stats, err);
+            cJSON_AddNumberToObject(timing, "write_s", now_s() - t0);
+        }
+        if (fallback) cJSON_AddStringToObject(timing, "note", "a text holds a NUL byte: rank 0 ran the stage alone");
+        free(dup_of);
+        free(jac);
+    } else if (r->rank == 0) {
+        rc = run_child_json(r->o, what, child_stage, c, stats, err);
+    }
+    if (rc) { cJSON_Delete(timing); return rc; }
+    /* rank 0 waits for ranks with nothing left to do: timed; the others may
+     * wait for rank 0's one-rank work, as long as it takes */
+    if ((rc = pl_dist_wait(r->rank == 0 || split, err))) { cJSON_Delete(timing); return rc; }
+    if (r->rank == 0) {
+        cJSON_AddNumberToObject(timing, "comm_s", pl_dist_comm_seconds());
+        cJSON_AddStringToObject(timing, "how", split ? "split by sample index" : dedup ? "minhash bands by rank" : "rank 0 alone");
+        cJSON_AddNumberToObject(timing, "ranks", r->ranks);
+        cJSON_AddItemToObject(*stats, "dist", timing);
+    } else {
+        cJSON_Delete(timing);
+    }
+    return share_json(r, stats, err);
+}
+
 static int run_data_stage(run_state *r, int i, const char *prev_key, const char *prev_out, char key[65],
                           char *out_path, size_t out_n, pl_err *err) {
     const cJSON *st = cJSON_GetArrayItem(cJSON_GetObjectItem(r->plan, "steps"), i - 1);
@@ -461,7 +814,9 @@ static int run_data_stage(run_state *r, int i, const char *prev_key, const char 
     stage_dir(r, label, dir, sizeof dir);
     snprintf(out_path, out_n, "%s/out.jsonl", dir);
     snprintf(sj, sizeof sj, "%s/stage.json", dir);
-    int cached = !must_run(r, i) && stage_cached(r, sj, key, out_path);
+    int cached = !must_run(r, i) && r->rank == 0 && stage_cached(r, sj, key, out_path);
+    int rc;
+    if (r->ranks > 1 && (rc = pl_dist_bcast(&cached, sizeof cached, 0, err))) return rc; /* rank 0 looks, for all */
     if (r->only && i < r->only) {
         if (!cached)
             return pl_err_set(err, PL_EINVAL, "--only %s: the stage before it, %s, has no up-to-date output (run without --only first)",
@@ -470,18 +825,26 @@ static int run_data_stage(run_state *r, int i, const char *prev_key, const char 
     if ((r->only && i > r->only) || (r->to && i > r->to)) return 1; /* stop */
     if (cached) {
         cJSON *j = NULL;
-        if (!pl_json_load(sj, 1 << 20, &j, err)) {
+        int ok = r->rank != 0 || !pl_json_load(sj, 1 << 20, &j, err);
+        if (r->ranks > 1) {
+            if (!j) j = cJSON_CreateObject(); /* unreadable on rank 0: no counts, as one process */
+            if ((rc = share_json(r, &j, err))) { cJSON_Delete(j); return rc; }
+        }
+        if (ok && j) {
             char d[512];
             describe_counts(j, d, sizeof d);
             say(r, label, "cached", d);
             cJSON_AddStringToObject(j, "label", label);
             cJSON_AddItemToArray(r->counts, j);
+        } else {
+            cJSON_Delete(j);
         }
         return PL_OK;
     }
-    int rc;
-    if ((rc = pl_mkdirs(dir, err))) return rc;
-    unlink(sj);
+    if (r->rank == 0) {
+        if ((rc = pl_mkdirs(dir, err))) return rc;
+        unlink(sj);
+    }
     /* the previous stage's output count: the total of this one's progress line */
     const cJSON *prev = cJSON_GetArrayItem(r->counts, cJSON_GetArraySize(r->counts) - 1);
     const cJSON *prev_n = prev_out ? cJSON_GetObjectItem(prev, "output") : NULL;
@@ -496,7 +859,14 @@ static int run_data_stage(run_state *r, int i, const char *prev_key, const char 
     cJSON *stats = NULL;
     char what[PATH_MAX + 300];
     snprintf(what, sizeof what, "%s: stage %s", r->o->recipe, label);
-    if ((rc = run_child_json(r->o, what, child_stage, &c, &stats, err))) return rc;
+    if (r->ranks > 1) rc = dist_stage(r, st, &c, dir, what, &stats, err);
+    else rc = run_child_json(r->o, what, child_stage, &c, &stats, err);
+    if (rc) return rc;
+    if (r->rank != 0) { /* rank 0 writes stage.json; the others keep the counts */
+        cJSON_AddStringToObject(stats, "label", label);
+        cJSON_AddItemToArray(r->counts, stats);
+        return PL_OK;
+    }
     cJSON_AddStringToObject(stats, "key", key);
     cJSON_AddNumberToObject(stats, "seconds", now_s() - t0);
     cJSON_AddNumberToObject(stats, "seed", (double)c.seed);
@@ -1260,7 +1630,13 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
                               "--backend cuda: this build has no CUDA backend yet (trainer/cuda is empty); use --backend cpu");
         return pl_err_set(err, PL_EINVAL, "--backend %s: expected cpu or cuda", o->backend);
     }
-    run_state r = {.o = o};
+    /* several ranks (mpirun; docs/distributed.md): rank 0 writes and speaks,
+     * the others run their parts of the data stages quietly */
+    pl_pipe_opts ro = *o;
+    int rank = pl_dist_rank(), ranks = pl_dist_size();
+    if (rank != 0) ro.quiet = 1;
+    o = &ro;
+    run_state r = {.o = o, .rank = rank, .ranks = ranks};
     if (o->quiet) r.prog.mode = r.tprog.mode = PL_PROGRESS_OFF;
     r.tprog.every = -1;
     int rc;
@@ -1272,12 +1648,29 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
                  b, o->size ? "-" : "", o->size ? o->size : "");
         out = def;
     }
-    if ((rc = pl_mkdirs(out, err))) return rc;
-    r.run_dir = realpath(out, NULL);
-    if (!r.run_dir) return pl_err_set(err, PL_EIO, "%s: %s", out, strerror(errno));
+    if (rank == 0) {
+        if ((rc = pl_mkdirs(out, err))) return rc;
+        r.run_dir = realpath(out, NULL);
+        if (!r.run_dir) return pl_err_set(err, PL_EIO, "%s: %s", out, strerror(errno));
+    }
+    if (ranks > 1) {
+        /* rank 0's run directory (on a filesystem every rank sees) and a
+         * private folder for this rank's parts of the stages */
+        size_t n = r.run_dir ? strlen(r.run_dir) + 1 : 0;
+        if ((rc = pl_dist_bcast_bytes((void **)&r.run_dir, &n, 0, err))) return rc;
+        const char *tmp = getenv("TMPDIR");
+        char tp[PATH_MAX];
+        snprintf(tp, sizeof tp, "%s/potluck-rank%d-XXXXXX", tmp && *tmp ? tmp : "/tmp", rank);
+        if (!mkdtemp(tp)) return pl_err_set(err, PL_EIO, "%s: %s", tp, strerror(errno));
+        r.part_dir = strdup(tp);
+    }
     r.counts = cJSON_CreateArray();
     child_ctx pc = {.o = o, .run_dir = r.run_dir};
-    if ((rc = run_child_json(o, o->recipe, child_plan, &pc, &r.plan, err))) goto done;
+    if (rank == 0 && (rc = run_child_json(o, o->recipe, child_plan, &pc, &r.plan, err))) goto done;
+    if (ranks > 1) {
+        if (rank != 0) r.plan = cJSON_CreateObject();
+        if ((rc = share_json(&r, &r.plan, err))) goto done;
+    }
     /* models */
     const char *bname = o->base ? o->base : cJSON_GetStringValue(cJSON_GetObjectItem(r.plan, "base"));
     if (pl_model_resolve(bname, o->base != NULL, &r.base, &r.base_err)) r.base = NULL;
@@ -1294,7 +1687,7 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
     }
     model_id(r.base, r.base_id);
     model_id(r.teacher, r.teacher_id);
-    {
+    if (rank == 0) {
         cJSON *p = cJSON_Duplicate(r.plan, 1);
         cJSON *m = cJSON_AddObjectToObject(p, "models");
         cJSON_AddStringToObject(m, "base", r.base ? r.base : "");
@@ -1319,7 +1712,7 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
                o->size ? " at size " : "", o->size ? o->size : "", r.base ? r.base : "(not found)");
         fflush(stdout);
     }
-    if ((rc = check_memory(&r, err))) goto done;
+    if (rank == 0 && (rc = check_memory(&r, err))) goto done;
     if (o->dry_run) {
         if (!o->quiet) printf("dry run: %s/plan.json and memory_plan.json written; no stage ran\n", r.run_dir);
         goto done;
@@ -1337,6 +1730,14 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
         if (rc) goto done;
         memcpy(prev, key, 65);
         snprintf(last_out, sizeof last_out, "%s", outp);
+    }
+    if (ranks > 1) {
+        /* shard, train, eval and export are one process's work here */
+        if (!o->quiet)
+            printf("run: %d ranks: the data stages are done; shard, train, eval and export run in one process: run "
+                   "the same command without mpirun (the data stages are cached), or train over the ranks with "
+                   "mpirun potluck train (docs/distributed.md)\n", ranks);
+        goto done;
     }
     /* shard: the data key + what turns samples into tokens */
     {
@@ -1424,6 +1825,18 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
     if (!rc && !o->quiet) printf("done: %s\n", r.run_dir);
     if (!rc && !r.to && !r.only) rc = pl_run_finish(r.run_dir, o->recipe, o->quiet, err);
 done:
+    if (r.part_dir) {
+        char p2[PATH_MAX + 32];
+        snprintf(p2, sizeof p2, "%s/out.jsonl", r.part_dir);
+        unlink(p2);
+        snprintf(p2, sizeof p2, "%s/removed.jsonl", r.part_dir);
+        unlink(p2);
+        rmdir(r.part_dir);
+        free(r.part_dir);
+    }
+    /* several ranks: none leaves before the others are done (rank 0 may
+     * still be writing what they would read next) */
+    if (ranks > 1 && !rc) rc = pl_dist_wait(1, err);
     cJSON_Delete(r.plan);
     cJSON_Delete(r.counts);
     cJSON_Delete(r.tok_info);

@@ -221,7 +221,7 @@ function pl.register(spec)
               type(spec.kind) == "string" and hint(spec.kind, KINDS) or ""), 2)
   end
   local allowed = { api = 1, kind = 1, name = 1, doc = 1, params = 1, each = 1, stream = 1, score = 1, measure = 1,
-                    jinja = 1 }
+                    jinja = 1, shard = 1 }
   for k in pairs(spec) do
     if not allowed[k] then error(fmt("%s: unknown field '%s'%s", where, tostring(k), hint(tostring(k), keys_of(allowed))), 2) end
   end
@@ -239,6 +239,14 @@ function pl.register(spec)
       error(fmt("%s: a %s plugin needs %s = function(...)", where, k, want), 2)
     end
     if k == "map" and type(spec.each) ~= "function" then error(where .. ": a map plugin needs each = function(p, ctx)", 2) end
+    -- shard = "sample": what the plugin makes of a sample depends on that
+    -- sample and its index only, so ranks may split the input by index
+    -- (docs/distributed.md); an each plugin then sees its part (ctx.offset:
+    -- the index of its first sample), a stream plugin sees every input and
+    -- emits for those of ctx.part = {lo, hi} only (0-based, hi excluded).
+    if spec.shard ~= nil and spec.shard ~= "sample" then
+      error(fmt("%s: shard: expected \"sample\" or nothing, got %s", where, shown(spec.shard)), 2)
+    end
   elseif k == "scorer" and type(spec.score) ~= "function" then
     error(where .. ": a scorer plugin needs score = function(p, ctx) returning function(sample) -> number", 2)
   elseif k == "metric" and type(spec.measure) ~= "function" then
@@ -605,7 +613,7 @@ function H.plan(r, size)
     steps[i] = {
       index = i, kind = st.kind, name = st.name,
       label = fmt("%02d-%s.%s", i, st.kind, st.name),
-      plugin = spec.file, plugin_sha256 = spec.sha256,
+      plugin = spec.file, plugin_sha256 = spec.sha256, plugin_origin = spec.origin, shard = spec.shard,
       hash = C.hash({ api = API, kind = st.kind, name = st.name, params = portable(spec, st.params), plugin = spec.sha256,
                       files = file_hashes(spec, st.params) }),
       params = describe(portable(spec, st.params)),
@@ -654,9 +662,16 @@ function H.run_stage(r, size, i, io)
   local ctx = { seed = io.seed, stage = label, log = function(msg) C.log(label, tostring(msg)) end,
                 model = function() return C.model("base") end,
                 load_model = function(which) return C.model(which) end,
-                tokenizer = function() return C.model("base") end }
+                tokenizer = function() return C.model("base") end,
+                offset = 0, decision = io.decision }
+  -- one rank's part of the input (docs/distributed.md, "Sharded data work")
+  local part = io.lo and { lo = io.lo, hi = io.hi } or nil
+  if part and spec.shard ~= "sample" then error(label .. ": this stage cannot be split by sample", 0) end
+  if part and spec.each then ctx.offset = part.lo end
+  if part and spec.stream then ctx.part = part end
   math.randomseed(io.seed)
-  local input = io.input and C.reader(io.input) or function() return nil end
+  local input = io.input and (part and spec.each and C.reader(io.input, part.lo, part.hi) or C.reader(io.input))
+                or function() return nil end
   local w = C.writer(io.output)
   -- every removed sample, with its provenance and the filter's reason
   local rw = KEEP_KIND[st.kind] and C.writer((io.output:gsub("out%.jsonl$", "removed.jsonl"))) or nil
@@ -666,10 +681,12 @@ function H.run_stage(r, size, i, io)
   -- count the samples they add (not the input they pass through), against
   -- their n when they have one
   local passed, n_passed = setmetatable_({}, { __mode = "k" }), 0
+  local n_read = 0 -- a stream plugin on a part reads every input; its part's count as input
   local function counted_input()
     local s = input()
     if s then
-      n_in = n_in + 1
+      n_read = n_read + 1
+      if not (part and spec.stream) or (n_read > part.lo and n_read <= part.hi) then n_in = n_in + 1 end
       if type(s) == "table" then passed[s] = true end
     end
     return s

@@ -6,6 +6,7 @@ local pl = require "potluck"
 pl.register {
   api = 1,
   kind = "decontaminate",
+  shard = "sample",
   name = "ngram",
   doc = "Index every n-gram of the eval files (lowercased words, punctuation stripped; a text shorter "
     .. "than n words is one gram), then drop samples with at least min_matches n-gram positions in "

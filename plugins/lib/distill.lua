@@ -32,6 +32,7 @@ pl.register {
   api = 1,
   kind = "generate",
   name = "distill",
+  shard = "sample", -- an answer depends on its sample, its index and the seed only
   doc = "Distillation: a teacher model answers each sample's user turn (replacing or adding the assistant turn).",
   params = {
     teacher = { type = "string", default = "teacher", choices = { "base", "teacher" },
@@ -48,21 +49,33 @@ pl.register {
     local name = m:name()
     local chunk = {}
     local n_in, n_dropped = 0, 0
+    local part = ctx.part
+    local function mine(i) return not part or (i > part.lo and i <= part.hi) end
     local function flush()
       if #chunk == 0 then return end
-      local prompts, which = {}, {}
+      -- the prompt of the k-th prompted sample of a chunk samples from RNG
+      -- stream k - 1; one rank (ctx.part) generates and emits its samples only
+      local prompts, which, stream0 = {}, {}, nil
+      local n_prompted = 0
       for k, c in ipairs(chunk) do
-        if c.prompt then prompts[#prompts + 1] = c.prompt; which[#which + 1] = k end
+        if c.prompt then
+          n_prompted = n_prompted + 1
+          if mine(c.index) then
+            stream0 = stream0 or n_prompted - 1
+            prompts[#prompts + 1] = c.prompt; which[#which + 1] = k
+          end
+        end
       end
       local answers = {}
       if #prompts > 0 then
         -- one seed per chunk of 512 inputs
         local outs = m:generate(prompts, { max_tokens = p.max_tokens, temperature = p.temperature, top_p = p.top_p,
-          seed = ctx.seed * 1000003 + (chunk[1].index - 1) // 512, batch = p.batch })
+          seed = ctx.seed * 1000003 + (chunk[1].index - 1) // 512, batch = p.batch, stream0 = stream0 })
         for k, o in ipairs(outs) do answers[which[k]] = trim(o) end
       end
       for k, c in ipairs(chunk) do
         local a = answers[k]
+        if not mine(c.index) then goto next end
         if a and a ~= "" then
           local s = c.sample
           local msgs = c.prompt
@@ -83,6 +96,7 @@ pl.register {
         else
           n_dropped = n_dropped + 1
         end
+        ::next::
       end
       chunk = {}
     end
@@ -92,7 +106,8 @@ pl.register {
       if #chunk >= 512 then flush() end -- fixed chunks: results do not depend on batch
     end
     flush()
+    local n_mine = part and math.max(0, math.min(n_in, part.hi) - part.lo) or n_in
     ctx.log(string.format("distill: %d samples answered by %s, %d dropped (no user turn or empty answer)",
-      n_in - n_dropped, name, n_dropped))
+      n_mine - n_dropped, name, n_dropped))
   end,
 }

@@ -11,6 +11,7 @@ local function num(default, doc) return { type = "number", default = default, do
 pl.register {
   api = 1,
   kind = "filter",
+  shard = "sample",
   name = "gopher_quality",
   doc = "Gopher quality rules: word count, mean word length, '#' and ellipsis per word, bullet lines, "
     .. "ellipsis-ending lines, share of words with a letter, English stop words. The reason names the "
@@ -38,6 +39,7 @@ pl.register {
 pl.register {
   api = 1,
   kind = "filter",
+  shard = "sample",
   name = "gopher_repetition",
   doc = "Gopher repetition rules: duplicate lines and paragraphs (by count and by characters), the "
     .. "characters of the most frequent 2-, 3-, 4-gram, and the characters in duplicated 5..10-grams.",

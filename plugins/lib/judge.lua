@@ -41,6 +41,7 @@ end
 pl.register {
   api = 1,
   kind = "filter",
+  shard = "sample",
   name = "llm_judge",
   doc = "LLM-as-judge: the model scores each sample's response with a prompt; keep samples scoring at least min_score.",
   params = {
@@ -59,7 +60,7 @@ pl.register {
     local ok, e = pcall(string.find, "", p.pattern)
     if not ok then error("llm_judge: pattern: " .. tostring(e), 0) end
     local m = p.model == "base" and ctx.model() or ctx.load_model(p.model)
-    local n = 0
+    local n = ctx.offset or 0 -- the sample's index in the stage (one rank's part starts there)
     return function(s)
       n = n + 1
       local q, r = pair_of(s)

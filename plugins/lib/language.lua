@@ -6,6 +6,7 @@ local pl = require "potluck"
 pl.register {
   api = 1,
   kind = "filter",
+  shard = "sample",
   name = "language",
   doc = "Keep a sample when its language guess (en, latin, ja, zh, ko, ru, ar, el, he, hi, th, ...) or its "
     .. "dominant script (Latin, Cyrillic, Han, ...; case-insensitive) is in allow and that script holds "

@@ -6,6 +6,7 @@ local pl = require "potluck"
 pl.register {
   api = 1,
   kind = "filter",
+  shard = "sample",
   name = "length",
   doc = "Drop samples whose text (pl.text) has fewer than min_chars or more than max_chars characters, "
     .. "or fewer than min_tokens or more than max_tokens tokens of the base model's tokenizer "

@@ -26,8 +26,17 @@ pl.register {
       threshold = p.threshold, num_perm = p.num_perm, bands = p.bands, rows = p.rows,
       ngram = p.ngram, unit = p.unit, seed = p.seed,
     }
+    -- several ranks: the decisions were made by band ownership over the
+    -- ranks (docs/distributed.md) and are the ones check_add would make
+    local decided, n = ctx.decision, 0
     return function(s)
-      local dup, j = idx:check_add(pl.text(s))
+      local dup, j
+      if decided then
+        n = n + 1
+        dup, j = decided(n)
+      else
+        dup, j = idx:check_add(pl.text(s))
+      end
       if dup then
         return false, string.format("near-duplicate of sample %d (estimated Jaccard %.2f)", dup, j)
       end

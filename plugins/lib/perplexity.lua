@@ -5,6 +5,7 @@ local pl = require "potluck"
 pl.register {
   api = 1,
   kind = "filter",
+  shard = "sample",
   name = "perplexity",
   doc = "Keep samples whose model perplexity (of pl.text(s)) lies in [min_ppl, max_ppl].",
   params = {

@@ -10,6 +10,7 @@ end
 pl.register {
   api = 1,
   kind = "filter",
+  shard = "sample",
   name = "regex",
   doc = "Match the sample's text against a PCRE2 pattern and/or a keyword list (any keyword matches, "
     .. "as a literal). mode = \"drop\" drops matching samples; mode = \"keep\" keeps only matching ones. "

@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# tests/cli_mpi_data.sh: `potluck run` under mpirun (docs/distributed.md,
+# "Sharded data work"), optimized build, one thread a rank:
+#  - a recipe with generation (distill on SmolLM2-135M, sampled at
+#    temperature 0.8), two filters and MinHash dedup, at 1 process and at
+#    2 ranks: every stage's out.jsonl and removed.jsonl the same bytes (cmp);
+#    the stages ran the sharded way (stage.json "dist"); the same set of files
+#    in both run directories, no rank's private folder left behind;
+#  - dedup by band ownership on planted near-duplicates (one word changed):
+#    at 1, 2 and 3 ranks the same bytes, exactly the planted copies removed,
+#    each naming its original; at 2 ranks both ranks found pairs (bands
+#    16 x 8: ranks own 8 each);
+#  - a rank that stops (SIGSTOP) during a split stage: the others' watchdog
+#    ends the job after POTLUCK_DIST_TIMEOUT with a message naming the wait;
+#    rank 0 wrote no output for that stage; kill -9 of a rank: mpirun ends the
+#    job with a message; a 1-process run afterwards completes with the same
+#    bytes.
+# Without mpirun the test says so and counts nothing.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source tests/check.sh
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+export OMP_NUM_THREADS=1
+export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
+BIN=${POTLUCK_BIN_OPT:-build/opt/potluck}
+MODEL=${POTLUCK_MODEL:-$HOME/.cache/potluck/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+if ! command -v mpirun >/dev/null; then
+  echo "note: mpirun not found (apt-get install openmpi-bin libopenmpi-dev; make deps does): nothing tested"
+  check_summary cli_mpi_data; exit 0
+fi
+if ! grep -q 'MPI_Init_thread' <(nm -D --undefined-only "$BIN" 2>/dev/null); then
+  fail "$BIN was built without MPI"; check_summary cli_mpi_data; exit 1
+fi
+[ -f "$MODEL" ] || { fail "model missing: $MODEL"; check_summary cli_mpi_data; exit 1; }
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+export POTLUCK_PLUGINS=$T/no-user-plugins POTLUCK_MODELS=$(dirname "$MODEL") TMPDIR=$T/tmp
+mkdir -p "$T/rec" "$TMPDIR"
+t0=$(date +%s)
+MPI=(mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS -x OMP_WAIT_POLICY -x POTLUCK_PLUGINS -x POTLUCK_MODELS
+     -x TMPDIR -x POTLUCK_DIST_TIMEOUT)
+mpi() { local np=$1; shift; "${MPI[@]}" -np "$np" "$BIN" "$@"; }
+export POTLUCK_DIST_TIMEOUT=${POTLUCK_DIST_TIMEOUT:-900}
+
+python3 - "$T/rec" <<'PY'
+import json, sys, random
+d = sys.argv[1]
+qs = ["Name a fruit that is yellow.", "What is 7 times 6?", "Give a synonym for happy.",
+      "Which planet is known as the Red Planet?", "Suggest a name for a pet goldfish.", "What color is the sky?",
+      "Name a fruit that is yellow.", "How many legs does a spider have?"]
+with open(d + "/prompts.jsonl", "w") as f:
+    for q in qs: f.write(json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "?"}]}) + "\n")
+# 60 distinct documents of 40 random words; 12 planted copies with one word
+# changed, placed after their originals
+rng = random.Random(7)
+words = ["w%03d" % i for i in range(400)]
+docs = [" ".join(rng.choice(words) for _ in range(40)) for _ in range(60)]
+out, planted = [], []
+for i, t in enumerate(docs):
+    out.append(t)
+    if i % 5 == 2:
+        w = t.split(); w[20] = "changed"; out.append(" ".join(w))
+        planted.append((len(out) - 2, len(out) - 1))
+with open(d + "/docs.jsonl", "w") as f:
+    for t in out: f.write(json.dumps({"text": t}) + "\n")
+json.dump(planted, open(d + "/planted.json", "w"))
+PY
+cat > "$T/rec/gen.lua" <<'EOF'
+local pl = require "potluck"
+return pl.recipe {
+  name = "mpi-data", seed = 5, base = "SmolLM2-135M-Instruct",
+  data = pl.pipeline {
+    pl.source.jsonl { path = "prompts.jsonl" },
+    pl.generate.distill { teacher = "base", max_tokens = 10, temperature = 0.8, batch = 3 },
+    pl.filter.length { min_chars = 40 },
+    pl.filter.regex { keywords = { "spider" }, mode = "drop" },
+    pl.dedup.minhash { threshold = 0.5, ngram = 2, bands = 16, rows = 8 },
+  },
+}
+EOF
+cat > "$T/rec/dedup.lua" <<'EOF'
+local pl = require "potluck"
+return pl.recipe {
+  name = "mpi-dedup", seed = 3,
+  data = pl.pipeline {
+    pl.source.jsonl { path = "docs.jsonl" },
+    pl.filter.length { min_chars = 10 },
+    pl.dedup.minhash { threshold = 0.7, ngram = 3, bands = 16, rows = 8 },
+    pl.filter.novelty { threshold = 0.99 },
+  },
+}
+EOF
+
+# same_stages A B: every stage file of A is in B with the same bytes
+same_stages() {
+  local a=$1 b=$2 n=0 bad=""
+  for f in "$a"/stages/*/out.jsonl "$a"/stages/*/removed.jsonl; do
+    [ -f "$f" ] || continue
+    n=$((n + 1))
+    cmp -s "$f" "$b/${f#"$a"/}" || bad="$bad ${f#"$a"/stages/}"
+  done
+  [ -z "$bad" ] && [ $n -gt 0 ] && { echo "$n"; return 0; }
+  echo "differ:$bad (of $n)"; return 1
+}
+
+# 1. generation, filters and dedup: 1 process vs 2 ranks
+if "$BIN" run "$T/rec/gen.lua" --out "$T/g1" --to 05 --threads 1 --quiet 2>"$T/g1.err"; then ok
+else fail "1 process: $(tail -3 "$T/g1.err")"; fi
+if mpi 2 run "$T/rec/gen.lua" --out "$T/g2" --to 05 --threads 1 >"$T/g2.out" 2>"$T/g2.err"; then ok
+else fail "2 ranks: $(tail -5 "$T/g2.err")"; fi
+if r=$(same_stages "$T/g1" "$T/g2"); then ok; echo "note: generation recipe: $r stage files the same bytes at 1 and 2 ranks"
+else fail "generation recipe, 1 vs 2 ranks: $r"; fi
+python3 - "$T/g1" "$T/g2" <<'PY' && ok || fail "generation recipe: counts and how each stage ran"
+import json, sys, os
+a, b = sys.argv[1:]
+def st(d, l): return json.load(open(os.path.join(d, "stages", l, "stage.json")))
+def n(d, l): return sum(1 for _ in open(os.path.join(d, "stages", l, "out.jsonl")))
+assert n(a, "02-generate.distill") == 8, n(a, "02-generate.distill")
+ans = [json.loads(l)["messages"][-1]["content"] for l in open(os.path.join(a, "stages", "02-generate.distill", "out.jsonl"))]
+assert all(x.strip() and x != "?" for x in ans), ans
+assert ans[0] != ans[6], "the same prompt twice got the same sampled answer (streams by index?)"
+assert st(a, "04-filter.regex")["removed"] == 1 and st(b, "04-filter.regex")["removed"] == 1
+for l in ["01-source.jsonl", "02-generate.distill", "03-filter.length", "04-filter.regex", "05-dedup.minhash"]:
+    sa, sb = st(a, l), st(b, l)
+    for k in ["input", "output", "removed", "reasons", "examples"]:
+        assert sa.get(k) == sb.get(k), (l, k, sa.get(k), sb.get(k))
+    assert "dist" not in sa and sb["dist"]["ranks"] == 2, l
+how = {l: st(b, l)["dist"]["how"] for l in ["01-source.jsonl", "02-generate.distill", "03-filter.length", "05-dedup.minhash"]}
+assert how == {"01-source.jsonl": "rank 0 alone", "02-generate.distill": "split by sample index",
+               "03-filter.length": "split by sample index", "05-dedup.minhash": "minhash bands by rank"}, how
+PY
+if diff <(cd "$T/g1" && find . -type f | sort) <(cd "$T/g2" && find . -type f | sort) >"$T/files.diff"; then ok
+else fail "other files in the 2-rank run directory: $(head -5 "$T/files.diff")"; fi
+if [ -z "$(ls -A "$TMPDIR")" ]; then ok; else fail "left behind in TMPDIR: $(ls "$TMPDIR")"; fi
+if grep -q "the data stages are done" "$T/g2.out" && [ "$(grep -c '^stage .* ran ' "$T/g2.out")" = 5 ]; then ok
+else fail "2 ranks: one set of stage lines from rank 0 expected: $(cat "$T/g2.out")"; fi
+
+# 2. dedup by band ownership on planted near-duplicates
+if "$BIN" run "$T/rec/dedup.lua" --out "$T/d1" --to 04 --quiet 2>"$T/d1.err"; then ok
+else fail "dedup, 1 process: $(tail -3 "$T/d1.err")"; fi
+for np in 2 3; do
+  if mpi $np run "$T/rec/dedup.lua" --out "$T/d$np" --to 04 --quiet 2>"$T/d$np.err"; then ok
+  else fail "dedup, $np ranks: $(tail -5 "$T/d$np.err")"; fi
+  if r=$(same_stages "$T/d1" "$T/d$np"); then ok; else fail "dedup recipe, 1 vs $np ranks: $r"; fi
+done
+python3 - "$T/rec/planted.json" "$T/d1" "$T/d2" "$T/d3" <<'PY' && ok || fail "dedup: the planted near-duplicates"
+import json, sys, os
+planted = json.load(open(sys.argv[1]))
+for d in sys.argv[2:]:
+    s = os.path.join(d, "stages", "03-dedup.minhash")
+    rem = [json.loads(l) for l in open(os.path.join(s, "removed.jsonl"))]
+    got = sorted((int(r["reason"].split("sample ")[1].split(" ")[0]) - 1, int(r["_prov"]["source"].split(":")[-1]) - 1) for r in rem)
+    assert got == sorted(map(tuple, planted)), (d, got, planted)
+    assert sum(1 for _ in open(os.path.join(s, "out.jsonl"))) == 72 - 12
+    st = json.load(open(os.path.join(s, "stage.json")))
+    if d != sys.argv[2]:
+        assert st["dist"]["how"] == "minhash bands by rank" and st["dist"]["bands"] == 16, st["dist"]
+        assert st["dist"]["pairs"] >= 12, st["dist"]
+        nov = json.load(open(os.path.join(d, "stages", "04-filter.novelty", "stage.json")))
+        assert nov["dist"]["how"] == "rank 0 alone", nov["dist"]
+print("note: dedup: %d planted near-duplicates removed at 1, 2 and 3 ranks, each naming its original" % len(planted))
+PY
+if POTLUCK_DIST=off "$BIN" run "$T/rec/dedup.lua" --out "$T/doff" --to 04 --quiet 2>/dev/null && same_stages "$T/d1" "$T/doff" >/dev/null; then ok
+else fail "POTLUCK_DIST=off"; fi
+
+# rank_pid MPIRUN_PID R: the pid of rank R
+rank_pid() {
+  local p
+  for p in $(pgrep -P "$1"); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return; }
+  done
+}
+# 3. a stopped rank: the watchdog ends the job; a killed rank: mpirun does
+POTLUCK_DIST_TIMEOUT=4 "${MPI[@]}" -np 2 "$BIN" run "$T/rec/gen.lua" --out "$T/stop" --to 05 --threads 1 --quiet >/dev/null 2>"$T/stop.err" &
+mpid=$!
+victim=""
+for _ in $(seq 1 200); do
+  victim=$(rank_pid "$mpid" 1)
+  [ -n "$victim" ] && [ -d "$T/stop/stages/01-source.jsonl" ] && break
+  sleep 0.05
+done
+[ -n "$victim" ] && kill -STOP "$victim"
+ts=$(date +%s)
+stopped=0
+for _ in $(seq 1 600); do kill -0 $mpid 2>/dev/null || { stopped=1; break; }; sleep 0.1; done
+[ $stopped = 0 ] && { kill -9 "$victim" $mpid 2>/dev/null; }
+wait $mpid; mrc=$?
+dt=$(( $(date +%s) - ts ))
+echo "note: SIGSTOP of rank pid ${victim:-none}: mpirun exit $mrc after ${dt} s"
+grep -m1 "has waited" "$T/stop.err" | sed 's/^/note:   /'
+if [ -n "$victim" ] && [ $stopped = 1 ] && [ $mrc != 0 ] && grep -q "has waited 4 s for the other ranks" "$T/stop.err"; then ok
+else fail "stopped rank: stopped=$stopped rc=$mrc $(tail -3 "$T/stop.err")"; fi
+if [ ! -f "$T/stop/stages/02-generate.distill/stage.json" ] && [ ! -f "$T/stop/stages/02-generate.distill/out.jsonl" ]; then ok
+else fail "stopped rank: the interrupted stage has output"; fi
+
+"${MPI[@]}" -np 2 "$BIN" run "$T/rec/gen.lua" --out "$T/kill" --to 05 --threads 1 --quiet >/dev/null 2>"$T/kill.err" &
+mpid=$!
+victim=""
+for _ in $(seq 1 200); do
+  victim=$(rank_pid "$mpid" 1)
+  [ -n "$victim" ] && [ -d "$T/kill/stages/01-source.jsonl" ] && break
+  sleep 0.05
+done
+[ -n "$victim" ] && kill -9 "$victim"
+stopped=0
+for _ in $(seq 1 300); do kill -0 $mpid 2>/dev/null || { stopped=1; break; }; sleep 0.1; done
+[ $stopped = 0 ] && kill -9 $mpid 2>/dev/null
+wait $mpid; mrc=$?
+if [ -n "$victim" ] && [ $stopped = 1 ] && [ $mrc != 0 ] && grep -qiE 'signal 9|killed' "$T/kill.err"; then ok
+else fail "killed rank: stopped=$stopped rc=$mrc $(tail -3 "$T/kill.err")"; fi
+if "$BIN" run "$T/rec/gen.lua" --out "$T/kill" --to 05 --threads 1 --quiet 2>"$T/k1.err" && r=$(same_stages "$T/g1" "$T/kill"); then ok
+else fail "1 process after the killed job: $(tail -3 "$T/k1.err") ${r:-}"; fi
+echo "note: whole test $(( $(date +%s) - t0 )) s"
+check_summary cli_mpi_data
