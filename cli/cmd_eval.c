@@ -63,6 +63,7 @@ static const char *eval_help =
     "                     for a peer to score the same items\n"
     "  --batch-tokens N   tokens per forward batch (default 1024)\n"
     "  --threads N        worker threads (default: all cores)\n"
+    "  --backend cpu|cuda where the models run (cpu; cuda: build/gpu/potluck, or build/emu/potluck emulated)\n"
     "  --quiet            no progress lines\n"
     "  --compare          print the table of the given results files (rows of all of them)\n"
     "\n"
@@ -323,6 +324,12 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--limit")) { if (cli_int(a, v, 0, 1L << 40, &limit)) goto done; i++; }
         else if (!strcmp(a, "--seed")) { if (cli_int(a, v, 0, __LONG_MAX__, &seed)) goto done; i++; }
         else if (!strcmp(a, "--threads")) { if (cli_int(a, v, 1, 1024, &threads)) goto done; i++; }
+        else if (!strcmp(a, "--backend")) {
+            if (!v) goto missing;
+            pl_err be_err = {0};
+            if (pl_backend_set_default(v, &be_err)) { status = cli_fail_err(&be_err); goto done; }
+            i++;
+        }
         else if (!strcmp(a, "--batch-tokens")) { if (cli_int(a, v, 16, 1 << 20, &batch_tokens)) goto done; i++; }
         else if (!strcmp(a, "--out")) { if (!v) goto missing; out_path = v; i++; }
         else if (!strcmp(a, "--samples")) { if (!v) goto missing; samples_path = v; i++; }

@@ -38,6 +38,7 @@ static const char *gen_help =
     "  --stop ID            stop at token id ID (repeatable; default: the model's EOS,\n"
     "                       and BOS for llama2.c models as run.c does)\n"
     "  --threads N          worker threads (default: all cores)\n"
+    "  --backend cpu|cuda   where the model runs (cpu; cuda: build/gpu/potluck, or build/emu/potluck emulated)\n"
     "  --stats              print prompt and generation speed on stderr\n";
 
 typedef struct stream_ctx {
@@ -142,6 +143,12 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) { if (cli_int(a, v, 0, __LONG_MAX__, &lv)) goto done; sp.seed = (uint64_t)lv; i++; }
         else if (!strcmp(a, "--max-tokens")) { if (cli_int(a, v, 0, 1 << 20, &max_tokens)) goto done; i++; }
         else if (!strcmp(a, "--threads")) { if (cli_int(a, v, 1, 1024, &threads)) goto done; i++; }
+        else if (!strcmp(a, "--backend")) {
+            if (!v) goto missing;
+            pl_err be_err = {0};
+            if (pl_backend_set_default(v, &be_err)) { status = cli_fail_err(&be_err); goto done; }
+            i++;
+        }
         else if (!strcmp(a, "--stop")) { if (cli_int(a, v, 0, 1 << 24, &lv)) goto done; stops[n_stop++] = (int32_t)lv; i++; }
         else { status = cli_fail("generate: unknown option '%s' (see potluck generate --help)", a); goto done; }
         continue;

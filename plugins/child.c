@@ -28,6 +28,7 @@
  * Not for use from inside an OpenMP parallel region, and fn should not rely
  * on the parent's threads (only the forking thread exists in the child). */
 #include "../core/atomic.h"
+#include "../trainer/backend.h"
 #include "sandbox.h"
 
 #include <errno.h>
@@ -132,6 +133,7 @@ int pl_child_run(const pl_lua_limits *lim, const char *what, pl_child_fn fn, voi
     if (pid == 0) {
         close(res[0]);
         close(ep[0]);
+        pl_backend_set_default("cpu", NULL); /* a device context does not survive fork */
         child_main(lim, fn, ctx, res[1], ep[1], parent);
     }
     setpgid(pid, pid); /* also from this side: no race with an early kill */

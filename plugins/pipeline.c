@@ -1194,6 +1194,8 @@ static int run_train(run_state *r, const char *key, pl_err *err) {
     c.eval_every = every > 0 ? every : c.steps;
     c.eval_rows = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(ev, "rows"));
     c.threads = r->o->threads;
+    free(c.backend);
+    c.backend = r->o->backend ? strdup(r->o->backend) : NULL;
     c.resume = resume;
     if (c.threads > 0) omp_set_num_threads(c.threads);
     cJSON_Delete(r->mem_plan);
@@ -1624,12 +1626,9 @@ static int check_memory(run_state *r, pl_err *err) {
 }
 
 int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
-    if (o->backend && strcmp(o->backend, "cpu")) {
-        if (!strcmp(o->backend, "cuda"))
-            return pl_err_set(err, PL_EUNSUPPORTED,
-                              "--backend cuda: this build has no CUDA backend yet (trainer/cuda is empty); use --backend cpu");
-        return pl_err_set(err, PL_EINVAL, "--backend %s: expected cpu or cuda", o->backend);
-    }
+    /* the train and eval stages' models (recipe generation runs in the sandbox's child, on the cpu) */
+    int brc = pl_backend_set_default(o->backend, err);
+    if (brc) return brc;
     /* several ranks (mpirun; docs/distributed.md): rank 0 writes and speaks,
      * the others run their parts of the data stages quietly */
     pl_pipe_opts ro = *o;

@@ -10,19 +10,23 @@
 #    and the logits must match potluck's (rel 1e-5; q/k adapters included, no permutation);
 #  - a negative control: the same adapter with one tensor removed must raise peft's
 #    missing-key warning (so the capture really sees such warnings).
+# The same checks on an adapter trained on the CUDA backend (emulated):
+# build/opt/tests/opt_cuda_backend --write-adapter DIR trains it there, and the CPU
+# backend writes the logits with it (tests/test_cuda_backend.c).
 set -u
 cd "$(dirname "$0")/.."
 source tests/check.sh
 : "${POTLUCK_VENV:?set POTLUCK_VENV (run through make test)}"
 : "${POTLUCK_REFS:?set POTLUCK_REFS (run through make test)}"
-T=build/san/tests/test_lora
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
-if [ ! -x "$T" ]; then fail "$T is not built"; check_summary cli_lora_peft; exit 1; fi
-if "$T" --write-adapter "$tmp/out" >"$tmp/w.out" 2>"$tmp/w.err" && [ -f "$tmp/out/adapter/adapter_config.json" ]; then ok
-else fail "test_lora --write-adapter: $(tail -5 "$tmp/w.err") $(tail -3 "$tmp/w.out")"; fi
-
-"$POTLUCK_VENV/bin/python" - "$tmp/out" "$POTLUCK_REFS/peft_ref/base" >"$tmp/py.out" 2>"$tmp/py.err" <<'PY'
+one() { # $1 label, $2... the writer command (it gets DIR)
+  local lab=$1; shift
+  local out=$tmp/$lab
+  if "$@" "$out" >"$tmp/$lab.w.out" 2>"$tmp/$lab.w.err" && [ -f "$out/adapter/adapter_config.json" ]; then ok
+  else fail "$lab: $* $out: $(tail -5 "$tmp/$lab.w.err") $(tail -3 "$tmp/$lab.w.out")"; return; fi
+  grep -h '^note:' "$tmp/$lab.w.out" || true
+  "$POTLUCK_VENV/bin/python" - "$out" "$POTLUCK_REFS/peft_ref/base" >"$tmp/$lab.py.out" 2>"$tmp/$lab.py.err" <<'PY'
 import json, logging, os, shutil, sys, warnings
 import numpy as np
 import torch
@@ -83,15 +87,22 @@ _, bad_neg = load(neg)
 res["neg_warned"] = len(bad_neg) > 0
 print(json.dumps(res))
 PY
-rc=$?
-if [ $rc != 0 ]; then fail "peft script failed (rc=$rc): $(tail -15 "$tmp/py.err")"; check_summary cli_lora_peft; exit 1; fi
-res=$(tail -1 "$tmp/py.out")
-echo "note: peft on potluck's adapter: $res"
-j() { "$POTLUCK_VENV/bin/python" -c "import json,sys; r=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, r))" "$res" "$1"; }
-[ "$(j 'len(key_warnings) == 0')" = True ] && ok || fail "peft warned about keys: $(j key_warnings)"
-[ "$(j 'keys_equal and n_keys == 28')" = True ] && ok || fail "saved keys differ from peft's: $(j keys_diff) (n $(j n_keys))"
-[ "$(j 'rslora and r == 4')" = True ] && ok || fail "peft read use_rslora/r wrong: $(j rslora) $(j r)"
-[ "$(j 'logits_rel <= 1e-5')" = True ] && ok || fail "logits differ: rel $(j logits_rel)"
-[ "$(j 'adapter_effect > 1e-3')" = True ] && ok || fail "the adapter barely changes the logits ($(j adapter_effect)): test is vacuous"
-[ "$(j 'neg_warned')" = True ] && ok || fail "negative control: peft did not warn about a removed tensor (capture broken)"
+
+  local rc=$?
+  if [ $rc != 0 ]; then fail "$lab: peft script failed (rc=$rc): $(tail -15 "$tmp/$lab.py.err")"; return; fi
+  res=$(tail -1 "$tmp/$lab.py.out")
+  echo "note: $lab: peft on potluck's adapter: $res"
+  j() { "$POTLUCK_VENV/bin/python" -c "import json,sys; r=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, r))" "$res" "$1"; }
+  [ "$(j 'len(key_warnings) == 0')" = True ] && ok || fail "$lab: peft warned about keys: $(j key_warnings)"
+  [ "$(j 'keys_equal and n_keys == 28')" = True ] && ok || fail "$lab: saved keys differ from peft's: $(j keys_diff) (n $(j n_keys))"
+  [ "$(j 'rslora and r == 4')" = True ] && ok || fail "$lab: peft read use_rslora/r wrong: $(j rslora) $(j r)"
+  [ "$(j 'logits_rel <= 1e-5')" = True ] && ok || fail "$lab: logits differ: rel $(j logits_rel)"
+  [ "$(j 'adapter_effect > 1e-3')" = True ] && ok || fail "$lab: the adapter barely changes the logits ($(j adapter_effect)): test is vacuous"
+  [ "$(j 'neg_warned')" = True ] && ok || fail "$lab: negative control: peft did not warn about a removed tensor (capture broken)"
+}
+
+T=build/san/tests/test_lora
+if [ -x "$T" ]; then one cpu-trained "$T" --write-adapter; else fail "$T is not built"; fi
+C=build/opt/tests/opt_cuda_backend
+if [ -x "$C" ]; then one cuda-trained "$C" --write-adapter; else fail "$C is not built"; fi
 check_summary cli_lora_peft

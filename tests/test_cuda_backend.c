@@ -26,6 +26,13 @@
  * gradient is near zero move either way on the two backends; measured here:
  * gradients 0.04, the change 0.15.
  *
+ * Mode `--write-adapter DIR` (tests/cli_lora_peft.sh): on the peft_ref base
+ * (tiny random LlamaForCausalLM, fp32 as loaded), an rsLoRA adapter (r 4,
+ * alpha 8, all seven modules) trained 3 AdamW steps on the CUDA backend and
+ * saved as PEFT in DIR/adapter; the CPU backend then loads the base and that
+ * adapter and writes the adapted fp32 logits of the first 13 tokens
+ * (DIR/logits.f32, DIR/ids.i32), which peft must reproduce.
+ *
  * The ASan/UBSan build (test_cuda_backend) runs one AdamW step and the
  * dropout variant's gradients only; the optimized build (opt_cuda_backend)
  * runs everything: the emulator is slow under the sanitizers. */
@@ -34,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "check.h"
 #include "../core/half.h"
@@ -401,7 +409,89 @@ static void test_refusals(void) {
     pl_model_free(mg);
 }
 
-int main(void) {
+static int32_t *read_i32(const char *dir, const char *name, size_t n) {
+    char p[4400];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "rb");
+    int32_t *v = malloc(n * sizeof *v);
+    size_t got = f && v ? fread(v, sizeof *v, n, f) : 0;
+    if (f) fclose(f);
+    if (got != n) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+static int write_adapter(const char *dir) {
+    const char *refs = check_env("POTLUCK_REFS");
+    char refdir[4200], base[4300], p[4400];
+    snprintf(refdir, sizeof refdir, "%s/peft_ref", refs);
+    snprintf(base, sizeof base, "%s/base", refdir);
+    const int T = 48;
+    int32_t *ids = read_i32(refdir, "ids.i32", T), *tg = read_i32(refdir, "targets.i32", T);
+    int32_t *pos = read_i32(refdir, "pos.i32", T), *seg = read_i32(refdir, "seg.i32", T);
+    REQUIRE(ids && tg && pos && seg, "%s: ids/targets/pos/seg (run bash tests/refs.sh peft_ref)", refdir);
+    pl_err err = {0};
+    pl_model *m = NULL;
+    REQUIRE(pl_model_load(&m, base, NULL, &err) == 0, "load %s: %s", base, err.msg);
+    m->be = cuda;
+    mkdir(dir, 0755);
+    pl_lora_cfg cfg = {.r = 4, .alpha = 8, .dropout = 0.0f, .rslora = 1, .targets = PL_LORA_ALL_LINEAR, .seed = 2024};
+    pl_lora *l = NULL;
+    pl_train *t = NULL;
+    pl_train_opts to = {.frozen_base = 1, .checkpoint = 1};
+    REQUIRE(pl_lora_init(&l, m, &cfg, &err) == 0 && pl_train_init_opts(&t, m, T, &to, &err) == 0 &&
+                pl_train_attach_lora(t, l, &err) == 0,
+            "cuda context: %s", err.msg);
+    pl_qlora_opts o = {.adamw = pl_adamw_defaults(), .max_grad_norm = 0.3f};
+    o.adamw.lr = 1e-2f;
+    o.adamw.weight_decay = 0.0f;
+    pl_microbatch mb = {ids, tg, pos, seg, T};
+    double loss = 0;
+    for (int s = 0; s < 3; s++) CHECK(pl_qlora_step(t, &mb, 1, &o, &loss, NULL, &err) == 0, "step: %s", err.msg);
+    printf("note: peft_ref base, 3 AdamW steps on the cuda backend: loss %.6f\n", loss);
+    snprintf(p, sizeof p, "%s/adapter", dir);
+    CHECK(pl_lora_save_peft(l, m, p, base, &err) == 0, "save: %s", err.msg);
+    pl_train_free(t);
+    pl_lora_free(l);
+    pl_model_free(m);
+    /* the cpu backend, the base and the saved adapter: fp32 logits of the first sample */
+    m = NULL;
+    l = NULL;
+    t = NULL;
+    to.checkpoint = 0;
+    REQUIRE(pl_model_load(&m, base, NULL, &err) == 0, "reload: %s", err.msg);
+    REQUIRE(pl_lora_load_peft(&l, m, p, &err) == 0 && pl_train_init_opts(&t, m, T, &to, &err) == 0 &&
+                pl_train_attach_lora(t, l, &err) == 0,
+            "cpu context with the saved adapter: %s", err.msg);
+    int64_t nv = 0;
+    CHECK(pl_train_forward(t, ids, tg, NULL, NULL, 13, NULL, &nv, &err) == 0, "cpu forward: %s", err.msg);
+    snprintf(p, sizeof p, "%s/logits.f32", dir);
+    FILE *f = fopen(p, "wb");
+    CHECK(f && fwrite(t->logits, 4, (size_t)13 * m->cfg.vocab, f) == (size_t)13 * m->cfg.vocab, "write %s", p);
+    if (f) fclose(f);
+    snprintf(p, sizeof p, "%s/ids.i32", dir);
+    f = fopen(p, "wb");
+    CHECK(f && fwrite(ids, 4, 13, f) == 13, "write %s", p);
+    if (f) fclose(f);
+    pl_train_free(t);
+    pl_lora_free(l);
+    pl_model_free(m);
+    free(ids);
+    free(tg);
+    free(pos);
+    free(seg);
+    return check_summary("test_cuda_backend --write-adapter");
+}
+
+int main(int argc, char **argv) {
+    pl_err err0 = {0};
+    if (argc == 3 && !strcmp(argv[1], "--write-adapter")) {
+        cuda = pl_backend_named("cuda", &err0);
+        REQUIRE(cuda, "open the cuda backend: %s", err0.msg);
+        return write_adapter(argv[2]);
+    }
     const char *shared = check_env("POTLUCK_SHARED");
     snprintf(model_path, sizeof model_path, "%s/fixtures/stories260K/stories260K.bin", shared);
     pl_err err = {0};

@@ -229,6 +229,13 @@ const pl_backend *pl_backend_cpu(void);
  * backend exists in builds that link trainer/cuda/ (make emu, make gpu). */
 const pl_backend *pl_backend_named(const char *name, pl_err *err);
 
+/* The backend pl_model_load gives the models it loads: "cpu" until
+ * pl_backend_set_default names another (checked to exist in this build;
+ * opened by the first load). The recipe sandbox's child resets it to cpu. */
+int pl_backend_set_default(const char *name, pl_err *err);
+const char *pl_backend_default_name(void);
+const pl_backend *pl_backend_default(pl_err *err);
+
 /* Bytes of n activation elements on be. */
 static inline size_t pl_act_bytes(const pl_backend *be, size_t n) {
     return n * (be->act_dtype == PL_F32 ? 4u : 2u);

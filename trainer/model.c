@@ -276,6 +276,11 @@ int pl_model_load(pl_model **out, const char *path, const pl_model_opts *opts, p
     if (!rc && opts && opts->nf4_blocksize > 0)
         rc = pl_model_nf4_quantize(m, opts->nf4_blocksize, opts->nf4_double_quant, err);
     if (!rc && opts && opts->fp32) rc = pl_model_to_fp32(m, err);
+    if (!rc) { /* the process's backend (--backend): its ops copy the weights they use */
+        const pl_backend *be = pl_backend_default(err);
+        if (be) m->be = be;
+        else rc = err ? err->code : PL_EUNSUPPORTED;
+    }
     if (rc) {
         pl_model_free(m);
         return rc;

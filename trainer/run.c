@@ -253,6 +253,7 @@ static int init_from_adapter(run *r, pl_err *err) {
 static int load_model(run *r, pl_err *err) {
     const pl_run_cfg *c = r->c;
     int rc;
+    if ((rc = pl_backend_set_default(c->backend, err))) return rc;
     if (c->lora_r == 0) {
         pl_model_opts mo = {.fp32 = 1};
         if ((rc = pl_model_load(&r->m, c->model, &mo, err))) return rc;

@@ -47,6 +47,7 @@ typedef struct pl_run_cfg {
     char *base;              /* "nf4": quantize the frozen base to NF4; "as-loaded": keep the stored dtype */
     int nf4_blocksize, double_quant;
     char *init_adapter;      /* a PEFT adapter directory to start the LoRA weights from (NULL: PEFT's init) */
+    char *backend;           /* "cpu" (NULL) or "cuda": where the step runs (train.backend) */
     /* optimization */
     int steps, seq_len, batch, grad_accum;
     double lr, beta1, beta2, eps, weight_decay, max_grad_norm;

@@ -81,13 +81,15 @@ static const cfg_field fields[] = {
     {"train", "keep_last", "--keep-last", F_INT, OFF(keep_last), 0, 1e6},
     {"train", "threads", "--threads", F_INT, OFF(threads), 0, 1024},
     {"train", "zero", "--zero", F_INT, OFF(zero), 0, 1},
+    {"train", "backend", "--backend", F_STR, OFF(backend), 0, 0},
 };
 #define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
 
 /* Fields that do not change the trained bits (left out of the config hash). */
 static int field_is_runtime(const cfg_field *f) {
     static const char *const rt[] = {"out", "threads", "eval_every", "eval_rows", "save_every", "keep_last",
-                                     "eval_data", "checkpointing", "zero"};
+                                     "eval_data", "checkpointing", "zero",
+                                     "backend" /* changes the bits (bf16), but a run may resume on the other backend */};
     for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++)
         if (!strcmp(f->key, rt[i])) return 1;
     return 0;
@@ -404,7 +406,10 @@ const char *pl_run_cfg_flags_help(void) {
            "  --keep-last K           keep the K newest checkpoints; 0 = all (train.keep_last, 3)\n"
            "  --threads N             OpenMP threads (train.threads)\n"
            "  --zero 0|1              under mpirun/srun: 1 shards the AdamW state over the ranks (ZeRO-1), 0 keeps\n"
-           "                          it whole on every rank; same bits either way (train.zero, 1)\n";
+           "                          it whole on every rank; same bits either way (train.zero, 1)\n"
+           "  --backend cpu|cuda      where the steps run: cpu (fp32, the reference) or cuda (bf16 activations, a\n"
+           "                          frozen base only; build/gpu/potluck, or build/emu/potluck on the CPU emulator)\n"
+           "                          (train.backend, cpu); a run may resume on the other backend\n";
 }
 
 /* sha256 hex of the config fields that determine the trained bits. */
