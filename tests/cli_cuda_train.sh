@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# tests/cli_cuda_train.sh: `--backend cuda` from the command line, on the CUDA
+# backend's emulated build (build/emu/potluck, make emu), against the CPU backend
+# (build/opt/potluck), on llama2.c's stories260K with an NF4 base, LoRA r 8 with
+# dropout 0.05, grad accum 2:
+#  - a build without the CUDA backend refuses --backend cuda with one line that
+#    says so and names --backend cpu; an unknown backend is refused too;
+#  - `potluck train --backend cuda` trains 6 steps; each step's loss is within 2%
+#    of the CPU backend's (bf16 activations), and the eval loss falls;
+#  - two emulated runs give the same bits (trainable.bin, the PEFT adapter);
+#  - kill -9 during emulated training, then --resume: the final trainable state and
+#    adapter are byte-identical to the uninterrupted emulated run's;
+#  - a run killed on the CUDA backend resumes on the CPU backend (the same run
+#    directory and checkpoints) and finishes all its steps;
+#  - greedy `potluck generate --backend cuda` prints the CPU backend's text;
+#  - `potluck eval --text --backend cuda` gives the CPU backend's perplexity within 1%.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source tests/check.sh
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+: "${POTLUCK_SHARED:?set POTLUCK_SHARED}"
+EMU=${POTLUCK_BIN_EMU:-build/emu/potluck}
+CPU=${POTLUCK_BIN_OPT:-build/opt/potluck}
+for b in "$EMU" "$CPU"; do
+  if ! [ -x "$b" ]; then fail "$b is not built (make emu / make build-opt)"; check_summary cli_cuda_train; exit 1; fi
+done
+S=$POTLUCK_SHARED/fixtures
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export TMPDIR=$tmp # the NF4 base cache
+MODEL=(--model "$S/stories260K/stories260K.bin" --tokenizer "$S/stories260K/tok512.bin")
+ARGS=("${MODEL[@]}" --text "$S/text/tinystories_sample.txt" --lora-r 8 --lora-alpha 16 --lora-dropout 0.05
+      --steps 6 --seq-len 64 --grad-accum 2 --lr 5e-3 --eval-every 3 --eval-rows 4 --save-every 2 --keep-last 2)
+
+# refusals
+out=$("$CPU" train "${ARGS[@]}" --out "$tmp/x" --backend cuda 2>&1); rc=$?
+if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] && grep -q 'built without the CUDA backend' <<<"$out" &&
+   grep -q -- '--backend cpu' <<<"$out"; then ok; else fail "a build without CUDA: rc $rc: $out"; fi
+[ ! -e "$tmp/x/adapter" ] && ok || fail "the refused run wrote an adapter"
+out=$("$EMU" generate "${MODEL[@]}" --backend tpu 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q 'unknown backend' <<<"$out" && ok || fail "unknown backend: rc $rc: $out"
+
+losses() { grep '"loss"' "$1/metrics.jsonl" | sed 's/.*"loss": *\([-0-9.e+]*\).*/\1/'; }
+steps_in() { local n; n=$(grep -c '"loss"' "$1/metrics.jsonl" 2>/dev/null); echo "${n:-0}"; }
+same() { cmp -s "$1/trainable.bin" "$2/trainable.bin" && cmp -s "$1/adapter/adapter_model.safetensors" "$2/adapter/adapter_model.safetensors"; }
+
+# the CPU reference and two emulated runs
+"$CPU" train "${ARGS[@]}" --out "$tmp/cpu" >/dev/null 2>"$tmp/cpu.err" && ok || fail "cpu run: $(tail -3 "$tmp/cpu.err")"
+"$EMU" train "${ARGS[@]}" --backend cuda --out "$tmp/g1" >"$tmp/g1.err" 2>&1 && ok || fail "cuda run: $(tail -3 "$tmp/g1.err")"
+"$EMU" train "${ARGS[@]}" --backend cuda --out "$tmp/g2" >/dev/null 2>"$tmp/g2.err" && ok || fail "second cuda run: $(tail -3 "$tmp/g2.err")"
+worst=$(paste <(losses "$tmp/cpu") <(losses "$tmp/g1") | awk '{d=($2-$1)/$1; if (d<0) d=-d; if (d>w) w=d; n++} END {printf "%d %.5f", n, w}')
+echo "note: per-step loss, cuda (emulated) vs cpu: steps and worst relative difference: $worst"
+awk -v s="$worst" 'BEGIN {split(s, a, " "); exit !(a[1] == 6 && a[2] <= 0.02)}' && ok || fail "step losses differ: $worst"
+grep 'eval loss' "$tmp/g1.err" | tail -1 | sed 's/^/note: cuda: /'
+ev=$(grep -o 'eval loss [0-9.]* (base) -> [0-9.]*' "$tmp/g1.err" | awk '{print ($6 < $3) ? "falls" : "rises"}')
+[ "$ev" = falls ] && ok || fail "cuda run: the eval loss did not fall ($(grep 'eval loss' "$tmp/g1.err" | tail -1))"
+same "$tmp/g1" "$tmp/g2" && ok || fail "two emulated cuda runs differ"
+grep -q '"backend":[[:space:]]*"cuda"' "$tmp/g1/config.json" && ok || fail "config.json does not record train.backend cuda"
+
+# kill -9 and resume, on the same backend and on the other one
+for lab in same-backend other-backend; do
+  k=$tmp/k-$lab
+  "$EMU" train "${ARGS[@]}" --backend cuda --out "$k" >/dev/null 2>"$tmp/$lab.err" &
+  pid=$!
+  for _ in $(seq 1 1500); do
+    [ "$(steps_in "$k")" -ge 3 ] && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.02
+  done
+  kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+  at=$(steps_in "$k")
+  echo "note: $lab: killed with SIGKILL after step $at"
+  [ "$at" -lt 6 ] && ok || fail "$lab: the run finished before the kill"
+  if [ $lab = same-backend ]; then
+    "$EMU" train "${ARGS[@]}" --backend cuda --out "$k" --resume >/dev/null 2>"$tmp/$lab.r.err" && ok || fail "$lab: resume: $(tail -3 "$tmp/$lab.r.err")"
+    same "$tmp/g1" "$k" && ok || fail "resumed emulated run differs from the uninterrupted one"
+  else
+    "$CPU" train "${ARGS[@]}" --backend cpu --out "$k" --resume >/dev/null 2>"$tmp/$lab.r.err" && ok || fail "$lab: resume on cpu: $(tail -3 "$tmp/$lab.r.err")"
+    [ "$(steps_in "$k")" -eq 6 ] && [ -f "$k/adapter/adapter_model.safetensors" ] && ok || fail "$lab: resumed on cpu: $(steps_in "$k") steps"
+  fi
+  grep -h 'resum' "$tmp/$lab.r.err" | head -2 | sed "s/^/note: $lab: /"
+done
+
+# generation and eval
+G=(generate "${MODEL[@]}" --temperature 0 --max-tokens 60)
+a=$("$CPU" "${G[@]}" 2>"$tmp/gc.err"); b=$("$EMU" "${G[@]}" --backend cuda 2>"$tmp/gg.err")
+[ -n "$a" ] && [ "$a" = "$b" ] && ok || fail "greedy text differs: cpu '$a' cuda '$b' $(tail -2 "$tmp/gg.err")"
+E=(eval "$S/gguf-tiny-llama/llama-2-tiny-random.gguf" --text "$S/text/tinystories_sample.txt" --ctx 64 --limit 4)
+ec=$("$CPU" "${E[@]}" 2>&1); eg=$("$EMU" "${E[@]}" --backend cuda 2>&1)
+lc=$(grep -o 'ppl [0-9.]*' <<<"$ec" | head -1 | cut -d' ' -f2); lg=$(grep -o 'ppl [0-9.]*' <<<"$eg" | head -1 | cut -d' ' -f2)
+echo "note: eval --text perplexity (tiny random GGUF, F16 weights): cpu $lc cuda $lg"
+awk -v a="$lc" -v b="$lg" 'BEGIN {d=(b-a)/a; if (d<0) d=-d; exit !(a > 0 && d <= 0.01)}' && ok || fail "eval perplexity: cpu '$lc' cuda '$lg' ($ec / $eg)"
+check_summary cli_cuda_train
