@@ -216,8 +216,15 @@ build/gpu/sm_$(GPU_ARCH)/test_cuda_emu.o: tests/test_cuda_emu.c
 build/gpu/test_cuda_gpu-sm_$(GPU_ARCH): build/gpu/sm_$(GPU_ARCH)/test_cuda_emu.o $(GPU_OBJ) build/opt/libpotluck.a
 	$(if $(Q),@echo "LD      $@")
 	$(Q)$(CXX) -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread $(LDLIBS)
+# The CUDA backend's test (tests/test_cuda_backend.c) against the real runtime.
+build/gpu/sm_$(GPU_ARCH)/test_cuda_backend.o: tests/test_cuda_backend.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CPPFLAGS) $(OPT_CFLAGS) -DPL_CUDA_REAL -I$(CUDA_HOME)/include -c $< -o $@
+build/gpu/test_cuda_backend-sm_$(GPU_ARCH): build/gpu/sm_$(GPU_ARCH)/test_cuda_backend.o $(GPU_OBJ) build/gpu/sm_$(GPU_ARCH)/cuda_backend.o build/opt/libpotluck.a
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CXX) -fopenmp -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread $(LDLIBS)
 .PHONY: gpu-test
-gpu-test: build/gpu/test_cuda_gpu-sm_$(GPU_ARCH)
+gpu-test: build/gpu/test_cuda_gpu-sm_$(GPU_ARCH) build/gpu/test_cuda_backend-sm_$(GPU_ARCH)
 # potluck with the CUDA backend for a GPU (--backend cuda): make gpu [GPU_ARCH=86]
 build/gpu/potluck-sm_$(GPU_ARCH): build/opt/cli/main.o $(GPU_OBJ) build/gpu/sm_$(GPU_ARCH)/cuda_backend.o build/opt/libpotluck.a
 	$(if $(Q),@echo "LD      $@")

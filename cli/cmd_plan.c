@@ -33,7 +33,10 @@ static const char *plan_help =
     "plan options:\n"
     "  --model PATH            HF directory, its config.json, a .gguf, or a llama2.c .bin\n"
     "  --preset NAME           a published shape (--preset list shows them)\n"
-    "  --backend cpu           the backend whose precision policy is planned (cpu: fp32 activations)\n"
+    "  --backend cpu|cuda      the backend planned: cpu (fp32 activations, everything in RAM) or cuda\n"
+    "                          (bf16 activations, the LM head fused with the loss, the base's device\n"
+    "                          copies and the backend's scratch: every byte on the GPU; --mem is then\n"
+    "                          the GPU's memory, as potluck train --gpu-mem)\n"
     "  --mem SIZE              memory to fit in: bytes or with a unit (24GiB, 24GB, 512MiB, 80G)\n"
     "  --fit seq|batch         the largest --seq-len (or --micro-batch) whose total fits in --mem\n"
     "  --micro-batch N         rows packed into one forward (T = seq-len x N); potluck train on the\n"
@@ -50,24 +53,10 @@ static const char *plan_help =
     "Every other potluck train option is accepted and changes nothing here. With\n"
     "--generate, --batch is the number of sequences generated together.\n";
 
-/* "24GiB", "24GB", "512MiB", "80G", "1e9": bytes; -1 with a message on error. */
+/* --mem: bytes (core/units.h); -1 with a message on error. */
 static int parse_size(const char *s, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || !isfinite(v)) return cli_fail("plan: --mem: expected a size like 24GiB, got \"%s\"", s);
-    if (v <= 0) return cli_fail("plan: --mem: %s is not a positive size", s);
-    static const struct { const char *u; double f; } units[] = {
-        {"", 1}, {"B", 1}, {"K", 1024.0}, {"KiB", 1024.0}, {"KB", 1e3}, {"M", 1048576.0}, {"MiB", 1048576.0},
-        {"MB", 1e6}, {"G", 1073741824.0}, {"GiB", 1073741824.0}, {"GB", 1e9}, {"T", 1099511627776.0},
-        {"TiB", 1099511627776.0}, {"TB", 1e12}};
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-        if (!strcasecmp(end, units[i].u)) {
-            *out = v * units[i].f;
-            if (*out < 1) return cli_fail("plan: --mem: %s is less than a byte", s);
-            return 0;
-        }
-    return cli_fail("plan: --mem: unknown unit \"%s\" (B, KiB, MiB, GiB, TiB, or KB, MB, GB, TB)", end);
+    const char *why = pl_parse_bytes(s, out);
+    return why ? cli_fail("plan: --mem: %s: got \"%s\"", why, s) : 0;
 }
 
 static void human(double b, char *buf, size_t n) { pl_fmt_bytes(b, buf, n); }
@@ -106,12 +95,20 @@ static void print_policy(const plan_in *in) {
         printf("precision:  base layers as stored (%s); embedding %s and LM head %s as stored, frozen;\n",
                dtype_label(s->layer_dtype), dtype_label(s->embd_dtype),
                in->cfg.tied_embeddings ? "(tied)" : dtype_label(s->head_dtype));
-    printf("            norms fp32; LoRA masters, gradients, AdamW m and v fp32, not paged;\n"
-           "            activations and their gradients fp32 (CPU backend)\n");
+    if (s->cuda)
+        printf("            norms fp32; LoRA masters, gradients, AdamW m and v fp32 (managed memory), not paged;\n"
+               "            activations and their gradients bf16 on the device, LM head fused with the loss (CUDA\n"
+               "            backend); the device holds copies of the base, the model keeps its own on the host\n");
+    else
+        printf("            norms fp32; LoRA masters, gradients, AdamW m and v fp32, not paged;\n"
+               "            activations and their gradients fp32 (CPU backend)\n");
 }
 
 static const char *cat_names[PL_MEM_NCAT] = {"weights", "activations", "gradients", "optimizer", "workspace",
                                              "kv cache"};
+
+/* What must fit in --mem: the device's share on CUDA, everything on the CPU. */
+static double plan_need(const pl_mem_plan *p) { return p->shape.cuda ? (double)p->tracked : (double)p->total; }
 
 static void print_train(const plan_in *in, const pl_mem_plan *p, const pl_mem_plan *other, double mem) {
     const pl_model_config *c = &in->cfg;
@@ -123,9 +120,9 @@ static void print_train(const plan_in *in, const pl_mem_plan *p, const pl_mem_pl
     targets_str(s->lora_targets, tg, sizeof tg);
     if (s->frozen_base)
         printf("train:      QLoRA r %d on %s (%lld modules, %lld LoRA parameters); seq %d x %d row%s per forward "
-               "= %d tokens; checkpointing %s; backend cpu\n",
+               "= %d tokens; checkpointing %s; backend %s\n",
                s->lora_r, tg, (long long)p->n_lora_modules, (long long)p->lora_params, s->seq_len, s->micro_batch,
-               s->micro_batch > 1 ? "s" : "", p->T, s->checkpoint ? "on" : "off");
+               s->micro_batch > 1 ? "s" : "", p->T, s->checkpoint ? "on" : "off", s->cuda ? "cuda" : "cpu");
     else
         printf("train:      full fine-tuning (%lld parameters); seq %d x %d row%s per forward = %d tokens; "
                "checkpointing %s; backend cpu\n",
@@ -153,7 +150,10 @@ static void print_train(const plan_in *in, const pl_mem_plan *p, const pl_mem_pl
     human((double)p->total, b1, sizeof b1);
     printf("total        %16zu  %12s\n", p->total, b1);
     human((double)p->tracked, b1, sizeof b1);
-    printf("  tagged by the backend (pl_mem_peak): %zu (%s)\n", p->tracked, b1);
+    if (s->cuda)
+        printf("  on the device (tagged by the CUDA backend, pl_mem_peak): %zu (%s)\n", p->tracked, b1);
+    else
+        printf("  tagged by the backend (pl_mem_peak): %zu (%s)\n", p->tracked, b1);
     human((double)p->owned, b1, sizeof b1);
     printf("  model-owned weights and per-call scratch: %zu (%s)\n", p->owned, b1);
     human((double)p->mapped, b1, sizeof b1);
@@ -164,9 +164,10 @@ static void print_train(const plan_in *in, const pl_mem_plan *p, const pl_mem_pl
            s->checkpoint ? "off" : "on");
     if (mem > 0) {
         human(mem, b1, sizeof b1);
-        double left = mem - (double)p->total;
+        double left = mem - plan_need(p);
         human(fabs(left), b2, sizeof b2);
-        printf("fits in %s: %s (%s %s)\n", b1, left >= 0 ? "yes" : "no", b2, left >= 0 ? "to spare" : "over");
+        printf("fits in %s%s: %s (%s %s)\n", b1, s->cuda ? " of device memory" : "", left >= 0 ? "yes" : "no", b2,
+               left >= 0 ? "to spare" : "over");
     }
 }
 
@@ -195,7 +196,7 @@ static cJSON *plan_json(const plan_in *in, const pl_mem_plan *p, const pl_mem_pl
     cJSON_AddNumberToObject(t, "nf4_blocksize", s->nf4_blocksize);
     cJSON_AddBoolToObject(t, "double_quant", s->nf4_double_quant);
     cJSON_AddBoolToObject(t, "checkpointing", s->checkpoint);
-    cJSON_AddStringToObject(t, "backend", "cpu");
+    cJSON_AddStringToObject(t, "backend", s->cuda ? "cuda" : "cpu");
     cJSON_AddNumberToObject(t, "lora_modules", (double)p->n_lora_modules);
     cJSON_AddNumberToObject(t, "trained_params", (double)p->trained_params);
     cJSON *cats = cJSON_AddObjectToObject(j, "categories");
@@ -227,9 +228,10 @@ static cJSON *plan_json(const plan_in *in, const pl_mem_plan *p, const pl_mem_pl
     cJSON_AddNumberToObject(j, "file_mapped", (double)p->mapped);
     cJSON_AddNumberToObject(j, s->checkpoint ? "activations_without_checkpointing" : "activations_with_checkpointing",
                             (double)other->cat[PL_MEM_ACTIVATIONS]);
+    if (s->cuda) cJSON_AddNumberToObject(j, "device_total", (double)p->tracked);
     if (mem > 0) {
         cJSON_AddNumberToObject(j, "mem", mem);
-        cJSON_AddBoolToObject(j, "fits", (double)p->total <= mem);
+        cJSON_AddBoolToObject(j, "fits", plan_need(p) <= mem);
     }
     return j;
 }
@@ -253,7 +255,7 @@ static int fit_search(const plan_in *in, int *field, int hi, double mem, pl_mem_
         int mid = lo + (hi - lo + 1) / 2;
         *f = mid;
         pl_mem_plan p;
-        if (!pl_train_plan(&w.cfg, &w.shape, &p, &e) && (double)p.total <= mem) {
+        if (!pl_train_plan(&w.cfg, &w.shape, &p, &e) && plan_need(&p) <= mem) {
             lo = mid;
             *best = p;
         } else hi = mid - 1;
@@ -322,10 +324,17 @@ int cmd_plan(int argc, char **argv) {
         i += used;
     }
     if (preset && !strcmp(preset, "list")) { list_presets(stdout); status = 0; goto done; }
-    if (strcmp(backend, "cpu")) {
-        cli_fail("plan: --backend %s: only the cpu backend exists so far", backend);
+    if (strcmp(backend, "cpu") && strcmp(backend, "cuda")) {
+        cli_fail("plan: --backend %s: expected cpu or cuda", backend);
         goto done;
     }
+    if (!strcmp(backend, "cuda") && generate) {
+        cli_fail("plan: --generate plans the cpu backend only so far (the CUDA backend's KV cache and decode buffers "
+                 "are not planned yet)");
+        goto done;
+    }
+    free(c.backend);
+    c.backend = strdup(backend);
     if (fit && strcmp(fit, "seq") && strcmp(fit, "batch")) { cli_fail("plan: --fit: expected seq or batch, got '%s'", fit); goto done; }
     if (fit && mem <= 0) { cli_fail("plan: --fit %s needs --mem SIZE", fit); goto done; }
     if (fit && generate) { cli_fail("plan: --fit is for training plans, not --generate"); goto done; }

@@ -4,14 +4,17 @@
 # (build/opt/potluck), on llama2.c's stories260K with an NF4 base, LoRA r 8 with
 # dropout 0.05, grad accum 2:
 #  - a build without the CUDA backend refuses --backend cuda with one line that
-#    says so and names --backend cpu; an unknown backend is refused too;
+#    says so and names --backend cpu; so does the CUDA build on a machine without a
+#    device (the emulator's PL_EMU_DEVICES=0); an unknown backend is refused too;
 #  - `potluck train --backend cuda` trains 6 steps; each step's loss is within 2%
 #    of the CPU backend's (bf16 activations), and the eval loss falls;
-#  - two emulated runs give the same bits (trainable.bin, the PEFT adapter);
 #  - kill -9 during emulated training, then --resume: the final trainable state and
 #    adapter are byte-identical to the uninterrupted emulated run's;
 #  - a run killed on the CUDA backend resumes on the CPU backend (the same run
 #    directory and checkpoints) and finishes all its steps;
+#  - --gpu-mem one byte below `potluck plan --backend cuda`'s device total is refused before the model
+#    loads, naming a setting that fits; exactly the plan trains (the backend refuses any allocation
+#    past the cap), bit-identical to the uncapped run;
 #  - greedy `potluck generate --backend cuda` prints the CPU backend's text;
 #  - `potluck eval --text --backend cuda` gives the CPU backend's perplexity within 1%.
 set -uo pipefail
@@ -37,6 +40,9 @@ out=$("$CPU" train "${ARGS[@]}" --out "$tmp/x" --backend cuda 2>&1); rc=$?
 if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] && grep -q 'built without the CUDA backend' <<<"$out" &&
    grep -q -- '--backend cpu' <<<"$out"; then ok; else fail "a build without CUDA: rc $rc: $out"; fi
 [ ! -e "$tmp/x/adapter" ] && ok || fail "the refused run wrote an adapter"
+out=$(PL_EMU_DEVICES=0 "$EMU" train "${ARGS[@]}" --out "$tmp/y" --backend cuda 2>&1); rc=$?
+if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$out" | grep -vc '^train: NF4 base')" -eq 1 ] && grep -q 'no CUDA device' <<<"$out" &&
+   grep -q -- '--backend cpu' <<<"$out"; then ok; else fail "no device (PL_EMU_DEVICES=0): rc $rc: $out"; fi
 out=$("$EMU" generate "${MODEL[@]}" --backend tpu 2>&1); rc=$?
 [ $rc -ne 0 ] && grep -q 'unknown backend' <<<"$out" && ok || fail "unknown backend: rc $rc: $out"
 
@@ -44,17 +50,15 @@ losses() { grep '"loss"' "$1/metrics.jsonl" | sed 's/.*"loss": *\([-0-9.e+]*\).*
 steps_in() { local n; n=$(grep -c '"loss"' "$1/metrics.jsonl" 2>/dev/null); echo "${n:-0}"; }
 same() { cmp -s "$1/trainable.bin" "$2/trainable.bin" && cmp -s "$1/adapter/adapter_model.safetensors" "$2/adapter/adapter_model.safetensors"; }
 
-# the CPU reference and two emulated runs
+# the CPU reference and an emulated run (the resumed runs below are compared with it bit for bit)
 "$CPU" train "${ARGS[@]}" --out "$tmp/cpu" >/dev/null 2>"$tmp/cpu.err" && ok || fail "cpu run: $(tail -3 "$tmp/cpu.err")"
 "$EMU" train "${ARGS[@]}" --backend cuda --out "$tmp/g1" >"$tmp/g1.err" 2>&1 && ok || fail "cuda run: $(tail -3 "$tmp/g1.err")"
-"$EMU" train "${ARGS[@]}" --backend cuda --out "$tmp/g2" >/dev/null 2>"$tmp/g2.err" && ok || fail "second cuda run: $(tail -3 "$tmp/g2.err")"
 worst=$(paste <(losses "$tmp/cpu") <(losses "$tmp/g1") | awk '{d=($2-$1)/$1; if (d<0) d=-d; if (d>w) w=d; n++} END {printf "%d %.5f", n, w}')
 echo "note: per-step loss, cuda (emulated) vs cpu: steps and worst relative difference: $worst"
 awk -v s="$worst" 'BEGIN {split(s, a, " "); exit !(a[1] == 6 && a[2] <= 0.02)}' && ok || fail "step losses differ: $worst"
 grep 'eval loss' "$tmp/g1.err" | tail -1 | sed 's/^/note: cuda: /'
 ev=$(grep -o 'eval loss [0-9.]* (base) -> [0-9.]*' "$tmp/g1.err" | awk '{print ($6 < $3) ? "falls" : "rises"}')
 [ "$ev" = falls ] && ok || fail "cuda run: the eval loss did not fall ($(grep 'eval loss' "$tmp/g1.err" | tail -1))"
-same "$tmp/g1" "$tmp/g2" && ok || fail "two emulated cuda runs differ"
 grep -q '"backend":[[:space:]]*"cuda"' "$tmp/g1/config.json" && ok || fail "config.json does not record train.backend cuda"
 
 # kill -9 and resume, on the same backend and on the other one
@@ -80,6 +84,22 @@ for lab in same-backend other-backend; do
   fi
   grep -h 'resum' "$tmp/$lab.r.err" | head -2 | sed "s/^/note: $lab: /"
 done
+
+# --gpu-mem against the CUDA plan (potluck plan --backend cuda): one byte less than the plan is refused
+# before the model is loaded, naming the largest category and a setting that fits; exactly the plan
+# trains, with the backend refusing any allocation past it (so the plan is the run's true device peak)
+pj() { "$CPU" plan --backend cuda "${ARGS[@]}" "$@" --json 2>"$tmp/plan.err" | "$PY" -c 'import json,sys; print(int(json.load(sys.stdin)["device_total"]))'; }
+PY=${POTLUCK_VENV:+$POTLUCK_VENV/bin/}python3
+need=$(pj); need_ck=$(pj --checkpointing)
+echo "note: cuda plan of the run: $need device bytes ($need_ck with --checkpointing)"
+if [ -n "$need" ] && [ -n "$need_ck" ] && [ "$need_ck" -lt "$need" ]; then ok; else fail "plan --backend cuda: '$need' '$need_ck' $(cat "$tmp/plan.err")"; fi
+out=$("$EMU" train "${ARGS[@]}" --backend cuda --gpu-mem $((need - 1)) --out "$tmp/cap1" 2>&1); rc=$?
+echo "note: --gpu-mem $((need - 1)): $out"
+if [ $rc -ne 0 ] && grep -q -- '--checkpointing fits' <<<"$out" && grep -q 'workspace\|activations\|weights' <<<"$out" &&
+   ! grep -q 'NF4 base' <<<"$out"; then ok; else fail "--gpu-mem below the plan: rc $rc: $out"; fi
+"$EMU" train "${ARGS[@]}" --backend cuda --gpu-mem "$need" --out "$tmp/cap2" >"$tmp/cap2.err" 2>&1 && ok ||
+  fail "--gpu-mem exactly the plan ($need): $(tail -3 "$tmp/cap2.err")"
+same "$tmp/g1" "$tmp/cap2" && ok || fail "the capped run differs from the uncapped one"
 
 # generation and eval
 G=(generate "${MODEL[@]}" --temperature 0 --max-tokens 60)

@@ -14,6 +14,10 @@
  *    left out of the table;
  * 4. memory: every byte the backend allocated is tagged, and the tags equal
  *    the emulated runtime's own count of allocated device memory;
+ * 4b. the CUDA memory plan (trainer/plan.c with shape.cuda): on 5 configurations
+ *    (NF4 and as-loaded bases, checkpointing on and off, LoRA targets and ranks,
+ *    GQA, a tied and an untied head), the tagged peak of every category during
+ *    a QLoRA step equals the plan, byte for byte;
  * 5. a full fine-tune and a backward hook are refused on this backend with a
  *    message; an op that fails (out of device memory) is an error from
  *    take_error, never NaNs.
@@ -33,6 +37,11 @@
  * adapter and writes the adapted fp32 logits of the first 13 tokens
  * (DIR/logits.f32, DIR/ids.i32), which peft must reproduce.
  *
+ * Built with -DPL_CUDA_REAL (make gpu-test, tests/gpu/check.sh) it runs on a
+ * real GPU: the same comparisons; the memory equality (4) and the
+ * out-of-memory case (5) need the emulator's exact counts and capacity and are
+ * left out there (the device's used memory is printed instead).
+ *
  * The ASan/UBSan build (test_cuda_backend) runs one AdamW step and the
  * dropout variant's gradients only; the optimized build (opt_cuda_backend)
  * runs everything: the emulator is slow under the sanitizers. */
@@ -49,10 +58,15 @@
 #include "../trainer/cpu/cpu_int.h"
 #include "../trainer/cuda/cuda_backend.h"
 #include "../trainer/cuda/cuda_ops.h"
+#ifdef PL_CUDA_REAL /* tests/gpu/check.sh: on a GPU, against the real runtime */
+#include <cuda_runtime_api.h>
+#else
 #include "../trainer/cuda/emu/emu_runtime.h"
+#endif
 #include "../trainer/model.h"
 #include "../trainer/model_lora.h"
 #include "../trainer/ops_math.h"
+#include "../trainer/plan.h"
 #include "../trainer/qlora.h"
 #include "../trainer/train.h"
 
@@ -65,6 +79,18 @@
 #endif
 
 static char model_path[4096];
+
+/* Device bytes in use: the emulator's exact count, or the driver's (used
+ * memory, which also holds the context and allocator slack) on a GPU. */
+static size_t dev_used(void) {
+#ifdef PL_CUDA_REAL
+    size_t fr = 0, tot = 0;
+    cudaMemGetInfo(&fr, &tot);
+    return tot - fr;
+#else
+    return pl_emu_mem_used();
+#endif
+}
 static const pl_backend *cuda;
 
 static pl_model *load(const pl_backend *be) {
@@ -273,7 +299,7 @@ static void test_training(const int32_t *tok) {
     for (int i = 0; i < PL_CUDA_OP_N; i++) before[i] = pl_cuda_backend_launches(i);
     size_t tags0 = 0;
     for (int c = 0; c < PL_MEM_NCAT; c++) tags0 += pl_mem_current((pl_mem_cat)c);
-    size_t emu0 = pl_emu_mem_used();
+    size_t emu0 = dev_used();
 
     run_out c, g;
     qlora_run(mc, tok, 0.0f, STEPS, &c);
@@ -285,7 +311,7 @@ static void test_training(const int32_t *tok) {
         pl_train_opts to = {.frozen_base = 1};
         size_t cpu_now = 0;
         for (int k = 0; k < PL_MEM_NCAT; k++) cpu_now += pl_mem_current((pl_mem_cat)k);
-        size_t emu_a = pl_emu_mem_used();
+        size_t emu_a = dev_used();
         CHECK(l && pl_train_init_opts(&t, mg, ROW, &to, &err) == 0 && pl_train_attach_lora(t, l, &err) == 0,
               "cuda context: %s", err.msg);
         pl_microbatch mb = {tok, tok + 1, NULL, NULL, ROW};
@@ -293,13 +319,15 @@ static void test_training(const int32_t *tok) {
         CHECK(t && pl_train_accumulate(t, &mb, 1, "mem", &loss, &err) == 0, "cuda step for memory: %s", err.msg);
         size_t tags = 0;
         for (int k = 0; k < PL_MEM_NCAT; k++) tags += pl_mem_current((pl_mem_cat)k);
-        size_t emu_b = pl_emu_mem_used();
+        size_t emu_b = dev_used();
         printf("note: memory: the run's tagged device bytes %zu, the emulator's allocated bytes %zu "
                "(activations %zu, workspace %zu, weights %zu, gradients %zu)\n", tags - cpu_now, emu_b - emu_a,
                pl_mem_current(PL_MEM_ACTIVATIONS), pl_mem_current(PL_MEM_WORKSPACE), pl_mem_current(PL_MEM_WEIGHTS),
                pl_mem_current(PL_MEM_GRADIENTS));
+#ifndef PL_CUDA_REAL
         CHECK(tags - cpu_now == emu_b - emu_a && emu_b > emu_a,
               "tagged bytes (%zu) equal the emulator's allocated bytes (%zu)", tags - cpu_now, emu_b - emu_a);
+#endif
         pl_train_free(t);
         pl_lora_free(l);
     }
@@ -333,9 +361,93 @@ static void test_training(const int32_t *tok) {
     size_t tags1 = 0;
     for (int k = 0; k < PL_MEM_NCAT; k++) tags1 += pl_mem_current((pl_mem_cat)k);
     /* what stays: the backend's scratch and cuBLASLt workspace, counted on both sides */
-    CHECK((ptrdiff_t)(tags1 - tags0) == (ptrdiff_t)(pl_emu_mem_used() - emu0),
+#ifndef PL_CUDA_REAL
+    CHECK((ptrdiff_t)(tags1 - tags0) == (ptrdiff_t)(dev_used() - emu0),
           "after freeing: tags moved %td, the emulator %td", (ptrdiff_t)(tags1 - tags0),
-          (ptrdiff_t)(pl_emu_mem_used() - emu0));
+          (ptrdiff_t)(dev_used() - emu0));
+#else
+    (void)tags1;
+    (void)tags0;
+    (void)emu0;
+#endif
+}
+
+/* 4b: the plan of a CUDA run against the tagged peaks of one QLoRA step */
+typedef struct plan_case {
+    const char *what;
+    int peft_base; /* the peft_ref base (HF, untied, GQA 4/2) instead of stories260K */
+    int nf4, ckpt, r, T;
+    unsigned targets;
+} plan_case;
+
+static void test_plan_case(const plan_case *pc) {
+    char path[4400];
+    if (pc->peft_base) snprintf(path, sizeof path, "%s/peft_ref/base", check_env("POTLUCK_REFS"));
+    else snprintf(path, sizeof path, "%s", model_path);
+    pl_err err = {0};
+    pl_model *m = NULL;
+    pl_model_opts mo = {.nf4_blocksize = pc->nf4 ? 64 : 0, .nf4_double_quant = 1};
+    if (pl_model_load(&m, path, &mo, &err)) {
+        CHECK(0, "%s: load: %s", pc->what, err.msg);
+        return;
+    }
+    m->be = cuda;
+    pl_model_header h;
+    CHECK(pl_model_read_header(path, &h, &err) == 0, "%s: header: %s", pc->what, err.msg);
+    pl_train_shape sh = {.seq_len = pc->T, .micro_batch = 1, .frozen_base = 1, .lora_r = pc->r,
+                         .lora_targets = pc->targets, .checkpoint = pc->ckpt, .nf4_blocksize = pc->nf4 ? 64 : 0,
+                         .nf4_double_quant = 1, .layer_dtype = h.layer_dtype, .embd_dtype = h.embd_dtype,
+                         .head_dtype = h.head_dtype, .cuda = 1};
+    pl_mem_plan plan;
+    CHECK(pl_train_plan(&m->cfg, &sh, &plan, &err) == 0, "%s: plan: %s", pc->what, err.msg);
+    size_t cur0[PL_MEM_NCAT];
+    for (int k = 0; k < PL_MEM_NCAT; k++) cur0[k] = pl_mem_current((pl_mem_cat)k);
+    pl_mem_reset_peak();
+    pl_lora_cfg cfg = {.r = pc->r, .alpha = 16, .dropout = 0.05f, .targets = pc->targets, .seed = 3};
+    pl_lora *l = NULL;
+    pl_train *t = NULL;
+    pl_train_opts to = {.frozen_base = 1, .checkpoint = pc->ckpt};
+    int32_t *ids = malloc((size_t)(pc->T + 1) * sizeof *ids);
+    for (int i = 0; i <= pc->T; i++) ids[i] = (int32_t)((i * 7 + 3) % m->cfg.vocab);
+    int rc = pl_lora_init(&l, m, &cfg, &err);
+    if (!rc) rc = pl_train_init_opts(&t, m, pc->T, &to, &err);
+    if (!rc) rc = pl_train_attach_lora(t, l, &err);
+    pl_microbatch mb = {ids, ids + 1, NULL, NULL, pc->T};
+    pl_qlora_opts qo = {.adamw = pl_adamw_defaults(), .max_grad_norm = 0.3f};
+    if (!rc) rc = pl_qlora_step(t, &mb, 1, &qo, NULL, NULL, &err);
+    CHECK(rc == 0, "%s: step: %s", pc->what, err.msg);
+    size_t gemm = pl_cuda_gemm_workspace(), worst = 0;
+    for (int k = 0; k < PL_MEM_NCAT; k++) {
+        size_t got = pl_mem_peak((pl_mem_cat)k) - cur0[k];
+        size_t want = plan.cat[k] - (k == PL_MEM_WORKSPACE ? gemm : 0); /* opened with the backend, before */
+        size_t d = got > want ? got - want : want - got;
+        if (d > worst) worst = d;
+        CHECK(got == want, "%s: %s: tagged peak %zu, plan %zu", pc->what, pl_mem_cat_name((pl_mem_cat)k), got, want);
+    }
+    printf("note: cuda plan, %s: device total %zu bytes (weights %zu, activations %zu, gradients %zu, optimizer %zu, "
+           "workspace %zu): largest difference from the tagged peaks %zu bytes\n", pc->what, plan.tracked,
+           plan.cat[PL_MEM_WEIGHTS], plan.cat[PL_MEM_ACTIVATIONS], plan.cat[PL_MEM_GRADIENTS],
+           plan.cat[PL_MEM_OPTIMIZER], plan.cat[PL_MEM_WORKSPACE], worst);
+    pl_train_free(t);
+    pl_lora_free(l);
+    pl_model_free(m);
+    free(ids);
+}
+
+static void test_plan(void) {
+    const unsigned all = PL_LORA_ALL_LINEAR, qv = (1u << PL_LIN_Q) | (1u << PL_LIN_V);
+    const plan_case cases[] = {
+        {"stories260K NF4, r 8 all-linear, seq 64", 0, 1, 0, 8, 64, all},
+        {"stories260K NF4, checkpointing, r 8, seq 64", 0, 1, 1, 8, 64, all},
+        {"stories260K NF4, r 4 on q and v, seq 32", 0, 1, 0, 4, 32, qv},
+        {"peft_ref base as loaded (fp32 -> bf16 copies, untied head, GQA 4/2), r 16, seq 48", 1, 0, 0, 16, 48, all},
+        {"peft_ref base NF4, checkpointing, r 2 on down, seq 40", 1, 1, 1, 2, 40, 1u << PL_LIN_DOWN},
+    };
+    size_t n = sizeof cases / sizeof cases[0];
+#if defined(__SANITIZE_ADDRESS__)
+    n = 2; /* the optimized build runs all five */
+#endif
+    for (size_t i = 0; i < n; i++) test_plan_case(&cases[i]);
 }
 
 /* the dropout op: CUDA's mask and scale are the CPU's, bit for bit on bf16 inputs */
@@ -392,10 +504,11 @@ static void test_refusals(void) {
     pl_train_free(t);
     pl_model_free(m);
 
+#ifndef PL_CUDA_REAL
     /* an op that cannot get its memory: the error comes from take_error */
     pl_model *mg = load(cuda);
     if (!mg) return;
-    pl_emu_set_capacity(pl_emu_mem_used() + 4096); /* no room for the first weight copy */
+    pl_emu_set_capacity(dev_used() + 4096); /* no room for the first weight copy */
     float *logits = malloc((size_t)mg->cfg.vocab * 8 * sizeof(float));
     int32_t ids[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     pl_emu_set_quiet(1);
@@ -407,6 +520,7 @@ static void test_refusals(void) {
     CHECK(cuda->take_error(&err) == 0, "the failure was taken once: %s", err.msg);
     free(logits);
     pl_model_free(mg);
+#endif
 }
 
 static int32_t *read_i32(const char *dir, const char *name, size_t n) {
@@ -507,6 +621,7 @@ int main(int argc, char **argv) {
     rows[0] = 1;
     for (int i = 1; i <= 2 * ROW; i++) rows[i] = tok[(i - 1) % NGEN];
     test_training(rows);
+    test_plan();
     test_refusals();
     return check_summary("test_cuda_backend");
 }

@@ -69,9 +69,14 @@ typedef struct pl_backend {
     void (*copy)(void *dst, const void *src, size_t bytes);
     void (*zero)(void *p, size_t bytes);
     void (*act_to_f32)(float *dst, const void *src, size_t n);
-    /* Drop the backend's copy of the frozen weight at host pointer p (NULL,
-     * or one it never copied: nothing). NULL on the CPU. */
+    /* Drop the backend's copy of the frozen weight at host pointer p (NULL:
+     * every copy, and the scratch sized by them; one it never copied:
+     * nothing). NULL on the CPU. */
     void (*release_weights)(const void *p);
+    /* Allow this backend at most bytes of its memory from now on (0: no cap;
+     * --gpu-mem): an allocation past it fails as out of memory. NULL on the
+     * CPU. */
+    void (*set_mem_cap)(size_t bytes);
 
     /* out (T,C) = table[ids[t]] ; table (V,C). ids are checked by the caller. */
     void (*embedding)(void *out, const int32_t *ids, const float *table, int T, int C);

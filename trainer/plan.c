@@ -20,10 +20,11 @@
 
 #include "../core/lin.h"
 #include "../lora/nf4.h"
+#include "cuda/cuda_sizes.h"
 
 static size_t al8(size_t x) { return (x + 7) & ~(size_t)7; }
 
-size_t pl_plan_lora_xa_bytes(int T, int r) { return 4 * (size_t)T * (size_t)r; }
+size_t pl_plan_lora_xa_bytes(int T, int r, int act_bytes) { return (size_t)act_bytes * (size_t)T * (size_t)r; }
 
 size_t pl_plan_nf4_tensor_bytes(int64_t n, int blocksize, int double_quant) {
     pl_nf4 shape;
@@ -102,40 +103,48 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
         return pl_err_set(err, PL_ERANGE, "plan: the model shape is out of range");
     const pl_mem_cat A = PL_MEM_ACTIVATIONS, G = PL_MEM_GRADIENTS, W = PL_MEM_WORKSPACE;
     const size_t per = s->checkpoint ? 1 : L; /* per-layer buffers other than x_in */
+    const size_t ab = s->cuda ? 2 : 4;        /* bytes of an activation element: bf16 on CUDA, fp32 on the CPU */
+    if (s->cuda && !s->frozen_base)
+        return pl_err_set(err, PL_EUNSUPPORTED, "plan: the cuda backend trains adapters on a frozen base only");
 
     /* saved activations (train.c: pl_train_init_opts) */
     set(out, PL_PB_TOKENS, "tokens", "ids, targets, positions, segments, last key: int32 (T) each", A, 1, 4 * Tz, 5);
-    set(out, PL_PB_X_IN, "x_in", "layer input (T,D), kept per layer", A, 1, 4 * Tz * D, L);
-    set(out, PL_PB_XN1, "xn1", "attn rmsnorm output (T,D)", A, 1, 4 * Tz * D, per);
-    set(out, PL_PB_Q, "q", "query after RoPE (T,qd)", A, 1, 4 * Tz * qd, per);
-    set(out, PL_PB_K, "k", "key after RoPE (T,kvd)", A, 1, 4 * Tz * kvd, per);
-    set(out, PL_PB_V, "v", "value (T,kvd)", A, 1, 4 * Tz * kvd, per);
-    set(out, PL_PB_ATT, "att", "attention output (T,qd)", A, 1, 4 * Tz * qd, per);
-    set(out, PL_PB_X_MID, "x_mid", "residual after attention (T,D)", A, 1, 4 * Tz * D, per);
-    set(out, PL_PB_XN2, "xn2", "mlp rmsnorm output (T,D)", A, 1, 4 * Tz * D, per);
-    set(out, PL_PB_GATE, "gate", "gate_proj output (T,H)", A, 1, 4 * Tz * H, per);
-    set(out, PL_PB_UP, "up", "up_proj output (T,H)", A, 1, 4 * Tz * H, per);
-    set(out, PL_PB_ACT, "act", "silu(gate)*up (T,H)", A, 1, 4 * Tz * H, per);
-    set(out, PL_PB_X_FINAL, "x_final", "last layer output (T,D)", A, 1, 4 * Tz * D, 1);
-    set(out, PL_PB_XNF, "xnf", "final rmsnorm output (T,D)", A, 1, 4 * Tz * D, 1);
-    set(out, PL_PB_LOGITS, "logits", "logits (T,V); cross-entropy writes dlogits over them (no other CE buffer)", A,
-        1, 4 * Tz * V, 1);
+    set(out, PL_PB_X_IN, "x_in", "layer input (T,D), kept per layer", A, 1, ab * Tz * D, L);
+    set(out, PL_PB_XN1, "xn1", "attn rmsnorm output (T,D)", A, 1, ab * Tz * D, per);
+    set(out, PL_PB_Q, "q", "query after RoPE (T,qd)", A, 1, ab * Tz * qd, per);
+    set(out, PL_PB_K, "k", "key after RoPE (T,kvd)", A, 1, ab * Tz * kvd, per);
+    set(out, PL_PB_V, "v", "value (T,kvd)", A, 1, ab * Tz * kvd, per);
+    set(out, PL_PB_ATT, "att", "attention output (T,qd)", A, 1, ab * Tz * qd, per);
+    set(out, PL_PB_X_MID, "x_mid", "residual after attention (T,D)", A, 1, ab * Tz * D, per);
+    set(out, PL_PB_XN2, "xn2", "mlp rmsnorm output (T,D)", A, 1, ab * Tz * D, per);
+    set(out, PL_PB_GATE, "gate", "gate_proj output (T,H)", A, 1, ab * Tz * H, per);
+    set(out, PL_PB_UP, "up", "up_proj output (T,H)", A, 1, ab * Tz * H, per);
+    set(out, PL_PB_ACT, "act", "silu(gate)*up (T,H)", A, 1, ab * Tz * H, per);
+    set(out, PL_PB_X_FINAL, "x_final", "last layer output (T,D)", A, 1, ab * Tz * D, 1);
+    set(out, PL_PB_XNF, "xnf", "final rmsnorm output (T,D)", A, 1, ab * Tz * D, 1);
+    if (s->cuda)
+        set(out, PL_PB_LOGITS, "lse", "log-sum-exp of each row (T) fp32: the LM head is fused with the loss, no (T,V) "
+            "logits", A, 1, 4 * Tz, 1);
+    else
+        set(out, PL_PB_LOGITS, "logits", "logits (T,V); cross-entropy writes dlogits over them (no other CE buffer)", A,
+            1, 4 * Tz * V, 1);
 
     /* activation gradients, one set */
-    set(out, PL_PB_D_RES, "d_res", "residual gradient (T,D)", G, 1, 4 * Tz * D, 1);
-    set(out, PL_PB_D_TMP, "d_tmp", "gradient scratch (T,D)", G, 1, 4 * Tz * D, 1);
-    set(out, PL_PB_D_XN, "d_xn", "rmsnorm output gradient (T,D)", G, 1, 4 * Tz * D, 1);
-    set(out, PL_PB_D_Q, "d_q", "query gradient (T,qd)", G, 1, 4 * Tz * qd, 1);
-    set(out, PL_PB_D_K, "d_k", "key gradient (T,kvd)", G, 1, 4 * Tz * kvd, 1);
-    set(out, PL_PB_D_V, "d_v", "value gradient (T,kvd)", G, 1, 4 * Tz * kvd, 1);
-    set(out, PL_PB_D_ATT, "d_att", "attention output gradient (T,qd)", G, 1, 4 * Tz * qd, 1);
-    set(out, PL_PB_D_ACT, "d_act", "swiglu output gradient (T,H)", G, 1, 4 * Tz * H, 1);
-    set(out, PL_PB_D_UP, "d_up", "up/gate gradient (T,H)", G, 1, 4 * Tz * H, 1);
-    set(out, PL_PB_WS_LIN, "ws_lin", "o_proj / down_proj output before the residual add (T,D)", W, 1, 4 * Tz * D, 1);
+    set(out, PL_PB_D_RES, "d_res", "residual gradient (T,D)", G, 1, ab * Tz * D, 1);
+    set(out, PL_PB_D_TMP, "d_tmp", "gradient scratch (T,D)", G, 1, ab * Tz * D, 1);
+    set(out, PL_PB_D_XN, "d_xn", "rmsnorm output gradient (T,D)", G, 1, ab * Tz * D, 1);
+    set(out, PL_PB_D_Q, "d_q", "query gradient (T,qd)", G, 1, ab * Tz * qd, 1);
+    set(out, PL_PB_D_K, "d_k", "key gradient (T,kvd)", G, 1, ab * Tz * kvd, 1);
+    set(out, PL_PB_D_V, "d_v", "value gradient (T,kvd)", G, 1, ab * Tz * kvd, 1);
+    set(out, PL_PB_D_ATT, "d_att", "attention output gradient (T,qd)", G, 1, ab * Tz * qd, 1);
+    set(out, PL_PB_D_ACT, "d_act", "swiglu output gradient (T,H)", G, 1, ab * Tz * H, 1);
+    set(out, PL_PB_D_UP, "d_up", "up/gate gradient (T,H)", G, 1, ab * Tz * H, 1);
+    set(out, PL_PB_WS_LIN, "ws_lin", "o_proj / down_proj output before the residual add (T,D)", W, 1, ab * Tz * D, 1);
     size_t widest = D > H ? D : H;
     if (qd > widest) widest = qd;
+    const int ws_q = s->frozen_base && !s->cuda; /* CUDA: the backend's own scratch (below) */
     set(out, PL_PB_WS_Q, "ws_q", "GEMM workspace: dequantized weight rows of linear_q", W, 1,
-        s->frozen_base ? 4 * pl_cpu_linear_q_workspace((int64_t)widest) : 0, s->frozen_base ? 1 : 0);
+        ws_q ? 4 * pl_cpu_linear_q_workspace((int64_t)widest) : 0, ws_q ? 1 : 0);
 
     /* parameters: full fine-tuning trains every fp32 weight */
     int64_t lo[7], li[7];
@@ -174,14 +183,14 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
     out->max_out = maxO;
     const int has_lora = s->frozen_base && r > 0; /* attached (scratch exists even with no module) */
     set(out, PL_PB_LORA_XA, "lora_xa", "drop(x).A^T (T,r) per adapted module", A, 1,
-        has_lora ? pl_plan_lora_xa_bytes(T, r) : 0, mods);
-    set(out, PL_PB_LORA_DXA, "lora_dxa", "gradient of xa (T,r)", G, 1, has_lora ? 4 * Tz * (size_t)r : 0, has_lora);
+        has_lora ? pl_plan_lora_xa_bytes(T, r, (int)ab) : 0, mods);
+    set(out, PL_PB_LORA_DXA, "lora_dxa", "gradient of xa (T,r)", G, 1, has_lora ? ab * Tz * (size_t)r : 0, has_lora);
     set_sum(out, PL_PB_LORA_GRAD, "lora_grads", "gA, gB fp32", G, 1, 4 * lora_n, 2 * mods);
-    set(out, PL_PB_LORA_U, "lora_u", "dropped input (T, widest adapted in)", W, 1, has_lora ? 4 * Tz * maxI : 0,
+    set(out, PL_PB_LORA_U, "lora_u", "dropped input (T, widest adapted in)", W, 1, has_lora ? ab * Tz * maxI : 0,
         has_lora);
-    set(out, PL_PB_LORA_DU, "lora_du", "its gradient (T, widest adapted in)", W, 1, has_lora ? 4 * Tz * maxI : 0,
+    set(out, PL_PB_LORA_DU, "lora_du", "its gradient (T, widest adapted in)", W, 1, has_lora ? ab * Tz * maxI : 0,
         has_lora);
-    set(out, PL_PB_LORA_Y, "lora_y", "B.xa (T, widest adapted out)", W, 1, has_lora ? 4 * Tz * maxO : 0, has_lora);
+    set(out, PL_PB_LORA_Y, "lora_y", "B.xa (T, widest adapted out)", W, 1, has_lora ? ab * Tz * maxO : 0, has_lora);
     set_sum(out, PL_PB_LORA_W, "lora_weights", "LoRA A (r,in), B (out,r) fp32 masters", PL_MEM_WEIGHTS, 1,
             4 * lora_n, 2 * mods);
     set_sum(out, PL_PB_ADAMW, "adamw", "AdamW m and v, fp32, allocated at the first step", PL_MEM_OPTIMIZER, 1,
@@ -229,9 +238,61 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
     set(out, PL_PB_NORMS, "norms", "rmsnorm weights, biases, RoPE frequencies (fp32, model-owned)", PL_MEM_WEIGHTS,
         0, 4 * ((2 * L + 1) * D + L * bias_n + (size_t)c->head_dim / 2), 1);
     size_t nt = s->threads > 0 ? (size_t)s->threads : 1;
-    set(out, PL_PB_ATTN_SCRATCH, "attn_scratch",
-        "attention backward: per-query max, 1/sum, D (T*n_heads) + one score row per thread (malloc per call)", W, 0,
-        4 * (3 * Tz * (size_t)c->n_heads + nt * Tz), 1);
+    if (!s->cuda) /* CUDA: on the device, in the backend's scratch */
+        set(out, PL_PB_ATTN_SCRATCH, "attn_scratch",
+            "attention backward: per-query max, 1/sum, D (T*n_heads) + one score row per thread (malloc per call)", W,
+            0, 4 * (3 * Tz * (size_t)c->n_heads + nt * Tz), 1);
+
+    /* the CUDA backend's device memory (trainer/cuda/cuda_backend.cu, sizes from cuda_sizes.h) */
+    if (s->cuda) {
+        size_t dev = 0, maxw = 0;
+        for (int j = 0; j < 7; j++) {
+            size_t n = (size_t)lo[j] * (size_t)li[j];
+            dev += s->nf4_blocksize > 0 ? pl_cuda_nf4_bytes((int64_t)n, s->nf4_blocksize, s->nf4_double_quant) : 2 * n;
+            if (n > maxw) maxw = n;
+        }
+        set(out, PL_PB_DEV_BASE, "dev_base", s->nf4_blocksize > 0 ? "device copy of the NF4 layer matrices (same bytes)"
+                                                                   : "device copy of the layer matrices in bf16",
+            PL_MEM_WEIGHTS, 1, dev, L);
+        set(out, PL_PB_DEV_EMBD, "dev_embedding", "token embedding in bf16 on the device", PL_MEM_WEIGHTS, 1, 2 * V * D, 1);
+        set(out, PL_PB_DEV_HEAD, "dev_lm_head", tied ? "tied: the embedding's copy" : "LM head in bf16 on the device",
+            PL_MEM_WEIGHTS, 1, tied ? 0 : 2 * V * D, tied ? 0 : 1);
+        set(out, PL_PB_DEV_NORMS, "dev_norms", "rmsnorm weights, biases, RoPE frequencies (fp32) on the device",
+            PL_MEM_WEIGHTS, 1, 4 * ((2 * L + 1) * D + L * bias_n + (size_t)c->head_dim / 2), 1);
+        set(out, PL_PB_DEV_GEMM_WS, "gemm_ws", "cuBLASLt workspace (allocated when the backend opens)", W, 1,
+            PL_CUDA_GEMM_WORKSPACE, 1);
+        /* the grow-only scratch slots at their largest call: T tokens */
+        const int Ti = T, Di = (int)D, Vi = (int)V, nh = c->n_heads, hd = c->head_dim;
+        size_t sc[PL_CUDA_SC_N] = {0};
+        sc[PL_CUDA_SC_WBF16] = s->nf4_blocksize > 0 ? pl_cuda_sc_wbf16((int64_t)maxw) : 0;
+        size_t f32 = pl_cuda_sc_rmsnorm_ws(Ti, Di);
+        if (pl_cuda_sc_attention_ws(Ti, nh) > f32) f32 = pl_cuda_sc_attention_ws(Ti, nh);
+        if (has_lora && mods) {
+            for (int j = 0; j < 7; j++) {
+                if (!((s->lora_targets >> j) & 1)) continue;
+                if (pl_cuda_sc_lora_a(r, (int)li[j]) > sc[PL_CUDA_SC_LORA_A]) sc[PL_CUDA_SC_LORA_A] = pl_cuda_sc_lora_a(r, (int)li[j]);
+                if (pl_cuda_sc_lora_b((int)lo[j], r) > sc[PL_CUDA_SC_LORA_B]) sc[PL_CUDA_SC_LORA_B] = pl_cuda_sc_lora_b((int)lo[j], r);
+                size_t g = pl_cuda_sc_sumsq_ws((int64_t)r * li[j]), h = pl_cuda_sc_sumsq_ws((int64_t)r * lo[j]);
+                if (g > f32) f32 = g;
+                if (h > f32) f32 = h;
+            }
+        }
+        sc[PL_CUDA_SC_F32] = f32;
+        sc[PL_CUDA_SC_ATT_OUT] = pl_cuda_sc_att_out(Ti, nh, hd);
+        sc[PL_CUDA_SC_WS] = pl_cuda_sc_ce_ws(Ti, Vi) > pl_cuda_sc_ce_bwd_ws(Ti, Di) ? pl_cuda_sc_ce_ws(Ti, Vi)
+                                                                                   : pl_cuda_sc_ce_bwd_ws(Ti, Di);
+        sc[PL_CUDA_SC_DSUM] = PL_CUDA_SC_DSUM_BYTES;
+        sc[PL_CUDA_SC_NORM] = pl_cuda_sc_norm(Ti, Di);
+        size_t tot = 0, nsc = 0;
+        for (int k = 0; k < PL_CUDA_SC_N; k++) {
+            tot += sc[k];
+            nsc += sc[k] > 0;
+        }
+        set_sum(out, PL_PB_DEV_SCRATCH, "dev_scratch",
+                "the backend's scratch: a dequantized NF4 weight (bf16), LoRA A/B in bf16, kernel workspaces, "
+                "recomputed attention output and RMSNorm rstd",
+                W, 1, tot, nsc);
+    }
 
     for (int b = 0; b < PL_PB_N; b++) {
         const pl_plan_item *it = &out->item[b];
@@ -259,7 +320,8 @@ int pl_gen_plan_make(const pl_model_config *c, const pl_train_shape *s, int n_se
     size_t kvd = (size_t)c->n_kv_heads * c->head_dim, H = (size_t)c->hidden;
     size_t maxc = D > H ? D : H;
     if (qd > maxc) maxc = qd;
-    out->activations = 4 * T * (D + maxc + 2 * qd + 2 * kvd + 2 * H) + 4 * (size_t)n_seq * D;
+    out->activations = 4 * T * (D + maxc + 2 * qd + 2 * kvd + 2 * H) + 4 * (size_t)n_seq * D +
+                       4 * 4 * T; /* + the ids, positions, last keys and segments (int32) */
     out->workspace = 4 * pl_cpu_linear_q_workspace((int64_t)maxc);
     out->logits = 4 * (size_t)n_seq * (size_t)c->vocab;
     pl_train_shape ws = *s;

@@ -33,6 +33,9 @@ typedef struct pl_train_shape {
     pl_dtype head_dtype;  /* LM head as stored (ignored when tied) */
     int stored_mapped;    /* stored weights are read from a file map (GGUF, safetensors), not copied */
     int threads;          /* OpenMP threads (attention score rows); <= 0: 1 */
+    int cuda;             /* the CUDA backend (trainer/cuda/cuda_backend.cu): bf16 activations, the LM head
+                           * fused with the loss, the base's device copies and the backend's scratch, all
+                           * tagged device memory; 0: the CPU backend */
 } pl_train_shape;
 
 /* Every buffer the plan knows, in the order the report prints them. */
@@ -47,6 +50,8 @@ typedef enum pl_plan_buf {
     PL_PB_WS_LIN, PL_PB_WS_Q, PL_PB_LORA_U, PL_PB_LORA_DU, PL_PB_LORA_Y,
     /* PL_MEM_WEIGHTS (tagged) */
     PL_PB_LORA_W,
+    /* the CUDA backend's device memory (tagged): the frozen base's copies (weights), its scratch (workspace) */
+    PL_PB_DEV_BASE, PL_PB_DEV_EMBD, PL_PB_DEV_HEAD, PL_PB_DEV_NORMS, PL_PB_DEV_GEMM_WS, PL_PB_DEV_SCRATCH,
     /* PL_MEM_OPTIMIZER */
     PL_PB_ADAMW,
     /* not allocated through the backend: model-owned, file-mapped, or per-call scratch */
@@ -82,8 +87,9 @@ typedef struct pl_mem_plan {
  * on shapes out of range or sizes that overflow. */
 int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan *out, pl_err *err);
 
-/* One adapted module's saved xa (T, r): the trainer allocates exactly this. */
-size_t pl_plan_lora_xa_bytes(int T, int r);
+/* One adapted module's saved xa (T, r) with activations of act_bytes (4 on
+ * the CPU, 2 on CUDA): the trainer allocates exactly this. */
+size_t pl_plan_lora_xa_bytes(int T, int r, int act_bytes);
 
 /* Bytes of one NF4 tensor of n elements as a model holds it (the pl_nf4
  * header and its arrays in one block, trainer/model_nf4.c); 0 when out of

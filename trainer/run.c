@@ -25,6 +25,7 @@
 #include "../core/json.h"
 #include "../core/mapfile.h"
 #include "../core/rng.h"
+#include "../core/units.h"
 #include "../core/sha256.h"
 #include "../datasets/loader.h"
 #include "../datasets/tokenizer.h"
@@ -261,6 +262,11 @@ static int load_model(run *r, pl_err *err) {
         return pl_train_init_opts(&r->t, r->m, c->seq_len, &to, err);
     }
     if ((rc = pl_model_load(&r->m, c->model, NULL, err))) return rc;
+    if (c->gpu_mem && r->m->be->set_mem_cap) { /* validated (run_cfg.c) and checked against the plan */
+        double cap = 0;
+        pl_parse_bytes(c->gpu_mem, &cap);
+        r->m->be->set_mem_cap((size_t)cap);
+    }
     if (!strcmp(c->base, "nf4")) {
         /* rank 0 quantizes and writes the cache; the others then load it */
         if (pl_dist_rank() > 0 && (rc = pl_dist_barrier(err))) return rc;
@@ -301,6 +307,11 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
         cJSON_Delete(cj);
         free(cp);
         if (rc) goto out;
+    }
+    if (c->gpu_mem && c->lora_r > 0) { /* --gpu-mem: the plan before anything is loaded */
+        double cap = 0;
+        pl_parse_bytes(c->gpu_mem, &cap);
+        if ((rc = pl_run_gpu_check(c, cap, err))) goto out;
     }
     if ((rc = load_model(r, err))) goto out;
     if ((rc = run_src_open(&r->data, c, r->m, err))) goto out;

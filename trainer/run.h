@@ -48,6 +48,7 @@ typedef struct pl_run_cfg {
     int nf4_blocksize, double_quant;
     char *init_adapter;      /* a PEFT adapter directory to start the LoRA weights from (NULL: PEFT's init) */
     char *backend;           /* "cpu" (NULL) or "cuda": where the step runs (train.backend) */
+    char *gpu_mem;           /* with cuda: the device memory the run may use ("24GiB"; train.gpu_mem) or NULL */
     /* optimization */
     int steps, seq_len, batch, grad_accum;
     double lr, beta1, beta2, eps, weight_decay, max_grad_norm;
@@ -98,6 +99,10 @@ int pl_run_cfg_shape(const pl_run_cfg *c, const struct pl_model_header *h, int m
 int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl_err *err);
 /* This machine's physical memory in bytes (0 when unknown). */
 double pl_machine_memory(void);
+/* --gpu-mem: PL_ERANGE, naming the largest category of the run's CUDA plan
+ * and the settings that fit (checkpointing, a shorter sequence), when the
+ * plan needs more than cap bytes of device memory. */
+int pl_run_gpu_check(const pl_run_cfg *c, double cap, pl_err *err);
 /* PL_ERANGE when plan summary pj (pl_run_cfg_plan_json) needs more than mem
  * bytes, with a message naming what to change: a smaller model when the
  * weights alone do not fit, else train.seq_len or lora.r (in the recipe's

@@ -22,6 +22,7 @@
 #include "../core/mapfile.h"
 #include "../core/rng.h"
 #include "../core/sha256.h"
+#include "../core/units.h"
 #include "../datasets/loader.h"
 #include "../datasets/tokenizer.h"
 #include "model_lora.h"
@@ -82,6 +83,7 @@ static const cfg_field fields[] = {
     {"train", "threads", "--threads", F_INT, OFF(threads), 0, 1024},
     {"train", "zero", "--zero", F_INT, OFF(zero), 0, 1},
     {"train", "backend", "--backend", F_STR, OFF(backend), 0, 0},
+    {"train", "gpu_mem", "--gpu-mem", F_STR, OFF(gpu_mem), 0, 0},
 };
 #define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
 
@@ -89,7 +91,8 @@ static const cfg_field fields[] = {
 static int field_is_runtime(const cfg_field *f) {
     static const char *const rt[] = {"out", "threads", "eval_every", "eval_rows", "save_every", "keep_last",
                                      "eval_data", "checkpointing", "zero",
-                                     "backend" /* changes the bits (bf16), but a run may resume on the other backend */};
+                                     "backend" /* changes the bits (bf16), but a run may resume on the other backend */,
+                                     "gpu_mem"};
     for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++)
         if (!strcmp(f->key, rt[i])) return 1;
     return 0;
@@ -343,6 +346,15 @@ int pl_run_cfg_validate(const pl_run_cfg *c, pl_err *err) {
         if (!c->base || (strcmp(c->base, "nf4") && strcmp(c->base, "as-loaded")))
             return pl_err_set(err, PL_EINVAL, "lora.base: expected \"nf4\" or \"as-loaded\", got \"%s\"", c->base ? c->base : "");
     }
+    if (c->backend && strcmp(c->backend, "cpu") && strcmp(c->backend, "cuda"))
+        return pl_err_set(err, PL_EINVAL, "train.backend: expected cpu or cuda, got \"%s\"", c->backend);
+    if (c->gpu_mem) {
+        double b;
+        const char *why = pl_parse_bytes(c->gpu_mem, &b);
+        if (why) return pl_err_set(err, PL_EINVAL, "train.gpu_mem: %s: got \"%s\"", why, c->gpu_mem);
+        if (!c->backend || strcmp(c->backend, "cuda"))
+            return pl_err_set(err, PL_EINVAL, "train.gpu_mem (--gpu-mem) caps the CUDA backend's memory: it needs --backend cuda");
+    }
     if (c->text && c->eval_every > 0 && !(c->eval_frac > 0))
         return pl_err_set(err, PL_EINVAL, "train.eval_every: evaluation on --text needs eval_frac > 0");
     return PL_OK;
@@ -408,8 +420,11 @@ const char *pl_run_cfg_flags_help(void) {
            "  --zero 0|1              under mpirun/srun: 1 shards the AdamW state over the ranks (ZeRO-1), 0 keeps\n"
            "                          it whole on every rank; same bits either way (train.zero, 1)\n"
            "  --backend cpu|cuda      where the steps run: cpu (fp32, the reference) or cuda (bf16 activations, a\n"
-           "                          frozen base only; build/gpu/potluck, or build/emu/potluck on the CPU emulator)\n"
-           "                          (train.backend, cpu); a run may resume on the other backend\n";
+           "                          frozen base only; the GPU build, make gpu, or the emulated one, make emu)\n"
+           "                          (train.backend, cpu); a run may resume on the other backend\n"
+           "  --gpu-mem SIZE          with --backend cuda: the device memory the run may use (24GiB, 16GB, ...); a\n"
+           "                          run whose plan needs more stops before loading the model, naming the category\n"
+           "                          and the settings that fit; allocations past it fail (train.gpu_mem)\n";
 }
 
 /* sha256 hex of the config fields that determine the trained bits. */

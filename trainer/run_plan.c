@@ -24,6 +24,7 @@ int pl_run_cfg_shape(const pl_run_cfg *c, const pl_model_header *h, int micro_ba
     s->head_dtype = h->head_dtype;
     s->stored_mapped = h->source != PL_SRC_LLAMA2C;
     s->threads = c->threads > 0 ? c->threads : omp_get_max_threads();
+    s->cuda = c->backend && !strcmp(c->backend, "cuda");
     *base = "fp32";
     if (c->lora_r > 0) {
         if (!c->base || (strcmp(c->base, "nf4") && strcmp(c->base, "as-loaded")))
@@ -65,7 +66,9 @@ int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl
     cJSON_AddNumberToObject(m, "hidden_size", h.cfg.dim);
     cJSON_AddNumberToObject(m, "num_hidden_layers", h.cfg.n_layers);
     cJSON_AddNumberToObject(m, "vocab_size", h.cfg.vocab);
-    cJSON_AddStringToObject(j, "backend", "cpu");
+    cJSON_AddStringToObject(j, "backend", s.cuda ? "cuda" : "cpu");
+    if (s.cuda) /* the device's share: every tagged byte (the host keeps the model's own copy) */
+        cJSON_AddNumberToObject(j, "device_total", (double)p.tracked);
     cJSON_AddNumberToObject(j, "seq_len", s.seq_len);
     cJSON_AddNumberToObject(j, "lora_r", s.frozen_base ? s.lora_r : 0);
     cJSON_AddStringToObject(j, "base", base);
@@ -110,4 +113,63 @@ int pl_run_plan_check(const cJSON *pj, double mem, const char *size, const char 
                       "%s: lower train.seq_len or lora.r%s (potluck plan --model %s --fit seq --mem %.1fGiB shows the "
                       "longest sequence that fits)",
                       size ? " at size " : "", size ? size : "", bt, bw, ba, bm, hint, model, mem / 1073741824.0);
+}
+
+/* The CUDA plan's device bytes for c with one setting changed (seq_len,
+ * checkpointing), or -1. */
+static double device_need(const pl_run_cfg *c, const pl_model_header *h, int seq_len, int ckpt, const char **cat_name,
+                          double *cat_bytes) {
+    pl_run_cfg v = *c;
+    v.seq_len = seq_len;
+    v.checkpointing = ckpt;
+    pl_train_shape s;
+    const char *base;
+    pl_mem_plan p;
+    pl_err e = {0};
+    if (pl_run_cfg_shape(&v, h, 1, &s, &base, &e) || pl_train_plan(&h->cfg, &s, &p, &e)) return -1;
+    if (cat_name) {
+        int big = 0;
+        for (int k = 1; k < PL_MEM_NCAT; k++)
+            if (p.cat[k] > p.cat[big]) big = k;
+        *cat_name = pl_mem_cat_name((pl_mem_cat)big);
+        *cat_bytes = (double)p.cat[big];
+    }
+    return (double)p.tracked;
+}
+
+int pl_run_gpu_check(const pl_run_cfg *c, double cap, pl_err *err) {
+    pl_model_header h;
+    int rc = pl_model_read_header(c->model, &h, err);
+    if (rc) return rc;
+    const char *cat = "?";
+    double cb = 0, need = device_need(c, &h, c->seq_len, c->checkpointing, &cat, &cb);
+    if (need < 0) return pl_err_set(err, PL_EINVAL, "--gpu-mem: the run has no CUDA plan (see potluck plan --backend cuda)");
+    if (need <= cap) return PL_OK;
+    char bn[32], bc[32], bk[32], fix[256] = "";
+    pl_fmt_bytes(need, bn, sizeof bn);
+    pl_fmt_bytes(cap, bc, sizeof bc);
+    pl_fmt_bytes(cb, bk, sizeof bk);
+    size_t o = 0;
+    if (!c->checkpointing) {
+        double n2 = device_need(c, &h, c->seq_len, 1, NULL, NULL);
+        if (n2 >= 0 && n2 <= cap) o += (size_t)snprintf(fix + o, sizeof fix - o, "--checkpointing fits (%s)", pl_fmt_bytes(n2, bk, sizeof bk));
+        pl_fmt_bytes(cb, bk, sizeof bk);
+    }
+    for (int ck = c->checkpointing; ck <= 1 && o < sizeof fix - 64; ck++) {
+        int best = 0;
+        for (int sl = c->seq_len / 2; sl >= 16; sl /= 2) {
+            double n2 = device_need(c, &h, sl, ck, NULL, NULL);
+            if (n2 >= 0 && n2 <= cap) { best = sl; break; }
+        }
+        if (best) {
+            o += (size_t)snprintf(fix + o, sizeof fix - o, "%s--seq-len %d%s fits", o ? "; " : "", best,
+                                  ck && !c->checkpointing ? " with --checkpointing" : "");
+            break;
+        }
+    }
+    return pl_err_set(err, PL_ERANGE,
+                      "--gpu-mem %s: the run's CUDA plan needs %s of device memory, %s of it %s; %s (potluck plan "
+                      "--backend cuda --model %s shows every buffer)",
+                      bc, bn, bk, cat, o ? fix : "no shorter sequence or checkpointing fits: use a smaller model or a larger GPU",
+                      c->model);
 }

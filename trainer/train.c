@@ -228,7 +228,7 @@ int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_op
     /* every size below is the plan's (trainer/plan.h), so `potluck plan` and the allocation cannot drift */
     pl_train_shape sh = {.seq_len = max_T, .micro_batch = 1, .frozen_base = t->frozen_base,
                          .checkpoint = t->checkpoint, .layer_dtype = PL_F32, .embd_dtype = PL_F32,
-                         .head_dtype = PL_F32};
+                         .head_dtype = PL_F32, .cuda = !t->be->host_memory};
     pl_mem_plan P;
     if ((rc = pl_train_plan(c, &sh, &P, err))) { pl_train_free(t); return rc; }
     const pl_mem_plan *p = &P;
@@ -262,8 +262,8 @@ int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_op
     }
     t->x_final = plan_alloc(t, p, PL_PB_X_FINAL, &fail);
     t->xnf = plan_alloc(t, p, PL_PB_XNF, &fail);
-    if (t->be->lm_head_ce && t->frozen_base) { /* the head fused with the loss: no (T,V) logits */
-        if (!(t->lse = t->be->alloc((size_t)max_T * sizeof(float), PL_MEM_ACTIVATIONS))) fail = 1;
+    if (sh.cuda) { /* the head fused with the loss: the plan's "lse" item, no (T,V) logits */
+        t->lse = plan_alloc(t, p, PL_PB_LOGITS, &fail);
     } else {
         t->logits = plan_alloc(t, p, PL_PB_LOGITS, &fail);
     }
@@ -277,7 +277,7 @@ int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_op
     t->d_act = plan_alloc(t, p, PL_PB_D_ACT, &fail);
     t->d_up = plan_alloc(t, p, PL_PB_D_UP, &fail);
     t->ws_lin = plan_alloc(t, p, PL_PB_WS_LIN, &fail);
-    if (t->frozen_base) t->ws_q = plan_alloc(t, p, PL_PB_WS_Q, &fail);
+    if (p->item[PL_PB_WS_Q].count) t->ws_q = plan_alloc(t, p, PL_PB_WS_Q, &fail);
     if (fail) {
         pl_train_free(t);
         return pl_err_set(err, PL_ENOMEM, "train: out of memory for the activations of %d tokens", max_T);
@@ -465,7 +465,7 @@ int pl_train_attach_lora(pl_train *t, struct pl_lora *l, pl_err *err) {
      * output of the adapted module kinds (checked equal to the model's above) */
     pl_train_shape sh = {.seq_len = t->max_T, .micro_batch = 1, .frozen_base = 1, .lora_r = maxR,
                          .lora_targets = mask, .checkpoint = t->checkpoint, .layer_dtype = PL_F32,
-                         .embd_dtype = PL_F32, .head_dtype = PL_F32};
+                         .embd_dtype = PL_F32, .head_dtype = PL_F32, .cuda = !t->be->host_memory};
     pl_mem_plan P;
     int rc = pl_train_plan(c, &sh, &P, err);
     if (rc) return rc;
@@ -473,7 +473,8 @@ int pl_train_attach_lora(pl_train *t, struct pl_lora *l, pl_err *err) {
     int fail = !t->lora_xa;
     t->lora = l; /* so a failure below frees what was allocated */
     for (int i = 0; !fail && i < l->n; i++)
-        if (!(t->lora_xa[i] = t->be->alloc(pl_plan_lora_xa_bytes(t->max_T, l->mods[i].r), PL_MEM_ACTIVATIONS)))
+        if (!(t->lora_xa[i] = t->be->alloc(pl_plan_lora_xa_bytes(t->max_T, l->mods[i].r, sh.cuda ? 2 : 4),
+                                           PL_MEM_ACTIVATIONS)))
             fail = 1;
     t->lora_u = plan_alloc(t, &P, PL_PB_LORA_U, &fail);
     t->lora_du = plan_alloc(t, &P, PL_PB_LORA_DU, &fail);

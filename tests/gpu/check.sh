@@ -9,7 +9,9 @@
 #
 # Runs tests/test_cuda_emu.c built against the real runtime (-DPL_CUDA_REAL):
 # every kernel on the device against the CPU reference with the tolerances of
-# docs/cuda.md, then compute-sanitizer's memcheck, racecheck and synccheck on
+# docs/cuda.md; tests/test_cuda_backend.c the same way (the CUDA backend's
+# QLoRA steps and greedy decoding against the CPU backend; POTLUCK_SHARED and
+# POTLUCK_REFS must point at the fixtures and the peer references); then compute-sanitizer's memcheck, racecheck and synccheck on
 # the same (small) shapes, and prints a summary. Budget: under 6 minutes on
 # one H100 (each step has its own timeout).
 set -uo pipefail
@@ -45,6 +47,17 @@ if [ ! -x "$bin" ]; then
   exit 1
 fi
 step "kernels vs CPU reference" 120 "$bin"
+bbin=build/gpu/test_cuda_backend-sm_$arch
+if [ -x "$bbin" ]; then
+  step "backend: QLoRA steps and generation vs the CPU backend" 180 "$bbin"
+  if [ -d "${POTLUCK_REFS:-/nonexistent}/peft_ref" ]; then
+    step "backend: adapter for peft (--write-adapter)" 60 "$bbin" --write-adapter "$(mktemp -d)/out"
+  else
+    summary+=("skip  backend --write-adapter: POTLUCK_REFS/peft_ref not here")
+  fi
+else
+  summary+=("skip  $bbin missing (make gpu-test GPU_ARCH=$arch)")
+fi
 cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ -n "$cs" ]; then
   for tool in memcheck racecheck synccheck; do

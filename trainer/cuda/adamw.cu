@@ -9,9 +9,9 @@
  * partials, then one block over the partials), so its bits depend only on n. */
 #include "cuda_common.cuh"
 
-#define SUMSQ_THREADS 256
-#define SUMSQ_MAX_BLOCKS 1024
-#define SUMSQ_PER_THREAD 8
+#define SUMSQ_THREADS PL_CUDA_SUMSQ_THREADS
+#define SUMSQ_MAX_BLOCKS PL_CUDA_SUMSQ_MAX_BLOCKS
+#define SUMSQ_PER_THREAD PL_CUDA_SUMSQ_PER_THREAD
 
 /* ---- kernels ---------------------------------------------------------------------------- */
 
@@ -60,18 +60,9 @@ static unsigned ew_blocks(int64_t n, int threads) {
 }
 
 /* Blocks of the first stage and elements per block, from n alone. */
-static int sumsq_split(int64_t n, int64_t *per) {
-    int64_t nb = (n + SUMSQ_THREADS * SUMSQ_PER_THREAD - 1) / (SUMSQ_THREADS * SUMSQ_PER_THREAD);
-    if (nb > SUMSQ_MAX_BLOCKS) nb = SUMSQ_MAX_BLOCKS;
-    if (nb < 1) nb = 1;
-    *per = (n + nb - 1) / nb;
-    return (int)nb;
-}
+static int sumsq_split(int64_t n, int64_t *per) { return pl_cuda_sumsq_split(n, per); }
 
-extern "C" size_t pl_cuda_sumsq_workspace(int64_t n) {
-    int64_t per;
-    return (size_t)sumsq_split(n > 0 ? n : 1, &per);
-}
+extern "C" size_t pl_cuda_sumsq_workspace(int64_t n) { return pl_cuda_size_sumsq_ws(n); }
 
 extern "C" int pl_cuda_sumsq(double *out, const float *x, int64_t n, int accumulate, double *workspace,
                              pl_stream stream) {

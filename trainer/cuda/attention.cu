@@ -339,9 +339,7 @@ extern "C" int pl_cuda_attention(pl_bf16 *out, float *lse, const pl_bf16 *q, con
     return pl_cuda_status();
 }
 
-extern "C" size_t pl_cuda_attention_bwd_workspace(int Tq, int nh) {
-    return Tq > 0 && nh > 0 ? (size_t)Tq * (size_t)nh : 0;
-}
+extern "C" size_t pl_cuda_attention_bwd_workspace(int Tq, int nh) { return pl_cuda_size_attention_bwd_ws(Tq, nh); }
 
 extern "C" int pl_cuda_attention_bwd(pl_bf16 *dq, pl_bf16 *dk, pl_bf16 *dv, const pl_bf16 *dout, const pl_bf16 *q,
                                      const pl_bf16 *k, const pl_bf16 *v, const pl_bf16 *out, const float *lse,

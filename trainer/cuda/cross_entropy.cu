@@ -195,12 +195,9 @@ __global__ void ce_bwd_dw_kernel(float *dW, const __nv_bfloat16 *x, const __nv_b
 
 /* ---- launchers ---------------------------------------------------------------------------- */
 
-static int ce_nchunks(int V) { return (V + CE_VCH - 1) / CE_VCH; }
+static int ce_nchunks(int V) { return pl_cuda_ce_nchunks(V); }
 
-extern "C" size_t pl_cuda_lm_head_ce_workspace(int T, int V) {
-    if (T <= 0 || V <= 0) return 0;
-    return (size_t)T * (2 * (size_t)ce_nchunks(V) + 2);
-}
+extern "C" size_t pl_cuda_lm_head_ce_workspace(int T, int V) { return pl_cuda_size_lm_head_ce_ws(T, V); }
 
 extern "C" int pl_cuda_lm_head_ce(float *lse, float *losses, double *loss_sum, int64_t *n_valid, const pl_bf16 *x,
                                   const pl_bf16 *W, const int32_t *targets, int T, int C, int V, float *workspace,
@@ -223,9 +220,7 @@ extern "C" int pl_cuda_lm_head_ce(float *lse, float *losses, double *loss_sum, i
     return pl_cuda_status();
 }
 
-extern "C" size_t pl_cuda_lm_head_ce_bwd_workspace(int T, int C) {
-    return T > 0 && C > 0 ? (size_t)T * (size_t)C : 0;
-}
+extern "C" size_t pl_cuda_lm_head_ce_bwd_workspace(int T, int C) { return pl_cuda_size_lm_head_ce_bwd_ws(T, C); }
 
 extern "C" int pl_cuda_lm_head_ce_bwd(pl_bf16 *dx, float *dW, const pl_bf16 *x, const pl_bf16 *W,
                                       const int32_t *targets, const float *lse, int T, int C, int V, float scale,

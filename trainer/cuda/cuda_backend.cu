@@ -80,9 +80,11 @@ struct state {
     pl_cuda_blas *blas = nullptr;
     void *gemm_ws = nullptr;
     size_t gemm_ws_bytes = 0;
-    /* grow-only scratch, one per purpose */
-    void *scratch[8] = {};
-    size_t scratch_bytes[8] = {};
+    /* grow-only scratch, one per purpose (cuda_sizes.h's PL_CUDA_SC_*) */
+    void *scratch[PL_CUDA_SC_N] = {};
+    size_t scratch_bytes[PL_CUDA_SC_N] = {};
+    size_t cap = 0;     /* --gpu-mem: bytes this backend allows itself (0: the device's) */
+    size_t in_use = 0;  /* bytes allocated now */
     int fail_code = 0;
     char fail_msg[256] = {};
     unsigned long launches[PL_CUDA_OP_N] = {};
@@ -92,7 +94,9 @@ struct state {
 
 state *S;
 
-enum { SC_WBF16 = 0, SC_LORA_A, SC_LORA_B, SC_F32, SC_ATT_OUT, SC_WS, SC_DSUM, SC_NORM };
+enum { SC_WBF16 = PL_CUDA_SC_WBF16, SC_LORA_A = PL_CUDA_SC_LORA_A, SC_LORA_B = PL_CUDA_SC_LORA_B,
+       SC_F32 = PL_CUDA_SC_F32, SC_ATT_OUT = PL_CUDA_SC_ATT_OUT, SC_WS = PL_CUDA_SC_WS, SC_DSUM = PL_CUDA_SC_DSUM,
+       SC_NORM = PL_CUDA_SC_NORM };
 
 const char *const op_names[PL_CUDA_OP_N] = {
     "embedding_q", "rmsnorm", "rope", "attention", "swiglu", "linear", "linear_q", "lora_fwd", "add",
@@ -132,6 +136,10 @@ void *dev_alloc(size_t bytes, pl_mem_cat cat) {
     if ((int)cat < 0 || cat >= PL_MEM_NCAT) return nullptr;
     void *p = nullptr;
     size_t n = bytes ? bytes : 1;
+    {
+        std::lock_guard<std::mutex> g(S->mu);
+        if (S->cap && S->in_use + n > S->cap) return nullptr; /* --gpu-mem */
+    }
     cudaError_t e = managed_cat(cat) ? cudaMallocManaged(&p, n, cudaMemAttachGlobal) : cudaMalloc(&p, n);
     if (e != cudaSuccess || !p) {
         cudaGetLastError(); /* an allocation failure is the caller's NULL, not a sticky error */
@@ -144,6 +152,7 @@ void *dev_alloc(size_t bytes, pl_mem_cat cat) {
     {
         std::lock_guard<std::mutex> g(S->mu);
         S->allocs[p] = alloc_info{n, cat};
+        S->in_use += n;
     }
     pl_mem_note(cat, (ptrdiff_t)n);
     return p;
@@ -158,6 +167,7 @@ void dev_free(void *p) {
         if (it == S->allocs.end()) return; /* not ours: leave it */
         a = it->second;
         S->allocs.erase(it);
+        S->in_use -= a.bytes;
     }
     cudaFree(p);
     pl_mem_note(a.cat, -(ptrdiff_t)a.bytes);
@@ -250,10 +260,10 @@ const pl_cuda_nf4 *mat_nf4(const pl_qweight *w, const char *op) {
     if (const resident *r = find_weight(w->data)) return &r->nf4;
     const pl_nf4 *q = (const pl_nf4 *)w->data;
     size_t packed = (size_t)(q->n + 1) / 2, nb = (size_t)q->n_blocks, nn = (size_t)q->n_nested;
-    /* one block: packed | absmax codes or fp32 | nested | code, each 16-byte aligned */
-    auto al = [](size_t x) { return (x + 15) & ~(size_t)15; };
-    size_t o_abs = al(packed), abs_bytes = q->double_quant ? nb : nb * 4;
-    size_t o_nest = o_abs + al(abs_bytes), o_code = o_nest + al(nn * 4), total = o_code + 256 * 4;
+    /* one block: packed | absmax codes or fp32 | nested | code, each 16-byte aligned (cuda_sizes.h) */
+    size_t o_abs = pl_cuda_al16(packed), abs_bytes = q->double_quant ? nb : nb * 4;
+    size_t o_nest = o_abs + pl_cuda_al16(abs_bytes), o_code = o_nest + pl_cuda_al16(nn * 4);
+    size_t total = pl_cuda_nf4_bytes(q->n, q->blocksize, q->double_quant);
     char *d = (char *)dev_alloc(total, PL_MEM_WEIGHTS);
     if (!d) {
         fail(PL_ENOMEM, "cuda backend: %s: out of device memory for an NF4 weight of %lld elements", op,
@@ -286,7 +296,7 @@ const pl_bf16 *gemm_weight(const pl_qweight *w, const char *op) {
     if (w->dtype != PL_NF4) return mat_bf16(w, op);
     const pl_cuda_nf4 *q = mat_nf4(w, op);
     if (!q) return nullptr;
-    pl_bf16 *s = (pl_bf16 *)scratch(SC_WBF16, (size_t)q->n * 2, op);
+    pl_bf16 *s = (pl_bf16 *)scratch(SC_WBF16, pl_cuda_sc_wbf16(q->n), op);
     if (!s) return nullptr;
     check(pl_cuda_nf4_dequant(s, q, 0, q->n, nullptr), op);
     return s;
@@ -309,6 +319,12 @@ void release_weights(const void *p) {
         }
     }
     for (void *d : drop) dev_free(d);
+    if (!p) /* every weight: the scratch was sized by their shapes */
+        for (int s = 0; s < PL_CUDA_SC_N; s++) {
+            dev_free(S->scratch[s]);
+            S->scratch[s] = nullptr;
+            S->scratch_bytes[s] = 0;
+        }
 }
 
 pl_bf16 *B16(void *p) { return (pl_bf16 *)p; }
@@ -317,8 +333,8 @@ const pl_bf16 *B16(const void *p) { return (const pl_bf16 *)p; }
 /* The LoRA masters as bf16 copies (per call: r x I and O x r elements). */
 int lora_bf16(const float *A, const float *B, int I, int O, int r, const pl_bf16 **A16, const pl_bf16 **B16_,
               const char *op) {
-    pl_bf16 *a = (pl_bf16 *)scratch(SC_LORA_A, (size_t)r * I * 2, op);
-    pl_bf16 *b = (pl_bf16 *)scratch(SC_LORA_B, (size_t)O * r * 2, op);
+    pl_bf16 *a = (pl_bf16 *)scratch(SC_LORA_A, pl_cuda_sc_lora_a(r, I), op);
+    pl_bf16 *b = (pl_bf16 *)scratch(SC_LORA_B, pl_cuda_sc_lora_b(O, r), op);
     if (!a || !b) return -1;
     check(pl_cuda_f32_to_bf16(a, A, (int64_t)r * I, nullptr), op);
     check(pl_cuda_f32_to_bf16(b, B, (int64_t)O * r, nullptr), op);
@@ -424,8 +440,8 @@ double op_lm_head_ce(float *lse, const void *x, const pl_qweight *head, const in
     count(PL_CUDA_OP_LM_HEAD_CE);
     const int C = (int)head->cols, V = (int)head->rows;
     const pl_bf16 *W = mat_bf16(head, "lm_head_ce");
-    float *ws = (float *)scratch(SC_WS, pl_cuda_lm_head_ce_workspace(T, V) * 4 + 16, "lm_head_ce");
-    char *dsum = (char *)scratch(SC_DSUM, 16, "lm_head_ce");
+    float *ws = (float *)scratch(SC_WS, pl_cuda_sc_ce_ws(T, V), "lm_head_ce");
+    char *dsum = (char *)scratch(SC_DSUM, PL_CUDA_SC_DSUM_BYTES, "lm_head_ce");
     if (n_valid) *n_valid = 0;
     if (!W || !ws || !dsum) return NAN;
     check(pl_cuda_lm_head_ce(lse, nullptr, (double *)dsum, (int64_t *)(dsum + 8), B16(x), W, targets, T, C, V, ws,
@@ -446,7 +462,7 @@ void op_lm_head_ce_bwd(void *dx, const void *x, const pl_qweight *head, const in
     count(PL_CUDA_OP_LM_HEAD_CE_BWD);
     const int C = (int)head->cols, V = (int)head->rows;
     const pl_bf16 *W = mat_bf16(head, "lm_head_ce_bwd");
-    float *ws = (float *)scratch(SC_WS, pl_cuda_lm_head_ce_bwd_workspace(T, C) * 4 + 16, "lm_head_ce_bwd");
+    float *ws = (float *)scratch(SC_WS, pl_cuda_sc_ce_bwd_ws(T, C), "lm_head_ce_bwd");
     if (W && ws)
         check(pl_cuda_lm_head_ce_bwd(B16(dx), nullptr, B16(x), W, targets, lse, T, C, V, scale, ws, nullptr),
               "lm_head_ce_bwd");
@@ -456,10 +472,10 @@ void op_rmsnorm_bwd(void *dx, float *dw, const void *dout, const void *x, const 
     count(PL_CUDA_OP_RMSNORM_BWD);
     const float *wd = vec_f32(w, (size_t)C, "rmsnorm_bwd");
     /* rstd recomputed: one forward into scratch */
-    char *sc = (char *)scratch(SC_NORM, (size_t)T * C * 2 + (size_t)T * 4 + 16, "rmsnorm_bwd");
-    float *ws = (float *)scratch(SC_F32, pl_cuda_rmsnorm_bwd_workspace(T, C) * 4 + 16, "rmsnorm_bwd");
+    char *sc = (char *)scratch(SC_NORM, pl_cuda_sc_norm(T, C), "rmsnorm_bwd");
+    float *ws = (float *)scratch(SC_F32, pl_cuda_sc_rmsnorm_ws(T, C), "rmsnorm_bwd");
     if (!wd || !sc || !ws) return;
-    float *rstd = (float *)(sc + (((size_t)T * C * 2 + 15) & ~(size_t)15));
+    float *rstd = (float *)(sc + pl_cuda_al16((size_t)T * C * 2));
     check(pl_cuda_rmsnorm((pl_bf16 *)sc, rstd, B16(x), wd, T, C, eps, nullptr), "rmsnorm_bwd");
     check(pl_cuda_rmsnorm_bwd(B16(dx), dw, B16(dout), B16(x), wd, rstd, T, C, ws, nullptr), "rmsnorm_bwd");
 }
@@ -469,9 +485,9 @@ void op_attention_bwd(void *dq, void *dk, void *dv, const void *dout, const void
                       int nh, int nkv, int hd) {
     count(PL_CUDA_OP_ATTENTION_BWD);
     /* the forward's log-sum-exp, recomputed (with a scratch output) */
-    size_t ob = ((size_t)Tq * nh * hd * 2 + 15) & ~(size_t)15;
-    char *sc = (char *)scratch(SC_ATT_OUT, ob + (size_t)nh * Tq * 4, "attention_bwd");
-    float *ws = (float *)scratch(SC_F32, pl_cuda_attention_bwd_workspace(Tq, nh) * 4 + 16, "attention_bwd");
+    size_t ob = pl_cuda_al16((size_t)Tq * nh * hd * 2);
+    char *sc = (char *)scratch(SC_ATT_OUT, pl_cuda_sc_att_out(Tq, nh, hd), "attention_bwd");
+    float *ws = (float *)scratch(SC_F32, pl_cuda_sc_attention_ws(Tq, nh), "attention_bwd");
     if (!sc || !ws) return;
     float *lse = (float *)(sc + ob);
     check(pl_cuda_attention((pl_bf16 *)sc, lse, B16(q), B16(k), B16(v), qlast, qseg, kseg, Tq, Tk, nh, nkv, hd,
@@ -529,8 +545,8 @@ void op_lora_bwd(void *dx, int accumulate, float *gA, float *gB, const void *dou
 
 double op_sumsq(const float *x, size_t n) {
     count(PL_CUDA_OP_SUMSQ);
-    double *ws = (double *)scratch(SC_F32, pl_cuda_sumsq_workspace((int64_t)n) * 8 + 16, "sumsq");
-    double *d = (double *)scratch(SC_DSUM, 16, "sumsq");
+    double *ws = (double *)scratch(SC_F32, pl_cuda_sc_sumsq_ws((int64_t)n), "sumsq");
+    double *d = (double *)scratch(SC_DSUM, PL_CUDA_SC_DSUM_BYTES, "sumsq");
     if (!ws || !d) return NAN;
     check(pl_cuda_sumsq(d, x, (int64_t)n, 0, ws, nullptr), "sumsq");
     double s = 0;
@@ -609,6 +625,7 @@ extern "C" const pl_backend *pl_backend_cuda_open(pl_err *err) {
     b.zero = dzero;
     b.act_to_f32 = act_to_f32;
     b.release_weights = release_weights;
+    b.set_mem_cap = pl_cuda_backend_set_cap;
     b.embedding_q = op_embedding_q;
     b.rmsnorm = op_rmsnorm;
     b.rope = op_rope;
@@ -637,6 +654,13 @@ extern "C" const pl_backend *pl_backend_cuda_open(pl_err *err) {
 }
 
 extern "C" const char *pl_cuda_backend_device(void) { return S && S->opened ? S->device : ""; }
+
+extern "C" void pl_cuda_backend_set_cap(size_t bytes) {
+    if (S) {
+        std::lock_guard<std::mutex> g(S->mu);
+        S->cap = bytes;
+    }
+}
 
 extern "C" unsigned long pl_cuda_backend_launches(int op) {
     return S && op >= 0 && op < PL_CUDA_OP_N ? S->launches[op] : 0;

@@ -11,6 +11,10 @@
  * device or its cuBLASLt handle and workspace cannot be had. */
 const pl_backend *pl_backend_cuda_open(pl_err *err);
 
+/* --gpu-mem: the bytes this backend allows itself from now on (0: whatever
+ * the device has); an allocation past it fails as out of memory. */
+void pl_cuda_backend_set_cap(size_t bytes);
+
 /* The device's name ("" before open). */
 const char *pl_cuda_backend_device(void);
 

@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "cuda_sizes.h" /* the sizes (workspaces, tiles) shared with the planner */
 
 #ifdef __cplusplus
 extern "C" {
@@ -122,8 +123,6 @@ int pl_cuda_attention_bwd(pl_bf16 *dq, pl_bf16 *dk, pl_bf16 *dv, const pl_bf16 *
  * *loss_sum (one double, device, or NULL) = sum of the losses of the rows
  * with target >= 0 in row order; *n_valid (one int64, device, or NULL) =
  * their count. workspace: pl_cuda_lm_head_ce_workspace(T, V) floats. */
-#define PL_CUDA_CE_TOKENS 8
-#define PL_CUDA_CE_VOCAB 256
 size_t pl_cuda_lm_head_ce_workspace(int T, int V);
 int pl_cuda_lm_head_ce(float *lse, float *losses, double *loss_sum, int64_t *n_valid, const pl_bf16 *x,
                        const pl_bf16 *W, const int32_t *targets, int T, int C, int V, float *workspace,
@@ -166,7 +165,6 @@ int pl_cuda_adamw(float *p, const float *g, float *m, float *v, int64_t n, float
  * give the same bits on one device. These return 0, a cudaError_t, or
  * PL_CUDA_EBLAS + the cublasStatus_t of a failed cuBLASLt call. */
 #define PL_CUDA_EBLAS 10000
-#define PL_CUDA_GEMM_WORKSPACE ((size_t)32 << 20) /* NVIDIA's advice for Hopper; more than Ampere/Ada use */
 typedef struct pl_cuda_blas pl_cuda_blas;
 int pl_cuda_blas_create(pl_cuda_blas **out);
 void pl_cuda_blas_destroy(pl_cuda_blas *h);

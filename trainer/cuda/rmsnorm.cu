@@ -13,7 +13,7 @@
 #include "cuda_common.cuh"
 
 #define RMS_THREADS 128
-#define RMS_DW_ROWS 64
+#define RMS_DW_ROWS PL_CUDA_RMS_DW_ROWS
 
 /* ---- kernels ---------------------------------------------------------------------------- */
 
@@ -82,10 +82,7 @@ extern "C" int pl_cuda_rmsnorm(pl_bf16 *out, float *rstd, const pl_bf16 *x, cons
     return pl_cuda_status();
 }
 
-extern "C" size_t pl_cuda_rmsnorm_bwd_workspace(int T, int C) {
-    if (T <= 0 || C <= 0) return 0;
-    return (size_t)((T + RMS_DW_ROWS - 1) / RMS_DW_ROWS) * (size_t)C;
-}
+extern "C" size_t pl_cuda_rmsnorm_bwd_workspace(int T, int C) { return pl_cuda_size_rmsnorm_bwd_ws(T, C); }
 
 extern "C" int pl_cuda_rmsnorm_bwd(pl_bf16 *dx, float *dw, const pl_bf16 *dout, const pl_bf16 *x, const float *w,
                                    const float *rstd, int T, int C, float *workspace, pl_stream stream) {

@@ -166,6 +166,7 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
     case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorNotReady: return "cudaErrorNotReady";
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
@@ -186,6 +187,7 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidDevicePointer: return "invalid device pointer";
     case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
@@ -222,8 +224,14 @@ cudaError_t cudaDeviceReset(void) {
     return cudaSuccess;
 }
 
+/* PL_EMU_DEVICES=0 emulates a machine without a GPU (a driver that finds none). */
 cudaError_t cudaGetDeviceCount(int *count) {
     if (!count) return cudaErrorInvalidValue;
+    const char *d = getenv("PL_EMU_DEVICES");
+    if (d && !strcmp(d, "0")) {
+        *count = 0;
+        return cudaErrorNoDevice;
+    }
     *count = 1;
     return cudaSuccess;
 }
