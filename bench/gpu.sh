@@ -41,7 +41,33 @@ fi
 
 arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d ' .')
 make --no-print-directory -s gpu-bench GPU_ARCH="$arch" >/dev/null
-build/gpu/gpu_bench-sm_"$arch" --iters "$iters"
+out=$(mktemp)
+build/gpu/gpu_bench-sm_"$arch" --iters "$iters" | tee "$out"
+# The achieved GEMM TFLOP/s and memory bandwidth, for `potluck plan --backend cuda`'s step times
+# (trainer/plan_time.c reads $POTLUCK_GPU_MEASURED, else $POTLUCK_CACHE/gpu, else ~/.cache/potluck/gpu).
+name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+case "$name" in
+  *3090*) key=RTX_3090 ;; *4090*) key=RTX_4090 ;; *A5000*) key=RTX_A5000 ;; *A100*) key=A100_80GB ;;
+  *H100*) key=H100_SXM ;; *" L4"|L4) key=L4 ;; *) key= ;;
+esac
+mdir=${POTLUCK_GPU_MEASURED:-${POTLUCK_CACHE:-$HOME/.cache/potluck}/gpu}
+if [ -n "$key" ] && mkdir -p "$mdir"; then
+  python3 - "$out" "$mdir/$key.json" "$name" <<'PY'
+import json, os, re, sys
+rows = open(sys.argv[1]).read().splitlines()
+def num(prefix, unit):
+    v = [float(m.group(1)) for l in rows if l.startswith(prefix) for m in [re.search(r"([0-9.eE+]+) " + unit, l)] if m]
+    return max(v) if v else 0.0
+tf = num("gemm y=x.W^T", "TFLOP/s")
+gbs = max(num("nf4_dequant", "GB/s"), num("swiglu ", "GB/s"))
+if tf > 0 and gbs > 0:
+    tmp = sys.argv[2] + ".tmp"
+    json.dump({"device": sys.argv[3], "gemm_tflops": tf, "gbs": gbs, "source": "bench/gpu.sh"}, open(tmp, "w"))
+    os.replace(tmp, sys.argv[2])
+    print(f"gpu.sh: wrote {sys.argv[2]} (GEMM {tf:.3g} TFLOP/s, {gbs:.3g} GB/s) for potluck plan --backend cuda")
+PY
+fi
+rm -f "$out"
 
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   ITERS=$iters python3 - <<'PY'

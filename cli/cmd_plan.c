@@ -107,6 +107,61 @@ static void print_policy(const plan_in *in) {
 static const char *cat_names[PL_MEM_NCAT] = {"weights", "activations", "gradients", "optimizer", "workspace",
                                              "kv cache"};
 
+/* bench/gpu.sh's measurements: $POTLUCK_GPU_MEASURED, else $POTLUCK_CACHE/gpu, else ~/.cache/potluck/gpu. */
+static const char *measure_dir(char *buf, size_t n) {
+    const char *d = getenv("POTLUCK_GPU_MEASURED"), *cache = getenv("POTLUCK_CACHE"), *home = getenv("HOME");
+    if (d && *d) snprintf(buf, n, "%s", d);
+    else if (cache && *cache) snprintf(buf, n, "%s/gpu", cache);
+    else snprintf(buf, n, "%s/.cache/potluck/gpu", home && *home ? home : ".");
+    return buf;
+}
+
+/* The CUDA plan's step time on each GPU of the table (text). */
+static void print_step_times(const plan_in *in, const pl_mem_plan *p) {
+    int n;
+    const pl_gpu_spec *g = pl_gpu_specs(&n);
+    char md[4096];
+    measure_dir(md, sizeof md);
+    pl_step_est e0;
+    pl_err err = {0};
+    if (pl_plan_step_time(&in->cfg, p, &g[0], NULL, &e0, &err)) return;
+    printf("\nstep time, one forward + backward of %d tokens: %.3g TFLOP, %.3g GB of device traffic; estimated at\n"
+           "the spec sheet's bf16 peak x %.1f and bandwidth x %.1f (assumed, not measured), or at what bench/gpu.sh\n"
+           "measured on the device (%s):\n",
+           p->T, e0.flops * 1e-12, e0.bytes * 1e-9, PL_EFF_GEMM, PL_EFF_MEM, md);
+    for (int i = 0; i < n; i++) {
+        pl_step_est e;
+        if (pl_plan_step_time(&in->cfg, p, &g[i], md, &e, &err)) continue;
+        printf("  %-10s %3.0f GiB  %-8s %9.3f s  %9.0f tokens/s%s\n", g[i].name, g[i].mem_gib,
+               e.fits ? "fits" : "too big", e.seconds, e.tokens_per_s, e.measured ? "  (measured figures)" : "");
+    }
+}
+
+static void add_step_times(cJSON *j, const plan_in *in, const pl_mem_plan *p) {
+    int n;
+    const pl_gpu_spec *g = pl_gpu_specs(&n);
+    char md[4096];
+    measure_dir(md, sizeof md);
+    cJSON *a = cJSON_AddArrayToObject(j, "step_time");
+    for (int i = 0; i < n; i++) {
+        pl_step_est e;
+        pl_err err = {0};
+        if (pl_plan_step_time(&in->cfg, p, &g[i], md, &e, &err)) continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "gpu", g[i].name);
+        cJSON_AddNumberToObject(o, "mem_gib", g[i].mem_gib);
+        cJSON_AddBoolToObject(o, "fits", e.fits);
+        cJSON_AddNumberToObject(o, "flops", e.flops);
+        cJSON_AddNumberToObject(o, "bytes", e.bytes);
+        cJSON_AddNumberToObject(o, "tflops", e.tflops_used);
+        cJSON_AddNumberToObject(o, "gbs", e.gbs_used);
+        cJSON_AddBoolToObject(o, "measured", e.measured);
+        cJSON_AddNumberToObject(o, "seconds", e.seconds);
+        cJSON_AddNumberToObject(o, "tokens_per_s", e.tokens_per_s);
+        cJSON_AddItemToArray(a, o);
+    }
+}
+
 /* What must fit in --mem: the device's share on CUDA, everything on the CPU. */
 static double plan_need(const pl_mem_plan *p) { return p->shape.cuda ? (double)p->tracked : (double)p->total; }
 
@@ -169,6 +224,7 @@ static void print_train(const plan_in *in, const pl_mem_plan *p, const pl_mem_pl
         printf("fits in %s%s: %s (%s %s)\n", b1, s->cuda ? " of device memory" : "", left >= 0 ? "yes" : "no", b2,
                left >= 0 ? "to spare" : "over");
     }
+    if (s->cuda) print_step_times(in, p);
 }
 
 static cJSON *plan_json(const plan_in *in, const pl_mem_plan *p, const pl_mem_plan *other, double mem) {
@@ -228,7 +284,10 @@ static cJSON *plan_json(const plan_in *in, const pl_mem_plan *p, const pl_mem_pl
     cJSON_AddNumberToObject(j, "file_mapped", (double)p->mapped);
     cJSON_AddNumberToObject(j, s->checkpoint ? "activations_without_checkpointing" : "activations_with_checkpointing",
                             (double)other->cat[PL_MEM_ACTIVATIONS]);
-    if (s->cuda) cJSON_AddNumberToObject(j, "device_total", (double)p->tracked);
+    if (s->cuda) {
+        cJSON_AddNumberToObject(j, "device_total", (double)p->tracked);
+        add_step_times(j, in, p);
+    }
     if (mem > 0) {
         cJSON_AddNumberToObject(j, "mem", mem);
         cJSON_AddBoolToObject(j, "fits", plan_need(p) <= mem);

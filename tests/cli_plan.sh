@@ -7,6 +7,8 @@
 #    PEFT counts them, NF4 base bytes), --json parses and adds up;
 #  - --fit seq / --fit batch: the answer fits in --mem and one more does not;
 #  - --generate: the KV cache is 2 * layers * sequences * ctx * kv dim * 4;
+#  - --backend cuda: bf16 activations, the fused head, the base's device copies, the
+#    device total against --mem, step times per GPU;
 #  - bad inputs: one line "potluck: ..." each, non-zero exit, no crash.
 set -u
 cd "$(dirname "$0")/.."
@@ -132,7 +134,32 @@ expect_clean_error "fit without mem" "$BIN" plan --preset llama2-7b --fit seq
 expect_clean_error "fit what" "$BIN" plan --preset llama2-7b --fit layers --mem 1GiB
 expect_clean_error "micro-batch 0" "$BIN" plan --preset llama2-7b --micro-batch 0
 expect_clean_error "ctx negative" "$BIN" plan --preset llama2-7b --generate --ctx -1
-expect_clean_error "cuda backend" "$BIN" plan --preset llama2-7b --backend cuda
+expect_clean_error "cuda --generate" "$BIN" plan --preset llama2-7b --backend cuda --generate
+expect_clean_error "unknown backend" "$BIN" plan --preset llama2-7b --backend tpu
+# the CUDA plan of Llama-2 7B QLoRA: bf16 activations (half the CPU plan's), the fused head (no (T,V) logits),
+# the device copies of the NF4 base, fits 24 GiB, step times for the six GPUs, --fit seq against the device total
+if "$BIN" plan --preset llama2-7b --backend cuda --lora-r 64 --seq-len 512 --json >"$tmp/cuda.json" 2>"$tmp/cuda.err" &&
+   "$BIN" plan --preset llama2-7b --lora-r 64 --seq-len 512 --json >"$tmp/cpu.json" 2>>"$tmp/cuda.err" &&
+   "$BIN" plan --preset llama2-7b --backend cuda --lora-r 64 --seq-len 512 --mem 24GiB >"$tmp/cuda.txt" 2>>"$tmp/cuda.err" &&
+   $PY - "$tmp/cuda.json" "$tmp/cpu.json" <<'PYEOF' >"$tmp/cuda.out" 2>&1
+import json, sys
+g, c = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+b = {x["name"]: x for x in g["buffers"]}
+cb = {x["name"]: x for x in c["buffers"]}
+assert g["train"]["backend"] == "cuda" and c["train"]["backend"] == "cpu"
+assert b["x_in"]["bytes"] * 2 == cb["x_in"]["bytes"], (b["x_in"], cb["x_in"])
+assert "logits" not in b and b["lse"]["bytes"] == 4 * 512 and cb["logits"]["bytes"] == 4 * 512 * 32000
+assert b["dev_base"]["held"] == "backend" and b["dev_base"]["bytes"] > 3.3e9, b["dev_base"]
+assert b["gemm_ws"]["bytes"] == 32 << 20
+assert g["device_total"] == g["tagged_total"] and g["device_total"] < 24 * 2**30
+st = {x["gpu"]: x for x in g["step_time"]}
+assert len(st) == 6 and st["RTX 4090"]["fits"] and st["H100 SXM"]["seconds"] < st["RTX 3090"]["seconds"]
+print("device %.2f GiB; RTX 4090 %.2f s/step" % (g["device_total"] / 2**30, st["RTX 4090"]["seconds"]))
+PYEOF
+then ok; echo "note: cuda plan of llama2-7b r 64 seq 512: $(cat "$tmp/cuda.out")"
+else fail "cuda plan: $(cat "$tmp/cuda.err" "$tmp/cuda.out" 2>/dev/null | tail -5)"; fi
+grep -q "fits in 24.00 GiB of device memory: yes" "$tmp/cuda.txt" && grep -q "RTX 3090" "$tmp/cuda.txt" && ok ||
+  fail "cuda plan text: $(tail -12 "$tmp/cuda.txt")"
 expect_clean_error "bad targets" "$BIN" plan --preset llama2-7b --lora-targets q,zz
 expect_clean_error "bad base" "$BIN" plan --preset llama2-7b --base fp8
 expect_clean_error "bad blocksize" "$BIN" plan --preset llama2-7b --nf4-blocksize 48

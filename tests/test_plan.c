@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
 #include "check.h"
 #include "lora/lora.h"
 #include "lora/nf4.h"
@@ -326,6 +327,81 @@ static void test_header_presets(void) {
           "Llama-2 7B r16 all-linear: %lld LoRA params (PEFT: 39,976,960)", (long long)p1.lora_params);
 }
 
+/* Step-time estimates of CUDA plans (trainer/plan_time.c): properties of the
+ * FLOP count, the spec table's order, and a bench/gpu.sh measurement file
+ * replacing peak x efficiency (a malformed one is ignored). */
+static void test_step_time(void) {
+    pl_err err = {0};
+    const pl_model_config *c7 = &pl_plan_preset_find("llama2-7b")->cfg;
+    pl_train_shape s = {.seq_len = 512, .micro_batch = 1, .frozen_base = 1, .lora_r = 64,
+                        .lora_targets = PL_LORA_ALL_LINEAR, .nf4_blocksize = 64, .nf4_double_quant = 1,
+                        .layer_dtype = PL_BF16, .embd_dtype = PL_BF16, .head_dtype = PL_BF16, .cuda = 1};
+    pl_mem_plan p, pc, p2;
+    CHECK(pl_train_plan(c7, &s, &p, &err) == 0, "cuda plan 7b: %s", err.msg);
+    pl_train_shape sc = s;
+    sc.checkpoint = 1;
+    CHECK(pl_train_plan(c7, &sc, &pc, &err) == 0, "cuda plan 7b ckpt: %s", err.msg);
+    pl_train_shape s2 = s;
+    s2.seq_len = 1024;
+    CHECK(pl_train_plan(c7, &s2, &p2, &err) == 0, "cuda plan 7b seq 1024: %s", err.msg);
+    int n;
+    const pl_gpu_spec *g = pl_gpu_specs(&n);
+    CHECK(n == 6, "six GPUs in the table (%d)", n);
+    pl_step_est e, ec, e2;
+    /* the base's GEMMs alone: forward + dx = 4 T N_lin; checkpointing adds one forward (2 T N_lin + LoRA's 2 T r(I+O)) */
+    const double nlin = 32.0 * (4096.0 * 4096 * 4 + 3 * 4096.0 * 11008);
+    for (int i = 0; i < n; i++) {
+        CHECK(pl_plan_step_time(c7, &p, &g[i], NULL, &e, &err) == 0, "%s: %s", g[i].name, err.msg);
+        CHECK(e.seconds > 0 && !e.measured && e.tokens_per_s > 0, "%s: %g s", g[i].name, e.seconds);
+        CHECK(e.fits == ((double)p.tracked <= g[i].mem_gib * 1073741824.0), "%s: fits", g[i].name);
+        if (i == 0) {
+            CHECK(e.flops > 4 * 512 * nlin && e.flops < 4.4 * 512 * nlin, "7b seq 512: %.4g FLOPs, the GEMMs alone %.4g",
+                  e.flops, 4 * 512 * nlin);
+            pl_plan_step_time(c7, &pc, &g[i], NULL, &ec, &err);
+            pl_plan_step_time(c7, &p2, &g[i], NULL, &e2, &err);
+            CHECK(ec.flops - e.flops > 2 * 512 * nlin && ec.seconds > e.seconds, "checkpointing adds a forward");
+            CHECK(e2.flops > 2 * e.flops && e2.flops < 2.2 * e.flops, "seq 1024 vs 512: %.4g vs %.4g FLOPs (attention grows as T^2)",
+                  e2.flops, e.flops);
+            printf("note: llama2-7b QLoRA r 64 seq 512 on the cuda backend: %.4g TFLOP and %.4g GB per step; %s %.3f s "
+                   "(%.0f tokens/s)\n", e.flops * 1e-12, e.bytes * 1e-9, g[i].name, e.seconds, e.tokens_per_s);
+        }
+    }
+    pl_step_est e3090, eh100;
+    pl_plan_step_time(c7, &p, &g[0], NULL, &e3090, &err);
+    pl_plan_step_time(c7, &p, &g[5], NULL, &eh100, &err);
+    CHECK(eh100.seconds < e3090.seconds / 4, "H100 %.3f s vs RTX 3090 %.3f s", eh100.seconds, e3090.seconds);
+    /* a measurement file */
+    char dir[] = "/tmp/test_plan_gpu.XXXXXX";
+    if (!mkdtemp(dir)) {
+        CHECK(0, "mkdtemp");
+        return;
+    }
+    char path[256];
+    snprintf(path, sizeof path, "%s/RTX_4090.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"device\": \"NVIDIA GeForce RTX 4090\", \"gemm_tflops\": 100, \"gbs\": 900}", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/L4.json", dir);
+    f = fopen(path, "w");
+    fputs("{\"gemm_tflops\": \"fast\"}", f);
+    fclose(f);
+    pl_step_est m, base;
+    CHECK(pl_plan_step_time(c7, &p, &g[1], dir, &m, &err) == 0 && m.measured && m.tflops_used == 100 && m.gbs_used == 900,
+          "RTX 4090: the measured figures are used (%d %g %g)", m.measured, m.tflops_used, m.gbs_used);
+    pl_plan_step_time(c7, &p, &g[1], NULL, &base, &err);
+    CHECK(fabs(m.seconds - (m.flops / 100e12 + m.bytes / 900e9)) < 1e-9 * m.seconds && m.seconds != base.seconds,
+          "measured step time %.4f s (estimated %.4f s)", m.seconds, base.seconds);
+    CHECK(pl_plan_step_time(c7, &p, &g[3], dir, &m, &err) == 0 && !m.measured, "a malformed measurement is ignored");
+    remove(path);
+    snprintf(path, sizeof path, "%s/RTX_4090.json", dir);
+    remove(path);
+    rmdir(dir);
+    pl_mem_plan cpu;
+    s.cuda = 0;
+    pl_train_plan(c7, &s, &cpu, &err);
+    CHECK(pl_plan_step_time(c7, &cpu, &g[0], NULL, &m, &err) == PL_EINVAL, "a CPU plan has no GPU step time");
+}
+
 int main(void) {
     const char *shared = check_env("POTLUCK_SHARED"), *refs = check_env("POTLUCK_REFS");
     snprintf(p_stories, sizeof p_stories, "%s/fixtures/stories260K/stories260K.bin", shared);
@@ -335,5 +411,6 @@ int main(void) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
     test_generation();
     test_header_presets();
+    test_step_time();
     return check_summary("test_plan");
 }

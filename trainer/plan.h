@@ -125,6 +125,36 @@ typedef struct pl_model_header {
 int pl_model_read_header(const char *path, pl_model_header *h, pl_err *err);
 
 /* Published shapes (config.json values of the released checkpoints). */
+/* ---- step time (plan_time.c) --------------------------------------------------------------
+ * A training step's time on a GPU, from the CUDA plan (shape.cuda): its
+ * FLOPs (base GEMMs forward(s) and dx, LoRA, the fused head's three passes,
+ * causal attention with its lse recompute; checkpointing adds a forward) at
+ * the device's bf16 tensor-core peak x PL_EFF_GEMM, plus its device memory
+ * traffic (NF4 read and its bf16 scratch written and read per pass, the head's
+ * rows, activations written once and read twice) at the peak bandwidth x
+ * PL_EFF_MEM, without overlap. When bench/gpu.sh measured the device
+ * (measure_dir/<name>.json: "gemm_tflops", "gbs"), those achieved figures
+ * replace peak x efficiency and `measured` says so. An estimate for choosing a
+ * card, not a benchmark: the factors are assumptions, not fits to runs. */
+#define PL_EFF_GEMM 0.5
+#define PL_EFF_MEM 0.7
+typedef struct pl_gpu_spec {
+    const char *name;   /* "RTX 4090" */
+    double mem_gib;     /* device memory */
+    double tflops;      /* bf16 tensor cores, dense, fp32 accumulate (spec sheet) */
+    double gbs;         /* memory bandwidth, GB/s (spec sheet) */
+} pl_gpu_spec;
+const pl_gpu_spec *pl_gpu_specs(int *n);
+typedef struct pl_step_est {
+    double flops, bytes;       /* one forward + backward of T tokens */
+    double tflops_used, gbs_used;
+    int measured;              /* from bench/gpu.sh's file, not peak x efficiency */
+    double seconds, tokens_per_s;
+    int fits;                  /* the plan's device total fits in mem_gib */
+} pl_step_est;
+int pl_plan_step_time(const pl_model_config *c, const pl_mem_plan *p, const pl_gpu_spec *g, const char *measure_dir,
+                      pl_step_est *out, pl_err *err);
+
 typedef struct pl_plan_preset {
     const char *name;     /* "llama2-7b" */
     const char *label;    /* "Llama-2 7B" */

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/cli_exports_doc.sh: docs/exports.md runs as written. Its ```sh block
+# tests/big_exports_doc.sh (make test-big): docs/exports.md runs as written. Its ```sh block
 # (data build, train, the three exports; potluck = the optimized build) runs
 # in a folder holding chat.jsonl, eval.jsonl and
 # models/SmolLM2-135M-Instruct.Q4_1.gguf, then every ```python block runs
@@ -73,4 +73,4 @@ import sys; from transformers import AutoTokenizer
 t = AutoTokenizer.from_pretrained('out/merged'); print(' '.join(map(str, t(sys.stdin.read())['input_ids'])))" 2>/dev/null)
 [ -n "$want" ] && [ "$got" = "$want" ] && ok || fail "merged tokenizer ids: '$got' vs potluck '$want'"
 
-check_summary cli_exports_doc
+check_summary big_exports_doc
