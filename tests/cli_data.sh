@@ -22,7 +22,7 @@ source tests/check.sh
 : "${POTLUCK_VENV:?set POTLUCK_VENV (run through make test)}"
 : "${POTLUCK_SHARED:?set POTLUCK_SHARED}"
 BIN=${POTLUCK_BIN:-build/san/potluck}
-if [ -x "$BIN" ] && "$BIN" data --help 2>/dev/null | grep -q 'usage: potluck data'; then
+if [ -x "$BIN" ] && grep -q 'usage: potluck data' <<<"$("$BIN" data --help 2>/dev/null)"; then
   PL=("$BIN" data)
 elif [ -x build/san/tests/test_shard ]; then
   PL=(build/san/tests/test_shard --cmd data)

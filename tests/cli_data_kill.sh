@@ -14,7 +14,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 source tests/check.sh
 BIN=${POTLUCK_BIN_OPT:-build/opt/potluck}
-if ! [ -x "$BIN" ] || ! "$BIN" data --help 2>/dev/null | grep -q 'usage: potluck data'; then
+if ! [ -x "$BIN" ] || ! grep -q 'usage: potluck data' <<<"$("$BIN" data --help 2>/dev/null)"; then
   fail "$BIN does not run 'potluck data' (cli/main.c must dispatch cmd_data)"
   check_summary cli_data_kill; exit 1
 fi

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 source tests/check.sh
 BIN=${POTLUCK_BIN:-build/san/potluck}
 BIN=$(realpath "$BIN" 2>/dev/null || echo "$BIN")
-if ! [ -x "$BIN" ] || ! "$BIN" recipe --help 2>/dev/null | grep -q 'usage: potluck recipe check'; then
+if ! [ -x "$BIN" ] || ! grep -q 'usage: potluck recipe check' <<<"$("$BIN" recipe --help 2>/dev/null)"; then
   fail "$BIN does not run 'potluck recipe check'"; check_summary cli_recipe_hostile; exit 1
 fi
 CORPUS=$PWD/tests/hostile_recipes

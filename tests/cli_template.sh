@@ -13,7 +13,7 @@ source tests/check.sh
 : "${POTLUCK_SHARED:?set POTLUCK_SHARED}"
 : "${POTLUCK_MODEL:?set POTLUCK_MODEL}"
 BIN=${POTLUCK_BIN:-build/san/potluck}
-if ! [ -x "$BIN" ] || ! "$BIN" template --help 2>/dev/null | grep -q 'usage: potluck template'; then
+if ! [ -x "$BIN" ] || ! grep -q 'usage: potluck template' <<<"$("$BIN" template --help 2>/dev/null)"; then
   fail "$BIN does not run 'potluck template'"; check_summary cli_template; exit 1
 fi
 SMOL=$POTLUCK_MODEL

@@ -13,7 +13,7 @@ source tests/check.sh
 : "${POTLUCK_SHARED:?set POTLUCK_SHARED}"
 : "${POTLUCK_MODEL:?set POTLUCK_MODEL}"
 BIN=${POTLUCK_BIN:-build/san/potluck}
-if ! [ -x "$BIN" ] || ! "$BIN" tokenize --help 2>/dev/null | grep -q 'usage: potluck tokenize'; then
+if ! [ -x "$BIN" ] || ! grep -q 'usage: potluck tokenize' <<<"$("$BIN" tokenize --help 2>/dev/null)"; then
   fail "$BIN does not run 'potluck tokenize'"; check_summary cli_tokenize; exit 1
 fi
 V=$POTLUCK_SHARED/fixtures/llamacpp-vocab

@@ -14,7 +14,7 @@ source tests/check.sh
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 : "${POTLUCK_SHARED:?set POTLUCK_SHARED}"
 BIN=${POTLUCK_BIN_OPT:-build/opt/potluck}
-if ! [ -x "$BIN" ] || ! "$BIN" train --help 2>/dev/null | grep -q 'usage: potluck train'; then
+if ! [ -x "$BIN" ] || ! grep -q 'usage: potluck train' <<<"$("$BIN" train --help 2>/dev/null)"; then
   fail "$BIN does not dispatch 'train' (cli/main.c needs: if (!strcmp(cmd, \"train\")) return cmd_train(argc - 1, argv + 1);)"
   check_summary cli_train_resume; exit 1
 fi
