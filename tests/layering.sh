@@ -15,55 +15,67 @@
 # source <layer>/X.c (run from the repository root) must be
 # defined by an object of its own layer or a lower one (nm).
 set -uo pipefail
-LAYERS=(core datasets lora trainer plugins cli)
-layer_of() { # path relative to ROOT -> index, or -1 outside the layers
-  local top=${1%%/*} i
-  for i in "${!LAYERS[@]}"; do [ "${LAYERS[$i]}" = "$top" ] && { echo "$i"; return; }; done
-  echo -1
-}
-
-if [ "${1:-}" = "--objects" ]; then
-  dir=${2:?--objects BUILD_DIR}
-  # the objects of the layer's current sources (not stale ones of moved files)
-  objs_of() { find "${LAYERS[$1]}" -name '*.c' | sort | while read -r c; do
-    [ -f "$dir/${c%.c}.o" ] && echo "$dir/${c%.c}.o"; done; }
-  bad=0 defs=$(mktemp)
-  trap 'rm -f "$defs"' EXIT
-  for i in "${!LAYERS[@]}"; do
-    objs_of "$i" | while read -r o; do
-      nm --defined-only "$o" | awk -v l="$i" '$2 ~ /^[TDBRV]$/ {print $3, l}'
-    done
-  done | sort -u >"$defs"
-  for i in "${!LAYERS[@]}"; do
-    while read -r o; do
-      while read -r sym; do
-        def=$(awk -v s="$sym" '$1 == s {print $2; exit}' "$defs")
-        if [ -n "$def" ] && [ "$def" -gt "$i" ]; then
-          echo "${o#"$dir"/}: uses $sym, defined in ${LAYERS[$def]}/ (above ${LAYERS[$i]}/)"
-          bad=1
-        fi
-      done < <(nm --undefined-only "$o" | awk '{print $NF}' | grep -E '^(pl_|cli_|cmd_)')
-    done < <(objs_of "$i")
-  done
-  exit $bad
-fi
-
-root=$(cd "${1:-.}" && pwd)
-bad=0
-while read -r f; do
-  rel=${f#"$root"/}
-  me=$(layer_of "$rel")
-  while IFS=: read -r line inc; do
-    d=$(dirname "$f")
-    if [ -e "$d/$inc" ]; then t=$(realpath -m "$d/$inc")
-    elif [ -e "$root/$inc" ]; then t=$(realpath -m "$root/$inc")
-    else echo "$rel:$line: #include \"$inc\" resolves to no file"; bad=1; continue; fi
-    trel=${t#"$root"/}
-    them=$(layer_of "$trel")
-    if [ "$them" -gt "$me" ]; then
-      echo "$rel:$line: #include \"$inc\": ${LAYERS[$them]}/ is above ${LAYERS[$me]}/"
-      bad=1
-    fi
-  done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f" | sed -E 's/^([0-9]+):.*"([^"]+)".*/\1:\2/')
-done < <(for l in "${LAYERS[@]}"; do [ -d "$root/$l" ] && find "$root/$l" -name '*.[ch]'; done | sort)
-exit $bad
+# One python3 pass (the system's): spawning dirname/realpath per include made
+# the shell version take seconds per run.
+exec python3 - "$@" <<'PY'
+import os, re, subprocess, sys
+LAYERS = ["core", "datasets", "lora", "trainer", "plugins", "cli"]
+def layer_of(rel):
+    top = rel.split("/", 1)[0]
+    return LAYERS.index(top) if top in LAYERS else -1
+bad = 0
+if len(sys.argv) > 1 and sys.argv[1] == "--objects":
+    d = sys.argv[2] if len(sys.argv) > 2 else sys.exit("--objects BUILD_DIR")
+    objs = []  # (layer, object) of each layer's current sources (not stale objects of moved files)
+    for i, l in enumerate(LAYERS):
+        for root, _, files in os.walk(l):
+            for f in sorted(files):
+                if f.endswith(".c"):
+                    o = os.path.join(d, root, f[:-2] + ".o")
+                    if os.path.isfile(o):
+                        objs.append((i, o))
+    objs.sort(key=lambda x: (x[0], x[1]))
+    defs = {}
+    for i, o in objs:
+        for line in subprocess.run(["nm", "--defined-only", o], capture_output=True, text=True).stdout.splitlines():
+            f = line.split()
+            if len(f) == 3 and f[1] in "TDBRV":
+                defs.setdefault(f[2], i)
+    for i, o in objs:
+        for line in subprocess.run(["nm", "--undefined-only", o], capture_output=True, text=True).stdout.splitlines():
+            sym = line.split()[-1]
+            if re.match(r"(pl_|cli_|cmd_)", sym) and sym in defs and defs[sym] > i:
+                print(f"{o[len(d) + 1:] if o.startswith(d + '/') else o}: uses {sym}, defined in {LAYERS[defs[sym]]}/ (above {LAYERS[i]}/)")
+                bad = 1
+    sys.exit(bad)
+root = os.path.realpath(sys.argv[1] if len(sys.argv) > 1 else ".")
+inc_re = re.compile(r'^\s*#\s*include\s*"([^"]+)"')
+files = []
+for l in LAYERS:
+    if os.path.isdir(os.path.join(root, l)):
+        for r, _, fs in os.walk(os.path.join(root, l)):
+            files += [os.path.join(r, f) for f in fs if f.endswith((".c", ".h"))]
+for f in sorted(files):
+    rel = os.path.relpath(f, root)
+    me = layer_of(rel)
+    with open(f, errors="replace") as fh:
+        for n, line in enumerate(fh, 1):
+            m = inc_re.match(line)
+            if not m:
+                continue
+            inc = m.group(1)
+            d = os.path.dirname(f)
+            if os.path.exists(os.path.join(d, inc)):
+                t = os.path.realpath(os.path.join(d, inc))
+            elif os.path.exists(os.path.join(root, inc)):
+                t = os.path.realpath(os.path.join(root, inc))
+            else:
+                print(f'{rel}:{n}: #include "{inc}" resolves to no file')
+                bad = 1
+                continue
+            them = layer_of(os.path.relpath(t, root))
+            if them > me:
+                print(f'{rel}:{n}: #include "{inc}": {LAYERS[them]}/ is above {LAYERS[me]}/')
+                bad = 1
+sys.exit(bad)
+PY
