@@ -95,11 +95,12 @@ static void print_policy(const plan_in *in) {
         printf("precision:  base layers as stored (%s); embedding %s and LM head %s as stored, frozen;\n",
                dtype_label(s->layer_dtype), dtype_label(s->embd_dtype),
                in->cfg.tied_embeddings ? "(tied)" : dtype_label(s->head_dtype));
-    if (s->cuda)
-        printf("            norms fp32; LoRA masters, gradients, AdamW m and v fp32 (managed memory), not paged;\n"
-               "            activations and their gradients bf16 on the device, LM head fused with the loss (CUDA\n"
+    if (s->cuda) {
+        printf("            norms fp32; LoRA masters, gradients, AdamW m and v fp32 (managed memory), %s;\n",
+               s->paged_optim ? "m and v of tensors of >= 1e5 elements paged to the host" : "not paged");
+        printf("            activations and their gradients bf16 on the device, LM head fused with the loss (CUDA\n"
                "            backend); the device holds copies of the base, the model keeps its own on the host\n");
-    else
+    } else
         printf("            norms fp32; LoRA masters, gradients, AdamW m and v fp32, not paged;\n"
                "            activations and their gradients fp32 (CPU backend)\n");
 }
@@ -163,7 +164,7 @@ static void add_step_times(cJSON *j, const plan_in *in, const pl_mem_plan *p) {
 }
 
 /* What must fit in --mem: the device's share on CUDA, everything on the CPU. */
-static double plan_need(const pl_mem_plan *p) { return p->shape.cuda ? (double)p->tracked : (double)p->total; }
+static double plan_need(const pl_mem_plan *p) { return p->shape.cuda ? (double)p->device : (double)p->total; }
 
 static void print_train(const plan_in *in, const pl_mem_plan *p, const pl_mem_plan *other, double mem) {
     const pl_model_config *c = &in->cfg;
@@ -205,7 +206,14 @@ static void print_train(const plan_in *in, const pl_mem_plan *p, const pl_mem_pl
     human((double)p->total, b1, sizeof b1);
     printf("total        %16zu  %12s\n", p->total, b1);
     human((double)p->tracked, b1, sizeof b1);
-    if (s->cuda)
+    if (s->cuda && p->paged) {
+        char b3[32], b4[32];
+        human((double)p->paged, b3, sizeof b3);
+        human((double)p->device, b4, sizeof b4);
+        printf("  tagged by the CUDA backend (pl_mem_peak): %zu (%s), of which paged AdamW state %zu (%s) lives on\n"
+               "  the host between updates: on the device at the peak %zu (%s)\n", p->tracked, b1, p->paged, b3,
+               p->device, b4);
+    } else if (s->cuda)
         printf("  on the device (tagged by the CUDA backend, pl_mem_peak): %zu (%s)\n", p->tracked, b1);
     else
         printf("  tagged by the backend (pl_mem_peak): %zu (%s)\n", p->tracked, b1);
@@ -285,7 +293,8 @@ static cJSON *plan_json(const plan_in *in, const pl_mem_plan *p, const pl_mem_pl
     cJSON_AddNumberToObject(j, s->checkpoint ? "activations_without_checkpointing" : "activations_with_checkpointing",
                             (double)other->cat[PL_MEM_ACTIVATIONS]);
     if (s->cuda) {
-        cJSON_AddNumberToObject(j, "device_total", (double)p->tracked);
+        cJSON_AddNumberToObject(j, "device_total", (double)p->device);
+        cJSON_AddNumberToObject(j, "paged", (double)p->paged);
         add_step_times(j, in, p);
     }
     if (mem > 0) {

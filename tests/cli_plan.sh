@@ -160,6 +160,13 @@ then ok; echo "note: cuda plan of llama2-7b r 64 seq 512: $(cat "$tmp/cuda.out")
 else fail "cuda plan: $(cat "$tmp/cuda.err" "$tmp/cuda.out" 2>/dev/null | tail -5)"; fi
 grep -q "fits in 24.00 GiB of device memory: yes" "$tmp/cuda.txt" && grep -q "RTX 3090" "$tmp/cuda.txt" && ok ||
   fail "cuda plan text: $(tail -12 "$tmp/cuda.txt")"
+# LLaMA 33B, QLoRA's settings (r 64, seq 512, checkpointing): over 24 GiB of device memory, under it with
+# the AdamW state paged to the host (the QLoRA paper trained it on one 24 GB card with paged optimizers)
+P33=(plan --preset llama-33b --backend cuda --lora-r 64 --seq-len 512 --checkpointing --mem 24GiB)
+a=$("$BIN" "${P33[@]}" 2>&1); b=$("$BIN" "${P33[@]}" --paged-optim 2>&1)
+grep -q "device memory: no" <<<"$a" && grep -q "device memory: yes" <<<"$b" && grep -q "paged AdamW state" <<<"$b" && ok ||
+  fail "33B paged: $(grep 'fits in' <<<"$a") / $(grep 'fits in' <<<"$b")"
+echo "note: llama-33b r 64 seq 512 checkpointing: $(grep 'fits in' <<<"$a"); --paged-optim: $(grep 'fits in' <<<"$b")"
 expect_clean_error "bad targets" "$BIN" plan --preset llama2-7b --lora-targets q,zz
 expect_clean_error "bad base" "$BIN" plan --preset llama2-7b --base fp8
 expect_clean_error "bad blocksize" "$BIN" plan --preset llama2-7b --nf4-blocksize 48

@@ -379,6 +379,7 @@ typedef struct plan_case {
     int peft_base; /* the peft_ref base (HF, untied, GQA 4/2) instead of stories260K */
     int nf4, ckpt, r, T;
     unsigned targets;
+    int paged; /* --paged-optim with every LoRA tensor paged (paged_min 1) */
 } plan_case;
 
 static void test_plan_case(const plan_case *pc) {
@@ -398,7 +399,7 @@ static void test_plan_case(const plan_case *pc) {
     pl_train_shape sh = {.seq_len = pc->T, .micro_batch = 1, .frozen_base = 1, .lora_r = pc->r,
                          .lora_targets = pc->targets, .checkpoint = pc->ckpt, .nf4_blocksize = pc->nf4 ? 64 : 0,
                          .nf4_double_quant = 1, .layer_dtype = h.layer_dtype, .embd_dtype = h.embd_dtype,
-                         .head_dtype = h.head_dtype, .cuda = 1};
+                         .head_dtype = h.head_dtype, .cuda = 1, .paged_optim = pc->paged, .paged_min = 1};
     pl_mem_plan plan;
     CHECK(pl_train_plan(&m->cfg, &sh, &plan, &err) == 0, "%s: plan: %s", pc->what, err.msg);
     size_t cur0[PL_MEM_NCAT];
@@ -407,7 +408,7 @@ static void test_plan_case(const plan_case *pc) {
     pl_lora_cfg cfg = {.r = pc->r, .alpha = 16, .dropout = 0.05f, .targets = pc->targets, .seed = 3};
     pl_lora *l = NULL;
     pl_train *t = NULL;
-    pl_train_opts to = {.frozen_base = 1, .checkpoint = pc->ckpt};
+    pl_train_opts to = {.frozen_base = 1, .checkpoint = pc->ckpt, .paged_optim = pc->paged, .paged_min = 1};
     int32_t *ids = malloc((size_t)(pc->T + 1) * sizeof *ids);
     for (int i = 0; i <= pc->T; i++) ids[i] = (int32_t)((i * 7 + 3) % m->cfg.vocab);
     int rc = pl_lora_init(&l, m, &cfg, &err);
@@ -415,8 +416,8 @@ static void test_plan_case(const plan_case *pc) {
     if (!rc) rc = pl_train_attach_lora(t, l, &err);
     pl_microbatch mb = {ids, ids + 1, NULL, NULL, pc->T};
     pl_qlora_opts qo = {.adamw = pl_adamw_defaults(), .max_grad_norm = 0.3f};
-    if (!rc) rc = pl_qlora_step(t, &mb, 1, &qo, NULL, NULL, &err);
-    CHECK(rc == 0, "%s: step: %s", pc->what, err.msg);
+    for (int st = 0; st < 3 && !rc; st++) rc = pl_qlora_step(t, &mb, 1, &qo, NULL, NULL, &err);
+    CHECK(rc == 0, "%s: steps: %s", pc->what, err.msg);
     size_t gemm = pl_cuda_gemm_workspace(), worst = 0;
     for (int k = 0; k < PL_MEM_NCAT; k++) {
         size_t got = pl_mem_peak((pl_mem_cat)k) - cur0[k];
@@ -425,10 +426,34 @@ static void test_plan_case(const plan_case *pc) {
         if (d > worst) worst = d;
         CHECK(got == want, "%s: %s: tagged peak %zu, plan %zu", pc->what, pl_mem_cat_name((pl_mem_cat)k), got, want);
     }
-    printf("note: cuda plan, %s: device total %zu bytes (weights %zu, activations %zu, gradients %zu, optimizer %zu, "
-           "workspace %zu): largest difference from the tagged peaks %zu bytes\n", pc->what, plan.tracked,
+    printf("note: cuda plan, %s: device %zu bytes at the peak, paged %zu (tagged: weights %zu, activations %zu, "
+           "gradients %zu, optimizer %zu, workspace %zu): largest difference from the tagged peaks %zu bytes\n",
+           pc->what, plan.device, plan.paged,
            plan.cat[PL_MEM_WEIGHTS], plan.cat[PL_MEM_ACTIVATIONS], plan.cat[PL_MEM_GRADIENTS],
            plan.cat[PL_MEM_OPTIMIZER], plan.cat[PL_MEM_WORKSPACE], worst);
+    if (pc->paged) {
+        CHECK(plan.paged > 0 && plan.paged == plan.cat[PL_MEM_OPTIMIZER] && plan.device < plan.tracked,
+              "%s: every moment paged (%zu of %zu bytes), device %zu", pc->what, plan.paged, plan.cat[PL_MEM_OPTIMIZER],
+              plan.device);
+        /* the same steps without paging: the same bits */
+        size_t n;
+        float *wp = flat(l, 0, &n);
+        pl_lora *l2 = NULL;
+        pl_train *t2 = NULL;
+        pl_train_opts to2 = to;
+        to2.paged_optim = 0;
+        int rc2 = pl_lora_init(&l2, m, &cfg, &err);
+        if (!rc2) rc2 = pl_train_init_opts(&t2, m, pc->T, &to2, &err);
+        if (!rc2) rc2 = pl_train_attach_lora(t2, l2, &err);
+        for (int st = 0; st < 3 && !rc2; st++) rc2 = pl_qlora_step(t2, &mb, 1, &qo, NULL, NULL, &err);
+        float *wu = rc2 ? NULL : flat(l2, 0, &n);
+        CHECK(wu && !memcmp(wp, wu, n * sizeof(float)), "%s: 3 steps with paged AdamW state give the unpaged bits",
+              pc->what);
+        free(wp);
+        free(wu);
+        pl_train_free(t2);
+        pl_lora_free(l2);
+    }
     pl_train_free(t);
     pl_lora_free(l);
     pl_model_free(m);
@@ -438,11 +463,11 @@ static void test_plan_case(const plan_case *pc) {
 static void test_plan(void) {
     const unsigned all = PL_LORA_ALL_LINEAR, qv = (1u << PL_LIN_Q) | (1u << PL_LIN_V);
     const plan_case cases[] = {
-        {"stories260K NF4, r 8 all-linear, seq 64", 0, 1, 0, 8, 64, all},
-        {"stories260K NF4, checkpointing, r 8, seq 64", 0, 1, 1, 8, 64, all},
-        {"stories260K NF4, r 4 on q and v, seq 32", 0, 1, 0, 4, 32, qv},
-        {"peft_ref base as loaded (fp32 -> bf16 copies, untied head, GQA 4/2), r 16, seq 48", 1, 0, 0, 16, 48, all},
-        {"peft_ref base NF4, checkpointing, r 2 on down, seq 40", 1, 1, 1, 2, 40, 1u << PL_LIN_DOWN},
+        {"stories260K NF4, r 8 all-linear, seq 64", 0, 1, 0, 8, 64, all, 0},
+        {"stories260K NF4, checkpointing, paged AdamW state, r 8, seq 64", 0, 1, 1, 8, 64, all, 1},
+        {"stories260K NF4, r 4 on q and v, seq 32", 0, 1, 0, 4, 32, qv, 0},
+        {"peft_ref base as loaded (fp32 -> bf16 copies, untied head, GQA 4/2), r 16, seq 48", 1, 0, 0, 16, 48, all, 0},
+        {"peft_ref base NF4, checkpointing, r 2 on down, seq 40", 1, 1, 1, 2, 40, 1u << PL_LIN_DOWN, 0},
     };
     size_t n = sizeof cases / sizeof cases[0];
 #if defined(__SANITIZE_ADDRESS__)

@@ -60,6 +60,11 @@ typedef struct pl_backend {
      * bytes per category are tracked. */
     void *(*alloc)(size_t bytes, pl_mem_cat cat);
     void (*free)(void *p);
+    /* Paged trained state (--paged-optim: AdamW moments): like alloc, but the
+     * backend keeps the bytes in host memory between the ops that use them
+     * and brings them to the device for those ops (bitsandbytes' paged
+     * optimizers); freed with free. NULL on the CPU (the caller uses alloc). */
+    void *(*alloc_paged)(size_t bytes, pl_mem_cat cat);
 
     /* Host <-> backend buffers: upload dst (backend) = src (host); download
      * dst (host) = src (backend); copy within the backend; zero. bytes may be

@@ -302,6 +302,17 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
     }
     for (int k = 0; k < PL_MEM_NCAT; k++) out->tracked += out->cat[k];
     out->total = out->tracked + out->owned + out->mapped;
+    out->device = out->tracked;
+    if (s->cuda && s->paged_optim && has_lora) { /* trainer/train.c: pl_train_optim_alloc */
+        size_t pmin = s->paged_min ? s->paged_min : PL_PAGED_MIN, big = 0;
+        for (int j = 0; j < 7; j++) {
+            if (!((s->lora_targets >> j) & 1)) continue;
+            size_t na = (size_t)r * (size_t)li[j], nb = (size_t)lo[j] * (size_t)r;
+            if (na >= pmin) { out->paged += 8 * na * L; if (8 * na > big) big = 8 * na; }
+            if (nb >= pmin) { out->paged += 8 * nb * L; if (8 * nb > big) big = 8 * nb; }
+        }
+        out->device = out->tracked - out->paged + big;
+    }
     return 0;
 }
 

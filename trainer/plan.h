@@ -36,7 +36,11 @@ typedef struct pl_train_shape {
     int cuda;             /* the CUDA backend (trainer/cuda/cuda_backend.cu): bf16 activations, the LM head
                            * fused with the loss, the base's device copies and the backend's scratch, all
                            * tagged device memory; 0: the CPU backend */
+    int paged_optim;      /* CUDA: AdamW moments of tensors of >= paged_min elements paged to the host */
+    size_t paged_min;     /* 0: PL_PAGED_MIN */
 } pl_train_shape;
+/* bitsandbytes pages optimizer states of at least this many elements. */
+#define PL_PAGED_MIN 100000
 
 /* Every buffer the plan knows, in the order the report prints them. */
 typedef enum pl_plan_buf {
@@ -79,6 +83,9 @@ typedef struct pl_mem_plan {
     size_t owned;                /* model-owned memory (NF4 base, fp32 copies, norms) and per-call scratch */
     size_t mapped;               /* weights read from the file map */
     size_t total;                /* tracked + owned + mapped */
+    size_t paged;                /* of tracked: paged AdamW state, host memory between updates */
+    size_t device;               /* CUDA: what the GPU holds at the peak: tracked - paged + the largest
+                                  * paged tensor's m and v, on the device during its update; CPU: tracked */
     int64_t n_lora_modules, lora_params, trained_params;
     int max_in, max_out;         /* widest adapted input / output (LoRA scratch) */
 } pl_mem_plan;

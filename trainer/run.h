@@ -49,6 +49,7 @@ typedef struct pl_run_cfg {
     char *init_adapter;      /* a PEFT adapter directory to start the LoRA weights from (NULL: PEFT's init) */
     char *backend;           /* "cpu" (NULL) or "cuda": where the step runs (train.backend) */
     char *gpu_mem;           /* with cuda: the device memory the run may use ("24GiB"; train.gpu_mem) or NULL */
+    int paged_optim;         /* AdamW moments of tensors of >= 1e5 elements paged to the host (train.paged_optim) */
     /* optimization */
     int steps, seq_len, batch, grad_accum;
     double lr, beta1, beta2, eps, weight_decay, max_grad_norm;

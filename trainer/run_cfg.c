@@ -84,6 +84,7 @@ static const cfg_field fields[] = {
     {"train", "zero", "--zero", F_INT, OFF(zero), 0, 1},
     {"train", "backend", "--backend", F_STR, OFF(backend), 0, 0},
     {"train", "gpu_mem", "--gpu-mem", F_STR, OFF(gpu_mem), 0, 0},
+    {"train", "paged_optim", "--paged-optim", F_BOOL, OFF(paged_optim), 0, 1},
 };
 #define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
 
@@ -92,7 +93,7 @@ static int field_is_runtime(const cfg_field *f) {
     static const char *const rt[] = {"out", "threads", "eval_every", "eval_rows", "save_every", "keep_last",
                                      "eval_data", "checkpointing", "zero",
                                      "backend" /* changes the bits (bf16), but a run may resume on the other backend */,
-                                     "gpu_mem"};
+                                     "gpu_mem", "paged_optim" /* where the state lives, not its bits */};
     for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++)
         if (!strcmp(f->key, rt[i])) return 1;
     return 0;
@@ -424,7 +425,10 @@ const char *pl_run_cfg_flags_help(void) {
            "                          (train.backend, cpu); a run may resume on the other backend\n"
            "  --gpu-mem SIZE          with --backend cuda: the device memory the run may use (24GiB, 16GB, ...); a\n"
            "                          run whose plan needs more stops before loading the model, naming the category\n"
-           "                          and the settings that fit; allocations past it fail (train.gpu_mem)\n";
+           "                          and the settings that fit; allocations past it fail (train.gpu_mem)\n"
+           "  --paged-optim           with --backend cuda: AdamW moments of tensors of >= 1e5 elements live in host\n"
+           "                          memory and come to the GPU for their update only, as bitsandbytes' paged\n"
+           "                          optimizers; the same bits (train.paged_optim)\n";
 }
 
 /* sha256 hex of the config fields that determine the trained bits. */

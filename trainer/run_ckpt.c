@@ -238,7 +238,7 @@ int run_resume(run *r, int *step, pl_err *err) {
     for (int i = 0; i < r->n_ts; i++) {
         float **mv[2] = {r->ts[i].m, r->ts[i].v};
         for (int k = 0; k < 2; k++) {
-            if (!*mv[k] && !(*mv[k] = r->t->be->alloc(r->ts[i].n * sizeof(float), PL_MEM_OPTIMIZER))) {
+            if (!*mv[k] && !(*mv[k] = pl_train_optim_alloc(r->t, r->ts[i].n))) {
                 rc = pl_err_set(err, PL_ENOMEM, "run: out of memory for the optimizer state");
                 goto out;
             }

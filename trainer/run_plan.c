@@ -25,6 +25,7 @@ int pl_run_cfg_shape(const pl_run_cfg *c, const pl_model_header *h, int micro_ba
     s->stored_mapped = h->source != PL_SRC_LLAMA2C;
     s->threads = c->threads > 0 ? c->threads : omp_get_max_threads();
     s->cuda = c->backend && !strcmp(c->backend, "cuda");
+    s->paged_optim = c->paged_optim;
     *base = "fp32";
     if (c->lora_r > 0) {
         if (!c->base || (strcmp(c->base, "nf4") && strcmp(c->base, "as-loaded")))
@@ -67,8 +68,8 @@ int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl
     cJSON_AddNumberToObject(m, "num_hidden_layers", h.cfg.n_layers);
     cJSON_AddNumberToObject(m, "vocab_size", h.cfg.vocab);
     cJSON_AddStringToObject(j, "backend", s.cuda ? "cuda" : "cpu");
-    if (s.cuda) /* the device's share: every tagged byte (the host keeps the model's own copy) */
-        cJSON_AddNumberToObject(j, "device_total", (double)p.tracked);
+    if (s.cuda) /* the device's share: every tagged byte but paged state (the host keeps the model's own copy) */
+        cJSON_AddNumberToObject(j, "device_total", (double)p.device);
     cJSON_AddNumberToObject(j, "seq_len", s.seq_len);
     cJSON_AddNumberToObject(j, "lora_r", s.frozen_base ? s.lora_r : 0);
     cJSON_AddStringToObject(j, "base", base);
@@ -134,7 +135,7 @@ static double device_need(const pl_run_cfg *c, const pl_model_header *h, int seq
         *cat_name = pl_mem_cat_name((pl_mem_cat)big);
         *cat_bytes = (double)p.cat[big];
     }
-    return (double)p.tracked;
+    return (double)p.device;
 }
 
 int pl_run_gpu_check(const pl_run_cfg *c, double cap, pl_err *err) {

@@ -216,6 +216,8 @@ int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_op
     t->max_T = max_T;
     t->frozen_base = o && o->frozen_base;
     t->checkpoint = o && o->checkpoint;
+    t->paged_optim = o && o->paged_optim;
+    t->paged_min = o && o->paged_min ? o->paged_min : PL_PAGED_MIN; /* plan.h */
     if (!t->be->host_memory && !t->frozen_base) {
         free(t);
         return pl_err_set(err, PL_EUNSUPPORTED,
@@ -544,6 +546,12 @@ void pl_train_sgd(pl_train *t, float lr) {
     }
 }
 
+float *pl_train_optim_alloc(pl_train *t, size_t n) {
+    if (t->paged_optim && t->be->alloc_paged && n >= t->paged_min)
+        return t->be->alloc_paged(n * sizeof(float), PL_MEM_OPTIMIZER);
+    return t->be->alloc(n * sizeof(float), PL_MEM_OPTIMIZER);
+}
+
 pl_adamw_opts pl_adamw_defaults(void) {
     return (pl_adamw_opts){.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
 }
@@ -552,8 +560,8 @@ int pl_train_adamw(pl_train *t, const pl_adamw_opts *o, pl_err *err) {
     for (int i = 0; i < t->n_params; i++) {
         pl_param *p = &t->params[i];
         if (p->frozen) continue;
-        if (!p->m) p->m = t->be->alloc(p->n * sizeof(float), PL_MEM_OPTIMIZER);
-        if (!p->v) p->v = t->be->alloc(p->n * sizeof(float), PL_MEM_OPTIMIZER);
+        if (!p->m) p->m = pl_train_optim_alloc(t, p->n);
+        if (!p->v) p->v = pl_train_optim_alloc(t, p->n);
         if (!p->m || !p->v)
             return pl_err_set(err, PL_ENOMEM, "train: out of memory for the AdamW state of %s", p->name);
     }
@@ -562,7 +570,7 @@ int pl_train_adamw(pl_train *t, const pl_adamw_opts *o, pl_err *err) {
         float **ps[4] = {&md->mA, &md->vA, &md->mB, &md->vB};
         size_t ns[4] = {LORA_N(md), LORA_N(md), LORB_N(md), LORB_N(md)};
         for (int k = 0; k < 4; k++)
-            if (!*ps[k] && !(*ps[k] = t->be->alloc(ns[k] * sizeof(float), PL_MEM_OPTIMIZER)))
+            if (!*ps[k] && !(*ps[k] = pl_train_optim_alloc(t, ns[k])))
                 return pl_err_set(err, PL_ENOMEM, "train: out of memory for the AdamW state of LoRA layers.%d.%s",
                                   md->layer, pl_lin_name(md->which));
     }

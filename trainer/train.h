@@ -117,6 +117,8 @@ typedef struct pl_train {
     /* QLoRA (pl_train_init_opts, pl_train_attach_lora) */
     int frozen_base;             /* base weights in their stored dtype, no parameters */
     int checkpoint;              /* per-layer activation checkpointing */
+    int paged_optim;             /* paged AdamW state (pl_train_opts) */
+    size_t paged_min;
     int micro;                   /* micro-batch index within the step (dropout key; pl_train_step sets it) */
     void *ws_q;                 /* linear_q workspace (PL_MEM_WORKSPACE) */
     struct pl_lora *lora;        /* attached adapters (not owned) or NULL */
@@ -144,7 +146,12 @@ void pl_train_free(pl_train *t);
 typedef struct pl_train_opts {
     int frozen_base;  /* QLoRA: keep the base as loaded (any dtype, read-only), train only attached LoRA */
     int checkpoint;   /* keep only each layer's input; recompute the layer in the backward */
+    int paged_optim;  /* AdamW moments of tensors of >= paged_min elements through be->alloc_paged */
+    size_t paged_min; /* 0: PL_PAGED_MIN (trainer/plan.h: bitsandbytes' threshold) */
 } pl_train_opts;
+/* n floats of AdamW state for a tensor of n elements: paged when the
+ * context's options say so and the backend can (tagged PL_MEM_OPTIMIZER). */
+float *pl_train_optim_alloc(pl_train *t, size_t n);
 /* pl_train_init with options (o NULL = pl_train_init: every parameter fp32,
  * trainable, no checkpointing). With frozen_base the weights may be any
  * pl_qweight and are never written. */

@@ -63,6 +63,7 @@ namespace {
 struct alloc_info {
     size_t bytes;
     pl_mem_cat cat;
+    int paged; /* managed memory kept on the host between uses (alloc_paged) */
 };
 
 /* A frozen weight's device copy. */
@@ -132,15 +133,25 @@ int managed_cat(pl_mem_cat cat) {
 
 /* ---------------------------------------------------------------- memory */
 
-void *dev_alloc(size_t bytes, pl_mem_cat cat) {
+/* Managed pages of [p, p + bytes) to the device (to_device) or to the host. */
+cudaError_t prefetch(const void *p, size_t bytes, int to_device) {
+#if CUDART_VERSION >= 13000
+    cudaMemLocation loc = {to_device ? cudaMemLocationTypeDevice : cudaMemLocationTypeHost, 0};
+    return cudaMemPrefetchAsync(p, bytes, loc, 0, nullptr);
+#else
+    return cudaMemPrefetchAsync(p, bytes, to_device ? 0 : cudaCpuDeviceId, nullptr);
+#endif
+}
+
+void *alloc_any(size_t bytes, pl_mem_cat cat, int paged) {
     if ((int)cat < 0 || cat >= PL_MEM_NCAT) return nullptr;
     void *p = nullptr;
     size_t n = bytes ? bytes : 1;
     {
         std::lock_guard<std::mutex> g(S->mu);
-        if (S->cap && S->in_use + n > S->cap) return nullptr; /* --gpu-mem */
+        if (!paged && S->cap && S->in_use + n > S->cap) return nullptr; /* --gpu-mem: paged state is host memory */
     }
-    cudaError_t e = managed_cat(cat) ? cudaMallocManaged(&p, n, cudaMemAttachGlobal) : cudaMalloc(&p, n);
+    cudaError_t e = paged || managed_cat(cat) ? cudaMallocManaged(&p, n, cudaMemAttachGlobal) : cudaMalloc(&p, n);
     if (e != cudaSuccess || !p) {
         cudaGetLastError(); /* an allocation failure is the caller's NULL, not a sticky error */
         return nullptr;
@@ -149,13 +160,23 @@ void *dev_alloc(size_t bytes, pl_mem_cat cat) {
         cudaFree(p);
         return nullptr;
     }
+    if (paged) prefetch(p, n, 0); /* its home is the host */
     {
         std::lock_guard<std::mutex> g(S->mu);
-        S->allocs[p] = alloc_info{n, cat};
-        S->in_use += n;
+        S->allocs[p] = alloc_info{n, cat, paged};
+        if (!paged) S->in_use += n;
     }
     pl_mem_note(cat, (ptrdiff_t)n);
     return p;
+}
+
+void *dev_alloc(size_t bytes, pl_mem_cat cat) { return alloc_any(bytes, cat, 0); }
+void *dev_alloc_paged(size_t bytes, pl_mem_cat cat) { return alloc_any(bytes, cat, 1); }
+
+int is_paged(const void *p) {
+    std::lock_guard<std::mutex> g(S->mu);
+    auto it = S->allocs.find(const_cast<void *>(p));
+    return it != S->allocs.end() && it->second.paged;
 }
 
 void dev_free(void *p) {
@@ -167,7 +188,7 @@ void dev_free(void *p) {
         if (it == S->allocs.end()) return; /* not ours: leave it */
         a = it->second;
         S->allocs.erase(it);
-        S->in_use -= a.bytes;
+        if (!a.paged) S->in_use -= a.bytes;
     }
     cudaFree(p);
     pl_mem_note(a.cat, -(ptrdiff_t)a.bytes);
@@ -562,7 +583,16 @@ void op_scale(float *x, float s, size_t n) {
 void op_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2, float eps,
               float wd, int t) {
     count(PL_CUDA_OP_ADAMW);
+    int paged = is_paged(m) && is_paged(v); /* paged moments: on the device for this update only */
+    if (paged) {
+        check((int)prefetch(m, n * 4, 1), "adamw (prefetch)");
+        check((int)prefetch(v, n * 4, 1), "adamw (prefetch)");
+    }
     check(pl_cuda_adamw(p, g, m, v, (int64_t)n, lr, b1, b2, eps, wd, t, nullptr), "adamw");
+    if (paged) {
+        check((int)prefetch(m, n * 4, 0), "adamw (page out)");
+        check((int)prefetch(v, n * 4, 0), "adamw (page out)");
+    }
 }
 
 int take_error(pl_err *err) {
@@ -618,6 +648,7 @@ extern "C" const pl_backend *pl_backend_cuda_open(pl_err *err) {
     b.act_dtype = PL_BF16;
     b.host_memory = 0;
     b.alloc = dev_alloc;
+    b.alloc_paged = dev_alloc_paged;
     b.free = dev_free;
     b.upload = up;
     b.download = down;
