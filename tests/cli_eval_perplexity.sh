@@ -12,7 +12,7 @@
 # in its quantized dot products while potluck computes in fp32, so the
 # figures agree within tolerances: scored tokens equal; both perplexities
 # within 1%; KL mean within 5%; KL p99 within 10%; same-top-token rate
-# within 2 points. (tests/cli_eval_kl.sh checks the same through the
+# within 2 points. (tests/big_eval_kl.sh, in make test-big, checks the same through the
 # llama-cpp-python library, with llama-perplexity's chunking in Python.)
 set -u
 cd "$(dirname "$0")/.."

@@ -9,7 +9,7 @@ chunks of N_CTX tokens, each chunk's first token set to BOS, all logits of a
 chunk computed, and tokens N_CTX/2 + 1 .. N_CTX - 1 scored. Writes the
 perplexity of both models, the KL(ref || variant) mean, percentiles and the
 same-top-token rate. Not run by refs.sh (the name starts with _): the
-caller (tests/cli_eval_kl.sh) caches its output.
+caller (tests/big_eval_kl.sh) caches its output.
 """
 import json
 import sys

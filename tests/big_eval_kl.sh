@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# tests/cli_eval_kl.sh: `potluck eval --text --kl-base` against llama.cpp.
+# tests/big_eval_kl.sh (make test-big): `potluck eval --text --kl-base` against llama.cpp
+# through llama-cpp-python (make test checks the same against llama-perplexity itself:
+# tests/cli_eval_perplexity.sh).
 # The variant is SmolLM2 re-quantized to Q4_0 by `potluck export` (no
 # adapter), the reference the Q4_1 file it came from; the text the shared
 # TinyStories sample, chunks of 128 tokens. llama.cpp (llama-cpp-python in
@@ -21,7 +23,7 @@ TXT=$POTLUCK_SHARED/fixtures/text/tinystories_sample.txt
 CTX=128
 
 "$BIN_OPT" export --format gguf --model "$POTLUCK_MODEL" --type q4_0 --out "$tmp/q4_0.gguf" >/dev/null 2>"$tmp/ex.err" \
-  && ok || { fail "export q4_0: $(cat "$tmp/ex.err")"; check_summary cli_eval_kl; exit; }
+  && ok || { fail "export q4_0: $(cat "$tmp/ex.err")"; check_summary big_eval_kl; exit; }
 key=$( { cat tests/requirements-peers.txt tests/interop/_llamacpp_kl.py; sha256sum "$POTLUCK_MODEL" "$tmp/q4_0.gguf" "$TXT"; echo $CTX; } | sha256sum | cut -c1-16)
 cache=$CACHE/llamacpp_kl/$key
 if [ -f "$cache/.done" ]; then
@@ -31,11 +33,11 @@ else
   if "$POTLUCK_VENV/bin/python" tests/interop/_llamacpp_kl.py "$POTLUCK_MODEL" "$tmp/q4_0.gguf" "$TXT" $CTX "$cache.tmp/kl.json" \
        >/dev/null 2>"$tmp/py.err"; then
     touch "$cache.tmp/.done"; rm -rf "$cache"; mv "$cache.tmp" "$cache"; ok
-  else fail "llama.cpp: $(tail -5 "$tmp/py.err")"; check_summary cli_eval_kl; exit; fi
+  else fail "llama.cpp: $(tail -5 "$tmp/py.err")"; check_summary big_eval_kl; exit; fi
 fi
 
 "$BIN_OPT" eval "$tmp/q4_0.gguf" --as q4_0 --text "$TXT" --ctx $CTX --kl-base "$POTLUCK_MODEL" --threads 2 --quiet \
-  --out "$tmp/r.json" >/dev/null 2>"$tmp/pl.err" || { fail "potluck eval --kl-base: $(cat "$tmp/pl.err")"; check_summary cli_eval_kl; exit; }
+  --out "$tmp/r.json" >/dev/null 2>"$tmp/pl.err" || { fail "potluck eval --kl-base: $(cat "$tmp/pl.err")"; check_summary big_eval_kl; exit; }
 python3 - "$tmp/r.json" "$cache/kl.json" <<'EOF'
 import json, sys
 rows = {r["metric"]: r for r in json.load(open(sys.argv[1]))["rows"]}
@@ -64,4 +66,4 @@ import json, sys
 rows = {r["metric"]: r["value"] for r in json.load(open(sys.argv[1]))["rows"]}
 assert abs(rows["kl_mean"]) < 1e-9 and rows["same_top"] == 1 and rows["ppl"] == rows["ppl_base"], rows
 EOF
-check_summary cli_eval_kl
+check_summary big_eval_kl
