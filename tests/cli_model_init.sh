@@ -6,7 +6,7 @@
 #  - the peers read it: bitsandbytes dequantizes potluck's NF4 tensors (QuantState
 #    from the stored quant state) to within NF4's step of the BF16 init of the same seed,
 #    and transformers loads the NF4 folder as a 4-bit model (Linear4bit layers) and runs it;
-#  - a preset at its real width with one layer (--preset llama2-7b --layers 1);
+#  - (a preset at its real width: tests/big_7b.sh, in make test-big, inits llama2-7b whole);
 #  - --tokenizer X.gguf writes SmolLM2's vocabulary as tokenizer.json: model info of the
 #    new folder shows the GGUF's tokenizer id (fingerprint);
 #  - clear errors: no --random, an unknown preset, an existing model folder, a tokenizer with
@@ -70,10 +70,6 @@ print(f"note: bitsandbytes reads all 21 NF4 weights (worst |nf4 - bf16| {worst:.
       f"transformers runs the folder as a 4-bit model")
 PY
 grep '^note' "$T/py.txt"
-if "$BIN_OPT" model init --random --preset llama2-7b --layers 1 --nf4 --out "$T/7b1" >"$T/o.txt" 2>&1 \
-   && "$BIN" model info "$T/7b1" 2>&1 | grep -q "hidden size:     4096"; then ok
-  echo "note: llama2-7b at full width, 1 layer: $(du -sh "$T/7b1" | cut -f1)"
-else fail "--preset llama2-7b --layers 1: $(cat "$T/o.txt")"; fi
 expect_clean_error "init without --random" "$BIN" model init --preset llama2-7b --out "$T/x"
 expect_clean_error "init with an unknown preset" "$BIN" model init --random --preset llama9-1b --out "$T/x"
 expect_clean_error "init into an existing model" "$BIN" model init --random --config "$T/config.json" --out "$T/nf4"

@@ -10,11 +10,11 @@
  * - count_tokens = pl_tokenizer_encode's length; perplexity finite and lower
  *   for a fluent sentence than for its words shuffled;
  * - self_instruct (n=4) and persona (n=3): exactly n samples with provenance
- *   (same-seed reruns through the real host: tests/cli_recipe_generate.sh); distill answers 2 inputs;
+ *   (same-seed reruns through the real host: tests/big_recipe_generate.sh, make test-big); distill answers 2 inputs;
  *   evol_instruct over 2 inputs (1 round) emits with provenance.
  * The plugins run in a plain Lua state with a minimal fake `potluck` module
  * (register, read_file) plus the real C text helpers (plugins/bind_text.c)
- * and a JSON decoder; the full host runs them in tests/cli_recipe_generate.sh.
+ * and a JSON decoder; the full host runs them in tests/big_recipe_generate.sh, make test-big.
  * Runs on the optimized build; needs POTLUCK_MODEL. */
 #include <lauxlib.h>
 #include <lua.h>

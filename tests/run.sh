@@ -9,8 +9,8 @@
 #   tests/big_*.sh           only with --big (make test-big)
 # Each test prints "== NAME: P passed, F failed"; a test that dies without that
 # line counts as one failure. The last line is "N passed, N failed".
-# POTLUCK_TEST_JOBS tests run at once (default: the number of cores); the
-# results are printed in the order above.
+# POTLUCK_TEST_JOBS tests run at once (default: the number of cores), the
+# longest of the last run first; the results are printed in the order above.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
@@ -70,16 +70,27 @@ for t in tests/cli_*.sh; do
 done
 add layering bash tests/test_layering.sh   # no layer includes from one above it
 n=${#names[@]}; next=0; done_=0; running=0
+# Start the longest tests first (their times in the last run, kept outside the
+# repository; a test without one counts as long), so the run does not end on
+# one long test with the other cores idle; results still print in the order above.
+times_file=${POTLUCK_CACHE:-$HOME/.cache/potluck}/test-times.txt
+declare -A prev_ms=()
+if [ -f "$times_file" ]; then while read -r nm ms; do [ -n "$nm" ] && prev_ms[$nm]=$ms; done <"$times_file"; fi
+mapfile -t order < <(for i in "${!names[@]}"; do echo "${prev_ms[${names[$i]}]:-999999999} $i"; done | sort -k1,1nr -k2,2n | awk '{print $2}')
 while [ $done_ -lt $n ]; do
+  running=0
+  for ((k = 0; k < next; k++)); do [ -f "$log/${names[${order[$k]}]}.rc" ] || running=$((running + 1)); done
   while [ $running -lt "$jobs_max" ] && [ $next -lt $n ]; do
-    start $next; next=$((next + 1)); running=$((running + 1))
+    start "${order[$next]}"; next=$((next + 1)); running=$((running + 1))
   done
   wait -n 2>/dev/null
-  running=0
-  for ((i = done_; i < next; i++)); do [ -f "$log/${names[$i]}.rc" ] || running=$((running + 1)); done
-  while [ $done_ -lt $next ] && [ -f "$log/${names[$done_]}.rc" ]; do report "${names[$done_]}"; done_=$((done_ + 1)); done
+  while [ $done_ -lt $n ] && [ -f "$log/${names[$done_]}.rc" ]; do report "${names[$done_]}"; done_=$((done_ + 1)); done
 done
 wait
+if mkdir -p "$(dirname "$times_file")" 2>/dev/null; then
+  for nm in "${names[@]}"; do [ -f "$log/$nm.ms" ] && echo "$nm $(cat "$log/$nm.ms")"; done >"$times_file.tmp.$$" &&
+    mv "$times_file.tmp.$$" "$times_file"
+fi
 # big_* tests take the whole machine: one at a time, after the others
 if [ $big = 1 ]; then
   for t in tests/big_*.sh; do

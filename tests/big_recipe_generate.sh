@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# tests/cli_recipe_generate.sh: the Self-Instruct and persona generators
+# tests/big_recipe_generate.sh (make test-big; make test runs self_instruct through
+# tests/cli_quickstart.sh): the Self-Instruct and persona generators
 # through `potluck run` on SmolLM2-135M-Instruct (optimized build): the
 # requested number of samples, each with its provenance, bit-identical from a
 # second run directory with the same seed, different with another seed; and
@@ -12,7 +13,7 @@ MODEL=${POTLUCK_MODEL:-$HOME/.cache/potluck/models/SmolLM2-135M-Instruct.Q4_1.gg
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 export POTLUCK_PLUGINS=$T/no-user-plugins
-[ -f "$MODEL" ] || { fail "model missing: $MODEL"; check_summary cli_recipe_generate; exit 1; }
+[ -f "$MODEL" ] || { fail "model missing: $MODEL"; check_summary big_recipe_generate; exit 1; }
 
 mkdir -p "$T/rec"
 cat > "$T/rec/seeds.jsonl" <<'EOF'
@@ -76,4 +77,4 @@ sed -i 's/local SEED = 11/local SEED = 12/' "$T/rec/gen.lua"
 run "$T/c" 01
 cmp -s "$T/a/stages/01-generate.self_instruct/out.jsonl" "$T/c/stages/01-generate.self_instruct/out.jsonl" \
   && fail "another seed gives the same samples" || ok
-check_summary cli_recipe_generate
+check_summary big_recipe_generate
