@@ -19,6 +19,7 @@
 #include <math.h>
 #include <stdint.h>
 #include "../core/half.h"
+#include "../core/philox.h"
 
 #define PL_LANES 8
 
@@ -460,31 +461,8 @@ static inline PL_HD void pl_adamw_elem(float *p, float g, float *m, float *v, co
 }
 
 /* ---- dropout -----------------------------------------------------------------
- * Philox4x32-10 with core/rng.h's mapping of (seed, stream, index) onto key
- * and counter (core/rng.c is the host reference, checked against Random123's
- * known answers; this copy is the one device code can call). */
-static inline PL_HD void pl_philox4(uint64_t seed, uint64_t stream, uint64_t index, uint32_t out[4]) {
-    uint32_t c0 = (uint32_t)index, c1 = (uint32_t)(index >> 32), c2 = (uint32_t)stream,
-             c3 = (uint32_t)(stream >> 32);
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    for (int r = 0; r < 10; r++) {
-        if (r > 0) {
-            k0 += 0x9E3779B9u;
-            k1 += 0xBB67AE85u;
-        }
-        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
-        uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0, hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
-        c0 = hi1 ^ c1 ^ k0;
-        c1 = lo1;
-        c2 = hi0 ^ c3 ^ k1;
-        c3 = lo0;
-    }
-    out[0] = c0;
-    out[1] = c1;
-    out[2] = c2;
-    out[3] = c3;
-}
-
+ * Draws from core/philox.h's pl_philox4 (core/rng.c's generator, callable on
+ * the device). */
 /* Dropout keeps element e when its 16-bit draw is >= this (p resolved to
  * 1/65536); draws: word (e % 8) / 2 of Philox index e / 8, half (e % 2). */
 static inline PL_HD uint32_t pl_dropout_threshold(float p) {
