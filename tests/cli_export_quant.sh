@@ -23,15 +23,15 @@ BIN_OPT=${POTLUCK_BIN_OPT:?}
 PY="$POTLUCK_VENV/bin/python"
 peer() { PYTHONPATH=tests/interop "$PY" tests/interop/_export_quant.py "$@"; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-# make test checks 3 of the 12 types (a legacy block format, a K-quant
-# mixture, Q6_K; tests/test_quantize.c checks every quantizer byte for byte
-# against ggml); make test-big all 12
+# make test checks 2 of the 12 types (a K-quant mixture and Q6_K;
+# tests/test_quantize.c checks every quantizer byte for byte against ggml);
+# make test-big all 12
 # (tests/big_export_quant.sh sets EXPORT_QUANT_ALL=1).
 if [ "${EXPORT_QUANT_ALL:-0}" = 1 ]; then
   TYPES="q4_0 q4_1 q5_0 q5_1 q8_0 q4_k_s q4_k_m q5_k_s q5_k_m q6_k f16 bf16"
   GREEDY="q4_k_m q5_k_m q6_k"
 else
-  TYPES="q4_0 q4_k_m q6_k"
+  TYPES="q4_k_m q6_k"
   GREEDY="q4_k_m q6_k"
 fi
 

@@ -10,7 +10,7 @@
 # Each test prints "== NAME: P passed, F failed"; a test that dies without that
 # line counts as one failure. The last line is "N passed, N failed".
 # POTLUCK_TEST_JOBS tests run at once (default: the number of cores), the
-# longest of the last run first; the results are printed in the order above.
+# longest of the last run first; each result is printed when its test ends.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
@@ -25,7 +25,7 @@ big=0; [ "${1:-}" = "--big" ] && big=1
 passed=0; failed=0
 log=$(mktemp -d)
 # Tests run POTLUCK_TEST_JOBS at a time (default: the number of cores), each
-# into its own files; results are printed in the order below as they finish.
+# into its own files; each result is printed as its test finishes.
 jobs_max=${POTLUCK_TEST_JOBS:-$(nproc)}
 names=(); cmds=()
 add() { local n=$1; shift; names+=("$n"); cmds+=("$(printf '%q ' "$@")"); }
@@ -72,9 +72,10 @@ add layering bash tests/test_layering.sh   # no layer includes from one above it
 n=${#names[@]}; next=0; done_=0; running=0
 # Start the longest tests first (their times in the last run, kept outside the
 # repository; a test without one counts as long), so the run does not end on
-# one long test with the other cores idle; results still print in the order above.
+# one long test with the other cores idle; each result prints as its test ends.
 times_file=${POTLUCK_CACHE:-$HOME/.cache/potluck}/test-times.txt
 declare -A prev_ms=()
+declare -a reported=()
 if [ -f "$times_file" ]; then while read -r nm ms; do [ -n "$nm" ] && prev_ms[$nm]=$ms; done <"$times_file"; fi
 mapfile -t order < <(for i in "${!names[@]}"; do echo "${prev_ms[${names[$i]}]:-999999999} $i"; done | sort -k1,1nr -k2,2n | awk '{print $2}')
 while [ $done_ -lt $n ]; do
@@ -84,7 +85,10 @@ while [ $done_ -lt $n ]; do
     start "${order[$next]}"; next=$((next + 1)); running=$((running + 1))
   done
   wait -n 2>/dev/null
-  while [ $done_ -lt $n ] && [ -f "$log/${names[$done_]}.rc" ]; do report "${names[$done_]}"; done_=$((done_ + 1)); done
+  for ((k = 0; k < next; k++)); do # report each test as it finishes
+    i=${order[$k]}
+    if [ -z "${reported[$i]:-}" ] && [ -f "$log/${names[$i]}.rc" ]; then report "${names[$i]}"; reported[$i]=1; done_=$((done_ + 1)); fi
+  done
 done
 wait
 if mkdir -p "$(dirname "$times_file")" 2>/dev/null; then
