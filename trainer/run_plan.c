@@ -146,15 +146,15 @@ int pl_run_gpu_check(const pl_run_cfg *c, double cap, pl_err *err) {
     double cb = 0, need = device_need(c, &h, c->seq_len, c->checkpointing, &cat, &cb);
     if (need < 0) return pl_err_set(err, PL_EINVAL, "--gpu-mem: the run has no CUDA plan (see potluck plan --backend cuda)");
     if (need <= cap) return PL_OK;
-    char bn[32], bc[32], bk[32], fix[256] = "";
+    char bn[32], bc[32], bk[32], b2[32], fix[256] = "";
     pl_fmt_bytes(need, bn, sizeof bn);
     pl_fmt_bytes(cap, bc, sizeof bc);
     pl_fmt_bytes(cb, bk, sizeof bk);
     size_t o = 0;
     if (!c->checkpointing) {
         double n2 = device_need(c, &h, c->seq_len, 1, NULL, NULL);
-        if (n2 >= 0 && n2 <= cap) o += (size_t)snprintf(fix + o, sizeof fix - o, "--checkpointing fits (%s)", pl_fmt_bytes(n2, bk, sizeof bk));
-        pl_fmt_bytes(cb, bk, sizeof bk);
+        if (n2 >= 0 && n2 <= cap)
+            o += (size_t)snprintf(fix, sizeof fix, "--checkpointing fits (%s)", pl_fmt_bytes(n2, b2, sizeof b2));
     }
     for (int ck = c->checkpointing; ck <= 1 && o < sizeof fix - 64; ck++) {
         int best = 0;

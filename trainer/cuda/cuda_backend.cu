@@ -262,16 +262,22 @@ const pl_bf16 *mat_bf16(const pl_qweight *w, const char *op) {
              (long long)w->cols);
         return nullptr;
     }
-    std::vector<float> row((size_t)w->cols);
-    std::vector<uint16_t> rb((size_t)w->cols);
-    for (int64_t r = 0; r < w->rows; r++) {
-        if (pl_qweight_row(w, r, row.data()) != 0) {
-            dev_free(d);
-            fail(PL_EUNSUPPORTED, "cuda backend: %s: cannot read rows of dtype %s", op, pl_dtype_name(w->dtype));
-            return nullptr;
+    /* rows dequantized on the host in blocks of about 8 MiB of bf16, one copy per block */
+    const size_t cols = (size_t)w->cols;
+    const int64_t per = (int64_t)((size_t)(8 << 20) / (cols * 2) > 0 ? (size_t)(8 << 20) / (cols * 2) : 1);
+    std::vector<float> row(cols);
+    std::vector<uint16_t> blk((size_t)(per < w->rows ? per : w->rows) * cols);
+    for (int64_t r0 = 0; r0 < w->rows; r0 += per) {
+        int64_t nr = w->rows - r0 < per ? w->rows - r0 : per;
+        for (int64_t r = 0; r < nr; r++) {
+            if (pl_qweight_row(w, r0 + r, row.data()) != 0) {
+                dev_free(d);
+                fail(PL_EUNSUPPORTED, "cuda backend: %s: cannot read rows of dtype %s", op, pl_dtype_name(w->dtype));
+                return nullptr;
+            }
+            for (size_t c = 0; c < cols; c++) blk[(size_t)r * cols + c] = pl_f32_to_bf16(row[c]);
         }
-        for (int64_t c = 0; c < w->cols; c++) rb[(size_t)c] = pl_f32_to_bf16(row[(size_t)c]);
-        up((char *)d + (size_t)r * (size_t)w->cols * 2, rb.data(), (size_t)w->cols * 2);
+        up((char *)d + (size_t)r0 * cols * 2, blk.data(), (size_t)nr * cols * 2);
     }
     return (const pl_bf16 *)keep_weight(w->data, resident{0, d, n * 2, {}})->dev;
 }
