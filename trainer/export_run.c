@@ -8,6 +8,7 @@
 
 #include "../core/atomic.h"
 #include "../core/json.h"
+#include "../core/sha256.h"
 #include "model_lora.h"
 #include "checkpoint.h"
 #include "export.h"
@@ -104,8 +105,19 @@ int pl_export_job_run(const pl_export_job *j, char *said, size_t said_cap, pl_er
         goto done;
     }
     if (l && ((rc = pl_export_writable(m, err)) || (rc = pl_lora_merge(m, l, err)))) goto done;
-    char note[4200];
-    snprintf(note, sizeof note, "Adapter merged: %s", j->adapter ? j->adapter : "(none)");
+    /* The note names the adapter by its weights' digest, not by its path: the
+     * path is the exporter's own folder, and with it in the file two
+     * exports of the same run would differ. */
+    char note[128];
+    snprintf(note, sizeof note, "Adapter merged: (none)");
+    if (j->adapter) {
+        char path[4300], hex[65];
+        uint8_t d[32];
+        snprintf(path, sizeof path, "%s/adapter_model.safetensors", j->adapter);
+        if ((rc = pl_sha256_file(path, d, err))) goto done;
+        pl_sha256_hex(d, hex);
+        snprintf(note, sizeof note, "Adapter merged: adapter_model.safetensors sha256 %.16s", hex);
+    }
     if (!strcmp(j->format, "merged")) {
         pl_export_hf_opts o = {.dtype = j->dtype, .max_shard_bytes = j->max_shard_bytes, .note = note};
         if ((rc = pl_export_hf(m, j->out, &o, err))) goto done;
