@@ -425,7 +425,7 @@ open('$T/kill/c.txt', 'w').write('\n'.join(' '.join(r.choice(w) for _ in range(r
 cat > "$T/kill/k.lua" <<'EOF'
 local pl = require "potluck"
 return pl.recipe { name = "kill", data = pl.pipeline { pl.source.text { path = "c.txt", unit = "line" }, pl.split { eval = 0.1 } },
-  lora = { r = 4, alpha = 8 }, train = { steps = 400, seq_len = 64, save_every = 20, lr = 1e-3 }, eval = { rows = 4 } }
+  lora = { r = 4, alpha = 8 }, train = { steps = 160, seq_len = 64, save_every = 20, lr = 1e-3 }, eval = { rows = 4 } }
 EOF
 "$OPT" run "$T/kill/k.lua" --out "$T/kill/a" --base "$TINY" --quiet >/dev/null 2>&1
 "$OPT" run "$T/kill/k.lua" --out "$T/kill/b" --base "$TINY" --quiet >/dev/null 2>&1 &
@@ -437,7 +437,7 @@ done
 kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
 killed_at=$(ls "$T/kill/b/train/checkpoints" 2>/dev/null | tail -1)
 out=$("$OPT" run "$T/kill/k.lua" --out "$T/kill/b" --base "$TINY" 2>&1)
-if [ -z "$killed_at" ] || [ "$killed_at" = step-000400 ]; then fail "kill -9 came too late (checkpoints: $killed_at)"
+if [ -z "$killed_at" ] || [ "$killed_at" = step-000160 ]; then fail "kill -9 came too late (checkpoints: $killed_at)"
 elif grep -q "resume: from .*$killed_at" <<<"$out" && \
      cmp -s "$T/kill/a/export/adapter/adapter_model.safetensors" "$T/kill/b/export/adapter/adapter_model.safetensors"; then
   ok; echo "note: killed after $killed_at; resumed run's adapter is byte-identical to an uninterrupted run"
