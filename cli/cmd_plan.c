@@ -49,6 +49,7 @@ static const char *plan_help =
     "train options (as potluck train; the ones that change memory):\n"
     "  --seq-len N  --batch N  --lora-r R (0: full fp32 fine-tuning)  --lora-targets T\n"
     "  --base nf4|as-loaded  --nf4-blocksize N  --no-double-quant  --checkpointing / --no-checkpointing\n"
+    "  --paged-optim  --offload-checkpoints (cuda: host memory, not the device's)\n"
     "  --threads N  --config FILE (a potluck train config; flags override it)\n"
     "Every other potluck train option is accepted and changes nothing here. With\n"
     "--generate, --batch is the number of sequences generated together.\n";
@@ -100,6 +101,8 @@ static void print_policy(const plan_in *in) {
                s->paged_optim ? "m and v of tensors of >= 1e5 elements paged to the host" : "not paged");
         printf("            activations and their gradients bf16 on the device, LM head fused with the loss (CUDA\n"
                "            backend); the device holds copies of the base, the model keeps its own on the host\n");
+        if (s->offload)
+            printf("            checkpointed layer inputs offloaded to pinned host memory (x_host), two on the device\n");
     } else
         printf("            norms fp32; LoRA masters, gradients, AdamW m and v fp32, not paged;\n"
                "            activations and their gradients fp32 (CPU backend)\n");
@@ -206,13 +209,14 @@ static void print_train(const plan_in *in, const pl_mem_plan *p, const pl_mem_pl
     human((double)p->total, b1, sizeof b1);
     printf("total        %16zu  %12s\n", p->total, b1);
     human((double)p->tracked, b1, sizeof b1);
-    if (s->cuda && p->paged) {
-        char b3[32], b4[32];
+    if (s->cuda && (p->paged || p->offloaded)) {
+        char b3[32], b4[32], b5[32];
         human((double)p->paged, b3, sizeof b3);
         human((double)p->device, b4, sizeof b4);
-        printf("  tagged by the CUDA backend (pl_mem_peak): %zu (%s), of which paged AdamW state %zu (%s) lives on\n"
-               "  the host between updates: on the device at the peak %zu (%s)\n", p->tracked, b1, p->paged, b3,
-               p->device, b4);
+        human((double)p->offloaded, b5, sizeof b5);
+        printf("  tagged by the CUDA backend (pl_mem_peak): %zu (%s), of which in host memory: paged AdamW state\n"
+               "  %zu (%s) between updates, offloaded layer inputs %zu (%s); on the device at the peak %zu (%s)\n",
+               p->tracked, b1, p->paged, b3, p->offloaded, b5, p->device, b4);
     } else if (s->cuda)
         printf("  on the device (tagged by the CUDA backend, pl_mem_peak): %zu (%s)\n", p->tracked, b1);
     else
@@ -295,6 +299,7 @@ static cJSON *plan_json(const plan_in *in, const pl_mem_plan *p, const pl_mem_pl
     if (s->cuda) {
         cJSON_AddNumberToObject(j, "device_total", (double)p->device);
         cJSON_AddNumberToObject(j, "paged", (double)p->paged);
+        cJSON_AddNumberToObject(j, "offloaded", (double)p->offloaded);
         add_step_times(j, in, p);
     }
     if (mem > 0) {
@@ -403,6 +408,11 @@ int cmd_plan(int argc, char **argv) {
     }
     free(c.backend);
     c.backend = strdup(backend);
+    if (c.offload_checkpoints && (strcmp(backend, "cuda") || !c.checkpointing)) {
+        cli_fail("plan: --offload-checkpoints moves checkpointed layer inputs off the GPU: it needs --backend cuda and "
+                 "--checkpointing");
+        goto done;
+    }
     if (fit && strcmp(fit, "seq") && strcmp(fit, "batch")) { cli_fail("plan: --fit: expected seq or batch, got '%s'", fit); goto done; }
     if (fit && mem <= 0) { cli_fail("plan: --fit %s needs --mem SIZE", fit); goto done; }
     if (fit && generate) { cli_fail("plan: --fit is for training plans, not --generate"); goto done; }
@@ -520,6 +530,7 @@ int cmd_plan(int argc, char **argv) {
     if (pl_train_plan(&in.cfg, &in.shape, &p, &err)) { cli_fail_err(&err); goto done; }
     pl_train_shape os = in.shape;
     os.checkpoint = !os.checkpoint;
+    if (!os.checkpoint) os.offload = 0;
     if (pl_train_plan(&in.cfg, &os, &other, &err)) { cli_fail_err(&err); goto done; }
     if (json) {
         cJSON *j = plan_json(&in, &p, &other, mem);

@@ -10,6 +10,11 @@
 #    of the CPU backend's (bf16 activations), and the eval loss falls;
 #  - kill -9 during emulated training, then --resume: the final trainable state and
 #    adapter are byte-identical to the uninterrupted emulated run's;
+#    The resumed run turns on --checkpointing --offload-checkpoints (where the
+#    saved layer inputs live, not the bits: runtime settings);
+#  - --offload-checkpoints is refused on the CPU backend and without
+#    --checkpointing; with checkpointing and --gpu-mem just below its plan, the
+#    refusal names --offload-checkpoints, whose plan keeps the inputs off the device;
 #  - a run killed on the CUDA backend resumes on the CPU backend (the same run
 #    directory and checkpoints) and finishes all its steps;
 #  - --gpu-mem one byte below `potluck plan --backend cuda`'s device total is refused before the model
@@ -64,6 +69,18 @@ echo "note: --gpu-mem $((need - 1)): $out"
 if [ $rc -ne 0 ] && grep -q -- '--checkpointing fits' <<<"$out" && grep -q 'workspace\|activations\|weights' <<<"$out" &&
    ! grep -q 'NF4 base' <<<"$out"; then ok; else fail "--gpu-mem below the plan: rc $rc: $out"; fi
 
+# offloaded checkpoints: refusals, the plan, the hint
+out=$("$CPU" train "${ARGS[@]}" --checkpointing --offload-checkpoints --out "$tmp/off-cpu" 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q 'needs --backend cuda and --checkpointing' <<<"$out" && ok || fail "--offload-checkpoints on the cpu: rc $rc: $out"
+out=$("$EMU" train "${ARGS[@]}" --backend cuda --offload-checkpoints --out "$tmp/off-nock" 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q 'needs --backend cuda and --checkpointing' <<<"$out" && ok || fail "--offload-checkpoints without checkpointing: rc $rc: $out"
+need_off=$(pj --checkpointing --offload-checkpoints)
+echo "note: cuda plan with --checkpointing --offload-checkpoints: $need_off device bytes"
+if [ -n "$need_off" ] && [ "$need_off" -lt "${need_ck:-0}" ]; then ok; else fail "the offload plan: '$need_off' vs '$need_ck'"; fi
+out=$("$EMU" train "${ARGS[@]}" --backend cuda --checkpointing --gpu-mem $((need_ck - 1)) --out "$tmp/cap2" 2>&1); rc=$?
+echo "note: --checkpointing --gpu-mem $((need_ck - 1)): $out"
+[ $rc -ne 0 ] && grep -q -- '--offload-checkpoints fits' <<<"$out" && ok || fail "--gpu-mem below the checkpointing plan: rc $rc: $out"
+
 # the CPU reference and an emulated run capped at the plan (the resumed runs below are compared with it bit for bit)
 "$CPU" train "${ARGS[@]}" --out "$tmp/cpu" >/dev/null 2>"$tmp/cpu.err" && ok || fail "cpu run: $(tail -3 "$tmp/cpu.err")"
 "$EMU" train "${ARGS[@]}" --backend cuda --gpu-mem "$need" --out "$tmp/g1" >"$tmp/g1.err" 2>&1 && ok ||
@@ -91,8 +108,9 @@ for lab in same-backend other-backend; do
   echo "note: $lab: killed with SIGKILL after step $at"
   [ "$at" -lt 4 ] && ok || fail "$lab: the run finished before the kill"
   if [ $lab = same-backend ]; then
-    "$EMU" train "${ARGS[@]}" --backend cuda --out "$k" --resume >/dev/null 2>"$tmp/$lab.r.err" && ok || fail "$lab: resume: $(tail -3 "$tmp/$lab.r.err")"
-    same "$tmp/g1" "$k" && ok || fail "resumed emulated run differs from the uninterrupted one"
+    "$EMU" train "${ARGS[@]}" --backend cuda --checkpointing --offload-checkpoints --out "$k" --resume >/dev/null \
+      2>"$tmp/$lab.r.err" && ok || fail "$lab: resume: $(tail -3 "$tmp/$lab.r.err")"
+    same "$tmp/g1" "$k" && ok || fail "resumed emulated run (with offloaded checkpoints) differs from the uninterrupted one"
   else
     "$CPU" train "${ARGS[@]}" --backend cpu --out "$k" --resume >/dev/null 2>"$tmp/$lab.r.err" && ok || fail "$lab: resume on cpu: $(tail -3 "$tmp/$lab.r.err")"
     [ "$(steps_in "$k")" -eq 4 ] && [ -f "$k/adapter/adapter_model.safetensors" ] && ok || fail "$lab: resumed on cpu: $(steps_in "$k") steps"

@@ -390,6 +390,7 @@ typedef struct plan_case {
     int nf4, ckpt, r, T;
     unsigned targets;
     int paged; /* --paged-optim with every LoRA tensor paged (paged_min 1) */
+    int offload; /* --offload-checkpoints */
 } plan_case;
 
 static void test_plan_case(const plan_case *pc) {
@@ -409,7 +410,8 @@ static void test_plan_case(const plan_case *pc) {
     pl_train_shape sh = {.seq_len = pc->T, .micro_batch = 1, .frozen_base = 1, .lora_r = pc->r,
                          .lora_targets = pc->targets, .checkpoint = pc->ckpt, .nf4_blocksize = pc->nf4 ? 64 : 0,
                          .nf4_double_quant = 1, .layer_dtype = h.layer_dtype, .embd_dtype = h.embd_dtype,
-                         .head_dtype = h.head_dtype, .cuda = 1, .paged_optim = pc->paged, .paged_min = 1};
+                         .head_dtype = h.head_dtype, .cuda = 1, .paged_optim = pc->paged, .paged_min = 1,
+                         .offload = pc->offload};
     pl_mem_plan plan;
     CHECK(pl_train_plan(&m->cfg, &sh, &plan, &err) == 0, "%s: plan: %s", pc->what, err.msg);
     size_t cur0[PL_MEM_NCAT];
@@ -418,7 +420,10 @@ static void test_plan_case(const plan_case *pc) {
     pl_lora_cfg cfg = {.r = pc->r, .alpha = 16, .dropout = 0.05f, .targets = pc->targets, .seed = 3};
     pl_lora *l = NULL;
     pl_train *t = NULL;
-    pl_train_opts to = {.frozen_base = 1, .checkpoint = pc->ckpt, .paged_optim = pc->paged, .paged_min = 1};
+    pl_train_opts to = {.frozen_base = 1, .checkpoint = pc->ckpt, .paged_optim = pc->paged, .paged_min = 1,
+                        .offload = pc->offload};
+    unsigned long off0 = pl_cuda_backend_launches(PL_CUDA_OP_OFFLOAD), fetch0 = pl_cuda_backend_launches(PL_CUDA_OP_FETCH);
+    size_t emu_before = dev_used();
     int32_t *ids = malloc((size_t)(pc->T + 1) * sizeof *ids);
     for (int i = 0; i <= pc->T; i++) ids[i] = (int32_t)((i * 7 + 3) % m->cfg.vocab);
     int rc = pl_lora_init(&l, m, &cfg, &err);
@@ -428,6 +433,26 @@ static void test_plan_case(const plan_case *pc) {
     pl_qlora_opts qo = {.adamw = pl_adamw_defaults(), .max_grad_norm = 0.3f};
     for (int st = 0; st < PLAN_STEPS && !rc; st++) rc = pl_qlora_step(t, &mb, 1, &qo, NULL, NULL, &err);
     CHECK(rc == 0, "%s: steps: %s", pc->what, err.msg);
+    if (pc->offload) { /* layers 0..L-3 went out in each forward and came back in each backward */
+        unsigned long no = pl_cuda_backend_launches(PL_CUDA_OP_OFFLOAD) - off0;
+        unsigned long nf = pl_cuda_backend_launches(PL_CUDA_OP_FETCH) - fetch0;
+        unsigned long want = (unsigned long)PLAN_STEPS * (unsigned long)(m->cfg.n_layers - 2);
+        CHECK(no == want && nf == want, "%s: %lu offloads and %lu fetches, want %lu each", pc->what, no, nf, want);
+        CHECK(plan.offloaded > 0 && plan.offloaded == plan.item[PL_PB_X_HOST].bytes &&
+                  plan.device == plan.tracked - plan.offloaded,
+              "%s: the offloaded inputs (%zu bytes) are host memory, outside the device total %zu", pc->what,
+              plan.offloaded, plan.device);
+#ifndef PL_CUDA_REAL
+        /* the pinned host buffers are not device memory: the emulator's device
+         * bytes grew by the tagged bytes less them (the gemm workspace and
+         * weight copies were there before) */
+        size_t tags = 0;
+        for (int k = 0; k < PL_MEM_NCAT; k++) tags += pl_mem_current((pl_mem_cat)k) - cur0[k];
+        CHECK(dev_used() - emu_before == tags - plan.offloaded, "%s: device bytes grew %zu, tagged %zu less offloaded %zu",
+              pc->what, dev_used() - emu_before, tags, plan.offloaded);
+#endif
+    }
+    (void)emu_before;
     size_t gemm = pl_cuda_gemm_workspace(), worst = 0;
     for (int k = 0; k < PL_MEM_NCAT; k++) {
         size_t got = pl_mem_peak((pl_mem_cat)k) - cur0[k];
@@ -441,24 +466,26 @@ static void test_plan_case(const plan_case *pc) {
            pc->what, plan.device, plan.paged,
            plan.cat[PL_MEM_WEIGHTS], plan.cat[PL_MEM_ACTIVATIONS], plan.cat[PL_MEM_GRADIENTS],
            plan.cat[PL_MEM_OPTIMIZER], plan.cat[PL_MEM_WORKSPACE], worst);
-    if (pc->paged) {
+    if (pc->paged)
         CHECK(plan.paged > 0 && plan.paged == plan.cat[PL_MEM_OPTIMIZER] && plan.device < plan.tracked,
               "%s: every moment paged (%zu of %zu bytes), device %zu", pc->what, plan.paged, plan.cat[PL_MEM_OPTIMIZER],
               plan.device);
-        /* the same steps without paging: the same bits */
+    if (pc->paged || pc->offload) {
+        /* the same steps without paging / offloading: the same bits */
         size_t n;
         float *wp = flat(l, 0, &n);
         pl_lora *l2 = NULL;
         pl_train *t2 = NULL;
         pl_train_opts to2 = to;
         to2.paged_optim = 0;
+        to2.offload = 0;
         int rc2 = pl_lora_init(&l2, m, &cfg, &err);
         if (!rc2) rc2 = pl_train_init_opts(&t2, m, pc->T, &to2, &err);
         if (!rc2) rc2 = pl_train_attach_lora(t2, l2, &err);
         for (int st = 0; st < PLAN_STEPS && !rc2; st++) rc2 = pl_qlora_step(t2, &mb, 1, &qo, NULL, NULL, &err);
         float *wu = rc2 ? NULL : flat(l2, 0, &n);
-        CHECK(wu && !memcmp(wp, wu, n * sizeof(float)), "%s: %d steps with paged AdamW state give the unpaged bits",
-              pc->what, PLAN_STEPS);
+        CHECK(wu && !memcmp(wp, wu, n * sizeof(float)), "%s: %d steps give the bits of the same steps %s",
+              pc->what, PLAN_STEPS, pc->paged ? "without paging" : "with the inputs kept on the device");
         free(wp);
         free(wu);
         pl_train_free(t2);
@@ -473,15 +500,16 @@ static void test_plan_case(const plan_case *pc) {
 static void test_plan(void) {
     const unsigned all = PL_LORA_ALL_LINEAR, qv = (1u << PL_LIN_Q) | (1u << PL_LIN_V);
     const plan_case cases[] = {
-        {"stories260K NF4, r 8 all-linear, seq 64", 0, 1, 0, 8, 64, all, 0},
-        {"stories260K NF4, checkpointing, paged AdamW state, r 8, seq 64", 0, 1, 1, 8, 64, all, 1},
-        {"stories260K NF4, r 4 on q and v, seq 32", 0, 1, 0, 4, 32, qv, 0},
-        {"peft_ref base as loaded (fp32 -> bf16 copies, untied head, GQA 4/2), r 16, seq 48", 1, 0, 0, 16, 48, all, 0},
-        {"peft_ref base NF4, checkpointing, r 2 on down, seq 40", 1, 1, 1, 2, 40, 1u << PL_LIN_DOWN, 0},
+        {"stories260K NF4, r 8 all-linear, seq 64", 0, 1, 0, 8, 64, all, 0, 0},
+        {"stories260K NF4, checkpointing, paged AdamW state, r 8, seq 64", 0, 1, 1, 8, 64, all, 1, 0},
+        {"stories260K NF4, checkpointing with offloaded layer inputs, r 8, seq 64", 0, 1, 1, 8, 64, all, 0, 1},
+        {"stories260K NF4, r 4 on q and v, seq 32", 0, 1, 0, 4, 32, qv, 0, 0},
+        {"peft_ref base as loaded (fp32 -> bf16 copies, untied head, GQA 4/2), r 16, seq 48", 1, 0, 0, 16, 48, all, 0, 0},
+        {"peft_ref base NF4, checkpointing, r 2 on down, seq 40", 1, 1, 1, 2, 40, 1u << PL_LIN_DOWN, 0, 0},
     };
     size_t n = sizeof cases / sizeof cases[0];
 #if defined(__SANITIZE_ADDRESS__)
-    n = 2; /* the optimized build runs all five */
+    n = 3; /* the optimized build runs all six */
 #endif
     for (size_t i = 0; i < n; i++) test_plan_case(&cases[i]);
 }

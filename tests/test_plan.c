@@ -402,6 +402,45 @@ static void test_step_time(void) {
     CHECK(pl_plan_step_time(c7, &cpu, &g[0], NULL, &m, &err) == PL_EINVAL, "a CPU plan has no GPU step time");
 }
 
+/* Offloaded checkpoints: the inputs of layers 0..L-3 in host memory, two on
+ * the device; refused without cuda or checkpointing; nothing to offload at
+ * two layers. The trainer's allocation against this plan (tagged peaks, the
+ * emulator's device bytes, the same bits) is tests/test_cuda_backend.c's. */
+static void test_offload(void) {
+    pl_err err = {0};
+    const pl_model_config *c8 = &pl_plan_preset_find("llama3.1-8b")->cfg;
+    pl_train_shape s = {.seq_len = 8192, .micro_batch = 1, .frozen_base = 1, .lora_r = 32,
+                        .lora_targets = PL_LORA_ALL_LINEAR, .nf4_blocksize = 64, .nf4_double_quant = 1,
+                        .layer_dtype = PL_BF16, .embd_dtype = PL_BF16, .head_dtype = PL_BF16, .cuda = 1,
+                        .checkpoint = 1};
+    pl_mem_plan pk, po;
+    CHECK(pl_train_plan(c8, &s, &pk, &err) == 0, "8b ckpt: %s", err.msg);
+    pl_train_shape so = s;
+    so.offload = 1;
+    CHECK(pl_train_plan(c8, &so, &po, &err) == 0, "8b offload: %s", err.msg);
+    const size_t x = (size_t)8192 * 4096 * 2, L = (size_t)c8->n_layers;
+    CHECK(pk.item[PL_PB_X_IN].count == L && pk.item[PL_PB_X_HOST].count == 0 && pk.offloaded == 0,
+          "checkpointing keeps x_in per layer on the device");
+    CHECK(po.item[PL_PB_X_IN].count == 2 && po.item[PL_PB_X_IN].each == x && po.item[PL_PB_X_HOST].count == L - 2 &&
+              po.item[PL_PB_X_HOST].each == x && po.offloaded == (L - 2) * x,
+          "offload: x_in x%zu, x_host x%zu of %zu bytes", po.item[PL_PB_X_IN].count, po.item[PL_PB_X_HOST].count,
+          po.item[PL_PB_X_HOST].each);
+    CHECK(po.tracked == pk.tracked && po.device == pk.device - (L - 2) * x && po.device == po.tracked - po.offloaded,
+          "offload moves (L-2) x_in off the device: device %zu -> %zu", pk.device, po.device);
+    pl_train_shape bad = so;
+    bad.checkpoint = 0;
+    CHECK(pl_train_plan(c8, &bad, &po, &err) == PL_EINVAL && strstr(err.msg, "checkpointing"), "offload without "
+          "checkpointing: %s", err.msg);
+    bad = so;
+    bad.cuda = 0;
+    CHECK(pl_train_plan(c8, &bad, &po, &err) == PL_EINVAL && strstr(err.msg, "cuda"), "offload on the cpu: %s",
+          err.msg);
+    pl_model_config two = *c8;
+    two.n_layers = 2;
+    CHECK(pl_train_plan(&two, &so, &po, &err) == 0 && po.offloaded == 0 && po.item[PL_PB_X_IN].count == 2,
+          "two layers: nothing offloaded");
+}
+
 int main(void) {
     const char *shared = check_env("POTLUCK_SHARED"), *refs = check_env("POTLUCK_REFS");
     snprintf(p_stories, sizeof p_stories, "%s/fixtures/stories260K/stories260K.bin", shared);
@@ -412,5 +451,6 @@ int main(void) {
     test_generation();
     test_header_presets();
     test_step_time();
+    test_offload();
     return check_summary("test_plan");
 }

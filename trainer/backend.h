@@ -65,6 +65,17 @@ typedef struct pl_backend {
      * and brings them to the device for those ops (bitsandbytes' paged
      * optimizers); freed with free. NULL on the CPU (the caller uses alloc). */
     void *(*alloc_paged)(size_t bytes, pl_mem_cat cat);
+    /* Offloaded checkpoints (--offload-checkpoints). alloc_host: pinned host
+     * memory, tagged like alloc but outside the device's memory and its cap;
+     * freed with free; the host never reads it. offload: host = dev, fetch:
+     * dev = host, each queued on a copy stream after the work queued so far,
+     * so it overlaps the work queued after it; copy_wait(slot): the work
+     * queued after it waits for that slot's last offload or fetch. Slots are
+     * 0 and 1. NULL on the CPU (its memory is host memory already). */
+    void *(*alloc_host)(size_t bytes, pl_mem_cat cat);
+    void (*offload)(void *host, const void *dev, size_t bytes, int slot);
+    void (*fetch)(void *dev, const void *host, size_t bytes, int slot);
+    void (*copy_wait)(int slot);
 
     /* Host <-> backend buffers: upload dst (backend) = src (host); download
      * dst (host) = src (backend); copy within the backend; zero. bytes may be

@@ -106,10 +106,19 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
     const size_t ab = s->cuda ? 2 : 4;        /* bytes of an activation element: bf16 on CUDA, fp32 on the CPU */
     if (s->cuda && !s->frozen_base)
         return pl_err_set(err, PL_EUNSUPPORTED, "plan: the cuda backend trains adapters on a frozen base only");
+    if (s->offload && (!s->cuda || !s->checkpoint))
+        return pl_err_set(err, PL_EINVAL, "plan: offloaded checkpoints need the cuda backend and checkpointing");
+    /* offload (train.c: pl_train_init_opts): two device buffers take turns as
+     * x_in; the inputs of layers 0..L-3 go to pinned host memory and come back
+     * for the backward, the last two layers' stay on the device */
+    const size_t n_xin = s->offload && L > 2 ? 2 : L, n_xhost = s->offload && L > 2 ? L - 2 : 0;
 
     /* saved activations (train.c: pl_train_init_opts) */
     set(out, PL_PB_TOKENS, "tokens", "ids, targets, positions, segments, last key: int32 (T) each", A, 1, 4 * Tz, 5);
-    set(out, PL_PB_X_IN, "x_in", "layer input (T,D), kept per layer", A, 1, ab * Tz * D, L);
+    set(out, PL_PB_X_IN, "x_in", n_xhost ? "layer input (T,D): two device buffers taking turns (offloaded)"
+                                         : "layer input (T,D), kept per layer", A, 1, ab * Tz * D, n_xin);
+    set(out, PL_PB_X_HOST, "x_host", "layer input (T,D) of layers 0..L-3 offloaded to pinned host memory", A, 1,
+        ab * Tz * D, n_xhost);
     set(out, PL_PB_XN1, "xn1", "attn rmsnorm output (T,D)", A, 1, ab * Tz * D, per);
     set(out, PL_PB_Q, "q", "query after RoPE (T,qd)", A, 1, ab * Tz * qd, per);
     set(out, PL_PB_K, "k", "key after RoPE (T,kvd)", A, 1, ab * Tz * kvd, per);
@@ -302,7 +311,8 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
     }
     for (int k = 0; k < PL_MEM_NCAT; k++) out->tracked += out->cat[k];
     out->total = out->tracked + out->owned + out->mapped;
-    out->device = out->tracked;
+    out->offloaded = out->item[PL_PB_X_HOST].bytes;
+    out->device = out->tracked - out->offloaded;
     if (s->cuda && s->paged_optim && has_lora) { /* trainer/train.c: pl_train_optim_alloc */
         size_t pmin = s->paged_min ? s->paged_min : PL_PAGED_MIN, big = 0;
         for (int j = 0; j < 7; j++) {
@@ -311,7 +321,7 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
             if (na >= pmin) { out->paged += 8 * na * L; if (8 * na > big) big = 8 * na; }
             if (nb >= pmin) { out->paged += 8 * nb * L; if (8 * nb > big) big = 8 * nb; }
         }
-        out->device = out->tracked - out->paged + big;
+        out->device = out->tracked - out->offloaded - out->paged + big;
     }
     return 0;
 }

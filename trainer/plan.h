@@ -36,6 +36,9 @@ typedef struct pl_train_shape {
     int cuda;             /* the CUDA backend (trainer/cuda/cuda_backend.cu): bf16 activations, the LM head
                            * fused with the loss, the base's device copies and the backend's scratch, all
                            * tagged device memory; 0: the CPU backend */
+    int offload;          /* CUDA, with checkpoint: the saved layer inputs live in pinned host memory, copied
+                           * out on a second stream during the forward and back during the backward; the
+                           * device keeps two of them (--offload-checkpoints) */
     int paged_optim;      /* CUDA: AdamW moments of tensors of >= paged_min elements paged to the host */
     size_t paged_min;     /* 0: PL_PAGED_MIN */
 } pl_train_shape;
@@ -46,7 +49,7 @@ typedef struct pl_train_shape {
 typedef enum pl_plan_buf {
     /* PL_MEM_ACTIVATIONS */
     PL_PB_TOKENS = 0, PL_PB_X_IN, PL_PB_XN1, PL_PB_Q, PL_PB_K, PL_PB_V, PL_PB_ATT, PL_PB_X_MID, PL_PB_XN2,
-    PL_PB_GATE, PL_PB_UP, PL_PB_ACT, PL_PB_X_FINAL, PL_PB_XNF, PL_PB_LOGITS, PL_PB_LORA_XA,
+    PL_PB_GATE, PL_PB_UP, PL_PB_ACT, PL_PB_X_FINAL, PL_PB_XNF, PL_PB_LOGITS, PL_PB_LORA_XA, PL_PB_X_HOST,
     /* PL_MEM_GRADIENTS */
     PL_PB_D_RES, PL_PB_D_TMP, PL_PB_D_XN, PL_PB_D_Q, PL_PB_D_K, PL_PB_D_V, PL_PB_D_ATT, PL_PB_D_ACT, PL_PB_D_UP,
     PL_PB_LORA_DXA, PL_PB_PARAM_GRAD, PL_PB_LORA_GRAD,
@@ -84,8 +87,10 @@ typedef struct pl_mem_plan {
     size_t mapped;               /* weights read from the file map */
     size_t total;                /* tracked + owned + mapped */
     size_t paged;                /* of tracked: paged AdamW state, host memory between updates */
-    size_t device;               /* CUDA: what the GPU holds at the peak: tracked - paged + the largest
-                                  * paged tensor's m and v, on the device during its update; CPU: tracked */
+    size_t offloaded;            /* of tracked: offloaded layer inputs (x_host), pinned host memory */
+    size_t device;               /* CUDA: what the GPU holds at the peak: tracked - paged - offloaded + the
+                                  * largest paged tensor's m and v, on the device during its update; CPU:
+                                  * tracked */
     int64_t n_lora_modules, lora_params, trained_params;
     int max_in, max_out;         /* widest adapted input / output (LoRA scratch) */
 } pl_mem_plan;

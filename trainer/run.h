@@ -50,6 +50,8 @@ typedef struct pl_run_cfg {
     char *backend;           /* "cpu" (NULL) or "cuda": where the step runs (train.backend) */
     char *gpu_mem;           /* with cuda: the device memory the run may use ("24GiB"; train.gpu_mem) or NULL */
     int paged_optim;         /* AdamW moments of tensors of >= 1e5 elements paged to the host (train.paged_optim) */
+    int offload_checkpoints; /* with checkpointing on cuda: saved layer inputs in pinned host memory
+                              * (train.offload_checkpoints) */
     /* optimization */
     int steps, seq_len, batch, grad_accum;
     double lr, beta1, beta2, eps, weight_decay, max_grad_norm;

@@ -85,6 +85,7 @@ static const cfg_field fields[] = {
     {"train", "backend", "--backend", F_STR, OFF(backend), 0, 0},
     {"train", "gpu_mem", "--gpu-mem", F_STR, OFF(gpu_mem), 0, 0},
     {"train", "paged_optim", "--paged-optim", F_BOOL, OFF(paged_optim), 0, 1},
+    {"train", "offload_checkpoints", "--offload-checkpoints", F_BOOL, OFF(offload_checkpoints), 0, 1},
 };
 #define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
 
@@ -93,7 +94,8 @@ static int field_is_runtime(const cfg_field *f) {
     static const char *const rt[] = {"out", "threads", "eval_every", "eval_rows", "save_every", "keep_last",
                                      "eval_data", "checkpointing", "zero",
                                      "backend" /* changes the bits (bf16), but a run may resume on the other backend */,
-                                     "gpu_mem", "paged_optim" /* where the state lives, not its bits */};
+                                     "gpu_mem", "paged_optim", "offload_checkpoints" /* where the state lives,
+                                                                                         not its bits */};
     for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++)
         if (!strcmp(f->key, rt[i])) return 1;
     return 0;
@@ -356,6 +358,9 @@ int pl_run_cfg_validate(const pl_run_cfg *c, pl_err *err) {
         if (!c->backend || strcmp(c->backend, "cuda"))
             return pl_err_set(err, PL_EINVAL, "train.gpu_mem (--gpu-mem) caps the CUDA backend's memory: it needs --backend cuda");
     }
+    if (c->offload_checkpoints && (!c->backend || strcmp(c->backend, "cuda") || !c->checkpointing))
+        return pl_err_set(err, PL_EINVAL, "train.offload_checkpoints (--offload-checkpoints) moves the checkpointed "
+                          "layer inputs off the GPU: it needs --backend cuda and --checkpointing");
     if (c->text && c->eval_every > 0 && !(c->eval_frac > 0))
         return pl_err_set(err, PL_EINVAL, "train.eval_every: evaluation on --text needs eval_frac > 0");
     return PL_OK;
@@ -428,7 +433,11 @@ const char *pl_run_cfg_flags_help(void) {
            "                          and the settings that fit; allocations past it fail (train.gpu_mem)\n"
            "  --paged-optim           with --backend cuda: AdamW moments of tensors of >= 1e5 elements live in host\n"
            "                          memory and come to the GPU for their update only, as bitsandbytes' paged\n"
-           "                          optimizers; the same bits (train.paged_optim)\n";
+           "                          optimizers; the same bits (train.paged_optim)\n"
+           "  --offload-checkpoints   with --backend cuda and --checkpointing: each layer's saved input goes to\n"
+           "                          pinned host memory on a second stream while the next layer computes, and\n"
+           "                          comes back during the backward; the device keeps two; the same bits\n"
+           "                          (train.offload_checkpoints)\n";
 }
 
 /* sha256 hex of the config fields that determine the trained bits. */

@@ -26,6 +26,7 @@ int pl_run_cfg_shape(const pl_run_cfg *c, const pl_model_header *h, int micro_ba
     s->threads = c->threads > 0 ? c->threads : omp_get_max_threads();
     s->cuda = c->backend && !strcmp(c->backend, "cuda");
     s->paged_optim = c->paged_optim;
+    s->offload = s->cuda && c->checkpointing && c->offload_checkpoints;
     *base = "fp32";
     if (c->lora_r > 0) {
         if (!c->base || (strcmp(c->base, "nf4") && strcmp(c->base, "as-loaded")))
@@ -116,24 +117,29 @@ int pl_run_plan_check(const cJSON *pj, double mem, const char *size, const char 
                       size ? " at size " : "", size ? size : "", bt, bw, ba, bm, hint, model, mem / 1073741824.0);
 }
 
-/* The CUDA plan's device bytes for c with one setting changed (seq_len,
- * checkpointing), or -1. */
-static double device_need(const pl_run_cfg *c, const pl_model_header *h, int seq_len, int ckpt, const char **cat_name,
-                          double *cat_bytes) {
+/* The CUDA plan's device bytes for c with settings changed (seq_len,
+ * checkpointing, offloaded checkpoints), or -1. */
+static double device_need(const pl_run_cfg *c, const pl_model_header *h, int seq_len, int ckpt, int offload,
+                          const char **cat_name, double *cat_bytes) {
     pl_run_cfg v = *c;
     v.seq_len = seq_len;
     v.checkpointing = ckpt;
+    v.offload_checkpoints = offload;
     pl_train_shape s;
     const char *base;
     pl_mem_plan p;
     pl_err e = {0};
     if (pl_run_cfg_shape(&v, h, 1, &s, &base, &e) || pl_train_plan(&h->cfg, &s, &p, &e)) return -1;
     if (cat_name) {
+        size_t on_dev[PL_MEM_NCAT]; /* what the device holds of each category: paged and offloaded state is host memory */
+        for (int k = 0; k < PL_MEM_NCAT; k++) on_dev[k] = p.cat[k];
+        on_dev[PL_MEM_OPTIMIZER] -= p.paged;
+        on_dev[PL_MEM_ACTIVATIONS] -= p.offloaded;
         int big = 0;
         for (int k = 1; k < PL_MEM_NCAT; k++)
-            if (p.cat[k] > p.cat[big]) big = k;
+            if (on_dev[k] > on_dev[big]) big = k;
         *cat_name = pl_mem_cat_name((pl_mem_cat)big);
-        *cat_bytes = (double)p.cat[big];
+        *cat_bytes = (double)on_dev[big];
     }
     return (double)p.device;
 }
@@ -143,7 +149,8 @@ int pl_run_gpu_check(const pl_run_cfg *c, double cap, pl_err *err) {
     int rc = pl_model_read_header(c->model, &h, err);
     if (rc) return rc;
     const char *cat = "?";
-    double cb = 0, need = device_need(c, &h, c->seq_len, c->checkpointing, &cat, &cb);
+    const int off = c->offload_checkpoints;
+    double cb = 0, need = device_need(c, &h, c->seq_len, c->checkpointing, off, &cat, &cb);
     if (need < 0) return pl_err_set(err, PL_EINVAL, "--gpu-mem: the run has no CUDA plan (see potluck plan --backend cuda)");
     if (need <= cap) return PL_OK;
     char bn[32], bc[32], bk[32], b2[32], fix[256] = "";
@@ -152,19 +159,30 @@ int pl_run_gpu_check(const pl_run_cfg *c, double cap, pl_err *err) {
     pl_fmt_bytes(cb, bk, sizeof bk);
     size_t o = 0;
     if (!c->checkpointing) {
-        double n2 = device_need(c, &h, c->seq_len, 1, NULL, NULL);
+        double n2 = device_need(c, &h, c->seq_len, 1, 0, NULL, NULL);
         if (n2 >= 0 && n2 <= cap)
             o += (size_t)snprintf(fix, sizeof fix, "--checkpointing fits (%s)", pl_fmt_bytes(n2, b2, sizeof b2));
     }
-    for (int ck = c->checkpointing; ck <= 1 && o < sizeof fix - 64; ck++) {
+    if (!o && !off) {
+        double n2 = device_need(c, &h, c->seq_len, 1, 1, NULL, NULL);
+        if (n2 >= 0 && n2 <= cap)
+            o += (size_t)snprintf(fix, sizeof fix, "%s--offload-checkpoints fits (%s)",
+                                  c->checkpointing ? "" : "--checkpointing ", pl_fmt_bytes(n2, b2, sizeof b2));
+    }
+    /* a shorter sequence: as set, then with checkpointing, then with offloaded checkpoints */
+    for (int k = 0; k < 3 && o < sizeof fix - 80; k++) {
+        int ck = k ? 1 : c->checkpointing, of = k == 2 ? 1 : off;
+        if ((k == 1 && c->checkpointing) || (k == 2 && off)) continue;
         int best = 0;
         for (int sl = c->seq_len / 2; sl >= 16; sl /= 2) {
-            double n2 = device_need(c, &h, sl, ck, NULL, NULL);
+            double n2 = device_need(c, &h, sl, ck, of, NULL, NULL);
             if (n2 >= 0 && n2 <= cap) { best = sl; break; }
         }
         if (best) {
-            o += (size_t)snprintf(fix + o, sizeof fix - o, "%s--seq-len %d%s fits", o ? "; " : "", best,
-                                  ck && !c->checkpointing ? " with --checkpointing" : "");
+            o += (size_t)snprintf(fix + o, sizeof fix - o, "%s--seq-len %d%s%s fits", o ? "; " : "", best,
+                                  ck && !c->checkpointing ? " with --checkpointing" : "",
+                                  of && !off ? (ck && !c->checkpointing ? " --offload-checkpoints"
+                                                                        : " with --offload-checkpoints") : "");
             break;
         }
     }

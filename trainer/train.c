@@ -166,10 +166,15 @@ void pl_train_free(pl_train *t) {
         FREE(t->params[i].m);
         FREE(t->params[i].v);
     }
+    if (t->x_host)
+        for (int l = 0; l < t->m->cfg.n_layers; l++) FREE(t->x_host[l]);
+    free(t->x_host);
+    FREE(t->x_stage[0]);
+    FREE(t->x_stage[1]);
     if (t->acts)
         for (int l = 0; l < t->m->cfg.n_layers; l++) {
             pl_layer_acts *a = &t->acts[l];
-            FREE(a->x_in);
+            if (!t->x_stage[0]) FREE(a->x_in); /* else x_stage's, freed above */
             if (t->checkpoint && l > 0) continue; /* the other buffers are layer 0's, shared */
             void *ps[] = {a->xn1, a->q, a->k, a->v, a->att, a->x_mid, a->xn2, a->gate, a->up, a->act};
             for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) FREE(ps[i]);
@@ -218,6 +223,13 @@ int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_op
     t->checkpoint = o && o->checkpoint;
     t->paged_optim = o && o->paged_optim;
     t->paged_min = o && o->paged_min ? o->paged_min : PL_PAGED_MIN; /* plan.h */
+    t->offload = o && o->offload;
+    if (t->offload && (!t->checkpoint || !t->be->alloc_host || !t->be->offload)) {
+        const char *why = !t->checkpoint ? "need checkpointing (--checkpointing)"
+                                         : "need a device backend (--backend cuda); the CPU's memory is host memory";
+        free(t);
+        return pl_err_set(err, PL_EINVAL, "train: offloaded checkpoints %s", why);
+    }
     if (!t->be->host_memory && !t->frozen_base) {
         free(t);
         return pl_err_set(err, PL_EUNSUPPORTED,
@@ -230,7 +242,7 @@ int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_op
     /* every size below is the plan's (trainer/plan.h), so `potluck plan` and the allocation cannot drift */
     pl_train_shape sh = {.seq_len = max_T, .micro_batch = 1, .frozen_base = t->frozen_base,
                          .checkpoint = t->checkpoint, .layer_dtype = PL_F32, .embd_dtype = PL_F32,
-                         .head_dtype = PL_F32, .cuda = !t->be->host_memory};
+                         .head_dtype = PL_F32, .cuda = !t->be->host_memory, .offload = t->offload};
     pl_mem_plan P;
     if ((rc = pl_train_plan(c, &sh, &P, err))) { pl_train_free(t); return rc; }
     const pl_mem_plan *p = &P;
@@ -242,9 +254,19 @@ int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_op
     t->pos = plan_alloc(t, p, PL_PB_TOKENS, &fail);
     t->seg = plan_alloc(t, p, PL_PB_TOKENS, &fail);
     t->qlast = plan_alloc(t, p, PL_PB_TOKENS, &fail);
+    if (p->item[PL_PB_X_HOST].count) { /* offload: x_in from two device buffers; host copies of 0..L-3 */
+        t->x_stage[0] = plan_alloc(t, p, PL_PB_X_IN, &fail);
+        t->x_stage[1] = plan_alloc(t, p, PL_PB_X_IN, &fail);
+        t->x_host = calloc((size_t)c->n_layers, sizeof *t->x_host);
+        if (!t->x_host) fail = 1;
+        for (size_t l = 0; !fail && l < p->item[PL_PB_X_HOST].count; l++)
+            if (!(t->x_host[l] = t->be->alloc_host(p->item[PL_PB_X_HOST].each, p->item[PL_PB_X_HOST].cat))) fail = 1;
+    } else {
+        t->offload = 0; /* two layers or fewer: nothing to offload */
+    }
     for (int l = 0; !fail && l < c->n_layers; l++) {
         pl_layer_acts *a = &t->acts[l];
-        a->x_in = plan_alloc(t, p, PL_PB_X_IN, &fail);
+        a->x_in = t->x_stage[0] ? t->x_stage[l & 1] : plan_alloc(t, p, PL_PB_X_IN, &fail);
         if (t->checkpoint && l > 0) { /* one set of per-layer buffers, recomputed in the backward */
             pl_layer_acts *a0 = &t->acts[0];
             a->xn1 = a0->xn1; a->q = a0->q; a->k = a0->k; a->v = a0->v; a->att = a0->att;
@@ -400,8 +422,14 @@ int pl_train_forward(pl_train *t, const int32_t *ids, const int32_t *targets, co
     } else { /* a quantized table (frozen base): each token's row dequantized */
         TIMED(t, PL_TT_EMBED, be->embedding_q(t->acts[0].x_in, t->ids, &m->tok_embd, T));
     }
-    for (int l = 0; l < c->n_layers; l++)
+    const size_t xb = pl_act_bytes(be, (size_t)T * D);
+    for (int l = 0; l < c->n_layers; l++) {
+        /* offload: layer l's input goes to the host while the layer computes;
+         * its output overwrites layer l-1's input, whose copy must be done */
+        if (t->offload && l + 2 < c->n_layers) be->offload(t->x_host[l], t->acts[l].x_in, xb, l & 1);
+        if (t->offload && l >= 1 && l + 1 < c->n_layers) be->copy_wait((l + 1) & 1);
         pl_train_layer_forward(t, l, l + 1 < c->n_layers ? t->acts[l + 1].x_in : t->x_final);
+    }
     TIMED(t, PL_TT_NORM, be->rmsnorm(t->xnf, t->x_final, m->out_norm, T, D, c->norm_eps));
     int64_t nv = 0;
     double sum;

@@ -35,7 +35,15 @@
  * backward recomputes each layer's forward from x_in before walking back
  * through it. Dropout masks are a pure function of (lora seed, t->step,
  * t->micro, layer, module, element), so the recomputation draws the same
- * masks and the gradients are bit for bit those without checkpointing. */
+ * masks and the gradients are bit for bit those without checkpointing.
+ *
+ * Offloaded checkpoints (opts.offload, with checkpoint, on a backend with
+ * alloc_host: CUDA): two device buffers take turns as the layers' x_in. The
+ * forward copies each layer's input to pinned host memory on the backend's
+ * copy stream while the layer computes (the inputs of the last two layers
+ * stay on the device); the backward fetches layer l-1's input while it
+ * walks back through layer l. The copies move bytes only: the gradients are
+ * bit for bit those of checkpointing without offload. */
 #ifndef PL_TRAIN_H
 #define PL_TRAIN_H
 
@@ -119,6 +127,9 @@ typedef struct pl_train {
     int checkpoint;              /* per-layer activation checkpointing */
     int paged_optim;             /* paged AdamW state (pl_train_opts) */
     size_t paged_min;
+    int offload;                 /* offloaded checkpoints (pl_train_opts) */
+    void *x_stage[2];            /* offload: the two device x_in buffers (acts[l].x_in = x_stage[l & 1]) */
+    void **x_host;               /* offload: (n_layers) pinned host copies of x_in; NULL for the last two */
     int micro;                   /* micro-batch index within the step (dropout key; pl_train_step sets it) */
     void *ws_q;                 /* linear_q workspace (PL_MEM_WORKSPACE) */
     struct pl_lora *lora;        /* attached adapters (not owned) or NULL */
@@ -148,6 +159,7 @@ typedef struct pl_train_opts {
     int checkpoint;   /* keep only each layer's input; recompute the layer in the backward */
     int paged_optim;  /* AdamW moments of tensors of >= paged_min elements through be->alloc_paged */
     size_t paged_min; /* 0: PL_PAGED_MIN (trainer/plan.h: bitsandbytes' threshold) */
+    int offload;      /* with checkpoint: saved layer inputs in pinned host memory (be->alloc_host) */
 } pl_train_opts;
 /* n floats of AdamW state for a tensor of n elements: paged when the
  * context's options say so and the backend can (tagged PL_MEM_OPTIMIZER). */

@@ -117,6 +117,11 @@ int pl_train_backward(pl_train *t, float scale, pl_err *err) {
         const pl_layer *L = &m->layers[l];
         const pl_layer_acts *a = &t->acts[l];
         const int *pi = t->p_layer[l];
+        if (t->offload) { /* layer l-1's input comes back while layer l is walked; layer l's is here */
+            if (l >= 1 && l - 1 + 2 < c->n_layers)
+                be->fetch(t->acts[l - 1].x_in, t->x_host[l - 1], pl_act_bytes(be, TD), (l - 1) & 1);
+            if (l + 2 < c->n_layers) be->copy_wait(l & 1);
+        }
         if (t->checkpoint) pl_train_layer_forward(t, l, t->ws_lin); /* refill the shared buffers */
         /* MLP: x_out = x_mid + down(silu(gate) * up) */
         lin_bwd(t, l, PL_LIN_DOWN, t->d_act, pi[8], -1, t->d_res, a->act, &L->w_down, T, H, D);

@@ -64,6 +64,7 @@ struct alloc_info {
     size_t bytes;
     pl_mem_cat cat;
     int paged; /* managed memory kept on the host between uses (alloc_paged) */
+    int host;  /* pinned host memory (alloc_host) */
 };
 
 /* A frozen weight's device copy. */
@@ -89,6 +90,11 @@ struct state {
     int fail_code = 0;
     char fail_msg[256] = {};
     unsigned long launches[PL_CUDA_OP_N] = {};
+    /* offloaded checkpoints: the copy stream (non-blocking, so it overlaps the
+     * legacy default stream the kernels run on) and per slot the event the
+     * copy waits for (ready) and the one later work waits for (done) */
+    cudaStream_t copy_stream = nullptr;
+    cudaEvent_t ready[2] = {}, done[2] = {};
     int opened = 0;
     char device[256] = {};
 };
@@ -102,7 +108,7 @@ enum { SC_WBF16 = PL_CUDA_SC_WBF16, SC_LORA_A = PL_CUDA_SC_LORA_A, SC_LORA_B = P
 const char *const op_names[PL_CUDA_OP_N] = {
     "embedding_q", "rmsnorm", "rope", "attention", "swiglu", "linear", "linear_q", "lora_fwd", "add",
     "dropout", "lm_head_ce", "lm_head_ce_bwd", "rmsnorm_bwd", "rope_bwd", "attention_bwd", "swiglu_bwd",
-    "linear_bwd", "linear_q_bwd_x", "lora_bwd", "sumsq", "scale", "adamw"};
+    "linear_bwd", "linear_q_bwd_x", "lora_bwd", "sumsq", "scale", "adamw", "offload", "fetch"};
 
 void fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fail(int code, const char *fmt, ...) {
@@ -163,7 +169,7 @@ void *alloc_any(size_t bytes, pl_mem_cat cat, int paged) {
     if (paged) prefetch(p, n, 0); /* its home is the host */
     {
         std::lock_guard<std::mutex> g(S->mu);
-        S->allocs[p] = alloc_info{n, cat, paged};
+        S->allocs[p] = alloc_info{n, cat, paged, 0};
         if (!paged) S->in_use += n;
     }
     pl_mem_note(cat, (ptrdiff_t)n);
@@ -188,9 +194,10 @@ void dev_free(void *p) {
         if (it == S->allocs.end()) return; /* not ours: leave it */
         a = it->second;
         S->allocs.erase(it);
-        if (!a.paged) S->in_use -= a.bytes;
+        if (!a.paged && !a.host) S->in_use -= a.bytes;
     }
-    cudaFree(p);
+    if (a.host) cudaFreeHost(p);
+    else cudaFree(p);
     pl_mem_note(a.cat, -(ptrdiff_t)a.bytes);
 }
 
@@ -601,6 +608,68 @@ void op_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, 
     }
 }
 
+/* ---------------------------------------------------------------- offloaded checkpoints */
+
+void *dev_alloc_host(size_t bytes, pl_mem_cat cat) {
+    if ((int)cat < 0 || cat >= PL_MEM_NCAT) return nullptr;
+    void *p = nullptr;
+    size_t n = bytes ? bytes : 1;
+    if (cudaMallocHost(&p, n) != cudaSuccess || !p) {
+        cudaGetLastError();
+        return nullptr;
+    }
+    memset(p, 0, n);
+    {
+        std::lock_guard<std::mutex> g(S->mu);
+        S->allocs[p] = alloc_info{n, cat, 0, 1}; /* host memory: outside in_use and the cap */
+    }
+    pl_mem_note(cat, (ptrdiff_t)n);
+    return p;
+}
+
+/* The copy stream and its events, made on first use (NULL: failed, recorded). */
+int copy_stream_ready(const char *op) {
+    if (S->copy_stream) return 1;
+    cudaError_t e = cudaStreamCreateWithFlags(&S->copy_stream, cudaStreamNonBlocking);
+    for (int i = 0; i < 2 && e == cudaSuccess; i++) {
+        e = cudaEventCreateWithFlags(&S->ready[i], cudaEventDisableTiming);
+        if (e == cudaSuccess) e = cudaEventCreateWithFlags(&S->done[i], cudaEventDisableTiming);
+    }
+    if (e != cudaSuccess) {
+        check((int)e, op);
+        return 0;
+    }
+    return 1;
+}
+
+/* dst = src on the copy stream, after the work queued on the default stream so far. */
+void queue_copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, int slot, int op, const char *name) {
+    if (slot < 0 || slot > 1) {
+        fail(PL_EINVAL, "cuda backend: %s: slot %d (expected 0 or 1)", name, slot);
+        return;
+    }
+    if (!bytes || !copy_stream_ready(name)) return;
+    count(op);
+    cudaError_t e = cudaEventRecord(S->ready[slot], 0);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(S->copy_stream, S->ready[slot], 0);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(dst, src, bytes, kind, S->copy_stream);
+    if (e == cudaSuccess) e = cudaEventRecord(S->done[slot], S->copy_stream);
+    check((int)e, name);
+}
+
+void op_offload(void *host, const void *dev, size_t bytes, int slot) {
+    queue_copy(host, dev, bytes, cudaMemcpyDeviceToHost, slot, PL_CUDA_OP_OFFLOAD, "offload");
+}
+
+void op_fetch(void *dev, const void *host, size_t bytes, int slot) {
+    queue_copy(dev, host, bytes, cudaMemcpyHostToDevice, slot, PL_CUDA_OP_FETCH, "fetch");
+}
+
+void op_copy_wait(int slot) {
+    if (slot < 0 || slot > 1 || !S->copy_stream) return; /* nothing was queued */
+    check((int)cudaStreamWaitEvent(0, S->done[slot], 0), "copy_wait");
+}
+
 int take_error(pl_err *err) {
     cudaError_t e = cudaDeviceSynchronize();
     if (e == cudaSuccess) e = cudaGetLastError();
@@ -655,6 +724,10 @@ extern "C" const pl_backend *pl_backend_cuda_open(pl_err *err) {
     b.host_memory = 0;
     b.alloc = dev_alloc;
     b.alloc_paged = dev_alloc_paged;
+    b.alloc_host = dev_alloc_host;
+    b.offload = op_offload;
+    b.fetch = op_fetch;
+    b.copy_wait = op_copy_wait;
     b.free = dev_free;
     b.upload = up;
     b.download = down;
