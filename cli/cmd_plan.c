@@ -49,7 +49,7 @@ static const char *plan_help =
     "train options (as potluck train; the ones that change memory):\n"
     "  --seq-len N  --batch N  --lora-r R (0: full fp32 fine-tuning)  --lora-targets T\n"
     "  --base nf4|as-loaded  --nf4-blocksize N  --no-double-quant  --checkpointing / --no-checkpointing\n"
-    "  --paged-optim  --offload-checkpoints (cuda: host memory, not the device's)\n"
+    "  --paged-optim  --offload-checkpoints (cuda: host memory, not the device's)  --mlp-chunk N\n"
     "  --threads N  --config FILE (a potluck train config; flags override it)\n"
     "Every other potluck train option is accepted and changes nothing here. With\n"
     "--generate, --batch is the number of sequences generated together.\n";
@@ -408,6 +408,10 @@ int cmd_plan(int argc, char **argv) {
     }
     free(c.backend);
     c.backend = strdup(backend);
+    if (c.mlp_chunk && (c.mlp_chunk % 8 || !c.checkpointing)) {
+        cli_fail("plan: --mlp-chunk %d: expected a multiple of 8 tokens, with --checkpointing", c.mlp_chunk);
+        goto done;
+    }
     if (c.offload_checkpoints && (strcmp(backend, "cuda") || !c.checkpointing)) {
         cli_fail("plan: --offload-checkpoints moves checkpointed layer inputs off the GPU: it needs --backend cuda and "
                  "--checkpointing");
@@ -530,7 +534,7 @@ int cmd_plan(int argc, char **argv) {
     if (pl_train_plan(&in.cfg, &in.shape, &p, &err)) { cli_fail_err(&err); goto done; }
     pl_train_shape os = in.shape;
     os.checkpoint = !os.checkpoint;
-    if (!os.checkpoint) os.offload = 0;
+    if (!os.checkpoint) os.offload = os.mlp_chunk = 0;
     if (pl_train_plan(&in.cfg, &os, &other, &err)) { cli_fail_err(&err); goto done; }
     if (json) {
         cJSON *j = plan_json(&in, &p, &other, mem);

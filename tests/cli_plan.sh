@@ -167,6 +167,21 @@ a=$("$BIN" "${P33[@]}" 2>&1); b=$("$BIN" "${P33[@]}" --paged-optim 2>&1)
 grep -q "device memory: no" <<<"$a" && grep -q "device memory: yes" <<<"$b" && grep -q "paged AdamW state" <<<"$b" && ok ||
   fail "33B paged: $(grep 'fits in' <<<"$a") / $(grep 'fits in' <<<"$b")"
 echo "note: llama-33b r 64 seq 512 checkpointing: $(grep 'fits in' <<<"$a"); --paged-optim: $(grep 'fits in' <<<"$b")"
+# long context: Llama-3.1 8B, r 32 all-linear, batch 1, in 24 GiB of device memory (Unsloth reports 78,475
+# tokens for this case on 24 GB): checkpointing alone, with the layer inputs offloaded to the host, and with
+# the MLP in chunks of 4096 tokens as well
+P8=(plan --preset llama3.1-8b --backend cuda --lora-r 32 --lora-targets all-linear --checkpointing --mem 24GiB --fit seq --json)
+fitn() { "$BIN" "${P8[@]}" "$@" 2>"$tmp/fit.err" | $PY -c 'import json,sys; d=json.load(sys.stdin); print(d["largest"] if d["device_total"] <= 24 * 2**30 else -1)'; }
+f0=$(fitn); f1=$(fitn --offload-checkpoints); f2=$(fitn --offload-checkpoints --mlp-chunk 4096)
+echo "note: llama3.1-8b r 32, the longest sequence in 24 GiB: $f0 tokens with checkpointing, $f1 with --offload-checkpoints, $f2 with --mlp-chunk 4096 as well"
+[ -n "$f0" ] && [ -n "$f1" ] && [ -n "$f2" ] && [ "$f0" -gt 0 ] && [ "$f1" -gt "$f0" ] && [ "$f2" -gt 78475 ] && ok ||
+  fail "long-context fits: '$f0' '$f1' '$f2' $(cat "$tmp/fit.err")"
+"$BIN" plan --preset llama3.1-8b --backend cuda --lora-r 32 --checkpointing --offload-checkpoints --mlp-chunk 4096 \
+  --seq-len 65536 >"$tmp/lc.txt" 2>&1 && grep -q "gate_proj output (chunk,H)" "$tmp/lc.txt" && grep -q "^  x_host " "$tmp/lc.txt" &&
+  grep -q "offloaded layer inputs" "$tmp/lc.txt" && ok || fail "the offload/chunk plan's text: $(tail -5 "$tmp/lc.txt")"
+expect_clean_error "mlp chunk without checkpointing" "$BIN" plan --preset llama2-7b --mlp-chunk 1024
+expect_clean_error "mlp chunk not a multiple of 8" "$BIN" plan --preset llama2-7b --checkpointing --mlp-chunk 1001
+expect_clean_error "offload on the cpu" "$BIN" plan --preset llama2-7b --checkpointing --offload-checkpoints
 expect_clean_error "bad targets" "$BIN" plan --preset llama2-7b --lora-targets q,zz
 expect_clean_error "bad base" "$BIN" plan --preset llama2-7b --base fp8
 expect_clean_error "bad blocksize" "$BIN" plan --preset llama2-7b --nf4-blocksize 48

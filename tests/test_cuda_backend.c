@@ -391,6 +391,7 @@ typedef struct plan_case {
     unsigned targets;
     int paged; /* --paged-optim with every LoRA tensor paged (paged_min 1) */
     int offload; /* --offload-checkpoints */
+    int chunk;   /* --mlp-chunk */
 } plan_case;
 
 static void test_plan_case(const plan_case *pc) {
@@ -411,7 +412,7 @@ static void test_plan_case(const plan_case *pc) {
                          .lora_targets = pc->targets, .checkpoint = pc->ckpt, .nf4_blocksize = pc->nf4 ? 64 : 0,
                          .nf4_double_quant = 1, .layer_dtype = h.layer_dtype, .embd_dtype = h.embd_dtype,
                          .head_dtype = h.head_dtype, .cuda = 1, .paged_optim = pc->paged, .paged_min = 1,
-                         .offload = pc->offload};
+                         .offload = pc->offload, .mlp_chunk = pc->chunk};
     pl_mem_plan plan;
     CHECK(pl_train_plan(&m->cfg, &sh, &plan, &err) == 0, "%s: plan: %s", pc->what, err.msg);
     size_t cur0[PL_MEM_NCAT];
@@ -421,7 +422,7 @@ static void test_plan_case(const plan_case *pc) {
     pl_lora *l = NULL;
     pl_train *t = NULL;
     pl_train_opts to = {.frozen_base = 1, .checkpoint = pc->ckpt, .paged_optim = pc->paged, .paged_min = 1,
-                        .offload = pc->offload};
+                        .offload = pc->offload, .mlp_chunk = pc->chunk};
     unsigned long off0 = pl_cuda_backend_launches(PL_CUDA_OP_OFFLOAD), fetch0 = pl_cuda_backend_launches(PL_CUDA_OP_FETCH);
     size_t emu_before = dev_used();
     int32_t *ids = malloc((size_t)(pc->T + 1) * sizeof *ids);
@@ -500,12 +501,13 @@ static void test_plan_case(const plan_case *pc) {
 static void test_plan(void) {
     const unsigned all = PL_LORA_ALL_LINEAR, qv = (1u << PL_LIN_Q) | (1u << PL_LIN_V);
     const plan_case cases[] = {
-        {"stories260K NF4, r 8 all-linear, seq 64", 0, 1, 0, 8, 64, all, 0, 0},
-        {"stories260K NF4, checkpointing, paged AdamW state, r 8, seq 64", 0, 1, 1, 8, 64, all, 1, 0},
-        {"stories260K NF4, checkpointing with offloaded layer inputs, r 8, seq 64", 0, 1, 1, 8, 64, all, 0, 1},
-        {"stories260K NF4, r 4 on q and v, seq 32", 0, 1, 0, 4, 32, qv, 0, 0},
-        {"peft_ref base as loaded (fp32 -> bf16 copies, untied head, GQA 4/2), r 16, seq 48", 1, 0, 0, 16, 48, all, 0, 0},
-        {"peft_ref base NF4, checkpointing, r 2 on down, seq 40", 1, 1, 1, 2, 40, 1u << PL_LIN_DOWN, 0, 0},
+        {"stories260K NF4, r 8 all-linear, seq 64", 0, 1, 0, 8, 64, all, 0, 0, 0},
+        {"stories260K NF4, checkpointing, paged AdamW state, r 8, seq 64", 0, 1, 1, 8, 64, all, 1, 0, 0},
+        {"stories260K NF4, checkpointing with offloaded layer inputs, MLP chunks of 24, r 8, seq 64", 0, 1, 1, 8, 64,
+         all, 0, 1, 24},
+        {"stories260K NF4, r 4 on q and v, seq 32", 0, 1, 0, 4, 32, qv, 0, 0, 0},
+        {"peft_ref base as loaded (fp32 -> bf16 copies, untied head, GQA 4/2), r 16, seq 48", 1, 0, 0, 16, 48, all, 0, 0, 0},
+        {"peft_ref base NF4, checkpointing, r 2 on down, seq 40", 1, 1, 1, 2, 40, 1u << PL_LIN_DOWN, 0, 0, 0},
     };
     size_t n = sizeof cases / sizeof cases[0];
 #if defined(__SANITIZE_ADDRESS__)
@@ -523,13 +525,22 @@ static void test_dropout(void) {
         h[i] = pl_f32_to_bf16((float)pl_rng_normal(5, 0, i));
         src[i] = pl_bf16_to_f32(h[i]);
     }
-    pl_cpu_dropout(ref, src, n, 0.1f, 1234, 77);
+    pl_cpu_dropout(ref, src, n, 0.1f, 1234, 77, 0);
     void *d = cuda->alloc(n * 2, PL_MEM_ACTIVATIONS);
     cuda->upload(d, h, n * 2);
-    cuda->dropout(d, d, n, 0.1f, 1234, 77);
+    /* in two slices (elements 0..399 and 400..999): the mask of the whole */
+    cuda->dropout(d, d, 400, 0.1f, 1234, 77, 0);
+    cuda->dropout(pl_act_at(cuda, d, 400), pl_act_at(cuda, d, 400), n - 400, 0.1f, 1234, 77, 400);
     cuda->act_to_f32(got, d, n);
     pl_err err = {0};
     CHECK(cuda->take_error(&err) == 0, "dropout: %s", err.msg);
+    {   /* the cpu op in slices too */
+        float *sl = malloc(n * sizeof(float));
+        pl_cpu_dropout(sl, src, 200, 0.1f, 1234, 77, 0);
+        pl_cpu_dropout(sl + 200, src + 200, n - 200, 0.1f, 1234, 77, 200);
+        CHECK(!memcmp(sl, ref, n * sizeof(float)), "cpu dropout in slices of 200 and 800: the whole's mask");
+        free(sl);
+    }
     size_t same = 0, zeros = 0;
     for (size_t i = 0; i < n; i++) {
         same += pl_f32_to_bf16(ref[i]) == pl_f32_to_bf16(got[i]);

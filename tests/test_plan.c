@@ -37,17 +37,20 @@ typedef struct tcase {
     int seq, mb, r;
     const char *targets;
     int ckpt;
+    int chunk;             /* MLP rows per chunk (--mlp-chunk), 0: all */
 } tcase;
 
 static const tcase cases[] = {
-    {"stories nf4 r8 all", "stories", "nf4", 64, 1, 8, "all-linear", 0},
-    {"stories nf4 r4 q,v ckpt mb3", "stories", "nf4", 32, 3, 4, "q,v", 1},
-    {"peft fp32 r8 all ckpt", "peft", "as-loaded", 48, 1, 8, "all-linear", 1},
-    {"peft nf4 r16 mlp mb2", "peft", "nf4", 17, 2, 16, "gate,up,down", 0},
-    {"gguf f16 r2 all ckpt", "gguf", "as-loaded", 40, 1, 2, "all-linear", 1},
-    {"gguf nf4 r8 k,o mb2", "gguf", "nf4", 64, 2, 8, "k,o", 0},
-    {"stories full fp32", "stories", "full", 32, 1, 0, NULL, 0},
-    {"peft full fp32 ckpt mb2", "peft", "full", 24, 2, 0, NULL, 1},
+    {"stories nf4 r8 all", "stories", "nf4", 64, 1, 8, "all-linear", 0, 0},
+    {"stories nf4 r4 q,v ckpt mb3", "stories", "nf4", 32, 3, 4, "q,v", 1, 0},
+    {"peft fp32 r8 all ckpt", "peft", "as-loaded", 48, 1, 8, "all-linear", 1, 0},
+    {"peft nf4 r16 mlp mb2", "peft", "nf4", 17, 2, 16, "gate,up,down", 0, 0},
+    {"gguf f16 r2 all ckpt", "gguf", "as-loaded", 40, 1, 2, "all-linear", 1, 0},
+    {"gguf nf4 r8 k,o mb2", "gguf", "nf4", 64, 2, 8, "k,o", 0, 0},
+    {"stories full fp32", "stories", "full", 32, 1, 0, NULL, 0, 0},
+    {"peft full fp32 ckpt mb2", "peft", "full", 24, 2, 0, NULL, 1, 0},
+    {"stories nf4 r8 all ckpt mlp-chunk 24", "stories", "nf4", 64, 1, 8, "all-linear", 1, 24},
+    {"peft nf4 r4 mlp ckpt mlp-chunk 16 mb2", "peft", "nf4", 24, 2, 4, "gate,up,down", 1, 16},
 };
 
 static char p_stories[4096], p_peft[4096], p_gguf[4096];
@@ -95,7 +98,7 @@ static void run_case(const tcase *tc) {
                          .checkpoint = tc->ckpt, .nf4_blocksize = nf4 ? 64 : 0, .nf4_double_quant = 1,
                          .layer_dtype = hd.layer_dtype, .embd_dtype = m->tok_embd.dtype,
                          .head_dtype = m->lm_head.dtype, .stored_mapped = m->source != PL_SRC_LLAMA2C,
-                         .threads = 1};
+                         .threads = 1, .mlp_chunk = tc->chunk};
     if (tc->targets && pl_lora_parse_targets(tc->targets, &sh.lora_targets, &err)) {
         CHECK(0, "%s: targets: %s", tc->name, err.msg);
         pl_model_free(m);
@@ -110,7 +113,7 @@ static void run_case(const tcase *tc) {
     const int T = tc->seq * tc->mb;
     pl_train *t = NULL;
     pl_lora *l = NULL;
-    pl_train_opts to = {.frozen_base = !full, .checkpoint = tc->ckpt};
+    pl_train_opts to = {.frozen_base = !full, .checkpoint = tc->ckpt, .mlp_chunk = tc->chunk};
     int rc = pl_train_init_opts(&t, m, T, &to, &err);
     CHECK(rc == 0, "%s: init: %s", tc->name, err.msg);
     if (!rc && !full) {

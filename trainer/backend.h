@@ -146,8 +146,10 @@ typedef struct pl_backend {
 
     /* dst = src with each element dropped (0) with probability p or scaled by
      * 1/(1-p), the mask a pure function of (seed, stream, element index):
-     * LoRA dropout (trainer/qlora.h). dst may alias src. */
-    void (*dropout)(void *dst, const void *src, size_t n, float p, uint64_t seed, uint64_t stream);
+     * LoRA dropout (trainer/qlora.h). The n elements are indices first ..
+     * first + n - 1 of the tensor (first a multiple of 8: a slice of rows
+     * draws the mask the whole tensor would). dst may alias src. */
+    void (*dropout)(void *dst, const void *src, size_t n, float p, uint64_t seed, uint64_t stream, uint64_t first);
 
     /* Cross-entropy summed over the rows whose target is >= 0 (target < 0 is
      * ignored; the caller divides by *n_valid for a mean). logits (T,V). losses (T) receives each row's loss (0 for

@@ -112,6 +112,11 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
      * x_in; the inputs of layers 0..L-3 go to pinned host memory and come back
      * for the backward, the last two layers' stay on the device */
     const size_t n_xin = s->offload && L > 2 ? 2 : L, n_xhost = s->offload && L > 2 ? L - 2 : 0;
+    if (s->mlp_chunk && (s->mlp_chunk < 0 || s->mlp_chunk % 8 || !s->checkpoint))
+        return pl_err_set(err, PL_EINVAL, "plan: MLP chunks of %d tokens: expected a positive multiple of 8, with "
+                          "checkpointing", s->mlp_chunk);
+    /* rows of the MLP's buffers (train.c: pl_train_mlp_chunk) */
+    const size_t Tm = s->mlp_chunk > 0 && s->mlp_chunk < T ? (size_t)s->mlp_chunk : Tz;
 
     /* saved activations (train.c: pl_train_init_opts) */
     set(out, PL_PB_TOKENS, "tokens", "ids, targets, positions, segments, last key: int32 (T) each", A, 1, 4 * Tz, 5);
@@ -126,9 +131,10 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
     set(out, PL_PB_ATT, "att", "attention output (T,qd)", A, 1, ab * Tz * qd, per);
     set(out, PL_PB_X_MID, "x_mid", "residual after attention (T,D)", A, 1, ab * Tz * D, per);
     set(out, PL_PB_XN2, "xn2", "mlp rmsnorm output (T,D)", A, 1, ab * Tz * D, per);
-    set(out, PL_PB_GATE, "gate", "gate_proj output (T,H)", A, 1, ab * Tz * H, per);
-    set(out, PL_PB_UP, "up", "up_proj output (T,H)", A, 1, ab * Tz * H, per);
-    set(out, PL_PB_ACT, "act", "silu(gate)*up (T,H)", A, 1, ab * Tz * H, per);
+    const int mc = Tm < Tz;
+    set(out, PL_PB_GATE, "gate", mc ? "gate_proj output (chunk,H)" : "gate_proj output (T,H)", A, 1, ab * Tm * H, per);
+    set(out, PL_PB_UP, "up", mc ? "up_proj output (chunk,H)" : "up_proj output (T,H)", A, 1, ab * Tm * H, per);
+    set(out, PL_PB_ACT, "act", mc ? "silu(gate)*up (chunk,H)" : "silu(gate)*up (T,H)", A, 1, ab * Tm * H, per);
     set(out, PL_PB_X_FINAL, "x_final", "last layer output (T,D)", A, 1, ab * Tz * D, 1);
     set(out, PL_PB_XNF, "xnf", "final rmsnorm output (T,D)", A, 1, ab * Tz * D, 1);
     if (s->cuda)
@@ -146,8 +152,9 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
     set(out, PL_PB_D_K, "d_k", "key gradient (T,kvd)", G, 1, ab * Tz * kvd, 1);
     set(out, PL_PB_D_V, "d_v", "value gradient (T,kvd)", G, 1, ab * Tz * kvd, 1);
     set(out, PL_PB_D_ATT, "d_att", "attention output gradient (T,qd)", G, 1, ab * Tz * qd, 1);
-    set(out, PL_PB_D_ACT, "d_act", "swiglu output gradient (T,H)", G, 1, ab * Tz * H, 1);
-    set(out, PL_PB_D_UP, "d_up", "up/gate gradient (T,H)", G, 1, ab * Tz * H, 1);
+    set(out, PL_PB_D_ACT, "d_act", mc ? "swiglu output gradient (chunk,H)" : "swiglu output gradient (T,H)", G, 1,
+        ab * Tm * H, 1);
+    set(out, PL_PB_D_UP, "d_up", mc ? "up/gate gradient (chunk,H)" : "up/gate gradient (T,H)", G, 1, ab * Tm * H, 1);
     set(out, PL_PB_WS_LIN, "ws_lin", "o_proj / down_proj output before the residual add (T,D)", W, 1, ab * Tz * D, 1);
     size_t widest = D > H ? D : H;
     if (qd > widest) widest = qd;
@@ -174,6 +181,8 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
     /* LoRA (lora.c: pl_lora_alloc; train.c: pl_train_attach_lora) */
     size_t lora_n = 0, mods = 0;
     int maxI = 1, maxO = 1, r = s->lora_r;
+    size_t rowsI = Tz, rowsO = Tz; /* LoRA scratch elements: the largest (rows x width) of an adapted module's
+                                    * call, rows T, or the chunk's for the MLP's modules */
     if (s->frozen_base && r > 0) {
         for (int j = 0; j < 7; j++) {
             if (!((s->lora_targets >> j) & 1)) continue;
@@ -181,6 +190,9 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
             mods++;
             if (li[j] > maxI) maxI = (int)li[j];
             if (lo[j] > maxO) maxO = (int)lo[j];
+            const size_t rows = j >= PL_LIN_GATE ? Tm : Tz;
+            if (rows * (size_t)li[j] > rowsI) rowsI = rows * (size_t)li[j];
+            if (rows * (size_t)lo[j] > rowsO) rowsO = rows * (size_t)lo[j];
         }
         lora_n *= L;
         mods *= L;
@@ -195,11 +207,12 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
         has_lora ? pl_plan_lora_xa_bytes(T, r, (int)ab) : 0, mods);
     set(out, PL_PB_LORA_DXA, "lora_dxa", "gradient of xa (T,r)", G, 1, has_lora ? ab * Tz * (size_t)r : 0, has_lora);
     set_sum(out, PL_PB_LORA_GRAD, "lora_grads", "gA, gB fp32", G, 1, 4 * lora_n, 2 * mods);
-    set(out, PL_PB_LORA_U, "lora_u", "dropped input (T, widest adapted in)", W, 1, has_lora ? ab * Tz * maxI : 0,
+    set(out, PL_PB_LORA_U, "lora_u", mc ? "dropped input (rows x widest adapted in; the MLP's rows a chunk)"
+                                        : "dropped input (T, widest adapted in)", W, 1, has_lora ? ab * rowsI : 0,
         has_lora);
-    set(out, PL_PB_LORA_DU, "lora_du", "its gradient (T, widest adapted in)", W, 1, has_lora ? ab * Tz * maxI : 0,
-        has_lora);
-    set(out, PL_PB_LORA_Y, "lora_y", "B.xa (T, widest adapted out)", W, 1, has_lora ? ab * Tz * maxO : 0, has_lora);
+    set(out, PL_PB_LORA_DU, "lora_du", "its gradient (as lora_u)", W, 1, has_lora ? ab * rowsI : 0, has_lora);
+    set(out, PL_PB_LORA_Y, "lora_y", mc ? "B.xa (rows x widest adapted out; the MLP's rows a chunk)"
+                                        : "B.xa (T, widest adapted out)", W, 1, has_lora ? ab * rowsO : 0, has_lora);
     set_sum(out, PL_PB_LORA_W, "lora_weights", "LoRA A (r,in), B (out,r) fp32 masters", PL_MEM_WEIGHTS, 1,
             4 * lora_n, 2 * mods);
     set_sum(out, PL_PB_ADAMW, "adamw", "AdamW m and v, fp32, allocated at the first step", PL_MEM_OPTIMIZER, 1,

@@ -39,6 +39,9 @@ typedef struct pl_train_shape {
     int offload;          /* CUDA, with checkpoint: the saved layer inputs live in pinned host memory, copied
                            * out on a second stream during the forward and back during the backward; the
                            * device keeps two of them (--offload-checkpoints) */
+    int mlp_chunk;        /* with checkpoint: the MLP runs over chunks of this many tokens (a multiple of 8), its
+                           * (T, hidden) buffers and the LoRA scratch of its modules then (chunk, ...); 0: all
+                           * T at once (--mlp-chunk) */
     int paged_optim;      /* CUDA: AdamW moments of tensors of >= paged_min elements paged to the host */
     size_t paged_min;     /* 0: PL_PAGED_MIN */
 } pl_train_shape;

@@ -31,7 +31,7 @@ uint64_t pl_lora_drop_stream(int step, int micro, int layer, pl_lin which) {
 void pl_lora_dropout(const pl_lora *l, int step, int micro, int layer, pl_lin which, float *dst, const float *src,
                      int T, int cols) {
     pl_cpu_dropout(dst, src, (size_t)T * (size_t)cols, l->cfg.dropout, l->cfg.seed,
-                   pl_lora_drop_stream(step, micro, layer, which));
+                   pl_lora_drop_stream(step, micro, layer, which), 0);
 }
 
 /* ------------------------------------------------------------ one QLoRA step */

@@ -274,7 +274,7 @@ static int load_model(run *r, pl_err *err) {
         if (pl_dist_rank() == 0 && (rc = pl_dist_barrier(err))) return rc;
     }
     pl_train_opts to = {.frozen_base = 1, .checkpoint = c->checkpointing, .paged_optim = c->paged_optim,
-                        .offload = c->offload_checkpoints};
+                        .offload = c->offload_checkpoints, .mlp_chunk = c->mlp_chunk};
     if ((rc = pl_train_init_opts(&r->t, r->m, c->seq_len, &to, err))) return rc;
     pl_lora_cfg lc = {.r = c->lora_r, .alpha = (float)c->lora_alpha, .dropout = (float)c->lora_dropout,
                       .rslora = c->rslora, .seed = (uint64_t)c->seed};

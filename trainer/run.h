@@ -52,6 +52,7 @@ typedef struct pl_run_cfg {
     int paged_optim;         /* AdamW moments of tensors of >= 1e5 elements paged to the host (train.paged_optim) */
     int offload_checkpoints; /* with checkpointing on cuda: saved layer inputs in pinned host memory
                               * (train.offload_checkpoints) */
+    int mlp_chunk;           /* with checkpointing: MLP rows per chunk, 0: all (train.mlp_chunk) */
     /* optimization */
     int steps, seq_len, batch, grad_accum;
     double lr, beta1, beta2, eps, weight_decay, max_grad_norm;

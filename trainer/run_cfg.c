@@ -86,6 +86,7 @@ static const cfg_field fields[] = {
     {"train", "gpu_mem", "--gpu-mem", F_STR, OFF(gpu_mem), 0, 0},
     {"train", "paged_optim", "--paged-optim", F_BOOL, OFF(paged_optim), 0, 1},
     {"train", "offload_checkpoints", "--offload-checkpoints", F_BOOL, OFF(offload_checkpoints), 0, 1},
+    {"train", "mlp_chunk", "--mlp-chunk", F_INT, OFF(mlp_chunk), 0, 1 << 20},
 };
 #define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
 
@@ -361,6 +362,10 @@ int pl_run_cfg_validate(const pl_run_cfg *c, pl_err *err) {
     if (c->offload_checkpoints && (!c->backend || strcmp(c->backend, "cuda") || !c->checkpointing))
         return pl_err_set(err, PL_EINVAL, "train.offload_checkpoints (--offload-checkpoints) moves the checkpointed "
                           "layer inputs off the GPU: it needs --backend cuda and --checkpointing");
+    if (c->mlp_chunk && (c->mlp_chunk % 8 || !c->checkpointing))
+        return pl_err_set(err, PL_EINVAL, "train.mlp_chunk (--mlp-chunk): %d: %s", c->mlp_chunk,
+                          c->mlp_chunk % 8 ? "expected a multiple of 8 tokens"
+                                           : "MLP chunks need --checkpointing (the backward recomputes them)");
     if (c->text && c->eval_every > 0 && !(c->eval_frac > 0))
         return pl_err_set(err, PL_EINVAL, "train.eval_every: evaluation on --text needs eval_frac > 0");
     return PL_OK;
@@ -437,7 +442,11 @@ const char *pl_run_cfg_flags_help(void) {
            "  --offload-checkpoints   with --backend cuda and --checkpointing: each layer's saved input goes to\n"
            "                          pinned host memory on a second stream while the next layer computes, and\n"
            "                          comes back during the backward; the device keeps two; the same bits\n"
-           "                          (train.offload_checkpoints)\n";
+           "                          (train.offload_checkpoints)\n"
+           "  --mlp-chunk N           with --checkpointing: each layer's MLP runs over chunks of N tokens (a multiple\n"
+           "                          of 8), forward and backward, so its (seq, intermediate) buffers become (N,\n"
+           "                          intermediate): for long sequences; the MLP adapters' gradients are summed per\n"
+           "                          chunk (rounding differs from 0, all at once) (train.mlp_chunk, 0)\n";
 }
 
 /* sha256 hex of the config fields that determine the trained bits. */

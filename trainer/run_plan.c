@@ -27,6 +27,7 @@ int pl_run_cfg_shape(const pl_run_cfg *c, const pl_model_header *h, int micro_ba
     s->cuda = c->backend && !strcmp(c->backend, "cuda");
     s->paged_optim = c->paged_optim;
     s->offload = s->cuda && c->checkpointing && c->offload_checkpoints;
+    s->mlp_chunk = c->checkpointing ? c->mlp_chunk : 0;
     *base = "fp32";
     if (c->lora_r > 0) {
         if (!c->base || (strcmp(c->base, "nf4") && strcmp(c->base, "as-loaded")))

@@ -224,6 +224,14 @@ int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_op
     t->paged_optim = o && o->paged_optim;
     t->paged_min = o && o->paged_min ? o->paged_min : PL_PAGED_MIN; /* plan.h */
     t->offload = o && o->offload;
+    t->mlp_chunk = o ? o->mlp_chunk : 0;
+    if (t->mlp_chunk && (t->mlp_chunk < 0 || t->mlp_chunk % 8 || !t->checkpoint)) {
+        int mc = t->mlp_chunk;
+        free(t);
+        return pl_err_set(err, PL_EINVAL, "train: MLP chunks of %d tokens: %s", mc,
+                          mc < 0 || mc % 8 ? "expected a positive multiple of 8"
+                                           : "chunks need checkpointing (--checkpointing): the backward recomputes them");
+    }
     if (t->offload && (!t->checkpoint || !t->be->alloc_host || !t->be->offload)) {
         const char *why = !t->checkpoint ? "need checkpointing (--checkpointing)"
                                          : "need a device backend (--backend cuda); the CPU's memory is host memory";
@@ -242,7 +250,8 @@ int pl_train_init_opts(pl_train **out, pl_model *m, int max_T, const pl_train_op
     /* every size below is the plan's (trainer/plan.h), so `potluck plan` and the allocation cannot drift */
     pl_train_shape sh = {.seq_len = max_T, .micro_batch = 1, .frozen_base = t->frozen_base,
                          .checkpoint = t->checkpoint, .layer_dtype = PL_F32, .embd_dtype = PL_F32,
-                         .head_dtype = PL_F32, .cuda = !t->be->host_memory, .offload = t->offload};
+                         .head_dtype = PL_F32, .cuda = !t->be->host_memory, .offload = t->offload,
+                         .mlp_chunk = t->mlp_chunk};
     pl_mem_plan P;
     if ((rc = pl_train_plan(c, &sh, &P, err))) { pl_train_free(t); return rc; }
     const pl_mem_plan *p = &P;
@@ -327,9 +336,11 @@ static int lora_mod(const pl_train *t, int layer, pl_lin which) {
 
 /* out (T,O) = x (T,I) . W^T (+ bias), W in its stored dtype; then, for an
  * adapted module, out += scale * (drop(x) . A^T) . B^T with xa = drop(x) . A^T
- * (T,r) saved for the backward. */
+ * (T,r) saved for the backward. x and out are rows row0 .. row0 + T - 1 of
+ * the layer's tokens (a chunk of the MLP): xa's rows and the dropout mask's
+ * elements are theirs. */
 static void lin_fwd(pl_train *t, int layer, pl_lin which, void *out, const void *x, const pl_qweight *w,
-                    const float *bias, int T) {
+                    const float *bias, int T, int row0) {
     const pl_backend *be = t->be;
     const int I = (int)w->cols, O = (int)w->rows;
     double t0 = t->timing ? omp_get_wtime() : 0;
@@ -341,17 +352,35 @@ static void lin_fwd(pl_train *t, int layer, pl_lin which, void *out, const void 
         const void *u = x;
         if (t->lora->cfg.dropout > 0) {
             be->dropout(t->lora_u, x, (size_t)T * I, t->lora->cfg.dropout, t->lora->cfg.seed,
-                        pl_lora_drop_stream(t->step, t->micro, layer, which));
+                        pl_lora_drop_stream(t->step, t->micro, layer, which), (uint64_t)row0 * (uint64_t)I);
             u = t->lora_u;
         }
-        be->lora_fwd(out, t->lora_xa[mi], u, md->A, md->B, T, I, O, md->r, md->scale, t->lora_y);
+        be->lora_fwd(out, pl_act_at(be, t->lora_xa[mi], (size_t)row0 * (size_t)md->r), u, md->A, md->B, T, I, O,
+                     md->r, md->scale, t->lora_y);
     }
     if (t->timing) t->t_op[which == PL_LIN_HEAD ? PL_TT_HEAD : PL_TT_LINEAR] += omp_get_wtime() - t0;
 }
 
+/* Rows r0 .. r0 + n - 1 of layer l's MLP: a->gate, a->up and a->act get
+ * them from their row 0; out (T,D) gets down_proj's output in its rows r0..
+ * (out NULL: stop before down_proj, as the chunked backward needs). */
+void pl_train_mlp_rows(pl_train *t, int l, void *out, int r0, int n) {
+    const pl_backend *be = t->be;
+    const pl_model_config *c = &t->m->cfg;
+    const pl_layer *L = &t->m->layers[l];
+    pl_layer_acts *a = &t->acts[l];
+    const size_t D = (size_t)c->dim;
+    const void *xn2 = pl_act_at(be, a->xn2, (size_t)r0 * D);
+    lin_fwd(t, l, PL_LIN_GATE, a->gate, xn2, &L->w_gate, NULL, n, r0);
+    lin_fwd(t, l, PL_LIN_UP, a->up, xn2, &L->w_up, NULL, n, r0);
+    TIMED(t, PL_TT_SWIGLU, be->swiglu(a->act, a->gate, a->up, n, c->hidden));
+    if (out) lin_fwd(t, l, PL_LIN_DOWN, pl_act_at(be, out, (size_t)r0 * D), a->act, &L->w_down, NULL, n, r0);
+}
+
 /* Layer l's forward from acts[l].x_in into the layer's buffers; x_out (T,D)
- * gets the layer's output (the next x_in, or scratch when recomputing). */
-void pl_train_layer_forward(pl_train *t, int l, void *x_out) {
+ * gets the layer's output (the next x_in, or scratch when recomputing).
+ * mlp 0: stop after xn2 (the chunked backward recomputes the MLP itself). */
+void pl_train_layer_forward(pl_train *t, int l, void *x_out, int mlp) {
     pl_model *m = t->m;
     const pl_backend *be = t->be;
     const pl_model_config *c = &m->cfg;
@@ -362,22 +391,21 @@ void pl_train_layer_forward(pl_train *t, int l, void *x_out) {
     const pl_layer *L = &m->layers[l];
     pl_layer_acts *a = &t->acts[l];
     TIMED(t, PL_TT_NORM, be->rmsnorm(a->xn1, a->x_in, L->attn_norm, T, D, c->norm_eps));
-    lin_fwd(t, l, PL_LIN_Q, a->q, a->xn1, &L->wq, L->bq, T);
-    lin_fwd(t, l, PL_LIN_K, a->k, a->xn1, &L->wk, L->bk, T);
-    lin_fwd(t, l, PL_LIN_V, a->v, a->xn1, &L->wv, L->bv, T);
+    lin_fwd(t, l, PL_LIN_Q, a->q, a->xn1, &L->wq, L->bq, T, 0);
+    lin_fwd(t, l, PL_LIN_K, a->k, a->xn1, &L->wk, L->bk, T, 0);
+    lin_fwd(t, l, PL_LIN_V, a->v, a->xn1, &L->wv, L->bv, T, 0);
     TIMED(t, PL_TT_ROPE, {
         be->rope(a->q, t->pos, m->inv_freq, T, c->n_heads, c->head_dim);
         be->rope(a->k, t->pos, m->inv_freq, T, c->n_kv_heads, c->head_dim);
     });
     TIMED(t, PL_TT_ATTN, be->attention(a->att, a->q, a->k, a->v, t->qlast, sg, sg, T, T, c->n_heads,
                                        c->n_kv_heads, c->head_dim));
-    lin_fwd(t, l, PL_LIN_O, t->ws_lin, a->att, &L->wo, NULL, T);
+    lin_fwd(t, l, PL_LIN_O, t->ws_lin, a->att, &L->wo, NULL, T, 0);
     TIMED(t, PL_TT_ADD, be->add(a->x_mid, a->x_in, t->ws_lin, (size_t)T * D));
     TIMED(t, PL_TT_NORM, be->rmsnorm(a->xn2, a->x_mid, L->ffn_norm, T, D, c->norm_eps));
-    lin_fwd(t, l, PL_LIN_GATE, a->gate, a->xn2, &L->w_gate, NULL, T);
-    lin_fwd(t, l, PL_LIN_UP, a->up, a->xn2, &L->w_up, NULL, T);
-    TIMED(t, PL_TT_SWIGLU, be->swiglu(a->act, a->gate, a->up, T, c->hidden));
-    lin_fwd(t, l, PL_LIN_DOWN, t->ws_lin, a->act, &L->w_down, NULL, T);
+    if (!mlp) return;
+    const int C = pl_train_mlp_chunk(t, T);
+    for (int r0 = 0; r0 < T; r0 += C) pl_train_mlp_rows(t, l, t->ws_lin, r0, T - r0 < C ? T - r0 : C);
     TIMED(t, PL_TT_ADD, be->add(x_out, a->x_mid, t->ws_lin, (size_t)T * D));
 }
 
@@ -428,7 +456,7 @@ int pl_train_forward(pl_train *t, const int32_t *ids, const int32_t *targets, co
          * its output overwrites layer l-1's input, whose copy must be done */
         if (t->offload && l + 2 < c->n_layers) be->offload(t->x_host[l], t->acts[l].x_in, xb, l & 1);
         if (t->offload && l >= 1 && l + 1 < c->n_layers) be->copy_wait((l + 1) & 1);
-        pl_train_layer_forward(t, l, l + 1 < c->n_layers ? t->acts[l + 1].x_in : t->x_final);
+        pl_train_layer_forward(t, l, l + 1 < c->n_layers ? t->acts[l + 1].x_in : t->x_final, 1);
     }
     TIMED(t, PL_TT_NORM, be->rmsnorm(t->xnf, t->x_final, m->out_norm, T, D, c->norm_eps));
     int64_t nv = 0;
@@ -436,7 +464,7 @@ int pl_train_forward(pl_train *t, const int32_t *ids, const int32_t *targets, co
     if (!t->logits) { /* fused head + loss */
         TIMED(t, PL_TT_HEAD, sum = be->lm_head_ce(t->lse, t->xnf, &m->lm_head, t->targets, T, &nv));
     } else {
-        lin_fwd(t, -1, PL_LIN_HEAD, t->logits, t->xnf, &m->lm_head, NULL, T);
+        lin_fwd(t, -1, PL_LIN_HEAD, t->logits, t->xnf, &m->lm_head, NULL, T, 0);
         TIMED(t, PL_TT_LOSS, sum = be->cross_entropy(t->logits, t->targets, T, V, NULL, &nv));
     }
     if (loss_sum) *loss_sum = sum;
@@ -495,7 +523,8 @@ int pl_train_attach_lora(pl_train *t, struct pl_lora *l, pl_err *err) {
      * output of the adapted module kinds (checked equal to the model's above) */
     pl_train_shape sh = {.seq_len = t->max_T, .micro_batch = 1, .frozen_base = 1, .lora_r = maxR,
                          .lora_targets = mask, .checkpoint = t->checkpoint, .layer_dtype = PL_F32,
-                         .embd_dtype = PL_F32, .head_dtype = PL_F32, .cuda = !t->be->host_memory};
+                         .embd_dtype = PL_F32, .head_dtype = PL_F32, .cuda = !t->be->host_memory,
+                         .offload = t->offload, .mlp_chunk = t->mlp_chunk};
     pl_mem_plan P;
     int rc = pl_train_plan(c, &sh, &P, err);
     if (rc) return rc;

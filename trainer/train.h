@@ -43,7 +43,15 @@
  * copy stream while the layer computes (the inputs of the last two layers
  * stay on the device); the backward fetches layer l-1's input while it
  * walks back through layer l. The copies move bytes only: the gradients are
- * bit for bit those of checkpointing without offload. */
+ * bit for bit those of checkpointing without offload.
+ *
+ * MLP chunks (opts.mlp_chunk, with checkpoint): the MLP is per token, so each
+ * layer runs it over chunks of rows, in the forward and again in the
+ * backward (gate and up recomputed per chunk, then walked back), and its
+ * (T, hidden) buffers shrink to (chunk, hidden): what long sequences need
+ * most after the saved inputs. Dropout masks are the unchunked ones; the
+ * gradients of the adapted MLP modules are summed chunk by chunk, so the bits
+ * differ from an unchunked run's by rounding. */
 #ifndef PL_TRAIN_H
 #define PL_TRAIN_H
 
@@ -128,6 +136,7 @@ typedef struct pl_train {
     int paged_optim;             /* paged AdamW state (pl_train_opts) */
     size_t paged_min;
     int offload;                 /* offloaded checkpoints (pl_train_opts) */
+    int mlp_chunk;               /* MLP rows per chunk (pl_train_opts), 0: all */
     void *x_stage[2];            /* offload: the two device x_in buffers (acts[l].x_in = x_stage[l & 1]) */
     void **x_host;               /* offload: (n_layers) pinned host copies of x_in; NULL for the last two */
     int micro;                   /* micro-batch index within the step (dropout key; pl_train_step sets it) */
@@ -160,6 +169,9 @@ typedef struct pl_train_opts {
     int paged_optim;  /* AdamW moments of tensors of >= paged_min elements through be->alloc_paged */
     size_t paged_min; /* 0: PL_PAGED_MIN (trainer/plan.h: bitsandbytes' threshold) */
     int offload;      /* with checkpoint: saved layer inputs in pinned host memory (be->alloc_host) */
+    int mlp_chunk;    /* with checkpoint: each layer's MLP runs over chunks of this many tokens (a multiple
+                       * of 8; 0: all at once), forward and backward, so its (T, hidden) buffers are (chunk,
+                       * hidden); the LoRA gradients are then summed chunk by chunk (other bits) */
 } pl_train_opts;
 /* n floats of AdamW state for a tensor of n elements: paged when the
  * context's options say so and the backend can (tagged PL_MEM_OPTIMIZER). */

@@ -47,29 +47,33 @@ static float *grad_of(pl_train *t, int idx) { return idx >= 0 ? t->params[idx].g
 /* The same, NULL for a frozen parameter (ops whose gradient may be skipped). */
 static float *grad_opt(pl_train *t, int idx) { return idx >= 0 && !t->params[idx].frozen ? t->params[idx].g : NULL; }
 
-/* LoRA's part of an adapted module's backward (see the top of the file). */
+/* LoRA's part of an adapted module's backward (see the top of the file),
+ * over rows row0 .. row0 + T - 1 (an MLP chunk): xa's rows and the dropout
+ * mask's elements are theirs. */
 static void lora_bwd(pl_train *t, int layer, pl_lin which, int mi, void *dx, const void *dout, const void *x,
-                     int T, int I, int O) {
+                     int T, int I, int O, int row0) {
     const pl_backend *be = t->be;
     pl_lora_module *md = &t->lora->mods[mi];
     const float p = t->lora->cfg.dropout;
+    const void *xa = pl_act_at(be, t->lora_xa[mi], (size_t)row0 * (size_t)md->r);
     if (!(p > 0)) {
-        be->lora_bwd(dx, 1, md->gA, md->gB, dout, x, t->lora_xa[mi], md->A, md->B, T, I, O, md->r, md->scale,
-                     t->lora_y, t->lora_dxa, t->lora_du);
+        be->lora_bwd(dx, 1, md->gA, md->gB, dout, x, xa, md->A, md->B, T, I, O, md->r, md->scale, t->lora_y,
+                     t->lora_dxa, t->lora_du);
         return;
     }
-    uint64_t stream = pl_lora_drop_stream(t->step, t->micro, layer, which);
-    be->dropout(t->lora_u, x, (size_t)T * I, p, t->lora->cfg.seed, stream); /* the forward's u */
-    be->lora_bwd(t->lora_du, 0, md->gA, md->gB, dout, t->lora_u, t->lora_xa[mi], md->A, md->B, T, I, O, md->r,
-                 md->scale, t->lora_y, t->lora_dxa, NULL);
-    be->dropout(t->lora_du, t->lora_du, (size_t)T * I, p, t->lora->cfg.seed, stream);
+    uint64_t stream = pl_lora_drop_stream(t->step, t->micro, layer, which), first = (uint64_t)row0 * (uint64_t)I;
+    be->dropout(t->lora_u, x, (size_t)T * I, p, t->lora->cfg.seed, stream, first); /* the forward's u */
+    be->lora_bwd(t->lora_du, 0, md->gA, md->gB, dout, t->lora_u, xa, md->A, md->B, T, I, O, md->r, md->scale,
+                 t->lora_y, t->lora_dxa, NULL);
+    be->dropout(t->lora_du, t->lora_du, (size_t)T * I, p, t->lora->cfg.seed, stream, first);
     be->add(dx, dx, t->lora_du, (size_t)T * I);
 }
 
 /* dx (T,I) = dout . W ; dW += dout^T . x ; db += sum dout ; LoRA's part;
- * then the hook. W in its stored dtype (frozen base: dx only). */
-static void lin_bwd(pl_train *t, int layer, pl_lin which, void *dx, int pw, int pb, const void *dout,
-                    const void *x, const pl_qweight *w, int T, int I, int O) {
+ * then the hook. W in its stored dtype (frozen base: dx only). The rows are
+ * row0 .. row0 + T - 1 of the layer's (an MLP chunk; else 0). */
+static void lin_bwd_rows(pl_train *t, int layer, pl_lin which, void *dx, int pw, int pb, const void *dout,
+                         const void *x, const pl_qweight *w, int T, int I, int O, int row0) {
     double t0 = t->timing ? omp_get_wtime() : 0;
     if (w->dtype == PL_F32 && !w->aux)
         t->be->linear_bwd(dx, grad_opt(t, pw), grad_opt(t, pb), dout, x, (const float *)w->data, T, I, O);
@@ -77,10 +81,15 @@ static void lin_bwd(pl_train *t, int layer, pl_lin which, void *dx, int pw, int 
         t->be->linear_q_bwd_x(dx, dout, w, T, t->ws_q);
     if (t->lora && layer >= 0 && which < PL_LIN_HEAD) {
         int mi = t->lora_idx[layer * 7 + which];
-        if (mi >= 0) lora_bwd(t, layer, which, mi, dx, dout, x, T, I, O);
+        if (mi >= 0) lora_bwd(t, layer, which, mi, dx, dout, x, T, I, O, row0);
     }
     if (t->timing) t->t_op[which == PL_LIN_HEAD ? PL_TT_HEAD_B : PL_TT_LINEAR_B] += omp_get_wtime() - t0;
     if (t->hook) t->hook(t->hook_user, layer, which, x, dout, dx, T, I, O); /* host_memory: checked */
+}
+
+static void lin_bwd(pl_train *t, int layer, pl_lin which, void *dx, int pw, int pb, const void *dout,
+                    const void *x, const pl_qweight *w, int T, int I, int O) {
+    lin_bwd_rows(t, layer, which, dx, pw, pb, dout, x, w, T, I, O, 0);
 }
 
 int pl_train_backward(pl_train *t, float scale, pl_err *err) {
@@ -95,6 +104,8 @@ int pl_train_backward(pl_train *t, float scale, pl_err *err) {
         !be->swiglu_bwd || !be->linear_bwd || (t->logits ? !be->cross_entropy_bwd : !be->lm_head_ce_bwd) ||
         (t->frozen_base && !be->linear_q_bwd_x) || (t->lora && !be->lora_bwd))
         return pl_err_set(err, PL_EUNSUPPORTED, "train: backend '%s' lacks backward ops", be->name);
+    if (t->hook && pl_train_mlp_chunk(t, T) < T)
+        return pl_err_set(err, PL_EUNSUPPORTED, "train: backward hooks see whole layers; MLP chunks are on");
     if (t->hook && !be->host_memory)
         return pl_err_set(err, PL_EUNSUPPORTED, "train: backward hooks read host floats; backend '%s' has none",
                           be->name);
@@ -122,12 +133,22 @@ int pl_train_backward(pl_train *t, float scale, pl_err *err) {
                 be->fetch(t->acts[l - 1].x_in, t->x_host[l - 1], pl_act_bytes(be, TD), (l - 1) & 1);
             if (l + 2 < c->n_layers) be->copy_wait(l & 1);
         }
-        if (t->checkpoint) pl_train_layer_forward(t, l, t->ws_lin); /* refill the shared buffers */
-        /* MLP: x_out = x_mid + down(silu(gate) * up) */
-        lin_bwd(t, l, PL_LIN_DOWN, t->d_act, pi[8], -1, t->d_res, a->act, &L->w_down, T, H, D);
-        TIMED(t, PL_TT_SWIGLU_B, be->swiglu_bwd(t->d_act, t->d_up, t->d_act, a->gate, a->up, T, H));
-        lin_bwd(t, l, PL_LIN_GATE, t->d_xn, pi[6], -1, t->d_act, a->xn2, &L->w_gate, T, D, H);
-        lin_bwd(t, l, PL_LIN_UP, t->d_tmp, pi[7], -1, t->d_up, a->xn2, &L->w_up, T, D, H);
+        /* refill the shared buffers; MLP chunks are recomputed one by one below */
+        const int C = pl_train_mlp_chunk(t, T), chunked = C < T;
+        if (t->checkpoint) pl_train_layer_forward(t, l, t->ws_lin, !chunked);
+        /* MLP: x_out = x_mid + down(silu(gate) * up), over chunks of C rows */
+        for (int r0 = 0; r0 < T; r0 += C) {
+            const int n = T - r0 < C ? T - r0 : C;
+            const size_t o = (size_t)r0 * (size_t)D;
+            const void *xn2 = pl_act_at(be, a->xn2, o);
+            if (chunked) pl_train_mlp_rows(t, l, NULL, r0, n); /* gate, up, act of these rows */
+            lin_bwd_rows(t, l, PL_LIN_DOWN, t->d_act, pi[8], -1, pl_act_at(be, t->d_res, o), a->act, &L->w_down, n, H,
+                         D, r0);
+            TIMED(t, PL_TT_SWIGLU_B, be->swiglu_bwd(t->d_act, t->d_up, t->d_act, a->gate, a->up, n, H));
+            lin_bwd_rows(t, l, PL_LIN_GATE, pl_act_at(be, t->d_xn, o), pi[6], -1, t->d_act, xn2, &L->w_gate, n, D, H,
+                         r0);
+            lin_bwd_rows(t, l, PL_LIN_UP, pl_act_at(be, t->d_tmp, o), pi[7], -1, t->d_up, xn2, &L->w_up, n, D, H, r0);
+        }
         TIMED(t, PL_TT_ADD, be->add(t->d_xn, t->d_xn, t->d_tmp, TD));
         TIMED(t, PL_TT_NORM_B, be->rmsnorm_bwd(t->d_tmp, grad_of(t, pi[1]), t->d_xn, a->x_mid, L->ffn_norm, T, D,
                                                c->norm_eps));

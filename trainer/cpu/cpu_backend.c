@@ -159,8 +159,9 @@ static void cpu_lora_fwd(void *y, void *xa, const void *u, const float *A, const
     pl_cpu_lora_fwd(y, xa, u, A, B, T, I, O, r, scale, tmp);
 }
 static void cpu_add(void *out, const void *a, const void *b, size_t n) { pl_cpu_add(out, a, b, n); }
-static void cpu_dropout(void *dst, const void *src, size_t n, float p, uint64_t seed, uint64_t stream) {
-    pl_cpu_dropout(dst, src, n, p, seed, stream);
+static void cpu_dropout(void *dst, const void *src, size_t n, float p, uint64_t seed, uint64_t stream,
+                        uint64_t first) {
+    pl_cpu_dropout(dst, src, n, p, seed, stream, first);
 }
 static double cpu_cross_entropy(const void *logits, const int32_t *targets, int T, int V, float *losses,
                                 int64_t *n_valid) {

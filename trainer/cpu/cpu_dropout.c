@@ -6,9 +6,10 @@
 
 /* An element is dropped when a 16-bit draw is below p * 65536 (p is resolved
  * to 1/65536): each Philox call (four 32-bit words) serves a group of 8
- * elements, owned by one thread. The CUDA kernel (trainer/cuda/convert.cu)
+ * elements, owned by one thread; element e of the tensor is draw e % 8 of
+ * call e / 8 (first, the slice's first element, is a multiple of 8). The CUDA kernel (trainer/cuda/convert.cu)
  * draws the same words. */
-void pl_cpu_dropout(float *dst, const float *src, size_t n, float p, uint64_t seed, uint64_t stream) {
+void pl_cpu_dropout(float *dst, const float *src, size_t n, float p, uint64_t seed, uint64_t stream, uint64_t first) {
     if (!(p > 0)) {
         if (dst != src) memcpy(dst, src, n * sizeof(float));
         return;
@@ -19,7 +20,7 @@ void pl_cpu_dropout(float *dst, const float *src, size_t n, float p, uint64_t se
 #pragma omp parallel for schedule(static) if (ngroups >= 2048)
     for (long g = 0; g < ngroups; g++) {
         uint32_t w[4];
-        pl_philox4(seed, stream, (uint64_t)g, w);
+        pl_philox4(seed, stream, first / 8 + (uint64_t)g, w);
         for (int k = 0; k < 8; k++) {
             size_t e = (size_t)g * 8 + (size_t)k;
             if (e >= n) break;

@@ -58,7 +58,7 @@ void pl_cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float 
 
 /* cpu_dropout.c: the dropout op on floats; cpu_lora.c: LoRA's ops and the
  * embedding of a quantized table, on floats. */
-void pl_cpu_dropout(float *dst, const float *src, size_t n, float p, uint64_t seed, uint64_t stream);
+void pl_cpu_dropout(float *dst, const float *src, size_t n, float p, uint64_t seed, uint64_t stream, uint64_t first);
 void pl_cpu_embedding_q(float *out, const int32_t *ids, const pl_qweight *table, int T);
 void pl_cpu_lora_fwd(float *y, float *xa, const float *u, const float *A, const float *B, int T, int I, int O, int r,
                      float scale, float *tmp);

@@ -464,9 +464,9 @@ void op_add(void *out, const void *a, const void *b, size_t n) {
     check(pl_cuda_add(B16(out), B16(a), B16(b), (int64_t)n, nullptr), "add");
 }
 
-void op_dropout(void *dst, const void *src, size_t n, float p, uint64_t seed, uint64_t stream) {
+void op_dropout(void *dst, const void *src, size_t n, float p, uint64_t seed, uint64_t stream, uint64_t first) {
     count(PL_CUDA_OP_DROPOUT);
-    check(pl_cuda_dropout(B16(dst), B16(src), (int64_t)n, p, seed, stream, nullptr), "dropout");
+    check(pl_cuda_dropout(B16(dst), B16(src), (int64_t)n, p, seed, stream, first, nullptr), "dropout");
 }
 
 double op_lm_head_ce(float *lse, const void *x, const pl_qweight *head, const int32_t *targets, int T,

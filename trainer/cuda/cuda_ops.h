@@ -214,9 +214,10 @@ int pl_cuda_add(pl_bf16 *out, const pl_bf16 *a, const pl_bf16 *b, int64_t n, pl_
 int pl_cuda_bias_add(pl_bf16 *y, const float *bias, int T, int O, pl_stream stream);
 /* backend.h's dropout on bf16: the CPU op's mask (ops_math.h's Philox
  * draws, pl_dropout_threshold), kept values src * 1/(1-p) rounded once; dst
- * may alias src; p in [0, 1). */
+ * may alias src; p in [0, 1); the elements are the tensor's first ..
+ * first + n - 1 (first a multiple of 8). */
 int pl_cuda_dropout(pl_bf16 *dst, const pl_bf16 *src, int64_t n, float p, uint64_t seed, uint64_t stream_id,
-                    pl_stream stream);
+                    uint64_t first, pl_stream stream);
 
 #ifdef __cplusplus
 }

@@ -23,12 +23,12 @@ __global__ void bias_add_kernel(__nv_bfloat16 *y, const float *bias, int64_t n, 
 
 /* One thread per group of 8 elements: one Philox call, as the CPU op. */
 __global__ void dropout_kernel(__nv_bfloat16 *dst, const __nv_bfloat16 *src, int64_t n, uint32_t thr,
-                               float keep_scale, uint64_t seed, uint64_t stream_id) {
+                               float keep_scale, uint64_t seed, uint64_t stream_id, uint64_t first_group) {
     const int64_t ngroups = (n + 7) / 8;
     for (int64_t g = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; g < ngroups;
          g += (int64_t)gridDim.x * blockDim.x) {
         uint32_t w[4];
-        pl_philox4(seed, stream_id, (uint64_t)g, w);
+        pl_philox4(seed, stream_id, first_group + (uint64_t)g, w);
         for (int k = 0; k < 8; k++) {
             int64_t e = g * 8 + k;
             if (e >= n) break;
@@ -67,14 +67,14 @@ extern "C" int pl_cuda_bias_add(pl_bf16 *y, const float *bias, int T, int O, pl_
 }
 
 extern "C" int pl_cuda_dropout(pl_bf16 *dst, const pl_bf16 *src, int64_t n, float p, uint64_t seed, uint64_t stream_id,
-                               pl_stream stream) {
-    if (n < 0 || !(p < 1.0f)) return (int)cudaErrorInvalidValue;
+                               uint64_t first, pl_stream stream) {
+    if (n < 0 || !(p < 1.0f) || first % 8) return (int)cudaErrorInvalidValue;
     if (n == 0) return 0;
     if (!(p > 0)) {
         if (dst == src) return 0;
         return (int)cudaMemcpyAsync(dst, src, (size_t)n * 2, cudaMemcpyDeviceToDevice, stream);
     }
     PL_LAUNCH(dropout_kernel, ew_blocks((n + 7) / 8, 256), 256, 0, stream, pl_dev_bf16(dst), pl_dev_bf16(src), n,
-              pl_dropout_threshold(p), 1.0f / (1.0f - p), seed, stream_id);
+              pl_dropout_threshold(p), 1.0f / (1.0f - p), seed, stream_id, first / 8);
     return pl_cuda_status();
 }
