@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/gpu.sh [--dry-run] [--iters N]: the CUDA kernels (trainer/cuda/) on
+# bench/gpu.sh [--dry-run] [--iters N] [--no-train] [--skip-33b] [--skip-long] [--no-peft]
+#              [--steps N] [--warmup N] [--scratch DIR]: the CUDA kernels (trainer/cuda/) on
 # this machine's GPU, one row per kernel: time per call, achieved GB/s
 # (memory-bound kernels) or TFLOP/s (GEMMs through cuBLASLt, LoRA, attention,
 # the fused LM head + loss) and the share of the device's peak (memory
@@ -16,14 +17,22 @@
 #
 # With a GPU: builds build/gpu/gpu_bench-sm_XX (make gpu-bench GPU_ARCH=XX:
 # nvcc for the device's arch, cuBLASLt, the static CUDA runtime).
+#
+# Then the training steps: bench/gpu_train.sh (potluck train --backend cuda on
+# 7B, 33B and long-context 8B shapes, PEFT beside it; emulated with tiny
+# shapes under --dry-run), given the options after --iters; --no-train leaves
+# it out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dry=0 iters=20
+dry=0 iters=20 train=1 targs=()
 while [ $# -gt 0 ]; do
   case $1 in
     --dry-run) dry=1 ;;
     --iters) iters=${2:?--iters needs a number}; shift ;;
-    *) echo "usage: bench/gpu.sh [--dry-run] [--iters N]" >&2; exit 2 ;;
+    --no-train) train=0 ;;
+    --skip-33b|--skip-long|--no-peft) targs+=("$1") ;;
+    --steps|--warmup|--scratch) targs+=("$1" "${2:?$1 needs a value}"); shift ;;
+    *) echo "usage: bench/gpu.sh [--dry-run] [--iters N] [--no-train] [--skip-33b] [--skip-long] [--no-peft] [--steps N] [--warmup N] [--scratch DIR]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -36,7 +45,9 @@ fi
 if [ $dry = 1 ]; then
   make --no-print-directory -s build/opt/bench/gpu_bench >/dev/null
   echo "gpu.sh: emulated, not a measurement (CPU emulator, tiny shapes)"
-  exec build/opt/bench/gpu_bench --tiny
+  build/opt/bench/gpu_bench --tiny
+  [ $train = 0 ] || exec bash bench/gpu_train.sh --dry-run ${targs[@]+"${targs[@]}"}
+  exit 0
 fi
 
 arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d ' .')
@@ -112,3 +123,5 @@ PY
 else
   echo "gpu.sh: PyTorch with CUDA is not importable here: no torch rows"
 fi
+
+[ $train = 0 ] || exec bash bench/gpu_train.sh ${targs[@]+"${targs[@]}"}

@@ -6,6 +6,8 @@
  * shapes, where the times are the emulator's and not a measurement.
  *
  *   gpu_bench [--tiny] [--iters N]
+ *   gpu_bench --peak [NAME]   the device and peak lines only (NAME: the table's
+ *                             entry for that device name instead of this device's)
  *
  * Bytes and FLOPs are the kernel's minimum traffic / useful work (each
  * input read once, each output written once; 2 FLOPs per multiply-add,
@@ -112,10 +114,15 @@ static const struct { const char *name; double gbs, tflops; } k_peaks[] = {
     {"RTX A5000", 768, 111}, {"L4", 300, 121},
 };
 
-static void device_peaks(void) {
+/* The peaks of this device, or of the table's entry for the device name as
+ * (bench/gpu_train.sh's dry run: the emulator has no peak of its own). */
+static void device_peaks(const char *as) {
     struct cudaDeviceProp p;
     memset(&p, 0, sizeof p);
     cudaGetDeviceProperties(&p, 0);
+    char own[sizeof p.name];
+    snprintf(own, sizeof own, "%s", p.name);
+    if (as) snprintf(p.name, sizeof p.name, "%s", as);
     for (size_t i = 0; i < sizeof k_peaks / sizeof k_peaks[0]; i++)
         if (strstr(p.name, k_peaks[i].name)) {
             g_peak_gbs = k_peaks[i].gbs, g_peak_tflops = k_peaks[i].tflops;
@@ -123,11 +130,13 @@ static void device_peaks(void) {
         }
 #ifdef PL_CUDA_REAL
     int clock_khz = 0; /* memory bandwidth from the properties: 2 (DDR) x clock x bus width */
-    if (cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, 0) == cudaSuccess && clock_khz > 0 &&
+    if (!as && cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, 0) == cudaSuccess && clock_khz > 0 &&
         p.memoryBusWidth > 0)
         g_peak_gbs = 2.0 * clock_khz * 1e3 * (p.memoryBusWidth / 8) * 1e-9;
 #endif
-    printf("device: %s (sm_%d%d, %d SMs)\n", p.name, p.major, p.minor, p.multiProcessorCount);
+    if (as) printf("device: %s (sm_%d%d, %d SMs); the peaks below are the table's for %s\n", own, p.major, p.minor,
+                   p.multiProcessorCount, as);
+    else printf("device: %s (sm_%d%d, %d SMs)\n", p.name, p.major, p.minor, p.multiProcessorCount);
     char gb[32] = "?", tf[32] = "?";
     if (g_peak_gbs > 0) snprintf(gb, sizeof gb, "%.0f", g_peak_gbs);
     if (g_peak_tflops > 0) snprintf(tf, sizeof tf, "%.0f", g_peak_tflops);
@@ -207,12 +216,16 @@ static int b_lora_bwd(void *c) {
 }
 
 int main(int argc, char **argv) {
-    int tiny = 0;
+    int tiny = 0, peak_only = 0;
+    const char *peak_as = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tiny")) tiny = 1;
         else if (!strcmp(argv[i], "--iters") && i + 1 < argc) g_iters = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "usage: gpu_bench [--tiny] [--iters N]\n");
+        else if (!strcmp(argv[i], "--peak")) {
+            peak_only = 1;
+            if (i + 1 < argc && argv[i + 1][0] != '-') peak_as = argv[++i];
+        } else {
+            fprintf(stderr, "usage: gpu_bench [--tiny] [--iters N] | gpu_bench --peak [NAME]\n");
             return 2;
         }
     }
@@ -222,7 +235,8 @@ int main(int argc, char **argv) {
 #endif
     if (tiny && g_iters > 2) g_iters = 1;
     if (g_iters < 1) g_iters = 1;
-    device_peaks();
+    device_peaks(peak_as);
+    if (peak_only) return 0;
     if (g_emulated) printf("emulated, not a measurement: the CPU emulator runs the kernels (tiny shapes)\n");
     B b;
     memset(&b, 0, sizeof b);

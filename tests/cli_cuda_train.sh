@@ -19,7 +19,8 @@
 #    directory and checkpoints) and finishes all its steps;
 #  - --gpu-mem one byte below `potluck plan --backend cuda`'s device total is refused before the model
 #    loads, naming a setting that fits; the emulated run trains with exactly the plan (the backend
-#    refuses any allocation past the cap), and the uncapped resumed runs give its bits;
+#    refuses any allocation past the cap), and the uncapped resumed runs give its bits; its
+#    metrics.jsonl's device_peak is that plan's device total (the CPU run's has none);
 #  - greedy `potluck generate --backend cuda` prints the CPU backend's text;
 #  - `potluck eval --text --backend cuda` gives the CPU backend's perplexity within 1%.
 set -uo pipefail
@@ -92,6 +93,12 @@ grep 'eval loss' "$tmp/g1.err" | tail -1 | sed 's/^/note: cuda: /'
 ev=$(grep -o 'eval loss [0-9.]* (base) -> [0-9.]*' "$tmp/g1.err" | awk '{print ($6 < $3) ? "falls" : "rises"}')
 [ "$ev" = falls ] && ok || fail "cuda run: the eval loss did not fall ($(grep 'eval loss' "$tmp/g1.err" | tail -1))"
 grep -q '"backend":[[:space:]]*"cuda"' "$tmp/g1/config.json" && ok || fail "config.json does not record train.backend cuda"
+# metrics.jsonl's device_peak: the most device bytes held at once, on the CUDA backend only; the run
+# capped at the plan held exactly the plan's device total at its peak
+dp=$(tail -1 "$tmp/g1/metrics.jsonl" | "$PY" -c 'import json,sys; print(int(json.load(sys.stdin).get("device_peak", -1)))')
+echo "note: metrics.jsonl device_peak $dp, plan device_total $need"
+[ "$dp" = "$need" ] && ok || fail "device_peak '$dp' is not the plan's device total $need"
+grep -q device_peak "$tmp/cpu/metrics.jsonl" && fail "the CPU backend's metrics.jsonl has a device_peak" || ok
 
 # kill -9 and resume, on the same backend and on the other one
 for lab in same-backend other-backend; do

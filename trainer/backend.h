@@ -93,6 +93,11 @@ typedef struct pl_backend {
      * --gpu-mem): an allocation past it fails as out of memory. NULL on the
      * CPU. */
     void (*set_mem_cap)(size_t bytes);
+    /* The most bytes of the backend's own device memory held at once since
+     * it opened, over every category, paged state (alloc_paged) left out:
+     * what the device needed, to set beside the per-category pl_mem_peak.
+     * NULL on the CPU. */
+    size_t (*mem_device_peak)(void);
 
     /* out (T,C) = table[ids[t]] ; table (V,C). ids are checked by the caller. */
     void (*embedding)(void *out, const int32_t *ids, const float *table, int T, int C);

@@ -409,7 +409,7 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
             cJSON_AddNumberToObject(j, "ranks", r->dist.size);
             cJSON_AddNumberToObject(j, "comm_s", r->dist.comm_s);
         }
-        run_add_mem(j);
+        run_add_mem(j, r->m->be);
         rc = lead ? run_metrics_append(r, j, err) : PL_OK;
         cJSON_Delete(j);
         if (rc) goto out;

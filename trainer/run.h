@@ -9,7 +9,9 @@
  *                        write() and fsync'd: {"step", "loss", "lr",
  *                        "grad_norm", "tokens", "trained_tokens",
  *                        "tokens_per_s", "step_s", "mem_peak": {category:
- *                        bytes}, "rss_peak", "eval_loss" when computed};
+ *                        bytes}, "rss_peak", "device_peak" (a device
+ *                        backend: most device bytes held at once, paged
+ *                        state out), "eval_loss" when computed};
  *                        step 0 carries the base model's eval loss
  *   checkpoints/step-NNNNNN/   (trainer/checkpoint.h) state.json (steps,
  *                        loader position, seed, config sha256),

@@ -105,7 +105,7 @@ void run_dist_load_moments(run *r, const float *file);
 /* run_metrics.c */
 int run_metrics_truncate(run *r, int step, pl_err *err);
 int run_metrics_append(run *r, cJSON *j, pl_err *err);
-void run_add_mem(cJSON *j);
+void run_add_mem(cJSON *j, const pl_backend *be);
 
 /* run.c */
 void run_msg(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -83,9 +83,13 @@ int run_metrics_append(run *r, cJSON *j, pl_err *err) {
     return rc;
 }
 
-void run_add_mem(cJSON *j) {
+void run_add_mem(cJSON *j, const pl_backend *be) {
     cJSON *m = cJSON_AddObjectToObject(j, "mem_peak");
     for (int k = 0; m && k < PL_MEM_NCAT; k++) cJSON_AddNumberToObject(m, pl_mem_cat_name((pl_mem_cat)k), (double)pl_mem_peak((pl_mem_cat)k));
+    /* a device backend: the most device bytes held at once (the categories
+     * peak at different times, and with --paged-optim "optimizer" counts the
+     * moments that live in host memory) */
+    if (be && be->mem_device_peak) cJSON_AddNumberToObject(j, "device_peak", (double)be->mem_device_peak());
     struct rusage ru;
     if (!getrusage(RUSAGE_SELF, &ru)) cJSON_AddNumberToObject(j, "rss_peak", (double)ru.ru_maxrss * 1024.0);
 }

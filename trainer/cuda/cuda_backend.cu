@@ -87,6 +87,7 @@ struct state {
     size_t scratch_bytes[PL_CUDA_SC_N] = {};
     size_t cap = 0;     /* --gpu-mem: bytes this backend allows itself (0: the device's) */
     size_t in_use = 0;  /* bytes allocated now */
+    size_t peak = 0;    /* the most in_use has been (mem_device_peak) */
     int fail_code = 0;
     char fail_msg[256] = {};
     unsigned long launches[PL_CUDA_OP_N] = {};
@@ -170,7 +171,7 @@ void *alloc_any(size_t bytes, pl_mem_cat cat, int paged) {
     {
         std::lock_guard<std::mutex> g(S->mu);
         S->allocs[p] = alloc_info{n, cat, paged, 0};
-        if (!paged) S->in_use += n;
+        if (!paged && (S->in_use += n) > S->peak) S->peak = S->in_use;
     }
     pl_mem_note(cat, (ptrdiff_t)n);
     return p;
@@ -199,6 +200,11 @@ void dev_free(void *p) {
     if (a.host) cudaFreeHost(p);
     else cudaFree(p);
     pl_mem_note(a.cat, -(ptrdiff_t)a.bytes);
+}
+
+size_t device_peak() {
+    std::lock_guard<std::mutex> g(S->mu);
+    return S->peak;
 }
 
 /* Scratch slot s with at least bytes, tagged workspace (NULL: out of memory, recorded). */
@@ -736,6 +742,7 @@ extern "C" const pl_backend *pl_backend_cuda_open(pl_err *err) {
     b.act_to_f32 = act_to_f32;
     b.release_weights = release_weights;
     b.set_mem_cap = pl_cuda_backend_set_cap;
+    b.mem_device_peak = device_peak;
     b.embedding_q = op_embedding_q;
     b.rmsnorm = op_rmsnorm;
     b.rope = op_rope;
