@@ -434,6 +434,16 @@ static void test_plan_case(const plan_case *pc) {
     pl_qlora_opts qo = {.adamw = pl_adamw_defaults(), .max_grad_norm = 0.3f};
     for (int st = 0; st < PLAN_STEPS && !rc; st++) rc = pl_qlora_step(t, &mb, 1, &qo, NULL, NULL, &err);
     CHECK(rc == 0, "%s: steps: %s", pc->what, err.msg);
+    static int pin_checked;
+    if (!rc && !pin_checked) { /* a step of shapes seen already asks cuBLASLt's heuristic nothing: pinned */
+        pin_checked = 1;
+        unsigned long h0 = pl_cuda_backend_heuristic_calls();
+        int rc3 = pl_qlora_step(t, &mb, 1, &qo, NULL, NULL, &err);
+        CHECK(rc3 == 0 && h0 > 0 && pl_cuda_backend_heuristic_calls() == h0,
+              "%s: another step reuses the GEMM algorithms (%lu heuristic calls before, %lu after)", pc->what, h0,
+              pl_cuda_backend_heuristic_calls());
+        rc = rc3;
+    }
     if (pc->offload) { /* layers 0..L-3 went out in each forward and came back in each backward */
         unsigned long no = pl_cuda_backend_launches(PL_CUDA_OP_OFFLOAD) - off0;
         unsigned long nf = pl_cuda_backend_launches(PL_CUDA_OP_FETCH) - fetch0;

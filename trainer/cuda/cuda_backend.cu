@@ -783,4 +783,8 @@ extern "C" unsigned long pl_cuda_backend_launches(int op) {
     return S && op >= 0 && op < PL_CUDA_OP_N ? S->launches[op] : 0;
 }
 
+extern "C" unsigned long pl_cuda_backend_heuristic_calls(void) {
+    return S && S->blas ? pl_cuda_blas_heuristic_calls(S->blas) : 0;
+}
+
 extern "C" const char *pl_cuda_backend_op_name(int op) { return op >= 0 && op < PL_CUDA_OP_N ? op_names[op] : "?"; }

@@ -31,5 +31,8 @@ enum {
 };
 unsigned long pl_cuda_backend_launches(int op);
 const char *pl_cuda_backend_op_name(int op);
+/* cuBLASLt heuristic queries so far: one per GEMM shape, the algorithm then
+ * pinned for the process (trainer/cuda/gemm.cu). */
+unsigned long pl_cuda_backend_heuristic_calls(void);
 
 #endif

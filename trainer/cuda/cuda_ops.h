@@ -168,6 +168,10 @@ int pl_cuda_adamw(float *p, const float *g, float *m, float *v, int64_t n, float
 typedef struct pl_cuda_blas pl_cuda_blas;
 int pl_cuda_blas_create(pl_cuda_blas **out);
 void pl_cuda_blas_destroy(pl_cuda_blas *h);
+/* How many times the handle asked cuBLASLt's heuristic: once per GEMM shape
+ * (sizes, transposes, output type, alignments, workspace); later calls of a
+ * shape reuse its algorithm. */
+unsigned long pl_cuda_blas_heuristic_calls(const pl_cuda_blas *h);
 size_t pl_cuda_gemm_workspace(void);
 
 /* C (M,N) = alpha op(A) op(B) + beta C, row-major; op(A) (M,K): A is (M,K),

@@ -11,12 +11,44 @@
 #ifndef PL_CUDA_EMU
 #include <cublasLt.h>
 #endif
+#include <mutex>
 #include <new>
+#include <unordered_map>
 #include "cuda_common.cuh"
 
+/* A GEMM's shape as the heuristic sees it: sizes, transposes, output type,
+ * the operands' alignments and the workspace. */
+struct gemm_key {
+    int M, N, K, trans_a, trans_b, c_fp32;
+    uint32_t al[3];
+    uint64_t ws;
+    bool operator==(const gemm_key &o) const {
+        return M == o.M && N == o.N && K == o.K && trans_a == o.trans_a && trans_b == o.trans_b &&
+               c_fp32 == o.c_fp32 && al[0] == o.al[0] && al[1] == o.al[1] && al[2] == o.al[2] && ws == o.ws;
+    }
+};
+struct gemm_key_hash {
+    size_t operator()(const gemm_key &k) const {
+        uint64_t h = 1469598103934665603ull;
+        const uint64_t v[] = {(uint64_t)k.M, (uint64_t)k.N, (uint64_t)k.K,
+                              (uint64_t)(k.trans_a | k.trans_b << 1 | k.c_fp32 << 2), k.al[0], k.al[1], k.al[2], k.ws};
+        for (uint64_t x : v) h = (h ^ x) * 1099511628211ull;
+        return (size_t)h;
+    }
+};
+
+/* The handle, and the algorithm chosen for each shape the first time it is
+ * seen: later calls of that shape run the same algorithm (pinned for the
+ * process, so a step's GEMMs do not change kernels between steps) without
+ * asking the heuristic again. */
 struct pl_cuda_blas {
     cublasLtHandle_t lt;
+    std::mutex mu;
+    std::unordered_map<gemm_key, cublasLtMatmulAlgo_t, gemm_key_hash> algos;
+    unsigned long heuristic_calls = 0;
 };
+
+unsigned long pl_cuda_blas_heuristic_calls(const pl_cuda_blas *h) { return h ? h->heuristic_calls : 0; }
 
 #define BLAS_ERR(st) (PL_CUDA_EBLAS + (int)(st))
 
@@ -104,9 +136,25 @@ int pl_cuda_gemm(pl_cuda_blas *h, void *C, int c_fp32, const pl_bf16 *A, int tra
         st = cublasLtMatmulPreferenceSetAttribute(
             pref, (cublasLtMatmulPreferenceAttributes_t)(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i), &al[i],
             sizeof al[i]);
-    if (st == CUBLAS_STATUS_SUCCESS)
+    const gemm_key key = {M, N, K, trans_a, trans_b, c_fp32, {al[0], al[1], al[2]}, ws};
+    int cached = 0;
+    {
+        std::lock_guard<std::mutex> g(h->mu);
+        auto it = h->algos.find(key);
+        if (it != h->algos.end()) {
+            heur.algo = it->second;
+            cached = 1;
+        }
+    }
+    if (st == CUBLAS_STATUS_SUCCESS && !cached) {
         st = cublasLtMatmulAlgoGetHeuristic(h->lt, desc, la, lb, lc, lc, pref, 1, &heur, &found);
-    if (st == CUBLAS_STATUS_SUCCESS && found < 1) st = CUBLAS_STATUS_NOT_SUPPORTED;
+        if (st == CUBLAS_STATUS_SUCCESS && found < 1) st = CUBLAS_STATUS_NOT_SUPPORTED;
+        if (st == CUBLAS_STATUS_SUCCESS) {
+            std::lock_guard<std::mutex> g(h->mu);
+            h->algos[key] = heur.algo;
+            h->heuristic_calls++;
+        }
+    }
     if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmul(h->lt, desc, &alpha, B, la, A, lb, &beta, C, lc, C, lc, &heur.algo, workspace,
                             (size_t)ws, s);
