@@ -14,7 +14,8 @@
 #    saved layer inputs live, not the bits: runtime settings);
 #  - --offload-checkpoints is refused on the CPU backend and without
 #    --checkpointing; with checkpointing and --gpu-mem just below its plan, the
-#    refusal names --offload-checkpoints, whose plan keeps the inputs off the device;
+#    refusal names --offload-checkpoints, whose plan keeps the inputs off the device; a 65536-token
+#    sequence on an 8B-shaped config.json is refused naming --offload-checkpoints --mlp-chunk 1024;
 #  - a run killed on the CUDA backend resumes on the CPU backend (the same run
 #    directory and checkpoints) and finishes all its steps;
 #  - --gpu-mem one byte below `potluck plan --backend cuda`'s device total is refused before the model
@@ -81,6 +82,17 @@ if [ -n "$need_off" ] && [ "$need_off" -lt "${need_ck:-0}" ]; then ok; else fail
 out=$("$EMU" train "${ARGS[@]}" --backend cuda --checkpointing --gpu-mem $((need_ck - 1)) --out "$tmp/cap2" 2>&1); rc=$?
 echo "note: --checkpointing --gpu-mem $((need_ck - 1)): $out"
 [ $rc -ne 0 ] && grep -q -- '--offload-checkpoints fits' <<<"$out" && ok || fail "--gpu-mem below the checkpointing plan: rc $rc: $out"
+
+# a long sequence on a Llama-3.1-8B-shaped config (the header only: refused before any weight is read):
+# the refusal names the settings that fit, MLP chunks included
+printf '%s\n' '{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336,
+ "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256, "rms_norm_eps": 1e-05,
+ "rope_theta": 500000.0, "max_position_embeddings": 131072, "tie_word_embeddings": false, "torch_dtype": "bfloat16"}' >"$tmp/c8.json"
+out=$("$EMU" train --backend cuda --model "$tmp/c8.json" --text "$S/text/tinystories_sample.txt" --gpu-mem 24GiB --seq-len 65536 \
+      --lora-r 32 --checkpointing --out "$tmp/c8run" 2>&1); rc=$?
+echo "note: 8B shape, seq 65536, --checkpointing, --gpu-mem 24GiB: $out"
+[ $rc -ne 0 ] && grep -q -- '--offload-checkpoints --mlp-chunk 1024 fits' <<<"$out" && grep -q 'activations' <<<"$out" && ok ||
+  fail "the long-sequence refusal: rc $rc: $out"
 
 # the CPU reference and an emulated run capped at the plan (the resumed runs below are compared with it bit for bit)
 "$CPU" train "${ARGS[@]}" --out "$tmp/cpu" >/dev/null 2>"$tmp/cpu.err" && ok || fail "cpu run: $(tail -3 "$tmp/cpu.err")"

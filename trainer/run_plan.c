@@ -119,13 +119,15 @@ int pl_run_plan_check(const cJSON *pj, double mem, const char *size, const char 
 }
 
 /* The CUDA plan's device bytes for c with settings changed (seq_len,
- * checkpointing, offloaded checkpoints), or -1. */
+ * checkpointing, offloaded checkpoints, MLP chunk: -1 keeps c's), or -1. */
 static double device_need(const pl_run_cfg *c, const pl_model_header *h, int seq_len, int ckpt, int offload,
-                          const char **cat_name, double *cat_bytes) {
+                          int chunk, const char **cat_name, double *cat_bytes) {
     pl_run_cfg v = *c;
     v.seq_len = seq_len;
     v.checkpointing = ckpt;
     v.offload_checkpoints = offload;
+    if (chunk >= 0) v.mlp_chunk = chunk;
+    if (!ckpt) v.mlp_chunk = 0;
     pl_train_shape s;
     const char *base;
     pl_mem_plan p;
@@ -151,7 +153,7 @@ int pl_run_gpu_check(const pl_run_cfg *c, double cap, pl_err *err) {
     if (rc) return rc;
     const char *cat = "?";
     const int off = c->offload_checkpoints;
-    double cb = 0, need = device_need(c, &h, c->seq_len, c->checkpointing, off, &cat, &cb);
+    double cb = 0, need = device_need(c, &h, c->seq_len, c->checkpointing, off, -1, &cat, &cb);
     if (need < 0) return pl_err_set(err, PL_EINVAL, "--gpu-mem: the run has no CUDA plan (see potluck plan --backend cuda)");
     if (need <= cap) return PL_OK;
     char bn[32], bc[32], bk[32], b2[32], fix[256] = "";
@@ -160,15 +162,23 @@ int pl_run_gpu_check(const pl_run_cfg *c, double cap, pl_err *err) {
     pl_fmt_bytes(cb, bk, sizeof bk);
     size_t o = 0;
     if (!c->checkpointing) {
-        double n2 = device_need(c, &h, c->seq_len, 1, 0, NULL, NULL);
+        double n2 = device_need(c, &h, c->seq_len, 1, 0, -1, NULL, NULL);
         if (n2 >= 0 && n2 <= cap)
             o += (size_t)snprintf(fix, sizeof fix, "--checkpointing fits (%s)", pl_fmt_bytes(n2, b2, sizeof b2));
     }
     if (!o && !off) {
-        double n2 = device_need(c, &h, c->seq_len, 1, 1, NULL, NULL);
+        double n2 = device_need(c, &h, c->seq_len, 1, 1, -1, NULL, NULL);
         if (n2 >= 0 && n2 <= cap)
             o += (size_t)snprintf(fix, sizeof fix, "%s--offload-checkpoints fits (%s)",
                                   c->checkpointing ? "" : "--checkpointing ", pl_fmt_bytes(n2, b2, sizeof b2));
+    }
+    /* long sequences: the MLP in chunks as well (1024 tokens) */
+    if (!o && !c->mlp_chunk && c->seq_len > 1024) {
+        double n2 = device_need(c, &h, c->seq_len, 1, 1, 1024, NULL, NULL);
+        if (n2 >= 0 && n2 <= cap)
+            o += (size_t)snprintf(fix, sizeof fix, "%s%s--mlp-chunk 1024 fits (%s)",
+                                  c->checkpointing ? "" : "--checkpointing ", off ? "" : "--offload-checkpoints ",
+                                  pl_fmt_bytes(n2, b2, sizeof b2));
     }
     /* a shorter sequence: as set, then with checkpointing, then with offloaded checkpoints */
     for (int k = 0; k < 3 && o < sizeof fix - 80; k++) {
@@ -176,7 +186,7 @@ int pl_run_gpu_check(const pl_run_cfg *c, double cap, pl_err *err) {
         if ((k == 1 && c->checkpointing) || (k == 2 && off)) continue;
         int best = 0;
         for (int sl = c->seq_len / 2; sl >= 16; sl /= 2) {
-            double n2 = device_need(c, &h, sl, ck, of, NULL, NULL);
+            double n2 = device_need(c, &h, sl, ck, of, -1, NULL, NULL);
             if (n2 >= 0 && n2 <= cap) { best = sl; break; }
         }
         if (best) {
