@@ -136,6 +136,7 @@ build-opt: potluck $(OPT_TESTS) build/opt/tests/opt_cuda_emu build/opt/tests/opt
 .PHONY: mpi-info
 mpi-info:
 	@echo "$(MPI_SAY)"
+	@echo "$(NCCL_SAY)"
 build-san: build/san/potluck $(SAN_TESTS) $(FUZZ_REPLAY)
 
 # ---------------------------------------------------------------- CUDA
@@ -190,8 +191,27 @@ build/opt/bench/gpu_bench: build/opt/bench/gpu_bench.o $(OPT_EMU_OBJ) build/opt/
 	$(if $(Q),@echo "LD      $@")
 	$(Q)$(CXX) -g $^ -o $@ $(LDLIBS) -lpthread
 
+# NCCL (docs/distributed.md, "The NCCL path"): when the toolkit (or the
+# system) has nccl.h and libnccl.so, the nvcc builds define PL_HAVE_NCCL, so
+# trainer/cuda/nccl_dist.cu compiles its NCCL part (make cuda-nvcc checks it
+# with warnings as errors) and `make gpu` links libnccl (dynamically, with an
+# rpath to its folder). NCCL=0 leaves it out. The emulated build never has
+# it: its CUDA backend keeps the MPI path.
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+NCCL ?= 1
+ifneq ($(NCCL),0)
+NCCL_H := $(firstword $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h))
+NCCL_LIB := $(firstword $(wildcard $(CUDA_HOME)/lib64/libnccl.so $(CUDA_HOME)/lib/libnccl.so /usr/lib/x86_64-linux-gnu/libnccl.so))
+endif
+ifneq ($(and $(NCCL_H),$(NCCL_LIB),$(MPI_LIBS)),)
+NCCL_FLAGS := -DPL_HAVE_NCCL -I$(dir $(NCCL_H))
+NCCL_LIBS := -L$(dir $(NCCL_LIB)) -Wl,-rpath,$(patsubst %/,%,$(dir $(NCCL_LIB))) -lnccl
+NCCL_SAY := NCCL: $(NCCL_LIB) (make gpu: mpirun -np N with --backend cuda moves the gradients over NCCL)
+else
+NCCL_SAY := NCCL: not used (nccl.h/libnccl.so not found, no MPI, or NCCL=0); make gpu keeps the MPI path
+endif
 NVCC_GENCODE := $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
-NVCC_FLAGS := -std=c++17 -I. -O3 -lineinfo -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror -Xptxas -v
+NVCC_FLAGS := -std=c++17 -I. $(NCCL_FLAGS) -O3 -lineinfo -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror -Xptxas -v
 NVCC_OBJ := $(CUDA_SRC:trainer/cuda/%.cu=build/nvcc/%.o)
 build/nvcc/%.o: trainer/cuda/%.cu
 	@mkdir -p $(dir $@)
@@ -203,35 +223,43 @@ build/nvcc/%.o: trainer/cuda/%.cu
 # The same kernel tests against the real runtime, for a machine with a GPU
 # (tests/gpu/check.sh): kernels for one architecture, cudart linked
 # statically, unused shared libraries dropped so the binary can be carried.
-CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 GPU_ARCH ?= 90
 GPU_OBJ := $(filter-out %/cuda_backend.o,$(CUDA_SRC:trainer/cuda/%.cu=build/gpu/sm_$(GPU_ARCH)/%.o))
 build/gpu/sm_$(GPU_ARCH)/%.o: trainer/cuda/%.cu
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "NVCC    $< (sm_$(GPU_ARCH))")
-	$(Q)$(NVCC) -std=c++17 -I. -O3 -lineinfo -arch=sm_$(GPU_ARCH) -c $< -o $@
+	$(Q)$(NVCC) -std=c++17 -I. $(NCCL_FLAGS) -O3 -lineinfo -arch=sm_$(GPU_ARCH) -MD -MF build/gpu/sm_$(GPU_ARCH)/$*.d -c $< -o $@
 build/gpu/sm_$(GPU_ARCH)/test_cuda_emu.o: tests/test_cuda_emu.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CPPFLAGS) $(OPT_CFLAGS) -DPL_CUDA_REAL -I$(CUDA_HOME)/include -c $< -o $@
 build/gpu/test_cuda_gpu-sm_$(GPU_ARCH): build/gpu/sm_$(GPU_ARCH)/test_cuda_emu.o $(GPU_OBJ) build/opt/libpotluck.a
 	$(if $(Q),@echo "LD      $@")
-	$(Q)$(CXX) -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread $(LDLIBS)
+	$(Q)$(CXX) -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread $(NCCL_LIBS) $(LDLIBS)
 # The CUDA backend's test (tests/test_cuda_backend.c) against the real runtime.
 build/gpu/sm_$(GPU_ARCH)/test_cuda_backend.o: tests/test_cuda_backend.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CPPFLAGS) $(OPT_CFLAGS) -DPL_CUDA_REAL -I$(CUDA_HOME)/include -c $< -o $@
 build/gpu/test_cuda_backend-sm_$(GPU_ARCH): build/gpu/sm_$(GPU_ARCH)/test_cuda_backend.o $(GPU_OBJ) build/gpu/sm_$(GPU_ARCH)/cuda_backend.o build/opt/libpotluck.a
 	$(if $(Q),@echo "LD      $@")
-	$(Q)$(CXX) -fopenmp -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread $(LDLIBS)
+	$(Q)$(CXX) -fopenmp -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread $(NCCL_LIBS) $(LDLIBS)
+# tests/gpu/nccl_check.c: NCCL's collectives against MPI's bits, and their time (mpirun, a GPU per rank)
+build/gpu/sm_$(GPU_ARCH)/nccl_check.o: tests/gpu/nccl_check.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CPPFLAGS) $(OPT_CFLAGS) -c $< -o $@
+build/gpu/nccl_check-sm_$(GPU_ARCH): build/gpu/sm_$(GPU_ARCH)/nccl_check.o $(GPU_OBJ) build/gpu/sm_$(GPU_ARCH)/cuda_backend.o build/opt/libpotluck.a
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CXX) -fopenmp -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread $(NCCL_LIBS) $(LDLIBS)
+.PHONY: gpu-nccl-check
+gpu-nccl-check: build/gpu/nccl_check-sm_$(GPU_ARCH)
 .PHONY: gpu-test
 gpu-test: build/gpu/test_cuda_gpu-sm_$(GPU_ARCH) build/gpu/test_cuda_backend-sm_$(GPU_ARCH)
 # potluck with the CUDA backend for a GPU (--backend cuda): make gpu [GPU_ARCH=86]
 build/gpu/potluck-sm_$(GPU_ARCH): build/opt/cli/main.o $(GPU_OBJ) build/gpu/sm_$(GPU_ARCH)/cuda_backend.o build/opt/libpotluck.a
 	$(if $(Q),@echo "LD      $@")
-	$(Q)$(CXX) -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread $(LDLIBS)
+	$(Q)$(CXX) -g -Wl,--as-needed $^ -o $@ -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread $(NCCL_LIBS) $(LDLIBS)
 .PHONY: gpu
 gpu: build/gpu/potluck-sm_$(GPU_ARCH)
-	@cp $< build/gpu/potluck && echo "build/gpu/potluck: the CUDA backend for sm_$(GPU_ARCH) (--backend cuda)"
+	@cp $< build/gpu/potluck && echo "build/gpu/potluck: the CUDA backend for sm_$(GPU_ARCH) (--backend cuda); $(NCCL_SAY)"
 
 # potluck whose CUDA backend runs on the CPU emulator (docs/cuda.md): every
 # `--backend cuda` path without a GPU, slowly; the tests use it.
@@ -253,7 +281,7 @@ build/san/tests/test_cuda_backend: build/san/tests/test_cuda_backend.o $(SAN_EMU
 build/gpu/sm_$(GPU_ARCH)/gpu_bench.o: bench/gpu_bench.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CPPFLAGS) $(OPT_CFLAGS) -DPL_CUDA_REAL -I$(CUDA_HOME)/include -c $< -o $@
-build/gpu/gpu_bench-sm_$(GPU_ARCH): build/gpu/sm_$(GPU_ARCH)/gpu_bench.o $(GPU_OBJ)
+build/gpu/gpu_bench-sm_$(GPU_ARCH): build/gpu/sm_$(GPU_ARCH)/gpu_bench.o $(filter-out %/nccl_dist.o,$(GPU_OBJ))
 	$(if $(Q),@echo "LD      $@")
 	$(Q)$(CXX) -g $^ -o $@ -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lpthread -lm
 .PHONY: gpu-bench

@@ -45,6 +45,16 @@ size_t pl_dist_shard_lo(size_t n, int rank) {
     /* n * rank / size without overflow for any n below 2^63 / 2^20 */
     return (size_t)((unsigned __int128)n * (unsigned)rank / (unsigned)g_size);
 }
+void pl_dist_sum_slices(float *out, const float *slices, int P, size_t len) {
+    /* rank order, element by element: the same bits at any thread count */
+    long L = (long)len;
+#pragma omp parallel for schedule(static) if (L >= 65536)
+    for (long j = 0; j < L; j++) {
+        float s = slices[j];
+        for (int r = 1; r < P; r++) s += slices[(size_t)r * len + (size_t)j];
+        out[j] = s;
+    }
+}
 double pl_dist_comm_seconds(void) {
     double t = g_comm;
     g_comm = 0;
@@ -212,15 +222,7 @@ int pl_dist_reduce_scatter_f32(const float *in, size_t n, float *out, float *scr
     op_end(t0);
     free(c);
     if (mr != MPI_SUCCESS) return mpi_fail(err, mr, "reduce-scatter");
-    /* rank order, element by element: the same bits at any thread count */
-    long L = (long)len;
-    int P = g_size;
-#pragma omp parallel for schedule(static) if (L >= 65536)
-    for (long j = 0; j < L; j++) {
-        float s = scratch[j];
-        for (int r = 1; r < P; r++) s += scratch[(size_t)r * len + (size_t)j];
-        out[j] = s;
-    }
+    pl_dist_sum_slices(out, scratch, g_size, len);
     return PL_OK;
 }
 

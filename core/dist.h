@@ -57,6 +57,12 @@ int pl_dist_allreduce_f64(double *v, int n, pl_err *err);
  * ranks in rank order, this rank's shard written to out (shard length).
  * scratch: P * (largest shard) floats. */
 int pl_dist_reduce_scatter_f32(const float *in, size_t n, float *out, float *scratch, pl_err *err);
+/* The reduce-scatter's sum, on the host: out[j] (len) = slices[j] +
+ * slices[len + j] + ... + slices[(P - 1) len + j], left to right, one fp32
+ * rounding per addition (the rank order above). The CUDA backend's NCCL path
+ * sums on the device in the same order (trainer/cuda/nccl_dist.cu), so the
+ * two give the same bits. */
+void pl_dist_sum_slices(float *out, const float *slices, int P, size_t len);
 /* All-gather in place: buf (n floats) holds this rank's shard at its place;
  * afterwards every rank's shard is in every rank's buf. */
 int pl_dist_allgather_f32(float *buf, size_t n, pl_err *err);

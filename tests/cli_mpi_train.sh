@@ -13,6 +13,8 @@
 #  - two 2-rank runs give the same bits; ZeRO-1 (--zero 1) and plain
 #    all-reduce (--zero 0) agree within the same tolerance, and rank 0's
 #    tagged optimizer memory (metrics.jsonl mem_peak.optimizer) is half;
+#  - the CUDA backend on the emulator (build/emu/potluck) under mpirun: the
+#    MPI path on its managed memory (2 steps; see the section below);
 #  - kill -9 of one rank mid-run ends the job, non-zero, within seconds, with
 #    a message; --resume at 2 ranks continues from the last checkpoint and
 #    ends with the bits of an uninterrupted 2-rank run; --resume at 1 rank
@@ -130,6 +132,35 @@ if [ -f "$tmp/two-z1/trainable.bin" ]; then
   else fail "ZeRO-1 optimizer memory $mz B is not half of $m0 B"; fi
   if ! [ -e "$tmp/two-z1/checkpoints" ] || [ "$(ls "$tmp/two-z1/checkpoints" | grep -c step-)" = 1 ]; then ok
   else fail "checkpoints: $(ls "$tmp/two-z1/checkpoints")"; fi
+fi
+
+# The CUDA backend under mpirun, on the emulator (build/emu/potluck: no NCCL,
+# so the MPI path on its managed memory, read after take_error): 2 steps,
+# 1 process vs 2 ranks, ZeRO-1 vs all-reduce the same bits, the step lines
+# say "comm": "mpi", and rank 0 writes the gathered optimizer state (host
+# memory, not the device workspace). The NCCL path needs a GPU build:
+# tests/gpu/check.sh.
+EMU=${POTLUCK_BIN_EMU:-build/emu/potluck}
+if [ -x "$EMU" ]; then
+  CU=(--backend cuda --steps 2)
+  te0=$(date +%s)
+  if "$EMU" train "${ARGS[@]}" "${CU[@]}" --out "$tmp/cu-one" >/dev/null 2>"$tmp/cu-one.err"; then ok
+  else fail "emulated cuda, 1 process: $(tail -3 "$tmp/cu-one.err")"; fi
+  for z in 0 1; do
+    if "${MPI[@]}" "$EMU" train "${ARGS[@]}" "${CU[@]}" --zero $z --out "$tmp/cu-z$z" >/dev/null 2>"$tmp/cu-z$z.err"; then ok
+    else fail "emulated cuda, mpirun -np 2 --zero $z: $(tail -5 "$tmp/cu-z$z.err")"; fi
+  done
+  if [ -f "$tmp/cu-z1/trainable.bin" ] && [ -f "$tmp/cu-z0/trainable.bin" ]; then
+    cmp_runs "$tmp/cu-one" "$tmp/cu-z1" 1e-6 1e-5 "emulated cuda: 2 ranks (ZeRO-1) vs 1 process"
+    if same_bits "$tmp/cu-z0" "$tmp/cu-z1"; then ok; else fail "emulated cuda: ZeRO-1 and all-reduce differ in their bits"; fi
+    if grep -q '"comm":"mpi"' "$tmp/cu-z1/metrics.jsonl"; then ok; else fail "emulated cuda: no \"comm\":\"mpi\" step line"; fi
+    if [ "$(stat -c %s "$tmp/cu-z1/checkpoints/step-000002/optimizer.bin" 2>/dev/null)" = \
+         "$(stat -c %s "$tmp/cu-one/checkpoints/step-000002/optimizer.bin" 2>/dev/null)" ]; then ok
+    else fail "emulated cuda: rank 0's optimizer.bin is not the one-process size"; fi
+  fi
+  echo "note: emulated cuda under mpirun: $(( $(date +%s) - te0 )) s"
+else
+  echo "note: $EMU not built (make emu): the CUDA backend under mpirun not tested"
 fi
 
 # kill -9 of a rank mid-run; resume at 1 and at 2 ranks

@@ -12,6 +12,8 @@
  *   - normalized MSE sum (got - ref)^2 / sum ref^2 below a bound;
  *   - no NaN or inf where the reference has none;
  *   - (emulator) the same bits under two fiber schedules (PL_EMU_SEED).
+ * The data-parallel reduce-scatter's sum (nccl_dist.cu) is checked for the
+ * bits of core/dist.c's host sum, which the MPI path uses.
  * Then the emulator's teeth: broken copies of two kernels (tests/cuda/teeth.cu)
  * are caught, and its runtime (out of memory at a set capacity, invalid
  * configurations) behaves as CUDA's. */
@@ -23,6 +25,7 @@
 #include <time.h>
 #include "check.h"
 #include "../core/half.h"
+#include "../core/dist.h"
 #include "../lora/nf4.h"
 #include "../trainer/cpu/cpu_int.h"
 #include "../trainer/ops_math.h"
@@ -965,6 +968,55 @@ static void test_optim(int64_t n) {
     cudaFree(dp), cudaFree(dg), cudaFree(dm), cudaFree(dv), cudaFree(dsum), cudaFree(ws);
 }
 
+/* ---- the reduce-scatter's sum in rank order (nccl_dist.cu) ---------------------------------- */
+
+/* pl_cuda_sum_slices against core/dist.c's pl_dist_sum_slices: the same bits
+ * (the NCCL path's reduce-scatter must give the MPI path's). The slices mix
+ * magnitudes (1e-4 .. 1e4, both signs), so a different order of the P
+ * additions rounds differently: the test checks that a reversed order does
+ * differ somewhere (P >= 3), so equal bits are not an accident of the data. */
+static void test_sum_slices(int P, int64_t len) {
+    char what[96];
+    snprintf(what, sizeof what, "sum_slices P=%d len=%lld", P, (long long)len);
+    const size_t n = (size_t)P * (size_t)len, b = (size_t)len * 4;
+    float *sl = malloc((n ? n : 1) * 4), *ref = malloc(b ? b : 4), *got = malloc(b ? b : 4);
+    for (size_t i = 0; i < n; i++) {
+        static const float mag[] = {1e-4f, 1.0f, 3.3e2f, 1e4f};
+        sl[i] = frand() * mag[(i * 7 + i / 3) % 4];
+    }
+    pl_dist_sum_slices(ref, sl, P, (size_t)len);
+    float *dsl = dev_up(sl, n * 4), *dout = dev_alloc(b);
+    CHECK(pl_cuda_sum_slices(dout, dsl, P, len, NULL) == 0, "%s: launch", what);
+    sync_ok(what);
+    down(got, dout, b);
+    CHECK(memcmp(got, ref, b) == 0, "%s: not the bits of core/dist.c's rank-order sum", what);
+    if (P >= 3 && len >= 1000) {
+        int64_t differ = 0;
+        for (int64_t j = 0; j < len; j++) {
+            float s = sl[(size_t)(P - 1) * (size_t)len + (size_t)j];
+            for (int r = P - 2; r >= 0; r--) s += sl[(size_t)r * (size_t)len + (size_t)j];
+            differ += memcmp(&s, &ref[j], 4) != 0;
+        }
+        CHECK(differ > 0, "%s: the reversed order gave the same bits everywhere (the data has no teeth)", what);
+        printf("note: %s: the reversed rank order differs in %lld of %lld elements\n", what, (long long)differ,
+               (long long)len);
+    }
+#ifndef PL_CUDA_REAL
+    pl_emu_set_seed(SEED_B);
+    cudaMemset(dout, 0, b ? b : 1);
+    CHECK(pl_cuda_sum_slices(dout, dsl, P, len, NULL) == 0, "%s: launch", what);
+    sync_ok(what);
+    float *again = malloc(b ? b : 4);
+    down(again, dout, b);
+    same_bits(what, got, again, b);
+    free(again);
+    pl_emu_set_seed(SEED_A);
+#endif
+    CHECK(pl_cuda_sum_slices(dout, dsl, 0, len, NULL) != 0, "%s: P = 0 accepted", what);
+    free(sl), free(ref), free(got);
+    cudaFree(dsl), cudaFree(dout);
+}
+
 /* ---- the emulator itself --------------------------------------------------------------------------- */
 #ifndef PL_CUDA_REAL
 static int any_nonfinite_or_off(const uint16_t *a, const float *ref, size_t n) {
@@ -1144,6 +1196,14 @@ int main(void) {
     test_optim(1);
     test_optim(100003);
     if (g_big) test_optim(3000017);
+    /* the reduce-scatter's sum: one rank, len 0 and 1, odd lengths past the 256-thread block, 2..7 ranks */
+    test_sum_slices(1, 33);
+    test_sum_slices(2, 0);
+    test_sum_slices(2, 1);
+    test_sum_slices(3, 257);
+    test_sum_slices(4, 100003);
+    test_sum_slices(7, 4099);
+    if (g_big) test_sum_slices(8, 3000017);
 #ifndef PL_CUDA_REAL
     test_teeth();
     test_runtime();

@@ -248,6 +248,32 @@ typedef struct pl_backend {
      * its code (0: none). Forward, backward, the optimizer step and decode
      * check it before they return, so a failed op is an error, never NaNs. */
     int (*take_error)(pl_err *err);
+
+    /* Data-parallel collectives on the backend's own memory over the
+     * devices' interconnect (NCCL), for a run of several ranks
+     * (trainer/run_dist.c, docs/distributed.md). NULL where the backend has
+     * none: the CPU, and the CUDA backend of a build without NCCL (the
+     * emulated one); the trainer then uses core/dist.h's MPI collectives on
+     * host-readable memory.
+     * dist_open: collective (every rank, after pl_dist_init): makes the
+     *   communicator, or sets *used = 0 and returns PL_OK where the ranks
+     *   cannot use one (two ranks on one device), the same answer on every
+     *   rank.
+     * dist_reduce_scatter, dist_allgather: core/dist.h's
+     *   pl_dist_reduce_scatter_f32 and pl_dist_allgather_f32, the same
+     *   arguments and the same bits, on backend buffers (in, out, buf:
+     *   trained state; scratch: P * largest shard floats of alloc'd
+     *   PL_MEM_WORKSPACE); queued after the work queued so far and before
+     *   the work queued after; a failure surfaces at take_error.
+     * dist_seconds: the seconds those took on the device since the last
+     *   call (then reset; waits for them).
+     * dist_close: ends the communicator; abort: without waiting for its
+     *   queued work (a failed run: a peer may never answer). */
+    int (*dist_open)(int *used, pl_err *err);
+    void (*dist_reduce_scatter)(const float *in, size_t n, float *out, float *scratch);
+    void (*dist_allgather)(float *buf, size_t n);
+    double (*dist_seconds)(void);
+    void (*dist_close)(int abort);
 } pl_backend;
 
 const pl_backend *pl_backend_cpu(void);

@@ -408,6 +408,7 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
         if (r->dist.size > 1) {
             cJSON_AddNumberToObject(j, "ranks", r->dist.size);
             cJSON_AddNumberToObject(j, "comm_s", r->dist.comm_s);
+            cJSON_AddStringToObject(j, "comm", r->dist.nccl ? "nccl" : "mpi");
         }
         run_add_mem(j, r->m->be);
         rc = lead ? run_metrics_append(r, j, err) : PL_OK;
@@ -426,7 +427,7 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
 out:
     if (rc && pl_dist_size() > 1) pl_err_prefix(err, "rank %d of %d", pl_dist_rank(), pl_dist_size());
     free(rows);
-    run_dist_free(r);
+    run_dist_free(r, rc != 0);
     run_src_free(&r->data);
     free(r->ts);
     pl_train_free(r->t);

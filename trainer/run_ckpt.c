@@ -69,14 +69,15 @@ int run_save_state(run *r, int step, pl_err *err) {
     if (r->dist.size > 1 && r->dist.zero) {
         int lead = r->dist.rank == 0;
         if (lead) {
-            gm = r->t->be->alloc(r->n_floats * sizeof(float), PL_MEM_WORKSPACE);
-            gv = r->t->be->alloc(r->n_floats * sizeof(float), PL_MEM_WORKSPACE);
+            /* host memory: MPI writes it and the checkpoint reads it (the CUDA backend's workspace is device memory) */
+            gm = run_dist_host_alloc(r->t->be, r->n_floats * sizeof(float), PL_MEM_WORKSPACE);
+            gv = run_dist_host_alloc(r->t->be, r->n_floats * sizeof(float), PL_MEM_WORKSPACE);
             if (!gm || !gv) rc = pl_err_set(err, PL_ENOMEM, "run: out of memory gathering the optimizer state");
         }
         if (!rc) rc = run_dist_gather_moments(r, gm, gv, err);
         if (rc || !lead) {
-            if (gm) r->t->be->free(gm);
-            if (gv) r->t->be->free(gv);
+            run_dist_host_free(r->t->be, gm, r->n_floats * sizeof(float), PL_MEM_WORKSPACE);
+            run_dist_host_free(r->t->be, gv, r->n_floats * sizeof(float), PL_MEM_WORKSPACE);
             return rc;
         }
     } else if (r->dist.rank != 0) {
@@ -141,8 +142,8 @@ int run_save_state(run *r, int step, pl_err *err) {
     if (rc) pl_ckpt_abort(&ck);
     else rc = pl_ckpt_commit(&ck, err);
 done:
-    if (gm) r->t->be->free(gm);
-    if (gv) r->t->be->free(gv);
+    run_dist_host_free(r->t->be, gm, r->n_floats * sizeof(float), PL_MEM_WORKSPACE);
+    run_dist_host_free(r->t->be, gv, r->n_floats * sizeof(float), PL_MEM_WORKSPACE);
     return rc;
 }
 

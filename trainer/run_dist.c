@@ -18,14 +18,48 @@
  *     weights are all-gathered; or
  *   all-reduce (zero = 0): the reduced shards are all-gathered into every
  *     rank's gradient, and every rank steps all weights with full moments.
- * AdamW is elementwise, so both give the same bits. */
+ * AdamW is elementwise, so both give the same bits.
+ *
+ * Two ways to move the floats, with the same bits:
+ *   - MPI (core/dist.h) on host memory: the CPU backend's buffers, or the
+ *     CUDA backend's trained state (managed memory), read by the host after
+ *     take_error has synchronized the device; the reduce-scatter's receive
+ *     scratch is then plain host memory;
+ *   - the backend's own collectives (backend.h's dist_*: NCCL on the CUDA
+ *     backend of `make gpu`) on device buffers, queued between the
+ *     backward's and the optimizer's kernels; the host never touches the
+ *     flat vectors. Chosen when the backend has them, unless
+ *     POTLUCK_DIST_NCCL=0 (rank 0's setting counts) or two ranks share a
+ *     device.
+ * Copies between the run's tensors and the flat vectors go through the
+ * backend's copy either way, and a step ends with take_error, so the
+ * checkpoint code after it may read the weights and moments on the host. */
 #include "run_int.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/dist.h"
+
+/* Host memory the MPI path writes to, tagged cat: the backend's when it is
+ * host memory, else malloc'd (a device backend's workspace is device memory). */
+float *run_dist_host_alloc(const pl_backend *be, size_t bytes, pl_mem_cat cat) {
+    if (be->host_memory) return be->alloc(bytes, cat);
+    float *p = calloc(1, bytes ? bytes : 1);
+    if (p) pl_mem_note(cat, (ptrdiff_t)(bytes ? bytes : 1));
+    return p;
+}
+void run_dist_host_free(const pl_backend *be, float *p, size_t bytes, pl_mem_cat cat) {
+    if (!p) return;
+    if (be->host_memory) {
+        be->free(p);
+        return;
+    }
+    free(p);
+    pl_mem_note(cat, -(ptrdiff_t)(bytes ? bytes : 1));
+}
 
 int run_dist_open(run *r, pl_err *err) {
     rdist *d = &r->dist;
@@ -35,9 +69,19 @@ int run_dist_open(run *r, pl_err *err) {
     d->zero = r->c->zero;
     if (d->size <= 1) return PL_OK;
     const pl_backend *be = r->t->be;
-    if (strcmp(be->name, "cpu"))
-        return pl_err_set(err, PL_EUNSUPPORTED, "train: %d ranks: data-parallel training runs on the CPU backend only (this run uses %s)",
-                          d->size, be->name);
+    int rc;
+    if (be->dist_open) { /* the backend's collectives unless POTLUCK_DIST_NCCL=0 (rank 0's) */
+        const char *e = getenv("POTLUCK_DIST_NCCL");
+        int want = !(e && !strcmp(e, "0"));
+        if ((rc = pl_dist_bcast(&want, sizeof want, 0, err))) return rc;
+        if (want && (rc = be->dist_open(&d->nccl, err))) {
+            pl_err_prefix(err, "train: %d ranks on the %s backend", d->size, be->name);
+            char hint[] = " (POTLUCK_DIST_NCCL=0 sends the gradients through MPI instead)";
+            size_t l = strlen(err->msg);
+            if (l + sizeof hint <= sizeof err->msg) memcpy(err->msg + l, hint, sizeof hint);
+            return rc;
+        }
+    }
     size_t N = r->n_floats, mx = 0;
     for (int k = 0; k < d->size; k++) {
         size_t len = pl_dist_shard_lo(N, k + 1) - pl_dist_shard_lo(N, k);
@@ -48,24 +92,76 @@ int run_dist_open(run *r, pl_err *err) {
     size_t len = d->hi - d->lo;
     d->flat = be->alloc(N * sizeof(float), PL_MEM_GRADIENTS);
     d->red = be->alloc((len ? len : 1) * sizeof(float), PL_MEM_GRADIENTS);
-    d->scratch = be->alloc((size_t)d->size * (mx ? mx : 1) * sizeof(float), PL_MEM_WORKSPACE);
+    d->scratch_bytes = (size_t)d->size * (mx ? mx : 1) * sizeof(float);
+    d->scratch = d->nccl ? be->alloc(d->scratch_bytes, PL_MEM_WORKSPACE)
+                         : run_dist_host_alloc(be, d->scratch_bytes, PL_MEM_WORKSPACE);
     if (!d->flat || !d->red || !d->scratch) return pl_err_set(err, PL_ENOMEM, "train: out of memory for the gradient exchange");
     if (d->zero) {
         d->m = be->alloc((len ? len : 1) * sizeof(float), PL_MEM_OPTIMIZER);
         d->v = be->alloc((len ? len : 1) * sizeof(float), PL_MEM_OPTIMIZER);
         if (!d->m || !d->v) return pl_err_set(err, PL_ENOMEM, "train: out of memory for the AdamW state");
     }
-    return PL_OK;
+    /* the allocations' zeroing done before the host may write the moments (resume) */
+    return be->take_error(err);
 }
 
-void run_dist_free(run *r) {
+void run_dist_free(run *r, int failed) {
     rdist *d = &r->dist;
     if (d->size > 1 && r->t) {
-        float *bufs[] = {d->flat, d->red, d->scratch, d->m, d->v};
+        const pl_backend *be = r->t->be;
+        if (d->nccl && be->dist_close) be->dist_close(failed);
+        float *bufs[] = {d->flat, d->red, d->m, d->v};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-            if (bufs[i]) r->t->be->free(bufs[i]);
+            if (bufs[i]) be->free(bufs[i]);
+        if (d->scratch) {
+            if (d->nccl) be->free(d->scratch);
+            else run_dist_host_free(be, d->scratch, d->scratch_bytes, PL_MEM_WORKSPACE);
+        }
     }
     memset(d, 0, sizeof *d);
+}
+
+/* Before MPI reads or writes trained state: the device's work done (a no-op on the CPU). */
+static int host_ready(const pl_backend *be, pl_err *err) { return be->host_memory ? PL_OK : be->take_error(err); }
+
+static int reduce_scatter(run *r, pl_err *err) {
+    rdist *d = &r->dist;
+    const pl_backend *be = r->t->be;
+    if (d->nccl) {
+        be->dist_reduce_scatter(d->flat, r->n_floats, d->red, d->scratch);
+        return PL_OK;
+    }
+    int rc = host_ready(be, err);
+    return rc ? rc : pl_dist_reduce_scatter_f32(d->flat, r->n_floats, d->red, d->scratch, err);
+}
+
+static int allgather(run *r, pl_err *err) {
+    rdist *d = &r->dist;
+    const pl_backend *be = r->t->be;
+    if (d->nccl) {
+        be->dist_allgather(d->flat, r->n_floats);
+        return PL_OK;
+    }
+    int rc = host_ready(be, err);
+    return rc ? rc : pl_dist_allgather_f32(d->flat, r->n_floats, err);
+}
+
+/* flat <- every tensor's gradient (grads) or weights, in run.ts order; or back (to_flat 0) */
+static void flat_copy(run *r, int grads, int to_flat) {
+    const pl_backend *be = r->t->be;
+    size_t o = 0;
+    for (int i = 0; i < r->n_ts; i++) {
+        float *t = grads ? r->ts[i].g : r->ts[i].w;
+        size_t b = r->ts[i].n * sizeof(float);
+        if (to_flat) be->copy(r->dist.flat + o, t, b);
+        else be->copy(t, r->dist.flat + o, b);
+        o += r->ts[i].n;
+    }
+}
+
+static double comm_seconds(run *r) {
+    const pl_backend *be = r->t->be;
+    return pl_dist_comm_seconds() + (r->dist.nccl && be->dist_seconds ? be->dist_seconds() : 0.0);
 }
 
 int run_dist_step(run *r, const row *rw, int n, int64_t trained, double lr, double *loss, double *gnorm, int *stop,
@@ -77,13 +173,10 @@ int run_dist_step(run *r, const row *rw, int n, int64_t trained, double lr, doub
     double sum = 0;
     int rc = run_accum_rows(t, rw, n, d->rank, d->size, trained, &sum, err); /* this rank's rows */
     if (rc) return rc;
-    size_t N = r->n_floats, len = d->hi - d->lo, o = 0;
-    for (int i = 0; i < r->n_ts; i++) {
-        memcpy(d->flat + o, r->ts[i].g, r->ts[i].n * sizeof(float));
-        o += r->ts[i].n;
-    }
-    (void)pl_dist_comm_seconds();
-    if ((rc = pl_dist_reduce_scatter_f32(d->flat, N, d->red, d->scratch, err))) return rc;
+    size_t len = d->hi - d->lo;
+    flat_copy(r, 1, 1);
+    (void)comm_seconds(r);
+    if ((rc = reduce_scatter(r, err))) return rc;
     double v[3] = {len ? be->sumsq(d->red, len) : 0.0, sum, *stop ? 1.0 : 0.0};
     if ((rc = pl_dist_allreduce_f64(v, 3, err))) return rc;
     *loss = trained > 0 ? v[1] / (double)trained : NAN;
@@ -97,44 +190,38 @@ int run_dist_step(run *r, const row *rw, int n, int64_t trained, double lr, doub
     pl_adamw_opts ao = {.lr = (float)lr, .beta1 = (float)c->beta1, .beta2 = (float)c->beta2, .eps = (float)c->eps,
                         .weight_decay = (float)c->weight_decay};
     if (!d->zero) {
-        memcpy(d->flat + d->lo, d->red, len * sizeof(float));
-        if ((rc = pl_dist_allgather_f32(d->flat, N, err))) return rc;
-        o = 0;
-        for (int i = 0; i < r->n_ts; i++) {
-            memcpy(r->ts[i].g, d->flat + o, r->ts[i].n * sizeof(float));
-            o += r->ts[i].n;
-        }
-        rc = pl_train_adamw(t, &ao, err);
-        d->comm_s = pl_dist_comm_seconds();
+        be->copy(d->flat + d->lo, d->red, len * sizeof(float));
+        if ((rc = allgather(r, err))) return rc;
+        flat_copy(r, 1, 0);
+        rc = pl_train_adamw(t, &ao, err); /* ends with take_error */
+        d->comm_s = comm_seconds(r);
         return rc;
     }
     /* ZeRO-1: this rank's shard of each tensor, then everyone's weights */
     t->step++;
-    o = 0;
+    size_t o = 0;
     for (int i = 0; i < r->n_ts; i++) {
         size_t a = o > d->lo ? o : d->lo, b = o + r->ts[i].n < d->hi ? o + r->ts[i].n : d->hi;
         if (a < b) {
             float *w = r->ts[i].w + (a - o);
             be->adamw(w, d->red + (a - d->lo), d->m + (a - d->lo), d->v + (a - d->lo), b - a, ao.lr, ao.beta1,
                       ao.beta2, ao.eps, ao.weight_decay, t->step);
-            memcpy(d->flat + a, w, (b - a) * sizeof(float));
+            be->copy(d->flat + a, w, (b - a) * sizeof(float));
         }
         o += r->ts[i].n;
     }
-    if ((rc = pl_dist_allgather_f32(d->flat, N, err))) return rc;
-    o = 0;
-    for (int i = 0; i < r->n_ts; i++) {
-        memcpy(r->ts[i].w, d->flat + o, r->ts[i].n * sizeof(float));
-        o += r->ts[i].n;
-    }
-    d->comm_s = pl_dist_comm_seconds();
-    return PL_OK;
+    if ((rc = allgather(r, err))) return rc;
+    flat_copy(r, 0, 0);
+    rc = be->take_error(err); /* the device's work done: the host may read the weights (checkpoints) */
+    d->comm_s = comm_seconds(r);
+    return rc;
 }
 
 /* optimizer.bin: for each tensor i (flat offset o_i, n_i floats): m_i then v_i */
 int run_dist_gather_moments(run *r, float *m, float *v, pl_err *err) {
     rdist *d = &r->dist;
-    int rc = pl_dist_gather_f32(d->m, m, r->n_floats, 0, err);
+    int rc = host_ready(r->t->be, err); /* MPI reads the moments on the host */
+    if (!rc) rc = pl_dist_gather_f32(d->m, m, r->n_floats, 0, err);
     if (!rc) rc = pl_dist_gather_f32(d->v, v, r->n_floats, 0, err);
     return rc;
 }

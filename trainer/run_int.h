@@ -54,7 +54,10 @@ typedef struct rdist {
     size_t lo, hi;
     float *flat;              /* (n_floats) packed gradient, then gathered weights/gradient (PL_MEM_GRADIENTS) */
     float *red;               /* (hi - lo) this rank's reduced shard (PL_MEM_GRADIENTS) */
-    float *scratch;           /* (size * largest shard) reduce-scatter receive (PL_MEM_WORKSPACE) */
+    float *scratch;           /* (size * largest shard) reduce-scatter receive (PL_MEM_WORKSPACE): the
+                                 backend's memory with nccl, else host memory (run_dist_host_alloc) */
+    size_t scratch_bytes;
+    int nccl;                 /* 1: the backend's collectives (backend.h dist_*), else MPI on host memory */
     float *m, *v;             /* (hi - lo) ZeRO-1 moments (PL_MEM_OPTIMIZER) */
     double comm_s;            /* seconds in collectives in the last step */
 } rdist;
@@ -93,7 +96,8 @@ int run_accum_rows(pl_train *t, const row *rw, int n, int first, int stride, int
 
 /* run_dist.c */
 int run_dist_open(run *r, pl_err *err);
-void run_dist_free(run *r);
+/* failed: the run ends on an error (the backend's collectives are aborted, not waited for). */
+void run_dist_free(run *r, int failed);
 int run_dist_step(run *r, const row *rw, int n, int64_t trained, double lr, double *loss, double *gnorm, int *stop,
                   pl_err *err);
 /* The full AdamW moments on rank 0 (m, v: n_floats each, else NULL): gathered
@@ -101,6 +105,11 @@ int run_dist_step(run *r, const row *rw, int n, int64_t trained, double lr, doub
 int run_dist_gather_moments(run *r, float *m, float *v, pl_err *err);
 /* The flat moments (this rank's shard) from optimizer.bin's layout. */
 void run_dist_load_moments(run *r, const float *file);
+/* Host memory for what MPI writes (the reduce-scatter's scratch, rank 0's
+ * gathered moments), tagged cat: the backend's alloc when its memory is host
+ * memory, else malloc'd and counted in cat. */
+float *run_dist_host_alloc(const pl_backend *be, size_t bytes, pl_mem_cat cat);
+void run_dist_host_free(const pl_backend *be, float *p, size_t bytes, pl_mem_cat cat);
 
 /* run_metrics.c */
 int run_metrics_truncate(run *r, int step, pl_err *err);

@@ -10,7 +10,8 @@
  *    cudaMalloc, device only;
  *  - trained state (PL_MEM_WEIGHTS: the LoRA masters; PL_MEM_GRADIENTS;
  *    PL_MEM_OPTIMIZER): cudaMallocManaged, so checkpoints, exports and the
- *    MPI all-reduce read it in place once take_error has synchronized.
+ *    MPI reduce-scatter read it in place once take_error has synchronized
+ *    (with NCCL, the GPU build moves it on the device: nccl_dist.cu).
  *    PL_MEM_GRADIENTS also tags the trainer's activation gradients (d_res,
  *    ...): managed memory the kernels use where it lives.
  * Every allocation is tagged in the shared per-category counters
@@ -50,8 +51,10 @@
 extern "C" {
 #include "../backend.h"
 #include "../../core/half.h"
+#include "../../core/dist.h"
 #include "../../lora/nf4.h"
 #include "cuda_backend.h"
+#include "nccl_dist.h"
 }
 #undef pl_st
 #undef _Static_assert
@@ -97,6 +100,7 @@ struct state {
     cudaStream_t copy_stream = nullptr;
     cudaEvent_t ready[2] = {}, done[2] = {};
     int opened = 0;
+    int dev = 0; /* the device this process uses (several ranks: its local rank modulo the count) */
     char device[256] = {};
 };
 
@@ -143,10 +147,10 @@ int managed_cat(pl_mem_cat cat) {
 /* Managed pages of [p, p + bytes) to the device (to_device) or to the host. */
 cudaError_t prefetch(const void *p, size_t bytes, int to_device) {
 #if CUDART_VERSION >= 13000
-    cudaMemLocation loc = {to_device ? cudaMemLocationTypeDevice : cudaMemLocationTypeHost, 0};
+    cudaMemLocation loc = {to_device ? cudaMemLocationTypeDevice : cudaMemLocationTypeHost, to_device ? S->dev : 0};
     return cudaMemPrefetchAsync(p, bytes, loc, 0, nullptr);
 #else
-    return cudaMemPrefetchAsync(p, bytes, to_device ? 0 : cudaCpuDeviceId, nullptr);
+    return cudaMemPrefetchAsync(p, bytes, to_device ? S->dev : cudaCpuDeviceId, nullptr);
 #endif
 }
 
@@ -688,6 +692,41 @@ int take_error(pl_err *err) {
     return code;
 }
 
+/* ---------------------------------------------------------------- data-parallel collectives */
+
+/* backend.h's dist_*, over NCCL (nccl_dist.cu); a failure is recorded for take_error. */
+int dist_open(int *used, pl_err *err) { return pl_nccl_open(used, err); }
+void dist_reduce_scatter(const float *in, size_t n, float *out, float *scratch) {
+    pl_err e = {};
+    if (pl_nccl_reduce_scatter(in, n, out, scratch, &e)) fail(e.code, "cuda backend: %s", e.msg);
+}
+void dist_allgather(float *buf, size_t n) {
+    pl_err e = {};
+    if (pl_nccl_allgather(buf, n, &e)) fail(e.code, "cuda backend: %s", e.msg);
+}
+
+/* The device of this process: with several ranks (core/dist.h), its rank
+ * among those of its machine (the launcher's OMPI_COMM_WORLD_LOCAL_RANK,
+ * SLURM_LOCALID or MPI_LOCALRANKID; else its global rank) modulo the devices
+ * it sees, so one rank per GPU when there are as many; else device 0. */
+int pick_device(int n) {
+    if (pl_dist_size() <= 1 || n <= 1) return 0;
+    const char *names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"};
+    long local = pl_dist_rank();
+    for (const char *nm : names) {
+        const char *v = getenv(nm);
+        char *end;
+        if (v && *v) {
+            long x = strtol(v, &end, 10);
+            if (*end == '\0' && x >= 0) {
+                local = x;
+                break;
+            }
+        }
+    }
+    return (int)(local % n);
+}
+
 pl_backend cuda_backend;
 
 } // namespace
@@ -707,8 +746,13 @@ extern "C" const pl_backend *pl_backend_cuda_open(pl_err *err) {
         return nullptr;
     }
     if (!S) S = new state();
+    S->dev = pick_device(n);
+    if ((e = cudaSetDevice(S->dev)) != cudaSuccess) {
+        pl_err_set(err, PL_EIO, "--backend cuda: cannot use device %d: %s", S->dev, cudaGetErrorString(e));
+        return nullptr;
+    }
     cudaDeviceProp prop;
-    if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) snprintf(S->device, sizeof S->device, "%s", prop.name);
+    if (cudaGetDeviceProperties(&prop, S->dev) == cudaSuccess) snprintf(S->device, sizeof S->device, "%s", prop.name);
     int rc = pl_cuda_blas_create(&S->blas);
     if (rc) {
         pl_err_set(err, PL_EIO, "--backend cuda: cuBLASLt: cannot create a handle (status %d)", rc);
@@ -766,6 +810,13 @@ extern "C" const pl_backend *pl_backend_cuda_open(pl_err *err) {
     b.scale = op_scale;
     b.adamw = op_adamw;
     b.take_error = take_error;
+    if (pl_nccl_built()) { /* else NULL: the trainer's MPI path */
+        b.dist_open = dist_open;
+        b.dist_reduce_scatter = dist_reduce_scatter;
+        b.dist_allgather = dist_allgather;
+        b.dist_seconds = pl_nccl_seconds;
+        b.dist_close = pl_nccl_close;
+    }
     S->opened = 1;
     return &cuda_backend;
 }

@@ -7,7 +7,8 @@
 
 #include "../backend.h"
 
-/* The backend on device 0, opened once; NULL with err set when there is no
+/* The backend on its device (device 0; with several ranks, its local rank
+ * modulo the device count), opened once; NULL with err set when there is no
  * device or its cuBLASLt handle and workspace cannot be had. */
 const pl_backend *pl_backend_cuda_open(pl_err *err);
 

@@ -223,6 +223,13 @@ int pl_cuda_bias_add(pl_bf16 *y, const float *bias, int T, int O, pl_stream stre
 int pl_cuda_dropout(pl_bf16 *dst, const pl_bf16 *src, int64_t n, float p, uint64_t seed, uint64_t stream_id,
                     uint64_t first, pl_stream stream);
 
+/* ---- nccl_dist.cu: the data-parallel reduce-scatter's sum --------------------------------- */
+/* out (len) = slices (P, len) summed over the rows in row order 0, 1, ...,
+ * P-1, each element by one thread, one fp32 rounding per addition: the
+ * order of core/dist.c's pl_dist_sum_slices, so the same bits. out must not
+ * alias slices. */
+int pl_cuda_sum_slices(float *out, const float *slices, int P, int64_t len, pl_stream stream);
+
 #ifdef __cplusplus
 }
 #endif
