@@ -1634,8 +1634,8 @@ static int check_memory(run_state *r, pl_err *err) {
     double mem = cuda ? cap : pl_machine_memory();
     double total = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "total"));
     double need = cuda ? cJSON_GetNumberValue(cJSON_GetObjectItem(j, "device_total")) : total;
-    /* the breakdown: on CUDA what the device holds (tagged), on the CPU every byte */
-    const cJSON *cats = cJSON_GetObjectItem(j, cuda ? "tagged" : "categories");
+    /* the breakdown: on CUDA what the device holds, on the CPU every byte */
+    const cJSON *cats = cJSON_GetObjectItem(j, cuda ? "device" : "categories");
     double w = cJSON_GetNumberValue(cJSON_GetObjectItem(cats, "weights"));
     double a = cJSON_GetNumberValue(cJSON_GetObjectItem(cats, "activations"));
     double opt = cJSON_GetNumberValue(cJSON_GetObjectItem(cats, "optimizer"));

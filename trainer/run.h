@@ -102,8 +102,9 @@ int pl_run_cfg_shape(const pl_run_cfg *c, const struct pl_model_header *h, int m
 /* The memory plan of training c on model (a path potluck plan takes), as a
  * summary: model params and shape, seq_len, lora_r, base, threads,
  * categories (bytes each), file_mapped and total; with the cuda backend also
- * device_total and tagged (each category's bytes the backend allocates: the
- * device's share). Header only; no weight read. */
+ * device_total, tagged (each category's bytes the backend allocates) and
+ * device (the device's share of each: tagged less paged and offloaded
+ * state). Header only; no weight read. */
 int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl_err *err);
 /* This machine's physical memory in bytes (0 when unknown). */
 double pl_machine_memory(void);

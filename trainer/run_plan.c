@@ -70,7 +70,7 @@ int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl
     cJSON_AddNumberToObject(m, "num_hidden_layers", h.cfg.n_layers);
     cJSON_AddNumberToObject(m, "vocab_size", h.cfg.vocab);
     cJSON_AddStringToObject(j, "backend", s.cuda ? "cuda" : "cpu");
-    if (s.cuda) /* the device's share: every tagged byte but paged state (the host keeps the model's own copy) */
+    if (s.cuda) /* the device's share: every tagged byte but paged and offloaded state (the host keeps the model's own copy) */
         cJSON_AddNumberToObject(j, "device_total", (double)p.device);
     cJSON_AddNumberToObject(j, "seq_len", s.seq_len);
     cJSON_AddNumberToObject(j, "lora_r", s.frozen_base ? s.lora_r : 0);
@@ -85,10 +85,16 @@ int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl
             if (p.item[b].cat == (pl_mem_cat)k) sum += p.item[b].bytes;
         cJSON_AddNumberToObject(cats, pl_mem_cat_name((pl_mem_cat)k), (double)sum);
     }
-    if (s.cuda) { /* what the backend's counters will show (pl_mem_peak), the device's share of each category */
-        cJSON *tg = cJSON_AddObjectToObject(j, "tagged");
-        for (int k = 0; k < PL_MEM_NCAT; k++)
+    if (s.cuda) {
+        /* tagged: what the backend's counters will show (pl_mem_peak); device: what the GPU holds of each
+         * category (paged AdamW state and offloaded layer inputs are host memory) */
+        cJSON *tg = cJSON_AddObjectToObject(j, "tagged"), *dv = cJSON_AddObjectToObject(j, "device");
+        for (int k = 0; k < PL_MEM_NCAT; k++) {
+            size_t on_dev = p.cat[k] - (k == PL_MEM_OPTIMIZER ? p.paged : 0) -
+                            (k == PL_MEM_ACTIVATIONS ? p.offloaded : 0);
             cJSON_AddNumberToObject(tg, pl_mem_cat_name((pl_mem_cat)k), (double)p.cat[k]);
+            cJSON_AddNumberToObject(dv, pl_mem_cat_name((pl_mem_cat)k), (double)on_dev);
+        }
     }
     cJSON_AddNumberToObject(j, "file_mapped", (double)p.mapped);
     cJSON_AddNumberToObject(j, "total", (double)p.total);
