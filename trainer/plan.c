@@ -374,6 +374,7 @@ int pl_gen_plan_make(const pl_model_config *c, const pl_train_shape *s, int n_se
     ws.checkpoint = 1;
     ws.paged_optim = 0;
     ws.offload = 0;
+    ws.mlp_chunk = 0;
     pl_mem_plan p;
     int rc = pl_train_plan(c, &ws, &p, err);
     if (rc) return rc;
