@@ -42,7 +42,8 @@ static const char *plan_help =
     "  --micro-batch N         rows packed into one forward (T = seq-len x N); potluck train on the\n"
     "                          CPU backend runs one row per forward (1, the default), so --batch and\n"
     "                          --grad-accum do not change its memory\n"
-    "  --generate              plan a generation instead: weights + KV cache + decode buffers\n"
+    "  --generate              plan a generation instead: weights + KV cache + decode buffers (with\n"
+    "                          --backend cuda: the device copies, bf16 KV cache and buffers, scratch)\n"
     "  --ctx N                 with --generate: tokens of context per sequence (default: the model's)\n"
     "  --json                  machine-readable output\n"
     "\n"
@@ -401,11 +402,6 @@ int cmd_plan(int argc, char **argv) {
         cli_fail("plan: --backend %s: expected cpu or cuda", backend);
         goto done;
     }
-    if (!strcmp(backend, "cuda") && generate) {
-        cli_fail("plan: --generate plans the cpu backend only so far (the CUDA backend's KV cache and decode buffers "
-                 "are not planned yet)");
-        goto done;
-    }
     free(c.backend);
     c.backend = strdup(backend);
     if (c.mlp_chunk && (c.mlp_chunk % 8 || !c.checkpointing)) {
@@ -454,26 +450,39 @@ int cmd_plan(int argc, char **argv) {
         pl_gen_plan g;
         s->frozen_base = 1;
         s->nf4_blocksize = 0; /* potluck generate runs on the weights as stored */
-        if (pl_gen_plan_make(&in.cfg, s, nseq, nctx, &g, &err)) { cli_fail_err(&err); goto done; }
+        if (pl_gen_plan_make(&in.cfg, s, nseq, nctx, 0, &g, &err)) { cli_fail_err(&err); goto done; }
+        const double gneed = g.cuda ? (double)g.device : (double)g.total; /* what --mem must hold */
         if (json) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddStringToObject(j, "model", label);
+            cJSON_AddStringToObject(j, "backend", g.cuda ? "cuda" : "cpu");
             cJSON_AddNumberToObject(j, "sequences", g.n_seq);
             cJSON_AddNumberToObject(j, "ctx", g.n_ctx);
             cJSON_AddNumberToObject(j, "prefill_tokens", g.T);
             cJSON *cats = cJSON_AddObjectToObject(j, "categories");
-            cJSON_AddNumberToObject(cats, "weights", (double)(g.weights_owned + g.weights_mapped));
+            cJSON_AddNumberToObject(cats, "weights", (double)(g.weights_owned + g.weights_mapped + g.dev_weights));
             cJSON_AddNumberToObject(cats, "activations", (double)g.activations);
             cJSON_AddNumberToObject(cats, "gradients", 0);
             cJSON_AddNumberToObject(cats, "optimizer", 0);
             cJSON_AddNumberToObject(cats, "workspace", (double)g.workspace);
             cJSON_AddNumberToObject(cats, "kvcache", (double)g.kv);
+            cJSON *tagged = cJSON_AddObjectToObject(j, "tagged");
+            for (int k = 0; k < PL_MEM_NCAT; k++)
+                cJSON_AddNumberToObject(tagged, pl_mem_cat_name((pl_mem_cat)k), (double)g.cat[k]);
+            cJSON_AddNumberToObject(j, "tagged_total", (double)g.tracked);
             cJSON_AddNumberToObject(j, "logits", (double)g.logits);
+            cJSON_AddNumberToObject(j, "weights_model_owned", (double)g.weights_owned);
             cJSON_AddNumberToObject(j, "weights_file_mapped", (double)g.weights_mapped);
+            if (g.cuda) {
+                cJSON_AddNumberToObject(j, "device_total", (double)g.device);
+                cJSON_AddNumberToObject(j, "device_weights", (double)g.dev_weights);
+                cJSON_AddNumberToObject(j, "gemm_workspace", (double)g.dev_gemm_ws);
+                cJSON_AddNumberToObject(j, "scratch", (double)g.dev_scratch);
+            }
             cJSON_AddNumberToObject(j, "total", (double)g.total);
             if (mem > 0) {
                 cJSON_AddNumberToObject(j, "mem", mem);
-                cJSON_AddBoolToObject(j, "fits", (double)g.total <= mem);
+                cJSON_AddBoolToObject(j, "fits", gneed <= mem);
             }
             status = print_json(j) ? 1 : 0;
             goto done;
@@ -481,26 +490,39 @@ int cmd_plan(int argc, char **argv) {
         char b1[32];
         printf("model:      %s\n", label);
         printf("generate:   %d sequence%s of up to %d tokens; the prefill of all of them at once (%d tokens) is "
-               "the peak; backend cpu (fp32 activations and KV cache)\n",
-               g.n_seq, g.n_seq > 1 ? "s" : "", g.n_ctx, g.T);
+               "the peak; backend %s\n",
+               g.n_seq, g.n_seq > 1 ? "s" : "", g.n_ctx, g.T,
+               g.cuda ? "cuda (bf16 activations and KV cache, every buffer on the device)"
+                      : "cpu (fp32 activations and KV cache)");
         struct { const char *n; size_t b; const char *w; } rows[] = {
-            {"weights", g.weights_owned + g.weights_mapped, "as stored (potluck generate does not quantize)"},
-            {"kv cache", g.kv, "K and V fp32: 2 x layers x sequences x ctx x kv dim x 4"},
-            {"activations", g.activations, "decode buffers of the prefill"},
-            {"workspace", g.workspace, "linear_q dequantized rows"},
-            {"logits", g.logits, "last-token logits per sequence (fp32)"}};
+            {"weights", g.weights_owned + g.weights_mapped,
+             g.cuda ? "the model's own copy as stored, host memory (potluck generate does not quantize)"
+                    : "as stored (potluck generate does not quantize)"},
+            {"dev weights", g.dev_weights, "device copies: layer matrices, embedding and LM head in bf16, norms fp32"},
+            {"kv cache", g.kv, g.cuda ? "K and V bf16: 2 x layers x sequences x ctx x kv dim x 2"
+                                      : "K and V fp32: 2 x layers x sequences x ctx x kv dim x 4"},
+            {"activations", g.activations, g.cuda ? "decode buffers of the prefill (bf16) + the head's (sequences, "
+                                                    "vocab) bf16 output" : "decode buffers of the prefill"},
+            {"workspace", g.workspace, g.cuda ? "linear_q workspace + cuBLASLt's workspace + the backend's scratch"
+                                              : "linear_q dequantized rows"},
+            {"logits", g.logits, "last-token logits per sequence (fp32, host memory)"}};
         for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+            if (!g.cuda && k == 1) continue;
             human((double)rows[k].b, b1, sizeof b1);
             printf("%-12s %16zu  %12s  %s\n", rows[k].n, rows[k].b, b1, rows[k].w);
         }
         human((double)g.total, b1, sizeof b1);
         printf("total        %16zu  %12s\n", g.total, b1);
+        if (g.cuda) {
+            human((double)g.device, b1, sizeof b1);
+            printf("  on the device (tagged by the CUDA backend, pl_mem_peak): %zu (%s)\n", g.device, b1);
+        }
         if (mem > 0) {
             char b2[32];
             human(mem, b1, sizeof b1);
-            human(fabs(mem - (double)g.total), b2, sizeof b2);
-            printf("fits in %s: %s (%s %s)\n", b1, (double)g.total <= mem ? "yes" : "no", b2,
-                   (double)g.total <= mem ? "to spare" : "over");
+            human(fabs(mem - gneed), b2, sizeof b2);
+            printf("fits in %s%s: %s (%s %s)\n", b1, g.cuda ? " of device memory" : "", gneed <= mem ? "yes" : "no", b2,
+                   gneed <= mem ? "to spare" : "over");
         }
         status = 0;
         goto done;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../core/dist.h"
+#include "../core/units.h"
 #include "../plugins/pipeline.h"
 #include "cli.h"
 #include "cmd_run.h"
@@ -31,7 +32,11 @@ static const char *run_help =
     "  --force              redo every stage\n"
     "  --dry-run            resolve the recipe (and --size), plan the training's memory, write\n"
     "                       plan.json and memory_plan.json into the run directory, run nothing\n"
-    "  --no-memory-check    train even when the memory plan says it does not fit this machine\n"
+    "  --gpu-mem SIZE       with --backend cuda: the device memory the training may use (24GiB, 80GB;\n"
+    "                       train.gpu_mem): the run's CUDA plan must fit in it, and the backend refuses\n"
+    "                       any allocation past it\n"
+    "  --no-memory-check    train even when the memory plan says it does not fit this machine (with\n"
+    "                       --backend cuda: the device's memory; a --gpu-mem cap still holds)\n"
     "                       (by default the run stops before its first stage, naming what to change)\n"
     "  --threads N          worker threads (training and generation)\n"
     "  --quiet              no stage lines, logs or progress lines\n"
@@ -61,6 +66,11 @@ int cmd_run(int argc, char **argv) {
         }
         if (!strcmp(a, "--dry-run")) { o.dry_run = 1; continue; }
         if (!strcmp(a, "--no-memory-check")) { o.no_memory_check = 1; continue; }
+        if (!strcmp(a, "--gpu-mem")) {
+            if (i + 1 >= argc) return cli_fail("run: --gpu-mem: expected a size (24GiB, 80GB, or bytes)");
+            o.gpu_mem = argv[++i];
+            continue;
+        }
         int t = cli_recipe_flag(&o, argc, argv, &i);
         if (t < 0) return 1;
         if (t) continue;
@@ -70,6 +80,13 @@ int cmd_run(int argc, char **argv) {
     }
     if (!o.recipe) return cli_fail("run: expected a recipe file (potluck run RECIPE.lua; see --help)");
     if (o.from && o.only) return cli_fail("run: --from and --only together: choose one");
+    if (o.gpu_mem) {
+        double b = 0;
+        const char *why = pl_parse_bytes(o.gpu_mem, &b);
+        if (why) return cli_fail("run: --gpu-mem: %s: got \"%s\"", why, o.gpu_mem);
+        if (!o.backend || strcmp(o.backend, "cuda"))
+            return cli_fail("run: --gpu-mem caps the CUDA backend's memory: it needs --backend cuda");
+    }
     pl_err err = {0};
     /* under mpirun the data stages are split over the ranks (docs/distributed.md) */
     if (pl_dist_init(&err)) {

@@ -32,6 +32,7 @@
 #include "../trainer/eval_results.h"
 #include "../trainer/eval_side.h"
 #include "../trainer/export.h"
+#include "../trainer/backend.h"
 #include "../trainer/run.h"
 #include "confine.h"
 #include "host.h"
@@ -1196,7 +1197,23 @@ static int run_train(run_state *r, const char *key, pl_err *err) {
     c.threads = r->o->threads;
     free(c.backend);
     c.backend = r->o->backend ? strdup(r->o->backend) : NULL;
+    if (r->o->gpu_mem) { free(c.gpu_mem); c.gpu_mem = strdup(r->o->gpu_mem); }
     c.resume = resume;
+    if (c.backend && !strcmp(c.backend, "cuda") && !c.gpu_mem && c.lora_r > 0 && !r->o->no_memory_check) {
+        /* no cap given: the CUDA plan against the device's memory, now that the backend opens (check_memory
+         * could not ask: the data stages' sandbox forks, and a CUDA context does not survive fork) */
+        pl_err be_err = {0};
+        const pl_backend *be = pl_backend_default(&be_err);
+        double devmem = be ? (double)pl_backend_mem_total(be) : 0; /* a backend that cannot open: the trainer says why */
+        if (devmem > 0) {
+            char bd[32], what[64];
+            snprintf(what, sizeof what, "the device's %s", pl_fmt_bytes(devmem, bd, sizeof bd));
+            if ((rc = pl_run_gpu_fit(&c, devmem, what, 1, r->o->size, err))) {
+                pl_err_prefix(err, "train");
+                goto out;
+            }
+        }
+    }
     if (c.threads > 0) omp_set_num_threads(c.threads);
     cJSON_Delete(r->mem_plan);
     r->mem_plan = NULL;
@@ -1571,11 +1588,16 @@ static int tail_stage(run_state *r, int i, const char *key, const char *last_out
 }
 
 /* The training's memory plan before any stage runs (trainer/run.h: the plan
- * the trainer allocates from), for the backend this build trains on (the
- * CPU: this machine's memory): RUN/memory_plan.json, written by the host. A
- * plan larger than the machine stops the run here, before hours of data
- * work, naming what to change; --no-memory-check trains anyway. A recipe
- * or model the plan cannot read is left to the train stage to report. */
+ * the trainer allocates from), for the backend the run trains on:
+ * RUN/memory_plan.json, written by the host. On the CPU the plan's total is
+ * checked against this machine's memory; on CUDA its device total against
+ * --gpu-mem (or the recipe's train.gpu_mem) when one is given, else the
+ * train stage checks it against the device's memory when it opens the
+ * backend (not here: the data stages' sandbox forks, and a CUDA context
+ * does not survive fork). A plan that does not fit stops the run here,
+ * before hours of data work, naming what to change; --no-memory-check
+ * trains anyway. A recipe or model the plan cannot read is left to the
+ * train stage to report. */
 static int check_memory(run_state *r, pl_err *err) {
     if (!r->base) return PL_OK;
     pl_run_cfg c;
@@ -1586,41 +1608,80 @@ static int check_memory(run_state *r, pl_err *err) {
     pl_err e = {0};
     cJSON *j = NULL;
     int rc = pl_run_cfg_apply_json(&c, cfg, r->o->recipe, &e);
-    c.threads = r->o->threads;
-    if (!rc) rc = pl_run_cfg_plan_json(&c, r->base, &j, &e);
-    pl_run_cfg_free(&c);
     cJSON_Delete(cfg);
-    if (rc) return PL_OK;
-    double mem = pl_machine_memory();
+    c.threads = r->o->threads;
+    free(c.backend); /* as the train stage: the command line's backend */
+    c.backend = r->o->backend ? strdup(r->o->backend) : NULL;
+    if (r->o->gpu_mem) { free(c.gpu_mem); c.gpu_mem = strdup(r->o->gpu_mem); }
+    free(c.model);
+    c.model = strdup(r->base);
+    const int cuda = c.backend && !strcmp(c.backend, "cuda");
+    double cap = 0;
+    if (!rc && cuda && c.gpu_mem) {
+        const char *why = pl_parse_bytes(c.gpu_mem, &cap);
+        if (why) {
+            rc = pl_err_set(err, PL_EINVAL, "%s: %s: got \"%s\"", r->o->gpu_mem ? "--gpu-mem" : "train.gpu_mem", why,
+                            c.gpu_mem);
+            pl_run_cfg_free(&c);
+            return rc;
+        }
+    }
+    if (!rc) rc = pl_run_cfg_plan_json(&c, r->base, &j, &e);
+    if (rc) {
+        pl_run_cfg_free(&c);
+        return PL_OK;
+    }
+    double mem = cuda ? cap : pl_machine_memory();
     double total = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "total"));
-    const cJSON *cats = cJSON_GetObjectItem(j, "categories");
+    double need = cuda ? cJSON_GetNumberValue(cJSON_GetObjectItem(j, "device_total")) : total;
+    /* the breakdown: on CUDA what the device holds, on the CPU every byte */
+    const cJSON *cats = cJSON_GetObjectItem(j, cuda ? "device" : "categories");
     double w = cJSON_GetNumberValue(cJSON_GetObjectItem(cats, "weights"));
     double a = cJSON_GetNumberValue(cJSON_GetObjectItem(cats, "activations"));
     double opt = cJSON_GetNumberValue(cJSON_GetObjectItem(cats, "optimizer"));
-    int fits = !(mem > 0) || total <= mem;
-    if (mem > 0) cJSON_AddNumberToObject(j, "machine_memory", mem);
-    cJSON_AddBoolToObject(j, "fits", fits);
+    int fits = !(mem > 0) || need <= mem;
+    if (cuda) {
+        if (mem > 0) cJSON_AddNumberToObject(j, "gpu_mem", mem);
+    } else if (mem > 0)
+        cJSON_AddNumberToObject(j, "machine_memory", mem);
+    if (cuda && !(mem > 0)) cJSON_AddNullToObject(j, "fits"); /* checked by the train stage */
+    else cJSON_AddBoolToObject(j, "fits", fits);
     if (r->o->size) cJSON_AddStringToObject(j, "size", r->o->size);
     char pp[PATH_MAX + 32];
     snprintf(pp, sizeof pp, "%s/memory_plan.json", r->run_dir);
     rc = pl_json_write(pp, j, err);
-    if (rc) { cJSON_Delete(j); return rc; }
-    char bt[32], bm[32], bw[32], ba[32], bo[32];
-    pl_fmt_bytes(total, bt, sizeof bt);
+    if (rc) {
+        cJSON_Delete(j);
+        pl_run_cfg_free(&c);
+        return rc;
+    }
+    char bt[32], bm[32], bw[32], ba[32], bo[32], lim[64];
+    pl_fmt_bytes(need, bt, sizeof bt);
     pl_fmt_bytes(mem, bm, sizeof bm);
     pl_fmt_bytes(w, bw, sizeof bw);
     pl_fmt_bytes(a, ba, sizeof ba);
     pl_fmt_bytes(opt, bo, sizeof bo);
+    snprintf(lim, sizeof lim, "%s %s", r->o->gpu_mem ? "--gpu-mem" : "train.gpu_mem", bm);
     if (!r->o->quiet) {
-        printf("plan: training needs %s (weights %s, activations %s, optimizer %s) of this machine's %s: %s\n", bt, bw, ba,
-               bo, bm, fits ? "fits" : "does NOT fit");
+        if (!cuda)
+            printf("plan: training needs %s (weights %s, activations %s, optimizer %s) of this machine's %s: %s\n", bt,
+                   bw, ba, bo, bm, fits ? "fits" : "does NOT fit");
+        else if (mem > 0)
+            printf("plan: training on the cuda backend needs %s of device memory (weights %s, activations %s, "
+                   "optimizer %s) of %s: %s\n", bt, bw, ba, bo, lim, fits ? "fits" : "does NOT fit");
+        else
+            printf("plan: training on the cuda backend needs %s of device memory (weights %s, activations %s, "
+                   "optimizer %s); the train stage checks it against the device's memory\n", bt, bw, ba, bo);
         fflush(stdout);
     }
     const int T = r->n_steps + 2; /* the train stage's number */
     int trains = (!r->to || r->to >= T) && (!r->only || r->only == T);
     pl_err pe = {0};
-    rc = fits || !trains || r->o->no_memory_check ? PL_OK : pl_run_plan_check(j, mem, r->o->size, r->base, &pe);
+    rc = PL_OK;
+    if (!fits && trains && !r->o->no_memory_check)
+        rc = cuda ? pl_run_gpu_fit(&c, mem, lim, 1, r->o->size, &pe) : pl_run_plan_check(j, mem, r->o->size, r->base, &pe);
     cJSON_Delete(j);
+    pl_run_cfg_free(&c);
     if (!rc) return PL_OK;
     return pl_err_set(err, PL_ERANGE, "train: %s (memory_plan.json has the details; --no-memory-check trains anyway)", pe.msg);
 }

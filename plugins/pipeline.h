@@ -34,6 +34,7 @@ typedef struct pl_pipe_opts {
     int force;
     int dry_run;            /* --dry-run: plan (recipe and memory), write plan.json and memory_plan.json, run nothing */
     int no_memory_check;    /* --no-memory-check: train even when the memory plan exceeds this machine's memory */
+    const char *gpu_mem;    /* --gpu-mem SIZE: with cuda, the device memory the training may use (train.gpu_mem) */
     int threads;            /* 0: OpenMP's default */
     int quiet;
     pl_lua_limits limits;

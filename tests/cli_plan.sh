@@ -6,7 +6,8 @@
 #  - presets: the list, Llama-2 7B's QLoRA breakdown (LoRA parameters as
 #    PEFT counts them, NF4 base bytes), --json parses and adds up;
 #  - --fit seq / --fit batch: the answer fits in --mem and one more does not;
-#  - --generate: the KV cache is 2 * layers * sequences * ctx * kv dim * 4;
+#  - --generate: the KV cache is 2 * layers * sequences * ctx * kv dim * 4; with --backend cuda
+#    * 2 (bf16), the device copies those of the training plan, the device total the tagged sum;
 #  - --backend cuda: bf16 activations, the fused head, the base's device copies, the
 #    device total against --mem, step times per GPU;
 #  - bad inputs: one line "potluck: ..." each, non-zero exit, no crash.
@@ -103,6 +104,44 @@ if [ "$kv" = $((2 * 5 * 2 * 128 * 32 * 4)) ]; then ok; else fail "generate kv ca
 if "$BIN" plan --preset llama2-7b --generate --ctx 4096 --batch 1 --mem 24GiB | grep -q '^kv cache  *4294967296 '; then ok
 else fail "llama2-7b kv cache at 4096: $("$BIN" plan --preset llama2-7b --generate --ctx 4096 2>&1)"; fi
 
+# generation on the CUDA backend: the bf16 KV cache (half the CPU's), the base's device copies (the training
+# plan's dev_* buffers for the same base as stored), bf16 decode buffers + the head's (sequences, V) bf16 output,
+# cuBLASLt's workspace; the device total is the tagged sum and is what --mem is checked against
+G=(plan --model "$ST" --generate --ctx 128 --batch 2)
+if "$BIN" "${G[@]}" --backend cuda --json >"$tmp/gc.json" 2>"$tmp/g.err" && "$BIN" "${G[@]}" --json >"$tmp/gcpu.json" 2>>"$tmp/g.err" &&
+   "$BIN" plan --model "$ST" --backend cuda --base as-loaded --lora-r 8 --seq-len 16 --json >"$tmp/gt.json" 2>>"$tmp/g.err" &&
+   "$BIN" "${G[@]}" --backend cuda --mem 1MiB --json >"$tmp/gsmall.json" 2>>"$tmp/g.err" &&
+   $PY - "$tmp/gc.json" "$tmp/gcpu.json" "$tmp/gt.json" "$tmp/gsmall.json" <<'PYEOF' >"$tmp/g.out" 2>&1
+import json, sys
+g, c, t, small = (json.load(open(p)) for p in sys.argv[1:5])
+L, D, V, n, T = t["model"]["num_hidden_layers"], t["model"]["hidden_size"], t["model"]["vocab_size"], 2, 2 * 128
+assert g["backend"] == "cuda" and c["backend"] == "cpu" and g["prefill_tokens"] == T
+kvd = 32
+assert g["categories"]["kvcache"] == 2 * L * n * 128 * kvd * 2 and 2 * g["categories"]["kvcache"] == c["categories"]["kvcache"]
+tg = g["tagged"]
+assert set(tg) == {"weights", "activations", "gradients", "optimizer", "workspace", "kvcache"}, tg
+assert tg["gradients"] == 0 and tg["optimizer"] == 0 and tg["kvcache"] == g["categories"]["kvcache"]
+assert g["device_total"] == sum(tg.values()) == g["tagged_total"], (g["device_total"], tg)
+dev = sum(b["bytes"] for b in t["buffers"] if b["name"] in ("dev_base", "dev_embedding", "dev_lm_head", "dev_norms"))
+assert g["device_weights"] == tg["weights"] == dev > 0, (g["device_weights"], dev)
+assert g["gemm_workspace"] == 32 << 20 and g["scratch"] == 0  # as stored: resident bf16 copies, no dequantized scratch
+ca, ga = c["categories"]["activations"], g["categories"]["activations"]
+assert ga == (ca - 16 * T - 4 * n * D) // 2 + 2 * n * D + 16 * T + 2 * n * V, (ca, ga)
+assert g["total"] == g["device_total"] + g["logits"] + g["weights_model_owned"] + g["weights_file_mapped"]
+assert "fits" not in g and small["fits"] is False and small["mem"] == 1 << 20
+print("generation of 2 x 128 on stories260K: device %d bytes (weights %d, kv %d, activations %d, workspace %d)"
+      % (g["device_total"], tg["weights"], tg["kvcache"], tg["activations"], tg["workspace"]))
+PYEOF
+then ok; echo "note: cuda $(cat "$tmp/g.out")"; else fail "plan --generate --backend cuda: $(cat "$tmp/g.err" "$tmp/g.out" | tail -5)"; fi
+"$BIN" "${G[@]}" --backend cuda --mem 1MiB >"$tmp/gc.txt" 2>&1
+dt=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['device_total'])" "$tmp/gc.json" 2>/dev/null)
+if grep -q "^  on the device (tagged by the CUDA backend, pl_mem_peak): $dt (" "$tmp/gc.txt" &&
+   grep -q '^kv cache  *[0-9][0-9]*  .*K and V bf16' "$tmp/gc.txt" && grep -q '^dev weights  *[0-9]' "$tmp/gc.txt" &&
+   grep -q 'fits in 1.00 MiB of device memory: no' "$tmp/gc.txt"; then ok; else fail "cuda generate text: $(cat "$tmp/gc.txt")"; fi
+if "$BIN" plan --preset llama2-7b --generate --ctx 4096 --batch 1 --backend cuda --mem 24GiB >"$tmp/g7.txt" 2>&1 &&
+   grep -q '^kv cache  *2147483648 ' "$tmp/g7.txt" && grep -q 'fits in 24.00 GiB of device memory: yes' "$tmp/g7.txt"; then ok
+else fail "llama2-7b cuda generation at 4096: $(cat "$tmp/g7.txt")"; fi
+
 # other model kinds by path, and potluck train's other flags are accepted
 if "$BIN" plan --model "$S/gguf-tiny-llama/llama-2-tiny-random.gguf" --seq-len 32 --lr 1e-3 --steps 5 --out /nonexistent \
      | grep -q 'F16'; then ok; else fail "plan on the tiny GGUF"; fi
@@ -134,7 +173,6 @@ expect_clean_error "fit without mem" "$BIN" plan --preset llama2-7b --fit seq
 expect_clean_error "fit what" "$BIN" plan --preset llama2-7b --fit layers --mem 1GiB
 expect_clean_error "micro-batch 0" "$BIN" plan --preset llama2-7b --micro-batch 0
 expect_clean_error "ctx negative" "$BIN" plan --preset llama2-7b --generate --ctx -1
-expect_clean_error "cuda --generate" "$BIN" plan --preset llama2-7b --backend cuda --generate
 expect_clean_error "unknown backend" "$BIN" plan --preset llama2-7b --backend tpu
 # the CUDA plan of Llama-2 7B QLoRA: bf16 activations (half the CPU plan's), the fused head (no (T,V) logits),
 # the device copies of the NF4 base, fits 24 GiB, step times for the six GPUs, --fit seq against the device total

@@ -18,6 +18,12 @@
  *    (NF4 and as-loaded bases, checkpointing on and off, LoRA targets and ranks,
  *    GQA, a tied and an untied head), the tagged peak of every category during
  *    a QLoRA step equals the plan, byte for byte;
+ * 4c. the CUDA generation plan (pl_gen_plan_make with shape.cuda): a prefill
+ *    of two prompts then greedy decode steps of batch 2 on a bf16 KV cache;
+ *    the tagged peak of every category equals the plan byte for byte (NF4
+ *    base: the prefill's GEMMs dequantize into the scratch; as loaded: bf16
+ *    copies, no scratch), the KV cache is half the CPU's fp32 one, and the
+ *    tags equal the emulator's allocated bytes while the cache is live;
  * 5. a full fine-tune and a backward hook are refused on this backend with a
  *    message; an op that fails (out of device memory) is an error from
  *    take_error, never NaNs.
@@ -526,6 +532,124 @@ static void test_plan(void) {
     for (size_t i = 0; i < n; i++) test_plan_case(&cases[i]);
 }
 
+/* 4c: the plan of a CUDA generation against the tagged peaks of one */
+typedef struct gen_case {
+    const char *what;
+    int peft_base; /* the peft_ref base (HF fp32, untied, GQA 4/2) instead of stories260K */
+    int nf4;
+    int prompt[2]; /* the two prompts' lengths: one prefill of both */
+    int steps;     /* greedy decode steps of batch 2 after it */
+} gen_case;
+
+static void test_gen_plan_case(const gen_case *gc) {
+    char path[4400];
+    if (gc->peft_base) snprintf(path, sizeof path, "%s/peft_ref/base", check_env("POTLUCK_REFS"));
+    else snprintf(path, sizeof path, "%s", model_path);
+    pl_err err = {0};
+    pl_model *m = NULL;
+    pl_model_opts mo = {.nf4_blocksize = gc->nf4 ? 64 : 0, .nf4_double_quant = 1};
+    if (pl_model_load(&m, path, &mo, &err)) {
+        CHECK(0, "%s: load: %s", gc->what, err.msg);
+        return;
+    }
+    m->be = cuda;
+    pl_model_header h;
+    CHECK(pl_model_read_header(path, &h, &err) == 0, "%s: header: %s", gc->what, err.msg);
+    const int nseq = 2, V = m->cfg.vocab;
+    const int prefill = gc->prompt[0] + gc->prompt[1];
+    const int nctx = (gc->prompt[0] > gc->prompt[1] ? gc->prompt[0] : gc->prompt[1]) + gc->steps;
+    pl_train_shape sh = {.frozen_base = 1, .nf4_blocksize = gc->nf4 ? 64 : 0, .nf4_double_quant = 1,
+                         .layer_dtype = h.layer_dtype, .embd_dtype = h.embd_dtype, .head_dtype = h.head_dtype,
+                         .stored_mapped = h.source != PL_SRC_LLAMA2C, .cuda = 1};
+    pl_gen_plan g;
+    if (pl_gen_plan_make(&m->cfg, &sh, nseq, nctx, prefill, &g, &err)) {
+        CHECK(0, "%s: plan: %s", gc->what, err.msg);
+        pl_model_free(m);
+        return;
+    }
+    CHECK(g.kv > 0 && 2 * g.kv == pl_kvcache_bytes(&m->cfg, nseq, nctx, 4),
+          "%s: the bf16 KV cache (%zu bytes) is half the fp32 one (%zu)", gc->what, g.kv,
+          pl_kvcache_bytes(&m->cfg, nseq, nctx, 4));
+    CHECK((g.dev_scratch > 0) == (gc->nf4 && prefill > PL_CUDA_GEMV_MAX_T), "%s: scratch %zu bytes", gc->what,
+          g.dev_scratch);
+    size_t cur0[PL_MEM_NCAT], tags0 = 0;
+    for (int k = 0; k < PL_MEM_NCAT; k++) tags0 += cur0[k] = pl_mem_current((pl_mem_cat)k);
+    size_t emu0 = dev_used();
+    pl_mem_reset_peak();
+    pl_kvcache kv;
+    int rc = pl_kvcache_init(&kv, m, nseq, nctx, &err);
+    CHECK(rc == 0, "%s: kv cache: %s", gc->what, err.msg);
+    if (rc) {
+        pl_model_free(m);
+        return;
+    }
+    int32_t *toks[2], next[2];
+    const int32_t *tp[2];
+    int seqs[2] = {0, 1}, nt[2], steps = 0;
+    float *logits = malloc((size_t)nseq * V * sizeof(float));
+    for (int i = 0; i < nseq; i++) {
+        toks[i] = malloc((size_t)gc->prompt[i] * sizeof(int32_t));
+        for (int j = 0; j < gc->prompt[i]; j++) toks[i][j] = (int32_t)((1 + i * 31 + j * 7) % V);
+        tp[i] = toks[i];
+        nt[i] = gc->prompt[i];
+    }
+    rc = pl_model_decode(m, &kv, nseq, seqs, tp, nt, logits, NULL, &err); /* the prefill: both prompts at once */
+    CHECK(rc == 0, "%s: prefill: %s", gc->what, err.msg);
+    for (; steps < gc->steps && !rc; steps++) { /* greedy steps, one token per sequence */
+        for (int i = 0; i < nseq; i++) {
+            const float *l = logits + (size_t)i * V;
+            int best = 0;
+            for (int v = 1; v < V; v++)
+                if (l[v] > l[best]) best = v;
+            next[i] = best;
+            tp[i] = &next[i];
+            nt[i] = 1;
+        }
+        rc = pl_model_decode(m, &kv, nseq, seqs, tp, nt, logits, NULL, &err);
+        CHECK(rc == 0, "%s: decode step %d: %s", gc->what, steps + 1, err.msg);
+    }
+    CHECK(kv.len[0] == gc->prompt[0] + steps && kv.len[1] == gc->prompt[1] + steps, "%s: cached %d and %d tokens",
+          gc->what, kv.len[0], kv.len[1]);
+    /* while the cache is live: every tagged byte is an emulated device byte */
+    size_t tags = 0;
+    for (int k = 0; k < PL_MEM_NCAT; k++) tags += pl_mem_current((pl_mem_cat)k);
+#ifndef PL_CUDA_REAL
+    CHECK(tags - tags0 == dev_used() - emu0 && tags > tags0, "%s: tagged bytes %zu, the emulator's allocated bytes %zu",
+          gc->what, tags - tags0, dev_used() - emu0);
+#endif
+    size_t gemm = pl_cuda_gemm_workspace(), worst = 0, got[PL_MEM_NCAT];
+    for (int k = 0; k < PL_MEM_NCAT; k++) {
+        got[k] = pl_mem_peak((pl_mem_cat)k) - cur0[k];
+        size_t want = g.cat[k] - (k == PL_MEM_WORKSPACE ? gemm : 0); /* opened with the backend, before */
+        size_t d = got[k] > want ? got[k] - want : want - got[k];
+        if (d > worst) worst = d;
+        CHECK(got[k] == want, "%s: %s: tagged peak %zu, generation plan %zu", gc->what,
+              pl_mem_cat_name((pl_mem_cat)k), got[k], want);
+    }
+    printf("note: cuda generation plan, %s: prefill %d + %d tokens, %d steps of batch 2, ctx %d: device %zu bytes "
+           "(plan/tagged peak: weights %zu/%zu, kv cache %zu/%zu, activations %zu/%zu, workspace %zu/%zu with "
+           "cuBLASLt's %zu and scratch %zu); largest difference %zu bytes\n",
+           gc->what, gc->prompt[0], gc->prompt[1], steps, nctx, g.device, g.cat[PL_MEM_WEIGHTS], got[PL_MEM_WEIGHTS],
+           g.kv, got[PL_MEM_KVCACHE], g.activations, got[PL_MEM_ACTIVATIONS], g.workspace,
+           got[PL_MEM_WORKSPACE] + gemm, g.dev_gemm_ws, g.dev_scratch, worst);
+    free(logits);
+    for (int i = 0; i < nseq; i++) free(toks[i]);
+    pl_kvcache_free(&kv);
+    pl_model_free(m);
+}
+
+static void test_gen_plan(void) {
+    const gen_case cases[] = {
+        {"stories260K NF4", 0, 1, {9, 7}, 3},
+        {"peft_ref base as loaded (fp32 -> bf16 copies, untied head, GQA 4/2)", 1, 0, {12, 5}, 4},
+    };
+    size_t n = sizeof cases / sizeof cases[0];
+#if defined(__SANITIZE_ADDRESS__)
+    n = 1; /* the optimized build runs both */
+#endif
+    for (size_t i = 0; i < n; i++) test_gen_plan_case(&cases[i]);
+}
+
 /* the dropout op: CUDA's mask and scale are the CPU's, bit for bit on bf16 inputs */
 static void test_dropout(void) {
     const size_t n = 1000;
@@ -699,6 +823,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i <= 2 * ROW; i++) rows[i] = tok[(i - 1) % NGEN];
     test_training(rows);
     test_plan();
+    test_gen_plan();
     test_refusals();
     return check_summary("test_cuda_backend");
 }

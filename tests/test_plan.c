@@ -208,7 +208,7 @@ static void test_generation(void) {
     pl_train_shape sh = {.layer_dtype = m->layers[0].wq.dtype, .embd_dtype = m->tok_embd.dtype,
                          .head_dtype = m->lm_head.dtype, .stored_mapped = 1};
     pl_gen_plan g;
-    int rc = pl_gen_plan_make(&m->cfg, &sh, nseq, nctx, &g, &err);
+    int rc = pl_gen_plan_make(&m->cfg, &sh, nseq, nctx, 0, &g, &err);
     CHECK(rc == 0, "gen plan: %s", err.msg);
     pl_kvcache kv;
     rc = pl_kvcache_init(&kv, m, nseq, nctx, &err);

@@ -289,6 +289,9 @@ const pl_backend *pl_backend_named(const char *name, pl_err *err);
 int pl_backend_set_default(const char *name, pl_err *err);
 const char *pl_backend_default_name(void);
 const pl_backend *pl_backend_default(pl_err *err);
+/* The memory of be's device in bytes (the CUDA backend: device 0's total, as
+ * cudaMemGetInfo reports it); 0 when unknown or be is the CPU. */
+size_t pl_backend_mem_total(const pl_backend *be);
 
 /* Bytes of n activation elements on be. */
 static inline size_t pl_act_bytes(const pl_backend *be, size_t n) {

@@ -7,6 +7,7 @@
 /* Defined by trainer/cuda/cuda_backend.cu in the builds that link the CUDA
  * backend (make emu, make gpu); a weak reference elsewhere. */
 extern const pl_backend *pl_backend_cuda_open(pl_err *err) __attribute__((weak));
+extern size_t pl_cuda_backend_mem_total(void) __attribute__((weak));
 
 const pl_backend *pl_backend_named(const char *name, pl_err *err) {
     if (!name || !*name || !strcmp(name, "cpu")) return pl_backend_cpu();
@@ -45,3 +46,8 @@ int pl_backend_set_default(const char *name, pl_err *err) {
 const char *pl_backend_default_name(void) { return default_name; }
 
 const pl_backend *pl_backend_default(pl_err *err) { return pl_backend_named(default_name, err); }
+
+size_t pl_backend_mem_total(const pl_backend *be) {
+    if (!be || strcmp(be->name, "cuda") || !pl_cuda_backend_mem_total) return 0;
+    return pl_cuda_backend_mem_total();
+}

@@ -163,7 +163,8 @@ int pl_kvcache_init(pl_kvcache *kv, const pl_model *m, int n_seq, int n_ctx, pl_
     kv->n_ctx = n_ctx;
     kv->n_layers = m->cfg.n_layers;
     kv->kv_dim = m->cfg.n_kv_heads * m->cfg.head_dim;
-    size_t n = pl_kvcache_bytes(&m->cfg, n_seq, n_ctx) / 2; /* K, then V: the plan's size (trainer/plan.h) */
+    /* K, then V, in the backend's activation dtype: the plan's size (trainer/plan.h) */
+    size_t n = pl_kvcache_bytes(&m->cfg, n_seq, n_ctx, (int)pl_act_bytes(m->be, 1)) / 2;
     if (!n) {
         memset(kv, 0, sizeof *kv);
         return pl_err_set(err, PL_ERANGE, "kv cache: %d sequences of %d tokens is too large", n_seq, n_ctx);

@@ -33,11 +33,11 @@ size_t pl_plan_nf4_tensor_bytes(int64_t n, int blocksize, int double_quant) {
     return bytes > SIZE_MAX - al8(sizeof(pl_nf4)) ? 0 : al8(sizeof(pl_nf4)) + bytes;
 }
 
-size_t pl_kvcache_bytes(const pl_model_config *c, int n_seq, int n_ctx) {
+size_t pl_kvcache_bytes(const pl_model_config *c, int n_seq, int n_ctx, int act_bytes) {
     size_t n, kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
-    if (n_seq <= 0 || n_ctx <= 0) return 0;
-    if (!pl_mul_ok((size_t)c->n_layers * (size_t)n_seq, (size_t)n_ctx, &n) || !pl_mul_ok(n, kvd * sizeof(float), &n) ||
-        n > SIZE_MAX / 2)
+    if (n_seq <= 0 || n_ctx <= 0 || (act_bytes != 2 && act_bytes != 4)) return 0;
+    if (!pl_mul_ok((size_t)c->n_layers * (size_t)n_seq, (size_t)n_ctx, &n) ||
+        !pl_mul_ok(n, kvd * (size_t)act_bytes, &n) || n > SIZE_MAX / 2)
         return 0;
     return 2 * n; /* K and V */
 }
@@ -339,41 +339,73 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
     return 0;
 }
 
-int pl_gen_plan_make(const pl_model_config *c, const pl_train_shape *s, int n_seq, int n_ctx, pl_gen_plan *out,
-                     pl_err *err) {
+int pl_gen_plan_make(const pl_model_config *c, const pl_train_shape *s, int n_seq, int n_ctx, int prefill,
+                     pl_gen_plan *out, pl_err *err) {
     memset(out, 0, sizeof *out);
     if (n_seq <= 0 || n_ctx <= 0 || (int64_t)n_seq * n_ctx > (1 << 24))
         return pl_err_set(err, PL_EINVAL, "plan: %d sequences of %d tokens is out of range", n_seq, n_ctx);
+    if (prefill > n_seq * n_ctx)
+        return pl_err_set(err, PL_EINVAL, "plan: a prefill of %d tokens does not fit %d sequences of %d", prefill,
+                          n_seq, n_ctx);
     out->n_seq = n_seq;
     out->n_ctx = n_ctx;
-    out->T = n_seq * n_ctx; /* the worst prefill: every sequence's whole context at once */
-    out->kv = pl_kvcache_bytes(c, n_seq, n_ctx);
+    out->cuda = s->cuda;
+    /* the largest decode call: the prefill (a later step decodes one token per sequence, n_seq <= T) */
+    out->T = prefill > 0 ? (prefill > n_seq ? prefill : n_seq) : n_seq * n_ctx;
+    const size_t ab = s->cuda ? 2 : 4; /* an activation element: bf16 on CUDA, fp32 on the CPU (pl_act_bytes) */
+    out->kv = pl_kvcache_bytes(c, n_seq, n_ctx, (int)ab);
     if (!out->kv) return pl_err_set(err, PL_ERANGE, "plan: the KV cache of %d x %d tokens is too large", n_seq, n_ctx);
-    /* pl_model_decode's buffers (model_forward.c: buf_alloc) */
+    /* pl_model_decode's buffers (model_forward.c: buf_alloc, the last rows xl, and on a backend without host
+     * memory the head's (n, V) output) */
     size_t T = (size_t)out->T, D = (size_t)c->dim, qd = (size_t)c->n_heads * c->head_dim;
-    size_t kvd = (size_t)c->n_kv_heads * c->head_dim, H = (size_t)c->hidden;
+    size_t kvd = (size_t)c->n_kv_heads * c->head_dim, H = (size_t)c->hidden, V = (size_t)c->vocab;
     size_t maxc = D > H ? D : H;
     if (qd > maxc) maxc = qd;
-    out->activations = 4 * T * (D + maxc + 2 * qd + 2 * kvd + 2 * H) + 4 * (size_t)n_seq * D +
+    out->activations = ab * T * (D + maxc + 2 * qd + 2 * kvd + 2 * H) + ab * (size_t)n_seq * D +
                        4 * 4 * T; /* + the ids, positions, last keys and segments (int32) */
+    if (s->cuda) out->activations += ab * (size_t)n_seq * V;
     out->workspace = 4 * pl_cpu_linear_q_workspace((int64_t)maxc);
-    out->logits = 4 * (size_t)n_seq * (size_t)c->vocab;
+    out->logits = 4 * (size_t)n_seq * V;
     pl_train_shape ws = *s;
     ws.seq_len = 1;
     ws.micro_batch = 1;
     ws.frozen_base = 1;
     ws.lora_r = 0;
     ws.checkpoint = 1;
+    ws.paged_optim = 0;
+    ws.offload = 0;
+    ws.mlp_chunk = 0;
     pl_mem_plan p;
     int rc = pl_train_plan(c, &ws, &p, err);
     if (rc) return rc;
     out->weights_mapped = p.item[PL_PB_BASE].mapped ? p.item[PL_PB_BASE].bytes : 0;
     out->weights_owned = p.item[PL_PB_BASE].mapped ? 0 : p.item[PL_PB_BASE].bytes;
-    for (int b = PL_PB_EMBD; b <= PL_PB_NORMS; b++) {
+    for (int b = PL_PB_BASE_SOURCE; b <= PL_PB_NORMS; b++) {
         if (p.item[b].mapped) out->weights_mapped += p.item[b].bytes;
         else out->weights_owned += p.item[b].bytes;
     }
-    out->total = out->kv + out->activations + out->workspace + out->logits + out->weights_owned + out->weights_mapped;
+    if (s->cuda) {
+        /* the device copies are the training plan's, the same weights used by the same ops */
+        for (int b = PL_PB_DEV_BASE; b <= PL_PB_DEV_NORMS; b++) out->dev_weights += p.item[b].bytes;
+        out->dev_gemm_ws = p.item[PL_PB_DEV_GEMM_WS].bytes;
+        /* the scratch: linear_q on an NF4 weight for more tokens than the GEMV takes dequantizes it to bf16
+         * (the largest matrix); other weights are resident bf16 copies and the forward ops need no scratch */
+        if (s->nf4_blocksize > 0 && out->T > PL_CUDA_GEMV_MAX_T) {
+            int64_t maxw = 0, lo[7], li[7];
+            lin_shapes(c, lo, li);
+            for (int j = 0; j < 7; j++)
+                if (lo[j] * li[j] > maxw) maxw = lo[j] * li[j];
+            out->dev_scratch = pl_cuda_sc_wbf16(maxw);
+        }
+        out->workspace += out->dev_gemm_ws + out->dev_scratch;
+    }
+    out->cat[PL_MEM_WEIGHTS] = out->dev_weights;
+    out->cat[PL_MEM_ACTIVATIONS] = out->activations;
+    out->cat[PL_MEM_WORKSPACE] = out->workspace;
+    out->cat[PL_MEM_KVCACHE] = out->kv;
+    for (int k = 0; k < PL_MEM_NCAT; k++) out->tracked += out->cat[k];
+    out->device = s->cuda ? out->tracked : 0;
+    out->total = out->tracked + out->logits + out->weights_owned + out->weights_mapped;
     return 0;
 }
 

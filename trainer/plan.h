@@ -112,22 +112,43 @@ size_t pl_plan_lora_xa_bytes(int T, int r, int act_bytes);
 size_t pl_plan_nf4_tensor_bytes(int64_t n, int blocksize, int double_quant);
 
 /* Generation: weights plus the KV cache for n_seq sequences of n_ctx
- * tokens and the decode buffers of a prefill of T tokens. */
+ * tokens and the decode buffers of the largest decode call, the prefill of
+ * T tokens (pl_generate prefills every prompt in one call; a decode step
+ * after it runs one token per sequence). With s->cuda, the CUDA backend's
+ * generation: the base's device copies (the training plan's PL_PB_DEV_*
+ * items), the KV cache and the decode buffers in bf16, the (n_seq, V) bf16
+ * logits the head writes on the device, cuBLASLt's workspace and the
+ * scratch the prefill's GEMMs use (cuda_sizes.h); every byte of it tagged
+ * device memory. */
 typedef struct pl_gen_plan {
     int n_seq, n_ctx, T;
+    int cuda;             /* planned for the CUDA backend */
     size_t kv;            /* PL_MEM_KVCACHE: pl_kvcache_bytes */
-    size_t activations;   /* PL_MEM_ACTIVATIONS of pl_model_decode for T tokens */
-    size_t workspace;     /* PL_MEM_WORKSPACE of the same */
-    size_t logits;        /* (n_seq, V) fp32 held by the caller */
-    size_t weights_owned, weights_mapped;
-    size_t total;
+    size_t activations;   /* PL_MEM_ACTIVATIONS of pl_model_decode for T tokens (on CUDA + its device logits) */
+    size_t workspace;     /* PL_MEM_WORKSPACE of the same (on CUDA + cuBLASLt's workspace and the scratch) */
+    size_t dev_weights;   /* CUDA: PL_MEM_WEIGHTS, the base's device copies (dev_base + dev_embedding +
+                           * dev_lm_head + dev_norms of pl_train_plan); 0 on the CPU */
+    size_t dev_gemm_ws;   /* CUDA: of workspace, cuBLASLt's (allocated when the backend opens) */
+    size_t dev_scratch;   /* CUDA: of workspace, the backend's scratch (an NF4 weight dequantized to bf16 for
+                           * a prefill's GEMM) */
+    size_t logits;        /* (n_seq, V) fp32 held by the caller (host memory) */
+    size_t weights_owned, weights_mapped; /* the model's own weights (host memory) */
+    size_t cat[PL_MEM_NCAT]; /* tagged bytes per category at the peak (what pl_mem_peak shows) */
+    size_t tracked;       /* sum of cat[] */
+    size_t device;        /* CUDA: what the GPU holds at the peak (= tracked); CPU: 0 */
+    size_t total;         /* tracked + logits + the model's own weights */
 } pl_gen_plan;
-/* K and V for n_seq sequences of n_ctx tokens: 2 * L * n_seq * n_ctx * kvd * 4
- * bytes (what pl_kvcache_init allocates); 0 when it overflows. */
-size_t pl_kvcache_bytes(const pl_model_config *c, int n_seq, int n_ctx);
-/* s gives the weights' dtypes (its training fields are ignored). */
-int pl_gen_plan_make(const pl_model_config *c, const pl_train_shape *s, int n_seq, int n_ctx, pl_gen_plan *out,
-                     pl_err *err);
+/* K and V for n_seq sequences of n_ctx tokens of act_bytes each (the
+ * backend's activation element: 4 on the CPU, 2 on CUDA; pl_act_bytes):
+ * 2 * L * n_seq * n_ctx * kvd * act_bytes, what pl_kvcache_init allocates;
+ * 0 when it overflows or act_bytes is not 2 or 4. */
+size_t pl_kvcache_bytes(const pl_model_config *c, int n_seq, int n_ctx, int act_bytes);
+/* s gives the weights' dtypes and the backend (s->cuda; NF4 when
+ * s->nf4_blocksize > 0; its training fields are ignored). prefill: tokens
+ * of the largest decode call (<= 0: n_seq * n_ctx, every sequence's whole
+ * context at once, the worst case). */
+int pl_gen_plan_make(const pl_model_config *c, const pl_train_shape *s, int n_seq, int n_ctx, int prefill,
+                     pl_gen_plan *out, pl_err *err);
 
 /* A model's header only (config.json, a GGUF's metadata and tensor table,
  * a llama2.c header; no weight is read): its config and stored dtypes. path

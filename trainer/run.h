@@ -101,7 +101,10 @@ int pl_run_cfg_shape(const pl_run_cfg *c, const struct pl_model_header *h, int m
                      struct pl_train_shape *s, const char **base, pl_err *err);
 /* The memory plan of training c on model (a path potluck plan takes), as a
  * summary: model params and shape, seq_len, lora_r, base, threads,
- * categories (bytes each), file_mapped and total. Header only; no weight read. */
+ * categories (bytes each), file_mapped and total; with the cuda backend also
+ * device_total, tagged (each category's bytes the backend allocates) and
+ * device (the device's share of each: tagged less paged and offloaded
+ * state). Header only; no weight read. */
 int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl_err *err);
 /* This machine's physical memory in bytes (0 when unknown). */
 double pl_machine_memory(void);
@@ -109,6 +112,12 @@ double pl_machine_memory(void);
  * and the settings that fit (checkpointing, a shorter sequence), when the
  * plan needs more than cap bytes of device memory. */
 int pl_run_gpu_check(const pl_run_cfg *c, double cap, pl_err *err);
+/* The same check, for potluck run: cap_what names the limit in the message
+ * ("--gpu-mem 24 GiB", "the device's 80 GiB"); recipe: name the recipe's
+ * settings (train.checkpointing, train.seq_len, in scale["size"] when size
+ * is given) instead of potluck train's flags. */
+int pl_run_gpu_fit(const pl_run_cfg *c, double cap, const char *cap_what, int recipe, const char *size,
+                   pl_err *err);
 /* PL_ERANGE when plan summary pj (pl_run_cfg_plan_json) needs more than mem
  * bytes, with a message naming what to change: a smaller model when the
  * weights alone do not fit, else train.seq_len or lora.r (in the recipe's

@@ -70,7 +70,7 @@ int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl
     cJSON_AddNumberToObject(m, "num_hidden_layers", h.cfg.n_layers);
     cJSON_AddNumberToObject(m, "vocab_size", h.cfg.vocab);
     cJSON_AddStringToObject(j, "backend", s.cuda ? "cuda" : "cpu");
-    if (s.cuda) /* the device's share: every tagged byte but paged state (the host keeps the model's own copy) */
+    if (s.cuda) /* the device's share: every tagged byte but paged and offloaded state (the host keeps the model's own copy) */
         cJSON_AddNumberToObject(j, "device_total", (double)p.device);
     cJSON_AddNumberToObject(j, "seq_len", s.seq_len);
     cJSON_AddNumberToObject(j, "lora_r", s.frozen_base ? s.lora_r : 0);
@@ -84,6 +84,17 @@ int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl
         for (int b = 0; b < PL_PB_N; b++)
             if (p.item[b].cat == (pl_mem_cat)k) sum += p.item[b].bytes;
         cJSON_AddNumberToObject(cats, pl_mem_cat_name((pl_mem_cat)k), (double)sum);
+    }
+    if (s.cuda) {
+        /* tagged: what the backend's counters will show (pl_mem_peak); device: what the GPU holds of each
+         * category (paged AdamW state and offloaded layer inputs are host memory) */
+        cJSON *tg = cJSON_AddObjectToObject(j, "tagged"), *dv = cJSON_AddObjectToObject(j, "device");
+        for (int k = 0; k < PL_MEM_NCAT; k++) {
+            size_t on_dev = p.cat[k] - (k == PL_MEM_OPTIMIZER ? p.paged : 0) -
+                            (k == PL_MEM_ACTIVATIONS ? p.offloaded : 0);
+            cJSON_AddNumberToObject(tg, pl_mem_cat_name((pl_mem_cat)k), (double)p.cat[k]);
+            cJSON_AddNumberToObject(dv, pl_mem_cat_name((pl_mem_cat)k), (double)on_dev);
+        }
     }
     cJSON_AddNumberToObject(j, "file_mapped", (double)p.mapped);
     cJSON_AddNumberToObject(j, "total", (double)p.total);
@@ -147,41 +158,53 @@ static double device_need(const pl_run_cfg *c, const pl_model_header *h, int seq
     return (double)p.device;
 }
 
-int pl_run_gpu_check(const pl_run_cfg *c, double cap, pl_err *err) {
+int pl_run_gpu_fit(const pl_run_cfg *c, double cap, const char *cap_what, int recipe, const char *size,
+                   pl_err *err) {
     pl_model_header h;
     int rc = pl_model_read_header(c->model, &h, err);
     if (rc) return rc;
     const char *cat = "?";
     const int off = c->offload_checkpoints;
     double cb = 0, need = device_need(c, &h, c->seq_len, c->checkpointing, off, -1, &cat, &cb);
-    if (need < 0) return pl_err_set(err, PL_EINVAL, "--gpu-mem: the run has no CUDA plan (see potluck plan --backend cuda)");
+    if (need < 0) return pl_err_set(err, PL_EINVAL, "%s: the run has no CUDA plan (see potluck plan --backend cuda)",
+                                    cap_what);
     if (need <= cap) return PL_OK;
-    char bn[32], bc[32], bk[32], b2[32], fix[256] = "";
+    char bn[80], bk[32], b2[32], bcap[32], fix[320] = "", where[96] = "";
     pl_fmt_bytes(need, bn, sizeof bn);
-    pl_fmt_bytes(cap, bc, sizeof bc);
+    if (!strcmp(bn, pl_fmt_bytes(cap, bcap, sizeof bcap))) /* equal when rounded: say by how much */
+        snprintf(bn + strlen(bn), sizeof bn - strlen(bn), " (%.0f bytes, %.0f over)", need, need - cap);
     pl_fmt_bytes(cb, bk, sizeof bk);
+    /* the settings by their names: potluck train's flags, or the recipe's keys */
+    if (recipe && size) snprintf(where, sizeof where, " in the recipe's scale[\"%.40s\"]", size);
+    const char *ck_set = recipe ? "train.checkpointing = true" : "--checkpointing";
+    const char *of_set = recipe ? "train.offload_checkpoints = true" : "--offload-checkpoints";
+    const char *mc_set = recipe ? "train.mlp_chunk = 1024" : "--mlp-chunk 1024";
+    const char *ck_with = recipe ? "train.checkpointing" : "--checkpointing";
+    const char *of_with = recipe ? "train.offload_checkpoints" : "--offload-checkpoints";
+    const char *sl_set = recipe ? "train.seq_len = " : "--seq-len ";
+    const char *sep = recipe ? ", " : " ";
     size_t o = 0;
     if (!c->checkpointing) {
         double n2 = device_need(c, &h, c->seq_len, 1, 0, -1, NULL, NULL);
         if (n2 >= 0 && n2 <= cap)
-            o += (size_t)snprintf(fix, sizeof fix, "--checkpointing fits (%s)", pl_fmt_bytes(n2, b2, sizeof b2));
+            o += (size_t)snprintf(fix, sizeof fix, "%s%s fits (%s)", ck_set, where, pl_fmt_bytes(n2, b2, sizeof b2));
     }
     if (!o && !off) {
         double n2 = device_need(c, &h, c->seq_len, 1, 1, -1, NULL, NULL);
         if (n2 >= 0 && n2 <= cap)
-            o += (size_t)snprintf(fix, sizeof fix, "%s--offload-checkpoints fits (%s)",
-                                  c->checkpointing ? "" : "--checkpointing ", pl_fmt_bytes(n2, b2, sizeof b2));
+            o += (size_t)snprintf(fix, sizeof fix, "%s%s%s%s fits (%s)", c->checkpointing ? "" : ck_set,
+                                  c->checkpointing ? "" : sep, of_set, where, pl_fmt_bytes(n2, b2, sizeof b2));
     }
     /* long sequences: the MLP in chunks as well (1024 tokens) */
     if (!o && !c->mlp_chunk && c->seq_len > 1024) {
         double n2 = device_need(c, &h, c->seq_len, 1, 1, 1024, NULL, NULL);
         if (n2 >= 0 && n2 <= cap)
-            o += (size_t)snprintf(fix, sizeof fix, "%s%s--mlp-chunk 1024 fits (%s)",
-                                  c->checkpointing ? "" : "--checkpointing ", off ? "" : "--offload-checkpoints ",
+            o += (size_t)snprintf(fix, sizeof fix, "%s%s%s%s%s%s fits (%s)", c->checkpointing ? "" : ck_set,
+                                  c->checkpointing ? "" : sep, off ? "" : of_set, off ? "" : sep, mc_set, where,
                                   pl_fmt_bytes(n2, b2, sizeof b2));
     }
     /* a shorter sequence: as set, then with checkpointing, then with offloaded checkpoints */
-    for (int k = 0; k < 3 && o < sizeof fix - 80; k++) {
+    for (int k = 0; k < 3 && o < sizeof fix - 128; k++) {
         int ck = k ? 1 : c->checkpointing, of = k == 2 ? 1 : off;
         if ((k == 1 && c->checkpointing) || (k == 2 && off)) continue;
         int best = 0;
@@ -190,16 +213,24 @@ int pl_run_gpu_check(const pl_run_cfg *c, double cap, pl_err *err) {
             if (n2 >= 0 && n2 <= cap) { best = sl; break; }
         }
         if (best) {
-            o += (size_t)snprintf(fix + o, sizeof fix - o, "%s--seq-len %d%s%s fits", o ? "; " : "", best,
-                                  ck && !c->checkpointing ? " with --checkpointing" : "",
-                                  of && !off ? (ck && !c->checkpointing ? " --offload-checkpoints"
-                                                                        : " with --offload-checkpoints") : "");
+            const int add_ck = ck && !c->checkpointing, add_of = of && !off;
+            o += (size_t)snprintf(fix + o, sizeof fix - o, "%s%s%d%s%s%s%s%s fits", o ? "; " : "", sl_set, best,
+                                  add_ck || add_of ? " with " : "", add_ck ? ck_with : "",
+                                  add_ck && add_of ? (recipe ? " and " : " ") : "", add_of ? of_with : "", where);
             break;
         }
     }
     return pl_err_set(err, PL_ERANGE,
-                      "--gpu-mem %s: the run's CUDA plan needs %s of device memory, %s of it %s; %s (potluck plan "
+                      "%s: the run's CUDA plan needs %s of device memory, %s of it %s; %s (potluck plan "
                       "--backend cuda --model %s shows every buffer)",
-                      bc, bn, bk, cat, o ? fix : "no shorter sequence or checkpointing fits: use a smaller model or a larger GPU",
+                      cap_what, bn, bk, cat,
+                      o ? fix : "no shorter sequence or checkpointing fits: use a smaller model or a larger GPU",
                       c->model);
+}
+
+int pl_run_gpu_check(const pl_run_cfg *c, double cap, pl_err *err) {
+    char bc[32], what[48];
+    pl_fmt_bytes(cap, bc, sizeof bc);
+    snprintf(what, sizeof what, "--gpu-mem %s", bc);
+    return pl_run_gpu_fit(c, cap, what, 0, NULL, err);
 }

@@ -823,6 +823,16 @@ extern "C" const pl_backend *pl_backend_cuda_open(pl_err *err) {
 
 extern "C" const char *pl_cuda_backend_device(void) { return S && S->opened ? S->device : ""; }
 
+extern "C" size_t pl_cuda_backend_mem_total(void) {
+    size_t fr = 0, tot = 0;
+    if (!S || !S->opened) return 0;
+    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return tot;
+}
+
 extern "C" void pl_cuda_backend_set_cap(size_t bytes) {
     if (S) {
         std::lock_guard<std::mutex> g(S->mu);

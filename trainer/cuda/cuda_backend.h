@@ -18,6 +18,8 @@ void pl_cuda_backend_set_cap(size_t bytes);
 
 /* The device's name ("" before open). */
 const char *pl_cuda_backend_device(void);
+/* The device's memory in bytes (cudaMemGetInfo's total; 0 before open). */
+size_t pl_cuda_backend_mem_total(void);
 
 /* The backend's ops, for counting launches: each call of an op counts one
  * (whatever kernels it enqueues), so a test can show a training step ran

@@ -55,8 +55,7 @@ int pl_cuda_nf4_dequant(pl_bf16 *out, const pl_cuda_nf4 *w, int64_t start, int64
 
 /* Decoding's fused dequantize + matrix-vector product:
  * y (T, rows) = x (T, cols) . dequant(w)^T, w holding (rows, cols) row-major;
- * 1 <= T <= PL_CUDA_GEMV_MAX_T; fp32 accumulation, bf16 out. */
-#define PL_CUDA_GEMV_MAX_T 8
+ * 1 <= T <= PL_CUDA_GEMV_MAX_T (cuda_sizes.h); fp32 accumulation, bf16 out. */
 int pl_cuda_nf4_gemv(pl_bf16 *y, const pl_bf16 *x, const pl_cuda_nf4 *w, int rows, int cols, int T,
                      pl_stream stream);
 

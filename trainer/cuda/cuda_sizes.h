@@ -44,6 +44,10 @@ static inline size_t pl_cuda_size_lm_head_ce_bwd_ws(int T, int C) { /* floats */
     return T > 0 && C > 0 ? (size_t)T * (size_t)C : 0;
 }
 #define PL_CUDA_GEMM_WORKSPACE ((size_t)32 << 20) /* NVIDIA's advice for Hopper; more than Ampere/Ada use */
+/* linear_q on an NF4 weight for at most this many tokens runs the fused
+ * GEMV (no scratch); above it the weight is dequantized into the bf16
+ * scratch for a GEMM. */
+#define PL_CUDA_GEMV_MAX_T 8
 
 /* ---- the backend's scratch (bytes; cuda_backend.cu) ---------------------------------------
  * Grow-only slots, each as large as the largest call so far; a slot's size at
