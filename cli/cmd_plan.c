@@ -22,6 +22,7 @@
 
 static const char *plan_help =
     "usage: potluck plan (--model PATH | --preset NAME) [train options] [plan options]\n"
+    "       potluck plan RECIPE.lua --sizes 7b,13b,33b [--gpu 24GiB] (the recipe at each size: see its --help)\n"
     "       potluck plan (--model PATH | --preset NAME) --generate --ctx N [--batch B] [plan options]\n"
     "\n"
     "Prints the memory a run needs before a single step runs, per category\n"
@@ -357,6 +358,8 @@ static void preset_names(char *buf, size_t n) {
 }
 
 int cmd_plan(int argc, char **argv) {
+    if (argc > 1 && strlen(argv[1]) > 4 && !strcmp(argv[1] + strlen(argv[1]) - 4, ".lua"))
+        return cmd_plan_recipe(argc, argv);
     const char *preset = NULL, *backend = "cpu", *fit = NULL, *config = NULL;
     double mem = 0;
     long micro = 1, ctx = 0;

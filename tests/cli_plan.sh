@@ -220,6 +220,35 @@ echo "note: llama3.1-8b r 32, the longest sequence in 24 GiB: $f0 tokens with ch
 expect_clean_error "mlp chunk without checkpointing" "$BIN" plan --preset llama2-7b --mlp-chunk 1024
 expect_clean_error "mlp chunk not a multiple of 8" "$BIN" plan --preset llama2-7b --checkpointing --mlp-chunk 1001
 expect_clean_error "offload on the cpu" "$BIN" plan --preset llama2-7b --checkpointing --offload-checkpoints
+# a recipe at several sizes: Guanaco (recipes/guanaco.lua) at 7B, 13B and 33B on a 24 GiB GPU, resolved by its
+# scale rules (lr 2e-4 / 2e-4 / 1e-4, dropout 0.1 / 0.05 / 0.05), shapes from the presets its base ids name
+if "$BIN" plan recipes/guanaco.lua --sizes 7b,13b,33b --gpu 24GiB --json >"$tmp/gu.json" 2>"$tmp/gu.err" &&
+   $PY - "$tmp/gu.json" >"$tmp/gu.out" 2>&1 <<'PYEOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["backend"] == "cuda" and d["mem"] == 24 * 2**30, d
+r = {x["size"]: x for x in d["sizes"]}
+assert list(r) == ["7b", "13b", "33b"], list(r)
+assert [r[s]["lr"] for s in r] == [2e-4, 2e-4, 1e-4], [r[s]["lr"] for s in r]
+assert [r[s]["lora_dropout"] for s in r] == [0.1, 0.05, 0.05]
+assert [r[s]["shape"] for s in r] == ["preset llama-7b", "preset llama-13b", "preset llama-30b"], [r[s]["shape"] for s in r]
+assert all(r[s]["lora_r"] == 64 and r[s]["seq_len"] == 512 and r[s]["global_batch"] == 16 for s in r)
+assert r["7b"]["fits"] and r["13b"]["fits"] and r["7b"]["device_total"] < r["13b"]["device_total"] < r["33b"]["device_total"]
+g = r["33b"]
+assert not g["fits"] and g["device_total"] > 24 * 2**30, g
+assert "train.paged_optim = true" in g["fits_with"] and g["device_total_with"] <= 24 * 2**30, g
+print("7b %.2f GiB, 13b %.2f GiB, 33b %.2f GiB -> %.2f GiB with %s" % (r["7b"]["device_total"] / 2**30,
+      r["13b"]["device_total"] / 2**30, g["device_total"] / 2**30, g["device_total_with"] / 2**30, g["fits_with"]))
+PYEOF
+then ok; echo "note: plan recipes/guanaco.lua --sizes 7b,13b,33b --gpu 24GiB: $(cat "$tmp/gu.out")"
+else fail "plan recipes/guanaco.lua --sizes: $(cat "$tmp/gu.err" "$tmp/gu.out" 2>/dev/null | tail -5)"; fi
+"$BIN" plan recipes/guanaco.lua --sizes 7b,33b --gpu 24GiB >"$tmp/gu.txt" 2>&1 && grep -q "^33b .*preset llama-30b" "$tmp/gu.txt" &&
+  grep -q "fits with train.paged_optim = true" "$tmp/gu.txt" && grep -q "fits in 24.00 GiB" "$tmp/gu.txt" && ok ||
+  fail "plan RECIPE text: $(cat "$tmp/gu.txt")"
+"$BIN" plan recipes/guanaco.lua --sizes 7b --mem 4GiB >"$tmp/gc.txt" 2>&1 && grep -q "does not fit in 4.00 GiB" "$tmp/gc.txt" && ok ||
+  fail "plan RECIPE on the cpu, 4 GiB: $(cat "$tmp/gc.txt")"
+expect_clean_error "recipe plan without --sizes" "$BIN" plan recipes/guanaco.lua --gpu 24GiB
+expect_clean_error "recipe plan, --gpu with --backend cpu" "$BIN" plan recipes/guanaco.lua --sizes 7b --gpu 24GiB --backend cpu
 expect_clean_error "bad targets" "$BIN" plan --preset llama2-7b --lora-targets q,zz
 expect_clean_error "bad base" "$BIN" plan --preset llama2-7b --base fp8
 expect_clean_error "bad blocksize" "$BIN" plan --preset llama2-7b --nf4-blocksize 48
