@@ -19,6 +19,10 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # no collapse when other processes share the cores (spinning threads then wait
 # on descheduled ones for whole time slices).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# One OpenMP thread per test unless a test asks for more (--threads N): the
+# tests run POTLUCK_TEST_JOBS at a time, one per core, so a second thread
+# each only adds switches and barrier waits. The bits do not depend on it.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export POTLUCK_BIN=$PWD/build/san/potluck
 export POTLUCK_BIN_OPT=$PWD/build/opt/potluck
 big=0; [ "${1:-}" = "--big" ] && big=1

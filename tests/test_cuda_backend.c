@@ -261,8 +261,11 @@ static void compare_runs(const char *what, const run_out *c, const run_out *g, i
     printf("note: %s: adapters after %d AdamW steps: change normalized error %.3g (cpu change norm %.4g); "
            "loss at the last step cpu %.6f cuda %.6f\n", what, steps, ew, rn, c->loss5, g->loss5);
     CHECK(rn > 0 && ew <= 0.25, "%s: adapters after %d steps: normalized error %.3g > 0.25", what, steps, ew);
-    CHECK(fabs(g->loss5 - c->loss5) <= 0.1 * c->loss5, "%s: loss at step %d: cuda %.6f vs cpu %.6f", what, steps,
-          g->loss5, c->loss5);
+    /* within 10% of the cpu's, or, once the two rows are nearly learned (a loss near 0, where 10% is noise
+     * of either run's rounding: the cpu's own result moves with its thread count), within 2% of step 1's */
+    const double tol5 = fmax(0.1 * c->loss5, 0.02 * c->loss1);
+    CHECK(fabs(g->loss5 - c->loss5) <= tol5, "%s: loss at step %d: cuda %.6f vs cpu %.6f (bound %.4f)", what, steps,
+          g->loss5, c->loss5, tol5);
     CHECK(memcmp(c->w0, g->w0, c->n * sizeof(float)) == 0, "%s: both runs start from the same adapters", what);
     free(dc);
     free(dg);
@@ -441,6 +444,7 @@ static void test_plan_case(const plan_case *pc) {
     for (int st = 0; st < PLAN_STEPS && !rc; st++) rc = pl_qlora_step(t, &mb, 1, &qo, NULL, NULL, &err);
     CHECK(rc == 0, "%s: steps: %s", pc->what, err.msg);
     static int pin_checked;
+    int steps_run = PLAN_STEPS; /* the pin check below adds one */
     if (!rc && !pin_checked) { /* a step of shapes seen already asks cuBLASLt's heuristic nothing: pinned */
         pin_checked = 1;
         unsigned long h0 = pl_cuda_backend_heuristic_calls();
@@ -449,11 +453,12 @@ static void test_plan_case(const plan_case *pc) {
               "%s: another step reuses the GEMM algorithms (%lu heuristic calls before, %lu after)", pc->what, h0,
               pl_cuda_backend_heuristic_calls());
         rc = rc3;
+        steps_run++;
     }
     if (pc->offload) { /* layers 0..L-3 went out in each forward and came back in each backward */
         unsigned long no = pl_cuda_backend_launches(PL_CUDA_OP_OFFLOAD) - off0;
         unsigned long nf = pl_cuda_backend_launches(PL_CUDA_OP_FETCH) - fetch0;
-        unsigned long want = (unsigned long)PLAN_STEPS * (unsigned long)(m->cfg.n_layers - 2);
+        unsigned long want = (unsigned long)steps_run * (unsigned long)(m->cfg.n_layers - 2);
         CHECK(no == want && nf == want, "%s: %lu offloads and %lu fetches, want %lu each", pc->what, no, nf, want);
         CHECK(plan.offloaded > 0 && plan.offloaded == plan.item[PL_PB_X_HOST].bytes &&
                   plan.device == plan.tracked - plan.offloaded,
@@ -499,10 +504,10 @@ static void test_plan_case(const plan_case *pc) {
         int rc2 = pl_lora_init(&l2, m, &cfg, &err);
         if (!rc2) rc2 = pl_train_init_opts(&t2, m, pc->T, &to2, &err);
         if (!rc2) rc2 = pl_train_attach_lora(t2, l2, &err);
-        for (int st = 0; st < PLAN_STEPS && !rc2; st++) rc2 = pl_qlora_step(t2, &mb, 1, &qo, NULL, NULL, &err);
+        for (int st = 0; st < steps_run && !rc2; st++) rc2 = pl_qlora_step(t2, &mb, 1, &qo, NULL, NULL, &err);
         float *wu = rc2 ? NULL : flat(l2, 0, &n);
         CHECK(wu && !memcmp(wp, wu, n * sizeof(float)), "%s: %d steps give the bits of the same steps %s",
-              pc->what, PLAN_STEPS, pc->paged ? "without paging" : "with the inputs kept on the device");
+              pc->what, steps_run, pc->paged ? "without paging" : "with the inputs kept on the device");
         free(wp);
         free(wu);
         pl_train_free(t2);
@@ -525,11 +530,11 @@ static void test_plan(void) {
         {"peft_ref base as loaded (fp32 -> bf16 copies, untied head, GQA 4/2), r 16, seq 48", 1, 0, 0, 16, 48, all, 0, 0, 0},
         {"peft_ref base NF4, checkpointing, r 2 on down, seq 40", 1, 1, 1, 2, 40, 1u << PL_LIN_DOWN, 0, 0, 0},
     };
-    size_t n = sizeof cases / sizeof cases[0];
+    size_t i0 = 0, n = sizeof cases / sizeof cases[0];
 #if defined(__SANITIZE_ADDRESS__)
-    n = 3; /* the optimized build runs all six */
+    i0 = 2, n = 3; /* the offloaded, chunked case (the most code); the optimized build runs all six */
 #endif
-    for (size_t i = 0; i < n; i++) test_plan_case(&cases[i]);
+    for (size_t i = i0; i < n; i++) test_plan_case(&cases[i]);
 }
 
 /* 4c: the plan of a CUDA generation against the tagged peaks of one */
