@@ -30,7 +30,7 @@ passed=0; failed=0
 log=$(mktemp -d)
 # Tests run POTLUCK_TEST_JOBS at a time (default: the number of cores), each
 # into its own files; each result is printed as its test finishes.
-jobs_max=${POTLUCK_TEST_JOBS:-$(nproc)}
+jobs_max=${POTLUCK_TEST_JOBS:-$(OMP_NUM_THREADS= OMP_THREAD_LIMIT= nproc)} # nproc alone obeys OMP_NUM_THREADS (1, above)
 names=(); cmds=()
 add() { local n=$1; shift; names+=("$n"); cmds+=("$(printf '%q ' "$@")"); }
 start() {
