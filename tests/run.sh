@@ -19,10 +19,6 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # no collapse when other processes share the cores (spinning threads then wait
 # on descheduled ones for whole time slices).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-# One OpenMP thread per test unless a test asks for more (--threads N): the
-# tests run POTLUCK_TEST_JOBS at a time, one per core, so a second thread
-# each only adds switches and barrier waits. The bits do not depend on it.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export POTLUCK_BIN=$PWD/build/san/potluck
 export POTLUCK_BIN_OPT=$PWD/build/opt/potluck
 big=0; [ "${1:-}" = "--big" ] && big=1
@@ -30,7 +26,7 @@ passed=0; failed=0
 log=$(mktemp -d)
 # Tests run POTLUCK_TEST_JOBS at a time (default: the number of cores), each
 # into its own files; each result is printed as its test finishes.
-jobs_max=${POTLUCK_TEST_JOBS:-$(OMP_NUM_THREADS= OMP_THREAD_LIMIT= nproc)} # nproc alone obeys OMP_NUM_THREADS (1, above)
+jobs_max=${POTLUCK_TEST_JOBS:-$(OMP_NUM_THREADS= OMP_THREAD_LIMIT= nproc)} # nproc alone obeys OMP_NUM_THREADS
 names=(); cmds=()
 add() { local n=$1; shift; names+=("$n"); cmds+=("$(printf '%q ' "$@")"); }
 start() {
