@@ -258,10 +258,7 @@ int cmd_plan_recipe(int argc, char **argv) {
             pl_fmt_bytes(need, nb, sizeof nb);
             for (int k = 0; k < PL_MEM_NCAT; k++)
                 pl_fmt_bytes(cJSON_GetObjectItem(cats, pl_mem_cat_name((pl_mem_cat)k))->valuedouble, cb[k], sizeof cb[k]);
-            const pl_model_config *mc = &h.cfg;
-            const double D = mc->dim, qd = (double)mc->n_heads * mc->head_dim, kvd = (double)mc->n_kv_heads * mc->head_dim;
-            const double params = (double)mc->vocab * D * (mc->tied_embeddings ? 1 : 2) +
-                                  mc->n_layers * (D * (2 * qd + 2 * kvd) + 3 * D * mc->hidden + 2 * D) + D;
+            const double params = (double)pl_plan_params(&h.cfg);
             printf("%-5s %s (%s): %.3g B parameters; lr %g, lora r %d dropout %g, seq %d, global batch %d%s%s\n", size,
                    bname ? bname : "?", label, params / 1e9, num_or(tr, "lr", c.lr), c.lora_r,
                    num_or(lo, "dropout", c.lora_dropout), c.seq_len, c.batch * c.grad_accum, notes ? "; " : "",

@@ -76,6 +76,13 @@ static void set_sum(pl_mem_plan *p, pl_plan_buf b, const char *name, const char 
     p->item[b].bytes = bytes;
 }
 
+int64_t pl_plan_params(const pl_model_config *c) {
+    const int64_t d = c->dim, f = c->hidden, L = c->n_layers, V = c->vocab;
+    const int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t layer = d * qd * 2 + d * kvd * 2 + d * f * 3 + d * 2;
+    return V * d * (c->tied_embeddings ? 1 : 2) + L * layer + d;
+}
+
 int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan *out, pl_err *err) {
     memset(out, 0, sizeof *out);
     out->shape = *s;

@@ -98,6 +98,10 @@ typedef struct pl_mem_plan {
     int max_in, max_out;         /* widest adapted input / output (LoRA scratch) */
 } pl_mem_plan;
 
+/* Parameters of a model of config c: embedding (and an untied head), each
+ * layer's attention, MLP and norms, the final norm. */
+int64_t pl_plan_params(const pl_model_config *c);
+
 /* The plan of training config c with shape s. Fails (PL_EINVAL / PL_ERANGE)
  * on shapes out of range or sizes that overflow. */
 int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan *out, pl_err *err);

@@ -46,13 +46,6 @@ int pl_run_cfg_shape(const pl_run_cfg *c, const pl_model_header *h, int micro_ba
     return PL_OK;
 }
 
-static int64_t config_params(const pl_model_config *c) {
-    int64_t d = c->dim, f = c->hidden, L = c->n_layers, V = c->vocab;
-    int64_t hd = c->n_heads > 0 ? d / c->n_heads : 0, kvd = hd * c->n_kv_heads;
-    int64_t layer = d * d * 2 + d * kvd * 2 + d * f * 3 + d * 2;
-    return V * d * (c->tied_embeddings ? 1 : 2) + L * layer + d;
-}
-
 int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl_err *err) {
     *out = NULL;
     pl_model_header h;
@@ -65,7 +58,7 @@ int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl
     if ((rc = pl_train_plan(&h.cfg, &s, &p, err))) return rc;
     cJSON *j = cJSON_CreateObject();
     cJSON *m = cJSON_AddObjectToObject(j, "model");
-    cJSON_AddNumberToObject(m, "params", (double)config_params(&h.cfg));
+    cJSON_AddNumberToObject(m, "params", (double)pl_plan_params(&h.cfg));
     cJSON_AddNumberToObject(m, "hidden_size", h.cfg.dim);
     cJSON_AddNumberToObject(m, "num_hidden_layers", h.cfg.n_layers);
     cJSON_AddNumberToObject(m, "vocab_size", h.cfg.vocab);
