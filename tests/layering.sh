@@ -35,14 +35,23 @@ if len(sys.argv) > 1 and sys.argv[1] == "--objects":
                     if os.path.isfile(o):
                         objs.append((i, o))
     objs.sort(key=lambda x: (x[0], x[1]))
+    def nm_all(flag):  # {object: [lines]} from one nm run over every object (one run per object took seconds)
+        out = {}
+        if objs:
+            res = subprocess.run(["nm", "-A", flag] + [o for _, o in objs], capture_output=True, text=True)
+            for line in res.stdout.splitlines():
+                o, _, rest = line.partition(":")  # "OBJECT:VALUE TYPE SYMBOL"; object paths here hold no ':'
+                out.setdefault(o, []).append(rest)
+        return out
+    defined, undefined = nm_all("--defined-only"), nm_all("--undefined-only")
     defs = {}
     for i, o in objs:
-        for line in subprocess.run(["nm", "--defined-only", o], capture_output=True, text=True).stdout.splitlines():
+        for line in defined.get(o, []):
             f = line.split()
             if len(f) == 3 and f[1] in "TDBRV":
                 defs.setdefault(f[2], i)
     for i, o in objs:
-        for line in subprocess.run(["nm", "--undefined-only", o], capture_output=True, text=True).stdout.splitlines():
+        for line in undefined.get(o, []):
             sym = line.split()[-1]
             if re.match(r"(pl_|cli_|cmd_)", sym) and sym in defs and defs[sym] > i:
                 print(f"{o[len(d) + 1:] if o.startswith(d + '/') else o}: uses {sym}, defined in {LAYERS[defs[sym]]}/ (above {LAYERS[i]}/)")
