@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tests/cli_quickstart.sh: the first run (`make run`, recipes/quickstart.lua)
 # at reduced size, every artifact checked by what reads it:
-#  1. the recipe is copied with smaller numbers (4 generated samples, 2
-#     training steps, 6 HellaSwag items, 2 answers of 16 tokens) and run on
+#  1. the recipe is copied with smaller numbers (4 generated samples of at
+#     most 40 tokens, 2 training steps of one 160-token row, 4 HellaSwag
+#     items, 2 answers of 16 tokens) and run on
 #     SmolLM2-135M-Instruct (optimized build); HellaSwag is found through
 #     $POTLUCK_TASKS as `make run` finds it;
 #  2. the summary says what changed: held-out loss, the HellaSwag items on
@@ -33,8 +34,9 @@ cp recipes/data/seed_tasks.jsonl recipes/data/quickstart_eval.jsonl "$tmp/rec/da
 python3 - recipes/quickstart.lua "$tmp/rec/quickstart.lua" <<'EOF' && ok || fail "the reduced recipe"
 import sys
 s = open(sys.argv[1]).read()
-for a, b in [("n = 24,", "n = 4,"), ("steps = 24,", "steps = 2,"), ("save_every = 12", "save_every = 2"),
-             ("every = 12,", "every = 2,"), ("limit = 100,", "limit = 6,"), ("answers = 3", "answers = 2, answer_tokens = 16")]:
+for a, b in [("n = 24,", "n = 4,"), ("max_tokens = 64,", "max_tokens = 40,"), ("steps = 24,", "steps = 2,"),
+             ("seq_len = 256,", "seq_len = 160,"), ("grad_accum = 2,", "grad_accum = 1,"), ("save_every = 12", "save_every = 2"),
+             ("every = 12,", "every = 2,"), ("limit = 100,", "limit = 4,"), ("answers = 3", "answers = 2, answer_tokens = 16")]:
     if s.count(a) != 1:
         sys.exit("recipes/quickstart.lua no longer has %r once: update tests/cli_quickstart.sh" % a)
     s = s.replace(a, b)
@@ -49,7 +51,7 @@ echo "note: stage seconds: $(grep -E '^stage .* ran ' "$tmp/run.out" | sed -E 's
 
 # 2. the summary
 for want in '^summary: ' '^  held-out loss [0-9.]* \(base\) -> [0-9.]* \(fine-tuned\): [0-9.]*% (lower|higher); perplexity' \
-    '^  hellaswag_val_full \(6 items\) acc: ' '^  hellaswag_val_full \(6 items\) acc_norm: .*(standard errors)' \
+    '^  hellaswag_val_full \(4 items\) acc: ' '^  hellaswag_val_full \(4 items\) acc_norm: .*(standard errors)' \
     '^  gguf q4_k_m export against the merged model: KL [0-9.]* nats/token, same top token [0-9.]*%' \
     '^    report.html ' '^    export/model.gguf ' '^    potluck pack '; do
   grep -qE "$want" "$tmp/run.out" && ok || fail "summary: no line matching '$want'"
@@ -74,7 +76,7 @@ for v in ("base", "fine-tuned"):
     assert math.isfinite(row(v, "heldout", "loss")["value"])
     for m in ("acc", "acc_norm", "acc_llamacpp"):
         x = row(v, "hellaswag_val_full", m)
-        assert x["n"] == 6 and 0 <= x["value"] <= 1 and x["stderr"] >= 0, x
+        assert x["n"] == 4 and 0 <= x["value"] <= 1 and x["stderr"] >= 0, x
 assert row("base", "hellaswag_val_full", "acc")["items_sha256"] == row("fine-tuned", "hellaswag_val_full", "acc")["items_sha256"]
 kl = row("gguf q4_k_m", "export-kl", "kl_mean")
 assert math.isfinite(kl["value"]) and kl["value"] >= 0 and kl["n"] > 0, kl
