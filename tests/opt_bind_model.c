@@ -9,7 +9,7 @@
  *   different for another seed; opts.stop cuts the text;
  * - count_tokens = pl_tokenizer_encode's length; perplexity finite and lower
  *   for a fluent sentence than for its words shuffled;
- * - self_instruct (n=4) and persona (n=3): exactly n samples with provenance
+ * - self_instruct (n=2) and persona (n=3): exactly n samples with provenance
  *   (same-seed reruns through the real host: tests/big_recipe_generate.sh, make test-big); distill answers 2 inputs;
  *   evol_instruct over 2 inputs (1 round) emits with provenance.
  * The plugins run in a plain Lua state with a minimal fake `potluck` module
@@ -246,10 +246,10 @@ int main(void) {
 
     /* greedy chat generation = the cmd_generate path */
     const char *user = "Give three tips for keeping a sourdough starter alive.";
-    char *want = expected_chat(m, tok, user, 48);
+    char *want = expected_chat(m, tok, user, 32);
     CHECK(want && strlen(want) > 20, "expected text: %s", want ? want : "(null)");
     char expr[1024];
-    snprintf(expr, sizeof expr, "MODEL:generate({{{role = 'user', content = %s}}}, {temperature = 0, max_tokens = 48})[1]",
+    snprintf(expr, sizeof expr, "MODEL:generate({{{role = 'user', content = %s}}}, {temperature = 0, max_tokens = 32})[1]",
              "'Give three tips for keeping a sourdough starter alive.'");
     double t0 = now_s();
     char *got = lua_str(L, expr);
@@ -259,7 +259,7 @@ int main(void) {
     /* the same prompt twice plus a raw one in one batch: row 1 unchanged */
     snprintf(expr, sizeof expr,
              "MODEL:generate({{{role = 'user', content = %s}}, 'The capital of France is', {{role = 'user', content = %s}}}, "
-             "{temperature = 0, max_tokens = 48, batch = 3})[3]",
+             "{temperature = 0, max_tokens = 32, batch = 3})[3]",
              "'Give three tips for keeping a sourdough starter alive.'", "'Give three tips for keeping a sourdough starter alive.'");
     char *got3 = lua_str(L, expr);
     CHECK(got3 && want && !strcmp(got3, want), "greedy result in a batch of 3 differs:\n got: %s", got3 ? got3 : "(null)");
@@ -274,13 +274,13 @@ int main(void) {
         char e[1024];
         snprintf(e, sizeof e,
                  "MODEL:generate({{{role = 'user', content = 'Give three tips for keeping a sourdough starter alive.'}}}, "
-                 "{temperature = 0, max_tokens = 48, stop = {'zzzzqqq', %s}})[1]", "...");
+                 "{temperature = 0, max_tokens = 32, stop = {'zzzzqqq', %s}})[1]", "...");
         /* build the stop literal safely with %q */
         lua_pushlstring(L, stop, 3);
         lua_setglobal(L, "STOP");
         snprintf(e, sizeof e,
                  "MODEL:generate({{{role = 'user', content = 'Give three tips for keeping a sourdough starter alive.'}}}, "
-                 "{temperature = 0, max_tokens = 48, stop = {'zzzzqqq', STOP}})[1]");
+                 "{temperature = 0, max_tokens = 32, stop = {'zzzzqqq', STOP}})[1]");
         char *gs = lua_str(L, e);
         CHECK(gs && strlen(gs) == keep && !strncmp(gs, want, keep), "stop string: got '%s', want the first %zu bytes",
               gs ? gs : "(null)", keep);
@@ -290,17 +290,18 @@ int main(void) {
     free(want);
 
     /* sampling: batch-independent, reproducible, seed-dependent */
+    t0 = now_s();
     REQUIRE(run_lua(L,
                     "P = {'Once upon a time', {{role = 'user', content = 'Name a color.'}}, 'The best way to learn is',"
                     " {{role = 'user', content = 'Write a haiku about rain.'}}, 'In 1850,'}\n"
-                    "function S(seed, batch) return ser(MODEL:generate(P, {temperature = 0.9, top_p = 0.95, max_tokens = 16,"
-                    " seed = seed, batch = batch})) end",
+                    "function S(seed, batch) return ser(MODEL:generate(P, {temperature = 0.9, top_p = 0.95, max_tokens = 12,"
+                    " seed = seed, batch = batch})) end\n"
+                    "A, B, B2, C, D, E = S(7, 1), S(7, 4), S(7, 4), S(7, 8), S(7, 2), S(8, 4)",
                     "=sampling") == 0, "sampling setup");
-    t0 = now_s();
-    CHECK(lua_true(L, "S(7, 1) == S(7, 4)"), "seed 7: batch 1 and batch 4 differ");
-    CHECK(lua_true(L, "S(7, 4) == S(7, 4)"), "seed 7: two runs differ");
-    CHECK(lua_true(L, "S(7, 8) == S(7, 2)"), "seed 7: batch 8 and batch 2 differ");
-    CHECK(lua_true(L, "S(7, 4) ~= S(8, 4)"), "seeds 7 and 8 give the same samples");
+    CHECK(lua_true(L, "A == B"), "seed 7: batch 1 and batch 4 differ");
+    CHECK(lua_true(L, "B == B2"), "seed 7: two runs differ");
+    CHECK(lua_true(L, "C == D and C == B"), "seed 7: batch 8, batch 2 and batch 4 differ");
+    CHECK(lua_true(L, "B ~= E"), "seeds 7 and 8 give the same samples");
     CHECK(lua_true(L, "#MODEL:generate(P, {max_tokens = 4}) == 5"), "one result per prompt");
     CHECK(lua_true(L, "#MODEL:generate({}, {}) == 0"), "empty prompt list");
     double t_sampling = now_s() - t0;
@@ -367,12 +368,12 @@ int main(void) {
 
     t0 = now_s();
     int ok = run_lua(L,
-                     "SI1 = run_stage('generate', 'self_instruct', {seeds = SEEDS, n = 4, max_tokens = 48, few_shot = 4, batch = 6}, {}, 11)\n",
+                     "SI1 = run_stage('generate', 'self_instruct', {seeds = SEEDS, n = 2, max_tokens = 32, few_shot = 4, batch = 6}, {}, 11)\n",
                      "=self_instruct");
     double t_si = now_s() - t0;
     CHECK(ok == 0, "self_instruct ran");
     if (!ok) {
-        CHECK(lua_true(L, "#SI1 == 4"), "self_instruct: 4 samples");
+        CHECK(lua_true(L, "#SI1 == 2"), "self_instruct: 2 samples");
         CHECK(lua_true(L,
                        "(function() for i, s in ipairs(SI1) do if s._prov.generator ~= 'self_instruct' or s._prov.seed ~= 11"
                        " or s._prov.index ~= i or #s.messages ~= 2 or s.messages[1].role ~= 'user' or s.messages[2].role ~= 'assistant'"
@@ -393,7 +394,7 @@ int main(void) {
                  "PERS = {personas = {'a retired sailor', 'a first-year chemistry student', 'a bakery owner'},"
                  " tasks = {'Write a question that {persona} might ask an AI assistant. Reply with the question only.',"
                  " 'Write a short request that {persona} might give an AI assistant. Reply with the request only.'},"
-                 " n = 3, max_tokens = 48}\n"
+                 " n = 3, max_tokens = 32}\n"
                  "PE1 = run_stage('generate', 'persona', PERS, {{text = 'passed through'}}, 5)\n",
                  "=persona");
     double t_pe = now_s() - t0;
@@ -432,10 +433,10 @@ int main(void) {
 
     t0 = now_s();
     ok = run_lua(L,
-                 "EV = run_stage('generate', 'evol_instruct', {rounds = 1, max_tokens = 48},"
+                 "EV = run_stage('generate', 'evol_instruct', {rounds = 1, max_tokens = 32},"
                  " {{messages = {{role = 'user', content = 'Give three tips for staying healthy.'}, {role = 'assistant', content = 'Sleep.'}}},"
                  "  {messages = {{role = 'user', content = 'Explain what a prime number is.'}}}}, 9)\n"
-                 "EV2 = run_stage('generate', 'evol_instruct', {rounds = 1, max_tokens = 48},"
+                 "EV2 = run_stage('generate', 'evol_instruct', {rounds = 1, max_tokens = 32},"
                  " {{messages = {{role = 'user', content = 'Give three tips for staying healthy.'}, {role = 'assistant', content = 'Sleep.'}}},"
                  "  {messages = {{role = 'user', content = 'Explain what a prime number is.'}}}}, 9)\n",
                  "=evol_instruct");
@@ -490,7 +491,7 @@ int main(void) {
         lua_pop(L, 2);
         if (!s) break;
     }
-    printf("times (s): greedy %.2f, sampling x8 %.2f, perplexity %.2f, self_instruct %.2f, persona %.2f, distill %.2f,"
+    printf("times (s): greedy %.2f, sampling x6 %.2f, perplexity %.2f, self_instruct %.2f, persona %.2f, distill %.2f,"
            " evol_instruct x2 %.2f, filters %.2f, total %.2f\n",
            t_greedy, t_sampling, t_ppl, t_si, t_pe, t_di, t_ev, t_f, now_s() - t_start);
 
