@@ -2,7 +2,7 @@
 # tests/cli_eval_lmeval.sh: potluck's multiple-choice scores equal
 # lm-evaluation-harness's, item by item, on HellaSwag and SmolLM2.
 #  1. `potluck eval --limit N --write-items` picks N HellaSwag tasks from
-#     the shared llama.cpp-format fixture (N = 50 in make test; POTLUCK_EVAL_PEER_ITEMS;
+#     the shared llama.cpp-format fixture (N = 30 in make test; POTLUCK_EVAL_PEER_ITEMS;
 #     tests/big_eval_lmeval.sh runs 200 in make test-big);
 #  2. lm-eval (its own venv, make venv-lmeval) scores those items offline
 #     through its Hugging Face model on the same GGUF weights
@@ -30,7 +30,7 @@ BIN_OPT=${POTLUCK_BIN_OPT:?}
 : "${POTLUCK_MODEL:?}" "${POTLUCK_SHARED:?}"
 CACHE=${POTLUCK_CACHE:-$HOME/.cache/potluck}
 LMV=${POTLUCK_LMEVAL_VENV:-$CACHE/venv-lmeval-$(sha256sum tests/requirements-lmeval.txt | cut -c1-16)}
-N=${POTLUCK_EVAL_PEER_ITEMS:-50}
+N=${POTLUCK_EVAL_PEER_ITEMS:-30}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 HS=$POTLUCK_SHARED/fixtures/eval/hellaswag_val_full.txt
 
