@@ -9,7 +9,7 @@
 #     llama.cpp (llama-cpp-python, 2 threads) on them;
 #  3. both tests run again and compare with what the peers wrote (gguf-py
 #     fields/tensors; transformers and peft logits; llama.cpp greedy
-#     continuations of 8 prompts up to the first near-tie);
+#     continuations of 8 prompts, 16 tokens each, near ties skipped);
 #  4. `potluck generate --adapter` (real binary) on SmolLM2 with that adapter,
 #     with the model's chat template, and clean errors for bad adapters.
 set -u

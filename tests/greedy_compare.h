@@ -89,7 +89,9 @@ static int greedy_cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static inline void greedy_compare_llamacpp(pl_model *m, const cJSON *j, const char *label) {
+/* max_steps > 0 compares only the first max_steps generated tokens of each
+ * prompt (the export tests, whose files are read by the same code path). */
+static inline void greedy_compare_llamacpp(pl_model *m, const cJSON *j, const char *label, int max_steps) {
     pl_err err = {0};
     const cJSON *prompts = cJSON_GetObjectItem(j, "prompts");
     int np = cJSON_GetArraySize(prompts), V = m->cfg.vocab;
@@ -109,6 +111,7 @@ static inline void greedy_compare_llamacpp(pl_model *m, const cJSON *j, const ch
         read_ids(cJSON_GetObjectItem(e, "prompt_ids"), &pids, &n);
         read_ids(cJSON_GetObjectItem(e, "gen_ids"), &want, &nw);
         if (nw > MAXS) nw = MAXS;
+        if (max_steps > 0 && nw > max_steps) nw = max_steps;
         const cJSON *tops = cJSON_GetObjectItem(e, "top");
         pl_kvcache kv;
         int seq = 0, rc = pl_kvcache_init(&kv, m, 1, n + nw + 1, &err);

@@ -71,7 +71,7 @@ static void greedy_test(pl_model *m, const char *refs) {
     pl_err err = {0};
     cJSON *j = NULL;
     if (pl_json_load(p, 1 << 24, &j, &err)) { CHECK(0, "%s", err.msg); return; }
-    greedy_compare_llamacpp(m, j, "SmolLM2");
+    greedy_compare_llamacpp(m, j, "SmolLM2", 0);
     cJSON_Delete(j);
 }
 
