@@ -35,7 +35,17 @@ else
   GREEDY="q4_k_m q6_k"
 fi
 
-peer adapter "$POTLUCK_MODEL" "$tmp/ad" 2>"$tmp/ad.err" || fail "adapter: $(tail -3 "$tmp/ad.err")"
+# the seeded adapter depends only on the script, the peer versions and the
+# model: made once per such key and kept (numpy's generator, seeded)
+akey=$( { cat tests/requirements-peers.txt tests/interop/_export_quant.py; sha256sum <"$POTLUCK_MODEL"; } | sha256sum | cut -c1-16)
+acache=${POTLUCK_CACHE:-$HOME/.cache/potluck}/export_quant_adapter/$akey
+if [ ! -f "$acache/.done" ]; then
+  rm -rf "$acache.tmp"
+  if peer adapter "$POTLUCK_MODEL" "$acache.tmp" 2>"$tmp/ad.err"; then
+    touch "$acache.tmp/.done" && rm -rf "$acache" && mv "$acache.tmp" "$acache"
+  else fail "adapter: $(tail -3 "$tmp/ad.err")"; fi
+fi
+mkdir -p "$tmp/ad" && cp "$acache"/adapter_* "$tmp/ad/" 2>/dev/null || fail "no cached adapter in $acache"
 exp() { # TYPE OUT [BIN]
   "${3:-$BIN_OPT}" export --model "$POTLUCK_MODEL" --adapter "$tmp/ad" --format gguf --type "$1" --out "$2" \
     --threads 2 >"$tmp/exp.out" 2>&1
