@@ -81,15 +81,15 @@ EOF
   python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["rows"]; assert 0 < r[0]["n"] < 100' "$tmp/r4.json" && ok || fail "--data --limit"
 
 # HellaSwag on SmolLM2 (optimized build): sane accuracy for a 135M model, deterministic
-"$BIN_OPT" eval "$POTLUCK_MODEL" --task "$HS" --limit 12 --quiet --threads 2 --out "$tmp/h1.json" >/dev/null 2>&1 && \
-"$BIN_OPT" eval "$POTLUCK_MODEL" --task "$HS" --limit 12 --quiet --threads 2 --batch-tokens 200 --out "$tmp/h2.json" >/dev/null 2>&1 || fail "SmolLM2 HellaSwag"
+"$BIN_OPT" eval "$POTLUCK_MODEL" --task "$HS" --limit 8 --quiet --threads 2 --out "$tmp/h1.json" >/dev/null 2>&1 && \
+"$BIN_OPT" eval "$POTLUCK_MODEL" --task "$HS" --limit 8 --quiet --threads 2 --batch-tokens 200 --out "$tmp/h2.json" >/dev/null 2>&1 || fail "SmolLM2 HellaSwag"
 python3 - "$tmp/h1.json" "$tmp/h2.json" <<'EOF' && ok || fail "SmolLM2 rows"
 import json, sys
 a, b = (json.load(open(p))["rows"] for p in sys.argv[1:])
 for x, y in zip(a, b):
     assert x["value"] == y["value"], (x, y)   # batching does not change a pick
-    assert 0 <= x["value"] <= 1 and x["n"] == 12, x
-print("note: SmolLM2 HellaSwag 12 items: " + ", ".join("%s %.3f±%.3f" % (x["metric"], x["value"], x["stderr"]) for x in a))
+    assert 0 <= x["value"] <= 1 and x["n"] == 8, x
+print("note: SmolLM2 HellaSwag 8 items: " + ", ".join("%s %.3f±%.3f" % (x["metric"], x["value"], x["stderr"]) for x in a))
 EOF
 
 # hostile task files and arguments
