@@ -208,6 +208,15 @@ if [ "${BENCH_PLAN:-1}" != 0 ] && [ "$ONLY" = "" ]; then
   bash bench/plan_bench.sh "$POTLUCK"
 fi
 
+# ---------------------------------------------------------------- ranks
+# data-parallel training at 1 process and 2 ranks, the exchange overlapped
+# with the backward and after it (bench/mpi_train.sh), and MinHash dedup at 1
+# and 2 ranks (bench/mpi_dedup.sh); BENCH_MPI=0 skips both.
+if [ "${BENCH_MPI:-1}" != 0 ] && [ "$ONLY" = "" ]; then
+  POTLUCK_BIN_OPT="$POTLUCK" bash bench/mpi_train.sh
+  POTLUCK_BIN_OPT="$POTLUCK" bash bench/mpi_dedup.sh
+fi
+
 # ---------------------------------------------------------------- bundles
 # pack / verify MB/s against tar --zstd + sha256sum on the same files
 # (BENCH_BUNDLE_MB of shards, default 1024); BENCH_BUNDLE=0 skips it.

@@ -410,3 +410,149 @@ int pl_dist_allgather_bytes(const void *buf, size_t n, void **all, size_t *len, 
 int pl_dist_wait(int timed, pl_err *err) { (void)timed; (void)err; return PL_OK; }
 
 #endif
+
+/* ---- the reduce-scatter in pieces (dist.h) ---- */
+struct pl_dist_rs {
+    const float *in;
+    size_t n, lo, len;    /* this rank's shard [lo, lo + len) */
+    size_t *bounds;       /* nb + 1 */
+    int nb;
+    unsigned char *sent;  /* nb */
+    float *scratch;
+#ifdef PL_HAVE_MPI
+    MPI_Request *req;     /* receives, then sends */
+    int nreq, cap;
+#endif
+};
+
+static void rs_free(pl_dist_rs *s) {
+    if (!s) return;
+    free(s->bounds);
+    free(s->sent);
+#ifdef PL_HAVE_MPI
+    free(s->req);
+#endif
+    free(s);
+}
+
+int pl_dist_rs_begin(pl_dist_rs **out, const float *in, size_t n, const size_t *bounds, int nb, float *scratch,
+                     pl_err *err) {
+    *out = NULL;
+    if (nb < 1 || bounds[0] != 0 || bounds[nb] != n)
+        return pl_err_set(err, PL_EINVAL, "dist: %d pieces that do not cover the %zu floats", nb, n);
+    for (int b = 0; b < nb; b++)
+        if (bounds[b] > bounds[b + 1]) return pl_err_set(err, PL_EINVAL, "dist: piece %d ends before it begins", b);
+    pl_dist_rs *s = calloc(1, sizeof *s);
+    if (!s || !(s->bounds = malloc((size_t)(nb + 1) * sizeof *s->bounds)) || !(s->sent = calloc((size_t)nb, 1))) {
+        rs_free(s);
+        return pl_err_set(err, PL_ENOMEM, "dist: out of memory");
+    }
+    memcpy(s->bounds, bounds, (size_t)(nb + 1) * sizeof *bounds);
+    s->in = in;
+    s->n = n;
+    s->nb = nb;
+    s->scratch = scratch;
+    s->lo = pl_dist_shard_lo(n, g_rank);
+    s->len = pl_dist_shard_lo(n, g_rank + 1) - s->lo;
+#ifdef PL_HAVE_MPI
+    if (g_size > 1) {
+        int tag_ub = 32767, *tp = NULL, flag = 0;
+        MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &tp, &flag);
+        if (flag && tp) tag_ub = *tp;
+        if (nb > tag_ub || s->len > INT_MAX || (size_t)g_size * s->len > INT_MAX || n / (size_t)g_size > INT_MAX) {
+            rs_free(s);
+            return pl_err_set(err, PL_ERANGE, "dist: %zu floats in %d pieces: too many for one exchange", n, nb);
+        }
+        s->cap = 2 * nb * g_size;
+        if (!(s->req = malloc((size_t)s->cap * sizeof *s->req))) {
+            rs_free(s);
+            return pl_err_set(err, PL_ENOMEM, "dist: out of memory");
+        }
+        double t0 = now_s();
+        const size_t hi = s->lo + s->len;
+        for (int b = 0; b < nb; b++) {
+            size_t a = bounds[b] > s->lo ? bounds[b] : s->lo, e = bounds[b + 1] < hi ? bounds[b + 1] : hi;
+            if (a >= e) continue;
+            for (int p = 0; p < g_size; p++) {
+                if (p == g_rank) continue;
+                int rc = MPI_Irecv(scratch + (size_t)p * s->len + (a - s->lo), (int)(e - a), MPI_FLOAT, p, b,
+                                   MPI_COMM_WORLD, &s->req[s->nreq]);
+                if (rc != MPI_SUCCESS) {
+                    pl_dist_rs_abandon(s);
+                    return mpi_fail(err, rc, "reduce-scatter: post a receive");
+                }
+                s->nreq++;
+            }
+        }
+        g_comm += now_s() - t0;
+    }
+#endif
+    *out = s;
+    return PL_OK;
+}
+
+int pl_dist_rs_send(pl_dist_rs *s, int b, pl_err *err) {
+    if (b < 0 || b >= s->nb) return pl_err_set(err, PL_EINVAL, "dist: no piece %d of %d", b, s->nb);
+    if (s->sent[b]) return pl_err_set(err, PL_EINVAL, "dist: piece %d sent twice", b);
+    s->sent[b] = 1;
+    if (g_size == 1) return PL_OK;
+#ifdef PL_HAVE_MPI
+    double t0 = now_s();
+    for (int p = 0; p < g_size; p++) {
+        size_t plo = pl_dist_shard_lo(s->n, p), phi = pl_dist_shard_lo(s->n, p + 1);
+        size_t a = s->bounds[b] > plo ? s->bounds[b] : plo, e = s->bounds[b + 1] < phi ? s->bounds[b + 1] : phi;
+        if (a >= e) continue;
+        if (p == g_rank) {
+            memcpy(s->scratch + (size_t)p * s->len + (a - s->lo), s->in + a, (e - a) * sizeof(float));
+            continue;
+        }
+        int rc = MPI_Isend(s->in + a, (int)(e - a), MPI_FLOAT, p, b, MPI_COMM_WORLD, &s->req[s->nreq]);
+        if (rc != MPI_SUCCESS) return mpi_fail(err, rc, "reduce-scatter: send a piece");
+        s->nreq++;
+    }
+    int done = 0; /* progress for the messages in flight (MPI moves them inside its calls) */
+    MPI_Testall(s->nreq, s->req, &done, MPI_STATUSES_IGNORE);
+    g_comm += now_s() - t0;
+#endif
+    return PL_OK;
+}
+
+int pl_dist_rs_end(pl_dist_rs *s, float *out, pl_err *err) {
+    int rc = PL_OK;
+    for (int b = 0; b < s->nb && !rc; b++)
+        if (!s->sent[b]) rc = pl_dist_rs_send(s, b, err);
+    if (rc) {
+        pl_dist_rs_abandon(s);
+        return rc;
+    }
+    if (g_size == 1) {
+        memcpy(out, s->in, s->n * sizeof(float));
+        rs_free(s);
+        return PL_OK;
+    }
+#ifdef PL_HAVE_MPI
+    double t0 = op_begin("reduce-scatter");
+    int mr = MPI_Waitall(s->nreq, s->req, MPI_STATUSES_IGNORE);
+    op_end(t0);
+    if (mr != MPI_SUCCESS) {
+        rs_free(s);
+        return mpi_fail(err, mr, "reduce-scatter");
+    }
+    pl_dist_sum_slices(out, s->scratch, g_size, s->len);
+#endif
+    rs_free(s);
+    return PL_OK;
+}
+
+void pl_dist_rs_abandon(pl_dist_rs *s) {
+    if (!s) return;
+#ifdef PL_HAVE_MPI
+    for (int i = 0; i < s->nreq; i++)
+        if (s->req[i] != MPI_REQUEST_NULL) {
+            MPI_Cancel(&s->req[i]);
+            MPI_Request_free(&s->req[i]);
+        }
+#endif
+    rs_free(s);
+}
+

@@ -57,6 +57,29 @@ int pl_dist_allreduce_f64(double *v, int n, pl_err *err);
  * ranks in rank order, this rank's shard written to out (shard length).
  * scratch: P * (largest shard) floats. */
 int pl_dist_reduce_scatter_f32(const float *in, size_t n, float *out, float *scratch, pl_err *err);
+/* The same reduce-scatter in pieces, so that it overlaps the work that
+ * produces its input (the trainer's backward: a layer's LoRA gradients go out
+ * as soon as they are final, while the layers below are still being walked).
+ * The sum is the one above, element by element in rank order after every
+ * piece has arrived, so the result has the same bits.
+ *   bounds[0..nb]: the pieces [bounds[b], bounds[b + 1]) of the n floats,
+ *     increasing from 0 to n; every rank passes the same pieces;
+ *   begin: posts the receives of this rank's shard of every piece from every
+ *     other rank into scratch (P x this rank's shard length floats);
+ *   send(b): piece b of in is final: each rank's part of it goes out (in
+ *     must stay unchanged until end), and MPI gets a chance to progress the
+ *     messages in flight; each piece once, in any order;
+ *   end: sends the pieces not sent yet, waits for all of them (the
+ *     watchdog's "reduce-scatter"), sums into out (this rank's shard) and
+ *     frees s, also on an error. abandon frees s after an error elsewhere
+ *     (its receives cancelled).
+ * With one rank, end copies in to out. */
+typedef struct pl_dist_rs pl_dist_rs;
+int pl_dist_rs_begin(pl_dist_rs **s, const float *in, size_t n, const size_t *bounds, int nb, float *scratch,
+                     pl_err *err);
+int pl_dist_rs_send(pl_dist_rs *s, int b, pl_err *err);
+int pl_dist_rs_end(pl_dist_rs *s, float *out, pl_err *err);
+void pl_dist_rs_abandon(pl_dist_rs *s);
 /* The reduce-scatter's sum, on the host: out[j] (len) = slices[j] +
  * slices[len + j] + ... + slices[(P - 1) len + j], left to right, one fp32
  * rounding per addition (the rank order above). The CUDA backend's NCCL path

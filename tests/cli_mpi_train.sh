@@ -10,7 +10,9 @@
 #    (1e-8) after cancellation turns a rounding-level difference of the sum
 #    into a visible one; the largest per-tensor max |diff| / max |w| is about
 #    1e-4 at eps 1e-8 and 1e-5 at eps 1e-6);
-#  - two 2-rank runs give the same bits; ZeRO-1 (--zero 1) and plain
+#  - two 2-rank runs give the same bits; the exchange overlapped with the
+#    backward (every layer's piece sent during it) and after it
+#    (POTLUCK_DIST_OVERLAP=0) give the same bits; ZeRO-1 (--zero 1) and plain
 #    all-reduce (--zero 0) agree within the same tolerance, and rank 0's
 #    tagged optimizer memory (metrics.jsonl mem_peak.optimizer) is half;
 #  - the CUDA backend on the emulator (build/emu/potluck) under mpirun: the
@@ -133,6 +135,28 @@ if [ -f "$tmp/two-z1/trainable.bin" ]; then
   else fail "ZeRO-1 optimizer memory $mz B is not half of $m0 B"; fi
   if ! [ -e "$tmp/two-z1/checkpoints" ] || [ "$(ls "$tmp/two-z1/checkpoints" | grep -c step-)" = 1 ]; then ok
   else fail "checkpoints: $(ls "$tmp/two-z1/checkpoints")"; fi
+  # the exchange overlapped with the backward (the default on the CPU): every
+  # layer's piece left during the last row's backward, and exchanging after
+  # the backward instead (POTLUCK_DIST_OVERLAP=0) gives the same bits, with
+  # ZeRO-1 and with all-reduce; also with one row a step, where rank 1 trains
+  # nothing and sends its zeros after the backward
+  if python3 - "$tmp/two-z1/metrics.jsonl" <<'PY'
+import json, sys
+st = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+assert st and all(j.get("comm_pieces") == 5 and j.get("comm_pieces_early") == 5 for j in st), \
+    [(j.get("comm_pieces"), j.get("comm_pieces_early")) for j in st]
+print("note: overlapped exchange: %d pieces a step, all sent during the backward" % st[0]["comm_pieces"])
+PY
+  then ok; else fail "the overlapped exchange's pieces (metrics.jsonl comm_pieces, comm_pieces_early)"; fi
+  for z in 0 1; do
+    if POTLUCK_DIST_OVERLAP=0 mpi_train "$tmp/after-z$z" "$tmp/after-z$z.err" --steps 5 --zero $z \
+       && same_bits "$tmp/two-z$z" "$tmp/after-z$z" && ! grep -q comm_pieces "$tmp/after-z$z/metrics.jsonl"; then ok
+    else fail "--zero $z: the exchange after the backward gives other bits than the overlapped one: $(tail -3 "$tmp/after-z$z.err")"; fi
+  done
+  ONE=(--batch 1 --grad-accum 1 --steps 3)
+  if mpi_train "$tmp/row1" "$tmp/row1.err" "${ONE[@]}" && POTLUCK_DIST_OVERLAP=0 mpi_train "$tmp/row1b" "$tmp/row1b.err" "${ONE[@]}" \
+     && same_bits "$tmp/row1" "$tmp/row1b"; then ok
+  else fail "one row a step: overlapped and after-the-backward exchanges differ: $(tail -3 "$tmp/row1.err" "$tmp/row1b.err")"; fi
 fi
 
 # The CUDA backend under mpirun, on the emulator (build/emu/potluck: no NCCL,

@@ -56,12 +56,16 @@ static int collect_tensors(run *r, pl_err *err) {
     for (int i = 0; i < t->n_params; i++) {
         pl_param *p = &t->params[i];
         if (p->frozen) continue;
-        r->ts[r->n_ts++] = (tens){p->w, p->g, &p->m, &p->v, p->n};
+        int layer = -1; /* embedding, final norm, head: written before or after the layers' backward */
+        for (int l = 0; l < t->m->cfg.n_layers && layer < 0; l++)
+            for (int j = 0; j < 12; j++)
+                if (t->p_layer[l][j] == i) layer = l;
+        r->ts[r->n_ts++] = (tens){p->w, p->g, &p->m, &p->v, p->n, layer};
     }
     for (int i = 0; r->lora && i < r->lora->n; i++) {
         pl_lora_module *md = &r->lora->mods[i];
-        r->ts[r->n_ts++] = (tens){md->A, md->gA, &md->mA, &md->vA, (size_t)md->r * md->in};
-        r->ts[r->n_ts++] = (tens){md->B, md->gB, &md->mB, &md->vB, (size_t)md->out * md->r};
+        r->ts[r->n_ts++] = (tens){md->A, md->gA, &md->mA, &md->vA, (size_t)md->r * md->in, md->layer};
+        r->ts[r->n_ts++] = (tens){md->B, md->gB, &md->mB, &md->vB, (size_t)md->out * md->r, md->layer};
     }
     r->n_floats = 0;
     for (int i = 0; i < r->n_ts; i++) r->n_floats += r->ts[i].n;
@@ -413,6 +417,10 @@ int pl_run_train(const pl_run_cfg *c, const pl_run_hooks *h, pl_run_result *res,
             cJSON_AddNumberToObject(j, "ranks", r->dist.size);
             cJSON_AddNumberToObject(j, "comm_s", r->dist.comm_s);
             cJSON_AddStringToObject(j, "comm", r->dist.nccl ? "nccl" : "mpi");
+            if (r->dist.overlap) { /* the gradient's pieces, and how many left during the backward */
+                cJSON_AddNumberToObject(j, "comm_pieces", r->dist.nb);
+                cJSON_AddNumberToObject(j, "comm_pieces_early", r->dist.early);
+            }
         }
         run_add_mem(j, r->m->be);
         rc = lead ? run_metrics_append(r, j, err) : PL_OK;

@@ -9,6 +9,12 @@
  * of run.ts, are then reduce-scattered with the sum over ranks taken in rank
  * order (core/dist.h), so the step's gradient equals one process's up to the
  * order of the additions, and the same world size gives the same bits.
+ * On the MPI path with host memory (the CPU backend) the exchange overlaps
+ * the backward: during this rank's last row of the step, each layer's
+ * pieces of the flat gradient go out as soon as its backward is done
+ * (pl_train.layer_done), and only the sum waits for the end; the sum is the
+ * same, so are the bits (POTLUCK_DIST_OVERLAP=0 exchanges after the
+ * backward, for comparison).
  *
  * The gradient norm for clipping is the sum of each shard's squares, in
  * rank order; the loss is the sum of the ranks' losses, in rank order.
@@ -61,6 +67,34 @@ void run_dist_host_free(const pl_backend *be, float *p, size_t bytes, pl_mem_cat
     pl_mem_note(cat, -(ptrdiff_t)(bytes ? bytes : 1));
 }
 
+/* The flat vector's pieces for the overlapped exchange: maximal runs of
+ * run.ts whose gradients the same layer's backward finishes. */
+static int pieces(run *r, pl_err *err) {
+    rdist *d = &r->dist;
+    int n = r->n_ts;
+    d->bounds = malloc((size_t)(n + 1) * sizeof *d->bounds);
+    d->b_layer = malloc((size_t)(n + 1) * sizeof *d->b_layer);
+    d->b_ts = malloc((size_t)(n + 1) * sizeof *d->b_ts);
+    d->b_sent = calloc((size_t)(n + 1), 1);
+    if (!d->bounds || !d->b_layer || !d->b_ts || !d->b_sent)
+        return pl_err_set(err, PL_ENOMEM, "train: out of memory for the gradient exchange");
+    size_t o = 0;
+    d->nb = 0;
+    for (int i = 0; i < n; i++) {
+        if (i == 0 || r->ts[i].layer != r->ts[i - 1].layer) {
+            d->bounds[d->nb] = o;
+            d->b_layer[d->nb] = r->ts[i].layer;
+            d->b_ts[d->nb] = i;
+            d->nb++;
+        }
+        o += r->ts[i].n;
+    }
+    d->bounds[d->nb] = o;
+    d->b_ts[d->nb] = n;
+    d->armed_micro = -1;
+    return PL_OK;
+}
+
 int run_dist_open(run *r, pl_err *err) {
     rdist *d = &r->dist;
     memset(d, 0, sizeof *d);
@@ -101,6 +135,13 @@ int run_dist_open(run *r, pl_err *err) {
         d->v = be->alloc((len ? len : 1) * sizeof(float), PL_MEM_OPTIMIZER);
         if (!d->m || !d->v) return pl_err_set(err, PL_ENOMEM, "train: out of memory for the AdamW state");
     }
+    if (!d->nccl && be->host_memory) { /* overlap the exchange with the backward unless POTLUCK_DIST_OVERLAP=0 (rank 0's) */
+        const char *e = getenv("POTLUCK_DIST_OVERLAP");
+        int want = !(e && !strcmp(e, "0"));
+        if ((rc = pl_dist_bcast(&want, sizeof want, 0, err))) return rc;
+        if (want && (rc = pieces(r, err))) return rc;
+        d->overlap = want;
+    }
     /* the allocations' zeroing done before the host may write the moments (resume) */
     return be->take_error(err);
 }
@@ -118,6 +159,11 @@ void run_dist_free(run *r, int failed) {
             else run_dist_host_free(be, d->scratch, d->scratch_bytes, PL_MEM_WORKSPACE);
         }
     }
+    pl_dist_rs_abandon(d->rs);
+    free(d->bounds);
+    free(d->b_layer);
+    free(d->b_ts);
+    free(d->b_sent);
     memset(d, 0, sizeof *d);
 }
 
@@ -159,6 +205,72 @@ static void flat_copy(run *r, int grads, int to_flat) {
     }
 }
 
+/* Piece b of the overlapped exchange: its tensors' gradients into flat, then out. */
+static int piece_send(run *r, int b, pl_err *err) {
+    rdist *d = &r->dist;
+    const pl_backend *be = r->t->be;
+    size_t o = d->bounds[b];
+    for (int i = d->b_ts[b]; i < d->b_ts[b + 1]; i++) {
+        be->copy(d->flat + o, r->ts[i].g, r->ts[i].n * sizeof(float));
+        o += r->ts[i].n;
+    }
+    d->b_sent[b] = 1;
+    return pl_dist_rs_send(d->rs, b, err);
+}
+
+/* pl_train.layer_done during this rank's last row of the step: the layer's
+ * gradients are final, so its pieces go out while the layers below are walked. */
+static void on_layer_done(void *user, int layer) {
+    run *r = user;
+    rdist *d = &r->dist;
+    if (r->t->micro != d->armed_micro || d->rs_failed) return;
+    for (int b = 0; b < d->nb && !d->rs_failed; b++)
+        if (d->b_layer[b] == layer && !d->b_sent[b]) {
+            if (piece_send(r, b, &d->rs_err)) d->rs_failed = 1;
+            else d->early++;
+        }
+}
+
+/* This rank's rows of the step, with the reduce-scatter of their gradients
+ * into d->red: overlapped with the last row's backward, or after it. Both
+ * send the same floats and sum them in the same order: the same bits. */
+static int accum_and_reduce(run *r, const row *rw, int n, int64_t trained, double *sum, pl_err *err) {
+    pl_train *t = r->t;
+    rdist *d = &r->dist;
+    int rc;
+    if (!d->overlap) {
+        if ((rc = run_accum_rows(t, rw, n, d->rank, d->size, trained, sum, err))) return rc;
+        flat_copy(r, 1, 1);
+        return reduce_scatter(r, err);
+    }
+    if ((rc = pl_dist_rs_begin(&d->rs, d->flat, r->n_floats, d->bounds, d->nb, d->scratch, err))) return rc;
+    memset(d->b_sent, 0, (size_t)d->nb);
+    d->rs_failed = 0;
+    d->early = 0;
+    /* the last row this rank trains (rows rank, rank + P, ... below n); none when it has none */
+    d->armed_micro = n > d->rank && trained > 0 ? d->rank + (n - 1 - d->rank) / d->size * d->size : -1;
+    t->layer_done = on_layer_done;
+    t->layer_done_user = r;
+    rc = run_accum_rows(t, rw, n, d->rank, d->size, trained, sum, err);
+    t->layer_done = NULL;
+    t->layer_done_user = NULL;
+    d->armed_micro = -1;
+    if (!rc && d->rs_failed) {
+        *err = d->rs_err;
+        rc = err->code ? err->code : PL_EIO;
+    }
+    for (int b = 0; !rc && b < d->nb; b++) /* the pieces no layer sent: the head's and embedding's, or a rank without rows */
+        if (!d->b_sent[b]) rc = piece_send(r, b, err);
+    if (rc) {
+        pl_dist_rs_abandon(d->rs);
+        d->rs = NULL;
+        return rc;
+    }
+    rc = pl_dist_rs_end(d->rs, d->red, err);
+    d->rs = NULL;
+    return rc;
+}
+
 static double comm_seconds(run *r) {
     const pl_backend *be = r->t->be;
     return pl_dist_comm_seconds() + (r->dist.nccl && be->dist_seconds ? be->dist_seconds() : 0.0);
@@ -171,12 +283,10 @@ int run_dist_step(run *r, const row *rw, int n, int64_t trained, double lr, doub
     const pl_backend *be = t->be;
     pl_train_zero_grad(t);
     double sum = 0;
-    int rc = run_accum_rows(t, rw, n, d->rank, d->size, trained, &sum, err); /* this rank's rows */
+    (void)comm_seconds(r);
+    int rc = accum_and_reduce(r, rw, n, trained, &sum, err); /* this rank's rows, the gradients' exchange */
     if (rc) return rc;
     size_t len = d->hi - d->lo;
-    flat_copy(r, 1, 1);
-    (void)comm_seconds(r);
-    if ((rc = reduce_scatter(r, err))) return rc;
     double v[3] = {len ? be->sumsq(d->red, len) : 0.0, sum, *stop ? 1.0 : 0.0};
     if ((rc = pl_dist_allreduce_f64(v, 3, err))) return rc;
     *loss = trained > 0 ? v[1] / (double)trained : NAN;

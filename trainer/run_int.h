@@ -42,6 +42,7 @@ typedef struct tens {
     float *w, *g;
     float **m, **v;
     size_t n;
+    int layer;                /* the layer whose backward finishes its gradient; -1: after all layers */
 } tens;
 
 /* The run's share of a data-parallel job (run_dist.c; core/dist.h): ranks
@@ -60,6 +61,19 @@ typedef struct rdist {
     int nccl;                 /* 1: the backend's collectives (backend.h dist_*), else MPI on host memory */
     float *m, *v;             /* (hi - lo) ZeRO-1 moments (PL_MEM_OPTIMIZER) */
     double comm_s;            /* seconds in collectives in the last step */
+    /* the exchange overlapped with the backward (MPI on host memory): the
+     * flat vector in pieces of one layer each (maximal runs of run.ts with
+     * the same layer), sent as the last row's backward finishes each layer */
+    int overlap;
+    int nb;                   /* pieces */
+    size_t *bounds;           /* (nb + 1) flat offsets */
+    int *b_layer, *b_ts;      /* (nb + 1) each piece's layer; its first tensor (b_ts[nb] = n_ts) */
+    unsigned char *b_sent;    /* (nb) sent in this step */
+    int early;                /* pieces of the last step sent from the backward (the rest after it) */
+    int armed_micro;          /* the row (t->micro) whose backward sends; -1: none */
+    struct pl_dist_rs *rs;    /* the exchange in flight */
+    int rs_failed;            /* a send from the backward failed: the step fails after it */
+    pl_err rs_err;
 } rdist;
 
 typedef struct run {

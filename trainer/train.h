@@ -127,6 +127,12 @@ typedef struct pl_train {
     /* backward hook (NULL: none) */
     pl_train_hook hook;
     void *hook_user;
+    /* called by the backward when layer l is done: every gradient of its
+     * parameters and LoRA modules for this micro-batch is written (on the
+     * backend; a device backend's may still be queued). NULL: none. The
+     * data-parallel run sends a layer's gradients from here (run_dist.c). */
+    void (*layer_done)(void *user, int layer);
+    void *layer_done_user;
     /* per-op timers of the last forward/backward (seconds), when timing is set */
     int timing;
     double t_op[16];

@@ -169,6 +169,7 @@ int pl_train_backward(pl_train *t, float scale, pl_err *err) {
         TIMED(t, PL_TT_NORM_B, be->rmsnorm_bwd(t->d_tmp, grad_of(t, pi[0]), t->d_xn, a->x_in, L->attn_norm, T, D,
                                                c->norm_eps));
         TIMED(t, PL_TT_ADD, be->add(t->d_res, t->d_res, t->d_tmp, TD));
+        if (t->layer_done) t->layer_done(t->layer_done_user, l);
     }
     if (t->p_embed >= 0 && !t->params[t->p_embed].frozen)
         TIMED(t, PL_TT_EMBED_B, be->embedding_bwd(grad_of(t, t->p_embed), t->ids, t->d_res, T, D));
