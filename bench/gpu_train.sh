@@ -183,7 +183,7 @@ else
   [ $dry = 1 ] || model "$m33" --preset llama-33b
   a33=(--model "$m33" --lora-r 64 --seq-len "$seq33" --checkpointing)
   if [ $dry = 1 ]; then # a cap between the paged and the unpaged plan, so the paged path runs
-    u=$(plan_json "${a33[@]}" | jget device_total); p=$(plan_json "${a33[@]}" --paged-optim | jget device_total)
+    u=$(plan_json "${a33[@]}" | jget device_need); p=$(plan_json "${a33[@]}" --paged-optim | jget device_need)
     mem=$(( (u + p) / 2 ))
   fi
   paged=()
@@ -206,7 +206,7 @@ else
   chunk=4096; [ $dry = 1 ] && chunk=16
   off=(--offload-checkpoints --mlp-chunk $chunk); poff=("${off[@]}")
   a8=(--model "$m8" --lora-r 32 --batch 1 --checkpointing)
-  [ $dry = 1 ] && mem=$(plan_json "${a8[@]}" "${poff[@]}" --seq-len 96 | jget device_total)
+  [ $dry = 1 ] && mem=$(plan_json "${a8[@]}" "${poff[@]}" --seq-len 96 | jget device_need)
   long=$(plan_json "${a8[@]}" "${poff[@]}" --mem "$mem" --fit seq | jget largest)
   echo "gpu_train.sh: $name8 r 32: the longest --seq-len potluck plan fits in $mem: $long (with ${off[*]})"
   train "$name8 seq $long r 32 gpu-mem $mem offload mlp-chunk $chunk" "$m8" "$long" 1 0 --lora-r 32 --lora-alpha 64 \

@@ -37,7 +37,9 @@ static const char *plan_help =
     "  --backend cpu|cuda      the backend planned: cpu (fp32 activations, everything in RAM) or cuda\n"
     "                          (bf16 activations, the LM head fused with the loss, the base's device\n"
     "                          copies and the backend's scratch: every byte on the GPU; --mem is then\n"
-    "                          the GPU's memory, as potluck train --gpu-mem)\n"
+    "                          the GPU's memory, as potluck train --gpu-mem, and must also hold the CUDA\n"
+    "                          runtime's own memory: a stated 512 MiB reserve, POTLUCK_CUDA_RUNTIME_MIB=N\n"
+    "                          to replace it)\n"
     "  --mem SIZE              memory to fit in: bytes or with a unit (24GiB, 24GB, 512MiB, 80G)\n"
     "  --fit seq|batch         the largest --seq-len (or --micro-batch) whose total fits in --mem\n"
     "  --micro-batch N         rows packed into one forward (T = seq-len x N); potluck train on the\n"
@@ -168,8 +170,18 @@ static void add_step_times(cJSON *j, const plan_in *in, const pl_mem_plan *p) {
     }
 }
 
-/* What must fit in --mem: the device's share on CUDA, everything on the CPU. */
-static double plan_need(const pl_mem_plan *p) { return p->shape.cuda ? (double)p->device : (double)p->total; }
+/* What must fit in --mem: on CUDA the device's share plus the runtime's
+ * reserve (pl_plan_cuda_runtime), on the CPU everything. */
+static double plan_need(const pl_mem_plan *p) { return (double)p->need; }
+
+/* The CUDA runtime's reserve and what the device must hold, after the tagged lines. */
+static void print_runtime(size_t runtime, size_t need) {
+    char b1[32], b2[32];
+    human((double)runtime, b1, sizeof b1);
+    human((double)need, b2, sizeof b2);
+    printf("  + the CUDA runtime's own memory (context, kernel images, cuBLAS handles): %zu (%s), a stated reserve\n"
+           "    (POTLUCK_CUDA_RUNTIME_MIB replaces it); the device must hold %zu (%s)\n", runtime, b1, need, b2);
+}
 
 static void print_train(const plan_in *in, const pl_mem_plan *p, const pl_mem_plan *other, double mem) {
     const pl_model_config *c = &in->cfg;
@@ -223,6 +235,7 @@ static void print_train(const plan_in *in, const pl_mem_plan *p, const pl_mem_pl
         printf("  on the device (tagged by the CUDA backend, pl_mem_peak): %zu (%s)\n", p->tracked, b1);
     else
         printf("  tagged by the backend (pl_mem_peak): %zu (%s)\n", p->tracked, b1);
+    if (s->cuda) print_runtime(p->runtime, p->need);
     human((double)p->owned, b1, sizeof b1);
     printf("  model-owned weights and per-call scratch: %zu (%s)\n", p->owned, b1);
     human((double)p->mapped, b1, sizeof b1);
@@ -300,6 +313,8 @@ static cJSON *plan_json(const plan_in *in, const pl_mem_plan *p, const pl_mem_pl
                             (double)other->cat[PL_MEM_ACTIVATIONS]);
     if (s->cuda) {
         cJSON_AddNumberToObject(j, "device_total", (double)p->device);
+        cJSON_AddNumberToObject(j, "runtime_reserve", (double)p->runtime);
+        cJSON_AddNumberToObject(j, "device_need", (double)p->need);
         cJSON_AddNumberToObject(j, "paged", (double)p->paged);
         cJSON_AddNumberToObject(j, "offloaded", (double)p->offloaded);
         add_step_times(j, in, p);
@@ -454,7 +469,7 @@ int cmd_plan(int argc, char **argv) {
         s->frozen_base = 1;
         s->nf4_blocksize = 0; /* potluck generate runs on the weights as stored */
         if (pl_gen_plan_make(&in.cfg, s, nseq, nctx, 0, &g, &err)) { cli_fail_err(&err); goto done; }
-        const double gneed = g.cuda ? (double)g.device : (double)g.total; /* what --mem must hold */
+        const double gneed = (double)g.need; /* what --mem must hold: on CUDA the device's share + the runtime's */
         if (json) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddStringToObject(j, "model", label);
@@ -478,6 +493,8 @@ int cmd_plan(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "weights_file_mapped", (double)g.weights_mapped);
             if (g.cuda) {
                 cJSON_AddNumberToObject(j, "device_total", (double)g.device);
+                cJSON_AddNumberToObject(j, "runtime_reserve", (double)g.runtime);
+                cJSON_AddNumberToObject(j, "device_need", (double)g.need);
                 cJSON_AddNumberToObject(j, "device_weights", (double)g.dev_weights);
                 cJSON_AddNumberToObject(j, "gemm_workspace", (double)g.dev_gemm_ws);
                 cJSON_AddNumberToObject(j, "scratch", (double)g.dev_scratch);
@@ -519,6 +536,7 @@ int cmd_plan(int argc, char **argv) {
         if (g.cuda) {
             human((double)g.device, b1, sizeof b1);
             printf("  on the device (tagged by the CUDA backend, pl_mem_peak): %zu (%s)\n", g.device, b1);
+            print_runtime(g.runtime, g.need);
         }
         if (mem > 0) {
             char b2[32];

@@ -61,7 +61,7 @@ static int plan_with(const pl_run_cfg *c0, const pl_model_header *h, const fit_t
     const char *base;
     int rc = pl_run_cfg_shape(&c, h, 1, &s, &base, err);
     if (!rc) rc = pl_train_plan(&h->cfg, &s, p, err);
-    if (!rc) *need = s.cuda ? (double)p->device : (double)p->total;
+    if (!rc) *need = (double)p->need; /* on CUDA the device's share + the runtime's reserve */
     return rc;
 }
 
@@ -239,7 +239,11 @@ int cmd_plan_recipe(int argc, char **argv) {
         cJSON_AddNumberToObject(row, "seq_len", c.seq_len);
         cJSON_AddNumberToObject(row, "global_batch", (double)c.batch * c.grad_accum);
         if (notes) cJSON_AddStringToObject(row, "notes", notes);
-        cJSON_AddNumberToObject(row, cuda ? "device_total" : "total", need);
+        cJSON_AddNumberToObject(row, cuda ? "device_need" : "total", need);
+        if (cuda) {
+            cJSON_AddNumberToObject(row, "device_total", (double)p.device);
+            cJSON_AddNumberToObject(row, "runtime_reserve", (double)p.runtime);
+        }
         cJSON *cats = cJSON_AddObjectToObject(row, "categories");
         for (int k = 0; k < PL_MEM_NCAT; k++) {
             double b = (double)p.cat[k];
@@ -251,7 +255,7 @@ int cmd_plan_recipe(int argc, char **argv) {
         cJSON_AddBoolToObject(row, "fits", fits);
         if (found) {
             cJSON_AddStringToObject(row, "fits_with", fixs);
-            cJSON_AddNumberToObject(row, cuda ? "device_total_with" : "total_with", need_fix);
+            cJSON_AddNumberToObject(row, cuda ? "device_need_with" : "total_with", need_fix);
         }
         if (!json) {
             char nb[32], fb[32], cb[PL_MEM_NCAT][32];

@@ -1633,7 +1633,9 @@ static int check_memory(run_state *r, pl_err *err) {
     }
     double mem = cuda ? cap : pl_machine_memory();
     double total = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "total"));
-    double need = cuda ? cJSON_GetNumberValue(cJSON_GetObjectItem(j, "device_total")) : total;
+    /* on CUDA the device's share plus the CUDA runtime's reserve (trainer/plan.h) */
+    double need = cuda ? cJSON_GetNumberValue(cJSON_GetObjectItem(j, "device_need")) : total;
+    double rt = cuda ? cJSON_GetNumberValue(cJSON_GetObjectItem(j, "runtime_reserve")) : 0;
     /* the breakdown: on CUDA what the device holds, on the CPU every byte */
     const cJSON *cats = cJSON_GetObjectItem(j, cuda ? "device" : "categories");
     double w = cJSON_GetNumberValue(cJSON_GetObjectItem(cats, "weights"));
@@ -1655,7 +1657,8 @@ static int check_memory(run_state *r, pl_err *err) {
         pl_run_cfg_free(&c);
         return rc;
     }
-    char bt[32], bm[32], bw[32], ba[32], bo[32], lim[64];
+    char bt[32], bm[32], bw[32], ba[32], bo[32], br[32], lim[64];
+    pl_fmt_bytes(rt, br, sizeof br);
     pl_fmt_bytes(need, bt, sizeof bt);
     pl_fmt_bytes(mem, bm, sizeof bm);
     pl_fmt_bytes(w, bw, sizeof bw);
@@ -1668,10 +1671,12 @@ static int check_memory(run_state *r, pl_err *err) {
                    bw, ba, bo, bm, fits ? "fits" : "does NOT fit");
         else if (mem > 0)
             printf("plan: training on the cuda backend needs %s of device memory (weights %s, activations %s, "
-                   "optimizer %s) of %s: %s\n", bt, bw, ba, bo, lim, fits ? "fits" : "does NOT fit");
+                   "optimizer %s, the CUDA runtime's reserve %s) of %s: %s\n", bt, bw, ba, bo, br, lim,
+                   fits ? "fits" : "does NOT fit");
         else
             printf("plan: training on the cuda backend needs %s of device memory (weights %s, activations %s, "
-                   "optimizer %s); the train stage checks it against the device's memory\n", bt, bw, ba, bo);
+                   "optimizer %s, the CUDA runtime's reserve %s); the train stage checks it against the device's "
+                   "memory\n", bt, bw, ba, bo, br);
         fflush(stdout);
     }
     const int T = r->n_steps + 2; /* the train stage's number */

@@ -57,14 +57,18 @@ losses() { grep '"loss"' "$1/metrics.jsonl" | sed 's/.*"loss": *\([-0-9.e+]*\).*
 steps_in() { local n; n=$(grep -c '"loss"' "$1/metrics.jsonl" 2>/dev/null); echo "${n:-0}"; }
 same() { cmp -s "$1/trainable.bin" "$2/trainable.bin" && cmp -s "$1/adapter/adapter_model.safetensors" "$2/adapter/adapter_model.safetensors"; }
 
-# --gpu-mem against the CUDA plan (potluck plan --backend cuda): one byte less than the plan is refused
+# --gpu-mem against the CUDA plan (potluck plan --backend cuda): the card's memory must hold the
+# plan's device total plus the CUDA runtime's reserve (device_need); one byte less is refused
 # before the model is loaded, naming the largest category and a setting that fits; the emulated run
-# below trains with exactly the plan, the backend refusing any allocation past it (so the plan is the
-# run's true device peak), and the uncapped resumed runs give its bits
-pj() { "$CPU" plan --backend cuda "${ARGS[@]}" "$@" --json 2>"$tmp/plan.err" | "$PY" -c 'import json,sys; print(int(json.load(sys.stdin)["device_total"]))'; }
+# below trains with exactly the need, the backend refusing any allocation past the need less the
+# reserve (so the plan's device total is the run's true device peak), and the uncapped resumed runs
+# give its bits
+pj() { "$CPU" plan --backend cuda "${ARGS[@]}" "$@" --json 2>"$tmp/plan.err" | "$PY" -c 'import json,sys; print(int(json.load(sys.stdin)["device_need"]))'; }
+pjt() { "$CPU" plan --backend cuda "${ARGS[@]}" "$@" --json 2>"$tmp/plan.err" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); assert j["device_need"] == j["device_total"] + j["runtime_reserve"] and j["runtime_reserve"] == 512 << 20, j; print(int(j["device_total"]))'; }
 PY=${POTLUCK_VENV:+$POTLUCK_VENV/bin/}python3
-need=$(pj); need_ck=$(pj --checkpointing)
-echo "note: cuda plan of the run: $need device bytes ($need_ck with --checkpointing)"
+need=$(pj); need_ck=$(pj --checkpointing); dev_total=$(pjt)
+echo "note: cuda plan of the run: $need device bytes with the runtime's reserve, $dev_total without ($need_ck with --checkpointing)"
+[ -n "$dev_total" ] && [ "$dev_total" -gt 0 ] && ok || fail "plan --backend cuda: device_need is not device_total + the 512 MiB reserve: $(cat "$tmp/plan.err")"
 if [ -n "$need" ] && [ -n "$need_ck" ] && [ "$need_ck" -lt "$need" ]; then ok; else fail "plan --backend cuda: '$need' '$need_ck' $(cat "$tmp/plan.err")"; need=0; fi
 out=$("$EMU" train "${ARGS[@]}" --backend cuda --gpu-mem $((need - 1)) --out "$tmp/cap1" 2>&1); rc=$?
 echo "note: --gpu-mem $((need - 1)): $out"
@@ -108,8 +112,8 @@ grep -q '"backend":[[:space:]]*"cuda"' "$tmp/g1/config.json" && ok || fail "conf
 # metrics.jsonl's device_peak: the most device bytes held at once, on the CUDA backend only; the run
 # capped at the plan held exactly the plan's device total at its peak
 dp=$(tail -1 "$tmp/g1/metrics.jsonl" | "$PY" -c 'import json,sys; print(int(json.load(sys.stdin).get("device_peak", -1)))')
-echo "note: metrics.jsonl device_peak $dp, plan device_total $need"
-[ "$dp" = "$need" ] && ok || fail "device_peak '$dp' is not the plan's device total $need"
+echo "note: metrics.jsonl device_peak $dp, plan device_total $dev_total"
+[ "$dp" = "$dev_total" ] && ok || fail "device_peak '$dp' is not the plan's device total $dev_total"
 grep -q device_peak "$tmp/cpu/metrics.jsonl" && fail "the CPU backend's metrics.jsonl has a device_peak" || ok
 
 # kill -9 and resume, on the same backend and on the other one

@@ -98,26 +98,27 @@ EMU=${POTLUCK_BIN_EMU:-build/emu/potluck}
 if ! [ -x "$EMU" ]; then fail "$EMU is not built (make emu)"; check_summary cli_run_plan; exit 1; fi
 out=$("$EMU" run "$T/rec/r.lua" --base "$TINY" --backend cuda --out "$T/c0" --dry-run 2>&1); rc=$?
 need=$(python3 -c "import json,sys; m=json.load(open(sys.argv[1])); assert m['backend'] == 'cuda' and m['fits'] is None; print(int(m['device_total']))" "$T/c0/memory_plan.json" 2>/dev/null)
+dneed=$(python3 -c "import json,sys; m=json.load(open(sys.argv[1])); assert m['device_need'] == m['device_total'] + m['runtime_reserve'] > m['device_total']; print(int(m['device_need']))" "$T/c0/memory_plan.json" 2>/dev/null)
 [ $rc = 0 ] && [ -n "$need" ] && grep -q "plan: training on the cuda backend needs .* of device memory (weights .*); the train stage checks it against the device's memory" <<<"$out" \
   && ok || fail "cuda dry run: rc=$rc need='$need' $out"
 got=$("$BIN" plan --model "$TINY" --backend cuda --seq-len 32 --lora-r 2 --json 2>/dev/null | python3 -c "import json,sys; print(int(json.load(sys.stdin)['device_total']))")
 [ -n "$need" ] && [ "$need" = "$got" ] && ok || fail "memory_plan.json device_total $need vs potluck plan --backend cuda $got"
-echo "note: the small recipe's CUDA plan: $need device bytes"
-err=$("$EMU" run "$T/rec/r.lua" --base "$TINY" --backend cuda --gpu-mem $((need - 1)) --out "$T/c1" 2>&1 >"$T/c1.out"); rc=$?
-echo "note: --gpu-mem $((need - 1)): $err"
+echo "note: the small recipe's CUDA plan: $need device bytes, $dneed with the CUDA runtime's reserve"
+err=$("$EMU" run "$T/rec/r.lua" --base "$TINY" --backend cuda --gpu-mem $((dneed - 1)) --out "$T/c1" 2>&1 >"$T/c1.out"); rc=$?
+echo "note: --gpu-mem $((dneed - 1)): $err"
 [ $rc = 1 ] && [ "$(grep -c . <<<"$err")" = 1 ] && grep -q "^potluck: train: --gpu-mem .*: the run's CUDA plan needs .* of device memory, .* of it workspace; .*train.seq_len = 16 fits" <<<"$err" \
   && grep -q "plan: training on the cuda backend needs .* of --gpu-mem .*: does NOT fit" "$T/c1.out" && ok || fail "--gpu-mem below the plan: rc=$rc $err"
-[ ! -e "$T/c1/stages" ] && python3 -c "import json,sys; m=json.load(open(sys.argv[1])); assert m['fits'] is False and m['gpu_mem'] == $need - 1" "$T/c1/memory_plan.json" \
+[ ! -e "$T/c1/stages" ] && python3 -c "import json,sys; m=json.load(open(sys.argv[1])); assert m['fits'] is False and m['gpu_mem'] == $dneed - 1" "$T/c1/memory_plan.json" \
   && ok || fail "refused cuda run: stages ran or memory_plan.json wrong"
-"$EMU" run "$T/rec/r.lua" --base "$TINY" --backend cuda --gpu-mem "$need" --out "$T/c2" --dry-run >/dev/null 2>&1 &&
+"$EMU" run "$T/rec/r.lua" --base "$TINY" --backend cuda --gpu-mem "$dneed" --out "$T/c2" --dry-run >/dev/null 2>&1 &&
   python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['fits'] is True" "$T/c2/memory_plan.json" && ok || fail "--gpu-mem exactly the plan"
-sed "s/train = { steps = 1, seq_len = 32 }/train = { steps = 1, seq_len = 32, gpu_mem = \"$((need - 1))\" }/" "$T/rec/r.lua" >"$T/rec/r2.lua"
+sed "s/train = { steps = 1, seq_len = 32 }/train = { steps = 1, seq_len = 32, gpu_mem = \"$((dneed - 1))\" }/" "$T/rec/r.lua" >"$T/rec/r2.lua"
 err=$("$EMU" run "$T/rec/r2.lua" --base "$TINY" --backend cuda --out "$T/c3" 2>&1 >/dev/null); rc=$?
 [ $rc = 1 ] && grep -q "train: train.gpu_mem .*: the run's CUDA plan needs" <<<"$err" && [ ! -e "$T/c3/stages" ] && ok || fail "train.gpu_mem: rc=$rc $err"
 expect_clean_error "--gpu-mem without cuda" "$BIN" run "$T/rec/r.lua" --base "$TINY" --gpu-mem 1GiB --out "$T/c4"
 expect_clean_error "--gpu-mem bad size" "$EMU" run "$T/rec/r.lua" --base "$TINY" --backend cuda --gpu-mem 12XB --out "$T/c4"
-err=$(PL_EMU_MEM=$((need - 1)) "$EMU" run "$T/rec/r.lua" --base "$TINY" --backend cuda --out "$T/c5" --quiet 2>&1 >/dev/null); rc=$?
-echo "note: device memory $((need - 1)) (PL_EMU_MEM): $err"
+err=$(PL_EMU_MEM=$((dneed - 1)) "$EMU" run "$T/rec/r.lua" --base "$TINY" --backend cuda --out "$T/c5" --quiet 2>&1 >/dev/null); rc=$?
+echo "note: device memory $((dneed - 1)) (PL_EMU_MEM): $err"
 [ $rc = 1 ] && grep -q "train: the device's .*: the run's CUDA plan needs .* of device memory" <<<"$err" && [ -e "$T/c5/data/train/manifest.json" ] &&
   [ ! -e "$T/c5/train/metrics.jsonl" ] && ok || fail "the device's memory at the train stage: rc=$rc $err"
 check_summary cli_run_plan

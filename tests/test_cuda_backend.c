@@ -14,7 +14,7 @@
  *    left out of the table;
  * 4. memory: every byte the backend allocated is tagged, and the tags equal
  *    the emulated runtime's own count of allocated device memory;
- * 4b. the CUDA memory plan (trainer/plan.c with shape.cuda): on 5 configurations
+ * 4b. the CUDA memory plan (trainer/plan.c with shape.cuda): on 6 configurations
  *    (NF4 and as-loaded bases, checkpointing on and off, LoRA targets and ranks,
  *    GQA, a tied and an untied head), the tagged peak of every category during
  *    a QLoRA step equals the plan, byte for byte;

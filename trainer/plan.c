@@ -343,6 +343,8 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
         }
         out->device = out->tracked - out->offloaded - out->paged + big;
     }
+    out->runtime = s->cuda ? pl_plan_cuda_runtime() : 0;
+    out->need = s->cuda ? out->device + out->runtime : out->total;
     return 0;
 }
 
@@ -413,7 +415,17 @@ int pl_gen_plan_make(const pl_model_config *c, const pl_train_shape *s, int n_se
     for (int k = 0; k < PL_MEM_NCAT; k++) out->tracked += out->cat[k];
     out->device = s->cuda ? out->tracked : 0;
     out->total = out->tracked + out->logits + out->weights_owned + out->weights_mapped;
+    out->runtime = s->cuda ? pl_plan_cuda_runtime() : 0;
+    out->need = s->cuda ? out->device + out->runtime : out->total;
     return 0;
+}
+
+size_t pl_plan_cuda_runtime(void) {
+    const char *e = getenv("POTLUCK_CUDA_RUNTIME_MIB");
+    char *end = NULL;
+    long long v = e && *e ? strtoll(e, &end, 10) : -1;
+    if (v < 0 || !end || *end || v > (1ll << 20)) v = PL_PLAN_CUDA_RUNTIME_MIB; /* unset or not a number of MiB */
+    return (size_t)v << 20;
 }
 
 /* ------------------------------------------------------------ presets

@@ -94,9 +94,26 @@ typedef struct pl_mem_plan {
     size_t device;               /* CUDA: what the GPU holds at the peak: tracked - paged - offloaded + the
                                   * largest paged tensor's m and v, on the device during its update; CPU:
                                   * tracked */
+    size_t runtime;              /* CUDA: the runtime's own device memory (context, kernel images, cuBLAS and
+                                  * cuBLASLt handles), which no allocation of potluck's makes: a stated
+                                  * reserve, pl_plan_cuda_runtime(); CPU: 0 */
+    size_t need;                 /* what must fit: CUDA device + runtime; CPU total */
     int64_t n_lora_modules, lora_params, trained_params;
     int max_in, max_out;         /* widest adapted input / output (LoRA scratch) */
 } pl_mem_plan;
+
+/* The CUDA runtime's own device memory the plans reserve beside potluck's
+ * allocations: the context, the kernel images it loads and cuBLAS/cuBLASLt's
+ * handles and their workspaces. Not measured here (no GPU): a stated
+ * reserve of PL_PLAN_CUDA_RUNTIME_MIB, at the top of what others report for
+ * a primary context (PyTorch maintainers: about 300 MB since CUDA 11.7 loads
+ * kernels lazily, pytorch/pytorch#107667; llama.cpp: 120 to 550 MB depending
+ * on the GPU, ggml-org/llama.cpp#20595), cuBLAS's handle included;
+ * POTLUCK_CUDA_RUNTIME_MIB (a number of MiB) replaces it, for a device whose
+ * context was measured (nvidia-smi's used memory of a process that has
+ * opened the backend and allocated nothing). */
+#define PL_PLAN_CUDA_RUNTIME_MIB 512
+size_t pl_plan_cuda_runtime(void);
 
 /* Parameters of a model of config c: embedding (and an untied head), each
  * layer's attention, MLP and norms, the final norm. */
@@ -139,7 +156,9 @@ typedef struct pl_gen_plan {
     size_t weights_owned, weights_mapped; /* the model's own weights (host memory) */
     size_t cat[PL_MEM_NCAT]; /* tagged bytes per category at the peak (what pl_mem_peak shows) */
     size_t tracked;       /* sum of cat[] */
-    size_t device;        /* CUDA: what the GPU holds at the peak (= tracked); CPU: 0 */
+    size_t device;        /* CUDA: what potluck allocates on the GPU at the peak (= tracked); CPU: 0 */
+    size_t runtime;       /* CUDA: the runtime's reserve, as in pl_mem_plan; CPU: 0 */
+    size_t need;          /* what must fit: CUDA device + runtime; CPU total */
     size_t total;         /* tracked + logits + the model's own weights */
 } pl_gen_plan;
 /* K and V for n_seq sequences of n_ctx tokens of act_bytes each (the

@@ -88,6 +88,6 @@ int pl_plan_step_time(const pl_model_config *c, const pl_mem_plan *p, const pl_g
     /* no overlap assumed: dequantization and the GEMMs that read its output are separate kernels */
     out->seconds = out->flops / (tf * 1e12) + out->bytes / (bw * 1e9);
     out->tokens_per_s = out->seconds > 0 ? p->T / out->seconds : 0;
-    out->fits = (double)p->device <= g->mem_gib * 1073741824.0;
+    out->fits = (double)p->need <= g->mem_gib * 1073741824.0; /* the runtime's reserve included */
     return PL_OK;
 }

@@ -4,6 +4,7 @@
  * on), run_ckpt.c (checkpoints and resume), run_metrics.c (metrics.jsonl);
  * run_int.h holds what they share. */
 #include "run_int.h"
+#include "plan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -271,9 +272,10 @@ static int load_model(run *r, pl_err *err) {
     }
     if ((rc = pl_model_load(&r->m, c->model, NULL, err))) return rc;
     if (c->gpu_mem && r->m->be->set_mem_cap) { /* validated (run_cfg.c) and checked against the plan */
-        double cap = 0;
+        /* the cap is the card's memory: the CUDA runtime's reserve (the plan's) is not potluck's to allocate */
+        double cap = 0, rt = (double)pl_plan_cuda_runtime();
         pl_parse_bytes(c->gpu_mem, &cap);
-        r->m->be->set_mem_cap((size_t)cap);
+        r->m->be->set_mem_cap(cap > rt ? (size_t)(cap - rt) : 1);
     }
     if (!strcmp(c->base, "nf4")) {
         /* rank 0 quantizes and writes the cache; the others then load it */

@@ -63,8 +63,12 @@ int pl_run_cfg_plan_json(const pl_run_cfg *c, const char *model, cJSON **out, pl
     cJSON_AddNumberToObject(m, "num_hidden_layers", h.cfg.n_layers);
     cJSON_AddNumberToObject(m, "vocab_size", h.cfg.vocab);
     cJSON_AddStringToObject(j, "backend", s.cuda ? "cuda" : "cpu");
-    if (s.cuda) /* the device's share: every tagged byte but paged and offloaded state (the host keeps the model's own copy) */
+    if (s.cuda) { /* the device's share: every tagged byte but paged and offloaded state (the host keeps the model's own
+                   * copy); and with the CUDA runtime's reserve, what the device must hold */
         cJSON_AddNumberToObject(j, "device_total", (double)p.device);
+        cJSON_AddNumberToObject(j, "runtime_reserve", (double)p.runtime);
+        cJSON_AddNumberToObject(j, "device_need", (double)p.need);
+    }
     cJSON_AddNumberToObject(j, "seq_len", s.seq_len);
     cJSON_AddNumberToObject(j, "lora_r", s.frozen_base ? s.lora_r : 0);
     cJSON_AddStringToObject(j, "base", base);
@@ -123,7 +127,8 @@ int pl_run_plan_check(const cJSON *pj, double mem, const char *size, const char 
 }
 
 /* The CUDA plan's device bytes for c with settings changed (seq_len,
- * checkpointing, offloaded checkpoints, MLP chunk: -1 keeps c's), or -1. */
+ * checkpointing, offloaded checkpoints, MLP chunk: -1 keeps c's), the CUDA
+ * runtime's reserve included, or -1. */
 static double device_need(const pl_run_cfg *c, const pl_model_header *h, int seq_len, int ckpt, int offload,
                           int chunk, const char **cat_name, double *cat_bytes) {
     pl_run_cfg v = *c;
@@ -148,7 +153,7 @@ static double device_need(const pl_run_cfg *c, const pl_model_header *h, int seq
         *cat_name = pl_mem_cat_name((pl_mem_cat)big);
         *cat_bytes = (double)on_dev[big];
     }
-    return (double)p.device;
+    return (double)p.need;
 }
 
 int pl_run_gpu_fit(const pl_run_cfg *c, double cap, const char *cap_what, int recipe, const char *size,
