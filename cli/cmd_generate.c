@@ -10,6 +10,8 @@
 #include "cli.h"
 #include "../trainer/export.h"
 #include "../trainer/generate.h"
+#include "../trainer/plan.h"
+#include "../core/units.h"
 
 static const char *gen_help =
     "usage: potluck generate --model PATH [options]\n"
@@ -81,6 +83,38 @@ static const char *const eot_texts[] = {"<|im_end|>", "<|eot_id|>", "<|end|>", "
  * with --chat, the conversation (system?, user) rendered through the
  * model's chat template with the generation prompt, as transformers'
  * apply_chat_template does (datasets/chat.h). */
+/* On the CUDA backend, the generation's memory plan (trainer/plan.h: the
+ * weights' device copies, the bf16 KV cache of n sequences of n_ctx tokens,
+ * the prefill of every prompt in one call, the scratch, and the CUDA
+ * runtime's reserve) against the device's memory, before anything is put on
+ * the device (the backend copies weights at their first use): a run that
+ * cannot fit says so now, with what to change, instead of failing midway. */
+static int check_gen_plan(const pl_model *m, int n, const int *n_ids, int n_ctx, pl_err *err) {
+    const pl_backend *be = m->be;
+    if (!be || strcmp(be->name, "cuda")) return PL_OK;
+    const double mem = (double)pl_backend_mem_total(be);
+    if (!(mem > 0)) return PL_OK; /* the backend could not say: its allocations report their own failure */
+    int prefill = 0;
+    for (int i = 0; i < n; i++) prefill += n_ids[i];
+    pl_train_shape s = {.seq_len = n_ctx, .micro_batch = 1, .frozen_base = 1, .cuda = 1,
+                        .layer_dtype = m->layers[0].w_gate.dtype, .embd_dtype = m->tok_embd.dtype,
+                        .head_dtype = m->lm_head.dtype};
+    pl_gen_plan g;
+    pl_err pe = {0};
+    if (pl_gen_plan_make(&m->cfg, &s, n, n_ctx, prefill, &g, &pe)) return PL_OK; /* unplannable: the run reports */
+    if ((double)g.need <= mem) return PL_OK;
+    char bn[32], bm[32], bw[32], bk[32], ba[32], bs[32], br[32];
+    return pl_err_set(err, PL_ERANGE,
+                      "generate: %d prompt%s of up to %d tokens on the cuda backend need %s of device memory (weights "
+                      "%s, KV cache %s, activations %s, workspace %s, the CUDA runtime's reserve %s), the device has "
+                      "%s: fewer prompts at once, a shorter --max-tokens, or --backend cpu (potluck plan --generate "
+                      "--backend cuda shows every buffer)",
+                      n, n > 1 ? "s" : "", n_ctx, pl_fmt_bytes((double)g.need, bn, sizeof bn),
+                      pl_fmt_bytes((double)g.dev_weights, bw, sizeof bw), pl_fmt_bytes((double)g.kv, bk, sizeof bk),
+                      pl_fmt_bytes((double)g.activations, ba, sizeof ba), pl_fmt_bytes((double)g.workspace, bs, sizeof bs),
+                      pl_fmt_bytes((double)g.runtime, br, sizeof br), pl_fmt_bytes(mem, bm, sizeof bm));
+}
+
 static int encode_prompt(const pl_tokenizer *tok, const char *text, int chat, const char *system,
                          int32_t **ids, int *n, pl_err *err) {
     if (!chat)
@@ -198,10 +232,6 @@ int cmd_generate(int argc, char **argv) {
     pl_progress pg = {0};
     stream_ctx sc = {.tok = tok, .prev = n_ids[0] ? ids[0][n_ids[0] - 1] : -1, .streaming = n_prompts == 1,
                      .prog = n_prompts > 1 ? &pg : NULL};
-    if (n_prompts == 1) {
-        print_tokens(tok, ids[0], n_ids[0], -1, chat);
-        fflush(stdout);
-    }
     pl_gen_opts o = {.sampler = sp, .max_tokens = (int)max_tokens, .stop = stops, .n_stop = n_stop,
                      .n_ctx = 0, .cb = on_token, .cb_ctx = &sc};
     int maxp = 0;
@@ -212,6 +242,14 @@ int cmd_generate(int argc, char **argv) {
             status = cli_fail("generate: the prompt has %d tokens, the model's context is %d", maxp, m->cfg.max_seq);
             goto done;
         }
+    }
+    if (check_gen_plan(m, n_prompts, n_ids, o.n_ctx > 0 ? o.n_ctx : maxp + (int)max_tokens, &err)) {
+        status = cli_fail_err(&err);
+        goto done;
+    }
+    if (n_prompts == 1) {
+        print_tokens(tok, ids[0], n_ids[0], -1, chat);
+        fflush(stdout);
     }
     pl_gen_stats st;
     if (sc.prog) pl_progress_begin(sc.prog, "generate", 0, "tokens");

@@ -22,7 +22,8 @@
 #    loads, naming a setting that fits; the emulated run trains with exactly the plan (the backend
 #    refuses any allocation past the cap), and the uncapped resumed runs give its bits; its
 #    metrics.jsonl's device_peak is that plan's device total (the CPU run's has none);
-#  - greedy `potluck generate --backend cuda` prints the CPU backend's text;
+#  - greedy `potluck generate --backend cuda` prints the CPU backend's text; a generation whose CUDA
+#    plan (with the runtime's reserve) exceeds the device's memory is refused before it starts;
 #  - `potluck eval --text --backend cuda` gives the CPU backend's perplexity within 1%.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -145,6 +146,17 @@ done
 G=(generate "${MODEL[@]}" --temperature 0 --max-tokens 60)
 a=$("$CPU" "${G[@]}" 2>"$tmp/gc.err"); b=$("$EMU" "${G[@]}" --backend cuda 2>"$tmp/gg.err")
 [ -n "$a" ] && [ "$a" = "$b" ] && ok || fail "greedy text differs: cpu '$a' cuda '$b' $(tail -2 "$tmp/gg.err")"
+# generation checks its CUDA plan (weights, KV cache, prefill, scratch, the runtime's 512 MiB reserve)
+# against the device's memory before anything goes to the device: 40 MB of emulated device memory
+# holds the run's own buffers (about 33 MB, cuBLASLt's 32 MiB workspace most of it) but not the
+# reserve: refused, one line, nothing printed; with the reserve set to 0 the same device runs it
+out=$(PL_EMU_MEM=40000000 "$EMU" "${G[@]}" --backend cuda 2>"$tmp/gm.err"); rc=$?
+echo "note: generate on 40 MB of device memory: $(cat "$tmp/gm.err")"
+[ $rc = 1 ] && [ -z "$out" ] && [ "$(grep -c . "$tmp/gm.err")" = 1 ] &&
+  grep -q "^potluck: generate: 1 prompt of up to .* tokens on the cuda backend need .* of device memory (weights .*, KV cache .*, the CUDA runtime's reserve 512.00 MiB), the device has 38.15 MiB: fewer prompts at once, a shorter --max-tokens, or --backend cpu" "$tmp/gm.err" \
+  && ok || fail "generate over the device's memory: rc $rc, out '$out', $(cat "$tmp/gm.err")"
+out=$(POTLUCK_CUDA_RUNTIME_MIB=0 PL_EMU_MEM=40000000 "$EMU" "${G[@]}" --backend cuda 2>"$tmp/gm0.err"); rc=$?
+[ $rc = 0 ] && [ "$out" = "$a" ] && ok || fail "generate with no runtime reserve on 40 MB: rc $rc, $(tail -2 "$tmp/gm0.err")"
 E=(eval "$S/gguf-tiny-llama/llama-2-tiny-random.gguf" --text "$S/text/tinystories_sample.txt" --ctx 64 --limit 4)
 ec=$("$CPU" "${E[@]}" 2>&1); eg=$("$EMU" "${E[@]}" --backend cuda 2>&1)
 lc=$(grep -o 'ppl [0-9.]*' <<<"$ec" | head -1 | cut -d' ' -f2); lg=$(grep -o 'ppl [0-9.]*' <<<"$eg" | head -1 | cut -d' ' -f2)
