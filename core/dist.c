@@ -142,6 +142,7 @@ void pl_dist_finalize(void) {
     int fin = 0;
     MPI_Finalized(&fin);
     if (!fin) MPI_Finalize();
+    g_size = 1; /* what goes on after MPI is one process's work: the collectives above copy */
 }
 
 void pl_dist_abort(int code) {

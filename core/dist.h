@@ -34,7 +34,8 @@ int pl_dist_env_size(void);
 /* Join the job: MPI_Init when the environment announces more than one rank.
  * Idempotent. A build without MPI fails (PL_EUNSUPPORTED) for more than one. */
 int pl_dist_init(pl_err *err);
-/* MPI_Finalize when pl_dist_init started MPI (also registered with atexit). */
+/* MPI_Finalize when pl_dist_init started MPI (also registered with atexit);
+ * afterwards this process is a world of one (its collectives copy). */
 void pl_dist_finalize(void);
 int pl_dist_rank(void);
 int pl_dist_size(void);

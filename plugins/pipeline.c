@@ -476,6 +476,22 @@ static void describe_counts(const cJSON *stats, char *buf, size_t n) {
  *     make (datasets/minhash.h) and runs the stage's plugin with them;
  *   one: anything else runs on rank 0 while the others wait (sleeping). */
 
+/* After a stage only rank 0 ran (or every rank ran): rank 0's outcome on
+ * every rank, so that all stop, fail or go on together. The others wait
+ * sleeping (untimed: rank 0's stage takes as long as it takes). 1 is "stop
+ * here" (--to, --only). */
+static int share_rc(run_state *r, int rc, const char *stage, pl_err *err) {
+    pl_err e = {0};
+    int v = rc;
+    if (pl_dist_wait(0, &e) || pl_dist_bcast(&v, sizeof v, 0, &e)) {
+        if (!rc) *err = e;
+        return rc ? rc : (e.code ? e.code : PL_EIO);
+    }
+    if (r->rank == 0 || rc) return rc; /* a rank's own error stands (its stage failed on it) */
+    if (v != 0 && v != 1) return pl_err_set(err, v, "rank %d: rank 0's %s stage failed", r->rank, stage);
+    return v;
+}
+
 static int share_json(run_state *r, cJSON **j, pl_err *err) {
     if (r->ranks <= 1) return PL_OK;
     char *s = NULL;
@@ -1145,15 +1161,11 @@ static int record_adapter(const run_state *r, pl_err *err) {
     return rc;
 }
 
-static int run_train(run_state *r, const char *key, pl_err *err) {
-    if (!r->base) { *err = r->base_err; return err->code ? err->code : PL_EINVAL; }
-    char dir[PATH_MAX], kf[PATH_MAX + 32], dtr[PATH_MAX + 16], dev[PATH_MAX + 32];
-    snprintf(dir, sizeof dir, "%s/train", r->run_dir);
-    snprintf(kf, sizeof kf, "%s/stages/train.key", r->run_dir);
-    snprintf(dtr, sizeof dtr, "%s/data/train", r->run_dir);
-    snprintf(dev, sizeof dev, "%s/data/eval", r->run_dir);
+/* Rank 0's preparation of the train stage's folder: resume an interrupted
+ * run of the same key, else start over (*resume says which). */
+static int train_prepare(run_state *r, const char *key, const char *dir, const char *kf, int *resume, pl_err *err) {
     /* an interrupted run of the same key resumes; anything else starts over */
-    int resume = 0;
+    *resume = 0;
     char *old = NULL;
     FILE *f = fopen(kf, "r");
     if (f) {
@@ -1161,10 +1173,10 @@ static int run_train(run_state *r, const char *key, pl_err *err) {
         if (fgets(buf, sizeof buf, f)) old = strdup(buf);
         fclose(f);
     }
-    if (old && !strcmp(old, key) && !r->o->force && exists(dir)) resume = 1;
+    if (old && !strcmp(old, key) && !r->o->force && exists(dir)) *resume = 1;
     free(old);
     int rc;
-    if (!resume && exists(dir)) {
+    if (!*resume && exists(dir)) {
         /* move aside, then remove: the run dir never holds a half-deleted run */
         char old_dir[PATH_MAX + 32];
         snprintf(old_dir, sizeof old_dir, "%s/train.old", r->run_dir);
@@ -1173,7 +1185,27 @@ static int run_train(run_state *r, const char *key, pl_err *err) {
             return pl_err_set(err, PL_EIO, "%s: cannot move the previous training run aside: %s", dir, strerror(errno));
         if ((rc = pl_rmtree(old_dir, err))) return rc;
     }
-    rc = pl_write_file_atomic(kf, key, strlen(key), err);
+    return pl_write_file_atomic(kf, key, strlen(key), err);
+}
+
+/* The train stage. Under mpirun every rank trains its rows of each step
+ * (trainer/run_dist.c, as `mpirun potluck train`): rank 0 prepares the
+ * folder and tells the others whether the run resumes; rank 0 writes. */
+static int run_train(run_state *r, const char *key, pl_err *err) {
+    if (!r->base) { *err = r->base_err; return err->code ? err->code : PL_EINVAL; }
+    char dir[PATH_MAX], kf[PATH_MAX + 32], dtr[PATH_MAX + 16], dev[PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s/train", r->run_dir);
+    snprintf(kf, sizeof kf, "%s/stages/train.key", r->run_dir);
+    snprintf(dtr, sizeof dtr, "%s/data/train", r->run_dir);
+    snprintf(dev, sizeof dev, "%s/data/eval", r->run_dir);
+    int resume = 0, rc = r->rank == 0 ? train_prepare(r, key, dir, kf, &resume, err) : PL_OK;
+    if (r->ranks > 1) {
+        int v[2] = {rc, resume};
+        pl_err be = {0};
+        if (pl_dist_bcast(v, sizeof v, 0, &be)) { *err = be; return be.code ? be.code : PL_EIO; }
+        if (r->rank != 0 && v[0]) return pl_err_set(err, v[0], "train: rank 0 could not prepare the train stage");
+        resume = v[1];
+    }
     if (rc) return rc;
     pl_run_cfg c;
     pl_run_cfg_defaults(&c);
@@ -1240,7 +1272,7 @@ static int run_train(run_state *r, const char *key, pl_err *err) {
         pl_err_set(err, rc, "interrupted at step %d (checkpoint saved); run the same command again to resume",
                    res.steps_done);
     }
-    if (!rc) rc = record_adapter(r, err);
+    if (!rc && r->rank == 0) rc = record_adapter(r, err);
 out:
     pl_run_cfg_free(&c);
     return rc;
@@ -1536,8 +1568,12 @@ static void add_rss_peak(cJSON *j, const run_state *r) {
     if (peak > 0) cJSON_AddNumberToObject(j, "rss_peak", peak);
 }
 
+/* A tail stage (shard, train, eval, export). Under mpirun the train stage
+ * runs on every rank (each calls this with the same key); the others on
+ * rank 0 alone (pipeline_tail_ranks). */
 static int tail_stage(run_state *r, int i, const char *key, const char *last_out, pl_err *err) {
     const char *name = TAIL[i - r->n_steps - 1];
+    int rc0;
     char sj[PATH_MAX + 64], need[PATH_MAX + 64];
     snprintf(sj, sizeof sj, "%s/stages/%s.json", r->run_dir, name);
     need[0] = 0;
@@ -1545,6 +1581,11 @@ static int tail_stage(run_state *r, int i, const char *key, const char *last_out
     else if (!strcmp(name, "train")) snprintf(need, sizeof need, "%s/train/metrics.jsonl", r->run_dir);
     else if (!strcmp(name, "eval")) snprintf(need, sizeof need, "%s/results.json", r->run_dir);
     int cached = !must_run(r, i) && stage_cached(r, sj, key, need[0] ? need : NULL);
+    if (r->ranks > 1 && !strcmp(name, "train")) { /* the train stage on every rank: rank 0's view of the folder decides */
+        int v = cached;
+        if ((rc0 = pl_dist_bcast(&v, sizeof v, 0, err))) return rc0;
+        cached = v;
+    }
     if (r->only && i < r->only) {
         if (!cached)
             return pl_err_set(err, PL_EINVAL, "--only %s: the stage before it, %s, is not up to date (run without --only first)",
@@ -1554,7 +1595,7 @@ static int tail_stage(run_state *r, int i, const char *key, const char *last_out
     }
     if ((r->only && i > r->only) || (r->to && i > r->to)) return 1;
     if (cached) { say(r, name, "cached", NULL); return PL_OK; }
-    unlink(sj);
+    if (r->rank == 0) unlink(sj);
     if (!r->o->quiet) { printf("stage %-28s running\n", name); fflush(stdout); }
     double t0 = now_s();
     time_t started = time(NULL);
@@ -1563,7 +1604,7 @@ static int tail_stage(run_state *r, int i, const char *key, const char *last_out
     else if (!strcmp(name, "train")) { rc = run_train(r, key, err); r->trained_here = 1; }
     else if (!strcmp(name, "eval")) rc = run_eval(r, err);
     else rc = run_export(r, err);
-    if (rc) return rc;
+    if (rc || r->rank != 0) return rc; /* rank 0 records the stage */
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "key", key);
     cJSON_AddNumberToObject(j, "seconds", now_s() - t0);
@@ -1796,15 +1837,9 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
         memcpy(prev, key, 65);
         snprintf(last_out, sizeof last_out, "%s", outp);
     }
-    if (ranks > 1) {
-        /* shard, train, eval and export are one process's work here */
-        if (!o->quiet)
-            printf("run: %d ranks: the data stages are done; shard, train, eval and export run in one process: run "
-                   "the same command without mpirun (the data stages are cached), or train over the ranks with "
-                   "mpirun potluck train (docs/distributed.md)\n", ranks);
-        goto done;
-    }
-    /* shard: the data key + what turns samples into tokens */
+    /* shard: the data key + what turns samples into tokens; under mpirun
+     * rank 0 shards while the others wait (sleeping), then every rank trains
+     * its rows of each step (trainer/run_dist.c), then rank 0 goes on alone */
     {
         char *sh = json_str(cJSON_GetObjectItem(r.plan, "shard"));
         char extra[1024];
@@ -1813,7 +1848,8 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
                  cJSON_GetStringValue(cJSON_GetObjectItem(r.plan, "mask")));
         key_of(key, prev, extra, sh);
         free(sh);
-        rc = tail_stage(&r, r.n_steps + 1, key, last_out, err);
+        rc = rank == 0 ? tail_stage(&r, r.n_steps + 1, key, last_out, err) : PL_OK;
+        if (ranks > 1) rc = share_rc(&r, rc, "shard", err);
         if (rc == 1) { rc = 0; goto done; }
         if (rc) goto done;
         memcpy(prev, key, 65);
@@ -1835,9 +1871,19 @@ int pl_pipeline_run(const pl_pipe_opts *o, pl_err *err) {
         key_of(key, prev, "train", s ? s : "");
         free(s); free(lo); free(tr); free(ev);
         rc = tail_stage(&r, r.n_steps + 2, key, last_out, err);
+        if (ranks > 1) rc = share_rc(&r, rc, "train", err);
         if (rc == 1) { rc = 0; goto done; }
         if (rc) goto done;
         memcpy(prev, key, 65);
+    }
+    if (ranks > 1) {
+        /* eval and export are rank 0's, in one process: the others are done;
+         * rank 0 leaves the job (MPI ends here) and goes on as one process,
+         * also across the fresh process image below */
+        ranks = r.ranks = 1; /* no wait for the others at the end: they are done */
+        if (rank != 0) goto done;
+        pl_dist_finalize();
+        setenv("POTLUCK_DIST", "off", 1);
     }
     /* eval metrics run in a recipe child; after training in this process
      * (OpenMP's pool exists, and libgomp does not survive fork) continue in
