@@ -38,6 +38,14 @@ int pl_dist_env_size(void) {
     return 1;
 }
 
+int pl_dist_env_local_size(void) {
+    if (pl_dist_env_size() <= 1) return 1;
+    int n;
+    if ((n = parse_size(getenv("OMPI_COMM_WORLD_LOCAL_SIZE")))) return n;
+    if ((n = parse_size(getenv("MPI_LOCALNRANKS")))) return n;
+    return 1;
+}
+
 int pl_dist_rank(void) { return g_rank; }
 int pl_dist_size(void) { return g_size; }
 size_t pl_dist_shard_lo(size_t n, int rank) {

@@ -31,6 +31,10 @@
 /* The world size the launcher announced in the environment (1 when none);
  * POTLUCK_DIST=off forces 1. */
 int pl_dist_env_size(void);
+/* How many of the job's ranks run on this machine, as the launcher says
+ * (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE, MPICH's MPI_LOCALNRANKS; 1 when
+ * none says): they share its memory. */
+int pl_dist_env_local_size(void);
 /* Join the job: MPI_Init when the environment announces more than one rank.
  * Idempotent. A build without MPI fails (PL_EUNSUPPORTED) for more than one. */
 int pl_dist_init(pl_err *err);

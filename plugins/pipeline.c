@@ -1672,7 +1672,9 @@ static int check_memory(run_state *r, pl_err *err) {
         pl_run_cfg_free(&c);
         return PL_OK;
     }
-    double mem = cuda ? cap : pl_machine_memory();
+    /* on the CPU the ranks on this machine (mpirun) each hold a whole copy: they share its memory */
+    const int local = cuda ? 1 : pl_dist_env_local_size();
+    double mem = cuda ? cap : pl_machine_memory() / local;
     double total = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "total"));
     /* on CUDA the device's share plus the CUDA runtime's reserve (trainer/plan.h) */
     double need = cuda ? cJSON_GetNumberValue(cJSON_GetObjectItem(j, "device_need")) : total;
@@ -1685,8 +1687,10 @@ static int check_memory(run_state *r, pl_err *err) {
     int fits = !(mem > 0) || need <= mem;
     if (cuda) {
         if (mem > 0) cJSON_AddNumberToObject(j, "gpu_mem", mem);
-    } else if (mem > 0)
-        cJSON_AddNumberToObject(j, "machine_memory", mem);
+    } else if (mem > 0) {
+        cJSON_AddNumberToObject(j, "machine_memory", mem * local);
+        if (local > 1) cJSON_AddNumberToObject(j, "ranks_on_machine", local);
+    }
     if (cuda && !(mem > 0)) cJSON_AddNullToObject(j, "fits"); /* checked by the train stage */
     else cJSON_AddBoolToObject(j, "fits", fits);
     if (r->o->size) cJSON_AddStringToObject(j, "size", r->o->size);
@@ -1707,7 +1711,10 @@ static int check_memory(run_state *r, pl_err *err) {
     pl_fmt_bytes(opt, bo, sizeof bo);
     snprintf(lim, sizeof lim, "%s %s", r->o->gpu_mem ? "--gpu-mem" : "train.gpu_mem", bm);
     if (!r->o->quiet) {
-        if (!cuda)
+        if (!cuda && local > 1)
+            printf("plan: training needs %s (weights %s, activations %s, optimizer %s) in each of the %d ranks on "
+                   "this machine, %s each: %s\n", bt, bw, ba, bo, local, bm, fits ? "fits" : "does NOT fit");
+        else if (!cuda)
             printf("plan: training needs %s (weights %s, activations %s, optimizer %s) of this machine's %s: %s\n", bt,
                    bw, ba, bo, bm, fits ? "fits" : "does NOT fit");
         else if (mem > 0)
@@ -1729,6 +1736,10 @@ static int check_memory(run_state *r, pl_err *err) {
     cJSON_Delete(j);
     pl_run_cfg_free(&c);
     if (!rc) return PL_OK;
+    if (local > 1)
+        return pl_err_set(err, PL_ERANGE, "train: %d ranks on this machine hold a copy each, so each has 1/%d of its "
+                          "memory: %s (fewer ranks a machine; memory_plan.json has the details; --no-memory-check "
+                          "trains anyway)", local, local, pe.msg);
     return pl_err_set(err, PL_ERANGE, "train: %s (memory_plan.json has the details; --no-memory-check trains anyway)", pe.msg);
 }
 

@@ -18,7 +18,9 @@
 #  - a whole recipe (data stages, shard, train, eval with a metric, export)
 #    at 2 ranks: trained over the ranks with the step losses of one process
 #    (1e-6 relative), the same bits twice, eval and export on rank 0 alone,
-#    and a second run redoes no stage.
+#    and a second run redoes no stage;
+#  - the memory check counts the ranks on this machine: a model that fits one
+#    process is refused at 2 ranks before any stage, naming them.
 # Without mpirun the test says so and counts nothing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -252,5 +254,27 @@ grep -q "continuing in a fresh process" "$T/w2.out" && grep -q "^done: " "$T/w2.
 if mpi 2 run "$T/rec/whole.lua" --base "$TINY" --out "$T/w2" --threads 1 >"$T/w4.out" 2>"$T/w4.err" &&
    [ "$(grep -c '^stage .* ran ' "$T/w4.out")" = 0 ] && grep -q '^summary: ' "$T/w4.out"; then ok
 else fail "a second 2-rank run redid stages: $(grep '^stage .* ran ' "$T/w4.out") $(tail -3 "$T/w4.err")"; fi
+# 5. the memory plan counts the ranks on this machine (each holds a whole copy): a 13B-wide model
+# whose plan takes 55-95% of this machine's memory fits one process and is refused at 2 ranks,
+# before any stage (--dry-run), naming the ranks
+TOKD=${POTLUCK_SHARED:-../shared}/fixtures/tokenizers/tiny-random-LlamaForCausalLM
+big=""
+for L in 40 60 80 100 120 160 200 240; do
+  mkdir -p "$T/wide$L" && cp "$TOKD"/tokenizer.json "$TOKD"/tokenizer_config.json "$T/wide$L/"
+  python3 -c 'import json,sys; json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 5120,
+    "intermediate_size": 13824, "num_hidden_layers": int(sys.argv[2]), "num_attention_heads": 40, "num_key_value_heads": 40,
+    "vocab_size": 32000, "rms_norm_eps": 1e-5, "max_position_embeddings": 4096, "tie_word_embeddings": False,
+    "torch_dtype": "float16"}, open(sys.argv[1], "w"))' "$T/wide$L/config.json" "$L"
+  "$BIN" run "$T/rec/whole.lua" --base "$T/wide$L" --out "$T/m1-$L" --dry-run >/dev/null 2>&1 || continue
+  if python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); sys.exit(0 if 0.55 * m["machine_memory"] < m["total"] < 0.95 * m["machine_memory"] else 1)' "$T/m1-$L/memory_plan.json"; then big=$L; break; fi
+done
+if [ -n "$big" ]; then
+  out=$(mpi 2 run "$T/rec/whole.lua" --base "$T/wide$big" --out "$T/m2" --dry-run 2>&1); rc=$?
+  echo "note: $big layers of a 13B-wide model at 2 ranks: $(grep -E '^plan:|potluck:' <<<"$out" | head -2)"
+  if [ $rc != 0 ] && grep -q "plan: training needs .* in each of the 2 ranks on this machine, .* each: does NOT fit" <<<"$out" &&
+     grep -q "train: 2 ranks on this machine hold a copy each, so each has 1/2 of its memory" <<<"$out" &&
+     python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); assert m["fits"] is False and m["ranks_on_machine"] == 2' "$T/m2/memory_plan.json"; then ok
+  else fail "2 ranks of a model that fits one process: rc $rc: $out"; fi
+else fail "no model width between 55% and 95% of this machine's memory (the plan of 40..240 layers)"; fi
 echo "note: whole test $(( $(date +%s) - t0 )) s"
 check_summary cli_mpi_data
