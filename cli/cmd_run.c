@@ -50,7 +50,10 @@ static const char *run_help =
     "folders; default $POTLUCK_CACHE/models and ~/.cache/potluck/models).\n"
     "Stage lines go to stdout; logs and each long stage's progress (a redrawn line\n"
     "with rate and ETA on a terminal, plain lines every 10 s otherwise) to stderr;\n"
-    "POTLUCK_PROGRESS=tty|plain|off chooses (docs/cli.md).\n";
+    "POTLUCK_PROGRESS=tty|plain|off chooses (docs/cli.md).\n"
+    "Under mpirun -np N (or srun) the per-sample data stages and MinHash dedup are split\n"
+    "over the ranks with the bytes one process writes, every rank trains its rows of each\n"
+    "step, and rank 0 evaluates and exports (docs/distributed.md).\n";
 
 int cmd_run(int argc, char **argv) {
     pl_pipe_opts o = {0};
