@@ -411,20 +411,30 @@ typedef struct plan_case {
     int chunk;   /* --mlp-chunk */
 } plan_case;
 
-static void test_plan_case(const plan_case *pc) {
+/* A plan case's model on the cuda backend (the peft_ref base or stories260K,
+ * NF4 or as loaded) and its header's dtypes; NULL (counted as a failure) when
+ * it does not load. */
+static pl_model *load_case(const char *what, int peft_base, int nf4, pl_model_header *h) {
     char path[4400];
-    if (pc->peft_base) snprintf(path, sizeof path, "%s/peft_ref/base", check_env("POTLUCK_REFS"));
+    if (peft_base) snprintf(path, sizeof path, "%s/peft_ref/base", check_env("POTLUCK_REFS"));
     else snprintf(path, sizeof path, "%s", model_path);
     pl_err err = {0};
     pl_model *m = NULL;
-    pl_model_opts mo = {.nf4_blocksize = pc->nf4 ? 64 : 0, .nf4_double_quant = 1};
+    pl_model_opts mo = {.nf4_blocksize = nf4 ? 64 : 0, .nf4_double_quant = 1};
     if (pl_model_load(&m, path, &mo, &err)) {
-        CHECK(0, "%s: load: %s", pc->what, err.msg);
-        return;
+        CHECK(0, "%s: load: %s", what, err.msg);
+        return NULL;
     }
     m->be = cuda;
+    CHECK(pl_model_read_header(path, h, &err) == 0, "%s: header: %s", what, err.msg);
+    return m;
+}
+
+static void test_plan_case(const plan_case *pc) {
     pl_model_header h;
-    CHECK(pl_model_read_header(path, &h, &err) == 0, "%s: header: %s", pc->what, err.msg);
+    pl_model *m = load_case(pc->what, pc->peft_base, pc->nf4, &h);
+    if (!m) return;
+    pl_err err = {0};
     pl_train_shape sh = {.seq_len = pc->T, .micro_batch = 1, .frozen_base = 1, .lora_r = pc->r,
                          .lora_targets = pc->targets, .checkpoint = pc->ckpt, .nf4_blocksize = pc->nf4 ? 64 : 0,
                          .nf4_double_quant = 1, .layer_dtype = h.layer_dtype, .embd_dtype = h.embd_dtype,
@@ -560,19 +570,10 @@ typedef struct gen_case {
 } gen_case;
 
 static void test_gen_plan_case(const gen_case *gc) {
-    char path[4400];
-    if (gc->peft_base) snprintf(path, sizeof path, "%s/peft_ref/base", check_env("POTLUCK_REFS"));
-    else snprintf(path, sizeof path, "%s", model_path);
-    pl_err err = {0};
-    pl_model *m = NULL;
-    pl_model_opts mo = {.nf4_blocksize = gc->nf4 ? 64 : 0, .nf4_double_quant = 1};
-    if (pl_model_load(&m, path, &mo, &err)) {
-        CHECK(0, "%s: load: %s", gc->what, err.msg);
-        return;
-    }
-    m->be = cuda;
     pl_model_header h;
-    CHECK(pl_model_read_header(path, &h, &err) == 0, "%s: header: %s", gc->what, err.msg);
+    pl_model *m = load_case(gc->what, gc->peft_base, gc->nf4, &h);
+    if (!m) return;
+    pl_err err = {0};
     const int nseq = 2, V = m->cfg.vocab;
     const int prefill = gc->prompt[0] + gc->prompt[1];
     const int nctx = (gc->prompt[0] > gc->prompt[1] ? gc->prompt[0] : gc->prompt[1]) + gc->steps;
