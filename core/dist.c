@@ -429,8 +429,8 @@ struct pl_dist_rs {
     unsigned char *sent;  /* nb */
     float *scratch;
 #ifdef PL_HAVE_MPI
-    MPI_Request *req;     /* receives, then sends */
-    int nreq, cap;
+    MPI_Request *req;     /* receives, then sends: at most 2 x pieces x ranks */
+    int nreq;
 #endif
 };
 
@@ -472,8 +472,7 @@ int pl_dist_rs_begin(pl_dist_rs **out, const float *in, size_t n, const size_t *
             rs_free(s);
             return pl_err_set(err, PL_ERANGE, "dist: %zu floats in %d pieces: too many for one exchange", n, nb);
         }
-        s->cap = 2 * nb * g_size;
-        if (!(s->req = malloc((size_t)s->cap * sizeof *s->req))) {
+        if (!(s->req = malloc((size_t)2 * (size_t)nb * (size_t)g_size * sizeof *s->req))) {
             rs_free(s);
             return pl_err_set(err, PL_ENOMEM, "dist: out of memory");
         }
@@ -552,6 +551,8 @@ int pl_dist_rs_end(pl_dist_rs *s, float *out, pl_err *err) {
     rs_free(s);
     return PL_OK;
 }
+
+int pl_dist_rs_sent(const pl_dist_rs *s, int b) { return b >= 0 && b < s->nb && s->sent[b]; }
 
 void pl_dist_rs_abandon(pl_dist_rs *s) {
     if (!s) return;

@@ -85,6 +85,8 @@ int pl_dist_rs_begin(pl_dist_rs **s, const float *in, size_t n, const size_t *bo
 int pl_dist_rs_send(pl_dist_rs *s, int b, pl_err *err);
 int pl_dist_rs_end(pl_dist_rs *s, float *out, pl_err *err);
 void pl_dist_rs_abandon(pl_dist_rs *s);
+/* 1 when piece b went out already (send, or end). */
+int pl_dist_rs_sent(const pl_dist_rs *s, int b);
 /* The reduce-scatter's sum, on the host: out[j] (len) = slices[j] +
  * slices[len + j] + ... + slices[(P - 1) len + j], left to right, one fp32
  * rounding per addition (the rank order above). The CUDA backend's NCCL path

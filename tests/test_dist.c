@@ -56,6 +56,7 @@ static void test_pieces(void) {
     /* some pieces sent, the rest by end */
     CHECK(pl_dist_rs_begin(&s, in, N, bounds, 5, scratch, &err) == 0, "begin: %s", err.msg);
     CHECK(pl_dist_rs_send(s, 3, &err) == 0, "send 3: %s", err.msg);
+    CHECK(pl_dist_rs_sent(s, 3) && !pl_dist_rs_sent(s, 2) && !pl_dist_rs_sent(s, 5), "which pieces went out");
     CHECK(pl_dist_rs_send(s, 3, &err) != 0 && strstr(err.msg, "piece 3 sent twice"), "twice: %s", err.msg);
     CHECK(pl_dist_rs_send(s, 5, &err) != 0 && strstr(err.msg, "no piece 5 of 5"), "out of range: %s", err.msg);
     memset(out, 0xff, N * sizeof *out);

@@ -75,8 +75,7 @@ static int pieces(run *r, pl_err *err) {
     d->bounds = malloc((size_t)(n + 1) * sizeof *d->bounds);
     d->b_layer = malloc((size_t)(n + 1) * sizeof *d->b_layer);
     d->b_ts = malloc((size_t)(n + 1) * sizeof *d->b_ts);
-    d->b_sent = calloc((size_t)(n + 1), 1);
-    if (!d->bounds || !d->b_layer || !d->b_ts || !d->b_sent)
+    if (!d->bounds || !d->b_layer || !d->b_ts)
         return pl_err_set(err, PL_ENOMEM, "train: out of memory for the gradient exchange");
     size_t o = 0;
     d->nb = 0;
@@ -163,7 +162,6 @@ void run_dist_free(run *r, int failed) {
     free(d->bounds);
     free(d->b_layer);
     free(d->b_ts);
-    free(d->b_sent);
     memset(d, 0, sizeof *d);
 }
 
@@ -214,7 +212,6 @@ static int piece_send(run *r, int b, pl_err *err) {
         be->copy(d->flat + o, r->ts[i].g, r->ts[i].n * sizeof(float));
         o += r->ts[i].n;
     }
-    d->b_sent[b] = 1;
     return pl_dist_rs_send(d->rs, b, err);
 }
 
@@ -225,7 +222,7 @@ static void on_layer_done(void *user, int layer) {
     rdist *d = &r->dist;
     if (r->t->micro != d->armed_micro || d->rs_failed) return;
     for (int b = 0; b < d->nb && !d->rs_failed; b++)
-        if (d->b_layer[b] == layer && !d->b_sent[b]) {
+        if (d->b_layer[b] == layer && !pl_dist_rs_sent(d->rs, b)) {
             if (piece_send(r, b, &d->rs_err)) d->rs_failed = 1;
             else d->early++;
         }
@@ -244,7 +241,6 @@ static int accum_and_reduce(run *r, const row *rw, int n, int64_t trained, doubl
         return reduce_scatter(r, err);
     }
     if ((rc = pl_dist_rs_begin(&d->rs, d->flat, r->n_floats, d->bounds, d->nb, d->scratch, err))) return rc;
-    memset(d->b_sent, 0, (size_t)d->nb);
     d->rs_failed = 0;
     d->early = 0;
     /* the last row this rank trains (rows rank, rank + P, ... below n); none when it has none */
@@ -260,7 +256,7 @@ static int accum_and_reduce(run *r, const row *rw, int n, int64_t trained, doubl
         rc = err->code ? err->code : PL_EIO;
     }
     for (int b = 0; !rc && b < d->nb; b++) /* the pieces no layer sent: the head's and embedding's, or a rank without rows */
-        if (!d->b_sent[b]) rc = piece_send(r, b, err);
+        if (!pl_dist_rs_sent(d->rs, b)) rc = piece_send(r, b, err);
     if (rc) {
         pl_dist_rs_abandon(d->rs);
         d->rs = NULL;

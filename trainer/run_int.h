@@ -68,7 +68,6 @@ typedef struct rdist {
     int nb;                   /* pieces */
     size_t *bounds;           /* (nb + 1) flat offsets */
     int *b_layer, *b_ts;      /* (nb + 1) each piece's layer; its first tensor (b_ts[nb] = n_ts) */
-    unsigned char *b_sent;    /* (nb) sent in this step */
     int early;                /* pieces of the last step sent from the backward (the rest after it) */
     int armed_micro;          /* the row (t->micro) whose backward sends; -1: none */
     struct pl_dist_rs *rs;    /* the exchange in flight */
