@@ -1569,11 +1569,11 @@ static void add_rss_peak(cJSON *j, const run_state *r) {
 }
 
 /* A tail stage (shard, train, eval, export). Under mpirun the train stage
- * runs on every rank (each calls this with the same key); the others on
- * rank 0 alone (pipeline_tail_ranks). */
+ * runs on every rank (each calls this with the same key); shard runs on
+ * rank 0 alone, and eval and export after the others are done
+ * (pl_pipeline_run, share_rc). */
 static int tail_stage(run_state *r, int i, const char *key, const char *last_out, pl_err *err) {
     const char *name = TAIL[i - r->n_steps - 1];
-    int rc0;
     char sj[PATH_MAX + 64], need[PATH_MAX + 64];
     snprintf(sj, sizeof sj, "%s/stages/%s.json", r->run_dir, name);
     need[0] = 0;
@@ -1582,8 +1582,8 @@ static int tail_stage(run_state *r, int i, const char *key, const char *last_out
     else if (!strcmp(name, "eval")) snprintf(need, sizeof need, "%s/results.json", r->run_dir);
     int cached = !must_run(r, i) && stage_cached(r, sj, key, need[0] ? need : NULL);
     if (r->ranks > 1 && !strcmp(name, "train")) { /* the train stage on every rank: rank 0's view of the folder decides */
-        int v = cached;
-        if ((rc0 = pl_dist_bcast(&v, sizeof v, 0, err))) return rc0;
+        int v = cached, brc = pl_dist_bcast(&v, sizeof v, 0, err);
+        if (brc) return brc;
         cached = v;
     }
     if (r->only && i < r->only) {
