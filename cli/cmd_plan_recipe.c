@@ -48,7 +48,7 @@ typedef struct fit_try {
     int ckpt, paged, offload, chunk, seq;
 } fit_try;
 
-/* The plan of c on header h with t's settings; need: device (cuda) or total bytes. */
+/* The plan of c on header h with t's settings; *need = p->need (cuda: device + the runtime's reserve; cpu: total). */
 static int plan_with(const pl_run_cfg *c0, const pl_model_header *h, const fit_try *t, pl_mem_plan *p, double *need,
                      pl_err *err) {
     pl_run_cfg c = *c0;
