@@ -20,7 +20,8 @@ static const char *model_help =
     "  --template         print the model's chat template (Jinja) after the description\n";
 
 static const char *source_name(pl_model_source s) {
-    return s == PL_SRC_HF ? "Hugging Face directory" : s == PL_SRC_GGUF ? "GGUF" : "llama2.c checkpoint";
+    return s == PL_SRC_HF ? "Hugging Face directory" : s == PL_SRC_GGUF ? "GGUF"
+         : s == PL_SRC_RANDOM ? "random (made in memory, no file)" : "llama2.c checkpoint";
 }
 
 /* Count weight matrices per dtype. */

@@ -9,6 +9,7 @@
 #ifndef PL_PHILOX_H
 #define PL_PHILOX_H
 
+#include <math.h>
 #include <stdint.h>
 
 #ifndef PL_HD
@@ -39,6 +40,22 @@ static inline PL_HD void pl_philox4(uint64_t seed, uint64_t stream, uint64_t ind
     out[1] = c1;
     out[2] = c2;
     out[3] = c3;
+}
+
+/* A standard normal from counter (seed, stream, index): Box-Muller on the first
+ * two words, u1 = (w[0] + 1) * 2^-32 in (0, 1], u2 = w[1] * 2^-32 in [0, 1),
+ * sqrt(-2 ln u1) * cos(2 pi u2) in double, rounded once to float. core/rng.c's
+ * pl_rng_normal and the CUDA random init (trainer/cuda/nf4_init.cu) are this
+ * function. Every step is one IEEE operation except log and cos: the host's
+ * libm and CUDA's (within 1 and 2 ulp in double) can differ in the last bit of
+ * the double, which changes the float only when the double lies that close to
+ * a float rounding boundary. The emulator uses the host's libm. */
+static inline PL_HD float pl_philox_normal(uint64_t seed, uint64_t stream, uint64_t index) {
+    uint32_t w[4];
+    pl_philox4(seed, stream, index, w);
+    double u1 = ((double)w[0] + 1.0) * 0x1.0p-32; /* (0, 1]: log never sees 0 */
+    double u2 = (double)w[1] * 0x1.0p-32;         /* [0, 1) */
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
 #endif

@@ -57,11 +57,7 @@ double pl_rng_uniform_d(uint64_t seed, uint64_t stream, uint64_t index) {
 }
 
 float pl_rng_normal(uint64_t seed, uint64_t stream, uint64_t index) {
-    uint32_t w[4];
-    pl_philox(seed, stream, index, w);
-    double u1 = ((double)w[0] + 1.0) * 0x1.0p-32; /* (0, 1]: log never sees 0 */
-    double u2 = (double)w[1] * 0x1.0p-32;         /* [0, 1) */
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    return pl_philox_normal(seed, stream, index); /* core/philox.h */
 }
 
 /* Lemire: x * n as a 128-bit number; its high word is uniform in [0, n)

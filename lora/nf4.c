@@ -14,7 +14,7 @@
  *  - offset = torch.mean(absmax): torch's CPU cascade sum (4 accumulator
  *    levels, 4-way ILP over 8-lane vectors: torch's AVX2 kernel, which it
  *    also runs under AVX-512), then
- *    one fp32 division by the count. Reproduced in torch_sum below.
+ *    one fp32 division by the count. Reproduced in pl_nf4_tsum (nf4_math.h).
  *  - 8-bit nested (libbitsandbytes_cpu quantize_cpu, read from the shipped
  *    0.50.2 binary): absmax of each 256 block (an all-zero block gets code
  *    0), x * (1 / absmax), clamped to [-1, 1], then a 65536-entry table:
@@ -25,6 +25,7 @@
  * threads only past 32768 blocks (tensors over 2M elements at blocksize 64),
  * which the reference script pins with torch.set_num_threads(1). */
 #include "nf4.h"
+#include "nf4_math.h"
 
 #include <errno.h>
 #include <math.h>
@@ -123,71 +124,10 @@ int pl_nf4_set_mean_lanes(int lanes) {
  * reduction still runs on 8-lane vectors (checked against torch.sum). */
 static int default_lanes(void) { return 8; }
 
-static int64_t ceil_log2(int64_t x) {
-    if (x <= 2) return 1;
-    int64_t b = 0;
-    for (uint64_t v = (uint64_t)(x - 1); v; v >>= 1) b++;
-    return b;
-}
-
-static void vadd(float *a, const float *b, int w) {
-    for (int i = 0; i < w; i++) a[i] += b[i];
-}
-
-/* torch's multi_row_sum with 4 rows: unit u (w floats at x + u*w) belongs to
- * row u % 4; `size` units per row; partial sums move up 4 levels. */
-static void multi_row_sum(const float *x, int64_t size, int w, float out[4][16]) {
-    float acc[4][4][16];
-    memset(acc, 0, sizeof acc);
-    const int64_t lp = ceil_log2(size) / 4 > 4 ? ceil_log2(size) / 4 : 4;
-    const int64_t step = (int64_t)1 << lp, mask = step - 1;
-    int64_t i = 0;
-    while (i + step <= size) {
-        for (int64_t j = 0; j < step; j++, i++)
-            for (int k = 0; k < 4; k++) vadd(acc[0][k], x + (4 * i + k) * w, w);
-        for (int j = 1; j < 4; j++) {
-            for (int k = 0; k < 4; k++) {
-                vadd(acc[j][k], acc[j - 1][k], w);
-                memset(acc[j - 1][k], 0, sizeof acc[j - 1][k]);
-            }
-            if ((i & (mask << (j * lp))) != 0) break;
-        }
-    }
-    for (; i < size; i++)
-        for (int k = 0; k < 4; k++) vadd(acc[0][k], x + (4 * i + k) * w, w);
-    for (int j = 1; j < 4; j++)
-        for (int k = 0; k < 4; k++) vadd(acc[0][k], acc[j][k], w);
-    memcpy(out, acc[0], sizeof acc[0]);
-}
-
-/* torch's row_sum: 4-way ILP over `size` units, tail units into row 0. */
-static void row_sum(const float *x, int64_t size, int w, float res[16]) {
-    float p[4][16];
-    int64_t size_ilp = size / 4;
-    multi_row_sum(x, size_ilp, w, p);
-    for (int64_t i = size_ilp * 4; i < size; i++) vadd(p[0], x + i * w, w);
-    for (int k = 1; k < 4; k++) vadd(p[0], p[k], w);
-    memcpy(res, p[0], (size_t)w * sizeof(float));
-}
-
-static float torch_sum(const float *x, int64_t n, int lanes) {
-    float v[16] = {0};
-    if (n >= lanes) { /* vectorized_inner_sum */
-        int64_t vec_size = n / lanes;
-        row_sum(x, vec_size, lanes, v);
-        float f = 0.0f;
-        for (int64_t k = vec_size * lanes; k < n; k++) f += x[k];
-        for (int k = 0; k < lanes; k++) f += v[k];
-        return 0.0f + f;
-    }
-    row_sum(x, n, 1, v); /* scalar path */
-    return 0.0f + v[0];
-}
-
 float pl_nf4_torch_mean(const float *x, int64_t n, int lanes) {
     if (lanes != 8 && lanes != 16) lanes = g_mean_lanes ? g_mean_lanes : default_lanes();
     if (n <= 0) return NAN;
-    return torch_sum(x, n, lanes) / (float)n;
+    return pl_nf4_tsum(x, n, lanes) / (float)n;
 }
 
 /* ---- layout ---------------------------------------------------------------- */
@@ -246,41 +186,25 @@ void pl_nf4_free(pl_nf4 *q) {
 
 /* ---- quantization ------------------------------------------------------------ */
 
-/* Index of the NF4 code for a scaled value: the number of fp32 midpoints
- * strictly below it (torch.bucketize, right=False). */
-static inline int nf4_index(float s, const float *mid) {
-    int i = 0;
-    for (int k = 0; k < 15; k++) i += mid[k] < s;
-    return i;
-}
-
 /* bitsandbytes' CPU 8-bit quantizer (quantize_cpu in libbitsandbytes_cpu,
  * 0.50.x) does no search per value: it discretizes [-1, 1] into 65536 bins
  * and looks the code up in a table built once per map. Bin i stands for
  * (2 * i) / 65535 - 1 (fp32, that order); its code is the number of fp32
- * midpoints 0.5 * (code[k] + code[k + 1]) strictly below that value. */
-#define DYN_LUT_SIZE 65536
+ * midpoints 0.5 * (code[k] + code[k + 1]) strictly below that value. A
+ * value's bin is pl_nf4_dyn_bin (nf4_math.h): the library is built with FMA
+ * contraction, and that fused rounding is what moves values within ~1e-5 of
+ * a bin edge (and so of a midpoint) to the other code. */
+#define DYN_LUT_SIZE PL_NF4_DYN_BINS
 
 static void dyn_lut_build(const float *code, uint8_t *lut) {
     float mid[255];
     for (int k = 0; k < 255; k++) mid[k] = 0.5f * (code[k] + code[k + 1]);
     int c = 0;
     for (int i = 0; i < DYN_LUT_SIZE; i++) {
-        const float v = (2.0f * (float)i) / (float)(DYN_LUT_SIZE - 1) - 1.0f;
+        const float v = pl_nf4_dyn_bin_value(i);
         while (c < 255 && mid[c] < v) c++;
         lut[i] = (uint8_t)c;
     }
-}
-
-/* The bin of a value already scaled by its block's 1 / absmax: clamp to
- * [-1, 1], then trunc(fma((v + 1) * 0.5, 65535, 0.5)) -- the library is
- * built with FMA contraction, and that fused rounding is what moves values
- * within ~1e-5 of a bin edge (and so of a midpoint) to the other code. */
-static inline int dyn_bin(float v) {
-    v = v < -1.0f ? -1.0f : 1.0f < v ? 1.0f : v;
-    const float t = fmaf((v + 1.0f) * 0.5f, (float)(DYN_LUT_SIZE - 1), 0.5f);
-    if (!(t >= 0.0f)) return 0; /* NaN: cvttss2si gives 0x80000000, whose low 16 bits are 0 */
-    return (int)t & 0xffff;
 }
 
 /* Quantize x (q->n floats) into q, whose counts and arrays are already laid
@@ -324,7 +248,7 @@ int pl_nf4_fill(const float *x, pl_nf4 *q, pl_err *err) {
             for (int k = 0; k < 2 && i + k < i1; k++) {
                 float s = b < full ? x[i + k] * scale : x[i + k] / div;
                 s = s < -1.0f ? -1.0f : s > 1.0f ? 1.0f : s;
-                qv[k] = nf4_index(s, mid);
+                qv[k] = pl_nf4_code_index(s, mid);
             }
             /* blocksize is even, so a byte never straddles two blocks */
             q->packed[i / 2] = (uint8_t)(qv[0] << 4 | qv[1]);
@@ -358,7 +282,7 @@ int pl_nf4_fill(const float *x, pl_nf4 *q, pl_err *err) {
                 continue;
             }
             const float inv = 1.0f / am; /* scale by the reciprocal, as bnb */
-            for (int64_t b = b0; b < b1; b++) q->absmax_q[b] = lut[dyn_bin(absmax[b] * inv)];
+            for (int64_t b = b0; b < b1; b++) q->absmax_q[b] = lut[pl_nf4_dyn_bin(absmax[b] * inv)];
         }
         free(lut);
     }

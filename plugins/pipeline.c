@@ -248,6 +248,10 @@ static char *model_dirs(void) {
 int pl_model_resolve(const char *name, int from_cli, char **out, pl_err *err) {
     *out = NULL;
     if (!name || !*name) return pl_err_set(err, PL_EINVAL, "no base model: set base = \"...\" in the recipe or pass --base PATH");
+    if (pl_model_is_random(name)) { /* a rehearsal model made in memory (trainer/model.h) */
+        *out = strdup(name);
+        return *out ? PL_OK : pl_err_set(err, PL_ENOMEM, "out of memory");
+    }
     if (from_cli && exists(name)) {
         *out = realpath(name, NULL);
         if (*out) return PL_OK;

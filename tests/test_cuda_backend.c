@@ -59,6 +59,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "../core/half.h"
@@ -71,6 +72,7 @@
 #else
 #include "../trainer/cuda/emu/emu_runtime.h"
 #endif
+#include "../lora/nf4.h"
 #include "../trainer/model.h"
 #include "../trainer/model_lora.h"
 #include "../trainer/ops_math.h"
@@ -743,6 +745,98 @@ static void test_refusals(void) {
 #endif
 }
 
+/* 6. the rehearsal model "random:SHAPE@SEED" (trainer/model_random.c) made
+ * on the device (init_random): its host bytes equal the CPU backend's making
+ * of the same spec byte for byte (NF4 codes, absmax codes, nested absmax,
+ * offset; BF16 embedding and head); one init_random launch per random
+ * tensor; the device copies are the weights' resident copies (the tags grew
+ * by the emulator's allocated bytes, and a forward uploads nothing more); its
+ * logits are the CPU model's within bf16's error. The shape has a short last
+ * NF4 block (96 x 1101 = 1651.5 blocks) and several nested blocks. */
+static int same_weight(const pl_qweight *a, const pl_qweight *b) {
+    if (a->dtype != b->dtype || a->rows != b->rows || a->cols != b->cols) return 0;
+    if (a->dtype == PL_BF16) return !memcmp(a->data, b->data, (size_t)(a->rows * a->cols) * 2);
+    const pl_nf4 *p = a->data, *q = b->data;
+    return a->dtype == PL_NF4 && p->n == q->n && !memcmp(p->packed, q->packed, (size_t)(p->n + 1) / 2) &&
+           !memcmp(p->absmax_q, q->absmax_q, (size_t)p->n_blocks) &&
+           !memcmp(p->nested_absmax, q->nested_absmax, (size_t)p->n_nested * 4) && !memcmp(&p->offset, &q->offset, 4) &&
+           !memcmp(p->code, q->code, sizeof p->code);
+}
+
+static void test_random_model(void) {
+    char dir[] = "/tmp/potluck-cuda-random-XXXXXX", cfg[128], spec[160];
+    if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return; }
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    FILE *f = fopen(cfg, "w");
+    if (!f) { CHECK(0, "write %s", cfg); return; }
+    fprintf(f, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": 300, "
+               "\"hidden_size\": 96, \"intermediate_size\": 1101, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+               "\"num_key_value_heads\": 2, \"max_position_embeddings\": 128, \"rms_norm_eps\": 1e-5, "
+               "\"rope_theta\": 10000.0, \"tie_word_embeddings\": false}\n");
+    fclose(f);
+    snprintf(spec, sizeof spec, "random:%s@7", cfg);
+    pl_err err = {0};
+    pl_model *g = NULL, *c = NULL;
+    size_t tags0 = 0, tags1 = 0;
+    for (int k = 0; k < PL_MEM_NCAT; k++) tags0 += pl_mem_current((pl_mem_cat)k);
+    const size_t emu0 = dev_used();
+    const unsigned long n0 = pl_cuda_backend_launches(PL_CUDA_OP_INIT_RANDOM);
+    int rc = pl_backend_set_default("cuda", &err);
+    if (!rc) rc = pl_model_load(&g, spec, NULL, &err);
+    pl_err e2 = {0};
+    pl_backend_set_default("cpu", &e2);
+    CHECK(rc == 0 && g && g->be == cuda, "%s on the cuda backend: %s", spec, err.msg);
+    if (rc) return;
+    for (int k = 0; k < PL_MEM_NCAT; k++) tags1 += pl_mem_current((pl_mem_cat)k);
+    const size_t emu1 = dev_used();
+    const unsigned long launched = pl_cuda_backend_launches(PL_CUDA_OP_INIT_RANDOM) - n0;
+    CHECK(launched == (unsigned long)(7 * g->cfg.n_layers + 2), "init_random launched %lu times for %d random tensors",
+          launched, 7 * g->cfg.n_layers + 2);
+    CHECK((ptrdiff_t)(tags1 - tags0) == (ptrdiff_t)(emu1 - emu0) && emu1 > emu0,
+          "the device copies are tagged: %td tagged bytes, %td allocated", (ptrdiff_t)(tags1 - tags0),
+          (ptrdiff_t)(emu1 - emu0));
+    rc = pl_model_load(&c, spec, NULL, &err);
+    CHECK(rc == 0 && c && c->be != cuda, "%s on the cpu backend: %s", spec, err.msg);
+    if (!rc) {
+        int same = same_weight(&g->tok_embd, &c->tok_embd) && same_weight(&g->lm_head, &c->lm_head);
+        CHECK(same, "the BF16 embedding and head made on the device equal the CPU's");
+        int lin = 1;
+        for (int l = 0; l < g->cfg.n_layers; l++) {
+            const pl_layer *a = &g->layers[l], *b = &c->layers[l];
+            lin &= same_weight(&a->wq, &b->wq) && same_weight(&a->wk, &b->wk) && same_weight(&a->wv, &b->wv) &&
+                   same_weight(&a->wo, &b->wo) && same_weight(&a->w_gate, &b->w_gate) &&
+                   same_weight(&a->w_up, &b->w_up) && same_weight(&a->w_down, &b->w_down);
+        }
+        const pl_nf4 *q = g->layers[0].w_gate.data;
+        CHECK(lin, "every NF4 layer weight made on the device equals the CPU's, byte for byte (%lld blocks, %lld nested)",
+              (long long)q->n_blocks, (long long)q->n_nested);
+        int32_t ids[8] = {1, 5, 77, 200, 9, 299, 3, 150};
+        const int V = g->cfg.vocab;
+        float *lg = malloc((size_t)8 * V * 4), *lc = malloc((size_t)8 * V * 4);
+        const size_t emu2 = dev_used();
+        rc = lg && lc ? pl_model_forward(c, ids, NULL, NULL, 8, lc, &err) : PL_ENOMEM;
+        if (!rc) rc = pl_model_forward(g, ids, NULL, NULL, 8, lg, &err);
+        CHECK(rc == 0, "forward of the random model on both backends: %s", err.msg);
+        if (!rc) {
+            double ref = 0;
+            double d = norm_diff(lg, lc, (size_t)8 * V, &ref);
+            CHECK(d <= 2e-2, "the device model's logits are the CPU's within bf16 error: %.3g normalized (norm %.3g)", d,
+                  ref);
+            const unsigned long nw = pl_cuda_backend_launches(PL_CUDA_OP_INIT_RANDOM) - n0;
+            CHECK(nw == launched, "the forward made no weight again");
+            printf("note: random model on the device: %td device bytes at load; the forward added %td (activations, "
+                   "scratch, norms); logits differ from the CPU's by %.3g normalized\n", (ptrdiff_t)(emu1 - emu0),
+                   (ptrdiff_t)(dev_used() - emu2), d);
+        }
+        free(lg);
+        free(lc);
+    }
+    pl_model_free(c);
+    pl_model_free(g);
+    remove(cfg);
+    rmdir(dir);
+}
+
 static int32_t *read_i32(const char *dir, const char *name, size_t n) {
     char p[4400];
     snprintf(p, sizeof p, "%s/%s", dir, name);
@@ -833,7 +927,7 @@ int main(int argc, char **argv) {
     REQUIRE(cuda && !strcmp(cuda->name, "cuda"), "open the cuda backend: %s", err.msg);
     CHECK(cuda->act_dtype == PL_BF16 && !cuda->host_memory, "bf16 activations in device memory");
     CHECK(pl_backend_named("tpu", &err) == NULL && strstr(err.msg, "unknown backend"), "unknown backend: %s", err.msg);
-    double t[7];
+    double t[8];
     t[0] = now_s();
     test_dropout();
     int32_t tok[NGEN];
@@ -852,7 +946,10 @@ int main(int argc, char **argv) {
     t[5] = now_s();
     test_refusals();
     t[6] = now_s();
-    printf("note: seconds: dropout %.1f, generation %.1f, training %.1f, plan %.1f, generation plan %.1f, refusals %.1f\n",
-           t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3], t[5] - t[4], t[6] - t[5]);
+    test_random_model();
+    t[7] = now_s();
+    printf("note: seconds: dropout %.1f, generation %.1f, training %.1f, plan %.1f, generation plan %.1f, refusals %.1f, "
+           "random model %.1f\n",
+           t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3], t[5] - t[4], t[6] - t[5], t[7] - t[6]);
     return check_summary("test_cuda_backend");
 }

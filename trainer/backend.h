@@ -89,6 +89,17 @@ typedef struct pl_backend {
      * every copy, and the scratch sized by them; one it never copied:
      * nothing). NULL on the CPU. */
     void (*release_weights)(const void *p);
+    /* A random frozen weight made on the device (the rehearsal model,
+     * trainer/model_random.c): w's values are trainer/model_init.h's init of
+     * (seed, stream) with standard deviation std, made in the backend's memory
+     * as the weight's resident copy (keyed by w->data, as a first use would
+     * copy it), then copied into w's host storage, which the model owns: a
+     * PL_BF16 weight's rows (w->data), or a PL_NF4 weight's laid-out pl_nf4
+     * (double-quantized; its arrays, offset and code). The host bytes equal
+     * what the CPU makes of the same init (see core/philox.h for the one
+     * place a GPU's libm may round differently). Returns 0, or the error's
+     * code with the message left for take_error. NULL on the CPU. */
+    int (*init_random)(pl_qweight *w, uint64_t seed, uint64_t stream, float std);
     /* Allow this backend at most bytes of its memory from now on (0: no cap;
      * --gpu-mem): an allocation past it fails as out of memory. NULL on the
      * CPU. */

@@ -133,7 +133,7 @@ int pl_export_base_record(const pl_model *m, const char *name, const char *dir, 
     char *abs = realpath(m->path, NULL);
     cJSON_AddStringToObject(j, "base_model_name_or_path", name);
     cJSON_AddStringToObject(j, "local_path", abs ? abs : m->path);
-    cJSON_AddStringToObject(j, "format", m->source == PL_SRC_GGUF ? "gguf" : m->source == PL_SRC_HF ? "hf" : "llama2c");
+    cJSON_AddStringToObject(j, "format", m->source == PL_SRC_GGUF ? "gguf" : m->source == PL_SRC_HF ? "hf" : m->source == PL_SRC_RANDOM ? "random" : "llama2c");
     int rc = PL_OK;
     struct stat st;
     if (stat(m->path, &st) == 0 && S_ISDIR(st.st_mode)) {

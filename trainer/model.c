@@ -251,10 +251,11 @@ static int check_model_dir(const char *path, pl_err *err) {
 int pl_model_load(pl_model **out, const char *path, const pl_model_opts *opts, pl_err *err) {
     *out = NULL;
     struct stat st;
-    if (stat(path, &st) != 0)
-        return pl_err_set(err, PL_EIO, "%s: %s", path, strerror(errno));
     pl_model_source src;
-    if (S_ISDIR(st.st_mode)) {
+    if (pl_model_is_random(path)) src = PL_SRC_RANDOM;
+    else if (stat(path, &st) != 0)
+        return pl_err_set(err, PL_EIO, "%s: %s", path, strerror(errno));
+    else if (S_ISDIR(st.st_mode)) {
         src = PL_SRC_HF;
         int rc = check_model_dir(path, err);
         if (rc) return rc;
@@ -271,6 +272,7 @@ int pl_model_load(pl_model **out, const char *path, const pl_model_opts *opts, p
     if (!m) return pl_err_set(err, PL_ENOMEM, "%s: out of memory", path);
     int rc = src == PL_SRC_HF ? pl_model_load_hf(m, err)
            : src == PL_SRC_GGUF ? pl_model_load_gguf(m, err)
+           : src == PL_SRC_RANDOM ? pl_model_load_random(m, err)
            : pl_model_load_llama2c(m, err);
     /* NF4 first, so fp32 then converts only the embeddings and the head */
     if (!rc && opts && opts->nf4_blocksize > 0)

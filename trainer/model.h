@@ -22,7 +22,7 @@
 
 typedef enum pl_arch { PL_ARCH_LLAMA = 0, PL_ARCH_MISTRAL, PL_ARCH_QWEN2 } pl_arch;
 
-typedef enum pl_model_source { PL_SRC_HF = 0, PL_SRC_GGUF, PL_SRC_LLAMA2C } pl_model_source;
+typedef enum pl_model_source { PL_SRC_HF = 0, PL_SRC_GGUF, PL_SRC_LLAMA2C, PL_SRC_RANDOM } pl_model_source;
 
 typedef struct pl_model_config {
     pl_arch arch;
@@ -77,7 +77,15 @@ typedef struct pl_model_opts {
 } pl_model_opts;
 
 /* Load from: a directory with config.json + safetensors, a .gguf file, or a
- * llama2.c .bin checkpoint (detected by content). opts may be NULL. */
+ * llama2.c .bin checkpoint (detected by content); or make a rehearsal model
+ * from a spec "random:SHAPE[@SEED]" (model_random.c): SHAPE a preset of
+ * `potluck plan --preset list` or a config.json (or its folder), SEED 0 by
+ * default. That model is the one `potluck model init --random --nf4 (--preset
+ * SHAPE | --config SHAPE) --seed SEED` writes (NF4 layer weights, BF16
+ * embeddings and head, the same bytes), made in memory with no file: on the
+ * device with a backend that can (CUDA: backend.h's init_random), else on
+ * the host. It has no tokenizer. opts may be NULL. */
+int pl_model_is_random(const char *path);
 int pl_model_load(pl_model **out, const char *path, const pl_model_opts *opts, pl_err *err);
 void pl_model_free(pl_model *m);
 

@@ -43,6 +43,14 @@ static pl_dtype gguf_type(const pl_model *m, const char *name, pl_dtype dflt) {
 
 int pl_model_read_header(const char *path, pl_model_header *h, pl_err *err) {
     memset(h, 0, sizeof *h);
+    if (pl_model_is_random(path)) { /* a rehearsal model: NF4 layers, BF16 embeddings and head (model_random.c) */
+        uint64_t seed;
+        int rc = pl_model_random_spec(path, &h->cfg, &seed, err);
+        h->source = PL_SRC_RANDOM;
+        h->layer_dtype = PL_NF4;
+        h->embd_dtype = h->head_dtype = PL_BF16;
+        return rc;
+    }
     struct stat st;
     if (stat(path, &st) != 0) return pl_err_set(err, PL_EIO, "%s: %s", path, strerror(errno));
     char cfg_path[4200];

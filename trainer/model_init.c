@@ -21,17 +21,10 @@
 #include "export.h"
 #include "model_int.h"
 
-#define INIT_STD 0.02f
-#define NF4_BLOCK 64
+#define INIT_STD PL_INIT_STD
+#define NF4_BLOCK PL_INIT_NF4_BLOCK
 
-/* One tensor (or, for an NF4 weight, the group of six bitsandbytes writes). */
-typedef struct tspec {
-    char name[160];
-    int64_t rows, cols;   /* cols 0: a vector of rows elements */
-    int kind;             /* 0 normal BF16, 1 ones BF16 (norms), 2 zeros BF16 (biases), 3 NF4 */
-    uint64_t stream;      /* random stream: its index in the model */
-    size_t bytes;         /* on disk */
-} tspec;
+typedef pl_init_tensor tspec;
 
 /* Storage of one shard's tensors until its file is written. */
 typedef struct held {
@@ -74,10 +67,24 @@ static void release(held *h) {
     memset(h, 0, sizeof *h);
 }
 
-/* n values N(0, INIT_STD^2) of stream s: element i is a pure function of (seed, s, i). */
-static void normal_fill(float *x, int64_t n, uint64_t seed, uint64_t s) {
+void pl_model_init_normal(float *x, int64_t n, uint64_t seed, uint64_t stream) {
 #pragma omp parallel for schedule(static) if (n >= 65536)
-    for (int64_t i = 0; i < n; i++) x[i] = INIT_STD * pl_rng_normal(seed, s, (uint64_t)i);
+    for (int64_t i = 0; i < n; i++) x[i] = INIT_STD * pl_rng_normal(seed, stream, (uint64_t)i);
+}
+
+int pl_model_init_bf16(uint16_t *d, int64_t n, uint64_t seed, uint64_t stream) {
+    /* in chunks: never a whole fp32 copy of a large table */
+    const int64_t chunk = (int64_t)1 << 22;
+    float *x = malloc((size_t)(n < chunk ? n : chunk) * sizeof(float));
+    if (!x) return -1;
+    for (int64_t o = 0; o < n; o += chunk) {
+        int64_t m = n - o < chunk ? n - o : chunk;
+#pragma omp parallel for schedule(static) if (m >= 65536)
+        for (int64_t i = 0; i < m; i++) x[i] = INIT_STD * pl_rng_normal(seed, stream, (uint64_t)(o + i));
+        for (int64_t i = 0; i < m; i++) d[o + i] = pl_f32_to_bf16(x[i]);
+    }
+    free(x);
+    return 0;
 }
 
 static size_t nf4_bytes(int64_t n, size_t json_len) {
@@ -90,20 +97,10 @@ static int add_bf16(pl_st_writer *w, held *h, const tspec *t, uint64_t seed, pl_
     int64_t n = t->cols ? t->rows * t->cols : t->rows;
     uint16_t *d = hold(h, (size_t)n * 2);
     if (!d) return pl_err_set(err, PL_ENOMEM, "%s: out of memory", t->name);
-    if (t->kind == 0) {
-        /* in row chunks: never a whole fp32 copy of a large table */
-        const int64_t chunk = (int64_t)1 << 22;
-        float *x = malloc((size_t)(n < chunk ? n : chunk) * sizeof(float));
-        if (!x) return pl_err_set(err, PL_ENOMEM, "%s: out of memory", t->name);
-        for (int64_t o = 0; o < n; o += chunk) {
-            int64_t m = n - o < chunk ? n - o : chunk;
-#pragma omp parallel for schedule(static) if (m >= 65536)
-            for (int64_t i = 0; i < m; i++) x[i] = INIT_STD * pl_rng_normal(seed, t->stream, (uint64_t)(o + i));
-            for (int64_t i = 0; i < m; i++) d[o + i] = pl_f32_to_bf16(x[i]);
-        }
-        free(x);
+    if (t->kind == PL_INIT_NORMAL) {
+        if (pl_model_init_bf16(d, n, seed, t->stream)) return pl_err_set(err, PL_ENOMEM, "%s: out of memory", t->name);
     } else {
-        uint16_t v = t->kind == 1 ? pl_f32_to_bf16(1.0f) : 0;
+        uint16_t v = t->kind == PL_INIT_ONES ? pl_f32_to_bf16(1.0f) : 0;
         for (int64_t i = 0; i < n; i++) d[i] = v;
     }
     int64_t shape[2] = {t->rows, t->cols};
@@ -114,7 +111,7 @@ static int add_nf4(pl_st_writer *w, held *h, const tspec *t, uint64_t seed, pl_e
     const int64_t n = t->rows * t->cols;
     float *x = malloc((size_t)n * sizeof(float));
     if (!x) return pl_err_set(err, PL_ENOMEM, "%s: out of memory for %lld values", t->name, (long long)n);
-    normal_fill(x, n, seed, t->stream);
+    pl_model_init_normal(x, n, seed, t->stream);
     pl_nf4 *q = hold_nf4(h);
     int rc = q ? pl_nf4_quantize(x, n, NF4_BLOCK, 1, q, err) : pl_err_set(err, PL_ENOMEM, "out of memory");
     free(x);
@@ -147,38 +144,38 @@ static int add_nf4(pl_st_writer *w, held *h, const tspec *t, uint64_t seed, pl_e
     return 0;
 }
 
-/* The model's tensors, in the order transformers writes them. */
-static tspec *plan_tensors(const pl_model_config *c, int nf4, int *count) {
+pl_init_tensor *pl_model_init_tensors(const pl_model_config *c, int nf4, int *count) {
     const int64_t D = c->dim, H = c->hidden, V = c->vocab, qd = (int64_t)c->n_heads * c->head_dim,
                   kvd = (int64_t)c->n_kv_heads * c->head_dim;
     int cap = 16 + c->n_layers * 12, n = 0;
     tspec *t = calloc((size_t)cap, sizeof *t);
     if (!t) return NULL;
-#define T(nm_fmt, layer, r, cc, k) do { \
-        tspec *s = &t[n]; snprintf(s->name, sizeof s->name, nm_fmt, layer); s->rows = (r); s->cols = (cc); \
-        s->kind = (k); s->stream = (uint64_t)n; \
-        s->bytes = s->kind == 3 ? nf4_bytes(s->rows * s->cols, 200) : (size_t)(s->cols ? s->rows * s->cols : s->rows) * 2; \
+#define T(nm_fmt, layer_, r, cc, k, slot_) do { \
+        tspec *s = &t[n]; snprintf(s->name, sizeof s->name, nm_fmt, layer_); s->rows = (r); s->cols = (cc); \
+        s->kind = (k); s->layer = (layer_); s->slot = (slot_); s->stream = (uint64_t)n; \
+        s->bytes = s->kind == PL_INIT_NF4 ? nf4_bytes(s->rows * s->cols, 200) \
+                                          : (size_t)(s->cols ? s->rows * s->cols : s->rows) * 2; \
         n++; } while (0)
-    const int lin = nf4 ? 3 : 0;
-    T("model.embed_tokens.weight%.0d", 0, V, D, 0);
+    const int lin = nf4 ? PL_INIT_NF4 : PL_INIT_NORMAL, N = PL_INIT_NORMAL, ONE = PL_INIT_ONES, Z = PL_INIT_ZEROS;
+    T("model.embed_tokens.weight%.0d", 0, V, D, N, PL_INIT_EMBED);
     for (int l = 0; l < c->n_layers; l++) {
-        T("model.layers.%d.input_layernorm.weight", l, D, 0, 1);
-        T("model.layers.%d.self_attn.q_proj.weight", l, qd, D, lin);
-        T("model.layers.%d.self_attn.k_proj.weight", l, kvd, D, lin);
-        T("model.layers.%d.self_attn.v_proj.weight", l, kvd, D, lin);
+        T("model.layers.%d.input_layernorm.weight", l, D, 0, ONE, PL_INIT_ATTN_NORM);
+        T("model.layers.%d.self_attn.q_proj.weight", l, qd, D, lin, PL_INIT_Q);
+        T("model.layers.%d.self_attn.k_proj.weight", l, kvd, D, lin, PL_INIT_K);
+        T("model.layers.%d.self_attn.v_proj.weight", l, kvd, D, lin, PL_INIT_V);
         if (c->qkv_bias) {
-            T("model.layers.%d.self_attn.q_proj.bias", l, qd, 0, 2);
-            T("model.layers.%d.self_attn.k_proj.bias", l, kvd, 0, 2);
-            T("model.layers.%d.self_attn.v_proj.bias", l, kvd, 0, 2);
+            T("model.layers.%d.self_attn.q_proj.bias", l, qd, 0, Z, PL_INIT_QB);
+            T("model.layers.%d.self_attn.k_proj.bias", l, kvd, 0, Z, PL_INIT_KB);
+            T("model.layers.%d.self_attn.v_proj.bias", l, kvd, 0, Z, PL_INIT_VB);
         }
-        T("model.layers.%d.self_attn.o_proj.weight", l, D, qd, lin);
-        T("model.layers.%d.post_attention_layernorm.weight", l, D, 0, 1);
-        T("model.layers.%d.mlp.gate_proj.weight", l, H, D, lin);
-        T("model.layers.%d.mlp.up_proj.weight", l, H, D, lin);
-        T("model.layers.%d.mlp.down_proj.weight", l, D, H, lin);
+        T("model.layers.%d.self_attn.o_proj.weight", l, D, qd, lin, PL_INIT_O);
+        T("model.layers.%d.post_attention_layernorm.weight", l, D, 0, ONE, PL_INIT_FFN_NORM);
+        T("model.layers.%d.mlp.gate_proj.weight", l, H, D, lin, PL_INIT_GATE);
+        T("model.layers.%d.mlp.up_proj.weight", l, H, D, lin, PL_INIT_UP);
+        T("model.layers.%d.mlp.down_proj.weight", l, D, H, lin, PL_INIT_DOWN);
     }
-    T("model.norm.weight%.0d", 0, D, 0, 1);
-    if (!c->tied_embeddings) T("lm_head.weight%.0d", 0, V, D, 0);
+    T("model.norm.weight%.0d", 0, D, 0, ONE, PL_INIT_NORM);
+    if (!c->tied_embeddings) T("lm_head.weight%.0d", 0, V, D, N, PL_INIT_HEAD);
 #undef T
     *count = n;
     return t;
@@ -283,7 +280,7 @@ int pl_model_init_random(const pl_model_config *c, const char *dir, const pl_mod
                               "give a shape with vocab_size >= %d", o->tokenizer, tv, c->vocab, tv);
     }
     int nt = 0;
-    tspec *ts = plan_tensors(c, o->nf4, &nt);
+    tspec *ts = pl_model_init_tensors(c, o->nf4, &nt);
     if (!ts) return pl_err_set(err, PL_ENOMEM, "out of memory");
     const size_t shard_cap = o->shard_bytes ? o->shard_bytes : (size_t)2 << 30;
     /* shards: consecutive tensors up to shard_cap bytes (a larger tensor alone) */
@@ -317,10 +314,10 @@ int pl_model_init_random(const pl_model_config *c, const char *dir, const pl_mod
         if (!w) rc = pl_err_set(err, PL_ENOMEM, "out of memory");
         if (!rc) rc = pl_st_writer_meta(w, "format", "pt", err);
         for (; i < nt && shard_of[i] == s && !rc; i++) {
-            rc = ts[i].kind == 3 ? add_nf4(w, &h, &ts[i], o->seed, err) : add_bf16(w, &h, &ts[i], o->seed, err);
+            rc = ts[i].kind == PL_INIT_NF4 ? add_nf4(w, &h, &ts[i], o->seed, err) : add_bf16(w, &h, &ts[i], o->seed, err);
             if (!rc && wmap) {
                 cJSON_AddStringToObject(wmap, ts[i].name, file);
-                if (ts[i].kind == 3) {
+                if (ts[i].kind == PL_INIT_NF4) {
                     static const char *parts[] = {"absmax", "quant_map", "nested_absmax", "nested_quant_map",
                                                   "quant_state.bitsandbytes__nf4"};
                     for (int k = 0; k < 5; k++) {

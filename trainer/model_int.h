@@ -36,6 +36,10 @@ int pl_model_to_fp32(pl_model *m, pl_err *err);
 int pl_model_load_gguf(pl_model *m, pl_err *err);
 int pl_model_load_hf(pl_model *m, pl_err *err);
 int pl_model_load_llama2c(pl_model *m, pl_err *err);
+/* m->path is a "random:" spec (model_random.c); sets m->be first. */
+int pl_model_load_random(pl_model *m, pl_err *err);
+/* The config and seed of a "random:" spec, checked. */
+int pl_model_random_spec(const char *spec, pl_model_config *c, uint64_t *seed, pl_err *err);
 
 /* Header only (trainer/plan.c: pl_model_read_header): the config of a
  * Hugging Face config.json, or of a GGUF's metadata (m->gguf is opened,

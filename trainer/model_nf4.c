@@ -27,10 +27,7 @@ static void layer_weights(pl_layer *L, pl_qweight *ws[7]) {
     ws[4] = &L->w_gate; ws[5] = &L->w_up; ws[6] = &L->w_down;
 }
 
-/* A model-owned pl_nf4 for n elements: the struct and its arrays in one
- * pl_model_own allocation (q->buf is NULL: pl_nf4_free must not be called on
- * it; the model frees it). NULL when out of memory. */
-static pl_nf4 *model_nf4(pl_model *m, int64_t n, int blocksize, int double_quant) {
+pl_nf4 *pl_model_nf4_new(pl_model *m, int64_t n, int blocksize, int double_quant) {
     pl_nf4 shape;
     if (pl_nf4_shape(&shape, n, blocksize, double_quant)) return NULL;
     /* the plan's size of one model-held NF4 tensor (trainer/plan.h): header + arrays */
@@ -91,7 +88,7 @@ int pl_model_nf4_quantize(pl_model *m, int blocksize, int double_quant, pl_err *
                     rc = pl_err_set(err, PL_EUNSUPPORTED, "%s: layer %d %s weight: cannot read %s rows", m->path, l,
                                     lin_names[i], pl_dtype_name(w->dtype));
             if (rc) break;
-            pl_nf4 *q = model_nf4(m, (int64_t)n, blocksize, double_quant);
+            pl_nf4 *q = pl_model_nf4_new(m, (int64_t)n, blocksize, double_quant);
             if (!q) {
                 rc = pl_err_set(err, PL_ENOMEM, "%s: out of memory quantizing layer %d %s weight to nf4", m->path, l,
                                 lin_names[i]);
@@ -353,7 +350,7 @@ int pl_model_nf4_cache_load(pl_model *m, const char *path, pl_err *err) {
     for (uint32_t t = 0; t < nt; t++) {
         pl_qweight *w = recs[t].w;
         const int64_t rows = w->rows, cols = w->cols;
-        pl_nf4 *q = model_nf4(m, rows * cols, (int)bs, (int)dq);
+        pl_nf4 *q = pl_model_nf4_new(m, rows * cols, (int)bs, (int)dq);
         if (!q) {
             rc = pl_err_set(err, PL_ENOMEM, "%s: out of memory loading the nf4 cache", path);
             goto out;
@@ -463,7 +460,7 @@ int pl_model_nf4_bnb_weight(pl_model *m, const char *name, int64_t rows, int64_t
     } else if (!(ab = bnb_part(m, name, "absmax", PL_F32, shp.n_blocks, err))) {
         return err ? err->code : PL_EFORMAT;
     }
-    pl_nf4 *q = model_nf4(m, rows * cols, (int)bsd, nested);
+    pl_nf4 *q = pl_model_nf4_new(m, rows * cols, (int)bsd, nested);
     if (!q) return pl_err_set(err, PL_ENOMEM, "%s: out of memory for '%s'", m->path, name);
     memcpy(q->packed, t->data, (size_t)packed);
     pl_map_drop(t->data, (size_t)packed); /* the copy is what the model reads: not twice in memory */

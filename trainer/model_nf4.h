@@ -14,6 +14,12 @@
  * the quantized tensors are owned by m). Embeddings, norms and the LM head
  * are left as they are; weights already PL_NF4 are skipped. The pl_nf4 of a
  * model weight (w->data) has buf NULL: never pl_nf4_free it. */
+/* A model-owned pl_nf4 for n elements, laid out (lora/nf4.h) and zeroed:
+ * the struct and its arrays in one pl_model_own allocation (q->buf is NULL:
+ * pl_nf4_free must not be called on it; the model frees it). NULL when out
+ * of memory or n / blocksize are out of range. */
+pl_nf4 *pl_model_nf4_new(pl_model *m, int64_t n, int blocksize, int double_quant);
+
 int pl_model_nf4_quantize(pl_model *m, int blocksize, int double_quant, pl_err *err);
 
 /* The quantized-base cache: the NF4 layer weights of a model, so a later run

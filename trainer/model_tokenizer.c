@@ -23,5 +23,9 @@ int pl_model_tokenizer(const pl_model *m, const char *tok_path, pl_tokenizer **o
         tok_path = guess;
     }
     if (!tok_path && m->source == PL_SRC_HF) return pl_tokenizer_load(out, m->path, err);
+    if (!tok_path && m->source == PL_SRC_RANDOM)
+        return pl_err_set(err, PL_ENOTFOUND, "%s: a random model has no tokenizer: pass --tokenizer PATH (one with at most "
+                          "%d tokens), or train on a pre-tokenized dataset", m->path, m->cfg.vocab);
+
     return pl_tokenizer_open(out, tok_path, m->cfg.vocab, err);
 }

@@ -248,7 +248,8 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
                                                        : "layer matrices as stored";
         set(out, PL_PB_BASE, "base_layers", bw, PL_MEM_WEIGHTS, 0, base, L);
         out->item[PL_PB_BASE].mapped = s->nf4_blocksize <= 0 && mapped;
-        if (s->nf4_blocksize > 0 && !mapped) { /* a llama2.c checkpoint is read whole and stays in memory */
+        if (s->nf4_blocksize > 0 && !mapped && s->layer_dtype != PL_NF4) {
+            /* a llama2.c checkpoint is read whole and stays in memory (a random model is made in NF4) */
             size_t src = 0;
             for (int j = 0; j < 7; j++) src += stored_bytes(s->layer_dtype, lo[j], li[j]);
             set(out, PL_PB_BASE_SOURCE, "base_source", "the stored layer matrices, kept in memory beside the NF4 copy",

@@ -22,7 +22,7 @@ int pl_run_cfg_shape(const pl_run_cfg *c, const pl_model_header *h, int micro_ba
     s->layer_dtype = h->layer_dtype;
     s->embd_dtype = h->embd_dtype;
     s->head_dtype = h->head_dtype;
-    s->stored_mapped = h->source != PL_SRC_LLAMA2C;
+    s->stored_mapped = h->source != PL_SRC_LLAMA2C && h->source != PL_SRC_RANDOM;
     s->threads = c->threads > 0 ? c->threads : omp_get_max_threads();
     s->cuda = c->backend && !strcmp(c->backend, "cuda");
     s->paged_optim = c->paged_optim;

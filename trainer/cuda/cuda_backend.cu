@@ -113,7 +113,7 @@ enum { SC_WBF16 = PL_CUDA_SC_WBF16, SC_LORA_A = PL_CUDA_SC_LORA_A, SC_LORA_B = P
 const char *const op_names[PL_CUDA_OP_N] = {
     "embedding_q", "rmsnorm", "rope", "attention", "swiglu", "linear", "linear_q", "lora_fwd", "add",
     "dropout", "lm_head_ce", "lm_head_ce_bwd", "rmsnorm_bwd", "rope_bwd", "attention_bwd", "swiglu_bwd",
-    "linear_bwd", "linear_q_bwd_x", "lora_bwd", "sumsq", "scale", "adamw", "offload", "fetch"};
+    "linear_bwd", "linear_q_bwd_x", "lora_bwd", "sumsq", "scale", "adamw", "offload", "fetch", "init_random"};
 
 void fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fail(int code, const char *fmt, ...) {
@@ -369,6 +369,82 @@ void release_weights(const void *p) {
             S->scratch[s] = nullptr;
             S->scratch_bytes[s] = 0;
         }
+}
+
+/* backend.h's init_random: the weight made on the device and kept resident
+ * (as mat_bf16 / mat_nf4 would keep a copy), then its bytes downloaded into
+ * the model's host storage. NF4 uses a temporary workspace of the blocks'
+ * fp32 absmax, the dynamic map's midpoints and the offset. */
+int op_init_random(pl_qweight *w, uint64_t seed, uint64_t stream, float std) {
+    count(PL_CUDA_OP_INIT_RANDOM);
+    if (find_weight(w->data)) {
+        fail(PL_EINVAL, "cuda backend: init_random: the weight is already on the device");
+        return PL_EINVAL;
+    }
+    const int64_t n = w->rows * w->cols;
+    if (w->dtype == PL_BF16) {
+        void *d = dev_alloc((size_t)n * 2, PL_MEM_WEIGHTS);
+        if (!d) {
+            fail(PL_ENOMEM, "cuda backend: init_random: out of device memory for a %lld x %lld weight",
+                 (long long)w->rows, (long long)w->cols);
+            return PL_ENOMEM;
+        }
+        check(pl_cuda_bf16_init_random((pl_bf16 *)d, n, seed, stream, std, nullptr), "init_random");
+        keep_weight(w->data, resident{0, d, (size_t)n * 2, {}});
+        down(const_cast<void *>(w->data), d, (size_t)n * 2);
+    } else if (w->dtype == PL_NF4) {
+        pl_nf4 *q = (pl_nf4 *)const_cast<void *>(w->data);
+        if (!q->double_quant || q->n != n || !q->packed || !q->absmax_q || !q->nested_absmax) {
+            fail(PL_EINVAL, "cuda backend: init_random: expected a laid-out double-quantized NF4 weight");
+            return PL_EINVAL;
+        }
+        const size_t packed = (size_t)(q->n + 1) / 2, nb = (size_t)q->n_blocks, nn = (size_t)q->n_nested;
+        const size_t o_abs = pl_cuda_al16(packed), o_nest = o_abs + pl_cuda_al16(nb),
+                     o_code = o_nest + pl_cuda_al16(nn * 4);
+        const size_t total = pl_cuda_nf4_bytes(q->n, q->blocksize, 1);
+        char *d = (char *)dev_alloc(total, PL_MEM_WEIGHTS);
+        /* workspace: absmax (nb floats) | the 255 midpoints | the offset */
+        const size_t o_mid = pl_cuda_al16(nb * 4), o_off = o_mid + pl_cuda_al16(255 * 4);
+        char *ws = d ? (char *)dev_alloc(o_off + 16, PL_MEM_WORKSPACE) : nullptr;
+        if (!d || !ws) {
+            dev_free(d);
+            fail(PL_ENOMEM, "cuda backend: init_random: out of device memory for an NF4 weight of %lld elements",
+                 (long long)q->n);
+            return PL_ENOMEM;
+        }
+        float nf4_mid[15], dyn_mid[255];
+        for (int k = 0; k < 15; k++) nf4_mid[k] = (pl_nf4_code[k] + pl_nf4_code[k + 1]) / 2.0f;
+        for (int k = 0; k < 255; k++) dyn_mid[k] = 0.5f * (pl_nf4_dynamic_map[k] + pl_nf4_dynamic_map[k + 1]);
+        up(ws + o_mid, dyn_mid, sizeof dyn_mid);
+        up(d + o_code, pl_nf4_dynamic_map, 256 * 4);
+        pl_cuda_nf4_init iw = {(uint8_t *)d, (uint8_t *)(d + o_abs), (float *)(d + o_nest), (float *)(ws + o_off),
+                               q->n, q->blocksize};
+        check(pl_cuda_nf4_init_random(&iw, (float *)ws, nf4_mid, (const float *)(ws + o_mid), seed, stream, std,
+                                      nullptr),
+              "init_random");
+        float offset = 0.0f;
+        down(&offset, ws + o_off, sizeof offset);
+        dev_free(ws);
+        resident r{1, d, total, {}};
+        r.nf4.packed = (const uint8_t *)d;
+        r.nf4.absmax_q = (const uint8_t *)(d + o_abs);
+        r.nf4.nested_absmax = (const float *)(d + o_nest);
+        r.nf4.code = (const float *)(d + o_code);
+        r.nf4.offset = offset;
+        r.nf4.n = q->n;
+        r.nf4.blocksize = q->blocksize;
+        keep_weight(w->data, r);
+        down(q->packed, d, packed);
+        down(q->absmax_q, d + o_abs, nb);
+        down(q->nested_absmax, d + o_nest, nn * 4);
+        memcpy(q->code, pl_nf4_dynamic_map, sizeof q->code);
+        q->offset = offset;
+    } else {
+        fail(PL_EUNSUPPORTED, "cuda backend: init_random: dtype %s: expected BF16 or NF4", pl_dtype_name(w->dtype));
+        return PL_EUNSUPPORTED;
+    }
+    std::lock_guard<std::mutex> g(S->mu);
+    return S->fail_code;
 }
 
 pl_bf16 *B16(void *p) { return (pl_bf16 *)p; }
@@ -785,6 +861,7 @@ extern "C" const pl_backend *pl_backend_cuda_open(pl_err *err) {
     b.zero = dzero;
     b.act_to_f32 = act_to_f32;
     b.release_weights = release_weights;
+    b.init_random = op_init_random;
     b.set_mem_cap = pl_cuda_backend_set_cap;
     b.mem_device_peak = device_peak;
     b.embedding_q = op_embedding_q;

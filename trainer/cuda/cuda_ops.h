@@ -59,6 +59,26 @@ int pl_cuda_nf4_dequant(pl_bf16 *out, const pl_cuda_nf4 *w, int64_t start, int64
 int pl_cuda_nf4_gemv(pl_bf16 *y, const pl_bf16 *x, const pl_cuda_nf4 *w, int rows, int cols, int T,
                      pl_stream stream);
 
+/* ---- nf4_init.cu: random weights made on the device (trainer/model_init.h's init) ----------
+ * pl_cuda_nf4_init_random: the NF4 (double-quantized) tensor pl_nf4_fill would
+ * make of x_i = std * normal(seed, stream, i), i < n (core/philox.h), written
+ * into w's arrays: packed ((n + 1) / 2 bytes), absmax_q (n_blocks codes),
+ * nested_absmax (ceil(n_blocks / 256)) and *offset (one float, device). The
+ * 256-entry dynamic map is the caller's (bitsandbytes' map, which it uploads
+ * beside them). absmax_ws: n_blocks floats of device workspace; nf4_mid: the
+ * 15 fp32 midpoints of the NF4 codes, HOST memory (passed by value);
+ * dyn_mid: the 255 fp32 midpoints 0.5 (map[k] + map[k+1]), device memory.
+ * pl_cuda_bf16_init_random: out (n) = bf16(std * normal(seed, stream, i)). */
+typedef struct pl_cuda_nf4_init {
+    uint8_t *packed, *absmax_q;
+    float *nested_absmax, *offset;
+    int64_t n;
+    int blocksize;
+} pl_cuda_nf4_init;
+int pl_cuda_nf4_init_random(pl_cuda_nf4_init *w, float *absmax_ws, const float *nf4_mid, const float *dyn_mid,
+                            uint64_t seed, uint64_t stream, float std, pl_stream st);
+int pl_cuda_bf16_init_random(pl_bf16 *out, int64_t n, uint64_t seed, uint64_t stream, float std, pl_stream st);
+
 /* ---- embedding.cu ------------------------------------------------------------------ */
 /* out (T,C) = table (V,C) [ids[t]]; ids checked by the caller. */
 int pl_cuda_embedding(pl_bf16 *out, const int32_t *ids, const pl_bf16 *table, int T, int C, pl_stream stream);
