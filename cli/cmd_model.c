@@ -14,7 +14,8 @@ static const char *model_help =
     "architecture, source format, shapes, parameter count, weight dtypes,\n"
     "tokenizer kind and whether a chat template is present. A NAME (such as\n"
     "SmolLM2-135M-Instruct) is looked up in the model folders as recipes do\n"
-    "($POTLUCK_MODELS, ':'-separated).\n"
+    "($POTLUCK_MODELS, ':'-separated). random:SHAPE[@SEED] describes the random\n"
+    "model potluck train --model random:... makes (in memory, here on the CPU).\n"
     "\n"
     "  --tokenizer PATH   llama2.c tokenizer .bin for a llama2.c model (which has none inside)\n"
     "  --template         print the model's chat template (Jinja) after the description\n";

@@ -14,6 +14,7 @@
 
 #include "../core/units.h"
 #include "../core/json.h"
+#include "../trainer/model_init.h"
 #include "../lora/lora.h"
 #include "../trainer/plan.h"
 #include "../trainer/run.h"
@@ -32,7 +33,8 @@ static const char *plan_help =
     "header); no weight is read.\n"
     "\n"
     "plan options:\n"
-    "  --model PATH            HF directory, its config.json, a .gguf, or a llama2.c .bin\n"
+    "  --model PATH            HF directory, its config.json, a .gguf, or a llama2.c .bin; or\n"
+    "                          random:SHAPE[@SEED] (potluck train --help): NF4 layers made in memory\n"
     "  --preset NAME           a published shape (--preset list shows them)\n"
     "  --backend cpu|cuda      the backend planned: cpu (fp32 activations, everything in RAM) or cuda\n"
     "                          (bf16 activations, the LM head fused with the loss, the base's device\n"
@@ -458,7 +460,8 @@ int cmd_plan(int argc, char **argv) {
     in.cfg = h.cfg;
     pl_train_shape *s = &in.shape;
     if (pl_run_cfg_shape(&c, &h, (int)micro, s, &in.base, &err)) { cli_fail("plan: %s", err.msg); goto done; }
-    if (!pl_dtype_row_bytes(s->layer_dtype, in.cfg.dim) || !pl_dtype_row_bytes(s->embd_dtype, in.cfg.dim)) {
+    if ((!pl_dtype_row_bytes(s->layer_dtype, in.cfg.dim) && s->layer_dtype != PL_NF4) ||
+        !pl_dtype_row_bytes(s->embd_dtype, in.cfg.dim)) {
         cli_fail("plan: %s: weights of dtype %s cannot be sized from the header", label, pl_dtype_name(s->layer_dtype));
         goto done;
     }
@@ -468,6 +471,10 @@ int cmd_plan(int argc, char **argv) {
         pl_gen_plan g;
         s->frozen_base = 1;
         s->nf4_blocksize = 0; /* potluck generate runs on the weights as stored */
+        if (s->layer_dtype == PL_NF4) { /* stored in NF4: a random model (trainer/model_random.c) */
+            s->nf4_blocksize = PL_INIT_NF4_BLOCK;
+            s->nf4_double_quant = 1;
+        }
         if (pl_gen_plan_make(&in.cfg, s, nseq, nctx, 0, &g, &err)) { cli_fail_err(&err); goto done; }
         const double gneed = (double)g.need; /* what --mem must hold: on CUDA the device's share + the runtime's */
         if (json) {
@@ -518,7 +525,10 @@ int cmd_plan(int argc, char **argv) {
             {"weights", g.weights_owned + g.weights_mapped,
              g.cuda ? "the model's own copy as stored, host memory (potluck generate does not quantize)"
                     : "as stored (potluck generate does not quantize)"},
-            {"dev weights", g.dev_weights, "device copies: layer matrices, embedding and LM head in bf16, norms fp32"},
+            {"dev weights", g.dev_weights, s->nf4_blocksize > 0
+                                               ? "device copies: layer matrices in NF4 as stored, embedding and LM "
+                                                 "head in bf16, norms fp32"
+                                               : "device copies: layer matrices, embedding and LM head in bf16, norms fp32"},
             {"kv cache", g.kv, g.cuda ? "K and V bf16: 2 x layers x sequences x ctx x kv dim x 2"
                                       : "K and V fp32: 2 x layers x sequences x ctx x kv dim x 4"},
             {"activations", g.activations, g.cuda ? "decode buffers of the prefill (bf16) + the head's (sequences, "

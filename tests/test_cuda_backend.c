@@ -752,7 +752,10 @@ static void test_refusals(void) {
  * tensor; the device copies are the weights' resident copies (the tags grew
  * by the emulator's allocated bytes, and a forward uploads nothing more); its
  * logits are the CPU model's within bf16's error. The shape has a short last
- * NF4 block (96 x 1101 = 1651.5 blocks) and several nested blocks. */
+ * NF4 block (96 x 1101 = 1651.5 blocks) and several nested blocks. On a GPU
+ * (PL_CUDA_REAL) the byte equality also checks CUDA's double log and cos
+ * against the host's on these 0.9 M values (core/philox.h: they may differ in
+ * a last bit, which would show here as a differing tensor). */
 static int same_weight(const pl_qweight *a, const pl_qweight *b) {
     if (a->dtype != b->dtype || a->rows != b->rows || a->cols != b->cols) return 0;
     if (a->dtype == PL_BF16) return !memcmp(a->data, b->data, (size_t)(a->rows * a->cols) * 2);
@@ -792,9 +795,13 @@ static void test_random_model(void) {
     const unsigned long launched = pl_cuda_backend_launches(PL_CUDA_OP_INIT_RANDOM) - n0;
     CHECK(launched == (unsigned long)(7 * g->cfg.n_layers + 2), "init_random launched %lu times for %d random tensors",
           launched, 7 * g->cfg.n_layers + 2);
+#ifndef PL_CUDA_REAL /* the driver's used memory is not exact on a GPU */
     CHECK((ptrdiff_t)(tags1 - tags0) == (ptrdiff_t)(emu1 - emu0) && emu1 > emu0,
           "the device copies are tagged: %td tagged bytes, %td allocated", (ptrdiff_t)(tags1 - tags0),
           (ptrdiff_t)(emu1 - emu0));
+#else
+    CHECK(tags1 > tags0, "the device copies are tagged: %td bytes", (ptrdiff_t)(tags1 - tags0));
+#endif
     rc = pl_model_load(&c, spec, NULL, &err);
     CHECK(rc == 0 && c && c->be != cuda, "%s on the cpu backend: %s", spec, err.msg);
     if (!rc) {

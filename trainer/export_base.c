@@ -113,6 +113,7 @@ char *pl_export_base_name(const pl_model *m, const char *given) {
     if (given && *given) return strdup(given);
     if (m->source == PL_SRC_GGUF) return gguf_name(m);
     if (m->source == PL_SRC_HF) return hf_name(m);
+    if (m->source == PL_SRC_RANDOM) return strdup(m->path); /* the spec: anyone can make it again */
     const char *b = strrchr(m->path, '/') ? strrchr(m->path, '/') + 1 : m->path;
     return strdup(b);
 }
@@ -130,13 +131,15 @@ static int add_file_sha(cJSON *files, const char *path, const char *name, pl_err
 int pl_export_base_record(const pl_model *m, const char *name, const char *dir, pl_err *err) {
     cJSON *j = cJSON_CreateObject(), *files = cJSON_CreateObject();
     if (!j || !files) { cJSON_Delete(j); cJSON_Delete(files); return pl_err_set(err, PL_ENOMEM, "out of memory"); }
-    char *abs = realpath(m->path, NULL);
+    char *abs = m->source == PL_SRC_RANDOM ? NULL : realpath(m->path, NULL);
     cJSON_AddStringToObject(j, "base_model_name_or_path", name);
     cJSON_AddStringToObject(j, "local_path", abs ? abs : m->path);
     cJSON_AddStringToObject(j, "format", m->source == PL_SRC_GGUF ? "gguf" : m->source == PL_SRC_HF ? "hf" : m->source == PL_SRC_RANDOM ? "random" : "llama2c");
     int rc = PL_OK;
     struct stat st;
-    if (stat(m->path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (m->source == PL_SRC_RANDOM) {
+        /* made in memory from the spec (trainer/model_random.c): no file to hash */
+    } else if (stat(m->path, &st) == 0 && S_ISDIR(st.st_mode)) {
         /* a folder: its config, tokenizer and weight files */
         DIR *d = opendir(m->path);
         struct dirent *e;

@@ -208,7 +208,8 @@ static int nf4_base(run *r, pl_err *err) {
     if (r->m->cfg.n_layers > 0 && r->m->layers[0].wq.dtype == PL_NF4) {
         /* a bitsandbytes 4-bit checkpoint: the base is NF4 as loaded, nothing to quantize or cache */
         int rc = pl_model_nf4_quantize(r->m, c->nf4_blocksize, c->double_quant, err);
-        if (!rc) run_msg(r, "NF4 base as stored in %s (bitsandbytes 4-bit)", c->model);
+        if (!rc) run_msg(r, r->m->source == PL_SRC_RANDOM ? "NF4 base made from %s (a random model)"
+                                                            : "NF4 base as stored in %s (bitsandbytes 4-bit)", c->model);
         return rc;
     }
     if (access(path, R_OK) == 0) {

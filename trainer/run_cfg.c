@@ -397,7 +397,11 @@ cJSON *pl_run_cfg_to_json(const pl_run_cfg *c) {
 }
 
 const char *pl_run_cfg_flags_help(void) {
-    return "  --model PATH            base model: HF directory, GGUF file or llama2.c .bin (model)\n"
+    return "  --model PATH            base model: HF directory, GGUF file or llama2.c .bin (model);\n"
+           "                          or random:SHAPE[@SEED], a rehearsal model made in memory (on the\n"
+           "                          GPU with --backend cuda): SHAPE a preset (potluck plan --preset list)\n"
+           "                          or a config.json; the model `potluck model init --random --nf4` writes,\n"
+           "                          with no file and no tokenizer (train on a pre-tokenized dataset)\n"
            "  --tokenizer PATH        tokenizer for --text when the model has none (tokenizer)\n"
            "  --data DIR              sharded dataset (potluck data build) (data)\n"
            "  --eval-data DIR         held-out dataset for the eval loss (eval_data)\n"
