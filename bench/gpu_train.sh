@@ -3,7 +3,8 @@
 #                    [--scratch DIR]: QLoRA training steps with `potluck train --backend cuda` on
 # this machine's GPU (bench/gpu.sh runs it after the kernel table; it runs alone too):
 #
-#  1. Llama-2-7B shape, random NF4 base (potluck model init --preset llama2-7b --random --nf4),
+#  1. Llama-2-7B shape, random NF4 base made on the device (--model random:SHAPE, the model
+#     `potluck model init --preset llama2-7b --random --nf4` writes, with no file),
 #     LoRA r 16 all-linear, checkpointing, batch 1, seq 512 and 2048: W warm-up + N timed steps
 #     (default 2 + 3; 1 + 1 with --dry-run). Rows: tokens/s (median of the timed steps' metrics.jsonl tokens_per_s),
 #     MFU, the device peak and the peak per memory category (metrics.jsonl's device_peak and
@@ -15,17 +16,20 @@
 #     ratios potluck/peft of tokens/s and of memory (device_peak / max_memory_allocated).
 #  3. Guanaco 33B: LLaMA-33B shape (preset llama-33b), NF4, r 64, seq 512, checkpointing,
 #     --gpu-mem 24GiB, with --paged-optim when `potluck plan --backend cuda` says it is needed
-#     to fit: 2 steps, the peaks. --skip-33b leaves it out (its model init writes ~17 GB).
+#     to fit: 2 steps, the peaks. --skip-33b leaves it out.
 #  4. Long context: Llama-3.1-8B shape, r 32, batch 1, checkpointing: the longest --seq-len
 #     `potluck plan --backend cuda ... --mem 24GiB --fit seq` finds, then 1 step at it under
 #     --gpu-mem 24GiB, with --offload-checkpoints --mlp-chunk 4096.
 #     --skip-long leaves it out.
 #
-# Models and token datasets (pre-tokenized JSONL through potluck data build; no tokenizer is
+# The models are random:SHAPE specs: each run makes its base on the device in NF4 (seconds;
+# the load time is in the "with load and save" line), so no weights are written or read.
+# Their shapes (config.json, potluck model init --config-only, read by the report and PEFT)
+# and the token datasets (pre-tokenized JSONL through potluck data build; no tokenizer is
 # needed) are made once under --scratch DIR (default $POTLUCK_BENCH_SCRATCH, else
 # $POTLUCK_CACHE/bench-gpu, else ~/.cache/potluck/bench-gpu) and reused; run directories are
 # removed after their rows are printed. All rows go to DIR/gpu_train.json too (JSON lines,
-# written whole at the end). About 7 + 4 + 17 + 6 GB of disk with every part.
+# written whole at the end).
 #
 # --dry-run, or no GPU: the same steps and the same parsing on the CPU emulator
 # (build/emu/potluck --backend cuda) with a tiny random model (2 layers, width 64), tiny lengths
@@ -89,15 +93,13 @@ log=$scratch/last.log
 R() { python3 bench/gpu_train_report.py "$@" ${tag:+--tag "$tag"} --peak "$peak"; }
 echo "gpu_train.sh: MFU = tokens/s x (6N + 12 L s d) / $peak TFLOP/s (bf16 dense peak; N = base matmul parameters, L layers, s seq, d hidden)"
 
-# model DIR SHAPE-ARGS...: a random NF4 model, made once (config.json is written last: its
-# presence means a whole model)
-model() {
+# shape DIR --preset NAME: the preset's config.json in DIR, made once (the weights are made
+# by each run: --model random:DIR/config.json)
+shape() {
   local dir=$1; shift
-  if [ -f "$dir/config.json" ]; then echo "gpu_train.sh: reusing $dir"; return; fi
+  [ -f "$dir/config.json" ] && return
   rm -rf "$dir"
-  local t0=$SECONDS
-  "$BIN" model init --random --nf4 "$@" --out "$dir" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
-  echo "gpu_train.sh: model init $* -> $dir in $((SECONDS - t0)) s"
+  "$BIN" model init --config-only "$@" --out "$dir" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
 }
 
 # data VOCAB SEQ ROWS: ROWS samples of SEQ fixed pseudo-random ids each (one sample = one row,
@@ -117,7 +119,9 @@ data() {
   echo "$d"
 }
 
-vocab() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["vocab_size"])' "$1/config.json"; }
+vocab() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["vocab_size"])' "$1"; }
+# cfg SPEC: the config.json of a random:PATH spec
+cfg() { local p=${1#random:}; echo "${p%@*}"; }
 plan_json() { "$BIN" plan --backend cuda "$@" --json; }
 jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]])' "$1"; }
 
@@ -125,7 +129,7 @@ jget() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1
 train() {
   local label=$1 m=$2 seq=$3 n=$4 w=$5; shift 5
   local run=$scratch/run d
-  d=$(data "$(vocab "$m")" "$seq" "$n") || { echo "train: $label: FAILED (the token dataset)"; return 1; }
+  d=$(data "$(vocab "$(cfg "$m")")" "$seq" "$n") || { echo "train: $label: FAILED (the token dataset)"; return 1; }
   rm -rf "$run"
   local t0=$SECONDS
   if ! "$BIN" train --backend cuda --model "$m" --data "$d" --out "$run" --seq-len "$seq" --batch 1 --steps "$n" \
@@ -136,7 +140,7 @@ train() {
     return 1
   fi
   echo "gpu_train.sh: $label: potluck train $* --seq-len $seq: $n steps, $((SECONDS - t0)) s with load and save"
-  R potluck "$results" --label "$label" --run "$run" --config "$m/config.json" --seq "$seq" --warmup "$w"
+  R potluck "$results" --label "$label" --run "$run" --config "$(cfg "$m")" --seq "$seq" --warmup "$w"
   rm -rf "$run"
 }
 
@@ -147,12 +151,12 @@ if [ $dry = 1 ]; then
     '"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2, "num_attention_heads": 8,' \
     '"num_key_value_heads": 4, "max_position_embeddings": 1024, "rms_norm_eps": 1e-5, "rope_theta": 10000,' \
     '"tie_word_embeddings": false}' >"$scratch/tiny.json"
-  m7=$scratch/tiny-nf4 m33=$m7 m8=$m7 name7=tiny name33=tiny name8=tiny
-  model "$m7" --config "$scratch/tiny.json"
+  m7=random:$scratch/tiny.json m33=$m7 m8=$m7 name7=tiny name33=tiny name8=tiny
 else
-  m7=$scratch/llama2-7b-nf4 m33=$scratch/llama-33b-nf4 m8=$scratch/llama3.1-8b-nf4
+  m7=random:$scratch/llama2-7b/config.json m33=random:$scratch/llama-33b/config.json
+  m8=random:$scratch/llama3.1-8b/config.json
   name7=llama2-7b name33=llama-33b name8=llama3.1-8b
-  model "$m7" --preset llama2-7b
+  shape "$scratch/llama2-7b" --preset llama2-7b
 fi
 
 # 1 + 2: the 7B shape at two lengths, potluck then PEFT
@@ -165,11 +169,11 @@ else
   sargs=(); for s in "${seqs[@]}"; do sargs+=(--seq "$s"); done
   pthreads=(); [ $dry = 1 ] && pthreads=(--threads 1)
   prc=0
-  "$PY" bench/peft_train_gpu.py --config "$m7/config.json" "${sargs[@]}" --steps "$steps" --warmup "$warmup" \
+  "$PY" bench/peft_train_gpu.py --config "$(cfg "$m7")" "${sargs[@]}" --steps "$steps" --warmup "$warmup" \
     --lora-r 16 --device "$peft_dev" "${pthreads[@]}" >"$scratch/peft.out" 2>"$log" || prc=$?
   if [ $prc = 3 ]; then
     echo "gpu_train.sh: PEFT side skipped: $(grep '^peft_train_gpu.py:' "$log" | head -1) ($PY)"
-  elif [ $prc = 0 ] && R peft "$results" --label "$name7 seq {seq} r 16" --config "$m7/config.json" <"$scratch/peft.out"; then :
+  elif [ $prc = 0 ] && R peft "$results" --label "$name7 seq {seq} r 16" --config "$(cfg "$m7")" <"$scratch/peft.out"; then :
   else
     echo "train: peft: FAILED (exit $prc)"; tail -5 "$log" >&2; fail=1
   fi
@@ -180,7 +184,7 @@ fi
 if [ $skip33 = 1 ]; then
   echo "gpu_train.sh: the 33B case skipped (--skip-33b)"
 else
-  [ $dry = 1 ] || model "$m33" --preset llama-33b
+  [ $dry = 1 ] || shape "$scratch/llama-33b" --preset llama-33b
   a33=(--model "$m33" --lora-r 64 --seq-len "$seq33" --checkpointing)
   if [ $dry = 1 ]; then # a cap between the paged and the unpaged plan, so the paged path runs
     u=$(plan_json "${a33[@]}" | jget device_need); p=$(plan_json "${a33[@]}" --paged-optim | jget device_need)
@@ -201,7 +205,7 @@ fi
 if [ $skiplong = 1 ]; then
   echo "gpu_train.sh: the long-context case skipped (--skip-long)"
 else
-  [ $dry = 1 ] || model "$m8" --preset llama3.1-8b
+  [ $dry = 1 ] || shape "$scratch/llama3.1-8b" --preset llama3.1-8b
   # the layer inputs offloaded to the host, the MLP in chunks (4096 tokens; 16 on the tiny dry-run model)
   chunk=4096; [ $dry = 1 ] && chunk=16
   off=(--offload-checkpoints --mlp-chunk $chunk); poff=("${off[@]}")

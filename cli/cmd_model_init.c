@@ -5,7 +5,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/atomic.h"
+#include "../core/json.h"
 #include "../core/progress.h"
+#include "../trainer/export.h"
 #include "cli.h"
 #include "cmd_model_init.h"
 #include "../trainer/model_init.h"
@@ -13,6 +16,7 @@
 
 static const char *init_help =
     "usage: potluck model init --random (--preset NAME | --config PATH) --out DIR [options]\n"
+    "       potluck model init --config-only (--preset NAME | --config PATH) --out DIR\n"
     "\n"
     "Writes a randomly initialized model (weights N(0, 0.02^2), norms 1)\n"
     "of a published shape as a Hugging Face directory potluck and transformers load,\n"
@@ -31,7 +35,10 @@ static const char *init_help =
     "                     GGUF's byte-level BPE vocabulary written as tokenizer.json (its\n"
     "                     tokens must fit the shape's vocab_size)\n"
     "  --shard-mb N       safetensors shards of at most N MB (default 2048)\n"
-    "  --threads N        worker threads\n";
+    "  --threads N        worker threads\n"
+    "  --config-only      write DIR/config.json alone (the shape, for tools that read one);\n"
+    "                     `--model random:DIR/config.json` makes this model in memory instead\n"
+    "                     of reading it from disk (potluck train --help)\n";
 
 /* the progress line (core/progress.h) in MiB written (KiB for a model under
  * 64 MiB), begun at the first call */
@@ -44,13 +51,14 @@ static void init_progress(void *user, int64_t done, int64_t total) {
 
 int cmd_model_init(int argc, char **argv) {
     const char *preset = NULL, *config = NULL, *out = NULL, *tok = NULL;
-    int random = 0, nf4 = 0;
+    int random = 0, nf4 = 0, config_only = 0;
     long layers = 0, seed = 0, shard_mb = 2048, threads = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(init_help, stdout); return 0; }
         if (!strcmp(a, "--random")) { random = 1; continue; }
         if (!strcmp(a, "--nf4")) { nf4 = 1; continue; }
+        if (!strcmp(a, "--config-only")) { config_only = 1; continue; }
         if (!strcmp(a, "--preset") || !strcmp(a, "--config") || !strcmp(a, "--out") || !strcmp(a, "--tokenizer") ||
             !strcmp(a, "--layers") || !strcmp(a, "--seed") || !strcmp(a, "--shard-mb") || !strcmp(a, "--threads")) {
             if (!v) return cli_fail("model init: %s: expected a value", a);
@@ -67,7 +75,8 @@ int cmd_model_init(int argc, char **argv) {
         }
         return cli_fail("model init: unknown option '%s' (see potluck model init --help)", a);
     }
-    if (!random) return cli_fail("model init: --random is required (the only kind of init: random weights)");
+    if (!random && !config_only)
+        return cli_fail("model init: --random is required (the only kind of init: random weights), or --config-only");
     if (!!preset == !!config) return cli_fail("model init: give the shape with --preset NAME or --config PATH (one of them)");
     if (!out) return cli_fail("model init: --out DIR is required");
     pl_model_config c;
@@ -91,6 +100,19 @@ int cmd_model_init(int argc, char **argv) {
         c = h.cfg;
     }
     if (layers > 0 && layers < c.n_layers) c.n_layers = (int)layers;
+    if (config_only) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/config.json", out);
+        if (access(p, F_OK) == 0) return cli_fail("model init: %s already exists; choose a new --out", p);
+        if (pl_mkdirs(out, &err)) return cli_fail_err(&err);
+        cJSON *j = pl_export_hf_config(&c, PL_BF16);
+        int rc = j ? pl_json_write(p, j, &err) : pl_err_set(&err, PL_ENOMEM, "out of memory");
+        cJSON_Delete(j);
+        if (rc) return cli_fail_err(&err);
+        printf("model init: %s -> %s (the shape only: %d layers, dim %d; --model random:%s makes its weights)\n",
+               preset ? preset : config, p, c.n_layers, c.dim, p);
+        return 0;
+    }
     cli_set_threads((int)threads);
     pl_progress pg = {0};
     pl_model_init_opts o = {.seed = (uint64_t)seed, .nf4 = nf4, .shard_bytes = (size_t)shard_mb << 20,
