@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "cmd_model_init.h"
+#include "../trainer/plan.h"
 
 static const char *model_help =
     "usage: potluck model info PATH|NAME [--tokenizer PATH] [--template]\n"
@@ -15,14 +16,13 @@ static const char *model_help =
     "tokenizer kind and whether a chat template is present. A NAME (such as\n"
     "SmolLM2-135M-Instruct) is looked up in the model folders as recipes do\n"
     "($POTLUCK_MODELS, ':'-separated). random:SHAPE[@SEED] describes the random\n"
-    "model potluck train --model random:... makes (in memory, here on the CPU).\n"
+    "model potluck train --model random:... makes, from its shape alone.\n"
     "\n"
     "  --tokenizer PATH   llama2.c tokenizer .bin for a llama2.c model (which has none inside)\n"
     "  --template         print the model's chat template (Jinja) after the description\n";
 
 static const char *source_name(pl_model_source s) {
-    return s == PL_SRC_HF ? "Hugging Face directory" : s == PL_SRC_GGUF ? "GGUF"
-         : s == PL_SRC_RANDOM ? "random (made in memory, no file)" : "llama2.c checkpoint";
+    return s == PL_SRC_HF ? "Hugging Face directory" : s == PL_SRC_GGUF ? "GGUF" : "llama2.c checkpoint";
 }
 
 /* Count weight matrices per dtype. */
@@ -45,6 +45,37 @@ static void print_dtypes(const pl_model *m) {
             first = 0;
         }
     printf(" (matrices; norms and biases are kept in F32)\n");
+}
+
+static void print_config(const pl_model_config *c, long long params) {
+    printf("architecture:    %s\n", pl_arch_name(c->arch));
+    printf("parameters:      %lld\n", params);
+    printf("vocab:           %d\n", c->vocab);
+    printf("hidden size:     %d\n", c->dim);
+    printf("intermediate:    %d\n", c->hidden);
+    printf("layers:          %d\n", c->n_layers);
+    printf("heads:           %d query, %d key/value (GQA ratio %d), head size %d\n", c->n_heads, c->n_kv_heads,
+           c->n_heads / c->n_kv_heads, c->head_dim);
+    printf("context:         %d\n", c->max_seq);
+    printf("rope theta:      %g%s\n", (double)c->rope_theta, c->rope_llama3 ? " (llama3 scaling)" : "");
+    printf("rms norm eps:    %g\n", (double)c->norm_eps);
+    printf("tied embeddings: %s\n", c->tied_embeddings ? "yes" : "no");
+    printf("q/k/v bias:      %s\n", c->qkv_bias ? "yes" : "no");
+}
+
+/* random:SHAPE[@SEED] from its shape alone: making a 33B model to describe it would take minutes */
+static int info_random(const char *spec) {
+    pl_model_header h;
+    pl_err err = {0};
+    if (pl_model_read_header(spec, &h, &err)) return cli_fail_err(&err);
+    const pl_model_config *c = &h.cfg;
+    printf("model:           %s\n", spec);
+    printf("format:          random (made in memory, no file: the weights of potluck model init --random --nf4)\n");
+    print_config(c, (long long)pl_plan_params(c));
+    printf("weight dtypes:   NF4 x%d, BF16 x%d (matrices; norms and biases are kept in F32)\n", 7 * c->n_layers,
+           c->tied_embeddings ? 1 : 2);
+    printf("tokenizer:       none (a random model has none: --tokenizer PATH, or a pre-tokenized dataset)\n");
+    return 0;
 }
 
 int cmd_model(int argc, char **argv) {
@@ -73,6 +104,10 @@ int cmd_model(int argc, char **argv) {
         }
     }
     if (!path) return cli_fail("model info: a model PATH is required");
+    if (pl_model_is_random(path)) {
+        if (show_template) return cli_fail("model info: %s has no chat template (a random model has no tokenizer)", path);
+        return info_random(path);
+    }
     pl_err err = {0};
     pl_model *m;
     char *resolved = NULL;
@@ -83,19 +118,7 @@ int cmd_model(int argc, char **argv) {
     else printf("model:           %s\n", path);
     free(resolved);
     printf("format:          %s\n", source_name(m->source));
-    printf("architecture:    %s\n", pl_arch_name(c->arch));
-    printf("parameters:      %lld\n", (long long)pl_model_n_params(m));
-    printf("vocab:           %d\n", c->vocab);
-    printf("hidden size:     %d\n", c->dim);
-    printf("intermediate:    %d\n", c->hidden);
-    printf("layers:          %d\n", c->n_layers);
-    printf("heads:           %d query, %d key/value (GQA ratio %d), head size %d\n", c->n_heads, c->n_kv_heads,
-           c->n_heads / c->n_kv_heads, c->head_dim);
-    printf("context:         %d\n", c->max_seq);
-    printf("rope theta:      %g%s\n", (double)c->rope_theta, c->rope_llama3 ? " (llama3 scaling)" : "");
-    printf("rms norm eps:    %g\n", (double)c->norm_eps);
-    printf("tied embeddings: %s\n", c->tied_embeddings ? "yes" : "no");
-    printf("q/k/v bias:      %s\n", c->qkv_bias ? "yes" : "no");
+    print_config(c, (long long)pl_model_n_params(m));
     print_dtypes(m);
     pl_tokenizer *tok = NULL;
     pl_err terr = {0};
