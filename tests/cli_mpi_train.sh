@@ -16,7 +16,8 @@
 #    all-reduce (--zero 0) agree within the same tolerance, and rank 0's
 #    tagged optimizer memory (metrics.jsonl mem_peak.optimizer) is half;
 #  - the CUDA backend on the emulator (build/emu/potluck) under mpirun: the
-#    MPI path on its managed memory (2 steps; see the section below);
+#    MPI path on its managed memory, the exchange overlapped with the backward
+#    (2 steps; see the section below);
 #  - kill -9 of one rank mid-run ends the job, non-zero, within seconds, with
 #    a message; --resume at 2 ranks continues from the last checkpoint and
 #    ends with the bits of an uninterrupted 2-rank run; --resume at 1 rank
@@ -162,7 +163,8 @@ fi
 # The CUDA backend under mpirun, on the emulator (build/emu/potluck: no NCCL,
 # so the MPI path on its managed memory, read after take_error): 2 steps,
 # 1 process vs 2 ranks, ZeRO-1 vs all-reduce the same bits, the step lines
-# say "comm": "mpi", and rank 0 writes the gathered optimizer state (host
+# say "comm": "mpi", the exchange overlaps the backward with the bits of the
+# exchange after it (POTLUCK_DIST_OVERLAP=0), and rank 0 writes the gathered optimizer state (host
 # memory, not the device workspace). The NCCL path needs a GPU build:
 # tests/gpu/check.sh.
 EMU=${POTLUCK_BIN_EMU:-build/emu/potluck}
@@ -179,6 +181,13 @@ if [ -x "$EMU" ]; then
     cmp_runs "$tmp/cu-one" "$tmp/cu-z1" 1e-6 1e-5 "emulated cuda: 2 ranks (ZeRO-1) vs 1 process"
     if same_bits "$tmp/cu-z0" "$tmp/cu-z1"; then ok; else fail "emulated cuda: ZeRO-1 and all-reduce differ in their bits"; fi
     if grep -q '"comm":"mpi"' "$tmp/cu-z1/metrics.jsonl"; then ok; else fail "emulated cuda: no \"comm\":\"mpi\" step line"; fi
+    # the exchange overlapped with the backward on the device's MPI path too (a device sync per piece): every piece
+    # sent during the backward, and the bits of the exchange after it
+    if grep -q '"comm_pieces_early":5' "$tmp/cu-z1/metrics.jsonl"; then ok
+    else fail "emulated cuda: the pieces were not sent during the backward: $(grep -o '"comm_pieces[a-z_]*":[0-9]*' "$tmp/cu-z1/metrics.jsonl" | head -2)"; fi
+    if POTLUCK_DIST_OVERLAP=0 "${MPI[@]}" "$EMU" train "${ARGS[@]}" "${CU[@]}" --zero 1 --out "$tmp/cu-after" >/dev/null 2>"$tmp/cu-after.err" \
+       && same_bits "$tmp/cu-z1" "$tmp/cu-after"; then ok
+    else fail "emulated cuda: the overlapped and the after-the-backward exchanges differ: $(tail -3 "$tmp/cu-after.err")"; fi
     if [ "$(stat -c %s "$tmp/cu-z1/checkpoints/step-000002/optimizer.bin" 2>/dev/null)" = \
          "$(stat -c %s "$tmp/cu-one/checkpoints/step-000002/optimizer.bin" 2>/dev/null)" ]; then ok
     else fail "emulated cuda: rank 0's optimizer.bin is not the one-process size"; fi

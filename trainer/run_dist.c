@@ -9,12 +9,15 @@
  * of run.ts, are then reduce-scattered with the sum over ranks taken in rank
  * order (core/dist.h), so the step's gradient equals one process's up to the
  * order of the additions, and the same world size gives the same bits.
- * On the MPI path with host memory (the CPU backend) the exchange overlaps
- * the backward: during this rank's last row of the step, each layer's
- * pieces of the flat gradient go out as soon as its backward is done
- * (pl_train.layer_done), and only the sum waits for the end; the sum is the
- * same, so are the bits (POTLUCK_DIST_OVERLAP=0 exchanges after the
- * backward, for comparison).
+ * On the MPI path the exchange overlaps the backward: during this rank's
+ * last row of the step, each layer's pieces of the flat gradient go out as
+ * soon as its backward is done (pl_train.layer_done), and only the sum waits
+ * for the end; the sum is the same, so are the bits (POTLUCK_DIST_OVERLAP=0
+ * exchanges after the backward, for comparison). On the CUDA backend's MPI
+ * path (the emulated build; a GPU build with POTLUCK_DIST_NCCL=0 or two ranks
+ * on one device) a piece waits for the device (take_error) before MPI reads
+ * it: one synchronization per layer of the last row, so the host's sends
+ * overlap the device's work on the layers below, not its own queueing.
  *
  * The gradient norm for clipping is the sum of each shard's squares, in
  * rank order; the loss is the sum of the ranks' losses, in rank order.
@@ -134,7 +137,7 @@ int run_dist_open(run *r, pl_err *err) {
         d->v = be->alloc((len ? len : 1) * sizeof(float), PL_MEM_OPTIMIZER);
         if (!d->m || !d->v) return pl_err_set(err, PL_ENOMEM, "train: out of memory for the AdamW state");
     }
-    if (!d->nccl && be->host_memory) { /* overlap the exchange with the backward unless POTLUCK_DIST_OVERLAP=0 (rank 0's) */
+    if (!d->nccl) { /* overlap the exchange with the backward unless POTLUCK_DIST_OVERLAP=0 (rank 0's) */
         const char *e = getenv("POTLUCK_DIST_OVERLAP");
         int want = !(e && !strcmp(e, "0"));
         if ((rc = pl_dist_bcast(&want, sizeof want, 0, err))) return rc;
@@ -212,7 +215,8 @@ static int piece_send(run *r, int b, pl_err *err) {
         be->copy(d->flat + o, r->ts[i].g, r->ts[i].n * sizeof(float));
         o += r->ts[i].n;
     }
-    return pl_dist_rs_send(d->rs, b, err);
+    int rc = host_ready(be, err); /* a device backend: the piece's copies done before MPI reads it */
+    return rc ? rc : pl_dist_rs_send(d->rs, b, err);
 }
 
 /* pl_train.layer_done during this rank's last row of the step: the layer's
@@ -257,6 +261,7 @@ static int accum_and_reduce(run *r, const row *rw, int n, int64_t trained, doubl
     }
     for (int b = 0; !rc && b < d->nb; b++) /* the pieces no layer sent: the head's and embedding's, or a rank without rows */
         if (!pl_dist_rs_sent(d->rs, b)) rc = piece_send(r, b, err);
+    if (!rc) rc = host_ready(t->be, err); /* the sum below is written by the host */
     if (rc) {
         pl_dist_rs_abandon(d->rs);
         d->rs = NULL;
