@@ -74,7 +74,9 @@
 #endif
 #include "../lora/nf4.h"
 #include "../trainer/model.h"
+#include "../trainer/model_init.h"
 #include "../trainer/model_lora.h"
+#include "../trainer/model_nf4.h"
 #include "../trainer/ops_math.h"
 #include "../trainer/plan.h"
 #include "../trainer/qlora.h"
@@ -844,6 +846,118 @@ static void test_random_model(void) {
     rmdir(dir);
 }
 
+/* 7. the NF4 base quantized on the device (backend.h's quantize_nf4, what
+ * trainer/run.c's NF4 base uses on this backend): BF16 and F16 weights of
+ * 96 x 1101 (a short last block, several nested blocks) give pl_nf4_fill's
+ * bytes exactly; a NaN is refused naming the element's block as the CPU
+ * does; a whole BF16 model (model init without --nf4) quantized through
+ * pl_model_nf4_quantize_on with the cuda backend equals the CPU's
+ * quantization of it, every layer weight made on the device. */
+static int nf4_same(const pl_nf4 *p, const pl_nf4 *q) {
+    return p->n == q->n && !memcmp(p->packed, q->packed, (size_t)(p->n + 1) / 2) &&
+           !memcmp(p->absmax_q, q->absmax_q, (size_t)p->n_blocks) &&
+           !memcmp(p->nested_absmax, q->nested_absmax, (size_t)p->n_nested * 4) && !memcmp(&p->offset, &q->offset, 4) &&
+           !memcmp(p->code, q->code, sizeof p->code);
+}
+
+static void test_quantize_nf4(void) {
+    const int64_t R = 96, C = 1101, n = R * C;
+    float *x = malloc((size_t)n * 4);
+    uint16_t *h = malloc((size_t)n * 2);
+    if (!x || !h) { CHECK(0, "out of memory"); free(x); free(h); return; }
+    const unsigned long q0 = pl_cuda_backend_launches(PL_CUDA_OP_QUANTIZE_NF4);
+    for (int f16 = 0; f16 < 2; f16++) {
+        for (int64_t i = 0; i < n; i++) { /* rows of different scales, a few zero blocks */
+            float v = 0.05f * pl_rng_normal(3, (uint64_t)f16, (uint64_t)i) * (float)(1 + (i / C) % 7);
+            if (i / 64 == 5) v = 0.0f;
+            h[i] = f16 ? pl_f32_to_f16(v) : pl_f32_to_bf16(v);
+            x[i] = f16 ? pl_f16_to_f32(h[i]) : pl_bf16_to_f32(h[i]);
+        }
+        pl_err err = {0};
+        pl_nf4 ref, dev;
+        int rc = pl_nf4_quantize(x, n, 64, 1, &ref, &err);
+        CHECK(rc == 0, "cpu quantize: %s", err.msg);
+        if (rc) continue;
+        rc = pl_nf4_quantize(x, n, 64, 1, &dev, &err); /* laid out the same; overwritten by the device */
+        memset(dev.packed, 0, (size_t)(n + 1) / 2);
+        dev.offset = 0;
+        pl_qweight w = {f16 ? PL_F16 : PL_BF16, R, C, (size_t)C * 2, h, NULL};
+        rc = cuda->quantize_nf4(&dev, &w);
+        CHECK(rc == 0 && cuda->take_error(&err) == 0, "%s on the device: %d %s", f16 ? "F16" : "BF16", rc, err.msg);
+        CHECK(nf4_same(&dev, &ref), "%s quantized on the device equals pl_nf4_fill's bytes (%lld blocks, %lld nested)",
+              f16 ? "F16" : "BF16", (long long)ref.n_blocks, (long long)ref.n_nested);
+        cuda->release_weights(&dev);
+        if (f16) { /* a NaN: the CPU's refusal, naming the same element */
+            h[64 * 700 + 3] = 0x7e00;
+            x[64 * 700 + 3] = NAN;
+            pl_err ec = {0}, ed = {0};
+            pl_nf4 bad;
+            int rcc = pl_nf4_quantize(x, n, 64, 1, &bad, &ec);
+            int rcd = cuda->quantize_nf4(&dev, &w);
+            cuda->take_error(&ed);
+            CHECK(rcc != 0 && rcd != 0 && !strcmp(ec.msg, ed.msg), "a NaN refused as the CPU does: '%s' / '%s'", ec.msg,
+                  ed.msg);
+            cuda->release_weights(&dev);
+        }
+        pl_nf4_free(&ref);
+        pl_nf4_free(&dev);
+    }
+    pl_qweight w8 = {PL_Q8_0, 1, 32, 34, h, NULL};
+    pl_nf4 small;
+    pl_err e = {0};
+    if (!pl_nf4_quantize(x, 32, 32, 1, &small, &e)) {
+        CHECK(cuda->quantize_nf4(&small, &w8) == PL_EUNSUPPORTED, "a Q8_0 source is left to the host");
+        pl_nf4_free(&small);
+    }
+    CHECK(pl_cuda_backend_launches(PL_CUDA_OP_QUANTIZE_NF4) - q0 == 3, "quantize_nf4 launched 3 times");
+    free(x);
+    free(h);
+
+    /* a BF16 model's base */
+    char dir[] = "/tmp/potluck-cuda-quant-XXXXXX", cfg[128], mdir[160];
+    if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return; }
+    snprintf(cfg, sizeof cfg, "%s/shape.json", dir);
+    snprintf(mdir, sizeof mdir, "%s/model", dir);
+    FILE *f = fopen(cfg, "w");
+    if (!f) { CHECK(0, "write %s", cfg); return; }
+    fprintf(f, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": 300, "
+               "\"hidden_size\": 96, \"intermediate_size\": 1101, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+               "\"num_key_value_heads\": 2, \"max_position_embeddings\": 128, \"rms_norm_eps\": 1e-5, "
+               "\"rope_theta\": 10000.0, \"tie_word_embeddings\": true}\n");
+    fclose(f);
+    pl_model_header hd;
+    pl_model_init_opts o = {.seed = 9};
+    pl_err err = {0};
+    int rc = pl_model_read_header(cfg, &hd, &err);
+    if (!rc) rc = pl_model_init_random(&hd.cfg, mdir, &o, &err);
+    CHECK(rc == 0, "model init %s: %s", mdir, err.msg);
+    pl_model *g = NULL, *c = NULL;
+    if (!rc) rc = pl_model_load(&g, mdir, NULL, &err);
+    if (!rc) rc = pl_model_load(&c, mdir, NULL, &err);
+    CHECK(rc == 0, "load %s: %s", mdir, err.msg);
+    if (!rc) {
+        g->be = cuda;
+        int on_dev = -1;
+        rc = pl_model_nf4_quantize_on(g, 64, 1, &on_dev, &err);
+        CHECK(rc == 0 && on_dev == 7 * g->cfg.n_layers, "the BF16 base quantized on the device: %d of %d weights: %s",
+              on_dev, 7 * g->cfg.n_layers, err.msg);
+        rc = pl_model_nf4_quantize_on(c, 64, 1, NULL, &err);
+        int same = rc == 0;
+        for (int l = 0; same && l < g->cfg.n_layers; l++) {
+            const pl_layer *a = &g->layers[l], *b = &c->layers[l];
+            const pl_qweight *wa[7] = {&a->wq, &a->wk, &a->wv, &a->wo, &a->w_gate, &a->w_up, &a->w_down};
+            const pl_qweight *wb[7] = {&b->wq, &b->wk, &b->wv, &b->wo, &b->w_gate, &b->w_up, &b->w_down};
+            for (int i = 0; i < 7; i++) same &= wa[i]->dtype == PL_NF4 && nf4_same(wa[i]->data, wb[i]->data);
+        }
+        CHECK(same, "every layer weight quantized on the device equals the CPU's quantization: %s", err.msg);
+    }
+    pl_model_free(g);
+    pl_model_free(c);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", dir);
+}
+
 static int32_t *read_i32(const char *dir, const char *name, size_t n) {
     char p[4400];
     snprintf(p, sizeof p, "%s/%s", dir, name);
@@ -954,9 +1068,10 @@ int main(int argc, char **argv) {
     test_refusals();
     t[6] = now_s();
     test_random_model();
+    test_quantize_nf4();
     t[7] = now_s();
     printf("note: seconds: dropout %.1f, generation %.1f, training %.1f, plan %.1f, generation plan %.1f, refusals %.1f, "
-           "random model %.1f\n",
+           "random model and device quantization %.1f\n",
            t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3], t[5] - t[4], t[6] - t[5], t[7] - t[6]);
     return check_summary("test_cuda_backend");
 }

@@ -51,6 +51,8 @@
  * pl_dequantize_row. 0, or -1 for an unsupported dtype. */
 int pl_qweight_row(const pl_qweight *w, int64_t r, float *dst);
 
+struct pl_nf4; /* lora/nf4.h */
+
 typedef struct pl_backend {
     const char *name;
     int act_dtype;   /* pl_dtype of activation buffers: PL_F32 or PL_BF16 */
@@ -100,6 +102,17 @@ typedef struct pl_backend {
      * place a GPU's libm may round differently). Returns 0, or the error's
      * code with the message left for take_error. NULL on the CPU. */
     int (*init_random)(pl_qweight *w, uint64_t seed, uint64_t stream, float std);
+    /* A stored layer weight quantized to NF4 on the device (the NF4 base,
+     * trainer/model_nf4.c): src a BF16 or F16 weight (its rows as stored,
+     * contiguous, host memory), dst the model's laid-out double-quantized NF4
+     * tensor of as many elements. The source's bytes go to the device (one
+     * tensor at a time), the NF4 tensor is made there as dst's resident copy
+     * (keyed by dst: the pl_qweight of dst has data == dst), and its bytes are
+     * copied into dst's arrays: those pl_nf4_fill makes of src's values.
+     * Returns 0; PL_EUNSUPPORTED, with no message, for a source it does not
+     * take (the caller then quantizes on the host); or another error code
+     * with the message left for take_error. NULL on the CPU. */
+    int (*quantize_nf4)(struct pl_nf4 *dst, const pl_qweight *src);
     /* Allow this backend at most bytes of its memory from now on (0: no cap;
      * --gpu-mem): an allocation past it fails as out of memory. NULL on the
      * CPU. */

@@ -54,6 +54,11 @@ static int from_file_map(const pl_model *m, const void *p) {
 }
 
 int pl_model_nf4_quantize(pl_model *m, int blocksize, int double_quant, pl_err *err) {
+    return pl_model_nf4_quantize_on(m, blocksize, double_quant, NULL, err);
+}
+
+int pl_model_nf4_quantize_on(pl_model *m, int blocksize, int double_quant, int *on_device, pl_err *err) {
+    if (on_device) *on_device = 0;
     if (!pl_nf4_valid_blocksize(blocksize))
         return pl_err_set(err, PL_EINVAL, "%s: nf4 blocksize %d: expected a power of two in 32..4096", m->path,
                           blocksize);
@@ -72,6 +77,32 @@ int pl_model_nf4_quantize(pl_model *m, int blocksize, int double_quant, pl_err *
                 rc = pl_err_set(err, PL_ERANGE, "%s: layer %d %s weight: %lld x %lld is not a valid size", m->path,
                                 l, lin_names[i], (long long)w->rows, (long long)w->cols);
                 break;
+            }
+            const pl_backend *be = m->be;
+            if (be && be->quantize_nf4 && double_quant && (w->dtype == PL_BF16 || w->dtype == PL_F16) && !w->aux) {
+                /* on the device (a BF16/F16 weight as stored goes there whole; the NF4 bytes come back) */
+                pl_nf4 *q = pl_model_nf4_new(m, (int64_t)n, blocksize, double_quant);
+                if (!q) {
+                    rc = pl_err_set(err, PL_ENOMEM, "%s: out of memory quantizing layer %d %s weight to nf4", m->path,
+                                    l, lin_names[i]);
+                    break;
+                }
+                int drc = be->quantize_nf4(q, w);
+                if (drc != PL_EUNSUPPORTED) {
+                    if (drc) {
+                        pl_err e2 = {0};
+                        rc = be->take_error(&e2);
+                        rc = pl_err_set(err, rc ? rc : drc, "%s: layer %d %s weight: %s", m->path, l, lin_names[i],
+                                        e2.msg[0] ? e2.msg : "quantizing on the device failed");
+                        break;
+                    }
+                    const int64_t rows = w->rows, cols = w->cols;
+                    if (from_file_map(m, w->data)) pl_map_drop(w->data, pl_dtype_row_bytes(w->dtype, cols) * (size_t)rows);
+                    pl_nf4_qweight(q, rows, cols, w);
+                    if (on_device) (*on_device)++;
+                    continue;
+                }
+                /* not taken: quantized here below (the unused model-owned block stays with the model) */
             }
             if (bytes > cap) { /* one tensor's fp32 rows at most */
                 float *t = realloc(tmp, bytes);

@@ -9,18 +9,23 @@
 #include "../lora/nf4.h"
 #include "model.h"
 
-/* Replace every layer's q, k, v, o, gate, up and down weight of m with an
- * NF4 view (row blocks dequantized into one tensor's fp32 buffer at a time;
- * the quantized tensors are owned by m). Embeddings, norms and the LM head
- * are left as they are; weights already PL_NF4 are skipped. The pl_nf4 of a
- * model weight (w->data) has buf NULL: never pl_nf4_free it. */
 /* A model-owned pl_nf4 for n elements, laid out (lora/nf4.h) and zeroed:
  * the struct and its arrays in one pl_model_own allocation (q->buf is NULL:
  * pl_nf4_free must not be called on it; the model frees it). NULL when out
  * of memory or n / blocksize are out of range. */
 pl_nf4 *pl_model_nf4_new(pl_model *m, int64_t n, int blocksize, int double_quant);
 
+/* Replace every layer's q, k, v, o, gate, up and down weight of m with an
+ * NF4 view (row blocks dequantized into one tensor's fp32 buffer at a time;
+ * the quantized tensors are owned by m). Embeddings, norms and the LM head
+ * are left as they are; weights already PL_NF4 are skipped. The pl_nf4 of a
+ * model weight (w->data) has buf NULL: never pl_nf4_free it. */
 int pl_model_nf4_quantize(pl_model *m, int blocksize, int double_quant, pl_err *err);
+/* The same; with a backend that has quantize_nf4 (CUDA) and double
+ * quantization, each BF16/F16 weight is quantized on the device instead (its
+ * resident copy made there, the same bytes copied back). *on_device (may be
+ * NULL) gets the count of weights so made. */
+int pl_model_nf4_quantize_on(pl_model *m, int blocksize, int double_quant, int *on_device, pl_err *err);
 
 /* The quantized-base cache: the NF4 layer weights of a model, so a later run
  * skips quantization. Binary, little-endian:

@@ -219,8 +219,10 @@ static int nf4_base(run *r, pl_err *err) {
         }
         run_msg(r, "NF4 cache not used (%s); quantizing the base again", e2.msg);
     }
-    int rc = pl_model_nf4_quantize(r->m, c->nf4_blocksize, c->double_quant, err);
+    int on_dev = 0;
+    int rc = pl_model_nf4_quantize_on(r->m, c->nf4_blocksize, c->double_quant, &on_dev, err);
     if (rc) return rc;
+    if (on_dev) run_msg(r, "NF4 base: %d of %d layer weights quantized on the device", on_dev, 7 * r->m->cfg.n_layers);
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/.potluck-nf4", parent);
     if (pl_mkdirs(dir, &e2) || pl_model_nf4_cache_save(r->m, path, &e2))

@@ -113,7 +113,7 @@ enum { SC_WBF16 = PL_CUDA_SC_WBF16, SC_LORA_A = PL_CUDA_SC_LORA_A, SC_LORA_B = P
 const char *const op_names[PL_CUDA_OP_N] = {
     "embedding_q", "rmsnorm", "rope", "attention", "swiglu", "linear", "linear_q", "lora_fwd", "add",
     "dropout", "lm_head_ce", "lm_head_ce_bwd", "rmsnorm_bwd", "rope_bwd", "attention_bwd", "swiglu_bwd",
-    "linear_bwd", "linear_q_bwd_x", "lora_bwd", "sumsq", "scale", "adamw", "offload", "fetch", "init_random"};
+    "linear_bwd", "linear_q_bwd_x", "lora_bwd", "sumsq", "scale", "adamw", "offload", "fetch", "init_random", "quantize_nf4"};
 
 void fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fail(int code, const char *fmt, ...) {
@@ -371,10 +371,77 @@ void release_weights(const void *p) {
         }
 }
 
+/* The double-quantized NF4 tensor q (the model's laid-out pl_nf4, host
+ * memory) made on the device from src (device, BF16 or F16 words per src_kind
+ * 1 or 2) or from the random init (src NULL): kept as q's resident copy
+ * (keyed by q, as mat_nf4 would keep an upload), then downloaded into q's
+ * arrays. A temporary workspace holds the blocks' fp32 absmax, the dynamic
+ * map's midpoints and the offset. */
+int make_nf4(pl_nf4 *q, const uint16_t *src, int src_kind, uint64_t seed, uint64_t stream, float std, const char *op) {
+    if (!q->double_quant || !q->packed || !q->absmax_q || !q->nested_absmax) {
+        fail(PL_EINVAL, "cuda backend: %s: expected a laid-out double-quantized NF4 tensor", op);
+        return PL_EINVAL;
+    }
+    const size_t packed = (size_t)(q->n + 1) / 2, nb = (size_t)q->n_blocks, nn = (size_t)q->n_nested;
+    const size_t o_abs = pl_cuda_al16(packed), o_nest = o_abs + pl_cuda_al16(nb), o_code = o_nest + pl_cuda_al16(nn * 4);
+    const size_t total = pl_cuda_nf4_bytes(q->n, q->blocksize, 1);
+    char *d = (char *)dev_alloc(total, PL_MEM_WEIGHTS);
+    /* workspace: absmax (nb floats) | the 255 midpoints | the offset */
+    const size_t o_mid = pl_cuda_al16(nb * 4), o_off = o_mid + pl_cuda_al16(255 * 4);
+    char *ws = d ? (char *)dev_alloc(o_off + 16, PL_MEM_WORKSPACE) : nullptr;
+    if (!d || !ws) {
+        dev_free(d);
+        fail(PL_ENOMEM, "cuda backend: %s: out of device memory for an NF4 weight of %lld elements", op,
+             (long long)q->n);
+        return PL_ENOMEM;
+    }
+    float nf4_mid[15], dyn_mid[255];
+    for (int k = 0; k < 15; k++) nf4_mid[k] = (pl_nf4_code[k] + pl_nf4_code[k + 1]) / 2.0f;
+    for (int k = 0; k < 255; k++) dyn_mid[k] = 0.5f * (pl_nf4_dynamic_map[k] + pl_nf4_dynamic_map[k + 1]);
+    up(ws + o_mid, dyn_mid, sizeof dyn_mid);
+    up(d + o_code, pl_nf4_dynamic_map, 256 * 4);
+    pl_cuda_nf4_init iw = {(uint8_t *)d, (uint8_t *)(d + o_abs), (float *)(d + o_nest), (float *)(ws + o_off), q->n,
+                           q->blocksize};
+    const float *dmid = (const float *)(ws + o_mid);
+    check(src ? pl_cuda_nf4_quantize16(&iw, (float *)ws, nf4_mid, dmid, src, src_kind == 2, nullptr)
+              : pl_cuda_nf4_init_random(&iw, (float *)ws, nf4_mid, dmid, seed, stream, std, nullptr),
+          op);
+    float offset = 0.0f;
+    down(&offset, ws + o_off, sizeof offset);
+    int64_t bad = -1;
+    if (offset != offset) { /* a block held a NaN or an infinity: the first, as the CPU names it */
+        std::vector<float> am(nb);
+        down(am.data(), ws, nb * 4);
+        for (size_t b = 0; b < nb && bad < 0; b++)
+            if (am[b] != am[b]) bad = (int64_t)b * q->blocksize;
+    }
+    dev_free(ws);
+    if (bad >= 0) {
+        dev_free(d);
+        fail(PL_EINVAL, "nf4: element %lld..: expected finite values, found NaN or infinity", (long long)bad);
+        return PL_EINVAL;
+    }
+    resident r{1, d, total, {}};
+    r.nf4.packed = (const uint8_t *)d;
+    r.nf4.absmax_q = (const uint8_t *)(d + o_abs);
+    r.nf4.nested_absmax = (const float *)(d + o_nest);
+    r.nf4.code = (const float *)(d + o_code);
+    r.nf4.offset = offset;
+    r.nf4.n = q->n;
+    r.nf4.blocksize = q->blocksize;
+    keep_weight(q, r);
+    down(q->packed, d, packed);
+    down(q->absmax_q, d + o_abs, nb);
+    down(q->nested_absmax, d + o_nest, nn * 4);
+    memcpy(q->code, pl_nf4_dynamic_map, sizeof q->code);
+    q->offset = offset;
+    std::lock_guard<std::mutex> g(S->mu);
+    return S->fail_code;
+}
+
 /* backend.h's init_random: the weight made on the device and kept resident
  * (as mat_bf16 / mat_nf4 would keep a copy), then its bytes downloaded into
- * the model's host storage. NF4 uses a temporary workspace of the blocks'
- * fp32 absmax, the dynamic map's midpoints and the offset. */
+ * the model's host storage. */
 int op_init_random(pl_qweight *w, uint64_t seed, uint64_t stream, float std) {
     count(PL_CUDA_OP_INIT_RANDOM);
     if (find_weight(w->data)) {
@@ -394,57 +461,38 @@ int op_init_random(pl_qweight *w, uint64_t seed, uint64_t stream, float std) {
         down(const_cast<void *>(w->data), d, (size_t)n * 2);
     } else if (w->dtype == PL_NF4) {
         pl_nf4 *q = (pl_nf4 *)const_cast<void *>(w->data);
-        if (!q->double_quant || q->n != n || !q->packed || !q->absmax_q || !q->nested_absmax) {
-            fail(PL_EINVAL, "cuda backend: init_random: expected a laid-out double-quantized NF4 weight");
+        if (q->n != n) {
+            fail(PL_EINVAL, "cuda backend: init_random: the NF4 tensor has %lld elements, the weight %lld",
+                 (long long)q->n, (long long)n);
             return PL_EINVAL;
         }
-        const size_t packed = (size_t)(q->n + 1) / 2, nb = (size_t)q->n_blocks, nn = (size_t)q->n_nested;
-        const size_t o_abs = pl_cuda_al16(packed), o_nest = o_abs + pl_cuda_al16(nb),
-                     o_code = o_nest + pl_cuda_al16(nn * 4);
-        const size_t total = pl_cuda_nf4_bytes(q->n, q->blocksize, 1);
-        char *d = (char *)dev_alloc(total, PL_MEM_WEIGHTS);
-        /* workspace: absmax (nb floats) | the 255 midpoints | the offset */
-        const size_t o_mid = pl_cuda_al16(nb * 4), o_off = o_mid + pl_cuda_al16(255 * 4);
-        char *ws = d ? (char *)dev_alloc(o_off + 16, PL_MEM_WORKSPACE) : nullptr;
-        if (!d || !ws) {
-            dev_free(d);
-            fail(PL_ENOMEM, "cuda backend: init_random: out of device memory for an NF4 weight of %lld elements",
-                 (long long)q->n);
-            return PL_ENOMEM;
-        }
-        float nf4_mid[15], dyn_mid[255];
-        for (int k = 0; k < 15; k++) nf4_mid[k] = (pl_nf4_code[k] + pl_nf4_code[k + 1]) / 2.0f;
-        for (int k = 0; k < 255; k++) dyn_mid[k] = 0.5f * (pl_nf4_dynamic_map[k] + pl_nf4_dynamic_map[k + 1]);
-        up(ws + o_mid, dyn_mid, sizeof dyn_mid);
-        up(d + o_code, pl_nf4_dynamic_map, 256 * 4);
-        pl_cuda_nf4_init iw = {(uint8_t *)d, (uint8_t *)(d + o_abs), (float *)(d + o_nest), (float *)(ws + o_off),
-                               q->n, q->blocksize};
-        check(pl_cuda_nf4_init_random(&iw, (float *)ws, nf4_mid, (const float *)(ws + o_mid), seed, stream, std,
-                                      nullptr),
-              "init_random");
-        float offset = 0.0f;
-        down(&offset, ws + o_off, sizeof offset);
-        dev_free(ws);
-        resident r{1, d, total, {}};
-        r.nf4.packed = (const uint8_t *)d;
-        r.nf4.absmax_q = (const uint8_t *)(d + o_abs);
-        r.nf4.nested_absmax = (const float *)(d + o_nest);
-        r.nf4.code = (const float *)(d + o_code);
-        r.nf4.offset = offset;
-        r.nf4.n = q->n;
-        r.nf4.blocksize = q->blocksize;
-        keep_weight(w->data, r);
-        down(q->packed, d, packed);
-        down(q->absmax_q, d + o_abs, nb);
-        down(q->nested_absmax, d + o_nest, nn * 4);
-        memcpy(q->code, pl_nf4_dynamic_map, sizeof q->code);
-        q->offset = offset;
+        int rc = make_nf4(q, nullptr, 0, seed, stream, std, "init_random");
+        if (rc) return rc;
     } else {
         fail(PL_EUNSUPPORTED, "cuda backend: init_random: dtype %s: expected BF16 or NF4", pl_dtype_name(w->dtype));
         return PL_EUNSUPPORTED;
     }
     std::lock_guard<std::mutex> g(S->mu);
     return S->fail_code;
+}
+
+/* backend.h's quantize_nf4: the stored BF16/F16 rows uploaded whole into the
+ * GEMM weight scratch (the size the GEMMs on this weight use anyway), then
+ * make_nf4 from them. */
+int op_quantize_nf4(struct pl_nf4 *dst, const pl_qweight *src) {
+    if ((src->dtype != PL_BF16 && src->dtype != PL_F16) || src->aux || !dst ||
+        src->row_bytes != (size_t)src->cols * 2 || dst->n != src->rows * src->cols)
+        return PL_EUNSUPPORTED; /* the caller quantizes on the host */
+    count(PL_CUDA_OP_QUANTIZE_NF4);
+    if (find_weight(dst)) {
+        fail(PL_EINVAL, "cuda backend: quantize_nf4: the weight is already on the device");
+        return PL_EINVAL;
+    }
+    const size_t bytes = (size_t)dst->n * 2;
+    void *s = scratch(SC_WBF16, pl_cuda_sc_wbf16(dst->n), "quantize_nf4");
+    if (!s) return PL_ENOMEM;
+    up(s, src->data, bytes);
+    return make_nf4(dst, (const uint16_t *)s, src->dtype == PL_F16 ? 2 : 1, 0, 0, 0.0f, "quantize_nf4");
 }
 
 pl_bf16 *B16(void *p) { return (pl_bf16 *)p; }
@@ -862,6 +910,7 @@ extern "C" const pl_backend *pl_backend_cuda_open(pl_err *err) {
     b.act_to_f32 = act_to_f32;
     b.release_weights = release_weights;
     b.init_random = op_init_random;
+    b.quantize_nf4 = op_quantize_nf4;
     b.set_mem_cap = pl_cuda_backend_set_cap;
     b.mem_device_peak = device_peak;
     b.embedding_q = op_embedding_q;

@@ -78,6 +78,12 @@ typedef struct pl_cuda_nf4_init {
 int pl_cuda_nf4_init_random(pl_cuda_nf4_init *w, float *absmax_ws, const float *nf4_mid, const float *dyn_mid,
                             uint64_t seed, uint64_t stream, float std, pl_stream st);
 int pl_cuda_bf16_init_random(pl_bf16 *out, int64_t n, uint64_t seed, uint64_t stream, float std, pl_stream st);
+/* The same NF4 tensor made of stored values instead: src (n) BF16, or F16 when
+ * f16 (raw 16-bit words, device memory), as pl_nf4_fill quantizes their exact
+ * fp32 values. A block with a NaN or infinity makes *offset NaN (the CPU
+ * refuses such a tensor; the caller checks). */
+int pl_cuda_nf4_quantize16(pl_cuda_nf4_init *w, float *absmax_ws, const float *nf4_mid, const float *dyn_mid,
+                           const uint16_t *src, int f16, pl_stream st);
 
 /* ---- embedding.cu ------------------------------------------------------------------ */
 /* out (T,C) = table (V,C) [ids[t]]; ids checked by the caller. */

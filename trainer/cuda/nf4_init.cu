@@ -1,6 +1,7 @@
-/* nf4_init.cu: random weights made on the device (a rehearsal model: potluck
- * train --model random:SHAPE with --backend cuda), the values of
- * trainer/model_init.h's init, stored as the CPU stores them:
+/* nf4_init.cu: NF4 (and bf16) tensors made on the device: random weights (a
+ * rehearsal model: potluck train --model random:SHAPE with --backend cuda),
+ * the values of trainer/model_init.h's init, and a stored BF16 or F16 weight
+ * quantized to NF4 (the base of a QLoRA run), stored as the CPU stores them:
  *  - bf16: element i = bf16(std * normal(seed, stream, i)), round to nearest
  *    even (core/half.h's pl_f32_to_bf16 for finite values);
  *  - NF4, double-quantized (lora/nf4.c's pl_nf4_fill on the same values),
@@ -16,6 +17,7 @@
  * a GPU's libm may round differently from the host's. */
 #include "cuda_common.cuh"
 
+#include "../../core/half.h"
 #include "../../core/philox.h"
 #include "../../lora/nf4_math.h"
 
@@ -26,10 +28,15 @@ struct nf4_init_args {
     int blocksize;
     uint64_t seed, stream;
     float std;
+    const uint16_t *src; /* the values as stored (src_kind 1 BF16, 2 F16), or NULL: random */
+    int src_kind;
     float mid[15];     /* the NF4 codes' fp32 midpoints */
 };
 
+/* Element i as fp32: the stored value (exact), or the init's draw. */
 static __device__ __forceinline__ float init_value(const nf4_init_args &a, int64_t i) {
+    if (a.src_kind == 1) return pl_bf16_to_f32(a.src[i]);
+    if (a.src_kind == 2) return pl_f16_to_f32(a.src[i]);
     return __fmul_rn(a.std, pl_philox_normal(a.seed, a.stream, (uint64_t)i));
 }
 
@@ -38,9 +45,16 @@ __global__ void nf4_init_blocks_kernel(nf4_init_args a) {
     if (b >= a.n_blocks) return;
     const int64_t i0 = b * a.blocksize, i1 = i0 + a.blocksize < a.n ? i0 + a.blocksize : a.n;
     float am = 0.0f;
+    int finite = 1;
     for (int64_t i = i0; i < i1; i++) {
-        const float v = fabsf(init_value(a, i));
+        const float x = init_value(a, i);
+        if (!isfinite(x)) finite = 0;
+        const float v = fabsf(x);
         if (v > am) am = v;
+    }
+    if (!finite) { /* the CPU refuses the tensor: a NaN absmax makes the offset NaN, which the caller checks */
+        a.absmax[b] = __int_as_float(0x7fc00000);
+        return;
     }
     /* full blocks: x * (1 / max(absmax, tiny)); the short tail: x / max(absmax, tiny) */
     const float tiny = (float)1e-38;
@@ -98,13 +112,14 @@ __global__ void bf16_init_kernel(__nv_bfloat16 *out, int64_t n, uint64_t seed, u
 
 /* ---- launchers ---------------------------------------------------------------------------- */
 
-extern "C" int pl_cuda_nf4_init_random(pl_cuda_nf4_init *w, float *absmax_ws, const float *nf4_mid,
-                                       const float *dyn_mid, uint64_t seed, uint64_t stream, float std,
-                                       pl_stream st) {
+static int nf4_make(pl_cuda_nf4_init *w, float *absmax_ws, const float *nf4_mid, const float *dyn_mid,
+                    const uint16_t *src, int src_kind, uint64_t seed, uint64_t stream, float std, pl_stream st) {
     if (!w || !w->packed || !w->absmax_q || !w->nested_absmax || !w->offset || !absmax_ws || !nf4_mid ||
         !dyn_mid || w->n <= 0 || w->blocksize < 32 || w->blocksize > 4096 || (w->blocksize & (w->blocksize - 1)))
         return (int)cudaErrorInvalidValue;
     nf4_init_args a;
+    a.src = src;
+    a.src_kind = src_kind;
     a.packed = w->packed;
     a.absmax = absmax_ws;
     a.n = w->n;
@@ -122,6 +137,18 @@ extern "C" int pl_cuda_nf4_init_random(pl_cuda_nf4_init *w, float *absmax_ws, co
     PL_LAUNCH(nf4_init_nested_kernel, (unsigned)((n_nested + threads - 1) / threads), threads, 0, st, w->absmax_q,
               w->nested_absmax, (const float *)absmax_ws, (const float *)w->offset, dyn_mid, a.n_blocks, n_nested);
     return pl_cuda_status();
+}
+
+extern "C" int pl_cuda_nf4_init_random(pl_cuda_nf4_init *w, float *absmax_ws, const float *nf4_mid,
+                                       const float *dyn_mid, uint64_t seed, uint64_t stream, float std,
+                                       pl_stream st) {
+    return nf4_make(w, absmax_ws, nf4_mid, dyn_mid, nullptr, 0, seed, stream, std, st);
+}
+
+extern "C" int pl_cuda_nf4_quantize16(pl_cuda_nf4_init *w, float *absmax_ws, const float *nf4_mid,
+                                      const float *dyn_mid, const uint16_t *src, int f16, pl_stream st) {
+    if (!src) return (int)cudaErrorInvalidValue;
+    return nf4_make(w, absmax_ws, nf4_mid, dyn_mid, src, f16 ? 2 : 1, 0, 0, 0.0f, st);
 }
 
 extern "C" int pl_cuda_bf16_init_random(pl_bf16 *out, int64_t n, uint64_t seed, uint64_t stream, float std,
