@@ -37,8 +37,8 @@ static const char *init_help =
     "  --shard-mb N       safetensors shards of at most N MB (default 2048)\n"
     "  --threads N        worker threads\n"
     "  --config-only      write DIR/config.json alone (the shape, for tools that read one);\n"
-    "                     `--model random:DIR/config.json` makes this model in memory instead\n"
-    "                     of reading it from disk (potluck train --help)\n";
+    "                     the model spec random:DIR/config.json makes this model in memory\n"
+    "                     instead of reading it from disk (potluck train --help)\n";
 
 /* the progress line (core/progress.h) in MiB written (KiB for a model under
  * 64 MiB), begun at the first call */
@@ -84,13 +84,8 @@ int cmd_model_init(int argc, char **argv) {
     if (preset) {
         const pl_plan_preset *p = pl_plan_preset_find(preset);
         if (!p) {
-            int n = 0;
-            const pl_plan_preset *all = pl_plan_presets(&n);
-            char names[1024] = "";
-            for (int k = 0; k < n; k++) {
-                size_t l = strlen(names);
-                snprintf(names + l, sizeof names - l, "%s%s", k ? ", " : "", all[k].name);
-            }
+            char names[1024];
+            pl_plan_preset_names(names, sizeof names);
             return cli_fail("model init: --preset %s: not a preset (%s)", preset, names);
         }
         c = p->cfg;

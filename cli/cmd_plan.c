@@ -364,16 +364,6 @@ static int list_presets(FILE *f) {
     return 0;
 }
 
-static void preset_names(char *buf, size_t n) {
-    int k;
-    const pl_plan_preset *ps = pl_plan_presets(&k);
-    buf[0] = 0;
-    for (int i = 0; i < k; i++) {
-        size_t l = strlen(buf);
-        snprintf(buf + l, n - l, "%s%s", i ? ", " : "", ps[i].name);
-    }
-}
-
 int cmd_plan(int argc, char **argv) {
     if (argc > 1 && strlen(argv[1]) > 4 && !strcmp(argv[1] + strlen(argv[1]) - 4, ".lua"))
         return cmd_plan_recipe(argc, argv);
@@ -443,7 +433,7 @@ int cmd_plan(int argc, char **argv) {
         const pl_plan_preset *p = pl_plan_preset_find(preset);
         if (!p) {
             char names[1024];
-            preset_names(names, sizeof names);
+            pl_plan_preset_names(names, sizeof names);
             cli_fail("plan: unknown preset '%s' (known: %s)", preset, names);
             goto done;
         }

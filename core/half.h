@@ -6,11 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifdef __CUDACC__
-#define PL_HD __host__ __device__
-#else
-#define PL_HD
-#endif
+#include "hd.h"
 
 static inline PL_HD float pl_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline PL_HD uint32_t pl_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }

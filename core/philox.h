@@ -12,13 +12,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#ifndef PL_HD
-#ifdef __CUDACC__
-#define PL_HD __host__ __device__
-#else
-#define PL_HD
-#endif
-#endif
+#include "hd.h"
 
 static inline PL_HD void pl_philox4(uint64_t seed, uint64_t stream, uint64_t index, uint32_t out[4]) {
     uint32_t c0 = (uint32_t)index, c1 = (uint32_t)(index >> 32), c2 = (uint32_t)stream,

@@ -21,13 +21,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#ifndef PL_HD
-#ifdef __CUDACC__
-#define PL_HD __host__ __device__
-#else
-#define PL_HD
-#endif
-#endif
+#include "../core/hd.h"
 
 #define PL_NF4_DYN_BINS 65536
 

@@ -747,6 +747,21 @@ static void test_refusals(void) {
 #endif
 }
 
+/* The small Llama shape of 6 and 7 as a config.json: 2 layers of width 96 and
+ * MLP 1101 (96 x 1101 = 1651.5 NF4 blocks: a short last one; 7 nested blocks). */
+static int write_shape(const char *path, int tied) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        CHECK(0, "write %s", path);
+        return -1;
+    }
+    fprintf(f, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": 300, "
+               "\"hidden_size\": 96, \"intermediate_size\": 1101, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+               "\"num_key_value_heads\": 2, \"max_position_embeddings\": 128, \"rms_norm_eps\": 1e-5, "
+               "\"rope_theta\": 10000.0, \"tie_word_embeddings\": %s}\n", tied ? "true" : "false");
+    return fclose(f) ? -1 : 0;
+}
+
 /* 6. the rehearsal model "random:SHAPE@SEED" (trainer/model_random.c) made
  * on the device (init_random): its host bytes equal the CPU backend's making
  * of the same spec byte for byte (NF4 codes, absmax codes, nested absmax,
@@ -772,13 +787,7 @@ static void test_random_model(void) {
     char dir[] = "/tmp/potluck-cuda-random-XXXXXX", cfg[128], spec[160];
     if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return; }
     snprintf(cfg, sizeof cfg, "%s/config.json", dir);
-    FILE *f = fopen(cfg, "w");
-    if (!f) { CHECK(0, "write %s", cfg); return; }
-    fprintf(f, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": 300, "
-               "\"hidden_size\": 96, \"intermediate_size\": 1101, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
-               "\"num_key_value_heads\": 2, \"max_position_embeddings\": 128, \"rms_norm_eps\": 1e-5, "
-               "\"rope_theta\": 10000.0, \"tie_word_embeddings\": false}\n");
-    fclose(f);
+    if (write_shape(cfg, 0)) return;
     snprintf(spec, sizeof spec, "random:%s@7", cfg);
     pl_err err = {0};
     pl_model *g = NULL, *c = NULL;
@@ -918,13 +927,7 @@ static void test_quantize_nf4(void) {
     if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return; }
     snprintf(cfg, sizeof cfg, "%s/shape.json", dir);
     snprintf(mdir, sizeof mdir, "%s/model", dir);
-    FILE *f = fopen(cfg, "w");
-    if (!f) { CHECK(0, "write %s", cfg); return; }
-    fprintf(f, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": 300, "
-               "\"hidden_size\": 96, \"intermediate_size\": 1101, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
-               "\"num_key_value_heads\": 2, \"max_position_embeddings\": 128, \"rms_norm_eps\": 1e-5, "
-               "\"rope_theta\": 10000.0, \"tie_word_embeddings\": true}\n");
-    fclose(f);
+    if (write_shape(cfg, 1)) return;
     pl_model_header hd;
     pl_model_init_opts o = {.seed = 9};
     pl_err err = {0};

@@ -34,13 +34,8 @@ static int spec_shape(const char *spec, const char *shape, pl_model_config *c, p
     if (stat(shape, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(cfg, sizeof cfg, "%s/config.json", shape);
     else snprintf(cfg, sizeof cfg, "%s", shape);
     if (stat(cfg, &st) != 0) {
-        int n = 0;
-        const pl_plan_preset *all = pl_plan_presets(&n);
-        char names[1024] = "";
-        for (int i = 0; i < n; i++) {
-            size_t k = strlen(names);
-            snprintf(names + k, sizeof names - k, "%s%s", i ? ", " : "", all[i].name);
-        }
+        char names[1024];
+        pl_plan_preset_names(names, sizeof names);
         return pl_err_set(err, PL_EINVAL, "%s: '%s' is neither a preset (%s) nor a config.json or a folder holding one",
                           spec, shape, names);
     }

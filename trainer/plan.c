@@ -15,6 +15,7 @@
 #include "plan.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -472,6 +473,16 @@ static const pl_plan_preset presets[] = {
 const pl_plan_preset *pl_plan_presets(int *n) {
     *n = (int)(sizeof presets / sizeof presets[0]);
     return presets;
+}
+
+void pl_plan_preset_names(char *buf, size_t n) {
+    int k = 0;
+    const pl_plan_preset *ps = pl_plan_presets(&k);
+    if (n) buf[0] = 0;
+    for (int i = 0; i < k; i++) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, n - l, "%s%s", i ? ", " : "", ps[i].name);
+    }
 }
 
 const pl_plan_preset *pl_plan_preset_find(const char *name) {

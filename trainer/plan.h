@@ -221,5 +221,7 @@ typedef struct pl_plan_preset {
 } pl_plan_preset;
 const pl_plan_preset *pl_plan_preset_find(const char *name);
 const pl_plan_preset *pl_plan_presets(int *n);
+/* buf (n bytes) = the presets' names, ", "-separated (for messages). */
+void pl_plan_preset_names(char *buf, size_t n);
 
 #endif
