@@ -11,7 +11,7 @@
  *   for a fluent sentence than for its words shuffled;
  * - self_instruct (n=2) and persona (n=3): exactly n samples with provenance
  *   (same-seed reruns through the real host: tests/big_recipe_generate.sh, make test-big); distill answers 2 inputs;
- *   evol_instruct over 2 inputs (1 round) emits with provenance.
+ *   evol_instruct over 2 inputs (1 round) emits with provenance, each evolution after its input.
  * The plugins run in a plain Lua state with a minimal fake `potluck` module
  * (register, read_file) plus the real C text helpers (plugins/bind_text.c)
  * and a JSON decoder; the full host runs them in tests/big_recipe_generate.sh, make test-big.
@@ -433,10 +433,10 @@ int main(void) {
 
     t0 = now_s();
     ok = run_lua(L,
-                 "EV = run_stage('generate', 'evol_instruct', {rounds = 1, max_tokens = 32},"
+                 "EV = run_stage('generate', 'evol_instruct', {rounds = 1, max_tokens = 32, kinds = {'reasoning'}},"
                  " {{messages = {{role = 'user', content = 'Give three tips for staying healthy.'}, {role = 'assistant', content = 'Sleep.'}}},"
                  "  {messages = {{role = 'user', content = 'Explain what a prime number is.'}}}}, 9)\n"
-                 "EV2 = run_stage('generate', 'evol_instruct', {rounds = 1, max_tokens = 32},"
+                 "EV2 = run_stage('generate', 'evol_instruct', {rounds = 1, max_tokens = 32, kinds = {'reasoning'}},"
                  " {{messages = {{role = 'user', content = 'Give three tips for staying healthy.'}, {role = 'assistant', content = 'Sleep.'}}},"
                  "  {messages = {{role = 'user', content = 'Explain what a prime number is.'}}}}, 9)\n",
                  "=evol_instruct");
@@ -445,12 +445,16 @@ int main(void) {
     if (!ok) {
         CHECK(lua_true(L, "#EV >= 2 and EV[1].messages[2].content == 'Sleep.' and ser(EV) == ser(EV2)"),
               "evol_instruct: originals passed through, deterministic");
+        /* input order: each input, then its kept evolutions (the lineage of a part is what one process writes) */
         CHECK(lua_true(L,
-                       "(function() for i = 3, #EV do local p = EV[i]._prov; if p.generator ~= 'evol_instruct' or p.seed ~= 9"
-                       " or p.index ~= i - 2 or not (p.parent == 1 or p.parent == 2) or not p.evolution or p.round ~= 1"
-                       " or #EV[i].messages ~= 2 then return false end end return true end)()"),
-              "evol_instruct: provenance of the evolutions");
-        char *nev = lua_str(L, "tostring(#EV - 2) .. ' evolutions; ' .. (EV[3] and EV[3]._prov.evolution .. ': ' .. EV[3].messages[1].content or '')");
+                       "(function() local cur = 0; for i = 1, #EV do local p = EV[i]._prov"
+                       " if not (p and p.generator == 'evol_instruct') then cur = cur + 1"
+                       " elseif p.seed ~= 9 or p.parent ~= cur or not p.evolution or p.round ~= 1 or p.parent_round ~= nil"
+                       " or #EV[i].messages ~= 2 then return false end end return cur == 2 and #EV > 2 end)()"),
+              "evol_instruct: at least one evolution kept; provenance, each after its input");
+        char *nev = lua_str(L, "(function() for i = 1, #EV do local p = EV[i]._prov; if p and p.generator == 'evol_instruct'"
+                               " then return tostring(#EV - 2) .. ' evolutions; ' .. p.evolution .. ': ' .."
+                               " EV[i].messages[1].content end end return '0 evolutions' end)()");
         printf("evol_instruct: %s\n", nev ? nev : "?");
         free(nev);
     }

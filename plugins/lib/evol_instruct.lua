@@ -3,6 +3,12 @@
 -- concretize, more reasoning steps) or in breadth (a new, rarer instruction
 -- of the same domain) for a number of rounds; failed evolutions are
 -- eliminated as in the paper and the survivors are answered by the model.
+-- Each input's lineage depends on that input, its index and the seed only
+-- (its evolution kinds are drawn by index, its prompts sample from the RNG
+-- stream of its position among the inputs with an instruction), and the
+-- output is in input order: each input, then its kept evolutions by round.
+-- So ranks split the inputs by index (shard = "sample", docs/distributed.md)
+-- and their parts, one after another, are what one process writes.
 local pl = require "potluck"
 
 local U = require "genutil"
@@ -91,6 +97,18 @@ local function eliminate_instruction(orig, evolved)
   return nil
 end
 
+-- The evolution kind of an input's round: a splitmix64 finalizer of (seed,
+-- input index, round) on Lua's wrapping 64-bit integers, so any rank draws it.
+local function mix(x)
+  x = (x ~ (x >> 30)) * 0xbf58476d1ce4e5b9
+  x = (x ~ (x >> 27)) * 0x94d049bb133111eb
+  return x ~ (x >> 31)
+end
+
+local function pick(n, seed, index, round)
+  return 1 + mix(mix(mix(seed) ~ index) ~ round) % n
+end
+
 local function eliminate_response(resp)
   if resp == "" then return "empty response" end
   if resp:lower():find("sorry", 1, true) and words(resp) < 80 then return "response apologizes" end
@@ -102,6 +120,7 @@ pl.register {
   api = 1,
   kind = "generate",
   name = "evol_instruct",
+  shard = "sample", -- a lineage depends on its input, its index and the seed only
   doc = "Evol-Instruct: in-depth and in-breadth rewrites of the input instructions for several rounds, "
     .. "with WizardLM's elimination rules; kept evolutions are answered by the model.",
   params = {
@@ -121,43 +140,57 @@ pl.register {
           .. "' (expected constraints, deepen, concretize, reasoning or breadth)", 0)
       end
     end
-    -- the pool: one entry per input sample with an instruction
-    local pool = {}
-    local n_in = 0
+    -- the pool: one entry per input sample with an instruction; pos, its place
+    -- among those (0-based), is the RNG stream of its prompts. Every rank reads
+    -- every input (positions are global) and keeps the lineages of its part.
+    local part = ctx.part
+    local function mine(i) return not part or (i > part.lo and i <= part.hi) end
+    local pool, lineages = {}, {}
+    local n_in, pos = 0, 0
     for s in input() do
       n_in = n_in + 1
-      if p.keep_original then emit(s) end
       local inst = instruction_of(s)
-      if inst and inst:find("%S") then pool[#pool + 1] = { inst = inst, parent = n_in } end
+      local has = inst and inst:find("%S")
+      if mine(n_in) then
+        local lin = { sample = s, kept = {} }
+        lineages[#lineages + 1] = lin
+        if has then pool[#pool + 1] = { inst = inst, parent = n_in, pos = pos, lin = lin } end
+      end
+      if has then pos = pos + 1 end
     end
-    local m = ctx.model()
+    local m = #pool > 0 and ctx.model() or nil
     local made = 0
     local removed = {}
+    -- prompts of pool entries, sampled from their positions' streams: one m:generate call per run of
+    -- consecutive positions (every run of the part's pool is one call in round prompts)
+    local function generate(items, text_of, seed)
+      local res, k = {}, 1
+      while k <= #items do
+        local j = k
+        while j < #items and items[j + 1].pos == items[j].pos + 1 do j = j + 1 end
+        local prompts = {}
+        for q = k, j do prompts[#prompts + 1] = { { role = "user", content = text_of(items[q]) } } end
+        local outs = m:generate(prompts, { max_tokens = p.max_tokens, temperature = p.temperature, top_p = p.top_p,
+          seed = seed, batch = p.batch, stream0 = items[k].pos })
+        for q = k, j do res[q] = outs[q - k + 1] end
+        k = j + 1
+      end
+      return res
+    end
     for round = 1, p.rounds do
       if #pool == 0 then break end
-      local prompts, kind_of = {}, {}
-      for i, it in ipairs(pool) do
-        local k = kinds[math.random(1, #kinds)]
-        kind_of[i] = k
-        local text = k == "breadth" and string.format(BREADTH, it.inst) or string.format(DEPTH, METHODS[k], it.inst)
-        prompts[i] = { { role = "user", content = text } }
-      end
-      local outs = m:generate(prompts, { max_tokens = p.max_tokens, temperature = p.temperature, top_p = p.top_p,
-        seed = ctx.seed * 1000003 + round * 7919, batch = p.batch })
+      for _, it in ipairs(pool) do it.kind = kinds[pick(#kinds, ctx.seed, it.parent, round)] end
+      local outs = generate(pool, function(it)
+        return it.kind == "breadth" and string.format(BREADTH, it.inst) or string.format(DEPTH, METHODS[it.kind], it.inst)
+      end, ctx.seed * 1000003 + round * 7919)
       local cand = {}
       for i, it in ipairs(pool) do
         local ev = clean(outs[i])
         local why = eliminate_instruction(it.inst, ev)
         if why then removed[why] = (removed[why] or 0) + 1
-        else cand[#cand + 1] = { pool_i = i, inst = ev, kind = kind_of[i] } end
+        else cand[#cand + 1] = { pool_i = i, inst = ev, kind = it.kind, pos = it.pos } end
       end
-      local answers = {}
-      if #cand > 0 then
-        local qs = {}
-        for k, c in ipairs(cand) do qs[k] = { { role = "user", content = c.inst } } end
-        answers = m:generate(qs, { max_tokens = p.max_tokens, temperature = p.temperature, top_p = p.top_p,
-          seed = ctx.seed * 1000003 + round * 7919 + 1, batch = p.batch })
-      end
+      local answers = generate(cand, function(c) return c.inst end, ctx.seed * 1000003 + round * 7919 + 1)
       local kept = 0
       -- kept evolutions replace their parent in the pool; failed ones leave the parent for the next round
       for k, c in ipairs(cand) do
@@ -169,13 +202,18 @@ pl.register {
           made = made + 1
           kept = kept + 1
           local it = pool[c.pool_i]
-          emit { messages = { { role = "user", content = c.inst }, { role = "assistant", content = resp } },
-            _prov = { generator = "evol_instruct", seed = ctx.seed, index = made, parent = it.parent,
-              parent_index = it.index, evolution = c.kind, round = round } }
-          pool[c.pool_i] = { inst = c.inst, parent = it.parent, index = made }
+          it.lin.kept[#it.lin.kept + 1] = { messages = { { role = "user", content = c.inst }, { role = "assistant", content = resp } },
+            _prov = { generator = "evol_instruct", seed = ctx.seed, parent = it.parent, parent_round = it.round,
+              evolution = c.kind, round = round } }
+          it.inst, it.round = c.inst, round
         end
       end
       ctx.log(string.format("evol_instruct: round %d: %d of %d evolutions kept", round, kept, #pool))
+    end
+    -- input order: each input (keep_original), then its kept evolutions by round
+    for _, lin in ipairs(lineages) do
+      if p.keep_original then emit(lin.sample) end
+      for _, s in ipairs(lin.kept) do emit(s) end
     end
     local why = {}
     for k, v in pairs(removed) do why[#why + 1] = k .. " " .. v end
