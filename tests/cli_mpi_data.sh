@@ -2,8 +2,7 @@
 # tests/cli_mpi_data.sh: `potluck run` under mpirun (docs/distributed.md,
 # "Sharded data work"), optimized build, one thread a rank:
 #  - a recipe with generation (distill on SmolLM2-135M, sampled at
-#    temperature 0.8), two filters, MinHash dedup and Evol-Instruct (2 rounds,
-#    split by input: each lineage on its rank), at 1 process and at
+#    temperature 0.8), two filters and MinHash dedup, at 1 process and at
 #    2 ranks: every stage's out.jsonl and removed.jsonl the same bytes (cmp);
 #    the stages ran the sharded way (stage.json "dist"); the same set of files
 #    in both run directories, no rank's private folder left behind;
@@ -16,6 +15,8 @@
 #    rank 0 wrote no output for that stage; kill -9 of a rank: mpirun ends the
 #    job with a message; a 1-process run afterwards completes with the same
 #    bytes;
+#  - Evol-Instruct (2 rounds, split by input: each lineage on its rank) at 1
+#    process and 2 ranks: the same bytes;
 #  - a whole recipe (data stages, shard, train, eval with a metric, export)
 #    at 2 ranks: trained over the ranks with the step losses of one process
 #    (1e-6 relative), the same bits twice, eval and export on rank 0 alone,
@@ -82,7 +83,6 @@ return pl.recipe {
     pl.filter.length { min_chars = 40 },
     pl.filter.regex { keywords = { "spider" }, mode = "drop" },
     pl.dedup.minhash { threshold = 0.5, ngram = 2, bands = 16, rows = 8 },
-    pl.generate.evol_instruct { rounds = 2, max_tokens = 8, temperature = 0.8, batch = 3 },
   },
 }
 EOF
@@ -112,9 +112,9 @@ same_stages() {
 }
 
 # 1. generation, filters and dedup: 1 process vs 2 ranks
-if "$BIN" run "$T/rec/gen.lua" --out "$T/g1" --to 06 --threads 1 --quiet 2>"$T/g1.err"; then ok
+if "$BIN" run "$T/rec/gen.lua" --out "$T/g1" --to 05 --threads 1 --quiet 2>"$T/g1.err"; then ok
 else fail "1 process: $(tail -3 "$T/g1.err")"; fi
-if mpi 2 run "$T/rec/gen.lua" --out "$T/g2" --to 06 --threads 1 >"$T/g2.out" 2>"$T/g2.err"; then ok
+if mpi 2 run "$T/rec/gen.lua" --out "$T/g2" --to 05 --threads 1 >"$T/g2.out" 2>"$T/g2.err"; then ok
 else fail "2 ranks: $(tail -5 "$T/g2.err")"; fi
 if r=$(same_stages "$T/g1" "$T/g2"); then ok; echo "note: generation recipe: $r stage files the same bytes at 1 and 2 ranks"
 else fail "generation recipe, 1 vs 2 ranks: $r"; fi
@@ -128,26 +128,19 @@ ans = [json.loads(l)["messages"][-1]["content"] for l in open(os.path.join(a, "s
 assert all(x.strip() and x != "?" for x in ans), ans
 assert ans[0] != ans[6], "the same prompt twice got the same sampled answer (streams by index?)"
 assert st(a, "04-filter.regex")["removed"] == 1 and st(b, "04-filter.regex")["removed"] == 1
-ev = [json.loads(l) for l in open(os.path.join(a, "stages", "06-generate.evol_instruct", "out.jsonl"))]
-assert sum(1 for s in ev if s.get("_prov", {}).get("generator") == "evol_instruct") >= 1, "no evolution kept"
-print("note: evol_instruct at 1 process and 2 ranks: %d samples, %d of them evolutions" %
-      (len(ev), sum(1 for s in ev if s.get("_prov", {}).get("generator") == "evol_instruct")))
-for l in ["01-source.jsonl", "02-generate.distill", "03-filter.length", "04-filter.regex", "05-dedup.minhash",
-          "06-generate.evol_instruct"]:
+for l in ["01-source.jsonl", "02-generate.distill", "03-filter.length", "04-filter.regex", "05-dedup.minhash"]:
     sa, sb = st(a, l), st(b, l)
     for k in ["input", "output", "removed", "reasons", "examples"]:
         assert sa.get(k) == sb.get(k), (l, k, sa.get(k), sb.get(k))
     assert "dist" not in sa and sb["dist"]["ranks"] == 2, l
-how = {l: st(b, l)["dist"]["how"] for l in ["01-source.jsonl", "02-generate.distill", "03-filter.length", "05-dedup.minhash",
-                                          "06-generate.evol_instruct"]}
+how = {l: st(b, l)["dist"]["how"] for l in ["01-source.jsonl", "02-generate.distill", "03-filter.length", "05-dedup.minhash"]}
 assert how == {"01-source.jsonl": "rank 0 alone", "02-generate.distill": "split by sample index",
-               "03-filter.length": "split by sample index", "05-dedup.minhash": "minhash bands by rank",
-               "06-generate.evol_instruct": "split by sample index"}, how
+               "03-filter.length": "split by sample index", "05-dedup.minhash": "minhash bands by rank"}, how
 PY
 if diff <(cd "$T/g1" && find . -type f | sort) <(cd "$T/g2" && find . -type f | sort) >"$T/files.diff"; then ok
 else fail "other files in the 2-rank run directory: $(head -5 "$T/files.diff")"; fi
 if [ -z "$(ls -A "$TMPDIR")" ]; then ok; else fail "left behind in TMPDIR: $(ls "$TMPDIR")"; fi
-if [ "$(grep -c '^stage .* ran ' "$T/g2.out")" = 6 ]; then ok
+if [ "$(grep -c '^stage .* ran ' "$T/g2.out")" = 5 ]; then ok
 else fail "2 ranks: one set of stage lines from rank 0 expected: $(cat "$T/g2.out")"; fi
 
 # 2. dedup by band ownership on planted near-duplicates
@@ -223,7 +216,7 @@ for _ in $(seq 1 300); do kill -0 $mpid 2>/dev/null || { stopped=1; break; }; sl
 wait $mpid; mrc=$?
 if [ -n "$victim" ] && [ $stopped = 1 ] && [ $mrc != 0 ] && grep -qiE 'signal 9|killed' "$T/kill.err"; then ok
 else fail "killed rank: stopped=$stopped rc=$mrc $(tail -3 "$T/kill.err")"; fi
-if "$BIN" run "$T/rec/gen.lua" --out "$T/kill" --to 05 --threads 1 --quiet 2>"$T/k1.err" && r=$(same_stages "$T/kill" "$T/g1"); then ok
+if "$BIN" run "$T/rec/gen.lua" --out "$T/kill" --to 05 --threads 1 --quiet 2>"$T/k1.err" && r=$(same_stages "$T/g1" "$T/kill"); then ok
 else fail "1 process after the killed job: $(tail -3 "$T/k1.err") ${r:-}"; fi
 # 4. the whole recipe under mpirun: the data stages split, rank 0 shards, every rank trains its rows
 # of each step (as mpirun potluck train), then rank 0 alone evaluates (in a fresh process image: the
@@ -263,6 +256,35 @@ grep -q "continuing in a fresh process" "$T/w2.out" && grep -q "^done: " "$T/w2.
 if mpi 2 run "$T/rec/whole.lua" --base "$TINY" --out "$T/w2" --threads 1 >"$T/w4.out" 2>"$T/w4.err" &&
    [ "$(grep -c '^stage .* ran ' "$T/w4.out")" = 0 ] && grep -q '^summary: ' "$T/w4.out"; then ok
 else fail "a second 2-rank run redid stages: $(grep '^stage .* ran ' "$T/w4.out") $(tail -3 "$T/w4.err")"; fi
+# 4b. Evol-Instruct split by input (each lineage on its rank), 2 rounds on 2 of the prompts, SmolLM2
+# at temperature 0.8: 1 process vs 2 ranks, the same bytes
+head -2 "$T/rec/prompts.jsonl" >"$T/rec/prompts2.jsonl"
+cat >"$T/rec/evol.lua" <<'LUA'
+local pl = require "potluck"
+return pl.recipe {
+  name = "mpi-evol", seed = 11, base = "SmolLM2-135M-Instruct",
+  data = pl.pipeline {
+    pl.source.jsonl { path = "prompts2.jsonl" },
+    pl.generate.evol_instruct { rounds = 2, max_tokens = 8, temperature = 0.8, batch = 3 },
+  },
+}
+LUA
+if "$BIN" run "$T/rec/evol.lua" --out "$T/e1" --to 02 --threads 1 --quiet >"$T/e1.err" 2>&1 &&
+   mpi 2 run "$T/rec/evol.lua" --out "$T/e2" --to 02 --threads 1 >"$T/e2.err" 2>&1; then ok
+  if r=$(same_stages "$T/e1" "$T/e2"); then ok; else fail "evol_instruct, 1 vs 2 ranks: $r"; fi
+  python3 - "$T/e1" "$T/e2" <<'PY' && ok || fail "evol_instruct: evolutions kept, split by sample index"
+import json, sys, os
+a, b = sys.argv[1:]
+st = json.load(open(os.path.join(b, "stages", "02-generate.evol_instruct", "stage.json")))
+assert st["dist"]["how"] == "split by sample index", st["dist"]
+ev = [json.loads(l) for l in open(os.path.join(a, "stages", "02-generate.evol_instruct", "out.jsonl"))]
+evs = [s["_prov"] for s in ev if s.get("_prov", {}).get("generator") == "evol_instruct"]
+assert evs, "no evolution kept"
+print("note: evol_instruct at 1 process and 2 ranks: %d samples, %d evolutions (rounds %s), the same bytes"
+      % (len(ev), len(evs), sorted(p["round"] for p in evs)))
+PY
+else fail "evol_instruct recipe: $(tail -3 "$T/e1.err" "$T/e2.err")"; fi
+
 # 5. the memory plan counts the ranks on this machine (each holds a whole copy): a 13B-wide model
 # whose plan takes 55-95% of this machine's memory fits one process and is refused at 2 ranks,
 # before any stage (--dry-run), naming the ranks
