@@ -14,7 +14,6 @@
 
 #include "../core/units.h"
 #include "../core/json.h"
-#include "../trainer/model_init.h"
 #include "../lora/lora.h"
 #include "../trainer/plan.h"
 #include "../trainer/run.h"
@@ -460,11 +459,7 @@ int cmd_plan(int argc, char **argv) {
         if (nctx <= 0) { cli_fail("plan: --generate: give --ctx N (the model states no context length)"); goto done; }
         pl_gen_plan g;
         s->frozen_base = 1;
-        s->nf4_blocksize = 0; /* potluck generate runs on the weights as stored */
-        if (s->layer_dtype == PL_NF4) { /* stored in NF4: a random model (trainer/model_random.c) */
-            s->nf4_blocksize = PL_INIT_NF4_BLOCK;
-            s->nf4_double_quant = 1;
-        }
+        s->nf4_blocksize = 0; /* potluck generate runs on the weights as stored (NF4 ones as NF4: the plan) */
         if (pl_gen_plan_make(&in.cfg, s, nseq, nctx, 0, &g, &err)) { cli_fail_err(&err); goto done; }
         const double gneed = (double)g.need; /* what --mem must hold: on CUDA the device's share + the runtime's */
         if (json) {
@@ -515,7 +510,7 @@ int cmd_plan(int argc, char **argv) {
             {"weights", g.weights_owned + g.weights_mapped,
              g.cuda ? "the model's own copy as stored, host memory (potluck generate does not quantize)"
                     : "as stored (potluck generate does not quantize)"},
-            {"dev weights", g.dev_weights, s->nf4_blocksize > 0
+            {"dev weights", g.dev_weights, s->layer_dtype == PL_NF4
                                                ? "device copies: layer matrices in NF4 as stored, embedding and LM "
                                                  "head in bf16, norms fp32"
                                                : "device copies: layer matrices, embedding and LM head in bf16, norms fp32"},

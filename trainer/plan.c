@@ -22,6 +22,7 @@
 #include "../core/lin.h"
 #include "../lora/nf4.h"
 #include "cuda/cuda_sizes.h"
+#include "model_init.h"
 
 static size_t al8(size_t x) { return (x + 7) & ~(size_t)7; }
 
@@ -84,9 +85,22 @@ int64_t pl_plan_params(const pl_model_config *c) {
     return V * d * (c->tied_embeddings ? 1 : 2) + L * layer + d;
 }
 
-int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan *out, pl_err *err) {
+/* Layers stored in NF4 (a random model's: trainer/model_random.c) are planned
+ * as they are made, blocksize 64 and double-quantized, whatever the shape's
+ * quantization settings say: the loaded model keeps them so. */
+static pl_train_shape as_stored(const pl_train_shape *s) {
+    pl_train_shape sh = *s;
+    if (sh.layer_dtype == PL_NF4) {
+        sh.nf4_blocksize = PL_INIT_NF4_BLOCK;
+        sh.nf4_double_quant = 1;
+    }
+    return sh;
+}
+
+int pl_train_plan(const pl_model_config *c, const pl_train_shape *s0, pl_mem_plan *out, pl_err *err) {
     memset(out, 0, sizeof *out);
-    out->shape = *s;
+    const pl_train_shape sh = as_stored(s0), *s = &sh;
+    out->shape = sh;
     if (s->seq_len <= 0 || s->micro_batch <= 0 || (int64_t)s->seq_len * s->micro_batch > (1 << 20))
         return pl_err_set(err, PL_EINVAL, "plan: %d tokens x %d rows per forward is out of range (1..1048576 tokens)",
                           s->seq_len, s->micro_batch);
@@ -350,9 +364,10 @@ int pl_train_plan(const pl_model_config *c, const pl_train_shape *s, pl_mem_plan
     return 0;
 }
 
-int pl_gen_plan_make(const pl_model_config *c, const pl_train_shape *s, int n_seq, int n_ctx, int prefill,
+int pl_gen_plan_make(const pl_model_config *c, const pl_train_shape *s0, int n_seq, int n_ctx, int prefill,
                      pl_gen_plan *out, pl_err *err) {
     memset(out, 0, sizeof *out);
+    const pl_train_shape sh = as_stored(s0), *s = &sh;
     if (n_seq <= 0 || n_ctx <= 0 || (int64_t)n_seq * n_ctx > (1 << 24))
         return pl_err_set(err, PL_EINVAL, "plan: %d sequences of %d tokens is out of range", n_seq, n_ctx);
     if (prefill > n_seq * n_ctx)

@@ -61,7 +61,7 @@ typedef struct rdist {
     int nccl;                 /* 1: the backend's collectives (backend.h dist_*), else MPI on host memory */
     float *m, *v;             /* (hi - lo) ZeRO-1 moments (PL_MEM_OPTIMIZER) */
     double comm_s;            /* seconds in collectives in the last step */
-    /* the exchange overlapped with the backward (MPI on host memory): the
+    /* the exchange overlapped with the backward (the MPI path): the
      * flat vector in pieces of one layer each (maximal runs of run.ts with
      * the same layer), sent as the last row's backward finishes each layer */
     int overlap;

@@ -10,7 +10,6 @@
 
 #include "../core/units.h"
 #include "../lora/lora.h"
-#include "model_init.h"
 #include "plan.h"
 #include "run.h"
 
@@ -41,10 +40,6 @@ int pl_run_cfg_shape(const pl_run_cfg *c, const pl_model_header *h, int micro_ba
         if (!strcmp(c->base, "nf4")) {
             s->nf4_blocksize = c->nf4_blocksize;
             s->nf4_double_quant = c->double_quant;
-        }
-        if (h->layer_dtype == PL_NF4) { /* a random model's layers are made in NF4 (model_random.c), whatever --base says */
-            s->nf4_blocksize = PL_INIT_NF4_BLOCK;
-            s->nf4_double_quant = 1;
         }
         *base = c->base;
     }
