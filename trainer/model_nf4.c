@@ -79,7 +79,8 @@ int pl_model_nf4_quantize_on(pl_model *m, int blocksize, int double_quant, int *
                 break;
             }
             const pl_backend *be = m->be;
-            if (be && be->quantize_nf4 && double_quant && (w->dtype == PL_BF16 || w->dtype == PL_F16) && !w->aux) {
+            if (be && be->quantize_nf4 && double_quant && (w->dtype == PL_BF16 || w->dtype == PL_F16) && !w->aux &&
+                w->row_bytes == (size_t)w->cols * 2) {
                 /* on the device (a BF16/F16 weight as stored goes there whole; the NF4 bytes come back) */
                 pl_nf4 *q = pl_model_nf4_new(m, (int64_t)n, blocksize, double_quant);
                 if (!q) {
@@ -88,21 +89,18 @@ int pl_model_nf4_quantize_on(pl_model *m, int blocksize, int double_quant, int *
                     break;
                 }
                 int drc = be->quantize_nf4(q, w);
-                if (drc != PL_EUNSUPPORTED) {
-                    if (drc) {
-                        pl_err e2 = {0};
-                        rc = be->take_error(&e2);
-                        rc = pl_err_set(err, rc ? rc : drc, "%s: layer %d %s weight: %s", m->path, l, lin_names[i],
-                                        e2.msg[0] ? e2.msg : "quantizing on the device failed");
-                        break;
-                    }
-                    const int64_t rows = w->rows, cols = w->cols;
-                    if (from_file_map(m, w->data)) pl_map_drop(w->data, pl_dtype_row_bytes(w->dtype, cols) * (size_t)rows);
-                    pl_nf4_qweight(q, rows, cols, w);
-                    if (on_device) (*on_device)++;
-                    continue;
+                if (drc) {
+                    pl_err e2 = {0};
+                    rc = be->take_error(&e2);
+                    rc = pl_err_set(err, rc ? rc : drc, "%s: layer %d %s weight: %s", m->path, l, lin_names[i],
+                                    e2.msg[0] ? e2.msg : "quantizing on the device failed");
+                    break;
                 }
-                /* not taken: quantized here below (the unused model-owned block stays with the model) */
+                const int64_t rows = w->rows, cols = w->cols;
+                if (from_file_map(m, w->data)) pl_map_drop(w->data, pl_dtype_row_bytes(w->dtype, cols) * (size_t)rows);
+                pl_nf4_qweight(q, rows, cols, w);
+                if (on_device) (*on_device)++;
+                continue;
             }
             if (bytes > cap) { /* one tensor's fp32 rows at most */
                 float *t = realloc(tmp, bytes);
