@@ -132,7 +132,7 @@ SAN_TESTS := $(TEST_SRC:tests/%.c=build/san/tests/%)
 OPT_TESTS := $(OPTTEST_SRC:tests/%.c=build/opt/tests/%)
 .SECONDARY:
 
-build-opt: potluck $(OPT_TESTS) build/opt/tests/opt_cuda_emu build/opt/tests/opt_cuda_backend build/emu/potluck cuda-nvcc mpi-info
+build-opt: potluck $(OPT_TESTS) build/opt/tests/opt_cuda_emu build/opt/tests/opt_cuda_backend build/opt/tests/nccl_check_emu build/emu/potluck cuda-nvcc mpi-info
 .PHONY: mpi-info
 mpi-info:
 	@echo "$(MPI_SAY)"
@@ -156,6 +156,11 @@ EMU_SRC := $(wildcard trainer/cuda/emu/*.cpp)
 CUDA_TEST_SRC := $(wildcard tests/cuda/*.cu)
 CXXWARN := -Wall -Wextra -Wshadow -Wno-unused-parameter
 EMU_CPPFLAGS := -D_GNU_SOURCE -I. -MMD -MP
+# The emulated build has NCCL when it has MPI: trainer/cuda/emu/emu_nccl.cpp
+# serves nccl_dist.cu's calls over MPI, so its NCCL path runs in make test.
+ifneq ($(MPI_LIBS),)
+EMU_CPPFLAGS += -DPL_HAVE_MPI -DPL_HAVE_NCCL -DOMPI_SKIP_MPICXX=1 $(shell pkg-config --cflags ompi-c 2>/dev/null)
+endif
 EMU_INCLUDE := -include trainer/cuda/emu/emu.h
 OPT_CXXFLAGS := -std=c++17 $(CXXWARN) -O2 -g
 SAN_CXXFLAGS := -std=c++17 $(CXXWARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -195,8 +200,8 @@ build/opt/bench/gpu_bench: build/opt/bench/gpu_bench.o $(OPT_EMU_OBJ) build/opt/
 # system) has nccl.h and libnccl.so, the nvcc builds define PL_HAVE_NCCL, so
 # trainer/cuda/nccl_dist.cu compiles its NCCL part (make cuda-nvcc checks it
 # with warnings as errors) and `make gpu` links libnccl (dynamically, with an
-# rpath to its folder). NCCL=0 leaves it out. The emulated build never has
-# it: its CUDA backend keeps the MPI path.
+# rpath to its folder). NCCL=0 leaves it out. The emulated build has the
+# emulator's NCCL (over MPI) whenever it has MPI (EMU_CPPFLAGS above).
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 NCCL ?= 1
 ifneq ($(NCCL),0)
@@ -277,6 +282,10 @@ build/opt/tests/opt_cuda_backend: build/opt/tests/test_cuda_backend.o $(OPT_EMU_
 build/san/tests/test_cuda_backend: build/san/tests/test_cuda_backend.o $(SAN_EMU_OBJ) build/san/libpotluck.a
 	$(if $(Q),@echo "LD      $@")
 	$(Q)$(CXX) -fsanitize=address,undefined -fopenmp -g $^ -o $@ $(LDLIBS) -lpthread
+# tests/gpu/nccl_check.c on the emulator, whose NCCL goes over MPI (tests/cli_mpi_nccl.sh)
+build/opt/tests/nccl_check_emu: build/opt/tests/gpu/nccl_check.o $(OPT_EMU_OBJ) build/opt/libpotluck.a
+	$(if $(Q),@echo "LD      $@")
+	$(Q)$(CXX) -fopenmp -g $^ -o $@ $(LDLIBS) -lpthread
 # bench/gpu.sh on a GPU: the kernel bench against the real runtime and cuBLASLt
 build/gpu/sm_$(GPU_ARCH)/gpu_bench.o: bench/gpu_bench.c
 	@mkdir -p $(dir $@)

@@ -16,8 +16,9 @@
 #    all-reduce (--zero 0) agree within the same tolerance, and rank 0's
 #    tagged optimizer memory (metrics.jsonl mem_peak.optimizer) is half;
 #  - the CUDA backend on the emulator (build/emu/potluck) under mpirun: the
-#    MPI path on its managed memory, the exchange overlapped with the backward
-#    (2 steps; see the section below);
+#    NCCL path (the emulator's NCCL over MPI) and the MPI path on its managed
+#    memory give the same bits, both with the exchange overlapped with the
+#    backward (2 steps; see the section below);
 #  - kill -9 of one rank mid-run ends the job, non-zero, within seconds, with
 #    a message; --resume at 2 ranks continues from the last checkpoint and
 #    ends with the bits of an uninterrupted 2-rank run; --resume at 1 rank
@@ -160,13 +161,14 @@ PY
   else fail "one row a step: overlapped and after-the-backward exchanges differ: $(tail -3 "$tmp/row1.err" "$tmp/row1b.err")"; fi
 fi
 
-# The CUDA backend under mpirun, on the emulator (build/emu/potluck: no NCCL,
-# so the MPI path on its managed memory, read after take_error): 2 steps,
-# 1 process vs 2 ranks, ZeRO-1 vs all-reduce the same bits, the step lines
-# say "comm": "mpi", the exchange overlaps the backward with the bits of the
-# exchange after it (POTLUCK_DIST_OVERLAP=0), and rank 0 writes the gathered optimizer state (host
-# memory, not the device workspace). The NCCL path needs a GPU build:
-# tests/gpu/check.sh.
+# The CUDA backend under mpirun, on the emulator (build/emu/potluck), 2 steps: by default the NCCL
+# path (trainer/cuda/nccl_dist.cu on device buffers; the emulator's NCCL moves the bytes over MPI),
+# and with POTLUCK_DIST_NCCL=0 the MPI path on its managed memory, read after take_error. Checked:
+# 1 process vs 2 ranks; ZeRO-1 vs all-reduce the same bits; the step lines say "comm": "nccl" (or
+# "mpi"); NCCL and MPI paths the same bits; on both the exchange overlaps the backward (every piece
+# queued during it) with the bits of the exchange after it (POTLUCK_DIST_OVERLAP=0); rank 0 writes
+# the gathered optimizer state. tests/cli_mpi_nccl.sh checks the collectives themselves;
+# tests/gpu/check.sh runs this on GPUs.
 EMU=${POTLUCK_BIN_EMU:-build/emu/potluck}
 if [ -x "$EMU" ]; then
   CU=(--backend cuda --steps 2)
@@ -177,17 +179,24 @@ if [ -x "$EMU" ]; then
     if "${MPI[@]}" "$EMU" train "${ARGS[@]}" "${CU[@]}" --zero $z --out "$tmp/cu-z$z" >/dev/null 2>"$tmp/cu-z$z.err"; then ok
     else fail "emulated cuda, mpirun -np 2 --zero $z: $(tail -5 "$tmp/cu-z$z.err")"; fi
   done
-  if [ -f "$tmp/cu-z1/trainable.bin" ] && [ -f "$tmp/cu-z0/trainable.bin" ]; then
-    cmp_runs "$tmp/cu-one" "$tmp/cu-z1" 1e-6 1e-5 "emulated cuda: 2 ranks (ZeRO-1) vs 1 process"
+  if POTLUCK_DIST_NCCL=0 "${MPI[@]}" -x POTLUCK_DIST_NCCL "$EMU" train "${ARGS[@]}" "${CU[@]}" --zero 1 --out "$tmp/cu-mpi" >/dev/null 2>"$tmp/cu-mpi.err"; then ok
+  else fail "emulated cuda, mpirun -np 2, POTLUCK_DIST_NCCL=0: $(tail -5 "$tmp/cu-mpi.err")"; fi
+  if [ -f "$tmp/cu-z1/trainable.bin" ] && [ -f "$tmp/cu-z0/trainable.bin" ] && [ -f "$tmp/cu-mpi/trainable.bin" ]; then
+    cmp_runs "$tmp/cu-one" "$tmp/cu-z1" 1e-6 1e-5 "emulated cuda: 2 ranks (ZeRO-1, NCCL) vs 1 process"
     if same_bits "$tmp/cu-z0" "$tmp/cu-z1"; then ok; else fail "emulated cuda: ZeRO-1 and all-reduce differ in their bits"; fi
-    if grep -q '"comm":"mpi"' "$tmp/cu-z1/metrics.jsonl"; then ok; else fail "emulated cuda: no \"comm\":\"mpi\" step line"; fi
-    # the exchange overlapped with the backward on the device's MPI path too (a device sync per piece): every piece
-    # sent during the backward, and the bits of the exchange after it
-    if grep -q '"comm_pieces_early":5' "$tmp/cu-z1/metrics.jsonl"; then ok
-    else fail "emulated cuda: the pieces were not sent during the backward: $(grep -o '"comm_pieces[a-z_]*":[0-9]*' "$tmp/cu-z1/metrics.jsonl" | head -2)"; fi
-    if POTLUCK_DIST_OVERLAP=0 "${MPI[@]}" "$EMU" train "${ARGS[@]}" "${CU[@]}" --zero 1 --out "$tmp/cu-after" >/dev/null 2>"$tmp/cu-after.err" \
-       && same_bits "$tmp/cu-z1" "$tmp/cu-after"; then ok
-    else fail "emulated cuda: the overlapped and the after-the-backward exchanges differ: $(tail -3 "$tmp/cu-after.err")"; fi
+    if same_bits "$tmp/cu-mpi" "$tmp/cu-z1"; then ok; else fail "emulated cuda: the NCCL and the MPI paths differ in their bits"; fi
+    if grep -q '"comm":"nccl"' "$tmp/cu-z1/metrics.jsonl" && ! grep -q '"comm":"mpi"' "$tmp/cu-z1/metrics.jsonl"; then ok
+    else fail "emulated cuda: the default 2-rank run did not take the NCCL path: $(grep -o '"comm":"[a-z]*"' "$tmp/cu-z1/metrics.jsonl" | sort -u)"; fi
+    if grep -q '"comm":"mpi"' "$tmp/cu-mpi/metrics.jsonl"; then ok; else fail "emulated cuda: POTLUCK_DIST_NCCL=0 gave no \"comm\":\"mpi\" step line"; fi
+    # the exchange overlapped with the backward on both paths (NCCL: queued on its stream; MPI: a device
+    # sync per piece): every piece sent during the backward, and the bits of the exchange after it
+    for p in cu-z1 cu-mpi; do
+      if grep -q '"comm_pieces_early":5' "$tmp/$p/metrics.jsonl"; then ok
+      else fail "emulated cuda ($p): the pieces were not sent during the backward: $(grep -o '"comm_pieces[a-z_]*":[0-9]*' "$tmp/$p/metrics.jsonl" | head -2)"; fi
+    done
+    if POTLUCK_DIST_OVERLAP=0 "${MPI[@]}" -x POTLUCK_DIST_OVERLAP "$EMU" train "${ARGS[@]}" "${CU[@]}" --zero 1 --out "$tmp/cu-after" >/dev/null 2>"$tmp/cu-after.err" \
+       && same_bits "$tmp/cu-z1" "$tmp/cu-after" && ! grep -q '"comm_pieces_early"' "$tmp/cu-after/metrics.jsonl"; then ok
+    else fail "emulated cuda: the overlapped and the after-the-backward NCCL exchanges differ: $(tail -3 "$tmp/cu-after.err")"; fi
     if [ "$(stat -c %s "$tmp/cu-z1/checkpoints/step-000002/optimizer.bin" 2>/dev/null)" = \
          "$(stat -c %s "$tmp/cu-one/checkpoints/step-000002/optimizer.bin" 2>/dev/null)" ]; then ok
     else fail "emulated cuda: rank 0's optimizer.bin is not the one-process size"; fi

@@ -289,6 +289,15 @@ typedef struct pl_backend {
      *   trained state; scratch: P * largest shard floats of alloc'd
      *   PL_MEM_WORKSPACE); queued after the work queued so far and before
      *   the work queued after; a failure surfaces at take_error.
+     * dist_rs_begin, dist_rs_piece, dist_rs_end: dist_reduce_scatter in
+     *   pieces, overlapped with the backward (core/dist.h's pl_dist_rs_*,
+     *   the same bits): bounds[0..nb] cut the n floats of in into pieces;
+     *   piece(b) queues the exchange of piece b after the work queued so far
+     *   (its gradients copied into in), and the work queued after it does
+     *   not wait for it; every rank must queue the pieces in the same
+     *   order, each once; end queues the sum into out, which the work
+     *   queued after it waits for. A failure (or a piece never queued)
+     *   surfaces at take_error.
      * dist_seconds: the seconds those took on the device since the last
      *   call (then reset; waits for them).
      * dist_close: ends the communicator; abort: without waiting for its
@@ -296,6 +305,9 @@ typedef struct pl_backend {
     int (*dist_open)(int *used, pl_err *err);
     void (*dist_reduce_scatter)(const float *in, size_t n, float *out, float *scratch);
     void (*dist_allgather)(float *buf, size_t n);
+    void (*dist_rs_begin)(const float *in, size_t n, const size_t *bounds, int nb, float *out, float *scratch);
+    void (*dist_rs_piece)(int b);
+    void (*dist_rs_end)(void);
     double (*dist_seconds)(void);
     void (*dist_close)(int abort);
 } pl_backend;

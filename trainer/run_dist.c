@@ -9,15 +9,21 @@
  * of run.ts, are then reduce-scattered with the sum over ranks taken in rank
  * order (core/dist.h), so the step's gradient equals one process's up to the
  * order of the additions, and the same world size gives the same bits.
- * On the MPI path the exchange overlaps the backward: during this rank's
- * last row of the step, each layer's pieces of the flat gradient go out as
- * soon as its backward is done (pl_train.layer_done), and only the sum waits
- * for the end; the sum is the same, so are the bits (POTLUCK_DIST_OVERLAP=0
- * exchanges after the backward, for comparison). On the CUDA backend's MPI
- * path (the emulated build; a GPU build with POTLUCK_DIST_NCCL=0 or two ranks
- * on one device) a piece waits for the device (take_error) before MPI reads
- * it: one synchronization per layer of the last row, so the host's sends
- * overlap the device's work on the layers below, not its own queueing.
+ * The exchange overlaps the backward: during this rank's last row of the
+ * step, each layer's pieces of the flat gradient go out as soon as its
+ * backward is done (pl_train.layer_done), and only the sum waits for the
+ * end; the sum is the same, so are the bits (POTLUCK_DIST_OVERLAP=0
+ * exchanges after the backward, for comparison). Every rank sends the
+ * pieces in one order (the layers from the top down, as the backward
+ * finishes them, then the pieces of no layer), a piece waiting for those
+ * before it: NCCL matches sends and receives in the order they are issued,
+ * and a rank without rows this step sends them all after its (empty)
+ * backward. On the NCCL path a piece is queued on the collectives' stream
+ * and the backward's kernels go on meanwhile; on the CUDA backend's MPI
+ * path (POTLUCK_DIST_NCCL=0, or two ranks on one device) a piece waits for
+ * the device (take_error) before MPI reads it: one synchronization per layer
+ * of the last row, so the host's sends overlap the device's work on the
+ * layers below, not its own queueing.
  *
  * The gradient norm for clipping is the sum of each shard's squares, in
  * rank order; the loss is the sum of the ranks' losses, in rank order.
@@ -71,14 +77,19 @@ void run_dist_host_free(const pl_backend *be, float *p, size_t bytes, pl_mem_cat
 }
 
 /* The flat vector's pieces for the overlapped exchange: maximal runs of
- * run.ts whose gradients the same layer's backward finishes. */
+ * run.ts whose gradients the same layer's backward finishes; their sending
+ * order (order: the layers from the top down, then layer -1's, each group in
+ * flat order). */
 static int pieces(run *r, pl_err *err) {
     rdist *d = &r->dist;
     int n = r->n_ts;
     d->bounds = malloc((size_t)(n + 1) * sizeof *d->bounds);
     d->b_layer = malloc((size_t)(n + 1) * sizeof *d->b_layer);
     d->b_ts = malloc((size_t)(n + 1) * sizeof *d->b_ts);
-    if (!d->bounds || !d->b_layer || !d->b_ts)
+    d->order = malloc((size_t)(n + 1) * sizeof *d->order);
+    d->ready = calloc((size_t)(n + 1), 1);
+    d->sent = calloc((size_t)(n + 1), 1);
+    if (!d->bounds || !d->b_layer || !d->b_ts || !d->order || !d->ready || !d->sent)
         return pl_err_set(err, PL_ENOMEM, "train: out of memory for the gradient exchange");
     size_t o = 0;
     d->nb = 0;
@@ -94,6 +105,13 @@ static int pieces(run *r, pl_err *err) {
     d->bounds[d->nb] = o;
     d->b_ts[d->nb] = n;
     d->armed_micro = -1;
+    int top = -1, k = 0;
+    for (int b = 0; b < d->nb; b++)
+        if (d->b_layer[b] > top) top = d->b_layer[b];
+    for (int l = top; l >= -1; l--) /* a stable order by layer, descending (-1 last) */
+        for (int b = 0; b < d->nb; b++)
+            if (d->b_layer[b] == l) d->order[k++] = b;
+    if (k != d->nb) return pl_err_set(err, PL_EINVAL, "train: a trained tensor has no layer to send it after");
     return PL_OK;
 }
 
@@ -137,10 +155,11 @@ int run_dist_open(run *r, pl_err *err) {
         d->v = be->alloc((len ? len : 1) * sizeof(float), PL_MEM_OPTIMIZER);
         if (!d->m || !d->v) return pl_err_set(err, PL_ENOMEM, "train: out of memory for the AdamW state");
     }
-    if (!d->nccl) { /* overlap the exchange with the backward unless POTLUCK_DIST_OVERLAP=0 (rank 0's) */
+    { /* overlap the exchange with the backward unless POTLUCK_DIST_OVERLAP=0 (rank 0's) */
         const char *e = getenv("POTLUCK_DIST_OVERLAP");
         int want = !(e && !strcmp(e, "0"));
         if ((rc = pl_dist_bcast(&want, sizeof want, 0, err))) return rc;
+        if (d->nccl && !(be->dist_rs_begin && be->dist_rs_piece && be->dist_rs_end)) want = 0;
         if (want && (rc = pieces(r, err))) return rc;
         d->overlap = want;
     }
@@ -165,6 +184,9 @@ void run_dist_free(run *r, int failed) {
     free(d->bounds);
     free(d->b_layer);
     free(d->b_ts);
+    free(d->order);
+    free(d->ready);
+    free(d->sent);
     memset(d, 0, sizeof *d);
 }
 
@@ -215,8 +237,27 @@ static int piece_send(run *r, int b, pl_err *err) {
         be->copy(d->flat + o, r->ts[i].g, r->ts[i].n * sizeof(float));
         o += r->ts[i].n;
     }
+    d->sent[b] = 1;
+    if (d->nccl) { /* queued after the copies; the backward's kernels do not wait for it */
+        be->dist_rs_piece(b);
+        return PL_OK;
+    }
     int rc = host_ready(be, err); /* a device backend: the piece's copies done before MPI reads it */
     return rc ? rc : pl_dist_rs_send(d->rs, b, err);
+}
+
+/* The pieces next in the sending order whose layers are done (all: every
+ * piece left). */
+static int send_ready(run *r, int all, pl_err *err) {
+    rdist *d = &r->dist;
+    for (; d->cursor < d->nb; d->cursor++) {
+        int b = d->order[d->cursor];
+        if (!all && !d->ready[b]) break;
+        int rc = piece_send(r, b, err);
+        if (rc) return rc;
+        if (!all) d->early++;
+    }
+    return PL_OK;
 }
 
 /* pl_train.layer_done during this rank's last row of the step: the layer's
@@ -225,11 +266,9 @@ static void on_layer_done(void *user, int layer) {
     run *r = user;
     rdist *d = &r->dist;
     if (r->t->micro != d->armed_micro || d->rs_failed) return;
-    for (int b = 0; b < d->nb && !d->rs_failed; b++)
-        if (d->b_layer[b] == layer && !pl_dist_rs_sent(d->rs, b)) {
-            if (piece_send(r, b, &d->rs_err)) d->rs_failed = 1;
-            else d->early++;
-        }
+    for (int b = 0; b < d->nb; b++)
+        if (d->b_layer[b] == layer) d->ready[b] = 1;
+    if (send_ready(r, 0, &d->rs_err)) d->rs_failed = 1;
 }
 
 /* This rank's rows of the step, with the reduce-scatter of their gradients
@@ -244,7 +283,12 @@ static int accum_and_reduce(run *r, const row *rw, int n, int64_t trained, doubl
         flat_copy(r, 1, 1);
         return reduce_scatter(r, err);
     }
-    if ((rc = pl_dist_rs_begin(&d->rs, d->flat, r->n_floats, d->bounds, d->nb, d->scratch, err))) return rc;
+    const pl_backend *be = t->be;
+    if (d->nccl) be->dist_rs_begin(d->flat, r->n_floats, d->bounds, d->nb, d->red, d->scratch);
+    else if ((rc = pl_dist_rs_begin(&d->rs, d->flat, r->n_floats, d->bounds, d->nb, d->scratch, err))) return rc;
+    memset(d->ready, 0, (size_t)d->nb);
+    memset(d->sent, 0, (size_t)d->nb);
+    d->cursor = 0;
     d->rs_failed = 0;
     d->early = 0;
     /* the last row this rank trains (rows rank, rank + P, ... below n); none when it has none */
@@ -259,8 +303,11 @@ static int accum_and_reduce(run *r, const row *rw, int n, int64_t trained, doubl
         *err = d->rs_err;
         rc = err->code ? err->code : PL_EIO;
     }
-    for (int b = 0; !rc && b < d->nb; b++) /* the pieces no layer sent: the head's and embedding's, or a rank without rows */
-        if (!pl_dist_rs_sent(d->rs, b)) rc = piece_send(r, b, err);
+    if (!rc) rc = send_ready(r, 1, err); /* the pieces of no layer (head, embedding), or all of a rank without rows */
+    if (d->nccl) { /* the sum queued; a failure surfaces at take_error (this step's end) */
+        if (!rc) be->dist_rs_end();
+        return rc;
+    }
     if (!rc) rc = host_ready(t->be, err); /* the sum below is written by the host */
     if (rc) {
         pl_dist_rs_abandon(d->rs);

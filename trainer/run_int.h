@@ -61,13 +61,17 @@ typedef struct rdist {
     int nccl;                 /* 1: the backend's collectives (backend.h dist_*), else MPI on host memory */
     float *m, *v;             /* (hi - lo) ZeRO-1 moments (PL_MEM_OPTIMIZER) */
     double comm_s;            /* seconds in collectives in the last step */
-    /* the exchange overlapped with the backward (the MPI path): the
-     * flat vector in pieces of one layer each (maximal runs of run.ts with
-     * the same layer), sent as the last row's backward finishes each layer */
+    /* the exchange overlapped with the backward (both paths): the flat
+     * vector in pieces of one layer each (maximal runs of run.ts with the
+     * same layer), sent as the last row's backward finishes each layer, in
+     * one fixed order on every rank (NCCL matches in issue order) */
     int overlap;
     int nb;                   /* pieces */
     size_t *bounds;           /* (nb + 1) flat offsets */
     int *b_layer, *b_ts;      /* (nb + 1) each piece's layer; its first tensor (b_ts[nb] = n_ts) */
+    int *order;               /* (nb) the sending order: layers from the top down, then the rest (layer -1) */
+    char *ready, *sent;       /* (nb) this step: the piece's layer is done; the piece went out */
+    int cursor;               /* order[cursor] is the next piece to send */
     int early;                /* pieces of the last step sent from the backward (the rest after it) */
     int armed_micro;          /* the row (t->micro) whose backward sends; -1: none */
     struct pl_dist_rs *rs;    /* the exchange in flight */

@@ -2,9 +2,16 @@
  * against core/dist.c's MPI ones, under mpirun with one GPU per rank
  * (tests/gpu/check.sh; built by `make gpu-nccl-check`):
  *   mpirun -np 2 build/gpu/nccl_check-sm_XX [N_FLOATS] [ITERS]
+ * and on the emulator with its NCCL over MPI (build/opt/tests/nccl_check_emu,
+ * run by tests/mpi_nccl_emu.sh in make test).
  * Each rank fills N floats (default 40e6, about a 7B model's LoRA r 16
  * gradient) with values of mixed magnitudes from its rank's seed, then
  *   - reduce-scatters them with NCCL and with MPI (host copies): the same bits;
+ *   - reduce-scatters them again in 8 pieces (dist_rs_begin/piece/end: one
+ *     empty, others across the shards' edges), queued from the last to the
+ *     first: the same bits;
+ *   - a reduce-scatter in pieces with one piece never queued fails at
+ *     take_error, naming it;
  *   - all-gathers the reduced shards both ways: the same bits;
  *   - times ITERS (default 10) NCCL reduce-scatter + all-gather pairs with
  *     the backend's event timers, and the MPI pair on host memory, and prints
@@ -63,6 +70,31 @@ int main(int argc, char **argv) {
     size_t diff = 0;
     for (size_t j = 0; j < len; j++) diff += memcmp(&got[j], &hred[j], 4) != 0;
     if (diff) { bad = 1; fprintf(stderr, "nccl_check: rank %d: reduce-scatter: %zu of %zu floats differ from MPI's\n", rank, diff, len); }
+    /* the same reduce-scatter in pieces, queued last to first */
+    enum { NB = 8 };
+    size_t bounds[NB + 1];
+    for (int b = 0; b <= NB; b++) bounds[b] = n * (size_t)b / NB;
+    bounds[3] = bounds[2]; /* an empty piece */
+    float *dred2 = be->alloc((len ? len : 1) * 4, PL_MEM_GRADIENTS);
+    if (!dred2) { fprintf(stderr, "nccl_check: out of memory\n"); pl_dist_abort(1); }
+    be->dist_rs_begin(d, n, bounds, NB, dred2, dsc);
+    for (int b = NB - 1; b >= 0; b--) be->dist_rs_piece(b);
+    be->dist_rs_end();
+    if (be->take_error(&err)) { fprintf(stderr, "nccl_check: rank %d: in pieces: %s\n", rank, err.msg); pl_dist_abort(1); }
+    be->download(got, dred2, len * 4);
+    diff = 0;
+    for (size_t j = 0; j < len; j++) diff += memcmp(&got[j], &hred[j], 4) != 0;
+    if (diff) { bad = 1; fprintf(stderr, "nccl_check: rank %d: reduce-scatter in pieces: %zu of %zu floats differ from MPI's\n", rank, diff, len); }
+    /* a piece never queued: an error at take_error, not a hang or a wrong sum */
+    be->dist_rs_begin(d, n, bounds, NB, dred2, dsc);
+    for (int b = 0; b < NB; b++)
+        if (b != 5) be->dist_rs_piece(b);
+    be->dist_rs_end();
+    if (!be->take_error(&err) || !strstr(err.msg, "piece 5 was never sent")) {
+        bad = 1;
+        fprintf(stderr, "nccl_check: rank %d: a piece never queued: %s\n", rank, err.code ? err.msg : "no error");
+    }
+    be->free(dred2);
     /* all-gather of the reduced shards, both ways */
     memcpy(h + lo, hred, len * 4);
     be->copy(d + lo, dred, len * 4);
@@ -92,7 +124,7 @@ int main(int argc, char **argv) {
     if (rank == 0) {
         double bytes = 2.0 * (double)n * 4 * (P - 1) / P; /* each rank sends and receives this much per pair */
         printf("nccl_check: %d ranks on %s, %zu floats: bits %s\n", P, pl_cuda_backend_device(), n,
-               v == 0 ? "equal to MPI's (reduce-scatter and all-gather)" : "DIFFER from MPI's");
+               v == 0 ? "equal to MPI's (reduce-scatter, in one and in pieces, and all-gather)" : "DIFFER from MPI's");
         printf("nccl_check: reduce-scatter + all-gather: NCCL %.3f ms (%.1f GB/s per rank), MPI on host memory %.1f ms\n",
                1e3 * tn, tn > 0 ? bytes / tn / 1e9 : 0.0, 1e3 * tm);
     }

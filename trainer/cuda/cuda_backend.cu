@@ -828,6 +828,18 @@ void dist_allgather(float *buf, size_t n) {
     pl_err e = {};
     if (pl_nccl_allgather(buf, n, &e)) fail(e.code, "cuda backend: %s", e.msg);
 }
+void dist_rs_begin(const float *in, size_t n, const size_t *bounds, int nb, float *out, float *scratch) {
+    pl_err e = {};
+    if (pl_nccl_rs_begin(in, n, bounds, nb, out, scratch, &e)) fail(e.code, "cuda backend: %s", e.msg);
+}
+void dist_rs_piece(int b) {
+    pl_err e = {};
+    if (pl_nccl_rs_piece(b, &e)) fail(e.code, "cuda backend: %s", e.msg);
+}
+void dist_rs_end(void) {
+    pl_err e = {};
+    if (pl_nccl_rs_end(&e)) fail(e.code, "cuda backend: %s", e.msg);
+}
 
 /* The device of this process: with several ranks (core/dist.h), its rank
  * among those of its machine (the launcher's OMPI_COMM_WORLD_LOCAL_RANK,
@@ -940,6 +952,9 @@ extern "C" const pl_backend *pl_backend_cuda_open(pl_err *err) {
         b.dist_open = dist_open;
         b.dist_reduce_scatter = dist_reduce_scatter;
         b.dist_allgather = dist_allgather;
+        b.dist_rs_begin = dist_rs_begin;
+        b.dist_rs_piece = dist_rs_piece;
+        b.dist_rs_end = dist_rs_end;
         b.dist_seconds = pl_nccl_seconds;
         b.dist_close = pl_nccl_close;
     }

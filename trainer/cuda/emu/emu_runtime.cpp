@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -241,6 +242,15 @@ cudaError_t cudaSetDevice(int dev) { return dev == 0 ? cudaSuccess : cudaErrorIn
 cudaError_t cudaGetDevice(int *dev) {
     if (!dev) return cudaErrorInvalidValue;
     *dev = 0;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetPCIBusId(char *id, int len, int dev) {
+    if (!id || len < 1) return cudaErrorInvalidValue;
+    if (dev != 0) return cudaErrorInvalidDevice;
+    const char *e = getenv("PL_EMU_PCI_BUS_ID");
+    if (e && *e) snprintf(id, (size_t)len, "%s", e);
+    else snprintf(id, (size_t)len, "emu-%ld", (long)getpid());
     return cudaSuccess;
 }
 

@@ -108,6 +108,10 @@ cudaError_t cudaDeviceReset(void);
 cudaError_t cudaGetDeviceCount(int *count);
 cudaError_t cudaSetDevice(int dev);
 cudaError_t cudaGetDevice(int *dev);
+/* Each process has its own emulated device: its bus id names the process
+ * ("emu-PID"), unless PL_EMU_PCI_BUS_ID gives one (two processes given the
+ * same id emulate two ranks on one device). */
+cudaError_t cudaDeviceGetPCIBusId(char *pciBusId, int len, int device);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int dev);
 cudaError_t cudaDeviceGetAttribute(int *value, int attr, int dev);
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
