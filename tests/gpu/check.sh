@@ -108,6 +108,11 @@ PY
       what="NCCL vs MPI"; [ "$comm" = '"comm":"nccl" ' ] || what="MPI vs MPI ($ngpu GPU: NCCL not used, step lines say $comm)"
       if cmp -s "$d/nccl-z$z/trainable.bin" "$d/mpi-z$z/trainable.bin"; then summary+=("ok    --zero $z: $what: trainable.bin the same bits")
       else summary+=("FAIL  --zero $z: $what: trainable.bin differs"); fail=1; fi
+      if [ $z = 1 ]; then # the overlapped exchange (pieces queued on the NCCL stream during the backward) vs after it
+        step "mpirun -np 2 --backend cuda --zero 1, POTLUCK_DIST_OVERLAP=0" 180 env POTLUCK_DIST_NCCL=1 POTLUCK_DIST_OVERLAP=0 "${MPI[@]}" "$pbin" "${TA[@]}" --zero 1 --out "$d/after-z1"
+        if cmp -s "$d/nccl-z1/trainable.bin" "$d/after-z1/trainable.bin"; then summary+=("ok    --zero 1: $what, overlapped vs after the backward: the same bits")
+        else summary+=("FAIL  --zero 1: $what, overlapped vs after the backward: trainable.bin differs"); fail=1; fi
+      fi
       python3 - "$d/nccl-z$z/metrics.jsonl" "$d/mpi-z$z/metrics.jsonl" <<'PY' | sed 's/^/  /'
 import json, sys
 for f in sys.argv[1:]:
