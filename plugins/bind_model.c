@@ -8,11 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/dist.h"
+#include "../core/sha256.h"
 #include "../datasets/chat.h"
 #include "../datasets/tokenizer.h"
 #include "../trainer/eval.h"
 #include "../trainer/generate.h"
 #include "../trainer/model.h"
+#include "sandbox.h"
 
 #define MODEL_MT "potluck.model"
 #define JOB_MT "potluck.model.job"
@@ -371,6 +374,93 @@ static void push_utf8(lua_State *L, job *j, const char *s, size_t n) {
     lua_pushlstring(L, (const char *)o, k);
 }
 
+/* ---------------------------------------------------------- generation split over ranks */
+
+static int g_split_rank = 0, g_split_size = 1;
+
+void pl_lua_model_split_calls(int rank, int size) {
+    g_split_rank = size > 1 ? rank : 0;
+    g_split_size = size > 1 ? size : 1;
+}
+
+/* The call's fingerprint: every prompt's tokens and every option that
+ * shapes the outputs. */
+static void call_hash(int n, int32_t *const *ids, const int *n_ids, int max_tokens, const pl_sampler *sp, int batch,
+                      uint64_t stream0, int n_stop, const char *const *stop, const size_t *stop_len, uint8_t out[32]) {
+    pl_sha256 *h = pl_sha256_new();
+    if (!h) { memset(out, 0, 32); return; }
+    int64_t head[4] = {n, max_tokens, batch, (int64_t)stream0};
+    pl_sha256_update(h, head, sizeof head);
+    double smp[3] = {sp->temperature, sp->top_p, (double)sp->top_k};
+    pl_sha256_update(h, smp, sizeof smp);
+    pl_sha256_update(h, &sp->seed, sizeof sp->seed);
+    for (int i = 0; i < n; i++) {
+        pl_sha256_update(h, &n_ids[i], sizeof n_ids[i]);
+        pl_sha256_update(h, ids[i], (size_t)n_ids[i] * sizeof **ids);
+    }
+    pl_sha256_update(h, &n_stop, sizeof n_stop);
+    for (int i = 0; i < n_stop; i++) {
+        uint64_t l = stop_len[i];
+        pl_sha256_update(h, &l, sizeof l);
+        pl_sha256_update(h, stop[i], stop_len[i]);
+    }
+    pl_sha256_final(h, out);
+}
+
+static void put_u32(char **p, uint32_t v) { memcpy(*p, &v, 4); *p += 4; }
+static uint32_t get_u32(const char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+/* Every rank's texts of a split call (this rank's: texts lo..hi-1, as
+ * generated), in prompt order: the request through the parent, the answer
+ * checked against the shards. all[i], all_len[i]: into *reply (the job's). */
+static void split_exchange(lua_State *L, job *j, int n, int lo, int hi, const seqbuf *bufs, const uint8_t hash[32],
+                           char **reply, const char **all, size_t *all_len) {
+    size_t bytes = PL_CALLS_HEADER + 4;
+    for (int i = lo; i < hi; i++) bytes += 4 + (bufs[i].cut >= 0 ? (size_t)bufs[i].cut : bufs[i].len);
+    char *req = job_calloc(L, j, bytes, 1), *p = req;
+    put_u32(&p, PL_CALLS_REQUEST);
+    memcpy(p, hash, 32);
+    p += 32;
+    put_u32(&p, (uint32_t)(hi - lo));
+    for (int i = lo; i < hi; i++) {
+        size_t len = bufs[i].cut >= 0 ? (size_t)bufs[i].cut : bufs[i].len;
+        put_u32(&p, (uint32_t)len);
+        if (len) memcpy(p, bufs[i].s, len);
+        p += len;
+    }
+    pl_err err = {0};
+    size_t rn = 0;
+    char *got = NULL;
+    if (pl_child_call(req, bytes, &got, &rn, &err)) luaL_error(L, "m:generate (split over %d ranks): %s", g_split_size, err.msg);
+    *reply = job_calloc(L, j, rn + 1, 1); /* the job's, so a Lua error below frees it */
+    memcpy(*reply, got, rn);
+    free(got);
+    /* the answer: u32 P, P u64 lengths, the parts: each u32 count and count (u32 length, bytes) */
+    const char *r = *reply, *end = *reply + rn;
+    int bad = rn < 4 || (int)get_u32(r) != g_split_size;
+    const char *q = r + 4 + (size_t)g_split_size * 8;
+    bad = bad || q > end;
+    for (int k = 0, at = 0; k < g_split_size && !bad; k++) {
+        uint64_t plen;
+        memcpy(&plen, r + 4 + (size_t)k * 8, 8);
+        const char *pe = q + plen;
+        int want = (int)(pl_dist_shard_lo((size_t)n, k + 1) - pl_dist_shard_lo((size_t)n, k));
+        if (plen > (uint64_t)(end - q) || plen < 4 || (int)get_u32(q) != want) { bad = 1; break; }
+        q += 4;
+        for (int i = 0; i < want && !bad; i++, at++) {
+            if (pe - q < 4) { bad = 1; break; }
+            uint32_t l = get_u32(q);
+            q += 4;
+            if ((size_t)(pe - q) < l) { bad = 1; break; }
+            all[at] = q;
+            all_len[at] = l;
+            q += l;
+        }
+        bad = bad || q != pe;
+    }
+    if (bad) luaL_error(L, "m:generate (split over %d ranks): the ranks' answers do not add up to %d texts", g_split_size, n);
+}
+
 static int l_model_generate(lua_State *L) {
     lmodel *lm = need_model(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -440,8 +530,14 @@ static int l_model_generate(lua_State *L) {
     int *n_out = job_calloc(L, j, (size_t)(batch < n ? batch : (n ? n : 1)), sizeof *n_out);
     pl_err err = {0};
     int rc = 0;
-    for (int s0 = 0; s0 < n && !rc; s0 += batch) {
-        int nb = n - s0 < batch ? n - s0 : batch, maxp = 0;
+    /* split over ranks: this rank's prompts [lo, hi), batched from lo */
+    int lo = 0, hi = n;
+    if (g_split_size > 1) {
+        lo = (int)pl_dist_shard_lo((size_t)n, g_split_rank);
+        hi = (int)pl_dist_shard_lo((size_t)n, g_split_rank + 1);
+    }
+    for (int s0 = lo; s0 < hi && !rc; s0 += batch) {
+        int nb = hi - s0 < batch ? hi - s0 : batch, maxp = 0;
         for (int i = 0; i < nb; i++) {
             bufs[s0 + i].prev = ids[s0 + i][n_ids[s0 + i] - 1];
             bufs[s0 + i].cut = -1;
@@ -456,6 +552,21 @@ static int l_model_generate(lua_State *L) {
         if (cc.oom && !rc) rc = pl_err_set(&err, PL_ENOMEM, "out of memory");
     }
     if (rc) luaL_error(L, "m:generate (%s): %s", lm->name, err.msg);
+    if (g_split_size > 1) {
+        uint8_t hash[32];
+        call_hash(n, ids, n_ids, max_tokens, &sp, batch, stream0, n_stop_s, stop_s, stop_len, hash);
+        const char **all = job_calloc(L, j, (size_t)(n ? n : 1), sizeof *all);
+        size_t *all_len = job_calloc(L, j, (size_t)(n ? n : 1), sizeof *all_len);
+        char *reply = NULL;
+        split_exchange(L, j, n, lo, hi, bufs, hash, &reply, all, all_len);
+        lua_createtable(L, n, 0);
+        for (int i = 0; i < n; i++) {
+            push_utf8(L, j, all[i], all_len[i]);
+            lua_rawseti(L, -2, i + 1);
+        }
+        job_release(j);
+        return 1;
+    }
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
         size_t len = bufs[i].cut >= 0 ? (size_t)bufs[i].cut : bufs[i].len;

@@ -37,6 +37,21 @@ int pl_lua_model_push_adapter(lua_State *L, const char *path, const char *adapte
  * method does first). Returns 0 or the load error (remembered). */
 int pl_lua_model_load(lua_State *L, int idx, pl_err *err);
 
+/* Split every m:generate of this process over size ranks (a recipe child of
+ * `potluck run` under mpirun, running a stage registered with shard =
+ * "calls"; docs/distributed.md): this rank generates its contiguous part of
+ * the prompts (pl_dist_shard_lo; prompt i still samples from RNG stream
+ * stream0 + i), and the parts come back in order from every rank through
+ * the parent process (pl_child_call), so every rank gets the whole list one
+ * process makes. A request also carries a SHA-256 of the call (every
+ * prompt's tokens and the options), so the parent can check that the ranks
+ * made the same call. size 1: no split (the default). */
+void pl_lua_model_split_calls(int rank, int size);
+/* What a split call's request starts with (the parent reads it): kind
+ * (PL_CALLS_REQUEST, or PL_CALLS_END from the parent itself when the stage
+ * has ended) as a u32, then the call's 32-byte hash. */
+enum { PL_CALLS_REQUEST = 1, PL_CALLS_END = 2, PL_CALLS_HEADER = 4 + 32 };
+
 /* The seed m:generate uses when opts.seed is absent: the host sets it to
  * ctx.seed before each stage (kept in the registry; 0 until set). */
 void pl_lua_model_set_default_seed(lua_State *L, lua_Integer seed);

@@ -25,6 +25,13 @@
  * fail. In that build (and only there) the child skips setrlimit(RLIMIT_AS);
  * the Lua allocator's own cap still bounds the recipe's memory.
  *
+ * With a relay (pl_child_run_relay) two more pipes carry the child's
+ * requests (pl_child_call) and the parent's answers: a request is a u64
+ * length (host order) and its bytes; an answer an i32 status, a u64 length
+ * and the bytes (the reply, or the error line when the status is negative).
+ * The parent polls the request pipe with the others and serves a request
+ * when it has read it whole.
+ *
  * Not for use from inside an OpenMP parallel region, and fn should not rely
  * on the parent's threads (only the forking thread exists in the child). */
 #include "../core/atomic.h"
@@ -61,6 +68,88 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- the relay ---- */
+
+/* In the child: the request pipe's write end and the answer pipe's read end. */
+static int g_req_fd = -1, g_ans_fd = -1;
+
+/* Read exactly n bytes (1), or EOF before the first byte (0), or fail (-1). */
+static int read_full(int fd, void *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return got == 0 && r == 0 ? 0 : -1;
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+int pl_child_has_relay(void) { return g_req_fd >= 0; }
+
+int pl_child_call(const void *req, size_t n, char **reply, size_t *reply_n, pl_err *err) {
+    *reply = NULL;
+    if (reply_n) *reply_n = 0;
+    if (g_req_fd < 0) return pl_err_set(err, PL_EUNSUPPORTED, "no parent to ask (not a relayed child)");
+    uint64_t len = n;
+    if (pl_write_all(g_req_fd, &len, sizeof len) || pl_write_all(g_req_fd, req, n))
+        return pl_err_set(err, PL_EIO, "the request to the parent process: %s", strerror(errno));
+    int32_t code = 0;
+    if (read_full(g_ans_fd, &code, sizeof code) != 1 || read_full(g_ans_fd, &len, sizeof len) != 1)
+        return pl_err_set(err, PL_EIO, "the parent process did not answer");
+    char *b = malloc(len + 1);
+    if (!b) return pl_err_set(err, PL_ENOMEM, "out of memory for the parent's answer (%llu bytes)", (unsigned long long)len);
+    if (len && read_full(g_ans_fd, b, len) != 1) {
+        free(b);
+        return pl_err_set(err, PL_EIO, "the parent process's answer was cut short");
+    }
+    b[len] = 0;
+    if (code < 0) {
+        pl_err_set(err, code < -100 ? PL_EIO : code, "%s", b);
+        free(b);
+        return err->code;
+    }
+    *reply = b;
+    if (reply_n) *reply_n = len;
+    return PL_OK;
+}
+
+/* In the parent: read one request whole from fd, serve it, write the answer
+ * to ans. 0: served (or the pipe ended: *eof); < 0: the pipes failed. */
+static int serve_one(const pl_child_relay *relay, int fd, int ans, int *eof) {
+    uint64_t len = 0;
+    int r = read_full(fd, &len, sizeof len);
+    if (r == 0) {
+        *eof = 1;
+        return 0;
+    }
+    char *req = r == 1 && len < ((uint64_t)1 << 40) ? malloc(len + 1) : NULL;
+    if (!req || (len && read_full(fd, req, len) != 1)) {
+        free(req);
+        *eof = 1;
+        return -1;
+    }
+    req[len] = 0;
+    char *rep = NULL;
+    size_t rn = 0;
+    pl_err e;
+    pl_err_clear(&e);
+    int32_t code = relay->serve(relay->user, req, (size_t)len, &rep, &rn, &e);
+    free(req);
+    if (code < 0) {
+        free(rep);
+        rep = NULL;
+        rn = strnlen(e.msg, sizeof e.msg);
+    } else {
+        code = 0;
+    }
+    uint64_t out = rn;
+    int w = pl_write_all(ans, &code, sizeof code) || pl_write_all(ans, &out, sizeof out) ||
+            pl_write_all(ans, code < 0 ? e.msg : (rep ? rep : ""), rn);
+    free(rep);
+    return w ? -1 : 0;
 }
 
 /* The child's side: never returns. */
@@ -103,6 +192,11 @@ child_main(const pl_lua_limits *lim, pl_child_fn fn, void *ctx, int res_fd, int 
 
 int pl_child_run(const pl_lua_limits *lim, const char *what, pl_child_fn fn, void *ctx, char **out, size_t *out_len,
                  pl_err *err) {
+    return pl_child_run_relay(lim, what, fn, ctx, NULL, out, out_len, err);
+}
+
+int pl_child_run_relay(const pl_lua_limits *lim, const char *what, pl_child_fn fn, void *ctx,
+                       const pl_child_relay *relay, char **out, size_t *out_len, pl_err *err) {
     pl_lua_limits dflt;
     if (!lim) {
         pl_lua_limits_default(&dflt);
@@ -119,26 +213,43 @@ int pl_child_run(const pl_lua_limits *lim, const char *what, pl_child_fn fn, voi
         close(res[1]);
         return pl_err_set(err, PL_EIO, "%s: pipe: %s", what, strerror(e));
     }
+    int rq[2] = {-1, -1}, an[2] = {-1, -1}; /* the relay's requests (child -> parent) and answers */
+    if (relay && (pipe2(rq, O_CLOEXEC) != 0 || pipe2(an, O_CLOEXEC) != 0)) {
+        int e = errno;
+        int fds[] = {res[0], res[1], ep[0], ep[1], rq[0], rq[1], an[0], an[1]};
+        for (size_t i = 0; i < sizeof fds / sizeof *fds; i++)
+            if (fds[i] >= 0) close(fds[i]);
+        return pl_err_set(err, PL_EIO, "%s: pipe: %s", what, strerror(e));
+    }
     fflush(NULL); /* else buffered stdio output would be written twice */
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
-        close(res[0]);
-        close(res[1]);
-        close(ep[0]);
-        close(ep[1]);
+        int fds[] = {res[0], res[1], ep[0], ep[1], rq[0], rq[1], an[0], an[1]};
+        for (size_t i = 0; i < sizeof fds / sizeof *fds; i++)
+            if (fds[i] >= 0) close(fds[i]);
         return pl_err_set(err, PL_EIO, "%s: fork: %s", what, strerror(e));
     }
     if (pid == 0) {
         close(res[0]);
         close(ep[0]);
+        if (relay) {
+            close(rq[0]);
+            close(an[1]);
+            g_req_fd = rq[1];
+            g_ans_fd = an[0];
+        }
         pl_backend_set_default("cpu", NULL); /* a device context does not survive fork */
         child_main(lim, fn, ctx, res[1], ep[1], parent);
     }
     setpgid(pid, pid); /* also from this side: no race with an early kill */
     close(res[1]);
     close(ep[1]);
+    if (relay) {
+        close(rq[1]);
+        close(an[0]);
+    }
 
     double deadline = lim->wall_seconds > 0 ? now_s() + lim->wall_seconds : 0;
     char *buf = NULL;
@@ -149,10 +260,11 @@ int pl_child_run(const pl_lua_limits *lim, const char *what, pl_child_fn fn, voi
     int timed_out = 0, nomem = 0;
 
     while (fds_open[0] >= 0 || fds_open[1] >= 0) {
-        struct pollfd pf[2];
+        struct pollfd pf[3];
         int np = 0;
         for (int i = 0; i < 2; i++)
             if (fds_open[i] >= 0) pf[np++] = (struct pollfd){.fd = fds_open[i], .events = POLLIN};
+        if (rq[0] >= 0) pf[np++] = (struct pollfd){.fd = rq[0], .events = POLLIN};
         int timeout = -1;
         if (deadline > 0) {
             double left = deadline - now_s();
@@ -169,6 +281,15 @@ int pl_child_run(const pl_lua_limits *lim, const char *what, pl_child_fn fn, voi
         }
         for (int k = 0; k < np; k++) {
             if (!(pf[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            if (pf[k].fd == rq[0]) { /* a request: served whole; the child waits for the answer */
+                int eof = 0;
+                if (serve_one(relay, rq[0], an[1], &eof) || eof) {
+                    close(rq[0]);
+                    close(an[1]);
+                    rq[0] = an[1] = -1;
+                }
+                continue;
+            }
             int is_res = pf[k].fd == fds_open[0];
             char tmp[65536];
             ssize_t got = read(pf[k].fd, tmp, sizeof tmp);
@@ -203,6 +324,8 @@ int pl_child_run(const pl_lua_limits *lim, const char *what, pl_child_fn fn, voi
     }
     for (int i = 0; i < 2; i++)
         if (fds_open[i] >= 0) close(fds_open[i]);
+    if (rq[0] >= 0) close(rq[0]);
+    if (an[1] >= 0) close(an[1]);
 
     /* Wait for the child, still bound by the deadline (it may have closed
      * its pipes and kept running). */

@@ -35,6 +35,7 @@
 #include "../trainer/backend.h"
 #include "../trainer/run.h"
 #include "confine.h"
+#include "bind_model.h"
 #include "host.h"
 #include "run_finish.h"
 
@@ -86,6 +87,7 @@ typedef struct child_ctx {
     int64_t seed;
     int plugins_only;
     const pl_stage_part *part;    /* several ranks: this rank's part of the stage, or NULL */
+    int calls_rank, calls_size;   /* several ranks, a stage split by model calls: m:generate splits (bind_model.h) */
 } child_ctx;
 
 /* Kernel confinement of this recipe child (confine.h), applied before any
@@ -167,6 +169,7 @@ static int child_stage(void *vc, int fd, pl_err *err) {
     if (s) *s = 0;
     int rc = confine_child(c, s ? wdir : ".", err);
     if (!rc) rc = child_open(c, s ? wdir : ".", &h, err);
+    if (!rc && c->calls_size > 1) pl_lua_model_split_calls(c->calls_rank, c->calls_size);
     if (!rc) rc = pl_host_run_stage(h, c->o->size, c->index, c->in, c->in_count, c->out, c->seed, c->part, &stats, err);
     pl_host_free(h);
     if (!rc) rc = send_json(fd, stats, err);
@@ -186,11 +189,11 @@ static int child_metrics(void *vc, int fd, pl_err *err) {
     return rc;
 }
 
-static int run_child_json(const pl_pipe_opts *o, const char *what, pl_child_fn fn, child_ctx *c, cJSON **out,
-                          pl_err *err) {
+static int run_child_json_relay(const pl_pipe_opts *o, const char *what, pl_child_fn fn, child_ctx *c,
+                                const pl_child_relay *relay, cJSON **out, pl_err *err) {
     char *buf = NULL;
     size_t n = 0;
-    int rc = pl_child_run(&o->limits, what, fn, c, &buf, &n, err);
+    int rc = pl_child_run_relay(&o->limits, what, fn, c, relay, &buf, &n, err);
     if (rc) {
         free(buf);
         return rc;
@@ -199,6 +202,11 @@ static int run_child_json(const pl_pipe_opts *o, const char *what, pl_child_fn f
     free(buf);
     if (!*out) return pl_err_set(err, PL_EFORMAT, "%s: the recipe process returned no result", what);
     return PL_OK;
+}
+
+static int run_child_json(const pl_pipe_opts *o, const char *what, pl_child_fn fn, child_ctx *c, cJSON **out,
+                          pl_err *err) {
+    return run_child_json_relay(o, what, fn, c, NULL, out, err);
 }
 
 int pl_pipeline_plan(const pl_pipe_opts *o, cJSON **plan, pl_err *err) {
@@ -478,7 +486,100 @@ static void describe_counts(const cJSON *stats, char *buf, size_t n) {
  *     pairs of the bands b with b % P == k, the pairs are gathered to rank 0,
  *     which resolves them in index order into the decisions check_add would
  *     make (datasets/minhash.h) and runs the stage's plugin with them;
+ *   calls: a plugin registered with shard = "calls" (a generator whose
+ *     rounds depend on earlier ones: self_instruct, persona): every rank
+ *     runs the whole stage in its own recipe child, and each m:generate is
+ *     split by prompt index (bind_model.h): the child sends its part's texts
+ *     to its parent (pl_child_call), the parents all-gather them (calls_serve
+ *     below, which checks that the ranks made the same call), and every
+ *     child goes on with the whole list, as one process would. Rank 0's
+ *     output is the stage's; the others' is dropped. After the child, one
+ *     more round says the stage ended, so a rank that would make one more
+ *     call than another fails instead of waiting;
  *   one: anything else runs on rank 0 while the others wait (sleeping). */
+
+typedef struct calls_relay {
+    run_state *r;
+    int calls;       /* model calls served */
+    double comm_s;   /* seconds in their all-gathers (waits included) */
+} calls_relay;
+
+/* One round of a stage split by model calls: every rank's request
+ * (PL_CALLS_HEADER bytes, then its part) all-gathered; all must be of kind
+ * `kind` with this rank's hash. *reply (when reply): u32 P, P u64 lengths,
+ * the parts without their headers, in rank order. */
+static int calls_round(calls_relay *cr, const char *req, size_t n, char **reply, size_t *reply_n, pl_err *err) {
+    run_state *r = cr->r;
+    int P = r->ranks;
+    size_t *len = calloc((size_t)P, sizeof *len);
+    char *all = NULL;
+    if (!len) return pl_err_set(err, PL_ENOMEM, "out of memory");
+    double t0 = now_s();
+    int rc = pl_dist_allgather_bytes(req, n, (void **)&all, len, err);
+    cr->comm_s += now_s() - t0;
+    uint32_t kind;
+    memcpy(&kind, req, 4);
+    const char *what = kind == PL_CALLS_REQUEST ? "made" : "had ended its stage at";
+    size_t o = 0, tot = 0;
+    for (int k = 0; !rc && k < P; k++) {
+        uint32_t kk = 0;
+        if (len[k] >= PL_CALLS_HEADER) memcpy(&kk, all + o, 4);
+        if (len[k] < PL_CALLS_HEADER || kk != kind)
+            rc = pl_err_set(err, PL_EINVAL,
+                            "the ranks' stages diverged: rank %d %s model call %d while rank %d %s "
+                            "(a plugin with shard = \"calls\" must make the same calls on every rank)",
+                            r->rank, what, cr->calls + 1, k, kk == PL_CALLS_REQUEST ? "made one" : "had ended its stage");
+        else if (memcmp(all + o + 4, req + 4, 32))
+            rc = pl_err_set(err, PL_EINVAL,
+                            "the ranks' stages diverged: model call %d of rank %d had other prompts or options than "
+                            "rank %d's (a plugin with shard = \"calls\" must make the same calls on every rank)",
+                            cr->calls + 1, k, r->rank);
+        tot += len[k] - PL_CALLS_HEADER;
+        o += len[k];
+    }
+    if (!rc && reply) {
+        char *b = malloc(4 + (size_t)P * 8 + tot + 1), *p = b;
+        if (!b) rc = pl_err_set(err, PL_ENOMEM, "out of memory");
+        else {
+            uint32_t pp = (uint32_t)P;
+            memcpy(p, &pp, 4);
+            p += 4;
+            for (int k = 0; k < P; k++) {
+                uint64_t l = len[k] - PL_CALLS_HEADER;
+                memcpy(p, &l, 8);
+                p += 8;
+            }
+            o = 0;
+            for (int k = 0; k < P; k++) {
+                memcpy(p, all + o + PL_CALLS_HEADER, len[k] - PL_CALLS_HEADER);
+                p += len[k] - PL_CALLS_HEADER;
+                o += len[k];
+            }
+            *reply = b;
+            *reply_n = (size_t)(p - b);
+        }
+    }
+    if (!rc) cr->calls += kind == PL_CALLS_REQUEST;
+    free(all);
+    free(len);
+    return rc;
+}
+
+/* pl_child_serve_fn: a split m:generate's request from this rank's child. */
+static int calls_serve(void *user, const char *req, size_t n, char **reply, size_t *reply_n, pl_err *err) {
+    uint32_t kind = 0;
+    if (n >= PL_CALLS_HEADER) memcpy(&kind, req, 4);
+    if (kind != PL_CALLS_REQUEST) return pl_err_set(err, PL_EINVAL, "the recipe process sent an unknown request");
+    return calls_round(user, req, n, reply, reply_n, err);
+}
+
+/* The last round: this rank's stage ended; so must every rank's. */
+static int calls_end(calls_relay *cr, pl_err *err) {
+    char req[PL_CALLS_HEADER] = {0};
+    uint32_t kind = PL_CALLS_END;
+    memcpy(req, &kind, 4);
+    return calls_round(cr, req, sizeof req, NULL, NULL, err);
+}
 
 /* After a stage only rank 0 ran (or every rank ran): rank 0's outcome on
  * every rank, so that all stop, fail or go on together. The others wait
@@ -753,6 +854,7 @@ static int dist_stage(run_state *r, const cJSON *st, child_ctx *c, const char *d
     const char *origin = cJSON_GetStringValue(cJSON_GetObjectItem(st, "plugin_origin"));
     int64_t n = c->in_count;
     int split = c->in && n >= 0 && shard && !strcmp(shard, "sample");
+    int calls = shard && !strcmp(shard, "calls");
     int dedup = c->in && n >= 0 && kind && name && origin && !strcmp(kind, "dedup") && !strcmp(name, "minhash") &&
                 !strcmp(origin, "built-in");
     int rc = 0;
@@ -792,6 +894,30 @@ static int dist_stage(run_state *r, const cJSON *st, child_ctx *c, const char *d
         free(s);
         free(all);
         free(len);
+    } else if (calls) {
+        char po[PATH_MAX + 32], pr[PATH_MAX + 32];
+        snprintf(po, sizeof po, "%s/out.jsonl", r->part_dir);
+        snprintf(pr, sizeof pr, "%s/removed.jsonl", r->part_dir);
+        child_ctx pc = *c;
+        pc.calls_rank = r->rank;
+        pc.calls_size = r->ranks;
+        if (r->rank != 0) pc.out = po; /* the same stage, dropped: rank 0's output is the stage's */
+        calls_relay cr = {.r = r};
+        pl_child_relay rl = {.serve = calls_serve, .user = &cr};
+        cJSON *mine = NULL;
+        double t0 = now_s();
+        rc = run_child_json_relay(r->o, what, child_stage, &pc, &rl, &mine, err);
+        if (!rc) rc = calls_end(&cr, err);
+        if (rc) { cJSON_Delete(mine); cJSON_Delete(timing); return rc; } /* the caller ends the job */
+        cJSON_AddNumberToObject(timing, "stage_s", now_s() - t0);
+        cJSON_AddNumberToObject(timing, "model_calls", cr.calls);
+        cJSON_AddNumberToObject(timing, "exchange_s", cr.comm_s);
+        if (r->rank == 0) *stats = mine;
+        else {
+            cJSON_Delete(mine);
+            unlink(po);
+            unlink(pr);
+        }
     } else if (dedup) {
         int64_t *dup_of = NULL;
         double *jac = NULL;
@@ -814,10 +940,13 @@ static int dist_stage(run_state *r, const cJSON *st, child_ctx *c, const char *d
     if (rc) { cJSON_Delete(timing); return rc; }
     /* rank 0 waits for ranks with nothing left to do: timed; the others may
      * wait for rank 0's one-rank work, as long as it takes */
-    if ((rc = pl_dist_wait(r->rank == 0 || split, err))) { cJSON_Delete(timing); return rc; }
+    if ((rc = pl_dist_wait(r->rank == 0 || split || calls, err))) { cJSON_Delete(timing); return rc; }
     if (r->rank == 0) {
         cJSON_AddNumberToObject(timing, "comm_s", pl_dist_comm_seconds());
-        cJSON_AddStringToObject(timing, "how", split ? "split by sample index" : dedup ? "minhash bands by rank" : "rank 0 alone");
+        cJSON_AddStringToObject(timing, "how", split   ? "split by sample index"
+                                               : calls ? "model calls split by prompt index"
+                                               : dedup ? "minhash bands by rank"
+                                                       : "rank 0 alone");
         cJSON_AddNumberToObject(timing, "ranks", r->ranks);
         cJSON_AddItemToObject(*stats, "dist", timing);
     } else {

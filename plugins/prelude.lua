@@ -244,8 +244,12 @@ function pl.register(spec)
     -- (docs/distributed.md); an each plugin then sees its part (ctx.offset:
     -- the index of its first sample), a stream plugin sees every input and
     -- emits for those of ctx.part = {lo, hi} only (0-based, hi excluded).
-    if spec.shard ~= nil and spec.shard ~= "sample" then
-      error(fmt("%s: shard: expected \"sample\" or nothing, got %s", where, shown(spec.shard)), 2)
+    -- shard = "calls": the plugin makes the same model calls on every rank
+    -- (its choices depend on its input, its parameters, ctx.seed and what
+    -- the model answered, nothing else), so every rank runs all of it and
+    -- each m:generate is split by prompt index, the answers shared.
+    if spec.shard ~= nil and spec.shard ~= "sample" and spec.shard ~= "calls" then
+      error(fmt("%s: shard: expected \"sample\", \"calls\" or nothing, got %s", where, shown(spec.shard)), 2)
     end
   elseif k == "scorer" and type(spec.score) ~= "function" then
     error(where .. ": a scorer plugin needs score = function(p, ctx) returning function(sample) -> number", 2)

@@ -130,4 +130,25 @@ typedef int (*pl_child_fn)(void *ctx, int fd, pl_err *err);
 int pl_child_run(const pl_lua_limits *lim, const char *what, pl_child_fn fn, void *ctx, char **out, size_t *out_len,
                  pl_err *err);
 
+/* Requests from the child to its parent, answered while the child waits:
+ * what a sandboxed child cannot do itself (it cannot use MPI after the fork,
+ * and its seccomp filter allows no sockets), the parent does for it. A
+ * request is bytes; serve (in the parent) answers with bytes (*reply,
+ * malloc'd) or an error, which the child's pl_child_call returns as its own
+ * (same code and message). serve may block as long as it must (the
+ * wall-clock deadline is checked between requests). */
+typedef int (*pl_child_serve_fn)(void *user, const char *req, size_t n, char **reply, size_t *reply_n, pl_err *err);
+typedef struct pl_child_relay {
+    pl_child_serve_fn serve;
+    void *user;
+} pl_child_relay;
+/* pl_child_run with a relay (NULL: none, as pl_child_run). */
+int pl_child_run_relay(const pl_lua_limits *lim, const char *what, pl_child_fn fn, void *ctx,
+                       const pl_child_relay *relay, char **out, size_t *out_len, pl_err *err);
+/* In a child started with a relay: send req to the parent's serve and wait
+ * for its answer (*reply malloc'd, NUL-terminated). PL_EUNSUPPORTED when this
+ * process is no such child; PL_EIO when the parent is gone. */
+int pl_child_has_relay(void);
+int pl_child_call(const void *req, size_t n, char **reply, size_t *reply_n, pl_err *err);
+
 #endif

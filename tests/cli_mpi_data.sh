@@ -17,6 +17,10 @@
 #    bytes;
 #  - Evol-Instruct (2 rounds, split by input: each lineage on its rank) at 1
 #    process and 2 ranks: the same bytes;
+#  - self_instruct and persona (split by model calls: every rank runs the
+#    stage, each m:generate split by prompt index) at 1 process and 2 ranks:
+#    the same bytes; a plugin whose calls differ between the ranks (a table
+#    address in its prompt) ends the job with a message naming the call;
 #  - a whole recipe (data stages, shard, train, eval with a metric, export)
 #    at 2 ranks: trained over the ranks with the step losses of one process
 #    (1e-6 relative), the same bits twice, eval and export on rank 0 alone,
@@ -284,6 +288,61 @@ print("note: evol_instruct at 1 process and 2 ranks: %d samples, %d evolutions (
       % (len(ev), len(evs), sorted(p["round"] for p in evs)))
 PY
 else fail "evol_instruct recipe: $(tail -3 "$T/e1.err" "$T/e2.err")"; fi
+
+# 4c. self_instruct and persona (rounds that depend on earlier ones): every rank runs the stage, each
+# m:generate split by prompt index, the texts shared through the parents: 1 process vs 2 ranks, the
+# same bytes; a plugin whose calls differ between the ranks fails the job, naming the call
+mkdir -p "$T/rec5/plugins"
+cp "$T/rec/prompts2.jsonl" "$T/rec5/"
+cat >"$T/rec5/calls.lua" <<'LUA'
+local pl = require "potluck"
+return pl.recipe {
+  name = "mpi-calls", seed = 13, base = "SmolLM2-135M-Instruct",
+  data = pl.pipeline {
+    pl.source.jsonl { path = "prompts2.jsonl" },
+    pl.generate.self_instruct { n = 2, few_shot = 2, batch = 3, max_tokens = 12, temperature = 0.8,
+                                on_shortfall = "warn", max_rounds = 3 },
+    pl.generate.persona { personas = { "a retired sailor", "a beekeeper" }, n = 3, batch = 2, max_tokens = 8,
+                          temperature = 0.8 },
+  },
+}
+LUA
+if "$BIN" run "$T/rec5/calls.lua" --out "$T/c1" --to 03 --threads 1 --quiet >"$T/c1.err" 2>&1 &&
+   mpi 2 run "$T/rec5/calls.lua" --out "$T/c2" --to 03 --threads 1 >"$T/c2.err" 2>&1; then ok
+  if r=$(same_stages "$T/c1" "$T/c2"); then ok; else fail "self_instruct and persona, 1 vs 2 ranks: $r"; fi
+  python3 - "$T/c1" "$T/c2" <<'PY' && ok || fail "self_instruct and persona: split by model calls"
+import json, sys, os
+a, b = sys.argv[1:]
+for st in ("02-generate.self_instruct", "03-generate.persona"):
+    d = json.load(open(os.path.join(b, "stages", st, "stage.json")))["dist"]
+    assert d["how"] == "model calls split by prompt index" and d["model_calls"] >= 2, (st, d)
+    gen = [json.loads(l) for l in open(os.path.join(a, "stages", st, "out.jsonl"))]
+    made = [s for s in gen if s["_prov"].get("generator") == st.split(".")[1]]
+    assert made, st + ": nothing generated"
+    print("note: %s at 1 process and 2 ranks: %d generated, %d model calls split, the same bytes"
+          % (st, len(made), d["model_calls"]))
+PY
+else fail "self_instruct and persona recipe: $(tail -3 "$T/c1.err" "$T/c2.err")"; fi
+cat >"$T/rec5/plugins/wobble.lua" <<'LUA'
+local pl = require "potluck"
+-- a table's address differs between processes: so does this plugin's prompt
+pl.register { api = 1, kind = "generate", name = "wobble", shard = "calls", doc = "A call that differs per process.",
+  params = {}, stream = function(p, ctx, input, emit)
+    for s in input() do emit(s) end
+    ctx.model():generate({ "Say " .. tostring({}) }, { max_tokens = 1 })
+  end }
+LUA
+cat >"$T/rec5/wobble.lua" <<'LUA'
+local pl = require "potluck"
+return pl.recipe { name = "mpi-wobble", seed = 1, base = "SmolLM2-135M-Instruct",
+  data = pl.pipeline { pl.source.jsonl { path = "prompts2.jsonl" }, pl.generate.wobble {} } }
+LUA
+if mpi 2 run "$T/rec5/wobble.lua" --out "$T/wob" --to 02 --threads 1 --quiet >/dev/null 2>"$T/wob.err"; then
+  fail "a plugin whose model calls differ between the ranks: the job succeeded"
+elif grep -q "the ranks' stages diverged: model call 1 of rank [01] had other prompts or options than rank [01]'s" "$T/wob.err" &&
+     [ ! -f "$T/wob/stages/02-generate.wobble/out.jsonl" ]; then ok
+  echo "note: diverged calls: $(grep -m1 diverged "$T/wob.err")"
+else fail "a plugin whose model calls differ between the ranks: $(tail -3 "$T/wob.err")"; fi
 
 # 5. the memory plan counts the ranks on this machine (each holds a whole copy): a 13B-wide model
 # whose plan takes 55-95% of this machine's memory fits one process and is refused at 2 ranks,

@@ -5,6 +5,7 @@
  * sibling whose name starts like run), outside/file.txt (must be untouched at
  * the end: same bytes, same mtime, no new entries). */
 #include <dirent.h>
+#include <ctype.h>
 #include <errno.h>
 #include <ftw.h>
 #include <signal.h>
@@ -626,6 +627,75 @@ static int ch_lua(void *ctx, int fd, pl_err *err) {
     return rc;
 }
 
+/* relay: the child asks its parent three times (one answer an error, one
+ * 1 MiB) and writes what it got; without a relay pl_child_call refuses */
+static int relay_upper(void *user, const char *req, size_t n, char **reply, size_t *rn, pl_err *err) {
+    int *served = user;
+    (*served)++;
+    if (n == 4 && !memcmp(req, "fail", 4)) return pl_err_set(err, PL_EINVAL, "no such request: %.*s", (int)n, req);
+    size_t out = n == 3 && !memcmp(req, "big", 3) ? (size_t)1 << 20 : n;
+    char *b = malloc(out ? out : 1);
+    if (!b) return pl_err_set(err, PL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < out; i++) b[i] = (char)toupper((unsigned char)req[i % n]);
+    *reply = b;
+    *rn = out;
+    return 0;
+}
+static int ch_relay(void *ctx, int fd, pl_err *err) {
+    (void)ctx;
+    char *r = NULL;
+    size_t n = 0;
+    char msg[600];
+    int rc = pl_child_call("hello relay", 11, &r, &n, err);
+    if (rc) return rc;
+    int l = snprintf(msg, sizeof msg, "%.*s|", (int)n, r);
+    free(r);
+    pl_err e = {0};
+    rc = pl_child_call("fail", 4, &r, &n, &e);
+    l += snprintf(msg + l, sizeof msg - (size_t)l, "%d %s|", rc, e.msg);
+    if ((rc = pl_child_call("big", 3, &r, &n, err))) return rc;
+    l += snprintf(msg + l, sizeof msg - (size_t)l, "%zu %c%c%c", n, r[0], r[n - 2], r[n - 1]);
+    free(r);
+    return write(fd, msg, (size_t)l) == l ? 0 : PL_EIO;
+}
+static int ch_norelay(void *ctx, int fd, pl_err *err) {
+    (void)ctx;
+    (void)fd;
+    char *r = NULL;
+    size_t n = 0;
+    return pl_child_has_relay() ? pl_err_set(err, PL_EINVAL, "a relay where none was given")
+                                : pl_child_call("x", 1, &r, &n, err);
+}
+static int ch_relay_die(void *ctx, int fd, pl_err *err) {
+    (void)ctx;
+    (void)fd;
+    (void)err;
+    _exit(7); /* gone before its first request */
+}
+
+static void test_relay(const pl_lua_limits *lim) {
+    int served = 0;
+    pl_child_relay rl = {.serve = relay_upper, .user = &served};
+    char *out = NULL;
+    size_t n = 0;
+    pl_err err = {0};
+    CHECK(pl_child_run_relay(lim, "relay", ch_relay, NULL, &rl, &out, &n, &err) == 0 && out &&
+              !strcmp(out, "HELLO RELAY|-5 no such request: fail|1048576 BGB") && served == 3,
+          "relay: %s (%s), %d served", out ? out : "(none)", err.msg, served);
+    free(out);
+    out = NULL;
+    CHECK(pl_child_run(lim, "norelay", ch_norelay, NULL, &out, &n, &err) == PL_EUNSUPPORTED &&
+              strstr(err.msg, "not a relayed child"),
+          "pl_child_call without a relay: %s", err.msg);
+    free(out);
+    out = NULL;
+    served = 0;
+    CHECK(pl_child_run_relay(lim, "die", ch_relay_die, NULL, &rl, &out, &n, &err) == PL_EIO &&
+              strstr(err.msg, "exited with status 7") && served == 0,
+          "a relayed child that exits: %s", err.msg);
+    free(out);
+}
+
 static void test_child(void) {
     pl_lua_limits lim;
     pl_lua_limits_default(&lim);
@@ -716,6 +786,8 @@ static void test_child(void) {
           "Lua result from the child: %s", err.msg);
     free(out);
     out = NULL;
+
+    test_relay(&lim);
 
     CHECK(count_fds() == fds0, "fd count %d -> %d", fds0, count_fds());
     errno = 0;

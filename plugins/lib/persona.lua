@@ -20,6 +20,7 @@ pl.register {
   api = 1,
   kind = "generate",
   name = "persona",
+  shard = "calls", -- every rank runs it; each model call is split by prompt index (docs/distributed.md)
   doc = "Persona-driven generation: personas crossed with task templates (in a seeded shuffled order); "
     .. "the model writes a task for each persona, then answers it.",
   params = {

@@ -60,6 +60,7 @@ pl.register {
   api = 1,
   kind = "generate",
   name = "self_instruct",
+  shard = "calls", -- every rank runs it; each model call is split by prompt index (docs/distributed.md)
   doc = "Self-Instruct: new instructions from few-shot prompts of seed tasks (and tasks generated so far), "
     .. "filtered for length, blocklisted words and ROUGE-L novelty, then answered by the model.",
   params = {
