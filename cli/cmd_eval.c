@@ -13,6 +13,7 @@
 #include "../plugins/gen_task.h"
 #include "../plugins/pipeline.h"
 #include "../plugins/sandbox.h"
+#include "../trainer/generate.h"
 #include "../trainer/eval.h"
 #include "../trainer/eval_results.h"
 #include "cli.h"
@@ -264,6 +265,23 @@ static int do_compare(int argc, char **argv) {
     return 0;
 }
 
+/* On the CUDA backend, before the first item: the model and eval's largest
+ * forward (a batch of --batch-tokens tokens, or a --text chunk of --ctx) by
+ * the generation plan against the device's memory, so a model that cannot
+ * fit is refused at once instead of after the tasks before it. */
+static int eval_check_device(const pl_model *m, const char *name, long batch_tokens, int text_ctx, pl_err *err) {
+    int n_ctx = batch_tokens > 0 ? (int)batch_tokens : 1024;
+    if (text_ctx > n_ctx) n_ctx = text_ctx;
+    if (n_ctx > m->cfg.max_seq) n_ctx = m->cfg.max_seq;
+    pl_err e = {0};
+    if (!pl_generate_check_device(m, 1, n_ctx, n_ctx, &e)) return PL_OK;
+    const char *need = strstr(e.msg, " on the cuda backend");
+    return pl_err_set(err, e.code,
+                      "eval: %s: a batch of %d tokens%s: --backend cpu, a smaller --batch-tokens, or a smaller model "
+                      "(potluck plan --generate --backend cuda shows every buffer)",
+                      name, n_ctx, need ? need : e.msg);
+}
+
 int cmd_eval(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -278,7 +296,7 @@ int cmd_eval(int argc, char **argv) {
     const char **gtasks = calloc((size_t)argc, sizeof *gtasks);
     int nv = 0, nt = 0, nd = 0, ngt = 0, append = 0, quiet = 0, status = 1;
     const char *judge_arg = NULL;
-    pl_gen_opts go = {0};
+    pl_gen_task_opts go = {0};
     pl_lua_limits_default(&go.limits);
     pl_gen_task *gt = NULL;
     int64_t **gsel = NULL, *gn = NULL;
@@ -463,6 +481,14 @@ int cmd_eval(int argc, char **argv) {
             goto done;
         }
         free(resolved);
+        if (eval_check_device(m, V->name, batch_tokens, text_path ? (int)ctx : 0, &err) ||
+            (ref && v == 0 && eval_check_device(ref, "the --kl-base model", batch_tokens, (int)ctx, &err))) {
+            pl_tokenizer_free(tok);
+            pl_model_free(m);
+            status = cli_fail_err(&err);
+            free(hash);
+            goto done;
+        }
         int rc = 0;
         for (int t = 0; t < nt && !rc; t++) {
             pl_mc_scores s;

@@ -85,36 +85,18 @@ static const char *const eot_texts[] = {"<|im_end|>", "<|eot_id|>", "<|end|>", "
  * with --chat, the conversation (system?, user) rendered through the
  * model's chat template with the generation prompt, as transformers'
  * apply_chat_template does (datasets/chat.h). */
-/* On the CUDA backend, the generation's memory plan (trainer/plan.h: the
- * weights' device copies, the bf16 KV cache of n sequences of n_ctx tokens,
- * the prefill of every prompt in one call, the scratch, and the CUDA
- * runtime's reserve) against the device's memory, before anything is put on
- * the device (the backend copies weights at their first use): a run that
- * cannot fit says so now, with what to change, instead of failing midway. */
+/* The generation's device memory plan (pl_generate_check_device), in
+ * generate's words: prompts, and what to change. */
 static int check_gen_plan(const pl_model *m, int n, const int *n_ids, int n_ctx, pl_err *err) {
-    const pl_backend *be = m->be;
-    if (!be || strcmp(be->name, "cuda")) return PL_OK;
-    const double mem = (double)pl_backend_mem_total(be);
-    if (!(mem > 0)) return PL_OK; /* the backend could not say: its allocations report their own failure */
     int prefill = 0;
     for (int i = 0; i < n; i++) prefill += n_ids[i];
-    pl_train_shape s = {.seq_len = n_ctx, .micro_batch = 1, .frozen_base = 1, .cuda = 1,
-                        .layer_dtype = m->layers[0].w_gate.dtype, .embd_dtype = m->tok_embd.dtype,
-                        .head_dtype = m->lm_head.dtype};
-    pl_gen_plan g;
-    pl_err pe = {0};
-    if (pl_gen_plan_make(&m->cfg, &s, n, n_ctx, prefill, &g, &pe)) return PL_OK; /* unplannable: the run reports */
-    if ((double)g.need <= mem) return PL_OK;
-    char bn[32], bm[32], bw[32], bk[32], ba[32], bs[32], br[32];
-    return pl_err_set(err, PL_ERANGE,
-                      "generate: %d prompt%s of up to %d tokens on the cuda backend need %s of device memory (weights "
-                      "%s, KV cache %s, activations %s, workspace %s, the CUDA runtime's reserve %s), the device has "
-                      "%s: fewer prompts at once, a shorter --max-tokens, or --backend cpu (potluck plan --generate "
-                      "--backend cuda shows every buffer)",
-                      n, n > 1 ? "s" : "", n_ctx, pl_fmt_bytes((double)g.need, bn, sizeof bn),
-                      pl_fmt_bytes((double)g.dev_weights, bw, sizeof bw), pl_fmt_bytes((double)g.kv, bk, sizeof bk),
-                      pl_fmt_bytes((double)g.activations, ba, sizeof ba), pl_fmt_bytes((double)g.workspace, bs, sizeof bs),
-                      pl_fmt_bytes((double)g.runtime, br, sizeof br), pl_fmt_bytes(mem, bm, sizeof bm));
+    pl_err e = {0};
+    if (!pl_generate_check_device(m, n, prefill, n_ctx, &e)) return PL_OK;
+    const char *need = strstr(e.msg, " on the cuda backend");
+    return pl_err_set(err, e.code,
+                      "generate: %d prompt%s of up to %d tokens%s: fewer prompts at once, a shorter --max-tokens, or "
+                      "--backend cpu (potluck plan --generate --backend cuda shows every buffer)",
+                      n, n > 1 ? "s" : "", n_ctx, need ? need : e.msg);
 }
 
 static int encode_prompt(const pl_tokenizer *tok, const char *text, int chat, const char *system,

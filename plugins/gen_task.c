@@ -38,7 +38,7 @@ typedef struct gen_child {
     const char *model, *adapter, *judge;
     const int64_t *sel;
     int64_t n, seed;
-    const pl_gen_opts *o;
+    const pl_gen_task_opts *o;
     char name[256];
 } gen_child;
 
@@ -155,7 +155,7 @@ static char *dup_str(const cJSON *j) {
     return s ? strdup(s) : NULL;
 }
 
-int pl_gen_task_load(pl_gen_task *t, const char *path, const pl_gen_opts *o, pl_err *err) {
+int pl_gen_task_load(pl_gen_task *t, const char *path, const pl_gen_task_opts *o, pl_err *err) {
     memset(t, 0, sizeof *t);
     if (access(path, R_OK) != 0) return pl_err_set(err, PL_EIO, "%s: cannot read the task file", path);
     gen_child c = {.path = path, .o = o};
@@ -197,7 +197,7 @@ void pl_gen_task_hash(const pl_gen_task *t, const int64_t *sel, int64_t n, char 
 }
 
 int pl_gen_task_run(const pl_gen_task *t, const char *model, const char *adapter, const char *judge_model,
-                    const int64_t *sel, int64_t n, int64_t seed, const pl_gen_opts *o, cJSON **out, pl_err *err) {
+                    const int64_t *sel, int64_t n, int64_t seed, const pl_gen_task_opts *o, cJSON **out, pl_err *err) {
     gen_child c = {.t = t, .path = t->path, .model = model, .adapter = adapter, .judge = judge_model,
                    .sel = sel, .n = n, .seed = seed, .o = o};
     default_name(t->path, c.name, sizeof c.name);

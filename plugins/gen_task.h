@@ -32,16 +32,16 @@ typedef struct pl_gen_task {
     int64_t n_items;
 } pl_gen_task;
 
-typedef struct pl_gen_opts {
+typedef struct pl_gen_task_opts {
     pl_lua_limits limits;
     int threads;          /* 0: OpenMP's default */
     int quiet;
-} pl_gen_opts;
+} pl_gen_task_opts;
 
 /* A .lua path: a generative task (any other --task is multiple choice). */
 int pl_gen_task_is_lua(const char *path);
 
-int pl_gen_task_load(pl_gen_task *t, const char *path, const pl_gen_opts *o, pl_err *err);
+int pl_gen_task_load(pl_gen_task *t, const char *path, const pl_gen_task_opts *o, pl_err *err);
 void pl_gen_task_free(pl_gen_task *t);
 /* sha256 (hex) of the chosen items: their positions and canonical JSON. */
 void pl_gen_task_hash(const pl_gen_task *t, const int64_t *sel, int64_t n, char hex[65]);
@@ -51,6 +51,6 @@ void pl_gen_task_hash(const pl_gen_task *t, const int64_t *sel, int64_t n, char 
  * when t->judge is set. *out: [{index, prompt, output, score (null when the
  * judge's reply was unparsable), judge, unparsed}], one per item of sel. */
 int pl_gen_task_run(const pl_gen_task *t, const char *model, const char *adapter, const char *judge_model,
-                    const int64_t *sel, int64_t n, int64_t seed, const pl_gen_opts *o, cJSON **out, pl_err *err);
+                    const int64_t *sel, int64_t n, int64_t seed, const pl_gen_task_opts *o, cJSON **out, pl_err *err);
 
 #endif

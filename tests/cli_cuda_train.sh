@@ -162,4 +162,10 @@ ec=$("$CPU" "${E[@]}" 2>&1); eg=$("$EMU" "${E[@]}" --backend cuda 2>&1)
 lc=$(grep -o 'ppl [0-9.]*' <<<"$ec" | head -1 | cut -d' ' -f2); lg=$(grep -o 'ppl [0-9.]*' <<<"$eg" | head -1 | cut -d' ' -f2)
 echo "note: eval --text perplexity (tiny random GGUF, F16 weights): cpu $lc cuda $lg"
 awk -v a="$lc" -v b="$lg" 'BEGIN {d=(b-a)/a; if (d<0) d=-d; exit !(a > 0 && d <= 0.01)}' && ok || fail "eval perplexity: cpu '$lc' cuda '$lg' ($ec / $eg)"
+# eval checks the same plan before its first item (its largest forward: --ctx 64 here, the default
+# --batch-tokens 1024 capped at the model's context): refused on 40 MB, one line, no result printed
+out=$(PL_EMU_MEM=40000000 "$EMU" "${E[@]}" --backend cuda 2>"$tmp/em.err"); rc=$?
+[ $rc = 1 ] && [ -z "$out" ] && [ "$(grep -c . "$tmp/em.err")" = 1 ] &&
+  grep -q "^potluck: eval: llama-2-tiny-random[^:]*: a batch of [0-9]* tokens on the cuda backend need .* of device memory (weights .*, the CUDA runtime's reserve 512.00 MiB), the device has 38.15 MiB: --backend cpu, a smaller --batch-tokens, or a smaller model" "$tmp/em.err" \
+  && ok || fail "eval over the device's memory: rc $rc, out '$out', $(cat "$tmp/em.err")"
 check_summary cli_cuda_train

@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "../core/rng.h"
+#include "../core/units.h"
+#include "plan.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -218,4 +220,26 @@ done:
     free(logits); free(scratch); free(seqs); free(ntok); free(active); free(next); free(toks);
     pl_kvcache_free(&kv);
     return rc;
+}
+
+int pl_generate_check_device(const pl_model *m, int n, int prefill, int n_ctx, pl_err *err) {
+    const pl_backend *be = m->be;
+    if (!be || strcmp(be->name, "cuda") || n < 1 || n_ctx < 1) return PL_OK;
+    const double mem = (double)pl_backend_mem_total(be);
+    if (!(mem > 0)) return PL_OK; /* the backend could not say: its allocations report their own failure */
+    pl_train_shape s = {.seq_len = n_ctx, .micro_batch = 1, .frozen_base = 1, .cuda = 1,
+                        .layer_dtype = m->layers[0].w_gate.dtype, .embd_dtype = m->tok_embd.dtype,
+                        .head_dtype = m->lm_head.dtype};
+    pl_gen_plan g;
+    pl_err pe = {0};
+    if (pl_gen_plan_make(&m->cfg, &s, n, n_ctx, prefill, &g, &pe)) return PL_OK; /* unplannable: the run reports */
+    if ((double)g.need <= mem) return PL_OK;
+    char bn[32], bm[32], bw[32], bk[32], ba[32], bs[32], br[32];
+    return pl_err_set(err, PL_ERANGE,
+                      "%d %s of up to %d tokens on the cuda backend need %s of device memory (weights %s, KV cache "
+                      "%s, activations %s, workspace %s, the CUDA runtime's reserve %s), the device has %s",
+                      n, n > 1 ? "sequences" : "sequence", n_ctx, pl_fmt_bytes((double)g.need, bn, sizeof bn),
+                      pl_fmt_bytes((double)g.dev_weights, bw, sizeof bw), pl_fmt_bytes((double)g.kv, bk, sizeof bk),
+                      pl_fmt_bytes((double)g.activations, ba, sizeof ba), pl_fmt_bytes((double)g.workspace, bs, sizeof bs),
+                      pl_fmt_bytes((double)g.runtime, br, sizeof br), pl_fmt_bytes(mem, bm, sizeof bm));
 }

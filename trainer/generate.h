@@ -48,4 +48,16 @@ typedef struct pl_gen_stats {
 int pl_generate(pl_model *m, int n, const int32_t *const *prompts, const int *n_prompt,
                 const pl_gen_opts *o, int32_t **out, int *n_out, pl_gen_stats *stats, pl_err *err);
 
+/* On the CUDA backend, the generation's memory plan (trainer/plan.h: the
+ * weights' device copies, the bf16 KV cache of n sequences of n_ctx tokens,
+ * the prefill of `prefill` tokens in one call, the scratch, and the CUDA
+ * runtime's reserve) against the device's memory, before anything is put on
+ * the device (the backend copies weights at their first use), so a run that
+ * cannot fit says so at once instead of failing midway. PL_ERANGE with
+ * "N sequence(s) of up to T tokens on the cuda backend need X of device
+ * memory (weights ..., KV cache ..., ...), the device has Y" (the caller adds
+ * its name and what to change); PL_OK when it fits, on another backend, or
+ * when the device's size or the plan cannot be had. */
+int pl_generate_check_device(const pl_model *m, int n, int prefill, int n_ctx, pl_err *err);
+
 #endif
