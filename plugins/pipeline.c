@@ -27,6 +27,7 @@
 #include "../datasets/chat.h"
 #include "../datasets/minhash.h"
 #include "../datasets/shard_writer.h"
+#include "../datasets/textqual.h"
 #include "../datasets/tokenizer.h"
 #include "../trainer/checkpoint.h"
 #include "../trainer/eval_results.h"
@@ -496,6 +497,10 @@ static void describe_counts(const cJSON *stats, char *buf, size_t n) {
  *     output is the stage's; the others' is dropped. After the child, one
  *     more round says the stage ended, so a rank that would make one more
  *     call than another fails instead of waiting;
+ *   novelty: the built-in filter.novelty: the ROUGE-L pairs j < i split by
+ *     i mod P, the pairs at or above the threshold gathered to rank 0,
+ *     which resolves them in index order into the plugin's decisions
+ *     (novelty_by_pairs) and runs the plugin with them;
  *   one: anything else runs on rank 0 while the others wait (sleeping). */
 
 typedef struct calls_relay {
@@ -772,6 +777,130 @@ out:
     return rc;
 }
 
+/* The texts (pl.text) of all n input samples of path; *bad when one holds
+ * a NUL byte. */
+static int read_texts(const char *path, int64_t n, char ***texts, size_t **lens, int *bad, pl_err *err) {
+    *texts = calloc((size_t)n + 1, sizeof **texts);
+    *lens = calloc((size_t)n + 1, sizeof **lens);
+    if (!*texts || !*lens) return pl_err_set(err, PL_ENOMEM, "out of memory for %lld texts", (long long)n);
+    FILE *f = fopen(path, "rb");
+    if (!f) return pl_err_set(err, PL_EIO, "%s: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    int64_t idx = 0;
+    ssize_t got;
+    int rc = 0;
+    while (!rc && idx < n && (got = getline(&line, &cap, f)) >= 0) {
+        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) got--;
+        if (!got) continue;
+        if (memmem(line, (size_t)got, "\\u0000", 6)) *bad = 1;
+        cJSON *j = cJSON_ParseWithLength(line, (size_t)got);
+        if (!j || !cJSON_IsObject(j)) rc = pl_err_set(err, PL_EFORMAT, "%s: sample %lld: not a JSON object", path, (long long)idx + 1);
+        else if (!((*texts)[idx] = sample_text(j, &(*lens)[idx], bad))) rc = pl_err_set(err, PL_ENOMEM, "out of memory");
+        cJSON_Delete(j);
+        idx++;
+    }
+    free(line);
+    fclose(f);
+    if (!rc && idx < n) rc = pl_err_set(err, PL_EFORMAT, "%s: %lld samples, expected %lld", path, (long long)idx, (long long)n);
+    return rc;
+}
+
+static void free_texts(char **texts, size_t *lens, int64_t n) {
+    for (int64_t i = 0; texts && i < n; i++) free(texts[i]);
+    free(texts);
+    free(lens);
+}
+
+/* The built-in filter.novelty over the ranks: rank k compares every sample
+ * i with i mod P == k against every earlier sample (pl_rouge_l(text_j,
+ * text_i), the arguments in the plugin's order) and keeps the pairs at or
+ * above the threshold; the pairs are gathered to rank 0, which walks the
+ * samples in order: i is dropped for the first kept j (in index order, which
+ * is the kept list's order) of its pairs, which is the one the plugin would
+ * have stopped at, and dup_of[i] is j's place among the kept samples
+ * (0-based; -1: kept), jac[i] its ROUGE-L. Every pair j < i is scored, where
+ * one process scores i against the kept samples only, up to the first hit. */
+typedef struct novelty_pair { int64_t i, j; double f; } novelty_pair;
+
+static int cmp_novelty_pair(const void *a, const void *b) {
+    const novelty_pair *x = a, *y = b;
+    return x->i != y->i ? (x->i < y->i ? -1 : 1) : x->j != y->j ? (x->j < y->j ? -1 : 1) : 0;
+}
+
+static int novelty_by_pairs(run_state *r, const cJSON *st, const char *in, int64_t n, int64_t **dup_of, double **jac,
+                            int *fallback, cJSON *timing, pl_err *err) {
+    double thr = 0.7;
+    const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(st, "params"), "threshold");
+    if (cJSON_IsNumber(v)) thr = v->valuedouble;
+    int P = r->ranks, bad = 0, rc;
+    char **texts = NULL;
+    size_t *lens = NULL, *len = calloc((size_t)P, sizeof *len);
+    novelty_pair *pairs = NULL, *every = NULL;
+    size_t np = 0, cap = 0;
+    double t0 = now_s();
+    if (!len) { rc = pl_err_set(err, PL_ENOMEM, "out of memory"); goto out; }
+    if ((rc = read_texts(in, n, &texts, &lens, &bad, err))) goto out;
+    double t1 = now_s();
+    double b = bad; /* a NUL byte in some text: rank 0 runs the plugin itself */
+    if ((rc = pl_dist_wait(1, err)) || (rc = pl_dist_allreduce_f64(&b, 1, err))) goto out;
+    if (b > 0) { *fallback = 1; goto out; }
+    for (int64_t i = r->rank; i < n && !rc; i += P)
+        for (int64_t j = 0; j < i; j++) {
+            double f = pl_rouge_l(texts[j], lens[j], texts[i], lens[i]);
+            if (!(f >= thr)) continue;
+            if (np == cap) {
+                size_t nc = cap ? 2 * cap : 1024;
+                novelty_pair *nb = realloc(pairs, nc * sizeof *nb);
+                if (!nb) { rc = pl_err_set(err, PL_ENOMEM, "out of memory for the novelty pairs"); break; }
+                pairs = nb;
+                cap = nc;
+            }
+            pairs[np++] = (novelty_pair){i, j, f};
+        }
+    double t2 = now_s();
+    if (rc || (rc = pl_dist_wait(1, err))) goto out;
+    double t3 = now_s();
+    if ((rc = pl_dist_gather_bytes(pairs, np * sizeof *pairs, (void **)&every, len, 0, err))) goto out;
+    double t4 = now_s();
+    if (r->rank == 0) {
+        size_t tot = 0;
+        for (int k = 0; k < P; k++) tot += len[k];
+        size_t ne = tot / sizeof *every;
+        qsort(every, ne, sizeof *every, cmp_novelty_pair);
+        int64_t *kept_at = malloc(((size_t)n + 1) * sizeof *kept_at);
+        *dup_of = malloc(((size_t)n + 1) * sizeof **dup_of);
+        *jac = malloc(((size_t)n + 1) * sizeof **jac);
+        if (!kept_at || !*dup_of || !*jac) { free(kept_at); rc = pl_err_set(err, PL_ENOMEM, "out of memory"); goto out; }
+        int64_t nk = 0;
+        size_t e = 0;
+        for (int64_t i = 0; i < n; i++) {
+            (*dup_of)[i] = -1;
+            (*jac)[i] = 0;
+            for (; e < ne && every[e].i == i; e++)
+                if ((*dup_of)[i] < 0 && kept_at[every[e].j] >= 0) {
+                    (*dup_of)[i] = kept_at[every[e].j];
+                    (*jac)[i] = every[e].f;
+                }
+            kept_at[i] = (*dup_of)[i] < 0 ? nk++ : -1;
+        }
+        free(kept_at);
+        cJSON_AddNumberToObject(timing, "pairs", (double)ne);
+    }
+    double t5 = now_s();
+    cJSON_AddNumberToObject(timing, "read_s", t1 - t0);
+    cJSON_AddNumberToObject(timing, "compare_s", t2 - t1);
+    cJSON_AddNumberToObject(timing, "wait_s", t3 - t2);
+    cJSON_AddNumberToObject(timing, "exchange_pairs_s", t4 - t3);
+    cJSON_AddNumberToObject(timing, "resolve_s", t5 - t4);
+out:
+    free_texts(texts, lens, n);
+    free(len);
+    free(pairs);
+    free(every);
+    return rc;
+}
+
 /* The counts of the parts of a split stage, in rank order, as one process
  * counts them: sums; a reason's example is the first part's; it varied when
  * a part says so or the parts' examples differ. */
@@ -857,6 +986,8 @@ static int dist_stage(run_state *r, const cJSON *st, child_ctx *c, const char *d
     int calls = shard && !strcmp(shard, "calls");
     int dedup = c->in && n >= 0 && kind && name && origin && !strcmp(kind, "dedup") && !strcmp(name, "minhash") &&
                 !strcmp(origin, "built-in");
+    int novelty = c->in && n >= 0 && kind && name && origin && !strcmp(kind, "filter") && !strcmp(name, "novelty") &&
+                  !strcmp(origin, "built-in");
     int rc = 0;
     (void)pl_dist_comm_seconds();
     cJSON *timing = cJSON_CreateObject();
@@ -918,11 +1049,12 @@ static int dist_stage(run_state *r, const cJSON *st, child_ctx *c, const char *d
             unlink(po);
             unlink(pr);
         }
-    } else if (dedup) {
+    } else if (dedup || novelty) {
         int64_t *dup_of = NULL;
         double *jac = NULL;
         int fallback = 0;
-        rc = dedup_by_bands(r, st, c->in, n, &dup_of, &jac, &fallback, timing, err);
+        rc = dedup ? dedup_by_bands(r, st, c->in, n, &dup_of, &jac, &fallback, timing, err)
+                   : novelty_by_pairs(r, st, c->in, n, &dup_of, &jac, &fallback, timing, err);
         if (!rc && r->rank == 0) {
             pl_stage_part part = {.lo = 0, .hi = -1, .dup_of = dup_of, .dup_jac = jac, .n_dec = n};
             child_ctx pc = *c;
@@ -946,6 +1078,7 @@ static int dist_stage(run_state *r, const cJSON *st, child_ctx *c, const char *d
         cJSON_AddStringToObject(timing, "how", split   ? "split by sample index"
                                                : calls ? "model calls split by prompt index"
                                                : dedup ? "minhash bands by rank"
+                                               : novelty ? "novelty pairs by rank"
                                                        : "rank 0 alone");
         cJSON_AddNumberToObject(timing, "ranks", r->ranks);
         cJSON_AddItemToObject(*stats, "dist", timing);

@@ -6,6 +6,9 @@
 #    2 ranks: every stage's out.jsonl and removed.jsonl the same bytes (cmp);
 #    the stages ran the sharded way (stage.json "dist"); the same set of files
 #    in both run directories, no rank's private folder left behind;
+#  - filter.novelty by ROUGE-L pairs split over the ranks, on the same planted
+#    copies: at 1, 2 and 3 ranks the same bytes, exactly the planted copies
+#    dropped, each naming its original's place among the kept samples;
 #  - dedup by band ownership on planted near-duplicates (one word changed):
 #    at 1, 2 and 3 ranks the same bytes, exactly the planted copies removed,
 #    each naming its original; at 2 ranks both ranks found pairs (bands
@@ -169,11 +172,44 @@ for d in sys.argv[2:]:
         assert st["dist"]["how"] == "minhash bands by rank" and st["dist"]["bands"] == 16, st["dist"]
         assert st["dist"]["pairs"] >= 12, st["dist"]
         nov = json.load(open(os.path.join(d, "stages", "04-filter.novelty", "stage.json")))
-        assert nov["dist"]["how"] == "rank 0 alone", nov["dist"]
+        assert nov["dist"]["how"] == "novelty pairs by rank", nov["dist"]
 print("note: dedup: %d planted near-duplicates removed at 1, 2 and 3 ranks, each naming its original" % len(planted))
 PY
 if POTLUCK_DIST=off "$BIN" run "$T/rec/dedup.lua" --out "$T/doff" --to 04 --quiet 2>/dev/null && same_stages "$T/d1" "$T/doff" >/dev/null; then ok
 else fail "POTLUCK_DIST=off"; fi
+# 2b. filter.novelty by ROUGE-L pairs over the ranks: the planted copies (39 of 40 words in common,
+# ROUGE-L 0.975) dropped at 1, 2 and 3 ranks with the same bytes, each naming its original's place
+# among the kept samples
+cat > "$T/rec/novelty.lua" <<'EOF'
+local pl = require "potluck"
+return pl.recipe { name = "mpi-novelty", seed = 3,
+  data = pl.pipeline { pl.source.jsonl { path = "docs.jsonl" }, pl.filter.novelty { threshold = 0.95 } } }
+EOF
+if "$BIN" run "$T/rec/novelty.lua" --out "$T/n1" --to 02 --quiet 2>"$T/n1.err" &&
+   mpi 2 run "$T/rec/novelty.lua" --out "$T/n2" --to 02 --quiet 2>"$T/n2.err" &&
+   mpi 3 run "$T/rec/novelty.lua" --out "$T/n3" --to 02 --quiet 2>"$T/n3.err"; then ok
+  for np in 2 3; do
+    if r=$(same_stages "$T/n1" "$T/n$np"); then ok; else fail "novelty, 1 vs $np ranks: $r"; fi
+  done
+  python3 - "$T/rec/planted.json" "$T/n1" "$T/n2" "$T/n3" <<'PY' && ok || fail "novelty: the planted copies"
+import json, sys, os
+planted = json.load(open(sys.argv[1]))
+for d in sys.argv[2:]:
+    s = os.path.join(d, "stages", "02-filter.novelty")
+    rem = [json.loads(l) for l in open(os.path.join(s, "removed.jsonl"))]
+    kept = [json.loads(l)["_prov"]["source"] for l in open(os.path.join(s, "out.jsonl"))]
+    got = []
+    for r in rem:  # "ROUGE-L 0.975 >= 0.95 with kept sample K": K-th kept sample, 1-based
+        k = int(r["reason"].rsplit(" ", 1)[1])
+        got.append((int(kept[k - 1].split(":")[-1]) - 1, int(r["_prov"]["source"].split(":")[-1]) - 1))
+        assert r["reason"].startswith("ROUGE-L 0.97"), r["reason"]
+    assert sorted(got) == sorted(map(tuple, planted)), (d, got, planted)
+    if d != sys.argv[2]:
+        st = json.load(open(os.path.join(s, "stage.json")))["dist"]
+        assert st["how"] == "novelty pairs by rank" and st["pairs"] >= len(planted), st
+print("note: novelty: %d planted copies dropped at 1, 2 and 3 ranks, each naming its original" % len(planted))
+PY
+else fail "novelty recipe: $(tail -3 "$T/n1.err" "$T/n2.err" "$T/n3.err")"; fi
 
 # rank_pid MPIRUN_PID R: the pid of rank R
 rank_pid() {

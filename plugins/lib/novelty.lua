@@ -14,7 +14,17 @@ pl.register {
   },
   each = function(p, ctx)
     local kept = {}
+    -- several ranks: the ranks scored the pairs and rank 0 resolved them in
+    -- index order into the decisions made here (docs/distributed.md):
+    -- the kept sample's place among the kept ones and the ROUGE-L
+    local decided, n = ctx.decision, 0
     return function(s)
+      if decided then
+        n = n + 1
+        local k, f = decided(n)
+        if k then return false, string.format("ROUGE-L %.3f >= %.2f with kept sample %d", f, p.threshold, k) end
+        return true
+      end
       local t = pl.text(s)
       for i = 1, #kept do
         local f = pl.rouge_l(kept[i], t)
