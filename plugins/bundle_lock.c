@@ -19,6 +19,7 @@
 #include "../core/json.h"
 #include "../core/mapfile.h"
 #include "../core/sha256.h"
+#include "../trainer/model.h"
 #include "bundle_int.h"
 #include "host.h"
 
@@ -458,7 +459,22 @@ int bnd_lock_build(const pl_pack_opts *o, bnd_list *l, char **lock_json, pl_bund
     if ((!bname || !bname[0]) && bpath && bpath[0]) bname = base_name(bpath); /* given with --base only */
     cJSON *binfo = cJSON_AddObjectToObject(info, "base");
     cJSON_AddStringToObject(binfo, "name", bname ? bname : "");
-    if (bpath && bpath[0] && (is_file(bpath) || is_dir(bpath))) {
+    char shape[PATH_MAX];
+    if (bpath && pl_model_is_random(bpath)) {
+        /* a rehearsal model (trainer/model.h): its shape (a preset, or a
+         * config.json and the tokenizer beside it) and seed are the model */
+        cJSON_AddStringToObject(binfo, "format", "random");
+        cJSON_AddStringToObject(binfo, "spec", bpath);
+        snprintf(shape, sizeof shape, "%s", bpath + 7);
+        char *at = strrchr(shape, '@');
+        if (at) *at = '\0';
+        if (is_file(shape) || is_dir(shape)) {
+            cJSON_AddStringToObject(binfo, "file", base_name(shape));
+            if ((rc = base_deps(shape, deps, binfo, err))) { cJSON_Delete(deps); goto out; }
+        } else {
+            cJSON_AddStringToObject(binfo, "preset", shape);
+        }
+    } else if (bpath && bpath[0] && (is_file(bpath) || is_dir(bpath))) {
         cJSON_AddStringToObject(binfo, "file", base_name(bpath));
         if ((rc = base_deps(bpath, deps, binfo, err))) { cJSON_Delete(deps); goto out; }
     } else if (st) {

@@ -258,7 +258,19 @@ int pl_model_resolve(const char *name, int from_cli, char **out, pl_err *err) {
     *out = NULL;
     if (!name || !*name) return pl_err_set(err, PL_EINVAL, "no base model: set base = \"...\" in the recipe or pass --base PATH");
     if (pl_model_is_random(name)) { /* a rehearsal model made in memory (trainer/model.h) */
-        *out = strdup(name);
+        /* a SHAPE that is a path becomes absolute, so the recipe's children and later runs agree */
+        char shape[PATH_MAX], *abs = NULL;
+        snprintf(shape, sizeof shape, "%s", name + 7);
+        char *at = strrchr(shape, '@');
+        if (at) *at = '\0';
+        if (*shape && exists(shape) && (abs = realpath(shape, NULL))) {
+            size_t n = strlen(abs) + strlen(name) + 16;
+            *out = malloc(n);
+            if (*out) snprintf(*out, n, "random:%s%s%s", abs, at ? "@" : "", at ? name + 7 + (at - shape) + 1 : "");
+            free(abs);
+        } else {
+            *out = strdup(name);
+        }
         return *out ? PL_OK : pl_err_set(err, PL_ENOMEM, "out of memory");
     }
     if (from_cli && exists(name)) {
@@ -1277,7 +1289,17 @@ static int run_shard(run_state *r, const char *last_out, const char *key, pl_err
     if ((rc = split_samples(last_out, tr, ev, &ntr, &nev, err))) return rc;
     if (ntr == 0) return pl_err_set(err, PL_EINVAL, "shard: the pipeline produced no training samples");
     pl_tokenizer *tok = NULL;
-    if ((rc = pl_tokenizer_load(&tok, r->base, err))) return rc;
+    if (pl_model_is_random(r->base)) { /* a rehearsal model: the tokenizer.json beside its shape's config.json */
+        char tdir[PATH_MAX];
+        if (!pl_model_random_tokenizer_dir(r->base, tdir, sizeof tdir))
+            return pl_err_set(err, PL_ENOTFOUND, "shard: %s: a random model has no tokenizer: give a shape whose folder "
+                              "holds a tokenizer.json beside its config.json (random:PATH/config.json or random:FOLDER)",
+                              r->base);
+        rc = pl_tokenizer_load(&tok, tdir, err);
+    } else {
+        rc = pl_tokenizer_load(&tok, r->base, err);
+    }
+    if (rc) return rc;
     {
         /* what `potluck reproduce` checks a new base against (tokenizer.h) */
         char fp[65];

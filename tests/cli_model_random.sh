@@ -11,7 +11,10 @@
 #  - `potluck plan --model random:llama2-7b --backend cuda` plans the device as the
 #    preset does (the same device_need) with the weights in the process's own memory
 #    (no file map); its generation plan keeps the layers in NF4;
-#  - model info names the format; a bad spec is refused with one line.
+#  - model info names the format; a bad spec is refused with one line;
+#  - a shape folder holding a tokenizer.json: generate needs no --tokenizer, and
+#    a recipe runs on random:FOLDER@SEED (shard, train, export), packs with the
+#    folder's config.json and tokenizer pinned in the lock, and verifies.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source tests/check.sh
@@ -83,4 +86,32 @@ for bad in "random:" "random:no-such-shape" "random:llama2-7b@x"; do
   [ $rc != 0 ] && [ "$(wc -l <"$T/o.txt")" -le 2 ] && grep -q "random:" "$T/o.txt" && ok ||
     fail "train --model $bad refused in a line (rc $rc): $(cat "$T/o.txt")"
 done
+# a shape folder with its tokenizer (a model's folder without its weights): the random model takes
+# that tokenizer, so generate needs no --tokenizer, and a recipe runs on it (shard, train, export,
+# pack): the lock pins the folder's config.json and tokenizer.json, and the bundle verifies
+mkdir -p "$T/shape"
+cp "$T/cfg.json" "$T/shape/config.json" && cp "$TOK"/tokenizer.json "$TOK"/tokenizer_config.json "$T/shape/"
+c=$("$CPU" generate --model "random:$T/shape@5" --prompt "Hello world" --max-tokens 6 --temperature 0 2>"$T/g.err")
+[ -n "$c" ] && [ "$c" = "$a" ] && ok || fail "generate on random:FOLDER with its tokenizer.json: '$c' (with --tokenizer: '$a'): $(cat "$T/g.err")"
+python3 -c 'import json
+with open("'"$T"'/rec.jsonl", "w") as f:
+    for i in range(24): f.write(json.dumps({"text": "Once upon a time a cat called %d liked fish and milk." % i}) + "\n")'
+cat >"$T/rehearse.lua" <<'LUA'
+local pl = require "potluck"
+return pl.recipe { name = "rehearse", seed = 1, base = "random:shape@5",
+  data = pl.pipeline { pl.source.jsonl { path = "rec.jsonl" } },
+  lora = { r = 4, alpha = 8 }, train = { steps = 2, seq_len = 32, batch = 2 } }
+LUA
+if (cd "$T" && "$CPU" run rehearse.lua --out run --quiet >"$T/run.log" 2>&1 && "$CPU" pack run -o run.potluck >>"$T/run.log" 2>&1 &&
+    "$CPU" verify run.potluck >>"$T/run.log" 2>&1); then ok
+  [ -f "$T/run/export/adapter/adapter_model.safetensors" ] && grep -q '"base_model_name_or_path":[[:space:]]*"random:'"$T"'/shape@5"' "$T/run/export/adapter/adapter_config.json" &&
+    ok || fail "the recipe on random:shape@5: no adapter naming the absolute spec: $(cat "$T/run/export/adapter/adapter_config.json" 2>&1 | head -5)"
+  want=$(sha256sum "$T/shape/config.json" | cut -d' ' -f1)
+  tar --zstd -xOf "$T/run.potluck" potluck.lock.json | python3 -c 'import json, sys
+d = json.load(sys.stdin)
+deps = d["predicate"]["buildDefinition"]["resolvedDependencies"]
+got = {x["name"] + ":" + x["uri"]: x["digest"]["sha256"] for x in deps if x["name"].startswith("base/")}
+assert got.get("base/config:config.json") == sys.argv[1] and "base/tokenizer:tokenizer.json" in got, got' "$want" &&
+    ! grep -q "not found here" "$T/run.log" && ok || fail "the lock pins the random base's config.json and tokenizer: $(grep -i base "$T/run.log")"
+else fail "a recipe on random:shape@5 (run, pack, verify): $(tail -3 "$T/run.log")"; fi
 check_summary cli_model_random

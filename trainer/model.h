@@ -84,8 +84,13 @@ typedef struct pl_model_opts {
  * SHAPE | --config SHAPE) --seed SEED` writes (NF4 layer weights, BF16
  * embeddings and head, the same bytes), made in memory with no file: on the
  * device with a backend that can (CUDA: backend.h's init_random), else on
- * the host. It has no tokenizer. opts may be NULL. */
+ * the host. Its tokenizer is the tokenizer.json beside SHAPE's config.json
+ * when there is one (a model's folder without its weights), else none.
+ * opts may be NULL. */
 int pl_model_is_random(const char *path);
+/* 1 with dir = the folder of a random: spec's config.json when that folder
+ * holds a tokenizer.json; 0 otherwise (a preset, no tokenizer.json). */
+int pl_model_random_tokenizer_dir(const char *spec, char *dir, size_t n);
 int pl_model_load(pl_model **out, const char *path, const pl_model_opts *opts, pl_err *err);
 void pl_model_free(pl_model *m);
 

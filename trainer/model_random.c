@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../core/progress.h"
 #include "../lora/nf4.h"
@@ -68,6 +69,27 @@ int pl_model_random_spec(const char *spec, pl_model_config *c, uint64_t *seed, p
         return pl_err_set(err, PL_EINVAL, "%s: give a shape: random:PRESET (potluck plan --preset list) or "
                           "random:PATH/config.json, optionally @SEED", spec);
     return spec_shape(spec, shape, c, err);
+}
+
+int pl_model_random_tokenizer_dir(const char *spec, char *dir, size_t n) {
+    if (!pl_model_is_random(spec)) return 0;
+    char shape[4096];
+    snprintf(shape, sizeof shape, "%s", spec + strlen(PREFIX));
+    char *at = strrchr(shape, '@');
+    if (at) *at = '\0';
+    if (pl_plan_preset_find(shape)) return 0;
+    struct stat st;
+    if (stat(shape, &st) != 0) return 0;
+    if (!S_ISDIR(st.st_mode)) { /* a config.json: its folder */
+        char *slash = strrchr(shape, '/');
+        if (slash) *slash = '\0';
+        else snprintf(shape, sizeof shape, ".");
+    }
+    char tj[4200];
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", shape);
+    if (access(tj, R_OK) != 0) return 0;
+    snprintf(dir, n, "%s", shape);
+    return 1;
 }
 
 /* Where tensor t goes in m (NULL for a vector slot: *vec gets the pointer's address). */
