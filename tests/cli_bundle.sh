@@ -153,11 +153,11 @@ expect_clean_error "truncated archive" "$BIN" verify "$T/trunc.potluck"
 for f in flip lock drop add; do echo "note: $f -> $("$BIN" verify "$T/$f.potluck" 2>&1)"; done
 
 # ------------------------------------------------------------ inspect, without extracting
-before=$(ls -la "$T")
+before=$(ls -lA --time-style=full-iso "$T")
 out=$(cd "$T" && "$BIN" inspect b.potluck 2>&1); rc=$?
 [ $rc = 0 ] && grep -q "^license: apache-2.0" <<<"$out" && grep -q "recipe:    bundle-test" <<<"$out" && grep -q "eval_loss=" <<<"$out" \
   && grep -q "signer:    (not signed)" <<<"$out" && grep -q "verified:  yes" <<<"$out" && grep -q "adapter/adapter_model.safetensors" <<<"$out" && ok || fail "inspect: $out"
-[ "$before" = "$(ls -la "$T")" ] && ok || fail "inspect wrote something"
+[ "$before" = "$(ls -lA --time-style=full-iso "$T")" ] && ok || fail "inspect wrote something"
 err=$("$BIN" inspect "$T/flip.potluck" 2>&1); [ $? != 0 ] && grep -q "does not verify" <<<"$err" && ok || fail "inspect of a tampered bundle"
 
 # ------------------------------------------------------------ errors
