@@ -727,6 +727,20 @@ static int sign_part(pl_minhash *m, const char *path, int64_t lo, int64_t hi, ui
     return rc;
 }
 
+/* Every rank's records (bytes of them) gathered to rank 0: *all (rank 0's,
+ * malloc'd; NULL elsewhere) holds *count records of size rec, in rank order. */
+static int gather_records(run_state *r, const void *mine, size_t bytes, size_t rec, void **all, size_t *count,
+                          pl_err *err) {
+    size_t *len = calloc((size_t)r->ranks, sizeof *len);
+    if (!len) return pl_err_set(err, PL_ENOMEM, "out of memory");
+    int rc = pl_dist_gather_bytes(mine, bytes, all, len, 0, err);
+    size_t tot = 0;
+    for (int k = 0; !rc && k < r->ranks; k++) tot += len[k];
+    *count = tot / rec;
+    free(len);
+    return rc;
+}
+
 /* The dedup decisions of all input samples by band ownership (above). */
 static int dedup_by_bands(run_state *r, const cJSON *st, const char *in, int64_t n, int64_t **dup_of, double **jac,
                           int *fallback, cJSON *timing, pl_err *err) {
@@ -759,12 +773,10 @@ static int dedup_by_bands(run_state *r, const cJSON *st, const char *in, int64_t
     double t4 = now_s();
     if ((rc = pl_dist_wait(1, err))) goto out;
     double t5 = now_s();
-    if ((rc = pl_dist_gather_bytes(pairs, n_pairs * sizeof *pairs, (void **)&every, len, 0, err))) goto out;
+    size_t ne = 0;
+    if ((rc = gather_records(r, pairs, n_pairs * sizeof *pairs, sizeof *pairs, (void **)&every, &ne, err))) goto out;
     double t6 = now_s();
     if (r->rank == 0) {
-        size_t tot = 0;
-        for (int k = 0; k < P; k++) tot += len[k];
-        size_t ne = tot / sizeof *every;
         *dup_of = malloc(((size_t)n + 1) * sizeof **dup_of);
         *jac = malloc(((size_t)n + 1) * sizeof **jac);
         if (!*dup_of || !*jac) { rc = pl_err_set(err, PL_ENOMEM, "out of memory"); goto out; }
@@ -847,11 +859,10 @@ static int novelty_by_pairs(run_state *r, const cJSON *st, const char *in, int64
     if (cJSON_IsNumber(v)) thr = v->valuedouble;
     int P = r->ranks, bad = 0, rc;
     char **texts = NULL;
-    size_t *lens = NULL, *len = calloc((size_t)P, sizeof *len);
+    size_t *lens = NULL;
     novelty_pair *pairs = NULL, *every = NULL;
     size_t np = 0, cap = 0;
     double t0 = now_s();
-    if (!len) { rc = pl_err_set(err, PL_ENOMEM, "out of memory"); goto out; }
     if ((rc = read_texts(in, n, &texts, &lens, &bad, err))) goto out;
     double t1 = now_s();
     double b = bad; /* a NUL byte in some text: rank 0 runs the plugin itself */
@@ -873,12 +884,10 @@ static int novelty_by_pairs(run_state *r, const cJSON *st, const char *in, int64
     double t2 = now_s();
     if (rc || (rc = pl_dist_wait(1, err))) goto out;
     double t3 = now_s();
-    if ((rc = pl_dist_gather_bytes(pairs, np * sizeof *pairs, (void **)&every, len, 0, err))) goto out;
+    size_t ne = 0;
+    if ((rc = gather_records(r, pairs, np * sizeof *pairs, sizeof *pairs, (void **)&every, &ne, err))) goto out;
     double t4 = now_s();
     if (r->rank == 0) {
-        size_t tot = 0;
-        for (int k = 0; k < P; k++) tot += len[k];
-        size_t ne = tot / sizeof *every;
         qsort(every, ne, sizeof *every, cmp_novelty_pair);
         int64_t *kept_at = malloc(((size_t)n + 1) * sizeof *kept_at);
         *dup_of = malloc(((size_t)n + 1) * sizeof **dup_of);
@@ -907,7 +916,6 @@ static int novelty_by_pairs(run_state *r, const cJSON *st, const char *in, int64
     cJSON_AddNumberToObject(timing, "resolve_s", t5 - t4);
 out:
     free_texts(texts, lens, n);
-    free(len);
     free(pairs);
     free(every);
     return rc;
