@@ -239,6 +239,8 @@ int pl_child_run_relay(const pl_lua_limits *lim, const char *what, pl_child_fn f
             close(an[1]);
             g_req_fd = rq[1];
             g_ans_fd = an[0];
+        } else { /* a child of a relayed child has no relay of its own */
+            g_req_fd = g_ans_fd = -1;
         }
         pl_backend_set_default("cpu", NULL); /* a device context does not survive fork */
         child_main(lim, fn, ctx, res[1], ep[1], parent);
