@@ -275,11 +275,10 @@ static int eval_check_device(const pl_model *m, const char *name, long batch_tok
     if (n_ctx > m->cfg.max_seq) n_ctx = m->cfg.max_seq;
     pl_err e = {0};
     if (!pl_generate_check_device(m, 1, n_ctx, n_ctx, &e)) return PL_OK;
-    const char *need = strstr(e.msg, " on the cuda backend");
     return pl_err_set(err, e.code,
-                      "eval: %s: a batch of %d tokens%s: --backend cpu, a smaller --batch-tokens, or a smaller model "
-                      "(potluck plan --generate --backend cuda shows every buffer)",
-                      name, n_ctx, need ? need : e.msg);
+                      "eval: %s: a batch of %d tokens on the cuda backend %s: --backend cpu, a smaller --batch-tokens, "
+                      "or a smaller model (potluck plan --generate --backend cuda shows every buffer)",
+                      name, n_ctx, e.msg);
 }
 
 int cmd_eval(int argc, char **argv) {

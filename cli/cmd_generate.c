@@ -92,11 +92,10 @@ static int check_gen_plan(const pl_model *m, int n, const int *n_ids, int n_ctx,
     for (int i = 0; i < n; i++) prefill += n_ids[i];
     pl_err e = {0};
     if (!pl_generate_check_device(m, n, prefill, n_ctx, &e)) return PL_OK;
-    const char *need = strstr(e.msg, " on the cuda backend");
     return pl_err_set(err, e.code,
-                      "generate: %d prompt%s of up to %d tokens%s: fewer prompts at once, a shorter --max-tokens, or "
-                      "--backend cpu (potluck plan --generate --backend cuda shows every buffer)",
-                      n, n > 1 ? "s" : "", n_ctx, need ? need : e.msg);
+                      "generate: %d prompt%s of up to %d tokens on the cuda backend %s: fewer prompts at once, a "
+                      "shorter --max-tokens, or --backend cpu (potluck plan --generate --backend cuda shows every "
+                      "buffer)", n, n > 1 ? "s" : "", n_ctx, e.msg);
 }
 
 static int encode_prompt(const pl_tokenizer *tok, const char *text, int chat, const char *system,

@@ -410,20 +410,23 @@ static void call_hash(int n, int32_t *const *ids, const int *n_ids, int max_toke
 static void put_u32(char **p, uint32_t v) { memcpy(*p, &v, 4); *p += 4; }
 static uint32_t get_u32(const char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
+/* A sequence's text: up to its first stop string. */
+static size_t seq_text_len(const seqbuf *b) { return b->cut >= 0 ? (size_t)b->cut : b->len; }
+
 /* Every rank's texts of a split call (this rank's: texts lo..hi-1, as
  * generated), in prompt order: the request through the parent, the answer
- * checked against the shards. all[i], all_len[i]: into *reply (the job's). */
+ * checked against the shards. all[i], all_len[i]: into the answer (the job's). */
 static void split_exchange(lua_State *L, job *j, int n, int lo, int hi, const seqbuf *bufs, const uint8_t hash[32],
-                           char **reply, const char **all, size_t *all_len) {
+                           const char **all, size_t *all_len) {
     size_t bytes = PL_CALLS_HEADER + 4;
-    for (int i = lo; i < hi; i++) bytes += 4 + (bufs[i].cut >= 0 ? (size_t)bufs[i].cut : bufs[i].len);
+    for (int i = lo; i < hi; i++) bytes += 4 + seq_text_len(&bufs[i]);
     char *req = job_calloc(L, j, bytes, 1), *p = req;
     put_u32(&p, PL_CALLS_REQUEST);
     memcpy(p, hash, 32);
     p += 32;
     put_u32(&p, (uint32_t)(hi - lo));
     for (int i = lo; i < hi; i++) {
-        size_t len = bufs[i].cut >= 0 ? (size_t)bufs[i].cut : bufs[i].len;
+        size_t len = seq_text_len(&bufs[i]);
         put_u32(&p, (uint32_t)len);
         if (len) memcpy(p, bufs[i].s, len);
         p += len;
@@ -432,11 +435,11 @@ static void split_exchange(lua_State *L, job *j, int n, int lo, int hi, const se
     size_t rn = 0;
     char *got = NULL;
     if (pl_child_call(req, bytes, &got, &rn, &err)) luaL_error(L, "m:generate (split over %d ranks): %s", g_split_size, err.msg);
-    *reply = job_calloc(L, j, rn + 1, 1); /* the job's, so a Lua error below frees it */
-    memcpy(*reply, got, rn);
+    char *reply = job_calloc(L, j, rn + 1, 1); /* the job's, so a Lua error below frees it */
+    memcpy(reply, got, rn);
     free(got);
     /* the answer: u32 P, P u64 lengths, the parts: each u32 count and count (u32 length, bytes) */
-    const char *r = *reply, *end = *reply + rn;
+    const char *r = reply, *end = reply + rn;
     int bad = rn < 4 || (int)get_u32(r) != g_split_size;
     const char *q = r + 4 + (size_t)g_split_size * 8;
     bad = bad || q > end;
@@ -552,25 +555,22 @@ static int l_model_generate(lua_State *L) {
         if (cc.oom && !rc) rc = pl_err_set(&err, PL_ENOMEM, "out of memory");
     }
     if (rc) luaL_error(L, "m:generate (%s): %s", lm->name, err.msg);
+    /* the texts: this process's, or (split) every rank's from the parent's answer */
+    const char **all = job_calloc(L, j, (size_t)(n ? n : 1), sizeof *all);
+    size_t *all_len = job_calloc(L, j, (size_t)(n ? n : 1), sizeof *all_len);
     if (g_split_size > 1) {
         uint8_t hash[32];
         call_hash(n, ids, n_ids, max_tokens, &sp, batch, stream0, n_stop_s, stop_s, stop_len, hash);
-        const char **all = job_calloc(L, j, (size_t)(n ? n : 1), sizeof *all);
-        size_t *all_len = job_calloc(L, j, (size_t)(n ? n : 1), sizeof *all_len);
-        char *reply = NULL;
-        split_exchange(L, j, n, lo, hi, bufs, hash, &reply, all, all_len);
-        lua_createtable(L, n, 0);
+        split_exchange(L, j, n, lo, hi, bufs, hash, all, all_len);
+    } else {
         for (int i = 0; i < n; i++) {
-            push_utf8(L, j, all[i], all_len[i]);
-            lua_rawseti(L, -2, i + 1);
+            all[i] = bufs[i].s ? bufs[i].s : "";
+            all_len[i] = seq_text_len(&bufs[i]);
         }
-        job_release(j);
-        return 1;
     }
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
-        size_t len = bufs[i].cut >= 0 ? (size_t)bufs[i].cut : bufs[i].len;
-        push_utf8(L, j, bufs[i].s ? bufs[i].s : "", len);
+        push_utf8(L, j, all[i], all_len[i]);
         lua_rawseti(L, -2, i + 1);
     }
     job_release(j);

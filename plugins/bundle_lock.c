@@ -465,9 +465,7 @@ int bnd_lock_build(const pl_pack_opts *o, bnd_list *l, char **lock_json, pl_bund
          * config.json and the tokenizer beside it) and seed are the model */
         cJSON_AddStringToObject(binfo, "format", "random");
         cJSON_AddStringToObject(binfo, "spec", bpath);
-        snprintf(shape, sizeof shape, "%s", bpath + 7);
-        char *at = strrchr(shape, '@');
-        if (at) *at = '\0';
+        pl_model_random_shape(bpath, shape, sizeof shape, NULL);
         if (is_file(shape) || is_dir(shape)) {
             cJSON_AddStringToObject(binfo, "file", base_name(shape));
             if ((rc = base_deps(shape, deps, binfo, err))) { cJSON_Delete(deps); goto out; }

@@ -260,13 +260,12 @@ int pl_model_resolve(const char *name, int from_cli, char **out, pl_err *err) {
     if (pl_model_is_random(name)) { /* a rehearsal model made in memory (trainer/model.h) */
         /* a SHAPE that is a path becomes absolute, so the recipe's children and later runs agree */
         char shape[PATH_MAX], *abs = NULL;
-        snprintf(shape, sizeof shape, "%s", name + 7);
-        char *at = strrchr(shape, '@');
-        if (at) *at = '\0';
+        const char *at = NULL;
+        pl_model_random_shape(name, shape, sizeof shape, &at);
         if (*shape && exists(shape) && (abs = realpath(shape, NULL))) {
             size_t n = strlen(abs) + strlen(name) + 16;
             *out = malloc(n);
-            if (*out) snprintf(*out, n, "random:%s%s%s", abs, at ? "@" : "", at ? name + 7 + (at - shape) + 1 : "");
+            if (*out) snprintf(*out, n, "random:%s%s", abs, at ? at : "");
             free(abs);
         } else {
             *out = strdup(name);
@@ -693,12 +692,14 @@ static void step_minhash_opts(const cJSON *st, pl_minhash_opts *o) {
     if (u && !strcmp(u, "char")) o->unit = PL_UNIT_CHAR;
 }
 
-/* Signatures (num_perm values each) of input samples [lo, hi) of path
- * (blank lines not counted, as the stage reader counts). */
-static int sign_part(pl_minhash *m, const char *path, int64_t lo, int64_t hi, uint64_t *sigs, int *bad, pl_err *err) {
+/* fn(user, i, text, len) for the text (pl.text) of every input sample i in
+ * [lo, hi) of path (0-based; blank lines not counted, as the stage reader
+ * counts); fn owns text. *bad when a text holds a NUL byte. */
+typedef int (*text_fn)(void *user, int64_t i, char *text, size_t len, pl_err *err);
+static int each_text(const char *path, int64_t lo, int64_t hi, text_fn fn, void *user, int *bad, pl_err *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return pl_err_set(err, PL_EIO, "%s: %s", path, strerror(errno));
-    int np = pl_minhash_options(m)->num_perm, rc = 0;
+    int rc = 0;
     char *line = NULL;
     size_t cap = 0;
     int64_t idx = 0;
@@ -718,13 +719,26 @@ static int sign_part(pl_minhash *m, const char *path, int64_t lo, int64_t hi, ui
         char *t = sample_text(j, &tl, bad);
         cJSON_Delete(j);
         if (!t) { rc = pl_err_set(err, PL_ENOMEM, "out of memory"); break; }
-        rc = pl_minhash_signature(m, t, tl, sigs + (size_t)(idx - 1 - lo) * np, NULL, err);
-        free(t);
+        rc = fn(user, idx - 1, t, tl, err);
     }
     free(line);
     fclose(f);
     if (!rc && idx < hi) rc = pl_err_set(err, PL_EFORMAT, "%s: %lld samples, expected %lld", path, (long long)idx, (long long)hi);
     return rc;
+}
+
+typedef struct sign_ctx { pl_minhash *m; uint64_t *sigs; int64_t lo; int np; } sign_ctx;
+static int sign_one(void *user, int64_t i, char *text, size_t len, pl_err *err) {
+    sign_ctx *c = user;
+    int rc = pl_minhash_signature(c->m, text, len, c->sigs + (size_t)(i - c->lo) * c->np, NULL, err);
+    free(text);
+    return rc;
+}
+
+/* Signatures (num_perm values each) of input samples [lo, hi) of path. */
+static int sign_part(pl_minhash *m, const char *path, int64_t lo, int64_t hi, uint64_t *sigs, int *bad, pl_err *err) {
+    sign_ctx c = {.m = m, .sigs = sigs, .lo = lo, .np = pl_minhash_options(m)->num_perm};
+    return each_text(path, lo, hi, sign_one, &c, bad, err);
 }
 
 /* Every rank's records (bytes of them) gathered to rank 0: *all (rank 0's,
@@ -801,33 +815,22 @@ out:
     return rc;
 }
 
+typedef struct texts_ctx { char **texts; size_t *lens; } texts_ctx;
+static int keep_text(void *user, int64_t i, char *text, size_t len, pl_err *err) {
+    texts_ctx *c = user;
+    c->texts[i] = text;
+    c->lens[i] = len;
+    return PL_OK;
+}
+
 /* The texts (pl.text) of all n input samples of path; *bad when one holds
  * a NUL byte. */
 static int read_texts(const char *path, int64_t n, char ***texts, size_t **lens, int *bad, pl_err *err) {
     *texts = calloc((size_t)n + 1, sizeof **texts);
     *lens = calloc((size_t)n + 1, sizeof **lens);
     if (!*texts || !*lens) return pl_err_set(err, PL_ENOMEM, "out of memory for %lld texts", (long long)n);
-    FILE *f = fopen(path, "rb");
-    if (!f) return pl_err_set(err, PL_EIO, "%s: %s", path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0;
-    int64_t idx = 0;
-    ssize_t got;
-    int rc = 0;
-    while (!rc && idx < n && (got = getline(&line, &cap, f)) >= 0) {
-        while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) got--;
-        if (!got) continue;
-        if (memmem(line, (size_t)got, "\\u0000", 6)) *bad = 1;
-        cJSON *j = cJSON_ParseWithLength(line, (size_t)got);
-        if (!j || !cJSON_IsObject(j)) rc = pl_err_set(err, PL_EFORMAT, "%s: sample %lld: not a JSON object", path, (long long)idx + 1);
-        else if (!((*texts)[idx] = sample_text(j, &(*lens)[idx], bad))) rc = pl_err_set(err, PL_ENOMEM, "out of memory");
-        cJSON_Delete(j);
-        idx++;
-    }
-    free(line);
-    fclose(f);
-    if (!rc && idx < n) rc = pl_err_set(err, PL_EFORMAT, "%s: %lld samples, expected %lld", path, (long long)idx, (long long)n);
-    return rc;
+    texts_ctx c = {*texts, *lens};
+    return each_text(path, 0, n, keep_text, &c, bad, err);
 }
 
 static void free_texts(char **texts, size_t *lens, int64_t n) {

@@ -17,3 +17,10 @@ expect_clean_error() {
   echo "note: $desc -> $err"
 }
 check_summary() { echo "== $1: $check_passed passed, $check_failed failed"; [ $check_failed = 0 ]; }
+# need_built TEST BIN...: every BIN must be an executable, else one failure and the test ends.
+need_built() {
+  local t=$1 b; shift
+  for b in "$@"; do
+    if ! [ -x "$b" ]; then fail "$b is not built (make emu / make build-opt)"; check_summary "$t"; exit 1; fi
+  done
+}

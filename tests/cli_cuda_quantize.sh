@@ -13,9 +13,7 @@ source tests/check.sh
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 EMU=${POTLUCK_BIN_EMU:-build/emu/potluck}
 CPU=${POTLUCK_BIN_OPT:-build/opt/potluck}
-for b in "$EMU" "$CPU"; do
-  if ! [ -x "$b" ]; then fail "$b is not built (make emu / make build-opt)"; check_summary cli_cuda_quantize; exit 1; fi
-done
+need_built cli_cuda_quantize "$EMU" "$CPU"
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 cat >"$T/cfg.json" <<'JSON'
 {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 2000, "hidden_size": 96,

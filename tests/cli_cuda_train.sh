@@ -32,9 +32,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 : "${POTLUCK_SHARED:?set POTLUCK_SHARED}"
 EMU=${POTLUCK_BIN_EMU:-build/emu/potluck}
 CPU=${POTLUCK_BIN_OPT:-build/opt/potluck}
-for b in "$EMU" "$CPU"; do
-  if ! [ -x "$b" ]; then fail "$b is not built (make emu / make build-opt)"; check_summary cli_cuda_train; exit 1; fi
-done
+need_built cli_cuda_train "$EMU" "$CPU"
 S=$POTLUCK_SHARED/fixtures
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

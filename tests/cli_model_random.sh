@@ -22,9 +22,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 EMU=${POTLUCK_BIN_EMU:-build/emu/potluck}
 CPU=${POTLUCK_BIN_OPT:-build/opt/potluck}
 TOK=${POTLUCK_SHARED:?}/fixtures/tokenizers/tiny-random-LlamaForCausalLM
-for b in "$EMU" "$CPU"; do
-  if ! [ -x "$b" ]; then fail "$b is not built (make emu / make build-opt)"; check_summary cli_model_random; exit 1; fi
-done
+need_built cli_model_random "$EMU" "$CPU"
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 cat >"$T/cfg.json" <<'JSON'
 {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 32000, "hidden_size": 64,

@@ -236,9 +236,9 @@ int pl_generate_check_device(const pl_model *m, int n, int prefill, int n_ctx, p
     if ((double)g.need <= mem) return PL_OK;
     char bn[32], bm[32], bw[32], bk[32], ba[32], bs[32], br[32];
     return pl_err_set(err, PL_ERANGE,
-                      "%d %s of up to %d tokens on the cuda backend need %s of device memory (weights %s, KV cache "
-                      "%s, activations %s, workspace %s, the CUDA runtime's reserve %s), the device has %s",
-                      n, n > 1 ? "sequences" : "sequence", n_ctx, pl_fmt_bytes((double)g.need, bn, sizeof bn),
+                      "need %s of device memory (weights %s, KV cache %s, activations %s, workspace %s, the CUDA "
+                      "runtime's reserve %s), the device has %s",
+                      pl_fmt_bytes((double)g.need, bn, sizeof bn),
                       pl_fmt_bytes((double)g.dev_weights, bw, sizeof bw), pl_fmt_bytes((double)g.kv, bk, sizeof bk),
                       pl_fmt_bytes((double)g.activations, ba, sizeof ba), pl_fmt_bytes((double)g.workspace, bs, sizeof bs),
                       pl_fmt_bytes((double)g.runtime, br, sizeof br), pl_fmt_bytes(mem, bm, sizeof bm));

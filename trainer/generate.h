@@ -54,10 +54,9 @@ int pl_generate(pl_model *m, int n, const int32_t *const *prompts, const int *n_
  * runtime's reserve) against the device's memory, before anything is put on
  * the device (the backend copies weights at their first use), so a run that
  * cannot fit says so at once instead of failing midway. PL_ERANGE with
- * "N sequence(s) of up to T tokens on the cuda backend need X of device
- * memory (weights ..., KV cache ..., ...), the device has Y" (the caller adds
- * its name and what to change); PL_OK when it fits, on another backend, or
- * when the device's size or the plan cannot be had. */
+ * "need X of device memory (weights ..., KV cache ..., ...), the device has
+ * Y" (the caller says what needs it and what to change); PL_OK when it fits,
+ * on another backend, or when the device's size or the plan cannot be had. */
 int pl_generate_check_device(const pl_model *m, int n, int prefill, int n_ctx, pl_err *err);
 
 #endif

@@ -91,6 +91,9 @@ int pl_model_is_random(const char *path);
 /* 1 with dir = the folder of a random: spec's config.json when that folder
  * holds a tokenizer.json; 0 otherwise (a preset, no tokenizer.json). */
 int pl_model_random_tokenizer_dir(const char *spec, char *dir, size_t n);
+/* A random: spec's SHAPE into shape (n bytes); *seed_at: its "@SEED" tail
+ * (NULL when none), pointing into spec. 0 when spec is no random: spec. */
+int pl_model_random_shape(const char *spec, char *shape, size_t n, const char **seed_at);
 int pl_model_load(pl_model **out, const char *path, const pl_model_opts *opts, pl_err *err);
 void pl_model_free(pl_model *m);
 

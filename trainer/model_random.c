@@ -23,6 +23,15 @@
 
 int pl_model_is_random(const char *path) { return path && !strncmp(path, PREFIX, strlen(PREFIX)); }
 
+int pl_model_random_shape(const char *spec, char *shape, size_t n, const char **seed_at) {
+    if (!pl_model_is_random(spec)) return 0;
+    const char *s = spec + strlen(PREFIX), *at = strrchr(s, '@');
+    size_t len = at ? (size_t)(at - s) : strlen(s);
+    snprintf(shape, n, "%.*s", (int)len, s);
+    if (seed_at) *seed_at = at;
+    return 1;
+}
+
 /* The shape: a preset's config, or a config.json (or a folder holding one). */
 static int spec_shape(const char *spec, const char *shape, pl_model_config *c, pl_err *err) {
     const pl_plan_preset *p = pl_plan_preset_find(shape);
@@ -51,12 +60,11 @@ static int spec_shape(const char *spec, const char *shape, pl_model_config *c, p
 int pl_model_random_spec(const char *spec, pl_model_config *c, uint64_t *seed, pl_err *err) {
     memset(c, 0, sizeof *c);
     *seed = 0;
-    if (!pl_model_is_random(spec)) return pl_err_set(err, PL_EINVAL, "%s: not a random: model spec", spec);
     char shape[4096];
-    snprintf(shape, sizeof shape, "%s", spec + strlen(PREFIX));
-    char *at = strrchr(shape, '@');
+    const char *at = NULL;
+    if (!pl_model_random_shape(spec, shape, sizeof shape, &at))
+        return pl_err_set(err, PL_EINVAL, "%s: not a random: model spec", spec);
     if (at) {
-        *at = '\0';
         const char *s = at + 1;
         char *end = NULL;
         errno = 0;
@@ -72,12 +80,8 @@ int pl_model_random_spec(const char *spec, pl_model_config *c, uint64_t *seed, p
 }
 
 int pl_model_random_tokenizer_dir(const char *spec, char *dir, size_t n) {
-    if (!pl_model_is_random(spec)) return 0;
     char shape[4096];
-    snprintf(shape, sizeof shape, "%s", spec + strlen(PREFIX));
-    char *at = strrchr(shape, '@');
-    if (at) *at = '\0';
-    if (pl_plan_preset_find(shape)) return 0;
+    if (!pl_model_random_shape(spec, shape, sizeof shape, NULL) || pl_plan_preset_find(shape)) return 0;
     struct stat st;
     if (stat(shape, &st) != 0) return 0;
     if (!S_ISDIR(st.st_mode)) { /* a config.json: its folder */

@@ -88,8 +88,7 @@ static int pieces(run *r, pl_err *err) {
     d->b_ts = malloc((size_t)(n + 1) * sizeof *d->b_ts);
     d->order = malloc((size_t)(n + 1) * sizeof *d->order);
     d->ready = calloc((size_t)(n + 1), 1);
-    d->sent = calloc((size_t)(n + 1), 1);
-    if (!d->bounds || !d->b_layer || !d->b_ts || !d->order || !d->ready || !d->sent)
+    if (!d->bounds || !d->b_layer || !d->b_ts || !d->order || !d->ready)
         return pl_err_set(err, PL_ENOMEM, "train: out of memory for the gradient exchange");
     size_t o = 0;
     d->nb = 0;
@@ -186,7 +185,6 @@ void run_dist_free(run *r, int failed) {
     free(d->b_ts);
     free(d->order);
     free(d->ready);
-    free(d->sent);
     memset(d, 0, sizeof *d);
 }
 
@@ -237,7 +235,6 @@ static int piece_send(run *r, int b, pl_err *err) {
         be->copy(d->flat + o, r->ts[i].g, r->ts[i].n * sizeof(float));
         o += r->ts[i].n;
     }
-    d->sent[b] = 1;
     if (d->nccl) { /* queued after the copies; the backward's kernels do not wait for it */
         be->dist_rs_piece(b);
         return PL_OK;
@@ -287,7 +284,6 @@ static int accum_and_reduce(run *r, const row *rw, int n, int64_t trained, doubl
     if (d->nccl) be->dist_rs_begin(d->flat, r->n_floats, d->bounds, d->nb, d->red, d->scratch);
     else if ((rc = pl_dist_rs_begin(&d->rs, d->flat, r->n_floats, d->bounds, d->nb, d->scratch, err))) return rc;
     memset(d->ready, 0, (size_t)d->nb);
-    memset(d->sent, 0, (size_t)d->nb);
     d->cursor = 0;
     d->rs_failed = 0;
     d->early = 0;

@@ -70,8 +70,8 @@ typedef struct rdist {
     size_t *bounds;           /* (nb + 1) flat offsets */
     int *b_layer, *b_ts;      /* (nb + 1) each piece's layer; its first tensor (b_ts[nb] = n_ts) */
     int *order;               /* (nb) the sending order: layers from the top down, then the rest (layer -1) */
-    char *ready, *sent;       /* (nb) this step: the piece's layer is done; the piece went out */
-    int cursor;               /* order[cursor] is the next piece to send */
+    char *ready;              /* (nb) this step: the piece's layer is done */
+    int cursor;               /* order[cursor] is the next piece to send (those before it went out) */
     int early;                /* pieces of the last step sent from the backward (the rest after it) */
     int armed_micro;          /* the row (t->micro) whose backward sends; -1: none */
     struct pl_dist_rs *rs;    /* the exchange in flight */

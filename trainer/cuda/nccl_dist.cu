@@ -207,6 +207,28 @@ int shared_device(char *who, size_t whosz, pl_err *err) {
     return rc ? rc : dup;
 }
 
+/* Queued on the collectives' stream: floats [blo, bhi) of in, each rank's
+ * part of them (its intersection with rank k's shard) to rank k, and every
+ * rank's copy of their part of this rank's shard into its slice of scratch,
+ * at the place the whole exchange ([0, n)) puts it. */
+int exchange(const float *in, size_t n, size_t blo, size_t bhi, float *scratch, pl_err *err) {
+    const int P = N.size, me = N.rank;
+    const size_t lo = shard_lo(n, me), len = shard_lo(n, me + 1) - lo;
+    const size_t mlo = blo > lo ? blo : lo, mhi = bhi < lo + len ? bhi : lo + len;
+    ncclResult_t r = ncclGroupStart();
+    for (int k = 0; k < P && r == ncclSuccess; k++) {
+        if (k == me) continue;
+        size_t klo = shard_lo(n, k), khi = shard_lo(n, k + 1);
+        size_t a = blo > klo ? blo : klo, z = bhi < khi ? bhi : khi;
+        if (a < z) r = ncclSend(in + a, z - a, ncclFloat, k, N.comm, N.stream);
+        if (mlo < mhi && r == ncclSuccess)
+            r = ncclRecv(scratch + (size_t)k * len + (mlo - lo), mhi - mlo, ncclFloat, k, N.comm, N.stream);
+    }
+    ncclResult_t r2 = ncclGroupEnd();
+    if (r == ncclSuccess) r = r2;
+    return r == ncclSuccess ? PL_OK : nccl_fail(err, r, "reduce-scatter (send/recv)");
+}
+
 } // namespace
 
 extern "C" int pl_nccl_built(void) { return 1; }
@@ -254,24 +276,12 @@ extern "C" int pl_nccl_open(int *used, pl_err *err) {
     return PL_OK;
 }
 
+
 extern "C" int pl_nccl_reduce_scatter(const float *in, size_t n, float *out, float *scratch, pl_err *err) {
-    const int P = N.size, me = N.rank;
-    const size_t lo = shard_lo(n, me), len = shard_lo(n, me + 1) - lo;
     int rc = begin(err, "reduce-scatter");
-    if (rc) return rc;
-    /* slice k of scratch <- rank k's copy of this rank's shard; rank k <- this rank's copy of shard k */
-    ncclResult_t r = ncclGroupStart();
-    for (int k = 0; k < P && r == ncclSuccess; k++) {
-        if (k == me) continue;
-        size_t klo = shard_lo(n, k), klen = shard_lo(n, k + 1) - klo;
-        if (klen) r = ncclSend(in + klo, klen, ncclFloat, k, N.comm, N.stream);
-        if (len && r == ncclSuccess) r = ncclRecv(scratch + (size_t)k * len, len, ncclFloat, k, N.comm, N.stream);
-    }
-    ncclResult_t r2 = ncclGroupEnd();
-    if (r == ncclSuccess) r = r2;
-    if (r != ncclSuccess) return nccl_fail(err, r, "reduce-scatter (send/recv)");
-    if ((rc = own_and_sum(in, n, out, scratch, err))) return rc;
-    return end(err, "reduce-scatter", 1);
+    if (!rc) rc = exchange(in, n, 0, n, scratch, err);
+    if (!rc) rc = own_and_sum(in, n, out, scratch, err);
+    return rc ? rc : end(err, "reduce-scatter", 1);
 }
 
 extern "C" int pl_nccl_rs_begin(const float *in, size_t n, const size_t *bounds, int nb, float *out, float *scratch,
@@ -294,26 +304,9 @@ extern "C" int pl_nccl_rs_piece(int b, pl_err *err) {
     if (!N.rs_in || b < 0 || (size_t)b >= N.rs_sent.size() || N.rs_sent[(size_t)b])
         return pl_err_set(err, PL_EINVAL, "nccl: piece %d is not one to send", b);
     N.rs_sent[(size_t)b] = 1;
-    const int P = N.size, me = N.rank;
-    const size_t n = N.rs_n, lo = shard_lo(n, me), len = shard_lo(n, me + 1) - lo;
-    const size_t blo = N.rs_bounds[(size_t)b], bhi = N.rs_bounds[(size_t)b + 1];
-    /* this rank's copy of the piece's part of my shard lands at its place in scratch */
-    const size_t mlo = blo > lo ? blo : lo, mhi = bhi < lo + len ? bhi : lo + len;
     int rc = begin(err, "reduce-scatter piece");
-    if (rc) return rc;
-    ncclResult_t r = ncclGroupStart();
-    for (int k = 0; k < P && r == ncclSuccess; k++) {
-        if (k == me) continue;
-        size_t klo = shard_lo(n, k), khi = shard_lo(n, k + 1);
-        size_t a = blo > klo ? blo : klo, z = bhi < khi ? bhi : khi;
-        if (a < z) r = ncclSend(N.rs_in + a, z - a, ncclFloat, k, N.comm, N.stream);
-        if (mlo < mhi && r == ncclSuccess)
-            r = ncclRecv(N.rs_scratch + (size_t)k * len + (mlo - lo), mhi - mlo, ncclFloat, k, N.comm, N.stream);
-    }
-    ncclResult_t r2 = ncclGroupEnd();
-    if (r == ncclSuccess) r = r2;
-    if (r != ncclSuccess) return nccl_fail(err, r, "reduce-scatter piece (send/recv)");
-    return end(err, "reduce-scatter piece", 0); /* the default stream goes on with the backward */
+    if (!rc) rc = exchange(N.rs_in, N.rs_n, N.rs_bounds[(size_t)b], N.rs_bounds[(size_t)b + 1], N.rs_scratch, err);
+    return rc ? rc : end(err, "reduce-scatter piece", 0); /* the default stream goes on with the backward */
 }
 
 extern "C" int pl_nccl_rs_end(pl_err *err) {
